@@ -1,0 +1,116 @@
+// Package checkpoint stores replication positions in ClickHouse.
+//
+// A checkpoint is written after the data it covers and read at start to
+// resume. Store never writes data rows and never talks to Postgres.
+package checkpoint
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/sink"
+)
+
+// Table is the name of the checkpoint table in the target database.
+const Table = "replicator_checkpoints"
+
+// Position is a replication position stored in ClickHouse.
+//
+// When Commit is true, LSN is the commit LSN of the last transaction whose
+// changes are all stored: transactions with a commit LSN <= LSN are done.
+// When Commit is false, LSN is a WAL position reached while idle, after every
+// earlier transaction was stored: transactions with a commit LSN < LSN are done.
+type Position struct {
+	LSN    pglogrepl.LSN
+	Commit bool
+	// CommitTime is the commit time of the last applied transaction.
+	CommitTime time.Time
+}
+
+// Done reports whether a transaction with the given commit LSN is already
+// stored, and must be skipped when Postgres sends it again.
+func (p Position) Done(commitLSN pglogrepl.LSN) bool {
+	if p.Commit {
+		return commitLSN <= p.LSN
+	}
+	return commitLSN < p.LSN
+}
+
+// CreateTable returns the DDL of the checkpoint table.
+func CreateTable(database string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s
+(
+    slot String,
+    lsn UInt64,
+    commit UInt8,
+    commit_time DateTime('UTC'),
+    written_at DateTime('UTC')
+)
+ENGINE = ReplacingMergeTree(lsn)
+ORDER BY slot
+`, mapping.Quote(database), Table)
+}
+
+// Store reads and writes checkpoints of one slot.
+type Store struct {
+	client *sink.Client
+	slot   string
+}
+
+// NewStore returns a store for slot.
+func NewStore(client *sink.Client, slot string) *Store {
+	return &Store{client: client, slot: slot}
+}
+
+// Load returns the newest checkpoint; found is false when there is none.
+func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) {
+	rows, err := s.client.Query(ctx, fmt.Sprintf(
+		"SELECT lsn, commit, commit_time FROM %s.%s WHERE slot = ? ORDER BY lsn DESC, commit DESC LIMIT 1",
+		mapping.Quote(s.client.Database()), Table), s.slot)
+	if err != nil {
+		return Position{}, false, fmt.Errorf("load checkpoint of slot %s: %w", s.slot, err)
+	}
+	if len(rows) == 0 {
+		return Position{}, false, nil
+	}
+	return Position{
+		LSN:        pglogrepl.LSN(rows[0][0].(uint64)),
+		Commit:     rows[0][1].(uint8) == 1,
+		CommitTime: rows[0][2].(time.Time),
+	}, true, nil
+}
+
+// Save writes a checkpoint. It returns only after ClickHouse acknowledged
+// the INSERT; callers must have stored every change it covers before.
+func (s *Store) Save(ctx context.Context, pos Position) error {
+	var commit uint8
+	if pos.Commit {
+		commit = 1
+	}
+	ct := pos.CommitTime
+	if ct.IsZero() {
+		ct = time.Unix(0, 0)
+	}
+	err := s.client.Exec(ctx, fmt.Sprintf(
+		"INSERT INTO %s.%s (slot, lsn, commit, commit_time, written_at) VALUES (?, ?, ?, ?, ?)",
+		mapping.Quote(s.client.Database()), Table),
+		s.slot, uint64(pos.LSN), commit, ct.UTC(), time.Now().UTC())
+	if err != nil {
+		return fmt.Errorf("save checkpoint %s of slot %s: %w", pos.LSN, s.slot, err)
+	}
+	return nil
+}
+
+// Delete removes every checkpoint of the slot (used when a slot is recreated).
+func (s *Store) Delete(ctx context.Context) error {
+	err := s.client.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE slot = ?",
+		mapping.Quote(s.client.Database()), Table), s.slot)
+	if err != nil {
+		return fmt.Errorf("delete checkpoints of slot %s: %w", s.slot, err)
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+// Command replicator copies changes of Postgres tables into ClickHouse.
+//
+//	replicator setup  --config FILE
+//	replicator run    --config FILE
+//	replicator status --config FILE [--json]
+//	replicator version
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/pipeline"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: replicator <command> [flags]
+
+commands:
+  setup   --config FILE           create publication, slot, ClickHouse tables; copy existing rows
+  run     --config FILE           stream changes into ClickHouse until SIGINT/SIGTERM
+  status  --config FILE [--json]  show slot, checkpoint and lag
+  version                         print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "replicator", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "setup", "run", "status":
+	default:
+		fmt.Fprintf(stderr, "replicator: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (HCL)")
+	asJSON := fs.Bool("json", false, "print status as JSON (status only)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprintf(stderr, "replicator %s: --config FILE is required\n", cmd)
+		return 2
+	}
+	cfg, err := config.Load(*path, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "replicator:", err)
+		return 2
+	}
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:       "replicator",
+		Level:      hclog.LevelFromString(cfg.Log.Level),
+		JSONFormat: cfg.Log.Format == "json",
+		Output:     stderr,
+	}).With("slot", cfg.Postgres.Slot)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch cmd {
+	case "setup":
+		report, err := pipeline.Setup(ctx, cfg, log.Named("setup"))
+		for _, line := range report {
+			fmt.Fprintln(stdout, line)
+		}
+		if err != nil {
+			log.Error("setup failed", "error", err)
+			return 1
+		}
+		return 0
+	case "run":
+		if err := pipeline.NewRunner(cfg, log).Run(ctx); err != nil {
+			log.Error("replication stopped", "error", err)
+			return 1
+		}
+		return 0
+	default:
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		st, err := pipeline.ReadStatus(sctx, cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "replicator status:", err)
+			return 1
+		}
+		if *asJSON {
+			if err := printJSON(stdout, st); err != nil {
+				fmt.Fprintln(stderr, "replicator status:", err)
+				return 1
+			}
+		} else {
+			printStatus(stdout, st)
+		}
+		if !st.SlotExists || st.WALStatus == "lost" || !st.HasCheckpoint {
+			return 1
+		}
+		return 0
+	}
+}
+
+func lsnOrEmpty(ok bool, s fmt.Stringer) string {
+	if !ok {
+		return ""
+	}
+	return s.String()
+}
+
+func statusFields(st *pipeline.Status) map[string]any {
+	m := map[string]any{
+		"slot":                st.Slot,
+		"slot_exists":         st.SlotExists,
+		"slot_active":         st.SlotActive,
+		"wal_status":          st.WALStatus,
+		"current_wal_lsn":     st.CurrentWALLSN.String(),
+		"confirmed_flush_lsn": lsnOrEmpty(st.SlotExists, st.ConfirmedFlushLSN),
+		"restart_lsn":         lsnOrEmpty(st.SlotExists, st.RestartLSN),
+		"checkpoint_lsn":      lsnOrEmpty(st.HasCheckpoint, st.CheckpointLSN),
+		"lag_bytes":           st.LagBytes,
+		"retained_wal_bytes":  st.RetainedWALBytes,
+		"tables":              st.Tables,
+	}
+	if !st.LastCommitTime.IsZero() && st.LastCommitTime.Unix() > 0 {
+		m["last_commit_time"] = st.LastCommitTime.UTC().Format(time.RFC3339Nano)
+	} else {
+		m["last_commit_time"] = nil
+	}
+	return m
+}
+
+func printJSON(w io.Writer, st *pipeline.Status) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(statusFields(st))
+}
+
+func printStatus(w io.Writer, st *pipeline.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	f := statusFields(st)
+	for _, k := range []string{"slot", "slot_active", "wal_status", "current_wal_lsn", "confirmed_flush_lsn",
+		"restart_lsn", "checkpoint_lsn", "lag_bytes", "retained_wal_bytes", "last_commit_time"} {
+		v := f[k]
+		if v == nil || v == "" {
+			v = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%v\n", k, v)
+	}
+	for _, t := range st.Tables {
+		fmt.Fprintf(tw, "table %s\t%d live rows in %s (%d rows before merge)\n", t.Source, t.LiveRows, t.Target, t.Rows)
+	}
+	tw.Flush()
+	var problems []string
+	if !st.SlotExists {
+		problems = append(problems, "slot does not exist: run `replicator setup`")
+	}
+	if !st.HasCheckpoint {
+		problems = append(problems, "no checkpoint in ClickHouse: run `replicator setup`")
+	}
+	if st.WALStatus == "lost" {
+		problems = append(problems, "slot is lost: data is missing; resync with `replicator setup` after dropping the slot")
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(w, "problems:\n  "+strings.Join(problems, "\n  "))
+	}
+}
+

@@ -1,0 +1,83 @@
+# replicator configuration for GitLab-style public.events.
+#
+# Every key below is shown with the value this example uses. Keys marked
+# "default" may be omitted. Unknown keys are errors. Strings may call
+# env("NAME") to read an environment variable (an unset variable is an error).
+# Connection settings can also be overridden by environment variables:
+#   REPLICATOR_POSTGRES_DSN, REPLICATOR_CLICKHOUSE_ADDR (comma-separated),
+#   REPLICATOR_CLICKHOUSE_DATABASE, REPLICATOR_CLICKHOUSE_USERNAME,
+#   REPLICATOR_CLICKHOUSE_PASSWORD.
+
+postgres {
+  # libpq URL or key=value string. The role needs the REPLICATION attribute,
+  # and for `replicator setup` the right to create a publication (owner of the
+  # tables) and to read them. Passwords never appear in logs or errors.
+  dsn = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+  # Logical replication slot (pgoutput) that `setup` creates and `run` reads.
+  # Lowercase letters, digits and underscores. Default "replicator".
+  slot = "replicator_events"
+
+  # Publication that `setup` creates for the tables below. Default "replicator".
+  publication = "replicator_events"
+}
+
+clickhouse {
+  # Native protocol addresses (port 9000 by default), tried in order.
+  addr = ["127.0.0.1:9000"]
+
+  # Target database; `setup` creates it. Default "default".
+  database = "analytics"
+
+  username = "default"  # default "default"
+  password = ""         # e.g. env("CLICKHOUSE_PASSWORD")
+}
+
+batch {
+  # Flush to ClickHouse when this many rows are buffered (default 100000)...
+  max_rows = 100000
+  # ...or when the oldest buffered change has waited this long (default "1s").
+  max_delay = "1s"
+}
+
+log {
+  level  = "info"  # trace, debug, info, warn, error (default "info")
+  format = "text"  # text or json (default "text")
+}
+
+# One block per replicated table, labelled "schema.table".
+table "public.events" {
+  # ClickHouse table name in the database above. Default: the table name.
+  target = "events"
+
+  # ClickHouse sorting key: the columns that identify a row. They must be part
+  # of the replica identity (the primary key), so that a delete's tombstone
+  # replaces the row it deletes.
+  order_by = ["id"]
+
+  # Optional PARTITION BY expression. It may only use replica identity
+  # columns, for the same reason; `setup` refuses anything else.
+  # partition_by = "intDiv(id, 100000000)"
+
+  # Columns not listed map by default rules: smallint -> Int16, integer ->
+  # Int32, bigint -> Int64, boolean -> UInt8, real/double -> Float32/Float64,
+  # timestamp(tz) -> DateTime64(6, 'UTC') (DateTime('UTC') before ClickHouse
+  # 20.1), date -> Date, uuid -> UUID, everything else -> String.
+  # SQL NULL becomes the type's default (0, '', epoch) unless nullable = true.
+  column "id"          { type = "UInt64" }
+  column "project_id"  { type = "UInt64" }
+  column "group_id"    { type = "UInt64" }
+  column "author_id"   { type = "UInt64" }
+  column "target_id"   { type = "UInt64" }
+  column "target_type" { type = "LowCardinality(String)" }
+  column "action"      { type = "UInt8" }
+
+  # bytea fingerprint -> xxHash64 of its raw bytes (NULL -> 0).
+  column "fingerprint" {
+    type      = "UInt64"
+    transform = "xxhash64"
+  }
+
+  # A column may keep NULLs instead of defaults:
+  # column "target_id" { type = "UInt64", nullable = true }
+}

@@ -1,0 +1,435 @@
+// Package config loads and validates the replicator's HCL configuration.
+//
+// Load decodes a file over Default, applies environment overrides, and
+// Validate reports every problem at once, each naming its key. It never
+// connects to a server.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+
+	"github.com/replicator/replicator/mapping"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Postgres   Postgres
+	ClickHouse ClickHouse
+	Tables     []Table
+	Batch      Batch
+	Log        Log
+}
+
+// Postgres holds the source connection and replication objects.
+type Postgres struct {
+	// DSN is a libpq connection string or URL. It may hold a password.
+	DSN         string
+	Slot        string
+	Publication string
+}
+
+// ClickHouse holds the target connection.
+type ClickHouse struct {
+	Addr     []string
+	Database string
+	Username string
+	Password string
+}
+
+// Table maps one Postgres table.
+type Table struct {
+	// Name is the qualified source name "schema.table".
+	Name        string
+	Target      string
+	OrderBy     []string
+	PartitionBy string
+	Columns     map[string]mapping.ColumnSpec
+}
+
+// Batch controls when buffered changes are flushed to ClickHouse.
+type Batch struct {
+	MaxRows  int
+	MaxDelay time.Duration
+}
+
+// Log controls logging.
+type Log struct {
+	Level  string
+	Format string
+}
+
+// Default returns the configuration used for every key the file omits.
+func Default() Config {
+	return Config{
+		Postgres:   Postgres{Slot: "replicator", Publication: "replicator"},
+		ClickHouse: ClickHouse{Addr: []string{"127.0.0.1:9000"}, Database: "default", Username: "default"},
+		Batch:      Batch{MaxRows: 100000, MaxDelay: time.Second},
+		Log:        Log{Level: "info", Format: "text"},
+	}
+}
+
+// Spec returns the mapping spec of a table.
+func (t Table) Spec() mapping.TableSpec {
+	return mapping.TableSpec{Source: t.Name, Target: t.Target, OrderBy: t.OrderBy, PartitionBy: t.PartitionBy, Columns: t.Columns}
+}
+
+// SourceParts splits the table name into schema and table.
+func (t Table) SourceParts() (schema, name string) {
+	schema, name, _ = strings.Cut(t.Name, ".")
+	return schema, name
+}
+
+// file mirrors the HCL syntax; pointers and optional keys let Load tell an
+// omitted key from a zero value.
+type file struct {
+	Postgres   *pgBlock    `hcl:"postgres,block"`
+	ClickHouse *chBlock    `hcl:"clickhouse,block"`
+	Tables     []tableBlk  `hcl:"table,block"`
+	Batch      *batchBlock `hcl:"batch,block"`
+	Log        *logBlock   `hcl:"log,block"`
+}
+
+type pgBlock struct {
+	DSN         *string `hcl:"dsn,optional"`
+	Slot        *string `hcl:"slot,optional"`
+	Publication *string `hcl:"publication,optional"`
+}
+
+type chBlock struct {
+	Addr     *[]string `hcl:"addr,optional"`
+	Database *string   `hcl:"database,optional"`
+	Username *string   `hcl:"username,optional"`
+	Password *string   `hcl:"password,optional"`
+}
+
+type tableBlk struct {
+	Name        string      `hcl:"name,label"`
+	Target      *string     `hcl:"target,optional"`
+	OrderBy     []string    `hcl:"order_by"`
+	PartitionBy *string     `hcl:"partition_by,optional"`
+	Columns     []columnBlk `hcl:"column,block"`
+}
+
+type columnBlk struct {
+	Name      string  `hcl:"name,label"`
+	Type      *string `hcl:"type,optional"`
+	Transform *string `hcl:"transform,optional"`
+	Nullable  *bool   `hcl:"nullable,optional"`
+}
+
+type batchBlock struct {
+	MaxRows  *int    `hcl:"max_rows,optional"`
+	MaxDelay *string `hcl:"max_delay,optional"`
+}
+
+type logBlock struct {
+	Level  *string `hcl:"level,optional"`
+	Format *string `hcl:"format,optional"`
+}
+
+// Environment variables that override connection settings.
+const (
+	EnvPostgresDSN        = "REPLICATOR_POSTGRES_DSN"
+	EnvClickHouseAddr     = "REPLICATOR_CLICKHOUSE_ADDR"
+	EnvClickHouseDatabase = "REPLICATOR_CLICKHOUSE_DATABASE"
+	EnvClickHouseUsername = "REPLICATOR_CLICKHOUSE_USERNAME"
+	EnvClickHousePassword = "REPLICATOR_CLICKHOUSE_PASSWORD"
+)
+
+// Load reads, decodes and validates the file at path. Environment overrides
+// are read with getenv (os.Getenv when nil).
+func Load(path string, getenv func(string) string) (Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, src, getenv)
+}
+
+// Parse decodes and validates configuration source; filename is used in messages.
+func Parse(filename string, src []byte, getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	cfg := Default()
+	f, diags := decode(filename, src, getenv)
+	if diags.HasErrors() {
+		return Config{}, &Error{Problems: diagProblems(diags)}
+	}
+	var problems []string
+	f.apply(&cfg, &problems)
+	applyEnv(&cfg, getenv)
+	problems = append(problems, cfg.validate()...)
+	if len(problems) > 0 {
+		return Config{}, &Error{Problems: problems}
+	}
+	return cfg, nil
+}
+
+// Error lists every problem found in a configuration.
+type Error struct {
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	if len(e.Problems) == 1 {
+		return "config: " + e.Problems[0]
+	}
+	return "config: " + fmt.Sprint(len(e.Problems)) + " problems:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+func decode(filename string, src []byte, getenv func(string) string) (*file, hcl.Diagnostics) {
+	body, diags := hclsyntax.ParseConfig(src, filename, hcl.Pos{Line: 1, Column: 1})
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	ctx := &hcl.EvalContext{Functions: map[string]function.Function{"env": envFunc(getenv)}}
+	var f file
+	diags = append(diags, gohcl.DecodeBody(body.Body, ctx, &f)...)
+	return &f, diags
+}
+
+func envFunc(getenv func(string) string) function.Function {
+	return function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "name", Type: cty.String}},
+		Type:   function.StaticReturnType(cty.String),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			name := args[0].AsString()
+			v := getenv(name)
+			if v == "" {
+				return cty.NilVal, fmt.Errorf("environment variable %s is not set", name)
+			}
+			return cty.StringVal(v), nil
+		},
+	})
+}
+
+func diagProblems(diags hcl.Diagnostics) []string {
+	var out []string
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		msg := d.Summary
+		if d.Detail != "" {
+			msg += ": " + d.Detail
+		}
+		if d.Subject != nil {
+			msg = d.Subject.String() + ": " + msg
+		}
+		out = append(out, msg)
+	}
+	return out
+}
+
+func (f *file) apply(cfg *Config, problems *[]string) {
+	if p := f.Postgres; p != nil {
+		setString(&cfg.Postgres.DSN, p.DSN)
+		setString(&cfg.Postgres.Slot, p.Slot)
+		setString(&cfg.Postgres.Publication, p.Publication)
+	}
+	if c := f.ClickHouse; c != nil {
+		if c.Addr != nil {
+			cfg.ClickHouse.Addr = *c.Addr
+		}
+		setString(&cfg.ClickHouse.Database, c.Database)
+		setString(&cfg.ClickHouse.Username, c.Username)
+		setString(&cfg.ClickHouse.Password, c.Password)
+	}
+	if b := f.Batch; b != nil {
+		if b.MaxRows != nil {
+			cfg.Batch.MaxRows = *b.MaxRows
+		}
+		if b.MaxDelay != nil {
+			d, err := time.ParseDuration(*b.MaxDelay)
+			if err != nil {
+				*problems = append(*problems, fmt.Sprintf("batch.max_delay: %q is not a duration (e.g. \"500ms\", \"2s\")", *b.MaxDelay))
+			} else {
+				cfg.Batch.MaxDelay = d
+			}
+		}
+	}
+	if l := f.Log; l != nil {
+		setString(&cfg.Log.Level, l.Level)
+		setString(&cfg.Log.Format, l.Format)
+	}
+	for _, tb := range f.Tables {
+		t := Table{Name: tb.Name, OrderBy: tb.OrderBy, Columns: map[string]mapping.ColumnSpec{}}
+		_, t.Target, _ = strings.Cut(tb.Name, ".")
+		setString(&t.Target, tb.Target)
+		setString(&t.PartitionBy, tb.PartitionBy)
+		for _, cb := range tb.Columns {
+			if _, dup := t.Columns[cb.Name]; dup {
+				*problems = append(*problems, fmt.Sprintf("table %q column %q: defined twice", tb.Name, cb.Name))
+			}
+			var cs mapping.ColumnSpec
+			setString(&cs.Type, cb.Type)
+			if cb.Transform != nil {
+				cs.Transform = mapping.Transform(*cb.Transform)
+			}
+			if cb.Nullable != nil {
+				cs.Nullable = *cb.Nullable
+			}
+			t.Columns[cb.Name] = cs
+		}
+		cfg.Tables = append(cfg.Tables, t)
+	}
+}
+
+func setString(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func applyEnv(cfg *Config, getenv func(string) string) {
+	if v := getenv(EnvPostgresDSN); v != "" {
+		cfg.Postgres.DSN = v
+	}
+	if v := getenv(EnvClickHouseAddr); v != "" {
+		var addrs []string
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				addrs = append(addrs, a)
+			}
+		}
+		cfg.ClickHouse.Addr = addrs
+	}
+	if v := getenv(EnvClickHouseDatabase); v != "" {
+		cfg.ClickHouse.Database = v
+	}
+	if v := getenv(EnvClickHouseUsername); v != "" {
+		cfg.ClickHouse.Username = v
+	}
+	if v := getenv(EnvClickHousePassword); v != "" {
+		cfg.ClickHouse.Password = v
+	}
+}
+
+var (
+	pgIdent = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+	chIdent = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// validate returns every problem, each prefixed with its key path.
+func (c *Config) validate() []string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+
+	if c.Postgres.DSN == "" {
+		add("postgres.dsn: required (or set %s)", EnvPostgresDSN)
+	} else if _, err := pgconn.ParseConfig(c.Postgres.DSN); err != nil {
+		add("postgres.dsn: not a valid connection string: %s", redactedParseError(err))
+	}
+	if !pgIdent.MatchString(c.Postgres.Slot) {
+		add("postgres.slot: %q must be lowercase letters, digits and underscores (at most 63)", c.Postgres.Slot)
+	}
+	if !pgIdent.MatchString(c.Postgres.Publication) {
+		add("postgres.publication: %q must be lowercase letters, digits and underscores (at most 63)", c.Postgres.Publication)
+	}
+	if len(c.ClickHouse.Addr) == 0 {
+		add("clickhouse.addr: at least one host:port is required")
+	}
+	for i, a := range c.ClickHouse.Addr {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			add("clickhouse.addr[%d]: %q is not host:port", i, a)
+		}
+	}
+	if !chIdent.MatchString(c.ClickHouse.Database) {
+		add("clickhouse.database: %q is not a valid identifier", c.ClickHouse.Database)
+	}
+	if c.Batch.MaxRows <= 0 {
+		add("batch.max_rows: must be positive, got %d", c.Batch.MaxRows)
+	}
+	if c.Batch.MaxDelay <= 0 {
+		add("batch.max_delay: must be positive, got %s", c.Batch.MaxDelay)
+	}
+	switch c.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		add("log.level: %q is not one of trace, debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format: %q is not one of text, json", c.Log.Format)
+	}
+	if len(c.Tables) == 0 {
+		add("table: at least one table block is required")
+	}
+	seenSource, seenTarget := map[string]bool{}, map[string]bool{}
+	for _, t := range c.Tables {
+		key := fmt.Sprintf("table %q", t.Name)
+		schema, name, ok := strings.Cut(t.Name, ".")
+		if !ok || schema == "" || name == "" || strings.Contains(name, ".") {
+			add("%s: name must be \"schema.table\"", key)
+		}
+		if seenSource[t.Name] {
+			add("%s: defined twice", key)
+		}
+		seenSource[t.Name] = true
+		if !chIdent.MatchString(t.Target) {
+			add("%s.target: %q is not a valid ClickHouse identifier", key, t.Target)
+		} else if seenTarget[t.Target] {
+			add("%s.target: %q is used by another table", key, t.Target)
+		}
+		seenTarget[t.Target] = true
+		if len(t.OrderBy) == 0 {
+			add("%s.order_by: at least one column is required", key)
+		}
+		names := make([]string, 0, len(t.Columns))
+		for n := range t.Columns {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			cs := t.Columns[n]
+			ckey := fmt.Sprintf("%s.column %q", key, n)
+			var typ mapping.Type
+			if cs.Type != "" {
+				var err error
+				if typ, err = mapping.ParseType(cs.Type); err != nil {
+					add("%s.type: %s", ckey, err)
+					continue
+				}
+			}
+			switch cs.Transform {
+			case mapping.TransformNone:
+			case mapping.TransformXXHash64:
+				if cs.Type != "" && typ.String() != "UInt64" {
+					add("%s.transform: xxhash64 needs type \"UInt64\", not %q", ckey, cs.Type)
+				}
+			default:
+				add("%s.transform: %q is not a known transform (supported: \"xxhash64\")", ckey, cs.Transform)
+			}
+			if cs.Nullable && typ.LowCardinality {
+				add("%s.nullable: LowCardinality columns cannot be nullable here; drop nullable or the LowCardinality", ckey)
+			}
+		}
+	}
+	return p
+}
+
+// redactedParseError returns pgconn's message without the connection string,
+// which may hold a password.
+func redactedParseError(err error) string {
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) && pe.Unwrap() != nil {
+		return pe.Unwrap().Error()
+	}
+	return "cannot parse"
+}

@@ -1,0 +1,366 @@
+package mapping
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/google/uuid"
+)
+
+// Names of the columns the replicator adds to every target table.
+const (
+	VersionColumn = "_version"
+	DeletedColumn = "_deleted"
+)
+
+// Postgres type OIDs the mapping knows.
+const (
+	oidBool        = 16
+	oidBytea       = 17
+	oidChar        = 18
+	oidName        = 19
+	oidInt8        = 20
+	oidInt2        = 21
+	oidInt4        = 23
+	oidText        = 25
+	oidOID         = 26
+	oidJSON        = 114
+	oidFloat4      = 700
+	oidFloat8      = 701
+	oidBPChar      = 1042
+	oidVarchar     = 1043
+	oidDate        = 1082
+	oidTimestamp   = 1114
+	oidTimestamptz = 1184
+	oidNumeric     = 1700
+	oidUUID        = 2950
+	oidJSONB       = 3802
+)
+
+// DefaultType returns the ClickHouse type for a Postgres type when the
+// configuration names none.
+func DefaultType(oid uint32, caps Caps) Type {
+	switch oid {
+	case oidBool:
+		return Type{Kind: KindUInt8}
+	case oidInt2:
+		return Type{Kind: KindInt16}
+	case oidInt4:
+		return Type{Kind: KindInt32}
+	case oidInt8:
+		return Type{Kind: KindInt64}
+	case oidOID:
+		return Type{Kind: KindUInt32}
+	case oidFloat4:
+		return Type{Kind: KindFloat32}
+	case oidFloat8:
+		return Type{Kind: KindFloat64}
+	case oidUUID:
+		return Type{Kind: KindUUID}
+	case oidDate:
+		return Type{Kind: KindDate}
+	case oidTimestamp, oidTimestamptz:
+		if caps.DateTime64 {
+			return Type{Kind: KindDateTime64, Precision: 6, TimeZone: "UTC"}
+		}
+		return Type{Kind: KindDateTime, TimeZone: "UTC"}
+	default:
+		// text, varchar, bytea, json, numeric and every other type keep
+		// their exact text (or raw bytes for bytea) in a String.
+		return Type{Kind: KindString}
+	}
+}
+
+func targetType(oid uint32, cs ColumnSpec, caps Caps) (Type, error) {
+	var typ Type
+	if cs.Type != "" {
+		t, err := ParseType(cs.Type)
+		if err != nil {
+			return Type{}, err
+		}
+		typ = t
+	} else if cs.Transform == TransformXXHash64 {
+		typ = Type{Kind: KindUInt64}
+	} else {
+		typ = DefaultType(oid, caps)
+	}
+	if cs.Nullable {
+		if typ.LowCardinality {
+			return Type{}, fmt.Errorf("nullable LowCardinality columns are not supported")
+		}
+		typ.Nullable = true
+	}
+	if typ.Kind == KindDateTime64 && !caps.DateTime64 {
+		return Type{}, fmt.Errorf("type %s needs ClickHouse >= 20.1; use DateTime('UTC')", typ)
+	}
+	return typ, nil
+}
+
+type converter func(text []byte) (any, error)
+
+// errNegative is returned for a negative value into an unsigned column.
+var errNegative = errors.New("negative value into an unsigned column")
+
+func newConverter(oid uint32, typ Type, tr Transform) (converter, error) {
+	switch tr {
+	case TransformNone:
+	case TransformXXHash64:
+		if typ.Kind != KindUInt64 {
+			return nil, fmt.Errorf("transform xxhash64 needs type UInt64, not %s", typ)
+		}
+		if oid == oidBytea {
+			return func(b []byte) (any, error) {
+				raw, err := decodeBytea(b)
+				if err != nil {
+					return nil, err
+				}
+				return xxhash.Sum64(raw), nil
+			}, nil
+		}
+		return func(b []byte) (any, error) { return xxhash.Sum64(b), nil }, nil
+	default:
+		return nil, fmt.Errorf("unknown transform %q (supported: xxhash64)", tr)
+	}
+
+	switch {
+	case typ.Kind == KindString:
+		if oid == oidBytea {
+			return func(b []byte) (any, error) {
+				raw, err := decodeBytea(b)
+				return string(raw), err
+			}, nil
+		}
+		return func(b []byte) (any, error) { return string(b), nil }, nil
+	case typ.IsInteger():
+		return integerConverter(oid, typ)
+	case typ.Kind == KindFloat32 || typ.Kind == KindFloat64:
+		if !isNumeric(oid) {
+			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
+		}
+		bits := 64
+		if typ.Kind == KindFloat32 {
+			bits = 32
+		}
+		return func(b []byte) (any, error) {
+			f, err := strconv.ParseFloat(string(b), bits)
+			if err != nil {
+				return nil, fmt.Errorf("value %q is not a number", b)
+			}
+			if bits == 32 {
+				return float32(f), nil
+			}
+			return f, nil
+		}, nil
+	case typ.Kind == KindUUID:
+		if oid != oidUUID && !isText(oid) {
+			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
+		}
+		return func(b []byte) (any, error) {
+			u, err := uuid.ParseBytes(b)
+			if err != nil {
+				return nil, fmt.Errorf("value %q is not a UUID", b)
+			}
+			return u, nil
+		}, nil
+	case typ.Kind == KindDate:
+		if oid != oidDate && oid != oidTimestamp && oid != oidTimestamptz {
+			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
+		}
+		return func(b []byte) (any, error) {
+			t, err := parseTimestamp(b)
+			if err != nil {
+				return nil, err
+			}
+			if t.Year() < 1970 || t.Year() > 2148 {
+				return nil, fmt.Errorf("value %q is outside the range of %s (1970..2148)", b, typ)
+			}
+			return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC), nil
+		}, nil
+	case typ.Kind == KindDateTime || typ.Kind == KindDateTime64:
+		if oid != oidDate && oid != oidTimestamp && oid != oidTimestamptz {
+			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
+		}
+		lo, hi := int64(0), int64(math.MaxUint32)
+		if typ.Kind == KindDateTime64 {
+			lo, hi = -2208988800, 10413791999 // 1900-01-01 .. 2299-12-31
+		}
+		return func(b []byte) (any, error) {
+			t, err := parseTimestamp(b)
+			if err != nil {
+				return nil, err
+			}
+			if s := t.Unix(); s < lo || s > hi {
+				return nil, fmt.Errorf("value %q is outside the range of %s", b, typ)
+			}
+			return t, nil
+		}, nil
+	}
+	return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
+}
+
+func isNumeric(oid uint32) bool {
+	switch oid {
+	case oidInt2, oidInt4, oidInt8, oidOID, oidFloat4, oidFloat8, oidNumeric:
+		return true
+	}
+	return false
+}
+
+func isText(oid uint32) bool {
+	switch oid {
+	case oidText, oidVarchar, oidBPChar, oidName, oidChar:
+		return true
+	}
+	return false
+}
+
+func integerConverter(oid uint32, typ Type) (converter, error) {
+	if oid == oidBool {
+		return func(b []byte) (any, error) {
+			switch string(b) {
+			case "t":
+				return castInt(1, typ), nil
+			case "f":
+				return castInt(0, typ), nil
+			}
+			return nil, fmt.Errorf("value %q is not a boolean", b)
+		}, nil
+	}
+	if !isNumeric(oid) {
+		return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
+	}
+	min, max := intRange(typ)
+	if typ.IsUnsigned() {
+		return func(b []byte) (any, error) {
+			if len(b) > 0 && b[0] == '-' {
+				if _, err := strconv.ParseInt(string(b), 10, 64); err == nil && string(b) != "-0" {
+					return nil, fmt.Errorf("value %s: %w %s", b, errNegative, typ)
+				}
+			}
+			u, err := strconv.ParseUint(string(b), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("value %q is not an integer in the range of %s", b, typ)
+			}
+			if u > uint64(max) {
+				return nil, fmt.Errorf("value %s is out of the range of %s", b, typ)
+			}
+			return castUint(u, typ), nil
+		}, nil
+	}
+	return func(b []byte) (any, error) {
+		n, err := strconv.ParseInt(string(b), 10, 64)
+		if err != nil || n < min || n > max {
+			return nil, fmt.Errorf("value %q is not an integer in the range of %s", b, typ)
+		}
+		return castInt(n, typ), nil
+	}, nil
+}
+
+// intRange returns the bounds of an integer type; for UInt64 max is reported
+// as MaxInt64 but is not used as a bound.
+func intRange(typ Type) (int64, int64) {
+	switch typ.Kind {
+	case KindUInt8:
+		return 0, math.MaxUint8
+	case KindUInt16:
+		return 0, math.MaxUint16
+	case KindUInt32:
+		return 0, math.MaxUint32
+	case KindUInt64:
+		return 0, -1 // unused: every uint64 fits
+	case KindInt8:
+		return math.MinInt8, math.MaxInt8
+	case KindInt16:
+		return math.MinInt16, math.MaxInt16
+	case KindInt32:
+		return math.MinInt32, math.MaxInt32
+	}
+	return math.MinInt64, math.MaxInt64
+}
+
+func castUint(u uint64, typ Type) any {
+	switch typ.Kind {
+	case KindUInt8:
+		return uint8(u)
+	case KindUInt16:
+		return uint16(u)
+	case KindUInt32:
+		return uint32(u)
+	}
+	return u
+}
+
+func castInt(n int64, typ Type) any {
+	switch typ.Kind {
+	case KindUInt8, KindUInt16, KindUInt32, KindUInt64:
+		return castUint(uint64(n), typ)
+	case KindInt8:
+		return int8(n)
+	case KindInt16:
+		return int16(n)
+	case KindInt32:
+		return int32(n)
+	}
+	return n
+}
+
+var epoch = time.Unix(0, 0).UTC()
+
+func zeroValue(typ Type) any {
+	if typ.Nullable {
+		return nil
+	}
+	switch typ.Kind {
+	case KindString:
+		return ""
+	case KindUUID:
+		return uuid.UUID{}
+	case KindDate, KindDateTime, KindDateTime64:
+		return epoch
+	case KindFloat32:
+		return float32(0)
+	case KindFloat64:
+		return float64(0)
+	}
+	return castInt(0, typ)
+}
+
+// decodeBytea decodes Postgres' hex bytea output ("\x0aff").
+func decodeBytea(b []byte) ([]byte, error) {
+	if len(b) < 2 || b[0] != '\\' || b[1] != 'x' {
+		return nil, fmt.Errorf("bytea value is not in hex format (set bytea_output = 'hex')")
+	}
+	out := make([]byte, (len(b)-2)/2)
+	if _, err := hex.Decode(out, b[2:]); err != nil {
+		return nil, fmt.Errorf("bytea value: %w", err)
+	}
+	return out, nil
+}
+
+// parseTimestamp parses Postgres' ISO output of date, timestamp and
+// timestamptz ("2024-05-01 10:11:12.123456+00"); values without a zone are UTC.
+func parseTimestamp(b []byte) (time.Time, error) {
+	s := string(b)
+	if s == "infinity" || s == "-infinity" || len(s) > 3 && s[len(s)-3:] == " BC" {
+		return time.Time{}, fmt.Errorf("value %q cannot be stored in ClickHouse", s)
+	}
+	for _, layout := range timestampLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("value %q is not an ISO timestamp", s)
+}
+
+var timestampLayouts = []string{
+	"2006-01-02 15:04:05.999999999Z07",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999Z07:00:00",
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02",
+}

@@ -1,0 +1,9 @@
+// Package mapping turns Postgres tuples into ClickHouse rows.
+//
+// It resolves each configured table into typed target columns (from the
+// configuration and default rules per Postgres type), converts text-format
+// values (NULL to the type's default unless the column is nullable, bytea
+// fingerprints to xxHash64, timestamps to UTC), builds tombstones for deletes,
+// and generates the target DDL. It is pure: it never performs I/O, and it
+// never decides versions or checkpoints.
+package mapping

@@ -1,0 +1,338 @@
+package mapping
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Transform is a function applied to a source value before it is stored.
+type Transform string
+
+// Supported transforms.
+const (
+	TransformNone Transform = ""
+	// TransformXXHash64 stores the xxHash64 of the value's raw bytes (bytea
+	// is hashed after hex decoding; other types hash their text form).
+	TransformXXHash64 Transform = "xxhash64"
+)
+
+// ColumnSpec is what the configuration says about one column.
+type ColumnSpec struct {
+	// Type is the ClickHouse type; empty means the default for the source type.
+	Type      string
+	Transform Transform
+	// Nullable keeps SQL NULL as NULL instead of the type's default.
+	Nullable bool
+}
+
+// TableSpec is what the configuration says about one replicated table.
+type TableSpec struct {
+	// Source is the qualified Postgres name, "schema.table".
+	Source string
+	// Target is the ClickHouse table name.
+	Target      string
+	OrderBy     []string
+	PartitionBy string
+	Columns     map[string]ColumnSpec
+}
+
+// SourceColumn is a Postgres column as the catalog or a pgoutput Relation
+// message describes it.
+type SourceColumn struct {
+	Name    string
+	TypeOID uint32
+	// Identity marks a column of the replica identity, which a delete carries.
+	Identity bool
+}
+
+// Caps are the features of the target ClickHouse server that change the mapping.
+type Caps struct {
+	// DateTime64 is true for servers >= 20.1.
+	DateTime64 bool
+}
+
+// Column is one resolved target column.
+type Column struct {
+	Name      string
+	Type      Type
+	Transform Transform
+	SourceOID uint32
+	conv      converter
+	zero      any
+}
+
+// Table is the resolved mapping of one Postgres table to one ClickHouse table.
+// Its columns are in the source table's column order.
+type Table struct {
+	Source      string
+	Target      string
+	Columns     []Column
+	OrderBy     []string
+	PartitionBy string
+	// Key holds the indexes of the ORDER BY columns in Columns.
+	Key []int
+	// identity holds the indexes carried by a delete's old tuple.
+	identity []bool
+}
+
+// Resolve builds the mapping of spec for a source table with columns src.
+func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
+	t := &Table{Source: spec.Source, Target: spec.Target, OrderBy: spec.OrderBy, PartitionBy: spec.PartitionBy}
+	byName := make(map[string]int, len(src))
+	for _, sc := range src {
+		if strings.HasPrefix(sc.Name, "_") && (sc.Name == VersionColumn || sc.Name == DeletedColumn) {
+			return nil, fmt.Errorf("table %s: column %q collides with the replicator's own column", spec.Source, sc.Name)
+		}
+		cs := spec.Columns[sc.Name]
+		typ, err := targetType(sc.TypeOID, cs, caps)
+		if err != nil {
+			return nil, fmt.Errorf("table %s column %s: %w", spec.Source, sc.Name, err)
+		}
+		conv, err := newConverter(sc.TypeOID, typ, cs.Transform)
+		if err != nil {
+			return nil, fmt.Errorf("table %s column %s: %w", spec.Source, sc.Name, err)
+		}
+		byName[sc.Name] = len(t.Columns)
+		t.Columns = append(t.Columns, Column{
+			Name: sc.Name, Type: typ, Transform: cs.Transform, SourceOID: sc.TypeOID,
+			conv: conv, zero: zeroValue(typ),
+		})
+		t.identity = append(t.identity, sc.Identity)
+	}
+	for name := range spec.Columns {
+		if _, ok := byName[name]; !ok {
+			return nil, fmt.Errorf("table %s: configured column %q does not exist in Postgres", spec.Source, name)
+		}
+	}
+	if len(spec.OrderBy) == 0 {
+		return nil, fmt.Errorf("table %s: order_by is empty", spec.Source)
+	}
+	for _, name := range spec.OrderBy {
+		i, ok := byName[name]
+		if !ok {
+			return nil, fmt.Errorf("table %s: order_by column %q does not exist in Postgres", spec.Source, name)
+		}
+		if t.Columns[i].Type.Nullable {
+			return nil, fmt.Errorf("table %s: order_by column %q cannot be nullable", spec.Source, name)
+		}
+		t.Key = append(t.Key, i)
+	}
+	return t, nil
+}
+
+// CheckIdentity verifies that every column of the sorting and partition keys
+// is part of the replica identity, so that a delete's tombstone lands in the
+// same partition and sorting key as the row it deletes. ReplacingMergeTree
+// only collapses rows within one partition: a tombstone with a default value
+// in a key column would leave the deleted row alive forever.
+func (t *Table) CheckIdentity() error {
+	var bad []string
+	for _, i := range t.Key {
+		if !t.identity[i] {
+			bad = append(bad, t.Columns[i].Name)
+		}
+	}
+	for _, name := range t.PartitionColumns() {
+		i := t.ColumnIndex(name)
+		if i >= 0 && !t.identity[i] && !contains(bad, name) {
+			bad = append(bad, name)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("table %s: order_by/partition_by use %s, which a delete does not carry: "+
+		"ReplacingMergeTree collapses rows only within one partition and sorting key, so the tombstone "+
+		"of a deleted row would not replace it; use only replica identity columns (the primary key), "+
+		"or set REPLICA IDENTITY FULL on the Postgres table", t.Source, strings.Join(bad, ", "))
+}
+
+// PartitionColumns returns the column names that the partition expression refers to.
+func (t *Table) PartitionColumns() []string {
+	var out []string
+	for _, id := range identifiers(t.PartitionBy) {
+		if t.ColumnIndex(id) >= 0 && !contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// ColumnIndex returns the index of the named column, or -1.
+func (t *Table) ColumnIndex(name string) int {
+	for i := range t.Columns {
+		if t.Columns[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// identifiers returns the bare identifiers of an SQL expression (function
+// names included; callers match them against column names).
+func identifiers(expr string) []string {
+	var out []string
+	for i := 0; i < len(expr); {
+		c := expr[i]
+		switch {
+		case c == '\'':
+			j := i + 1
+			for j < len(expr) && expr[j] != '\'' {
+				if expr[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			i = j + 1
+		case c == '`' || c == '"':
+			j := strings.IndexByte(expr[i+1:], c)
+			if j < 0 {
+				return append(out, expr[i+1:])
+			}
+			out = append(out, expr[i+1:i+1+j])
+			i += j + 2
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			j := i
+			for j < len(expr) && (expr[j] == '_' || expr[j] >= 'a' && expr[j] <= 'z' || expr[j] >= 'A' && expr[j] <= 'Z' || expr[j] >= '0' && expr[j] <= '9') {
+				j++
+			}
+			out = append(out, expr[i:j])
+			i = j
+		default:
+			i++
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ValueKind says how a column value arrived.
+type ValueKind byte
+
+// Value kinds, as pgoutput marks them.
+const (
+	ValueNull      ValueKind = 'n'
+	ValueUnchanged ValueKind = 'u'
+	ValueText      ValueKind = 't'
+)
+
+// Value is one column of a source tuple in Postgres text format.
+type Value struct {
+	Kind ValueKind
+	Data []byte
+}
+
+// ColumnError is a value that cannot be mapped.
+type ColumnError struct {
+	Column string
+	Err    error
+}
+
+func (e *ColumnError) Error() string { return "column " + e.Column + ": " + e.Err.Error() }
+func (e *ColumnError) Unwrap() error { return e.Err }
+
+// Row maps a full source tuple into dst (len(dst) >= len(t.Columns)).
+// Unchanged TOAST values are left nil and their indexes are returned in
+// unchanged (appended to the passed slice), to be filled from the row's
+// latest image by the caller.
+func (t *Table) Row(vals []Value, dst []any, unchanged []int) ([]int, error) {
+	if len(vals) != len(t.Columns) {
+		return unchanged, fmt.Errorf("tuple has %d columns, table %s has %d", len(vals), t.Source, len(t.Columns))
+	}
+	for i := range t.Columns {
+		c := &t.Columns[i]
+		switch vals[i].Kind {
+		case ValueText:
+			v, err := c.conv(vals[i].Data)
+			if err != nil {
+				return unchanged, &ColumnError{Column: c.Name, Err: err}
+			}
+			dst[i] = v
+		case ValueNull:
+			dst[i] = c.zero
+		case ValueUnchanged:
+			dst[i] = nil
+			unchanged = append(unchanged, i)
+		default:
+			return unchanged, &ColumnError{Column: c.Name, Err: fmt.Errorf("unsupported value kind %q", byte(vals[i].Kind))}
+		}
+	}
+	return unchanged, nil
+}
+
+// Tombstone maps the identity columns of a delete's old tuple into dst; every
+// other column gets its default.
+func (t *Table) Tombstone(old []Value, dst []any) error {
+	if len(old) != len(t.Columns) {
+		return fmt.Errorf("old tuple has %d columns, table %s has %d", len(old), t.Source, len(t.Columns))
+	}
+	for i := range t.Columns {
+		c := &t.Columns[i]
+		dst[i] = c.zero
+		if !t.identity[i] || old[i].Kind != ValueText {
+			continue
+		}
+		v, err := c.conv(old[i].Data)
+		if err != nil {
+			return &ColumnError{Column: c.Name, Err: err}
+		}
+		dst[i] = v
+	}
+	for _, k := range t.Key {
+		if old[k].Kind != ValueText {
+			return &ColumnError{Column: t.Columns[k].Name, Err: fmt.Errorf("delete carries no value for sorting key column; check the table's REPLICA IDENTITY")}
+		}
+	}
+	return nil
+}
+
+// KeyString renders the sorting key of a mapped row, for deduplication and messages.
+func (t *Table) KeyString(row []any) string {
+	var b strings.Builder
+	for n, i := range t.Key {
+		if n > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(t.Columns[i].Name)
+		b.WriteByte('=')
+		switch v := row[i].(type) {
+		case uint64:
+			b.WriteString(strconv.FormatUint(v, 10))
+		case int64:
+			b.WriteString(strconv.FormatInt(v, 10))
+		case string:
+			b.WriteString(strconv.Quote(v))
+		default:
+			fmt.Fprint(&b, v)
+		}
+	}
+	return b.String()
+}
+
+// KeyOf renders the sorting key of a source tuple's text values, for error
+// messages about tuples that could not be mapped.
+func (t *Table) KeyOf(vals []Value) string {
+	var b strings.Builder
+	for n, i := range t.Key {
+		if n > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(t.Columns[i].Name)
+		b.WriteByte('=')
+		if i < len(vals) && vals[i].Kind == ValueText {
+			b.Write(vals[i].Data)
+		} else {
+			b.WriteString("?")
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,210 @@
+package mapping
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Kind is the base ClickHouse type of a column.
+type Kind int
+
+// The ClickHouse base types the replicator writes.
+const (
+	KindInvalid Kind = iota
+	KindUInt8
+	KindUInt16
+	KindUInt32
+	KindUInt64
+	KindInt8
+	KindInt16
+	KindInt32
+	KindInt64
+	KindFloat32
+	KindFloat64
+	KindString
+	KindUUID
+	KindDate
+	KindDateTime
+	KindDateTime64
+)
+
+var kindNames = map[Kind]string{
+	KindUInt8: "UInt8", KindUInt16: "UInt16", KindUInt32: "UInt32", KindUInt64: "UInt64",
+	KindInt8: "Int8", KindInt16: "Int16", KindInt32: "Int32", KindInt64: "Int64",
+	KindFloat32: "Float32", KindFloat64: "Float64", KindString: "String", KindUUID: "UUID",
+	KindDate: "Date", KindDateTime: "DateTime", KindDateTime64: "DateTime64",
+}
+
+// Type is a ClickHouse column type as the replicator understands it.
+type Type struct {
+	Kind           Kind
+	Nullable       bool
+	LowCardinality bool
+	// Precision is the sub-second digits of a DateTime64.
+	Precision int
+	// TimeZone of a DateTime or DateTime64; empty means the server's.
+	TimeZone string
+}
+
+// IsInteger reports whether the type is one of the integer kinds.
+func (t Type) IsInteger() bool { return t.Kind >= KindUInt8 && t.Kind <= KindInt64 }
+
+// IsUnsigned reports whether the type is an unsigned integer.
+func (t Type) IsUnsigned() bool { return t.Kind >= KindUInt8 && t.Kind <= KindUInt64 }
+
+// String returns the type in ClickHouse syntax.
+func (t Type) String() string {
+	var s string
+	switch t.Kind {
+	case KindDateTime:
+		s = "DateTime"
+		if t.TimeZone != "" {
+			s += "('" + t.TimeZone + "')"
+		}
+	case KindDateTime64:
+		s = "DateTime64(" + strconv.Itoa(t.Precision)
+		if t.TimeZone != "" {
+			s += ", '" + t.TimeZone + "'"
+		}
+		s += ")"
+	default:
+		s = kindNames[t.Kind]
+	}
+	if t.Nullable {
+		s = "Nullable(" + s + ")"
+	}
+	if t.LowCardinality {
+		s = "LowCardinality(" + s + ")"
+	}
+	return s
+}
+
+// ParseType parses a ClickHouse type name such as "UInt64",
+// "LowCardinality(String)" or "DateTime64(6, 'UTC')". Only the types the
+// replicator can write are accepted.
+func ParseType(s string) (Type, error) {
+	t, err := parseType(strings.TrimSpace(s), 0)
+	if err != nil {
+		return Type{}, fmt.Errorf("type %q: %w", s, err)
+	}
+	return t, nil
+}
+
+func parseType(s string, depth int) (Type, error) {
+	if depth > 2 {
+		return Type{}, fmt.Errorf("too deeply nested")
+	}
+	name, args, hasArgs, err := splitType(s)
+	if err != nil {
+		return Type{}, err
+	}
+	switch name {
+	case "Nullable", "LowCardinality":
+		if !hasArgs || len(args) != 1 {
+			return Type{}, fmt.Errorf("%s takes one type argument", name)
+		}
+		inner, err := parseType(args[0], depth+1)
+		if err != nil {
+			return Type{}, err
+		}
+		if name == "Nullable" {
+			if inner.Nullable || inner.LowCardinality {
+				return Type{}, fmt.Errorf("Nullable must wrap a plain type")
+			}
+			inner.Nullable = true
+			return inner, nil
+		}
+		if inner.LowCardinality || inner.Kind != KindString {
+			return Type{}, fmt.Errorf("LowCardinality is supported for String and Nullable(String) only")
+		}
+		inner.LowCardinality = true
+		return inner, nil
+	case "DateTime":
+		t := Type{Kind: KindDateTime}
+		if hasArgs {
+			if len(args) != 1 {
+				return Type{}, fmt.Errorf("DateTime takes at most a time zone")
+			}
+			tz, err := unquote(args[0])
+			if err != nil {
+				return Type{}, err
+			}
+			t.TimeZone = tz
+		}
+		return t, nil
+	case "DateTime64":
+		if !hasArgs || len(args) < 1 || len(args) > 2 {
+			return Type{}, fmt.Errorf("DateTime64 takes a precision and an optional time zone")
+		}
+		p, err := strconv.Atoi(strings.TrimSpace(args[0]))
+		if err != nil || p < 0 || p > 9 {
+			return Type{}, fmt.Errorf("DateTime64 precision must be 0..9")
+		}
+		t := Type{Kind: KindDateTime64, Precision: p}
+		if len(args) == 2 {
+			tz, err := unquote(args[1])
+			if err != nil {
+				return Type{}, err
+			}
+			t.TimeZone = tz
+		}
+		return t, nil
+	}
+	if hasArgs {
+		return Type{}, fmt.Errorf("unsupported type")
+	}
+	for k, n := range kindNames {
+		if n == name && k != KindDateTime && k != KindDateTime64 {
+			return Type{Kind: k}, nil
+		}
+	}
+	return Type{}, fmt.Errorf("unsupported type (supported: UInt8..UInt64, Int8..Int64, Float32, Float64, String, UUID, Date, DateTime, DateTime64, Nullable(T), LowCardinality(String))")
+}
+
+// splitType splits "Name(a, b)" into its name and top-level arguments.
+func splitType(s string) (name string, args []string, hasArgs bool, err error) {
+	open := strings.IndexByte(s, '(')
+	if open < 0 {
+		return s, nil, false, nil
+	}
+	if !strings.HasSuffix(s, ")") {
+		return "", nil, false, fmt.Errorf("unbalanced parentheses")
+	}
+	name = strings.TrimSpace(s[:open])
+	body := s[open+1 : len(s)-1]
+	depth, start := 0, 0
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+			if depth < 0 {
+				return "", nil, false, fmt.Errorf("unbalanced parentheses")
+			}
+		case ',':
+			if depth == 0 {
+				args = append(args, strings.TrimSpace(body[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	if depth != 0 {
+		return "", nil, false, fmt.Errorf("unbalanced parentheses")
+	}
+	args = append(args, strings.TrimSpace(body[start:]))
+	return name, args, true, nil
+}
+
+func unquote(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if len(s) < 2 || s[0] != '\'' || s[len(s)-1] != '\'' {
+		return "", fmt.Errorf("time zone must be a quoted string such as 'UTC'")
+	}
+	tz := s[1 : len(s)-1]
+	if tz == "" || strings.ContainsAny(tz, "'\\") {
+		return "", fmt.Errorf("invalid time zone %q", tz)
+	}
+	return tz, nil
+}

@@ -1,0 +1,9 @@
+// Package replication reads a Postgres logical replication slot.
+//
+// Decoder is a pure decoder of the pgoutput protocol (version 1). Conn runs
+// replication commands (create, inspect and drop slots, check server
+// settings). Stream receives the slot's messages, hands them to a Handler
+// and sends standby status updates. Stream acknowledges only the position its
+// Handler reports as durable; it never decides on its own that data is
+// stored, and it never writes to ClickHouse.
+package replication

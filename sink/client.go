@@ -1,0 +1,193 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/replicator/replicator/mapping"
+)
+
+// Options configures a ClickHouse connection.
+type Options struct {
+	Addr     []string
+	Database string
+	Username string
+	Password string
+}
+
+// Client is a connection to the target ClickHouse over the native protocol.
+type Client struct {
+	conn     driver.Conn
+	database string
+	version  driver.ServerVersion
+}
+
+// Open connects and probes the server version. It does not need the
+// target database to exist.
+func Open(ctx context.Context, opts Options) (*Client, error) {
+	conn, err := open(ctx, opts, nil)
+	if err != nil {
+		return nil, err
+	}
+	v, err := conn.ServerVersion()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse server version: %w", classify(err))
+	}
+	if v.Version.Major < 19 {
+		// LowCardinality is experimental before 19.0 and needs a session setting.
+		conn.Close()
+		conn, err = open(ctx, opts, clickhouse.Settings{"allow_experimental_low_cardinality_type": 1})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &Client{conn: conn, database: opts.Database, version: *v}, nil
+}
+
+func open(ctx context.Context, opts Options, settings clickhouse.Settings) (driver.Conn, error) {
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr:             opts.Addr,
+		Protocol:         clickhouse.Native,
+		Auth:             clickhouse.Auth{Username: opts.Username, Password: opts.Password},
+		Settings:         settings,
+		DialTimeout:      5 * time.Second,
+		ReadTimeout:      5 * time.Minute,
+		MaxOpenConns:     4,
+		MaxIdleConns:     2,
+		ConnMaxLifetime:  time.Hour,
+		Compression:      &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		ClientInfo:       clickhouse.ClientInfo{Products: []struct{ Name, Version string }{{Name: "replicator", Version: "1"}}},
+		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open clickhouse: %w", classify(err))
+	}
+	if err := conn.Ping(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("connect to clickhouse %s: %w", strings.Join(opts.Addr, ","), classify(err))
+	}
+	return conn, nil
+}
+
+// Close closes the connection. It is safe to call more than once.
+func (c *Client) Close() error {
+	if c == nil || c.conn == nil {
+		return nil
+	}
+	err := c.conn.Close()
+	c.conn = nil
+	return err
+}
+
+// Database returns the target database.
+func (c *Client) Database() string { return c.database }
+
+// Version returns the server version, e.g. "18.16.1".
+func (c *Client) Version() string {
+	v := c.version.Version
+	return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch)
+}
+
+// Caps returns the server features that change the mapping.
+func (c *Client) Caps() mapping.Caps {
+	v := c.version.Version
+	return mapping.Caps{DateTime64: v.Major > 20 || v.Major == 20 && v.Minor >= 1}
+}
+
+// Exec runs a statement.
+func (c *Client) Exec(ctx context.Context, sql string, args ...any) error {
+	if err := c.conn.Exec(ctx, sql, args...); err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
+// Conn returns the underlying connection for queries.
+func (c *Client) Conn() driver.Conn { return c.conn }
+
+// Query runs a query and returns all rows, each as a slice of typed values.
+func (c *Client) Query(ctx context.Context, sql string, args ...any) ([][]any, error) {
+	rows, err := c.conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	types := rows.ColumnTypes()
+	var out [][]any
+	for rows.Next() {
+		dest := make([]any, len(types))
+		for i, t := range types {
+			dest[i] = reflect.New(t.ScanType()).Interface()
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, classify(err)
+		}
+		row := make([]any, len(dest))
+		for i, d := range dest {
+			row[i] = reflect.ValueOf(d).Elem().Interface()
+		}
+		out = append(out, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
+// ColumnTypes returns the column names and types of a table, in order.
+func (c *Client) ColumnTypes(ctx context.Context, table string) (names, types []string, err error) {
+	rows, err := c.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ? ORDER BY position",
+		c.database, table)
+	if err != nil {
+		// system.columns has no position column before 19.x: fall back to DESCRIBE.
+		rows, err = c.Query(ctx, "DESCRIBE TABLE "+mapping.Quote(c.database)+"."+mapping.Quote(table))
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, r := range rows {
+		names = append(names, r[0].(string))
+		types = append(types, r[1].(string))
+	}
+	return names, types, nil
+}
+
+// ErrUnavailable marks errors after which a reconnect may succeed.
+var ErrUnavailable = errors.New("clickhouse unavailable")
+
+// IsRetryable reports whether err is a transient ClickHouse error.
+func IsRetryable(err error) bool { return errors.Is(err, ErrUnavailable) }
+
+func classify(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	var netErr net.Error
+	var exc *clickhouse.Exception
+	switch {
+	case errors.As(err, &exc):
+		switch exc.Code {
+		case 516, 192, 193, 194, 195: // authentication failed, unknown user, wrong password, ...
+			return fmt.Errorf("clickhouse authentication failed for the configured user: %w", err)
+		case 159, 209, 210, 202, 203, 252, 241, 242: // timeouts, too many parts/queries, memory, readonly
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return err
+	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, clickhouse.ErrAcquireConnTimeout):
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return err
+}
