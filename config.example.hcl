@@ -79,5 +79,8 @@ table "public.events" {
   }
 
   # A column may keep NULLs instead of defaults:
-  # column "target_id" { type = "UInt64", nullable = true }
+  # column "target_id" {
+  #   type     = "UInt64"
+  #   nullable = true
+  # }
 }

@@ -95,22 +95,38 @@ func (s *Store) Save(ctx context.Context, pos Position) error {
 	if ct.IsZero() {
 		ct = time.Unix(0, 0)
 	}
-	err := s.client.Exec(ctx, fmt.Sprintf(
-		"INSERT INTO %s.%s (slot, lsn, commit, commit_time, written_at) VALUES (?, ?, ?, ?, ?)",
+	err := s.client.Insert(ctx, fmt.Sprintf("INSERT INTO %s.%s (slot, lsn, commit, commit_time, written_at)",
 		mapping.Quote(s.client.Database()), Table),
-		s.slot, uint64(pos.LSN), commit, ct.UTC(), time.Now().UTC())
+		[]any{s.slot, uint64(pos.LSN), commit, ct.UTC(), time.Now().UTC()})
 	if err != nil {
 		return fmt.Errorf("save checkpoint %s of slot %s: %w", pos.LSN, s.slot, err)
 	}
 	return nil
 }
 
-// Delete removes every checkpoint of the slot (used when a slot is recreated).
+// Delete removes every checkpoint of the slot (used when a slot is
+// recreated). It waits until the deletion, a ClickHouse mutation, is visible.
 func (s *Store) Delete(ctx context.Context) error {
 	err := s.client.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE slot = ?",
 		mapping.Quote(s.client.Database()), Table), s.slot)
 	if err != nil {
 		return fmt.Errorf("delete checkpoints of slot %s: %w", s.slot, err)
 	}
-	return nil
+	for deadline := time.Now().Add(time.Minute); ; {
+		_, found, err := s.Load(ctx)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("delete checkpoints of slot %s: the mutation did not finish within a minute", s.slot)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -167,11 +167,15 @@ func Parse(filename string, src []byte, getenv func(string) string) (Config, err
 	}
 	cfg := Default()
 	f, diags := decode(filename, src, getenv)
-	if diags.HasErrors() {
-		return Config{}, &Error{Problems: diagProblems(diags)}
-	}
 	var problems []string
-	f.apply(&cfg, &problems)
+	if f != nil {
+		f.apply(&cfg, &problems)
+	}
+	if diags.HasErrors() {
+		// Report syntax and key errors with what apply found; validating
+		// the rest would flag keys that failed to decode.
+		return Config{}, &Error{Problems: append(diagProblems(diags), problems...)}
+	}
 	applyEnv(&cfg, getenv)
 	problems = append(problems, cfg.validate()...)
 	if len(problems) > 0 {

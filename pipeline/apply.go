@@ -42,6 +42,7 @@ func (e *MappingError) Unwrap() error { return e.Err }
 type applier struct {
 	log      hclog.Logger
 	client   *sink.Client
+	caps     mapping.Caps
 	writer   *sink.Writer
 	store    *checkpoint.Store
 	maxRows  int
@@ -193,7 +194,7 @@ func (a *applier) bind(rel *replication.Relation) error {
 		a.rels[rel.ID] = -1
 		return nil
 	}
-	t, err := mapping.Resolve(a.specs[idx], rel.Columns, a.client.Caps())
+	t, err := mapping.Resolve(a.specs[idx], rel.Columns, a.caps)
 	if err != nil {
 		return fmt.Errorf("schema of %s changed: %w", rel.QualifiedName(), err)
 	}

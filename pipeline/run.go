@@ -155,7 +155,7 @@ func checkSlot(name string, slot replication.SlotInfo, resume checkpoint.Positio
 func newApplier(ctx context.Context, cfg config.Config, client *sink.Client, store *checkpoint.Store,
 	resume checkpoint.Position, log hclog.Logger) (*applier, error) {
 	a := &applier{
-		log: log.Named("apply"), client: client, store: store,
+		log: log.Named("apply"), client: client, caps: client.Caps(), store: store,
 		maxRows: cfg.Batch.MaxRows, maxDelay: cfg.Batch.MaxDelay, idleGap: max(cfg.Batch.MaxDelay, time.Second),
 		index: map[string]int{}, rels: map[uint32]int{},
 		resume: resume, durable: resume,

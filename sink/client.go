@@ -113,6 +113,22 @@ func (c *Client) Exec(ctx context.Context, sql string, args ...any) error {
 	return nil
 }
 
+// Insert writes rows with one INSERT; stmt names the columns
+// ("INSERT INTO t (a, b)"). It returns after ClickHouse acknowledged it.
+func (c *Client) Insert(ctx context.Context, stmt string, rows ...[]any) error {
+	batch, err := c.conn.PrepareBatch(ctx, stmt)
+	if err != nil {
+		return classify(err)
+	}
+	for _, r := range rows {
+		if err := batch.Append(r...); err != nil {
+			batch.Abort()
+			return err
+		}
+	}
+	return classify(batch.Send())
+}
+
 // Conn returns the underlying connection for queries.
 func (c *Client) Conn() driver.Conn { return c.conn }
 

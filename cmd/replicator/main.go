@@ -190,4 +190,3 @@ func printStatus(w io.Writer, st *pipeline.Status) {
 		fmt.Fprintln(w, "problems:\n  "+strings.Join(problems, "\n  "))
 	}
 }
-

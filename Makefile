@@ -1,0 +1,53 @@
+# replicator — make targets. `make demo` and `make test` set up everything
+# they need on a fresh Debian machine (see test/install-deps.sh).
+
+GO      ?= go
+BIN     := bin/replicator
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+PKGS    := ./...
+
+.PHONY: all build deps demo test test-unit test-e2e fuzz lint check-mod clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/replicator
+
+# Installs Postgres 15 and ClickHouse from Debian's packages when missing.
+deps:
+	bash test/install-deps.sh
+
+# Starts private Postgres and ClickHouse servers, creates public.events, runs
+# setup and the daemon under a live workload, shows status and a query, and
+# stops everything.
+demo: deps build
+	$(GO) run ./test/demo --binary $(BIN)
+
+# Unit tests and end-to-end tests against real servers started by test/.
+test: deps
+	$(GO) test -count=1 -timeout 25m $(PKGS)
+
+test-unit:
+	$(GO) test -short -count=1 $(PKGS)
+
+test-e2e: deps
+	$(GO) test -count=1 -timeout 25m -v ./test/
+
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./replication
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
+	$(GO) test -run '^$$' -fuzz '^FuzzParseType$$' -fuzztime $(FUZZTIME) ./mapping
+	$(GO) test -run '^$$' -fuzz '^FuzzConvert$$' -fuzztime $(FUZZTIME) ./mapping
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@if command -v staticcheck >/dev/null; then staticcheck $(PKGS); else echo "staticcheck not installed; skipped"; fi
+
+check-mod:
+	$(GO) mod tidy
+	git diff --exit-code go.mod go.sum
+
+clean:
+	rm -rf bin

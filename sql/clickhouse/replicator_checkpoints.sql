@@ -1,0 +1,10 @@
+CREATE TABLE IF NOT EXISTS `analytics`.replicator_checkpoints
+(
+    slot String,
+    lsn UInt64,
+    commit UInt8,
+    commit_time DateTime('UTC'),
+    written_at DateTime('UTC')
+)
+ENGINE = ReplacingMergeTree(lsn)
+ORDER BY slot;

@@ -1,0 +1,465 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cespare/xxhash/v2"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/replicator/replicator/test/harness"
+)
+
+// The servers and binary shared by every end-to-end test of this package.
+var (
+	pgServer *harness.Postgres
+	chServer *harness.ClickHouse
+	binary   string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if testing.Short() {
+		return m.Run()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "replicator-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "replicator")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/replicator")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build replicator:", err)
+		return 1
+	}
+	pgServer, err = harness.StartPostgres(ctx, harness.Options{Fast: true, Log: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start postgres:", err)
+		return 1
+	}
+	defer pgServer.Stop()
+	chServer, err = harness.StartClickHouse(ctx, harness.Options{Log: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start clickhouse:", err)
+		return 1
+	}
+	defer chServer.Stop()
+	return m.Run()
+}
+
+// eventsDDL is the source table of the issue.
+const eventsDDL = `CREATE TABLE events (
+  id          bigserial PRIMARY KEY,
+  project_id  integer,
+  author_id   integer NOT NULL,
+  target_id   integer,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  action      smallint NOT NULL,
+  target_type varchar,
+  group_id    bigint,
+  fingerprint bytea
+)`
+
+// env is one test's private database, slot and ClickHouse database on the
+// shared servers.
+type env struct {
+	t      *testing.T
+	name   string
+	dir    string
+	config string
+	pg     *pgxpool.Pool
+	ch     driver.Conn
+}
+
+func newEnv(t *testing.T, extraConfig string) *env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: needs Postgres and ClickHouse")
+	}
+	name := strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	ctx := context.Background()
+	e := &env{t: t, name: name, dir: t.TempDir()}
+	if _, err := pgServer.Psql(ctx, "postgres", "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, pgServer.DSN(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pg = pool
+	e.exec(eventsDDL)
+	ch, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chServer.Addr()}, Protocol: clickhouse.Native})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ch = ch
+	e.config = filepath.Join(e.dir, "replicator.hcl")
+	cfg := fmt.Sprintf(`
+postgres {
+  dsn         = %q
+  slot        = "slot_%s"
+  publication = "pub_%s"
+}
+clickhouse {
+  addr     = [%q]
+  database = %q
+}
+batch {
+  max_rows  = 20000
+  max_delay = "200ms"
+}
+log {
+  level = "debug"
+}
+table "public.events" {
+  order_by = ["id"]
+  column "id"          { type = "UInt64" }
+  column "project_id"  { type = "UInt64" }
+  column "group_id"    { type = "UInt64" }
+  column "author_id"   { type = "UInt64" }
+  column "target_id"   { type = "UInt64" }
+  column "target_type" { type = "LowCardinality(String)" }
+  column "action"      { type = "UInt8" }
+  column "fingerprint" {
+    type      = "UInt64"
+    transform = "xxhash64"
+  }
+}
+%s`, pgServer.DSN(name), name, name, chServer.Addr(), "db_"+name, extraConfig)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.pg.Close()
+		e.ch.Close()
+	})
+	return e
+}
+
+func (e *env) exec(sql string, args ...any) {
+	e.t.Helper()
+	if _, err := e.pg.Exec(context.Background(), sql, args...); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// cli runs a replicator command to completion.
+func (e *env) cli(args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	cmd := exec.Command(binary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (e *env) setup() string {
+	e.t.Helper()
+	out, errs, code := e.cli("setup", "--config", e.config)
+	if code != 0 {
+		e.t.Fatalf("setup exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	return out
+}
+
+// daemon is a running `replicator run`.
+type daemon struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	logs bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+func (d *daemon) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.logs.Write(p)
+}
+
+func (d *daemon) Logs() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.logs.String()
+}
+
+func (e *env) start() *daemon {
+	e.t.Helper()
+	d := &daemon{done: make(chan struct{})}
+	d.cmd = exec.Command(binary, "run", "--config", e.config)
+	d.cmd.Stdout, d.cmd.Stderr = d, d
+	if err := d.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	e.t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			d.cmd.Process.Kill()
+			<-d.done
+		}
+		if e.t.Failed() {
+			e.t.Logf("daemon log:\n%s", tail(d.Logs(), 4000))
+		}
+	})
+	return d
+}
+
+// stop sends SIGTERM and waits; it returns the exit code and how long it took.
+func (d *daemon) stop(t *testing.T) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon did not stop within 30s after SIGTERM\n%s", tail(d.Logs(), 3000))
+	}
+	return d.cmd.ProcessState.ExitCode(), time.Since(start)
+}
+
+func (d *daemon) kill() {
+	d.cmd.Process.Kill()
+	<-d.done
+}
+
+// wait waits for the daemon to exit by itself.
+func (d *daemon) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-d.done:
+		return d.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		t.Fatalf("daemon still running after %s\n%s", timeout, tail(d.Logs(), 3000))
+		return -1
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// row is one event under the mapping rules, as both sides should show it.
+type row struct {
+	ID, ProjectID, GroupID, AuthorID, TargetID, Fingerprint uint64
+	TargetType                                              string
+	Action                                                  uint8
+	CreatedAt, UpdatedAt                                    int64 // Unix seconds (DateTime on ClickHouse < 20.1)
+}
+
+// expected reads public.events and applies the mapping rules independently
+// of the replicator's code: NULL -> 0 or '', fingerprint -> xxHash64 of the
+// raw bytes, timestamps to whole seconds.
+func (e *env) expected() []row {
+	e.t.Helper()
+	rows, err := e.pg.Query(context.Background(), `SELECT id, project_id, group_id, author_id, target_id, target_type,
+		action, fingerprint, created_at, updated_at FROM events ORDER BY id`)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []row
+	for rows.Next() {
+		var id int64
+		var project, target *int32
+		var group *int64
+		var author int32
+		var ttype *string
+		var action int16
+		var fp []byte
+		var created, updated time.Time
+		if err := rows.Scan(&id, &project, &group, &author, &target, &ttype, &action, &fp, &created, &updated); err != nil {
+			e.t.Fatal(err)
+		}
+		r := row{ID: uint64(id), AuthorID: uint64(author), Action: uint8(action),
+			CreatedAt: created.Unix(), UpdatedAt: updated.Unix()}
+		if project != nil {
+			r.ProjectID = uint64(*project)
+		}
+		if group != nil {
+			r.GroupID = uint64(*group)
+		}
+		if target != nil {
+			r.TargetID = uint64(*target)
+		}
+		if ttype != nil {
+			r.TargetType = *ttype
+		}
+		if fp != nil {
+			r.Fingerprint = xxhash.Sum64(fp)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// actual reads the live view in ClickHouse.
+func (e *env) actual() ([]row, error) {
+	rows, err := e.ch.Query(context.Background(), fmt.Sprintf(`SELECT id, project_id, group_id, author_id, target_id,
+		target_type, action, fingerprint, toUnixTimestamp(created_at), toUnixTimestamp(updated_at) FROM db_%s.events_live`, e.name))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []row
+	for rows.Next() {
+		var r row
+		var c, u uint32
+		if err := rows.Scan(&r.ID, &r.ProjectID, &r.GroupID, &r.AuthorID, &r.TargetID, &r.TargetType, &r.Action,
+			&r.Fingerprint, &c, &u); err != nil {
+			return nil, err
+		}
+		r.CreatedAt, r.UpdatedAt = int64(c), int64(u)
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, rows.Err()
+}
+
+// diff describes the first differences between two row sets.
+func diff(want, got []row) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "postgres %d rows, clickhouse %d rows", len(want), len(got))
+	w, g := map[uint64]row{}, map[uint64]row{}
+	for _, r := range want {
+		w[r.ID] = r
+	}
+	for _, r := range got {
+		g[r.ID] = r
+	}
+	n := 0
+	for _, r := range want {
+		if x, ok := g[r.ID]; !ok || x != r {
+			if n < 5 {
+				fmt.Fprintf(&b, "\n  id %d: postgres %+v clickhouse %+v (present %v)", r.ID, r, x, ok)
+			}
+			n++
+		}
+	}
+	for _, r := range got {
+		if _, ok := w[r.ID]; !ok {
+			if n < 10 {
+				fmt.Fprintf(&b, "\n  id %d: extra in clickhouse %+v", r.ID, r)
+			}
+			n++
+		}
+	}
+	fmt.Fprintf(&b, "\n  %d differences", n)
+	return b.String()
+}
+
+func equal(want, got []row) bool {
+	if len(want) != len(got) {
+		return false
+	}
+	for i := range want {
+		if want[i] != got[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// converge waits until the ClickHouse live view equals Postgres row for row.
+func (e *env) converge(what string, timeout time.Duration) {
+	e.t.Helper()
+	want := e.expected()
+	deadline := time.Now().Add(timeout)
+	var got []row
+	var err error
+	for {
+		got, err = e.actual()
+		if err == nil && equal(want, got) {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		e.t.Fatalf("%s: read clickhouse: %v", what, err)
+	}
+	e.t.Fatalf("%s: clickhouse did not converge within %s: %s", what, timeout, diff(want, got))
+}
+
+// checkpoints returns the commit-kind checkpoints saved so far.
+func (e *env) checkpoints() []uint64 {
+	e.t.Helper()
+	rows, err := e.ch.Query(context.Background(), fmt.Sprintf(
+		"SELECT lsn FROM db_%s.replicator_checkpoints WHERE commit = 1 ORDER BY lsn", e.name))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var l uint64
+		if err := rows.Scan(&l); err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// checkpointCovered asserts that the newest commit checkpoint is covered by
+// data: rows with a version at or above it exist in ClickHouse. Called right
+// after the daemon died, it fails when a checkpoint was written before its
+// data. Every transaction of these tests writes events.
+func (e *env) checkpointCovered() {
+	e.t.Helper()
+	cps := e.checkpoints()
+	if len(cps) == 0 {
+		return
+	}
+	l := cps[len(cps)-1]
+	var n uint64
+	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf(
+		"SELECT count() FROM db_%s.events WHERE _version >= %d", e.name, l)).Scan(&n); err != nil {
+		e.t.Fatal(err)
+	}
+	if n == 0 {
+		e.t.Fatalf("checkpoint %d has no data rows at or above its version: checkpoint ahead of data", l)
+	}
+}
