@@ -161,16 +161,19 @@ func (c *Client) Query(ctx context.Context, sql string, args ...any) ([][]any, e
 	return out, nil
 }
 
-// ColumnTypes returns the column names and types of a table, in order.
+// ColumnTypes returns the column names and types of a table, in order; none
+// when the table does not exist.
 func (c *Client) ColumnTypes(ctx context.Context, table string) (names, types []string, err error) {
-	rows, err := c.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = ? ORDER BY position",
-		c.database, table)
+	exists, err := c.Query(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", c.database, table)
 	if err != nil {
-		// system.columns has no position column before 19.x: fall back to DESCRIBE.
-		rows, err = c.Query(ctx, "DESCRIBE TABLE "+mapping.Quote(c.database)+"."+mapping.Quote(table))
-		if err != nil {
-			return nil, nil, err
-		}
+		return nil, nil, err
+	}
+	if len(exists) == 0 || exists[0][0].(uint64) == 0 {
+		return nil, nil, nil
+	}
+	rows, err := c.Query(ctx, "DESCRIBE TABLE "+mapping.Quote(c.database)+"."+mapping.Quote(table))
+	if err != nil {
+		return nil, nil, err
 	}
 	for _, r := range rows {
 		names = append(names, r[0].(string))
