@@ -39,14 +39,22 @@ func NewRunner(cfg config.Config, log hclog.Logger) *Runner {
 // and jitter; every retry restarts from the checkpoint in ClickHouse.
 func (r *Runner) Run(ctx context.Context) error {
 	backoff := time.Second
+	var lostAt time.Time // when the last connection loss happened
 	for attempt := 1; ; attempt++ {
 		started := time.Now()
 		err := r.session(ctx)
 		if err == nil || ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return nil
 		}
-		if !replication.IsRetryable(err) && !sink.IsRetryable(err) {
+		var inUse *replication.SlotInUseError
+		// After a connection loss the old walsender may hold the slot for
+		// a moment; a slot in use at first start is another daemon.
+		transientInUse := errors.As(err, &inUse) && !lostAt.IsZero() && time.Since(lostAt) < 30*time.Second
+		if !replication.IsRetryable(err) && !sink.IsRetryable(err) && !transientInUse {
 			return err
+		}
+		if !transientInUse {
+			lostAt = time.Now()
 		}
 		if time.Since(started) > time.Minute {
 			backoff, attempt = time.Second, 1

@@ -256,3 +256,47 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+func TestSurvivesServerRestarts(t *testing.T) {
+	e := newEnv(t, "")
+	e.insertEvents(1000)
+	e.setup()
+	d := e.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := e.workload(ctx, 99, 2)
+	defer cancel()
+	faults := []struct {
+		name string
+		do   func() error
+	}{
+		{"restart clickhouse", func() error { return chServer.Restart(context.Background()) }},
+		{"terminate walsender", func() error {
+			_, err := pgServer.Psql(context.Background(), e.name, fmt.Sprintf(
+				"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'slot_%s' AND active", e.name))
+			return err
+		}},
+		{"restart postgres", func() error { return pgServer.Restart(context.Background()) }},
+	}
+	for _, f := range faults {
+		time.Sleep(1500 * time.Millisecond)
+		if err := f.do(); err != nil {
+			t.Fatalf("%s: %v", f.name, err)
+		}
+		t.Logf("injected: %s", f.name)
+	}
+	time.Sleep(time.Second)
+	cancel()
+	txns := wait()
+	e.converge(fmt.Sprintf("after server faults and %d transactions", txns), convergeTimeout)
+	select {
+	case <-d.done:
+		t.Fatalf("daemon exited on a transient fault:\n%s", tail(d.Logs(), 3000))
+	default:
+	}
+	if !strings.Contains(d.Logs(), "reconnecting") {
+		t.Errorf("daemon log shows no reconnect attempt")
+	}
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("exit code %d after SIGTERM", code)
+	}
+}

@@ -59,13 +59,13 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "start postgres:", err)
 		return 1
 	}
-	defer pgServer.Stop()
+	defer pgServer.Close()
 	chServer, err = harness.StartClickHouse(ctx, harness.Options{Log: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start clickhouse:", err)
 		return 1
 	}
-	defer chServer.Stop()
+	defer chServer.Close()
 	return m.Run()
 }
 

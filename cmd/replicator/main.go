@@ -173,7 +173,7 @@ func printStatus(w io.Writer, st *pipeline.Status) {
 		fmt.Fprintf(tw, "%s\t%v\n", k, v)
 	}
 	for _, t := range st.Tables {
-		fmt.Fprintf(tw, "table %s\t%d live rows in %s (%d rows before merge)\n", t.Source, t.LiveRows, t.Target, t.Rows)
+		fmt.Fprintf(tw, "table %s\t%d live rows in %s (%d keys with tombstones)\n", t.Source, t.LiveRows, t.Target, t.Rows)
 	}
 	tw.Flush()
 	var problems []string

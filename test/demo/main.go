@@ -41,12 +41,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer pg.Stop()
+	defer pg.Close()
 	ch, err := harness.StartClickHouse(ctx, harness.Options{})
 	if err != nil {
 		return err
 	}
-	defer ch.Stop()
+	defer ch.Close()
 	fmt.Printf("postgres on 127.0.0.1:%d, clickhouse native protocol on %s\n", pg.Port, ch.Addr())
 
 	step("creating public.events with 50,000 rows")
@@ -115,7 +115,7 @@ func run() error {
 	command(ctx, env, bin, "status", "--config", cfgPath).Run()
 
 	step("ClickHouse: live rows per target_type, from the events_live view")
-	out, err := ch.Query(ctx, "SELECT target_type, count() AS events, uniqExact(author_id) AS authors FROM analytics.events_live GROUP BY target_type ORDER BY target_type FORMAT PrettyCompact")
+	out, err := ch.Query(ctx, "SELECT target_type, count() AS events, uniqExact(author_id) AS authors FROM analytics.events_live GROUP BY target_type ORDER BY target_type FORMAT PrettyCompactNoEscapes")
 	if err != nil {
 		return err
 	}
