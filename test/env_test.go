@@ -287,7 +287,7 @@ type row struct {
 }
 
 // expected reads public.events and applies the mapping rules independently
-// of the replicator's code: NULL -> 0 or '', fingerprint -> xxHash64 of the
+// of the replicator's code: NULL -> 0 or ”, fingerprint -> xxHash64 of the
 // raw bytes, timestamps to whole seconds.
 func (e *env) expected() []row {
 	e.t.Helper()
