@@ -300,3 +300,39 @@ func TestSurvivesServerRestarts(t *testing.T) {
 		t.Errorf("exit code %d after SIGTERM", code)
 	}
 }
+
+// TestShippedQueries runs every statement of sql/clickhouse/queries.sql on
+// a replicated table, so the shipped queries stay valid on the tested server.
+func TestShippedQueries(t *testing.T) {
+	e := newEnv(t, "")
+	e.insertEvents(100)
+	e.setup()
+	src, err := os.ReadFile("../sql/clickhouse/queries.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, stmt := range strings.Split(string(src), ";") {
+		var lines []string
+		for _, l := range strings.Split(stmt, "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+				lines = append(lines, l)
+			}
+		}
+		q := strings.TrimSpace(strings.Join(lines, "\n"))
+		if q == "" {
+			continue
+		}
+		q = strings.ReplaceAll(q, "analytics.", "db_"+e.name+".")
+		rows, err := e.ch.Query(context.Background(), q)
+		if err != nil {
+			t.Errorf("query %d fails: %v\n%s", n, err, q)
+			continue
+		}
+		rows.Close()
+		n++
+	}
+	if n < 5 {
+		t.Errorf("ran %d queries, want 5", n)
+	}
+}

@@ -1,0 +1,74 @@
+-- GitLab's activity queries on the replicated events, in two forms:
+-- on the live view (FINAL, one row per id, deleted rows hidden), and with
+-- argMax over _version, which is often faster for large aggregations.
+
+-- Contribution calendar of one user (per day, one year).
+SELECT toDate(created_at) AS day, count() AS contributions
+FROM analytics.events_live
+WHERE author_id = 1
+  AND created_at BETWEEN '2022-01-17 23:00:00' AND '2023-01-18 22:59:59'
+  AND (action = 5
+       OR (action IN (1, 3) AND target_type IN ('Issue', 'WorkItem'))
+       OR (action IN (7, 1, 3) AND target_type = 'MergeRequest')
+       OR action = 6)
+GROUP BY day
+ORDER BY day;
+
+SELECT toDate(created_at) AS day, count() AS contributions
+FROM
+(
+    SELECT id,
+           argMax(author_id, _version)   AS author_id,
+           argMax(action, _version)      AS action,
+           argMax(target_type, _version) AS target_type,
+           argMax(created_at, _version)  AS created_at,
+           argMax(_deleted, _version)    AS deleted
+    FROM analytics.events
+    GROUP BY id
+)
+WHERE deleted = 0
+  AND author_id = 1
+  AND created_at BETWEEN '2022-01-17 23:00:00' AND '2023-01-18 22:59:59'
+  AND (action = 5
+       OR (action IN (1, 3) AND target_type IN ('Issue', 'WorkItem'))
+       OR (action IN (7, 1, 3) AND target_type = 'MergeRequest')
+       OR action = 6)
+GROUP BY day
+ORDER BY day;
+
+-- Contributions per user in a group's projects.
+SELECT author_id, target_type, action, count() AS events
+FROM analytics.events_live
+WHERE created_at BETWEEN '2022-01-17 23:00:00' AND '2023-03-18 22:59:59'
+  AND project_id IN (1, 2, 3)
+GROUP BY author_id, target_type, action;
+
+-- Filters go outside the argMax subquery: filtering versions inside it
+-- would let an older version win over a newer one that no longer matches.
+SELECT author_id, target_type, action, count() AS events
+FROM
+(
+    SELECT id,
+           argMax(author_id, _version)   AS author_id,
+           argMax(target_type, _version) AS target_type,
+           argMax(action, _version)      AS action,
+           argMax(project_id, _version)  AS project_id,
+           argMax(created_at, _version)  AS created_at,
+           argMax(_deleted, _version)    AS deleted
+    FROM analytics.events
+    GROUP BY id
+)
+WHERE deleted = 0
+  AND created_at BETWEEN '2022-01-17 23:00:00' AND '2023-03-18 22:59:59'
+  AND project_id IN (1, 2, 3)
+GROUP BY author_id, target_type, action;
+
+-- A user's contributions, newest first, by keyset pagination
+-- (pass the last page's created_at and id).
+SELECT *
+FROM analytics.events_live
+WHERE author_id = 4
+  AND (created_at < toDateTime('2023-06-01 00:00:00', 'UTC')
+       OR created_at = toDateTime('2023-06-01 00:00:00', 'UTC') AND id < 123456)
+ORDER BY created_at DESC, id DESC
+LIMIT 20;
