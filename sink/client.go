@@ -90,8 +90,14 @@ func (c *Client) Close() error {
 	return err
 }
 
-// Database returns the target database.
-func (c *Client) Database() string { return c.database }
+// Database returns the target database. A nil Client has none; a Writer
+// built on it buffers rows but cannot flush them.
+func (c *Client) Database() string {
+	if c == nil {
+		return ""
+	}
+	return c.database
+}
 
 // Version returns the server version, e.g. "18.16.1".
 func (c *Client) Version() string {

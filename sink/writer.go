@@ -81,6 +81,9 @@ func (w *Writer) Rows() int { return w.rows }
 // buffer. It returns only after ClickHouse acknowledged every INSERT; on
 // error the buffer is kept and nothing may be considered stored.
 func (w *Writer) Flush(ctx context.Context) error {
+	if w.client == nil && w.rows > 0 {
+		return fmt.Errorf("flush: writer has no ClickHouse client")
+	}
 	for _, b := range w.tables {
 		if len(b.rows) == 0 {
 			continue
