@@ -185,32 +185,34 @@ func (d *Decoder) decodeChange(r *reader) Message {
 		return nil
 	}
 	c.Relation = rel
-	for r.err == "" {
+	var hasOld, hasNew bool
+	for r.err == "" && len(r.buf) > 0 && !hasNew {
 		kind := r.u8()
 		switch {
 		case kind == 'N':
 			d.newBuf = r.tuple(d.newBuf[:0], len(rel.Columns))
-			c.New = d.newBuf
-		case (kind == 'K' || kind == 'O') && c.Op != OpInsert && c.Old == nil && c.New == nil:
+			c.New, hasNew = d.newBuf, true
+		case (kind == 'K' || kind == 'O') && c.Op != OpInsert && !hasOld:
 			d.oldBuf = r.tuple(d.oldBuf[:0], len(rel.Columns))
-			c.Old = d.oldBuf
+			c.Old, hasOld = d.oldBuf, true
 			if c.Op == OpDelete {
-				return c
+				hasNew = true // a delete ends with its old tuple
 			}
-			continue
 		default:
 			r.fail(fmt.Sprintf("unexpected tuple marker %q", kind))
 		}
-		break
 	}
-	if c.Op == OpDelete && r.err == "" {
+	switch {
+	case r.err != "":
+	case c.Op == OpDelete && !hasOld:
 		r.fail("delete without old tuple")
-	}
-	if c.Op != OpDelete && c.New == nil && r.err == "" {
+	case c.Op != OpDelete && !hasNew:
 		r.fail("change without new tuple")
-	}
-	if len(r.buf) != 0 && r.err == "" {
+	case len(r.buf) != 0:
 		r.fail("trailing bytes")
+	}
+	if c.Op == OpDelete {
+		c.New = nil
 	}
 	return c
 }
@@ -300,6 +302,9 @@ func (r *reader) str() string {
 
 // tuple reads a TupleData into dst; want is the relation's column count.
 func (r *reader) tuple(dst []mapping.Value, want int) []mapping.Value {
+	if dst == nil {
+		dst = make([]mapping.Value, 0, want) // non-nil even for zero columns
+	}
 	n := int(r.u16())
 	if r.err != "" {
 		return dst
