@@ -40,20 +40,24 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger) (report []s
 			"version", client.Version())
 	}
 
-	repl, err := replication.Connect(ctx, cfg.Postgres.DSN)
-	if err != nil {
-		return report, err
-	}
-	defer repl.Close(context.Background())
-	if err := repl.CheckServer(ctx); err != nil {
-		return report, err
-	}
-
 	pg, err := connectSQL(ctx, cfg.Postgres.DSN)
 	if err != nil {
 		return report, err
 	}
 	defer pg.Close(context.Background())
+	var walLevel string
+	var canReplicate bool
+	if err := pg.QueryRow(ctx, replication.ServerCheckSQL).Scan(&walLevel, &canReplicate); err != nil {
+		return report, fmt.Errorf("check postgres settings: %w", err)
+	}
+	if err := replication.CheckSettings(walLevel, canReplicate); err != nil {
+		return report, err
+	}
+	repl, err := replication.Connect(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		return report, err
+	}
+	defer repl.Close(context.Background())
 
 	// Resolve every table before changing anything.
 	var tables []*mapping.Table

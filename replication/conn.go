@@ -141,22 +141,31 @@ func (c *Conn) DropSlot(ctx context.Context, slot string) error {
 	return nil
 }
 
+// ServerCheckSQL reads what CheckSettings needs: wal_level and whether the
+// current role may replicate.
+const ServerCheckSQL = "SELECT current_setting('wal_level'), r.rolreplication OR r.rolsuper " +
+	"FROM pg_roles r WHERE r.rolname = current_user"
+
 // CheckServer verifies the server settings that logical replication needs.
 func (c *Conn) CheckServer(ctx context.Context) error {
-	vals, _, err := c.QueryRow(ctx, "SELECT current_setting('wal_level'), r.rolreplication OR r.rolsuper, "+
-		"current_setting('server_version_num')::int FROM pg_roles r WHERE r.rolname = current_user")
+	vals, found, err := c.QueryRow(ctx, ServerCheckSQL)
 	if err != nil {
 		return fmt.Errorf("check postgres settings: %w", err)
 	}
-	if len(vals) < 3 {
+	if !found || len(vals) < 2 {
 		return fmt.Errorf("check postgres settings: current role not found in pg_roles")
 	}
+	return CheckSettings(str(vals[0]), str(vals[1]) == "t")
+}
+
+// CheckSettings returns a *ServerError listing what to change, or nil.
+func CheckSettings(walLevel string, canReplicate bool) error {
 	var problems []string
-	if str(vals[0]) != "logical" {
+	if walLevel != "logical" {
 		problems = append(problems, fmt.Sprintf("wal_level is %q: set wal_level = logical in postgresql.conf "+
-			"(ALTER SYSTEM SET wal_level = logical) and restart Postgres", str(vals[0])))
+			"(ALTER SYSTEM SET wal_level = logical) and restart Postgres", walLevel))
 	}
-	if str(vals[1]) != "t" {
+	if !canReplicate {
 		problems = append(problems, "the role has no REPLICATION attribute: run ALTER ROLE <role> WITH REPLICATION as a superuser")
 	}
 	if len(problems) > 0 {
@@ -204,6 +213,10 @@ func describe(err error, slot, pub string) error {
 			}
 			if strings.Contains(pgErr.Message, "replication slot") {
 				return fmt.Errorf("%s: create it with `replicator setup`: %w", pgErr.Message, ErrSlotMissing)
+			}
+		case "42501": // insufficient_privilege
+			if strings.Contains(pgErr.Message, "replication role") {
+				return fmt.Errorf("%s: the role has no REPLICATION attribute; run ALTER ROLE <role> WITH REPLICATION as a superuser", pgErr.Message)
 			}
 		case "55000": // object_not_in_prerequisite_state
 			if strings.Contains(pgErr.Message, "wal_level") {

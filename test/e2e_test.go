@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/replicator/replicator/test/harness"
 )
 
 const convergeTimeout = 90 * time.Second
@@ -334,5 +336,44 @@ func TestShippedQueries(t *testing.T) {
 	}
 	if n < 5 {
 		t.Errorf("ran %d queries, want 5", n)
+	}
+}
+
+// TestSetupSaysWhatToChange runs setup against a server without logical
+// decoding and with a role that lacks REPLICATION.
+func TestSetupSaysWhatToChange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	ctx := context.Background()
+	pg, err := harness.StartPostgres(ctx, harness.Options{Fast: true, PGSettings: map[string]string{"wal_level": "replica"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	if _, err := pg.Psql(ctx, "postgres", eventsDDL+"; CREATE ROLE app LOGIN; GRANT ALL ON events TO app"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "")
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := strings.Replace(pg.DSN("postgres"), "postgres@", "app:s3cret-pw@", 1)
+	bad := strings.Replace(string(cfg), pgServer.DSN(e.name), dsn, 1)
+	if err := os.WriteFile(e.config, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := e.cli("setup", "--config", e.config)
+	if code == 0 {
+		t.Fatalf("setup succeeded without logical decoding:\n%s", out)
+	}
+	for _, want := range []string{"wal_level", "logical", "REPLICATION"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("setup error lacks %q:\n%s", want, errs)
+		}
+	}
+	if strings.Contains(errs+out, "s3cret-pw") {
+		t.Errorf("password printed:\n%s", errs)
 	}
 }
