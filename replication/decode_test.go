@@ -39,7 +39,7 @@ func (w *wire) cstr(s string) *wire {
 	return w
 }
 func (w *wire) raw(b []byte) *wire { w.b = append(w.b, b...); return w }
-func (w *wire) bytes() []byte    { return w.b }
+func (w *wire) bytes() []byte      { return w.b }
 
 // relCol is one column of a Relation message.
 type relCol struct {
@@ -126,8 +126,8 @@ func logicalMsg(flags byte, lsn uint64, prefix string, content []byte) []byte {
 }
 
 const (
-	oidInt8 = 20
-	oidText = 25
+	oidInt8   = 20
+	oidText   = 25
 	eventsRel = 16384
 )
 

@@ -91,6 +91,13 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 			return nil
 		}
 		now := time.Now()
+		// Under a steady stream the receive below never times out: honour
+		// the handler's deadline here too.
+		if d := h.Deadline(); !d.IsZero() && !now.Before(d) {
+			if err := h.Tick(ctx, s.walEnd); err != nil {
+				return err
+			}
+		}
 		if ack := h.Durable(); ack > s.sentAck || !now.Before(s.nextStatus) {
 			if err := s.SendStatus(ctx, ack); err != nil {
 				return err

@@ -377,3 +377,48 @@ func TestSetupSaysWhatToChange(t *testing.T) {
 		t.Errorf("password printed:\n%s", errs)
 	}
 }
+
+// TestMaxDelayUnderSteadyLoad checks that a change is flushed after about
+// batch.max_delay even while a steady stream of small transactions keeps the
+// buffer below batch.max_rows.
+func TestMaxDelayUnderSteadyLoad(t *testing.T) {
+	e := newEnv(t, "")
+	e.setup()
+	d := e.start()
+	defer d.stop(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				e.pg.Exec(context.Background(), `INSERT INTO events (author_id, action) VALUES (1, 1)`)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	time.Sleep(time.Second)
+	var id int64
+	if err := e.pg.QueryRow(context.Background(), `INSERT INTO events (author_id, action) VALUES (424242, 1) RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	// max_delay is 200ms and max_rows 20000; the load writes far fewer rows
+	// than max_rows in this bound, so only the delay can flush the marker.
+	for time.Since(start) < 8*time.Second {
+		var n uint64
+		if err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM db_%s.events WHERE id = %d", e.name, id)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			t.Logf("marker visible after %s under steady load", time.Since(start).Round(time.Millisecond))
+			if os.Getenv("SHOW_LOG") != "" {
+				t.Log(tail(d.Logs(), 3000))
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("marker row not in ClickHouse after 8s under steady load (max_delay 200ms)")
+}
