@@ -238,7 +238,10 @@ func integerConverter(oid uint32, typ Type) (converter, error) {
 	if typ.IsUnsigned() {
 		return func(b []byte) (any, error) {
 			if len(b) > 0 && b[0] == '-' {
-				if _, err := strconv.ParseInt(string(b), 10, 64); err == nil && string(b) != "-0" {
+				if string(b) == "-0" {
+					return castUint(0, typ), nil
+				}
+				if _, err := strconv.ParseInt(string(b), 10, 64); err == nil {
 					return nil, fmt.Errorf("value %s: %w %s", b, errNegative, typ)
 				}
 			}

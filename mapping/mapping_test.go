@@ -1,0 +1,769 @@
+package mapping
+
+import (
+	"errors"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Postgres type OIDs, spelled out independently of the package's constants.
+const (
+	pgBool        = 16
+	pgBytea       = 17
+	pgInt8        = 20
+	pgInt2        = 21
+	pgInt4        = 23
+	pgText        = 25
+	pgOID         = 26
+	pgJSON        = 114
+	pgFloat4      = 700
+	pgFloat8      = 701
+	pgBPChar      = 1042
+	pgVarchar     = 1043
+	pgDate        = 1082
+	pgTimestamp   = 1114
+	pgTimestamptz = 1184
+	pgNumeric     = 1700
+	pgUUID        = 2950
+	pgJSONB       = 3802
+)
+
+func text(s string) Value { return Value{Kind: ValueText, Data: []byte(s)} }
+
+var (
+	nullValue      = Value{Kind: ValueNull}
+	unchangedValue = Value{Kind: ValueUnchanged}
+)
+
+// resolveColumn resolves a table with an int8 identity key "k" and one
+// column "c" of the given source type and spec.
+func resolveColumn(oid uint32, spec ColumnSpec, caps Caps) (*Table, error) {
+	return Resolve(TableSpec{
+		Source:  "public.t",
+		Target:  "t",
+		OrderBy: []string{"k"},
+		Columns: map[string]ColumnSpec{"c": spec},
+	}, []SourceColumn{{Name: "k", TypeOID: pgInt8, Identity: true}, {Name: "c", TypeOID: oid}}, caps)
+}
+
+// convert maps one value of column "c" through Resolve and Row.
+func convert(t *testing.T, oid uint32, spec ColumnSpec, caps Caps, v Value) (any, error) {
+	t.Helper()
+	tbl, err := resolveColumn(oid, spec, caps)
+	if err != nil {
+		t.Fatalf("Resolve(oid %d, %+v, %+v): %v", oid, spec, caps, err)
+	}
+	dst := []any{"junk", "junk"}
+	unchanged, err := tbl.Row([]Value{text("1"), v}, dst, nil)
+	if len(unchanged) != 0 {
+		t.Errorf("unchanged = %v, want none", unchanged)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if dst[0] != int64(1) {
+		t.Errorf("key column = %#v, want int64(1)", dst[0])
+	}
+	return dst[1], nil
+}
+
+var (
+	epochUTC   = time.Unix(0, 0).UTC()
+	noCaps     = Caps{}
+	dt64Caps   = Caps{DateTime64: true}
+	sampleUUID = uuid.UUID{0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11}
+)
+
+func TestConvert(t *testing.T) {
+	xx := ColumnSpec{Transform: TransformXXHash64}
+	for _, tc := range []struct {
+		name string
+		oid  uint32
+		spec ColumnSpec
+		caps Caps
+		in   Value
+		want any
+	}{
+		// NULL becomes the type's default, or nil when nullable.
+		{"null UInt64", pgInt8, ColumnSpec{Type: "UInt64"}, noCaps, nullValue, uint64(0)},
+		{"null UInt8", pgInt2, ColumnSpec{Type: "UInt8"}, noCaps, nullValue, uint8(0)},
+		{"null Int32 default", pgInt4, ColumnSpec{}, noCaps, nullValue, int32(0)},
+		{"null Int64 default", pgInt8, ColumnSpec{}, noCaps, nullValue, int64(0)},
+		{"null String", pgText, ColumnSpec{}, noCaps, nullValue, ""},
+		{"null LowCardinality(String)", pgVarchar, ColumnSpec{Type: "LowCardinality(String)"}, noCaps, nullValue, ""},
+		{"null DateTime", pgTimestamptz, ColumnSpec{}, noCaps, nullValue, epochUTC},
+		{"null DateTime64", pgTimestamptz, ColumnSpec{}, dt64Caps, nullValue, epochUTC},
+		{"null Date", pgDate, ColumnSpec{}, noCaps, nullValue, epochUTC},
+		{"null UUID", pgUUID, ColumnSpec{}, noCaps, nullValue, uuid.UUID{}},
+		{"null Float32", pgFloat4, ColumnSpec{}, noCaps, nullValue, float32(0)},
+		{"null Float64", pgFloat8, ColumnSpec{}, noCaps, nullValue, float64(0)},
+		{"null bool", pgBool, ColumnSpec{}, noCaps, nullValue, uint8(0)},
+		{"null xxhash64 bytea", pgBytea, xx, noCaps, nullValue, uint64(0)},
+		{"null nullable UInt64", pgInt8, ColumnSpec{Type: "UInt64", Nullable: true}, noCaps, nullValue, nil},
+		{"null nullable default String", pgText, ColumnSpec{Nullable: true}, noCaps, nullValue, nil},
+		{"null Nullable(Int32) type", pgInt4, ColumnSpec{Type: "Nullable(Int32)"}, noCaps, nullValue, nil},
+		{"null nullable DateTime64", pgTimestamptz, ColumnSpec{Nullable: true}, dt64Caps, nullValue, nil},
+		{"null nullable xxhash64", pgBytea, ColumnSpec{Transform: TransformXXHash64, Nullable: true}, noCaps, nullValue, nil},
+		{"value of nullable UInt64", pgInt8, ColumnSpec{Type: "UInt64", Nullable: true}, noCaps, text("42"), uint64(42)},
+
+		// xxHash64 against the reference implementation's published vectors.
+		{"xxhash64 bytea empty", pgBytea, xx, noCaps, text(`\x`), uint64(0xef46db3751d8e999)},
+		{"xxhash64 bytea a", pgBytea, xx, noCaps, text(`\x61`), uint64(0xd24ec4f1a98c6e5b)},
+		{"xxhash64 bytea abc", pgBytea, xx, noCaps, text(`\x616263`), uint64(0x44bc2cf5ad770999)},
+		{"xxhash64 bytea with explicit UInt64", pgBytea, ColumnSpec{Type: "UInt64", Transform: TransformXXHash64}, noCaps, text(`\x616263`), uint64(0x44bc2cf5ad770999)},
+		{"xxhash64 text hashes the text", pgText, xx, noCaps, text("abc"), uint64(0x44bc2cf5ad770999)},
+		{"xxhash64 text empty", pgText, xx, noCaps, text(""), uint64(0xef46db3751d8e999)},
+		{"bytea to String is the raw bytes", pgBytea, ColumnSpec{}, noCaps, text(`\x61620aff`), "ab\n\xff"},
+		{"bytea upper-case hex digits", pgBytea, ColumnSpec{}, noCaps, text(`\x4A4b`), "JK"},
+		{"bytea empty", pgBytea, ColumnSpec{}, noCaps, text(`\x`), ""},
+
+		// Integers.
+		{"UInt64 zero", pgInt8, ColumnSpec{Type: "UInt64"}, noCaps, text("0"), uint64(0)},
+		{"UInt64 max from numeric", pgNumeric, ColumnSpec{Type: "UInt64"}, noCaps, text("18446744073709551615"), uint64(math.MaxUint64)},
+		{"UInt64 from int8 max", pgInt8, ColumnSpec{Type: "UInt64"}, noCaps, text("9223372036854775807"), uint64(math.MaxInt64)},
+		{"UInt8 max", pgInt4, ColumnSpec{Type: "UInt8"}, noCaps, text("255"), uint8(255)},
+		{"UInt8 zero", pgInt4, ColumnSpec{Type: "UInt8"}, noCaps, text("0"), uint8(0)},
+		{"UInt8 from int2", pgInt2, ColumnSpec{Type: "UInt8"}, noCaps, text("7"), uint8(7)},
+		{"UInt16 max", pgInt4, ColumnSpec{Type: "UInt16"}, noCaps, text("65535"), uint16(65535)},
+		{"UInt32 max", pgInt8, ColumnSpec{Type: "UInt32"}, noCaps, text("4294967295"), uint32(math.MaxUint32)},
+		{"UInt32 from oid", pgOID, ColumnSpec{}, noCaps, text("4294967295"), uint32(math.MaxUint32)},
+		{"Int8 min", pgInt2, ColumnSpec{Type: "Int8"}, noCaps, text("-128"), int8(-128)},
+		{"Int8 max", pgInt2, ColumnSpec{Type: "Int8"}, noCaps, text("127"), int8(127)},
+		{"Int16 default min", pgInt2, ColumnSpec{}, noCaps, text("-32768"), int16(-32768)},
+		{"Int32 default max", pgInt4, ColumnSpec{}, noCaps, text("2147483647"), int32(math.MaxInt32)},
+		{"Int64 default min", pgInt8, ColumnSpec{}, noCaps, text("-9223372036854775808"), int64(math.MinInt64)},
+		{"Int64 from numeric", pgNumeric, ColumnSpec{Type: "Int64"}, noCaps, text("-42"), int64(-42)},
+		{"bool t to UInt8", pgBool, ColumnSpec{Type: "UInt8"}, noCaps, text("t"), uint8(1)},
+		{"bool f to UInt8", pgBool, ColumnSpec{Type: "UInt8"}, noCaps, text("f"), uint8(0)},
+		{"bool t default", pgBool, ColumnSpec{}, noCaps, text("t"), uint8(1)},
+		{"negative zero float8 into Int64", pgFloat8, ColumnSpec{Type: "Int64"}, noCaps, text("-0"), int64(0)},
+		// float8 prints negative zero as "-0"; the unsigned converter exempts
+		// "-0" from the negative check, so it must map to 0 like "0" does.
+		{"negative zero float8 into UInt64", pgFloat8, ColumnSpec{Type: "UInt64"}, noCaps, text("-0"), uint64(0)},
+		{"bool t to Int64", pgBool, ColumnSpec{Type: "Int64"}, noCaps, text("t"), int64(1)},
+		{"bool t to UInt64", pgBool, ColumnSpec{Type: "UInt64"}, noCaps, text("t"), uint64(1)},
+
+		// Floats.
+		{"Float64", pgFloat8, ColumnSpec{}, noCaps, text("1.5"), float64(1.5)},
+		{"Float32", pgFloat4, ColumnSpec{}, noCaps, text("0.1"), float32(0.1)},
+		{"Float64 from int4", pgInt4, ColumnSpec{Type: "Float64"}, noCaps, text("-3"), float64(-3)},
+		{"Float64 from numeric", pgNumeric, ColumnSpec{Type: "Float64"}, noCaps, text("123.25"), float64(123.25)},
+
+		// Strings and UUIDs.
+		{"text", pgText, ColumnSpec{}, noCaps, text("hello, мир"), "hello, мир"},
+		{"varchar to LowCardinality(String)", pgVarchar, ColumnSpec{Type: "LowCardinality(String)"}, noCaps, text("push"), "push"},
+		{"json keeps its text", pgJSON, ColumnSpec{}, noCaps, text(`{"a": 1}`), `{"a": 1}`},
+		{"jsonb keeps its text", pgJSONB, ColumnSpec{}, noCaps, text(`{"a": 1}`), `{"a": 1}`},
+		{"numeric keeps its text", pgNumeric, ColumnSpec{}, noCaps, text("1.50"), "1.50"},
+		{"bpchar keeps its padding", pgBPChar, ColumnSpec{}, noCaps, text("ab  "), "ab  "},
+		{"uuid", pgUUID, ColumnSpec{}, noCaps, text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), sampleUUID},
+		{"uuid text to UUID", pgText, ColumnSpec{Type: "UUID"}, noCaps, text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), sampleUUID},
+		{"uuid varchar to UUID", pgVarchar, ColumnSpec{Type: "UUID"}, noCaps, text("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"), sampleUUID},
+
+		// Timestamps.
+		{"timestamptz micros", pgTimestamptz, ColumnSpec{}, dt64Caps, text("2024-05-01 10:11:12.123456+00"), time.Date(2024, 5, 1, 10, 11, 12, 123456000, time.UTC)},
+		{"timestamptz offset to UTC", pgTimestamptz, ColumnSpec{}, dt64Caps, text("2024-05-01 10:11:12+05:30"), time.Date(2024, 5, 1, 4, 41, 12, 0, time.UTC)},
+		{"timestamptz negative offset", pgTimestamptz, ColumnSpec{}, dt64Caps, text("2024-05-01 22:11:12.5-03"), time.Date(2024, 5, 2, 1, 11, 12, 500000000, time.UTC)},
+		{"timestamptz seconds offset", pgTimestamptz, ColumnSpec{}, dt64Caps, text("1900-01-01 12:00:00+01:00:30"), time.Date(1900, 1, 1, 10, 59, 30, 0, time.UTC)},
+		{"timestamp without zone is UTC", pgTimestamp, ColumnSpec{}, dt64Caps, text("2024-05-01 10:11:12.000001"), time.Date(2024, 5, 1, 10, 11, 12, 1000, time.UTC)},
+		{"DateTime", pgTimestamptz, ColumnSpec{}, noCaps, text("2024-05-01 10:11:12+00"), time.Date(2024, 5, 1, 10, 11, 12, 0, time.UTC)},
+		{"DateTime epoch", pgTimestamptz, ColumnSpec{}, noCaps, text("1970-01-01 00:00:00+00"), epochUTC},
+		{"DateTime last second", pgTimestamptz, ColumnSpec{}, noCaps, text("2106-02-07 06:28:15+00"), time.Date(2106, 2, 7, 6, 28, 15, 0, time.UTC)},
+		{"DateTime64 before 1970", pgTimestamptz, ColumnSpec{}, dt64Caps, text("1969-07-20 20:17:40+00"), time.Date(1969, 7, 20, 20, 17, 40, 0, time.UTC)},
+		{"DateTime64 first second", pgTimestamptz, ColumnSpec{}, dt64Caps, text("1900-01-01 00:00:00+00"), time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"DateTime64 last second", pgTimestamptz, ColumnSpec{}, dt64Caps, text("2299-12-31 23:59:59+00"), time.Date(2299, 12, 31, 23, 59, 59, 0, time.UTC)},
+		{"date", pgDate, ColumnSpec{}, noCaps, text("2024-05-01"), time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)},
+		{"date to DateTime", pgDate, ColumnSpec{Type: "DateTime"}, noCaps, text("2024-05-01"), time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)},
+		{"timestamp to Date", pgTimestamp, ColumnSpec{Type: "Date"}, noCaps, text("2024-05-01 23:59:59"), time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := convert(t, tc.oid, tc.spec, tc.caps, tc.in)
+			if err != nil {
+				t.Fatalf("convert %q: %v", tc.in.Data, err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("convert %q = %#v (%T), want %#v (%T)", tc.in.Data, got, got, tc.want, tc.want)
+			}
+			if tm, ok := got.(time.Time); ok && tm.Location() != time.UTC {
+				t.Errorf("time %v is in %v, want UTC", tm, tm.Location())
+			}
+		})
+	}
+}
+
+func TestConvertErrors(t *testing.T) {
+	xx := ColumnSpec{Transform: TransformXXHash64}
+	for _, tc := range []struct {
+		name     string
+		oid      uint32
+		spec     ColumnSpec
+		caps     Caps
+		in       string
+		negative bool // the error must be errNegative
+	}{
+		{"negative into UInt64", pgInt4, ColumnSpec{Type: "UInt64"}, noCaps, "-5", true},
+		{"negative into UInt8", pgInt4, ColumnSpec{Type: "UInt8"}, noCaps, "-1", true},
+		{"negative into UInt32", pgInt8, ColumnSpec{Type: "UInt32"}, noCaps, "-4294967295", true},
+		{"min int8 into UInt64", pgInt8, ColumnSpec{Type: "UInt64"}, noCaps, "-9223372036854775808", true},
+		{"huge negative numeric into UInt64", pgNumeric, ColumnSpec{Type: "UInt64"}, noCaps, "-18446744073709551615", false},
+		{"negative fraction into UInt64", pgNumeric, ColumnSpec{Type: "UInt64"}, noCaps, "-1.5", false},
+		{"UInt8 out of range", pgInt4, ColumnSpec{Type: "UInt8"}, noCaps, "300", false},
+		{"UInt8 just out of range", pgInt4, ColumnSpec{Type: "UInt8"}, noCaps, "256", false},
+		{"UInt16 out of range", pgInt4, ColumnSpec{Type: "UInt16"}, noCaps, "65536", false},
+		{"UInt32 out of range", pgInt8, ColumnSpec{Type: "UInt32"}, noCaps, "4294967296", false},
+		{"UInt64 out of range", pgNumeric, ColumnSpec{Type: "UInt64"}, noCaps, "18446744073709551616", false},
+		{"Int8 out of range", pgInt2, ColumnSpec{Type: "Int8"}, noCaps, "128", false},
+		{"Int8 below range", pgInt2, ColumnSpec{Type: "Int8"}, noCaps, "-129", false},
+		{"Int16 out of range", pgInt4, ColumnSpec{Type: "Int16"}, noCaps, "32768", false},
+		{"Int32 out of range", pgInt8, ColumnSpec{Type: "Int32"}, noCaps, "2147483648", false},
+		{"Int64 out of range", pgNumeric, ColumnSpec{Type: "Int64"}, noCaps, "9223372036854775808", false},
+		{"numeric fraction into Int64", pgNumeric, ColumnSpec{Type: "Int64"}, noCaps, "1.5", false},
+		{"numeric NaN into UInt64", pgNumeric, ColumnSpec{Type: "UInt64"}, noCaps, "NaN", false},
+		{"empty into Int32", pgInt4, ColumnSpec{}, noCaps, "", false},
+		{"bool garbage", pgBool, ColumnSpec{}, noCaps, "true", false},
+		{"float garbage", pgFloat8, ColumnSpec{}, noCaps, "1.5x", false},
+		{"Float32 out of range", pgFloat8, ColumnSpec{Type: "Float32"}, noCaps, "1e300", false},
+		{"uuid garbage", pgUUID, ColumnSpec{}, noCaps, "not-a-uuid", false},
+		{"bytea not hex", pgBytea, xx, noCaps, "abc", false},
+		{"bytea odd hex", pgBytea, xx, noCaps, `\x616`, false},
+		{"bytea bad hex", pgBytea, xx, noCaps, `\xzz`, false},
+		{"bytea to String not hex", pgBytea, ColumnSpec{}, noCaps, `\001abc`, false},
+		{"timestamptz infinity", pgTimestamptz, ColumnSpec{}, dt64Caps, "infinity", false},
+		{"timestamptz -infinity", pgTimestamptz, ColumnSpec{}, dt64Caps, "-infinity", false},
+		{"DateTime infinity", pgTimestamptz, ColumnSpec{}, noCaps, "infinity", false},
+		{"timestamp BC", pgTimestamp, ColumnSpec{}, dt64Caps, "2024-05-01 10:11:12 BC", false},
+		{"date BC", pgDate, ColumnSpec{}, noCaps, "0044-03-15 BC", false},
+		{"timestamp garbage", pgTimestamptz, ColumnSpec{}, dt64Caps, "yesterday", false},
+		{"timestamp not ISO", pgTimestamptz, ColumnSpec{}, dt64Caps, "Wed May 01 10:11:12 2024 UTC", false},
+		{"DateTime before 1970", pgTimestamptz, ColumnSpec{}, noCaps, "1969-12-31 23:59:59+00", false},
+		{"DateTime year 1900", pgTimestamp, ColumnSpec{}, noCaps, "1900-01-01 00:00:00", false},
+		{"DateTime after 2106", pgTimestamptz, ColumnSpec{}, noCaps, "2106-02-07 06:28:16+00", false},
+		{"DateTime64 before 1900", pgTimestamptz, ColumnSpec{}, dt64Caps, "1899-12-31 23:59:59+00", false},
+		{"DateTime64 after 2299", pgTimestamptz, ColumnSpec{}, dt64Caps, "2300-01-01 00:00:00+00", false},
+		{"Date before 1970", pgDate, ColumnSpec{}, noCaps, "1969-12-31", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := convert(t, tc.oid, tc.spec, tc.caps, text(tc.in))
+			if err == nil {
+				t.Fatalf("convert %q = %#v (%T), want an error", tc.in, got, got)
+			}
+			var ce *ColumnError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is %T, want *ColumnError", err, err)
+			}
+			if ce.Column != "c" || !strings.HasPrefix(err.Error(), "column c: ") {
+				t.Errorf("error %q names column %q, want c", err, ce.Column)
+			}
+			if tc.negative && !errors.Is(err, errNegative) {
+				t.Errorf("error %q is not errNegative", err)
+			}
+		})
+	}
+}
+
+func TestResolveTypes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		oid  uint32
+		spec ColumnSpec
+		caps Caps
+		want Type
+		str  string
+	}{
+		{"timestamptz with DateTime64", pgTimestamptz, ColumnSpec{}, dt64Caps, Type{Kind: KindDateTime64, Precision: 6, TimeZone: "UTC"}, "DateTime64(6, 'UTC')"},
+		{"timestamp with DateTime64", pgTimestamp, ColumnSpec{}, dt64Caps, Type{Kind: KindDateTime64, Precision: 6, TimeZone: "UTC"}, "DateTime64(6, 'UTC')"},
+		{"timestamptz without DateTime64", pgTimestamptz, ColumnSpec{}, noCaps, Type{Kind: KindDateTime, TimeZone: "UTC"}, "DateTime('UTC')"},
+		{"xxhash64 defaults to UInt64", pgBytea, ColumnSpec{Transform: TransformXXHash64}, noCaps, Type{Kind: KindUInt64}, "UInt64"},
+		{"nullable flag", pgInt4, ColumnSpec{Nullable: true}, noCaps, Type{Kind: KindInt32, Nullable: true}, "Nullable(Int32)"},
+		{"nullable explicit type", pgInt8, ColumnSpec{Type: "UInt64", Nullable: true}, noCaps, Type{Kind: KindUInt64, Nullable: true}, "Nullable(UInt64)"},
+		{"configured LowCardinality", pgVarchar, ColumnSpec{Type: "LowCardinality(String)"}, noCaps, Type{Kind: KindString, LowCardinality: true}, "LowCardinality(String)"},
+		{"configured DateTime64(3)", pgTimestamptz, ColumnSpec{Type: "DateTime64(3)"}, dt64Caps, Type{Kind: KindDateTime64, Precision: 3}, "DateTime64(3)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tbl, err := resolveColumn(tc.oid, tc.spec, tc.caps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := tbl.Columns[1]
+			if c.Name != "c" || c.Type != tc.want || c.SourceOID != tc.oid || c.Transform != tc.spec.Transform {
+				t.Errorf("column = {%s %+v oid %d %q}, want {c %+v oid %d %q}", c.Name, c.Type, c.SourceOID, c.Transform, tc.want, tc.oid, tc.spec.Transform)
+			}
+			if s := c.Type.String(); s != tc.str {
+				t.Errorf("Type.String() = %q, want %q", s, tc.str)
+			}
+		})
+	}
+}
+
+func TestDefaultType(t *testing.T) {
+	for _, tc := range []struct {
+		oid  uint32
+		caps Caps
+		want string
+	}{
+		{pgBool, noCaps, "UInt8"},
+		{pgInt2, noCaps, "Int16"},
+		{pgInt4, noCaps, "Int32"},
+		{pgInt8, noCaps, "Int64"},
+		{pgOID, noCaps, "UInt32"},
+		{pgFloat4, noCaps, "Float32"},
+		{pgFloat8, noCaps, "Float64"},
+		{pgUUID, noCaps, "UUID"},
+		{pgDate, noCaps, "Date"},
+		{pgTimestamp, noCaps, "DateTime('UTC')"},
+		{pgTimestamptz, noCaps, "DateTime('UTC')"},
+		{pgTimestamp, dt64Caps, "DateTime64(6, 'UTC')"},
+		{pgTimestamptz, dt64Caps, "DateTime64(6, 'UTC')"},
+		{pgText, noCaps, "String"},
+		{pgVarchar, noCaps, "String"},
+		{pgBPChar, noCaps, "String"},
+		{pgBytea, noCaps, "String"},
+		{pgNumeric, noCaps, "String"},
+		{pgJSON, noCaps, "String"},
+		{pgJSONB, noCaps, "String"},
+		{600, noCaps, "String"}, // point
+	} {
+		if got := DefaultType(tc.oid, tc.caps).String(); got != tc.want {
+			t.Errorf("DefaultType(%d, %+v) = %s, want %s", tc.oid, tc.caps, got, tc.want)
+		}
+	}
+}
+
+func TestResolveErrors(t *testing.T) {
+	key := SourceColumn{Name: "id", TypeOID: pgInt8, Identity: true}
+	for _, tc := range []struct {
+		name     string
+		spec     TableSpec
+		src      []SourceColumn
+		caps     Caps
+		contains []string
+	}{
+		{"configured column missing", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"gone": {Type: "UInt64"}}},
+			[]SourceColumn{key}, noCaps, []string{`"gone"`, "does not exist"}},
+		{"xxhash64 into String", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"fp": {Type: "String", Transform: TransformXXHash64}}},
+			[]SourceColumn{key, {Name: "fp", TypeOID: pgBytea}}, noCaps, []string{"column fp", "xxhash64", "UInt64"}},
+		{"xxhash64 into Nullable(Int64)", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"fp": {Type: "Nullable(Int64)", Transform: TransformXXHash64}}},
+			[]SourceColumn{key, {Name: "fp", TypeOID: pgBytea}}, noCaps, []string{"column fp", "xxhash64"}},
+		{"unknown transform", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"fp": {Transform: "md5"}}},
+			[]SourceColumn{key, {Name: "fp", TypeOID: pgBytea}}, noCaps, []string{"column fp", `"md5"`}},
+		{"configured DateTime64 without capability", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"ts": {Type: "DateTime64(3, 'UTC')"}}},
+			[]SourceColumn{key, {Name: "ts", TypeOID: pgTimestamptz}}, noCaps, []string{"column ts", "DateTime64(3, 'UTC')", "20.1"}},
+		{"nullable DateTime64 without capability", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"ts": {Type: "Nullable(DateTime64(6))"}}},
+			[]SourceColumn{key, {Name: "ts", TypeOID: pgTimestamptz}}, noCaps, []string{"column ts", "20.1"}},
+		{"invalid type", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "Decimal(10,2)"}}},
+			[]SourceColumn{key, {Name: "x", TypeOID: pgNumeric}}, noCaps, []string{"column x", "Decimal(10,2)"}},
+		{"nullable LowCardinality", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "LowCardinality(String)", Nullable: true}}},
+			[]SourceColumn{key, {Name: "x", TypeOID: pgText}}, noCaps, []string{"column x", "LowCardinality"}},
+		{"text into UInt64", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "UInt64"}}},
+			[]SourceColumn{key, {Name: "x", TypeOID: pgText}}, noCaps, []string{"column x", "UInt64"}},
+		{"int4 into UUID", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "UUID"}}},
+			[]SourceColumn{key, {Name: "x", TypeOID: pgInt4}}, noCaps, []string{"column x", "UUID"}},
+		{"int4 into DateTime", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "DateTime"}}},
+			[]SourceColumn{key, {Name: "x", TypeOID: pgInt4}}, noCaps, []string{"column x", "DateTime"}},
+		{"text into Float64", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "Float64"}}},
+			[]SourceColumn{key, {Name: "x", TypeOID: pgText}}, noCaps, []string{"column x", "Float64"}},
+		{"text into Date", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "Date"}}},
+			[]SourceColumn{key, {Name: "x", TypeOID: pgText}}, noCaps, []string{"column x", "Date"}},
+		{"empty order_by", TableSpec{}, []SourceColumn{key}, noCaps, []string{"order_by is empty"}},
+		{"order_by column missing", TableSpec{OrderBy: []string{"nope"}}, []SourceColumn{key}, noCaps, []string{`"nope"`, "does not exist"}},
+		{"nullable order_by column", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"id": {Nullable: true}}},
+			[]SourceColumn{key}, noCaps, []string{`"id"`, "nullable"}},
+		{"_version collides", TableSpec{OrderBy: []string{"id"}}, []SourceColumn{key, {Name: "_version", TypeOID: pgInt8}}, noCaps, []string{`"_version"`}},
+		{"_deleted collides", TableSpec{OrderBy: []string{"id"}}, []SourceColumn{key, {Name: "_deleted", TypeOID: pgBool}}, noCaps, []string{`"_deleted"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.spec.Source = "public.t"
+			tc.spec.Target = "t"
+			tbl, err := Resolve(tc.spec, tc.src, tc.caps)
+			if err == nil {
+				t.Fatalf("Resolve = %+v, want an error", tbl)
+			}
+			if tbl != nil {
+				t.Errorf("Resolve returned a table with the error")
+			}
+			for _, s := range append(tc.contains, "public.t") {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+// eventsTable resolves a table like public.events: id int8 key and tenant
+// int4 in the replica identity, then non-identity columns.
+func eventsTable(t *testing.T, caps Caps) *Table {
+	t.Helper()
+	tbl, err := Resolve(TableSpec{
+		Source:  "public.events",
+		Target:  "events",
+		OrderBy: []string{"tenant", "id"},
+		Columns: map[string]ColumnSpec{
+			"id":          {Type: "UInt64"},
+			"fingerprint": {Transform: TransformXXHash64},
+			"target_type": {Type: "LowCardinality(String)"},
+			"note":        {Nullable: true},
+		},
+	}, []SourceColumn{
+		{Name: "id", TypeOID: pgInt8, Identity: true},
+		{Name: "tenant", TypeOID: pgInt4, Identity: true},
+		{Name: "target_type", TypeOID: pgVarchar},
+		{Name: "created_at", TypeOID: pgTimestamptz},
+		{Name: "fingerprint", TypeOID: pgBytea},
+		{Name: "note", TypeOID: pgText},
+	}, caps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tbl
+}
+
+func TestResolveTable(t *testing.T) {
+	tbl := eventsTable(t, dt64Caps)
+	if tbl.Source != "public.events" || tbl.Target != "events" {
+		t.Errorf("Source, Target = %q, %q", tbl.Source, tbl.Target)
+	}
+	wantNames := []string{"id", "tenant", "target_type", "created_at", "fingerprint", "note"}
+	wantTypes := []string{"UInt64", "Int32", "LowCardinality(String)", "DateTime64(6, 'UTC')", "UInt64", "Nullable(String)"}
+	if len(tbl.Columns) != len(wantNames) {
+		t.Fatalf("%d columns, want %d", len(tbl.Columns), len(wantNames))
+	}
+	for i, c := range tbl.Columns {
+		if c.Name != wantNames[i] || c.Type.String() != wantTypes[i] {
+			t.Errorf("column %d = %s %s, want %s %s", i, c.Name, c.Type, wantNames[i], wantTypes[i])
+		}
+	}
+	if !reflect.DeepEqual(tbl.Key, []int{1, 0}) {
+		t.Errorf("Key = %v, want [1 0] (order_by order)", tbl.Key)
+	}
+	if got := tbl.ColumnIndex("created_at"); got != 3 {
+		t.Errorf("ColumnIndex(created_at) = %d, want 3", got)
+	}
+	if got := tbl.ColumnIndex("nope"); got != -1 {
+		t.Errorf("ColumnIndex(nope) = %d, want -1", got)
+	}
+}
+
+func TestRow(t *testing.T) {
+	tbl := eventsTable(t, dt64Caps)
+	row := []Value{text("5"), text("7"), text("push"), text("2024-05-01 10:11:12.123456+00"), text(`\x616263`), nullValue}
+	dst := make([]any, len(tbl.Columns))
+	unchanged, err := tbl.Row(row, dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unchanged != nil {
+		t.Errorf("unchanged = %v, want nil", unchanged)
+	}
+	want := []any{uint64(5), int32(7), "push", time.Date(2024, 5, 1, 10, 11, 12, 123456000, time.UTC), uint64(0x44bc2cf5ad770999), nil}
+	if !reflect.DeepEqual(dst, want) {
+		t.Errorf("Row = %#v, want %#v", dst, want)
+	}
+	if got, wantKey := tbl.KeyString(dst), "tenant=7, id=5"; got != wantKey {
+		t.Errorf("KeyString = %q, want %q", got, wantKey)
+	}
+	if got, wantKey := tbl.KeyOf(row), "tenant=7, id=5"; got != wantKey {
+		t.Errorf("KeyOf = %q, want %q", got, wantKey)
+	}
+	if got, wantKey := tbl.KeyOf(row[:1]), "tenant=?, id=5"; got != wantKey {
+		t.Errorf("KeyOf(short) = %q, want %q", got, wantKey)
+	}
+}
+
+func TestRowUnchanged(t *testing.T) {
+	tbl := eventsTable(t, dt64Caps)
+	row := []Value{text("5"), text("7"), unchangedValue, text("2024-05-01 10:11:12+00"), unchangedValue, nullValue}
+	dst := []any{"x", "x", "x", "x", "x", "x"}
+	unchanged, err := tbl.Row(row, dst, []int{42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(unchanged, []int{42, 2, 4}) {
+		t.Errorf("unchanged = %v, want [42 2 4] (appended to the passed slice)", unchanged)
+	}
+	want := []any{uint64(5), int32(7), nil, time.Date(2024, 5, 1, 10, 11, 12, 0, time.UTC), nil, nil}
+	if !reflect.DeepEqual(dst, want) {
+		t.Errorf("Row = %#v, want %#v", dst, want)
+	}
+}
+
+func TestRowErrors(t *testing.T) {
+	tbl := eventsTable(t, dt64Caps)
+	good := func() []Value {
+		return []Value{text("5"), text("7"), text("push"), text("2024-05-01 10:11:12+00"), text(`\x00`), text("n")}
+	}
+	for _, tc := range []struct {
+		name   string
+		vals   []Value
+		column string // "" when the error is not a *ColumnError
+	}{
+		{"too few values", good()[:5], ""},
+		{"too many values", append(good(), text("x")), ""},
+		{"binary value kind", func() []Value { v := good(); v[3] = Value{Kind: 'b', Data: []byte{1}}; return v }(), "created_at"},
+		{"zero value kind", func() []Value { v := good(); v[5] = Value{}; return v }(), "note"},
+		{"negative id", func() []Value { v := good(); v[0] = text("-5"); return v }(), "id"},
+		{"bad fingerprint", func() []Value { v := good(); v[4] = text("abc"); return v }(), "fingerprint"},
+		{"infinity", func() []Value { v := good(); v[3] = text("infinity"); return v }(), "created_at"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := make([]any, len(tc.vals)+1)
+			_, err := tbl.Row(tc.vals, dst, nil)
+			if err == nil {
+				t.Fatalf("Row = %#v, want an error", dst)
+			}
+			var ce *ColumnError
+			isCol := errors.As(err, &ce)
+			if tc.column == "" {
+				if isCol {
+					t.Errorf("error %v is a *ColumnError", err)
+				}
+				return
+			}
+			if !isCol || ce.Column != tc.column {
+				t.Errorf("error %v (%T), want *ColumnError for column %s", err, err, tc.column)
+			}
+		})
+	}
+	// A negative value never becomes a wrapped unsigned number.
+	dst := make([]any, len(tbl.Columns))
+	v := good()
+	v[0] = text("-5")
+	if _, err := tbl.Row(v, dst, nil); !errors.Is(err, errNegative) {
+		t.Errorf("negative id: err = %v, want errNegative", err)
+	}
+	if dst[0] != nil {
+		t.Errorf("negative id: dst[0] = %#v, want untouched nil", dst[0])
+	}
+}
+
+func TestTombstone(t *testing.T) {
+	tbl := eventsTable(t, dt64Caps)
+	dst := []any{"x", "x", "x", "x", "x", "x"}
+	old := []Value{text("5"), text("7"), nullValue, nullValue, nullValue, nullValue}
+	if err := tbl.Tombstone(old, dst); err != nil {
+		t.Fatal(err)
+	}
+	want := []any{uint64(5), int32(7), "", epochUTC, uint64(0), nil}
+	if !reflect.DeepEqual(dst, want) {
+		t.Errorf("Tombstone = %#v, want %#v", dst, want)
+	}
+
+	// Values of non-identity columns (REPLICA IDENTITY FULL with a catalog
+	// that marks only the key) are not copied: a tombstone carries defaults.
+	full := []Value{text("5"), text("7"), text("push"), text("2024-05-01 10:11:12+00"), text(`\x61`), text("n")}
+	if err := tbl.Tombstone(full, dst); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(dst, want) {
+		t.Errorf("Tombstone(full old row) = %#v, want %#v", dst, want)
+	}
+}
+
+func TestTombstoneErrors(t *testing.T) {
+	tbl := eventsTable(t, dt64Caps)
+	for _, tc := range []struct {
+		name   string
+		old    []Value
+		column string
+	}{
+		{"wrong length", []Value{text("5"), text("7")}, ""},
+		{"key column null", []Value{nullValue, text("7"), nullValue, nullValue, nullValue, nullValue}, "id"},
+		{"second key column null", []Value{text("5"), nullValue, nullValue, nullValue, nullValue, nullValue}, "tenant"},
+		{"key column unchanged", []Value{text("5"), unchangedValue, nullValue, nullValue, nullValue, nullValue}, "tenant"},
+		{"key column invalid", []Value{text("-1"), text("7"), nullValue, nullValue, nullValue, nullValue}, "id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := make([]any, len(tbl.Columns))
+			err := tbl.Tombstone(tc.old, dst)
+			if err == nil {
+				t.Fatalf("Tombstone = %#v, want an error", dst)
+			}
+			var ce *ColumnError
+			if tc.column == "" {
+				if errors.As(err, &ce) {
+					t.Errorf("error %v is a *ColumnError", err)
+				}
+				return
+			}
+			if !errors.As(err, &ce) || ce.Column != tc.column {
+				t.Errorf("error %v (%T), want *ColumnError for column %s", err, err, tc.column)
+			}
+		})
+	}
+}
+
+func TestKeyString(t *testing.T) {
+	tbl, err := Resolve(TableSpec{
+		Source: "s.t", Target: "t",
+		OrderBy: []string{"name", "n", "u", "small", "ts"},
+		Columns: map[string]ColumnSpec{"u": {Type: "UInt64"}, "small": {Type: "UInt8"}},
+	}, []SourceColumn{
+		{Name: "u", TypeOID: pgInt8, Identity: true},
+		{Name: "n", TypeOID: pgInt8, Identity: true},
+		{Name: "name", TypeOID: pgText, Identity: true},
+		{Name: "small", TypeOID: pgInt2, Identity: true},
+		{Name: "ts", TypeOID: pgTimestamptz, Identity: true},
+	}, noCaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := []any{uint64(math.MaxUint64), int64(-3), "a \"b\"\n", uint8(9), time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)}
+	want := `name="a \"b\"\n", n=-3, u=18446744073709551615, small=9, ts=2024-05-01 00:00:00 +0000 UTC`
+	if got := tbl.KeyString(row); got != want {
+		t.Errorf("KeyString = %q, want %q", got, want)
+	}
+}
+
+func TestCheckIdentity(t *testing.T) {
+	src := []SourceColumn{
+		{Name: "id", TypeOID: pgInt8, Identity: true},
+		{Name: "tenant", TypeOID: pgInt4, Identity: true},
+		{Name: "created_at", TypeOID: pgTimestamptz},
+		{Name: "kind", TypeOID: pgText},
+	}
+	for _, tc := range []struct {
+		name      string
+		orderBy   []string
+		partition string
+		bad       []string // names in the error; nil means no error
+	}{
+		{"identity key", []string{"id"}, "", nil},
+		{"two identity columns", []string{"tenant", "id"}, "", nil},
+		{"order_by non-identity", []string{"created_at", "id"}, "", []string{"created_at"}},
+		{"partition non-identity", []string{"id"}, "toYYYYMM(created_at)", []string{"created_at"}},
+		{"partition identity", []string{"id"}, "intDiv(id, 1000)", nil},
+		{"partition two identity columns", []string{"id"}, "(tenant, intDiv(id, 1000000))", nil},
+		{"partition string literal is not a column", []string{"id"}, "(tenant, 'kind')", nil},
+		{"partition quoted column", []string{"id"}, "toYYYYMM(`created_at`)", []string{"created_at"}},
+		{"partition double-quoted column", []string{"id"}, `toYYYYMM("created_at")`, []string{"created_at"}},
+		{"both", []string{"kind", "id"}, "toYYYYMM(created_at)", []string{"kind", "created_at"}},
+		{"same column in both", []string{"created_at"}, "toYYYYMM(created_at)", []string{"created_at"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tbl, err := Resolve(TableSpec{Source: "public.events", Target: "events", OrderBy: tc.orderBy, PartitionBy: tc.partition}, src, noCaps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = tbl.CheckIdentity()
+			if tc.bad == nil {
+				if err != nil {
+					t.Errorf("CheckIdentity: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("CheckIdentity: no error, want one naming %v", tc.bad)
+			}
+			if want := "use " + strings.Join(tc.bad, ", ") + ", which"; !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not contain %q", err, want)
+			}
+			if !strings.Contains(err.Error(), "public.events") {
+				t.Errorf("error %q does not name the table", err)
+			}
+		})
+	}
+}
+
+func TestParseType(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Type
+		str  string
+	}{
+		{"UInt64", Type{Kind: KindUInt64}, "UInt64"},
+		{"UInt8", Type{Kind: KindUInt8}, "UInt8"},
+		{"Int16", Type{Kind: KindInt16}, "Int16"},
+		{"Float32", Type{Kind: KindFloat32}, "Float32"},
+		{"String", Type{Kind: KindString}, "String"},
+		{"UUID", Type{Kind: KindUUID}, "UUID"},
+		{"Date", Type{Kind: KindDate}, "Date"},
+		{"DateTime", Type{Kind: KindDateTime}, "DateTime"},
+		{"LowCardinality(String)", Type{Kind: KindString, LowCardinality: true}, "LowCardinality(String)"},
+		{"LowCardinality(Nullable(String))", Type{Kind: KindString, LowCardinality: true, Nullable: true}, "LowCardinality(Nullable(String))"},
+		{"DateTime('UTC')", Type{Kind: KindDateTime, TimeZone: "UTC"}, "DateTime('UTC')"},
+		{"DateTime('Europe/Berlin')", Type{Kind: KindDateTime, TimeZone: "Europe/Berlin"}, "DateTime('Europe/Berlin')"},
+		{"DateTime64(6, 'UTC')", Type{Kind: KindDateTime64, Precision: 6, TimeZone: "UTC"}, "DateTime64(6, 'UTC')"},
+		{"DateTime64(0)", Type{Kind: KindDateTime64}, "DateTime64(0)"},
+		{"DateTime64(9,'UTC')", Type{Kind: KindDateTime64, Precision: 9, TimeZone: "UTC"}, "DateTime64(9, 'UTC')"},
+		{"Nullable(Int32)", Type{Kind: KindInt32, Nullable: true}, "Nullable(Int32)"},
+		{"Nullable(DateTime64(3, 'UTC'))", Type{Kind: KindDateTime64, Precision: 3, TimeZone: "UTC", Nullable: true}, "Nullable(DateTime64(3, 'UTC'))"},
+		{"  Nullable( UInt8 ) ", Type{Kind: KindUInt8, Nullable: true}, "Nullable(UInt8)"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseType(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("ParseType(%q) = %+v, want %+v", tc.in, got, tc.want)
+			}
+			if s := got.String(); s != tc.str {
+				t.Errorf("String() = %q, want %q", s, tc.str)
+			}
+			again, err := ParseType(got.String())
+			if err != nil || again != got {
+				t.Errorf("ParseType(%q) = %+v, %v; want %+v", got.String(), again, err, got)
+			}
+		})
+	}
+}
+
+func TestParseTypeErrors(t *testing.T) {
+	for _, in := range []string{
+		"",
+		"uint64",
+		"Decimal(10,2)",
+		"Decimal",
+		"LowCardinality(UInt64)",
+		"LowCardinality(LowCardinality(String))",
+		"Nullable(LowCardinality(String))",
+		"Nullable(Nullable(String))",
+		"Nullable(String, String)",
+		"Nullable",
+		"DateTime64",
+		"DateTime64()",
+		"DateTime64(12)",
+		"DateTime64(-1)",
+		"DateTime64(x)",
+		"DateTime64(3, UTC)",
+		"DateTime64(3, 'UTC', 1)",
+		"DateTime(UTC)",
+		"DateTime('')",
+		"DateTime('a'b')",
+		"DateTime('UTC', 'UTC')",
+		"Array(String)",
+		"Map(String, String)",
+		"String(",
+		"UInt64)",
+		"Nullable(String))",
+		"Nullable((String)",
+		"(String)",
+		"Invalid",
+	} {
+		t.Run(in, func(t *testing.T) {
+			typ, err := ParseType(in)
+			if err == nil {
+				t.Fatalf("ParseType(%q) = %+v, want an error", in, typ)
+			}
+			if typ != (Type{}) {
+				t.Errorf("ParseType(%q) returned %+v with the error", in, typ)
+			}
+			if !strings.Contains(err.Error(), in) {
+				t.Errorf("error %q does not quote the input", err)
+			}
+		})
+	}
+}
+
+func TestColumnNames(t *testing.T) {
+	tbl := eventsTable(t, dt64Caps)
+	want := []string{"id", "tenant", "target_type", "created_at", "fingerprint", "note", "_version", "_deleted"}
+	if got := tbl.ColumnNames(); !reflect.DeepEqual(got, want) {
+		t.Errorf("ColumnNames = %v, want %v", got, want)
+	}
+}
