@@ -1,30 +1,443 @@
 package config_test
 
 import (
-	"fmt"
+	"errors"
+	"os"
+	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/mapping"
 )
 
-func TestProbe(t *testing.T) {
-	for _, src := range []string{
-		`postgres { dsn = "x" slott = "x" }`,
-		`mysql {}`,
-		`batch { max_rows = "many" }`,
-		`batch { max_delay = "soon" }`,
-		`postgres { slott = "x" } batch { max_delay = "soon" }`,
-		`postgres { dsn = env("NOPE") }`,
-		`table "events" { order_by = ["id"] }`,
-		`table "public.events" { }`,
-		`table "public.events" { order_by = ["id"]
-column "a" {}
-column "a" {}
-}`,
-		`postgres { dsn = "postgres://u@h/db" }`,
-		`{{{`,
+// noEnv is a getenv with no variables set.
+func noEnv(string) string { return "" }
+
+// envMap returns a getenv reading m.
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// minimal is the smallest valid configuration.
+const minimal = `
+postgres {
+  dsn = "postgres://u@h:5432/db"
+}
+table "public.t" {
+  order_by = ["id"]
+}
+`
+
+func parse(t *testing.T, src string, getenv func(string) string) config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.hcl", []byte(src), getenv)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return cfg
+}
+
+// parseError parses src, which must fail, and returns the *config.Error.
+func parseError(t *testing.T, src string, getenv func(string) string) *config.Error {
+	t.Helper()
+	cfg, err := config.Parse("test.hcl", []byte(src), getenv)
+	if err == nil {
+		t.Fatalf("Parse succeeded: %+v", cfg)
+	}
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v is %T, want *config.Error", err, err)
+	}
+	if len(ce.Problems) == 0 {
+		t.Fatalf("*config.Error without problems")
+	}
+	if !reflect.DeepEqual(cfg, config.Config{}) {
+		t.Errorf("Parse returned %+v with the error", cfg)
+	}
+	return ce
+}
+
+func TestExample(t *testing.T) {
+	src, err := os.ReadFile("../config.example.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := parse(t, string(src), noEnv)
+	if cfg.Postgres.DSN == "" {
+		t.Errorf("postgres.dsn is empty")
+	}
+	if cfg.Postgres.Slot != "replicator_events" || cfg.Postgres.Publication != "replicator_events" {
+		t.Errorf("slot, publication = %q, %q; want replicator_events", cfg.Postgres.Slot, cfg.Postgres.Publication)
+	}
+	if !reflect.DeepEqual(cfg.ClickHouse.Addr, []string{"127.0.0.1:9000"}) {
+		t.Errorf("clickhouse.addr = %q", cfg.ClickHouse.Addr)
+	}
+	if cfg.ClickHouse.Database != "analytics" || cfg.ClickHouse.Username != "default" || cfg.ClickHouse.Password != "" {
+		t.Errorf("clickhouse = %+v", cfg.ClickHouse)
+	}
+	if cfg.Batch != (config.Batch{MaxRows: 100000, MaxDelay: time.Second}) {
+		t.Errorf("batch = %+v, want 100000 rows / 1s", cfg.Batch)
+	}
+	if cfg.Log != (config.Log{Level: "info", Format: "text"}) {
+		t.Errorf("log = %+v", cfg.Log)
+	}
+	if len(cfg.Tables) != 1 {
+		t.Fatalf("%d tables, want 1", len(cfg.Tables))
+	}
+	tb := cfg.Tables[0]
+	if tb.Name != "public.events" || tb.Target != "events" || !reflect.DeepEqual(tb.OrderBy, []string{"id"}) {
+		t.Errorf("table = %+v", tb)
+	}
+	if schema, name := tb.SourceParts(); schema != "public" || name != "events" {
+		t.Errorf("SourceParts = %q, %q", schema, name)
+	}
+	if got, want := tb.Columns["fingerprint"], (mapping.ColumnSpec{Type: "UInt64", Transform: mapping.TransformXXHash64}); got != want {
+		t.Errorf("column fingerprint = %+v, want %+v", got, want)
+	}
+	if got, want := tb.Columns["id"], (mapping.ColumnSpec{Type: "UInt64"}); got != want {
+		t.Errorf("column id = %+v, want %+v", got, want)
+	}
+	if got, want := tb.Columns["target_type"], (mapping.ColumnSpec{Type: "LowCardinality(String)"}); got != want {
+		t.Errorf("column target_type = %+v, want %+v", got, want)
+	}
+	spec := tb.Spec()
+	if spec.Source != "public.events" || spec.Target != "events" || !reflect.DeepEqual(spec.OrderBy, []string{"id"}) || !reflect.DeepEqual(spec.Columns, tb.Columns) {
+		t.Errorf("Spec() = %+v", spec)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg := parse(t, minimal, noEnv)
+	want := config.Default()
+	want.Postgres.DSN = "postgres://u@h:5432/db"
+	want.Tables = []config.Table{{Name: "public.t", Target: "t", OrderBy: []string{"id"}, Columns: map[string]mapping.ColumnSpec{}}}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("Parse(minimal) =\n%+v\nwant\n%+v", cfg, want)
+	}
+	d := config.Default()
+	if d.Postgres.Slot != "replicator" || d.Postgres.Publication != "replicator" ||
+		!reflect.DeepEqual(d.ClickHouse.Addr, []string{"127.0.0.1:9000"}) || d.ClickHouse.Database != "default" ||
+		d.ClickHouse.Username != "default" || d.Batch.MaxRows != 100000 || d.Batch.MaxDelay != time.Second ||
+		d.Log.Level != "info" || d.Log.Format != "text" {
+		t.Errorf("Default() = %+v", d)
+	}
+}
+
+func TestParseAllKeys(t *testing.T) {
+	src := `
+postgres {
+  dsn         = "host=pg user=u dbname=d"
+  slot        = "s1"
+  publication = "p_1"
+}
+clickhouse {
+  addr     = ["a:9000", "[::1]:9440"]
+  database = "Analytics_2"
+  username = "writer"
+  password = "pw"
+}
+batch {
+  max_rows  = 5
+  max_delay = "250ms"
+}
+log {
+  level  = "debug"
+  format = "json"
+}
+table "app.users" {
+  target       = "users_v2"
+  order_by     = ["tenant", "id"]
+  partition_by = "intDiv(id, 1000)"
+  column "note" {
+    nullable = true
+  }
+  column "fp" {
+    transform = "xxhash64"
+  }
+  column "kind" {
+    type     = "Nullable(String)"
+    nullable = true
+  }
+}
+table "app.orders" {
+  order_by = ["id"]
+}
+`
+	cfg := parse(t, src, noEnv)
+	want := config.Config{
+		Postgres:   config.Postgres{DSN: "host=pg user=u dbname=d", Slot: "s1", Publication: "p_1"},
+		ClickHouse: config.ClickHouse{Addr: []string{"a:9000", "[::1]:9440"}, Database: "Analytics_2", Username: "writer", Password: "pw"},
+		Batch:      config.Batch{MaxRows: 5, MaxDelay: 250 * time.Millisecond},
+		Log:        config.Log{Level: "debug", Format: "json"},
+		Tables: []config.Table{
+			{Name: "app.users", Target: "users_v2", OrderBy: []string{"tenant", "id"}, PartitionBy: "intDiv(id, 1000)",
+				Columns: map[string]mapping.ColumnSpec{
+					"note": {Nullable: true},
+					"fp":   {Transform: mapping.TransformXXHash64},
+					"kind": {Type: "Nullable(String)", Nullable: true},
+				}},
+			{Name: "app.orders", Target: "orders", OrderBy: []string{"id"}, Columns: map[string]mapping.ColumnSpec{}},
+		},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("Parse =\n%+v\nwant\n%+v", cfg, want)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	const table = "\ntable \"public.t\" {\n  order_by = [\"id\"]\n}\n"
+	const pg = "postgres {\n  dsn = \"postgres://u@h/db\"\n}\n"
+	for _, tc := range []struct {
+		name     string
+		src      string
+		contains []string
+	}{
+		{"unknown key", "postgres {\n  dsn = \"postgres://u@h/db\"\n  slott = \"x\"\n}\n" + table, []string{"slott"}},
+		{"unknown key suggests", "postgres {\n  dsn = \"postgres://u@h/db\"\n  slott = \"x\"\n}\n" + table, []string{`"slot"`}},
+		{"unknown top-level key", pg + "debug = true\n" + table, []string{"debug"}},
+		{"unknown block", pg + "mysql {\n}\n" + table, []string{"mysql"}},
+		{"unknown column key", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    typ = \"UInt64\"\n  }\n}\n", []string{"typ"}},
+		{"wrong type", pg + "batch {\n  max_rows = \"many\"\n}\n" + table, []string{"max_rows"}},
+		{"wrong type list", pg + "clickhouse {\n  addr = \"a:1\"\n}\n" + table, []string{"addr"}},
+		{"bad duration", pg + "batch {\n  max_delay = \"soon\"\n}\n" + table, []string{"batch.max_delay", `"soon"`}},
+		{"syntax error", "postgres {\n", []string{"test.hcl:"}},
+		{"unset env function", "postgres {\n  dsn = env(\"PG_DSN_FOR_TEST\")\n}\n" + table, []string{"PG_DSN_FOR_TEST", "not set"}},
+		{"missing dsn", table, []string{"postgres.dsn", "REPLICATOR_POSTGRES_DSN"}},
+		{"invalid dsn", "postgres {\n  dsn = \"postgres://h/db?sslmode=bogus\"\n}\n" + table, []string{"postgres.dsn", "sslmode"}},
+		{"bad slot", "postgres {\n  dsn = \"postgres://u@h/db\"\n  slot = \"Bad-Slot\"\n}\n" + table, []string{"postgres.slot", `"Bad-Slot"`}},
+		{"slot too long", "postgres {\n  dsn = \"postgres://u@h/db\"\n  slot = \"" + strings.Repeat("s", 64) + "\"\n}\n" + table, []string{"postgres.slot"}},
+		{"bad publication", "postgres {\n  dsn = \"postgres://u@h/db\"\n  publication = \"1pub\"\n}\n" + table, []string{"postgres.publication"}},
+		{"empty addr", pg + "clickhouse {\n  addr = []\n}\n" + table, []string{"clickhouse.addr"}},
+		{"addr without port", pg + "clickhouse {\n  addr = [\"a:1\", \"localhost\"]\n}\n" + table, []string{"clickhouse.addr[1]", `"localhost"`}},
+		{"bad database", pg + "clickhouse {\n  database = \"my-db\"\n}\n" + table, []string{"clickhouse.database", `"my-db"`}},
+		{"zero max_rows", pg + "batch {\n  max_rows = 0\n}\n" + table, []string{"batch.max_rows"}},
+		{"negative max_delay", pg + "batch {\n  max_delay = \"-1s\"\n}\n" + table, []string{"batch.max_delay"}},
+		{"bad log level", pg + "log {\n  level = \"loud\"\n}\n" + table, []string{"log.level", `"loud"`}},
+		{"bad log format", pg + "log {\n  format = \"xml\"\n}\n" + table, []string{"log.format", `"xml"`}},
+		{"missing table", pg, []string{"at least one table"}},
+		{"table without schema", pg + "table \"events\" {\n  order_by = [\"id\"]\n}\n", []string{`table "events"`, "schema.table"}},
+		{"table with empty schema", pg + "table \".events\" {\n  order_by = [\"id\"]\n}\n", []string{"schema.table"}},
+		{"table with three parts", pg + "table \"db.public.events\" {\n  order_by = [\"id\"]\n}\n", []string{"schema.table"}},
+		{"table without order_by", pg + "table \"public.t\" {\n}\n", []string{"order_by"}},
+		{"table with empty order_by", pg + "table \"public.t\" {\n  order_by = []\n}\n", []string{`table "public.t".order_by`}},
+		{"duplicate table", pg + table + table, []string{`table "public.t": defined twice`}},
+		{"duplicate target", pg + table + "table \"other.t\" {\n  order_by = [\"id\"]\n}\n", []string{`"t" is used by another table`}},
+		{"bad target", pg + "table \"public.t\" {\n  target = \"t-1\"\n  order_by = [\"id\"]\n}\n", []string{`table "public.t".target`, `"t-1"`}},
+		{"duplicate column", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n  }\n  column \"a\" {\n    type = \"UInt64\"\n  }\n}\n", []string{`column "a": defined twice`}},
+		{"bad column type", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    type = \"Decimal(10,2)\"\n  }\n}\n", []string{`column "a".type`, "Decimal(10,2)"}},
+		{"unknown transform", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    transform = \"md5\"\n  }\n}\n", []string{`column "a".transform`, `"md5"`}},
+		{"xxhash64 with String", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    type = \"String\"\n    transform = \"xxhash64\"\n  }\n}\n", []string{`column "a".transform`, "UInt64"}},
+		{"nullable LowCardinality", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    type = \"LowCardinality(String)\"\n    nullable = true\n  }\n}\n", []string{`column "a".nullable`}},
 	} {
-		_, err := config.Parse("t.hcl", []byte(src), func(string) string { return "" })
-		fmt.Printf("%s\n => %v\n\n", src, err)
+		t.Run(tc.name, func(t *testing.T) {
+			ce := parseError(t, tc.src, noEnv)
+			msg := ce.Error()
+			for _, s := range tc.contains {
+				if !strings.Contains(msg, s) {
+					t.Errorf("error %q does not contain %q", msg, s)
+				}
+			}
+			if len(ce.Problems) == 1 && msg != "config: "+ce.Problems[0] {
+				t.Errorf("Error() = %q, want %q", msg, "config: "+ce.Problems[0])
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		src  string
+		want []string // one substring per problem, in order
+	}{
+		{"validation problems", `
+postgres {
+  dsn  = "postgres://u@h/db"
+  slot = "Bad Slot"
+}
+batch {
+  max_rows = 0
+}
+log {
+  level = "loud"
+}
+table "public.t" {
+  order_by = ["id"]
+}
+`, []string{"postgres.slot", "batch.max_rows", "log.level"}},
+		{"decode problems", `
+postgres {
+  dsn   = "postgres://u@h/db"
+  slott = "x"
+}
+batch {
+  max_rows  = "many"
+  max_delay = "soon"
+}
+mysql {
+}
+table "public.t" {
+  order_by = ["id"]
+}
+`, []string{"slott", "test.hcl:7,", "mysql", "batch.max_delay"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ce := parseError(t, tc.src, noEnv)
+			if len(ce.Problems) < len(tc.want) {
+				t.Fatalf("%d problems, want >= %d: %q", len(ce.Problems), len(tc.want), ce.Problems)
+			}
+			for _, want := range tc.want {
+				found := false
+				for _, p := range ce.Problems {
+					found = found || strings.Contains(p, want)
+				}
+				if !found {
+					t.Errorf("no problem mentions %q: %q", want, ce.Problems)
+				}
+			}
+			msg := ce.Error()
+			if !strings.HasPrefix(msg, "config: "+itoa(len(ce.Problems))+" problems:\n  ") {
+				t.Errorf("Error() = %q, want a count header", msg)
+			}
+			for _, p := range ce.Problems {
+				if !strings.Contains(msg, "\n  "+p) {
+					t.Errorf("Error() %q does not list %q", msg, p)
+				}
+			}
+		})
+	}
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + itoa(n%10)
+}
+
+func TestEnvOverrides(t *testing.T) {
+	src := `
+postgres {
+  dsn = "postgres://file@h/db"
+}
+clickhouse {
+  addr     = ["file:9000"]
+  database = "filedb"
+  username = "fileuser"
+  password = "filepw"
+}
+table "public.t" {
+  order_by = ["id"]
+}
+`
+	cfg := parse(t, src, envMap(map[string]string{
+		"REPLICATOR_POSTGRES_DSN":        "host=envhost user=envuser",
+		"REPLICATOR_CLICKHOUSE_ADDR":     "a:1, b:2",
+		"REPLICATOR_CLICKHOUSE_DATABASE": "envdb",
+		"REPLICATOR_CLICKHOUSE_USERNAME": "envuser",
+		"REPLICATOR_CLICKHOUSE_PASSWORD": "envpw",
+	}))
+	want := config.ClickHouse{Addr: []string{"a:1", "b:2"}, Database: "envdb", Username: "envuser", Password: "envpw"}
+	if cfg.Postgres.DSN != "host=envhost user=envuser" {
+		t.Errorf("dsn = %q, want the environment's", cfg.Postgres.DSN)
+	}
+	if !reflect.DeepEqual(cfg.ClickHouse, want) {
+		t.Errorf("clickhouse = %+v, want %+v", cfg.ClickHouse, want)
+	}
+
+	// Empty variables do not override.
+	cfg = parse(t, src, envMap(map[string]string{"REPLICATOR_CLICKHOUSE_PASSWORD": ""}))
+	if cfg.Postgres.DSN != "postgres://file@h/db" || !reflect.DeepEqual(cfg.ClickHouse,
+		config.ClickHouse{Addr: []string{"file:9000"}, Database: "filedb", Username: "fileuser", Password: "filepw"}) {
+		t.Errorf("without overrides: %+v %+v", cfg.Postgres, cfg.ClickHouse)
+	}
+
+	// The DSN may come from the environment alone.
+	cfg = parse(t, "table \"public.t\" {\n  order_by = [\"id\"]\n}\n", envMap(map[string]string{"REPLICATOR_POSTGRES_DSN": "postgres://x@y/z"}))
+	if cfg.Postgres.DSN != "postgres://x@y/z" {
+		t.Errorf("dsn = %q", cfg.Postgres.DSN)
+	}
+
+	// Overrides are validated like the file.
+	ce := parseError(t, minimal, envMap(map[string]string{"REPLICATOR_CLICKHOUSE_ADDR": "a:1,nohost", "REPLICATOR_CLICKHOUSE_DATABASE": "bad-db"}))
+	if msg := ce.Error(); !strings.Contains(msg, `clickhouse.addr[1]: "nohost"`) || !strings.Contains(msg, `clickhouse.database: "bad-db"`) {
+		t.Errorf("error %q", msg)
+	}
+	ce = parseError(t, minimal, envMap(map[string]string{"REPLICATOR_CLICKHOUSE_ADDR": " , "}))
+	if msg := ce.Error(); !strings.Contains(msg, "clickhouse.addr") {
+		t.Errorf("error %q", msg)
+	}
+}
+
+func TestEnvFunction(t *testing.T) {
+	src := `
+postgres {
+  dsn = env("PG_DSN")
+}
+clickhouse {
+  password = env("CH_PASSWORD")
+}
+table "public.t" {
+  order_by = ["id"]
+}
+`
+	cfg := parse(t, src, envMap(map[string]string{"PG_DSN": "postgres://u@h/db", "CH_PASSWORD": "pw"}))
+	if cfg.Postgres.DSN != "postgres://u@h/db" || cfg.ClickHouse.Password != "pw" {
+		t.Errorf("dsn, password = %q, %q", cfg.Postgres.DSN, cfg.ClickHouse.Password)
+	}
+	ce := parseError(t, src, envMap(map[string]string{"PG_DSN": "postgres://u@h/db"}))
+	msg := ce.Error()
+	if !strings.Contains(msg, "CH_PASSWORD") || strings.Contains(msg, "PG_DSN") {
+		t.Errorf("error %q should name CH_PASSWORD only", msg)
+	}
+}
+
+func TestSecretsNotInErrors(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://u:s3cret@host:notaport/db",
+		"postgres://u:s3cret@host/db?sslmode=bogus",
+		"postgres://u:s3cret@host/db?connect_timeout=abc",
+		"postgres://u:s3cret@[::1/db",
+		"postgres://u:s3cret@host/db?target_session_attrs=bogus",
+		"host=h password=s3cret port=notaport",
+		"host=h password=s3cret sslmode=bogus",
+		"host=h password=s3cret connect_timeout=abc",
+		"host=h password='s3cret",
+		"host=h password=s3cret port=99999999999",
+		"postgres://u:s3cret@h1:1,h2:x/db",
+		"postgres://u:s3cr%zzet@h/db",
+		"postgres://u:s3cret@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+	} {
+		t.Run(dsn, func(t *testing.T) {
+			src := "postgres {\n  dsn = \"" + dsn + "\"\n}\n" + "table \"public.t\" {\n  order_by = [\"id\"]\n}\n"
+			ce := parseError(t, src, noEnv)
+			if msg := ce.Error(); strings.Contains(msg, "s3cret") || !strings.Contains(msg, "postgres.dsn") {
+				t.Errorf("error %q leaks the password or does not name postgres.dsn", msg)
+			}
+			// The same DSN from the environment.
+			ce = parseError(t, "table \"public.t\" {\n  order_by = [\"id\"]\n}\n", envMap(map[string]string{"REPLICATOR_POSTGRES_DSN": dsn}))
+			if msg := ce.Error(); strings.Contains(msg, "s3cret") {
+				t.Errorf("error %q leaks the password", msg)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	path := t.TempDir() + "/replicator.hcl"
+	if err := os.WriteFile(path, []byte(minimal), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Postgres.DSN != "postgres://u@h:5432/db" || len(cfg.Tables) != 1 {
+		t.Errorf("Load = %+v", cfg)
+	}
+	if _, err := config.Load(path+".missing", noEnv); err == nil || !strings.Contains(err.Error(), "read config") {
+		t.Errorf("Load of a missing file: %v", err)
 	}
 }

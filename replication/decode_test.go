@@ -577,4 +577,27 @@ func TestDecodeZeroColumnTable(t *testing.T) {
 	if c.New == nil || len(c.New) != 0 {
 		t.Errorf("New = %#v, want an empty non-nil tuple", c.New)
 	}
+
+	for _, tc := range []struct {
+		name     string
+		data     []byte
+		old, new bool // whether Old and New are sent (empty, non-nil)
+	}{
+		{"update", updateMsg(3, 0, nil, tuple()), false, true},
+		{"update with old", updateMsg(3, 'O', tuple(), tuple()), true, true},
+		{"delete", deleteMsg(3, 'O', tuple()), true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := replication.NewDecoder()
+			mustDecode(t, d, rel)
+			m, err := d.Decode(tc.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := m.(*replication.Change)
+			if (c.Old != nil) != tc.old || len(c.Old) != 0 || (c.New != nil) != tc.new || len(c.New) != 0 {
+				t.Errorf("Old = %#v, New = %#v; want sent old %v, sent new %v, both empty", c.Old, c.New, tc.old, tc.new)
+			}
+		})
+	}
 }

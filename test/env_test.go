@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -83,6 +84,8 @@ const eventsDDL = `CREATE TABLE events (
   fingerprint bytea
 )`
 
+var envSeq atomic.Int64
+
 // env is one test's private database, slot and ClickHouse database on the
 // shared servers.
 type env struct {
@@ -100,9 +103,10 @@ func newEnv(t *testing.T, extraConfig string) *env {
 		t.Skip("end-to-end test: needs Postgres and ClickHouse")
 	}
 	name := strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
-	if len(name) > 40 {
-		name = name[:40]
+	if len(name) > 36 {
+		name = name[:36]
 	}
+	name = fmt.Sprintf("%s_%d", name, envSeq.Add(1)) // unique under -count=N
 	ctx := context.Background()
 	e := &env{t: t, name: name, dir: t.TempDir()}
 	if _, err := pgServer.Psql(ctx, "postgres", "CREATE DATABASE "+name); err != nil {
@@ -156,6 +160,8 @@ table "public.events" {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// Free the slot: the servers are shared and slots are limited.
+		e.pg.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", "slot_"+name)
 		e.pg.Close()
 		e.ch.Close()
 	})
