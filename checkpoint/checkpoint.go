@@ -130,3 +130,62 @@ func (s *Store) Delete(ctx context.Context) error {
 		}
 	}
 }
+
+// ProgressTable is the table where the running daemon records, about once a
+// second, the commit time of the oldest transaction it received and has not
+// stored yet, so that `replicator status` can report lag in seconds.
+const ProgressTable = "replicator_progress"
+
+// CreateProgressTable returns the DDL of the progress table.
+func CreateProgressTable(database string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s
+(
+    slot String,
+    updated_us UInt64,
+    oldest_unstored_us UInt64
+)
+ENGINE = ReplacingMergeTree(updated_us)
+ORDER BY slot
+`, mapping.Quote(database), ProgressTable)
+}
+
+// Progress is the daemon's latest report.
+type Progress struct {
+	Updated time.Time
+	// OldestUnstored is the commit time of the oldest transaction received
+	// but not yet stored; zero when everything received is stored.
+	OldestUnstored time.Time
+}
+
+// SaveProgress records the oldest unstored commit time (zero: none).
+func (s *Store) SaveProgress(ctx context.Context, oldestUnstored time.Time) error {
+	var us uint64
+	if !oldestUnstored.IsZero() {
+		us = uint64(oldestUnstored.UnixMicro())
+	}
+	err := s.client.Insert(ctx, fmt.Sprintf("INSERT INTO %s.%s (slot, updated_us, oldest_unstored_us)",
+		mapping.Quote(s.client.Database()), ProgressTable),
+		[]any{s.slot, uint64(time.Now().UnixMicro()), us})
+	if err != nil {
+		return fmt.Errorf("save progress of slot %s: %w", s.slot, err)
+	}
+	return nil
+}
+
+// LoadProgress returns the newest progress report; found is false when none.
+func (s *Store) LoadProgress(ctx context.Context) (p Progress, found bool, err error) {
+	rows, err := s.client.Query(ctx, fmt.Sprintf(
+		"SELECT updated_us, oldest_unstored_us FROM %s.%s WHERE slot = ? ORDER BY updated_us DESC LIMIT 1",
+		mapping.Quote(s.client.Database()), ProgressTable), s.slot)
+	if err != nil {
+		return Progress{}, false, fmt.Errorf("load progress of slot %s: %w", s.slot, err)
+	}
+	if len(rows) == 0 {
+		return Progress{}, false, nil
+	}
+	p.Updated = time.UnixMicro(int64(rows[0][0].(uint64)))
+	if us := rows[0][1].(uint64); us > 0 {
+		p.OldestUnstored = time.UnixMicro(int64(us))
+	}
+	return p, true, nil
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +33,21 @@ type Config struct {
 	Tables     []Table
 	Batch      Batch
 	Log        Log
+	Monitor    Monitor
+}
+
+// Monitor controls the daemon's HTTP endpoint, heartbeats and WAL safety.
+type Monitor struct {
+	// Listen is the address of /metrics, /healthz and /readyz; empty disables it.
+	Listen string
+	// ReadyMaxLag is the lag above which /readyz fails.
+	ReadyMaxLag time.Duration
+	// HeartbeatInterval is how often pg_logical_emit_message heartbeats are
+	// written; zero disables them.
+	HeartbeatInterval time.Duration
+	// RetainedWALWarning is the WAL retained by the slot above which a
+	// warning is logged each minute.
+	RetainedWALWarning uint64
 }
 
 // Postgres holds the source connection and replication objects.
@@ -79,6 +95,8 @@ func Default() Config {
 		ClickHouse: ClickHouse{Addr: []string{"127.0.0.1:9000"}, Database: "default", Username: "default"},
 		Batch:      Batch{MaxRows: 100000, MaxDelay: time.Second},
 		Log:        Log{Level: "info", Format: "text"},
+		Monitor: Monitor{Listen: "127.0.0.1:9187", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
+			RetainedWALWarning: 10 << 30},
 	}
 }
 
@@ -101,6 +119,14 @@ type file struct {
 	Tables     []tableBlk  `hcl:"table,block"`
 	Batch      *batchBlock `hcl:"batch,block"`
 	Log        *logBlock   `hcl:"log,block"`
+	Monitor    *monBlock   `hcl:"monitor,block"`
+}
+
+type monBlock struct {
+	Listen             *string `hcl:"listen,optional"`
+	ReadyMaxLag        *string `hcl:"ready_max_lag,optional"`
+	HeartbeatInterval  *string `hcl:"heartbeat_interval,optional"`
+	RetainedWALWarning *string `hcl:"retained_wal_warning,optional"`
 }
 
 type pgBlock struct {
@@ -166,7 +192,7 @@ func Parse(filename string, src []byte, getenv func(string) string) (Config, err
 		getenv = os.Getenv
 	}
 	cfg := Default()
-	f, diags := decode(filename, src, getenv)
+	f, keys, diags := decode(filename, src, getenv)
 	var problems []string
 	if f != nil {
 		f.apply(&cfg, &problems)
@@ -174,7 +200,7 @@ func Parse(filename string, src []byte, getenv func(string) string) (Config, err
 	if diags.HasErrors() {
 		// Report syntax and key errors with what apply found; validating
 		// the rest would flag keys that failed to decode.
-		return Config{}, &Error{Problems: append(diagProblems(diags), problems...)}
+		return Config{}, &Error{Problems: append(diagProblems(diags, keys), problems...)}
 	}
 	applyEnv(&cfg, getenv)
 	problems = append(problems, cfg.validate()...)
@@ -196,15 +222,41 @@ func (e *Error) Error() string {
 	return "config: " + fmt.Sprint(len(e.Problems)) + " problems:\n  " + strings.Join(e.Problems, "\n  ")
 }
 
-func decode(filename string, src []byte, getenv func(string) string) (*file, hcl.Diagnostics) {
-	body, diags := hclsyntax.ParseConfig(src, filename, hcl.Pos{Line: 1, Column: 1})
+// keyRange is the source range of one attribute and its key path.
+type keyRange struct {
+	rng  hcl.Range
+	path string
+}
+
+func decode(filename string, src []byte, getenv func(string) string) (*file, []keyRange, hcl.Diagnostics) {
+	parsed, diags := hclsyntax.ParseConfig(src, filename, hcl.Pos{Line: 1, Column: 1})
 	if diags.HasErrors() {
-		return nil, diags
+		return nil, nil, diags
+	}
+	var keys []keyRange
+	if body, ok := parsed.Body.(*hclsyntax.Body); ok {
+		keys = collectKeys(body, "", keys)
 	}
 	ctx := &hcl.EvalContext{Functions: map[string]function.Function{"env": envFunc(getenv)}}
 	var f file
-	diags = append(diags, gohcl.DecodeBody(body.Body, ctx, &f)...)
-	return &f, diags
+	diags = append(diags, gohcl.DecodeBody(parsed.Body, ctx, &f)...)
+	return &f, keys, diags
+}
+
+// collectKeys lists every attribute with its key path, e.g.
+// `table "public.events".column "id".type`.
+func collectKeys(body *hclsyntax.Body, prefix string, out []keyRange) []keyRange {
+	for name, attr := range body.Attributes {
+		out = append(out, keyRange{rng: attr.SrcRange, path: prefix + name})
+	}
+	for _, b := range body.Blocks {
+		p := prefix + b.Type
+		for _, l := range b.Labels {
+			p += fmt.Sprintf(" %q", l)
+		}
+		out = collectKeys(b.Body, p+".", out)
+	}
+	return out
 }
 
 func envFunc(getenv func(string) string) function.Function {
@@ -222,7 +274,7 @@ func envFunc(getenv func(string) string) function.Function {
 	})
 }
 
-func diagProblems(diags hcl.Diagnostics) []string {
+func diagProblems(diags hcl.Diagnostics, keys []keyRange) []string {
 	var out []string
 	for _, d := range diags {
 		if d.Severity != hcl.DiagError {
@@ -233,6 +285,12 @@ func diagProblems(diags hcl.Diagnostics) []string {
 			msg += ": " + d.Detail
 		}
 		if d.Subject != nil {
+			for _, k := range keys {
+				if k.rng.Filename == d.Subject.Filename && k.rng.ContainsOffset(d.Subject.Start.Byte) {
+					msg = k.path + ": " + msg
+					break
+				}
+			}
 			msg = d.Subject.String() + ": " + msg
 		}
 		out = append(out, msg)
@@ -260,10 +318,23 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		}
 		if b.MaxDelay != nil {
 			d, err := time.ParseDuration(*b.MaxDelay)
-			if err != nil {
+			if err != nil || d <= 0 {
 				*problems = append(*problems, fmt.Sprintf("batch.max_delay: %q is not a duration (e.g. \"500ms\", \"2s\")", *b.MaxDelay))
 			} else {
 				cfg.Batch.MaxDelay = d
+			}
+		}
+	}
+	if m := f.Monitor; m != nil {
+		setString(&cfg.Monitor.Listen, m.Listen)
+		setDuration(&cfg.Monitor.ReadyMaxLag, m.ReadyMaxLag, "monitor.ready_max_lag", problems)
+		setDuration(&cfg.Monitor.HeartbeatInterval, m.HeartbeatInterval, "monitor.heartbeat_interval", problems)
+		if m.RetainedWALWarning != nil {
+			n, err := ParseSize(*m.RetainedWALWarning)
+			if err != nil {
+				*problems = append(*problems, fmt.Sprintf("monitor.retained_wal_warning: %v", err))
+			} else {
+				cfg.Monitor.RetainedWALWarning = n
 			}
 		}
 	}
@@ -292,6 +363,40 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		}
 		cfg.Tables = append(cfg.Tables, t)
 	}
+}
+
+func setDuration(dst *time.Duration, v *string, key string, problems *[]string) {
+	if v == nil {
+		return
+	}
+	d, err := time.ParseDuration(*v)
+	if err != nil || d < 0 {
+		*problems = append(*problems, fmt.Sprintf("%s: %q is not a duration (e.g. \"500ms\", \"2s\")", key, *v))
+		return
+	}
+	*dst = d
+}
+
+// ParseSize parses a byte size such as "512MB", "10GiB" or "1048576".
+func ParseSize(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	mult := uint64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || n > (1<<63)/mult {
+		return 0, fmt.Errorf("%q is not a size (e.g. \"512MB\", \"10GiB\")", s)
+	}
+	return n * mult, nil
 }
 
 func setString(dst *string, v *string) {
@@ -361,6 +466,14 @@ func (c *Config) validate() []string {
 	}
 	if c.Batch.MaxDelay <= 0 {
 		add("batch.max_delay: must be positive, got %s", c.Batch.MaxDelay)
+	}
+	if c.Monitor.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Monitor.Listen); err != nil {
+			add("monitor.listen: %q is not host:port", c.Monitor.Listen)
+		}
+	}
+	if c.Monitor.ReadyMaxLag <= 0 {
+		add("monitor.ready_max_lag: must be positive")
 	}
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":

@@ -164,22 +164,29 @@ table "app.users" {
 table "app.orders" {
   order_by = ["id"]
 }
+monitor {
+  listen               = "127.0.0.1:19187"
+  ready_max_lag        = "45s"
+  heartbeat_interval   = "0s"
+  retained_wal_warning = "512MiB"
+}
 `
 	cfg := parse(t, src, noEnv)
-	want := config.Config{
-		Postgres:   config.Postgres{DSN: "host=pg user=u dbname=d", Slot: "s1", Publication: "p_1"},
-		ClickHouse: config.ClickHouse{Addr: []string{"a:9000", "[::1]:9440"}, Database: "Analytics_2", Username: "writer", Password: "pw"},
-		Batch:      config.Batch{MaxRows: 5, MaxDelay: 250 * time.Millisecond},
-		Log:        config.Log{Level: "debug", Format: "json"},
-		Tables: []config.Table{
-			{Name: "app.users", Target: "users_v2", OrderBy: []string{"tenant", "id"}, PartitionBy: "intDiv(id, 1000)",
-				Columns: map[string]mapping.ColumnSpec{
-					"note": {Nullable: true},
-					"fp":   {Transform: mapping.TransformXXHash64},
-					"kind": {Type: "Nullable(String)", Nullable: true},
-				}},
-			{Name: "app.orders", Target: "orders", OrderBy: []string{"id"}, Columns: map[string]mapping.ColumnSpec{}},
-		},
+	// Sections this file omits keep their defaults.
+	want := config.Default()
+	want.Postgres = config.Postgres{DSN: "host=pg user=u dbname=d", Slot: "s1", Publication: "p_1"}
+	want.ClickHouse = config.ClickHouse{Addr: []string{"a:9000", "[::1]:9440"}, Database: "Analytics_2", Username: "writer", Password: "pw"}
+	want.Batch = config.Batch{MaxRows: 5, MaxDelay: 250 * time.Millisecond}
+	want.Log = config.Log{Level: "debug", Format: "json"}
+	want.Monitor = config.Monitor{Listen: "127.0.0.1:19187", ReadyMaxLag: 45 * time.Second, HeartbeatInterval: 0, RetainedWALWarning: 512 << 20}
+	want.Tables = []config.Table{
+		{Name: "app.users", Target: "users_v2", OrderBy: []string{"tenant", "id"}, PartitionBy: "intDiv(id, 1000)",
+			Columns: map[string]mapping.ColumnSpec{
+				"note": {Nullable: true},
+				"fp":   {Transform: mapping.TransformXXHash64},
+				"kind": {Type: "Nullable(String)", Nullable: true},
+			}},
+		{Name: "app.orders", Target: "orders", OrderBy: []string{"id"}, Columns: map[string]mapping.ColumnSpec{}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", cfg, want)

@@ -8,9 +8,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/metrics"
 	"github.com/replicator/replicator/replication"
 	"github.com/replicator/replicator/sink"
 )
@@ -69,6 +71,14 @@ type applier struct {
 
 	unchanged []int
 	stats     stats
+
+	metrics     *metrics.Metrics
+	opCounters  [][3]prometheus.Counter // per table: insert, update, delete
+	walEnd      pglogrepl.LSN           // latest keepalive WAL end
+	unstored    time.Time               // commit time of the oldest received, unstored transaction
+	lastSummary time.Time
+	summaryAt   stats
+	lastProg    time.Time
 }
 
 type targetSchema struct {
@@ -77,6 +87,44 @@ type targetSchema struct {
 
 type stats struct {
 	changes, txns, flushes, rows uint64
+}
+
+// Lag returns the age of the oldest committed change received and not yet
+// stored in ClickHouse; 0 when everything received is stored.
+func (a *applier) Lag(now time.Time) time.Duration {
+	if a.unstored.IsZero() {
+		return 0
+	}
+	return max(now.Sub(a.unstored), 0)
+}
+
+// observe updates the lag metrics, the progress row that `status` reads, and
+// logs a summary once a minute.
+func (a *applier) observe(ctx context.Context) error {
+	now := time.Now()
+	lag := a.Lag(now)
+	var lagBytes uint64
+	if a.walEnd > a.durable.LSN {
+		lagBytes = uint64(a.walEnd - a.durable.LSN)
+	}
+	a.metrics.SetLag(lag, lagBytes)
+	if now.Sub(a.lastProg) >= time.Second {
+		if err := a.store.SaveProgress(ctx, a.unstored); err != nil {
+			return err
+		}
+		a.lastProg = now
+	}
+	if a.lastSummary.IsZero() {
+		a.lastSummary, a.summaryAt = now, a.stats
+	} else if d := now.Sub(a.lastSummary); d >= time.Minute {
+		secs := d.Seconds()
+		a.log.Info("summary", "changes_per_sec", fmt.Sprintf("%.1f", float64(a.stats.changes-a.summaryAt.changes)/secs),
+			"transactions_per_sec", fmt.Sprintf("%.1f", float64(a.stats.txns-a.summaryAt.txns)/secs),
+			"flushes", a.stats.flushes-a.summaryAt.flushes, "lag_seconds", fmt.Sprintf("%.3f", lag.Seconds()),
+			"lag_bytes", lagBytes, "checkpoint", a.durable.LSN)
+		a.lastSummary, a.summaryAt = now, a.stats
+	}
+	return nil
 }
 
 func (a *applier) Durable() pglogrepl.LSN { return a.durable.LSN }
@@ -96,14 +144,20 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		}
 		a.inTxn, a.version, a.commitTime = true, m.FinalLSN, m.CommitTime
 		a.skip = a.resume.Done(m.FinalLSN)
+		if !a.skip && a.unstored.IsZero() {
+			a.unstored = m.CommitTime
+		}
 	case *replication.Commit:
 		if !a.inTxn || m.CommitLSN != a.version {
 			return fmt.Errorf("commit %s without matching begin (open transaction %s)", m.CommitLSN, a.version)
 		}
 		a.inTxn = false
-		a.stats.txns++
 		if a.skip {
 			return nil
+		}
+		a.stats.txns++
+		if a.metrics != nil {
+			a.metrics.Transactions.Inc()
 		}
 		a.complete = checkpoint.Position{LSN: m.CommitLSN, Commit: true, CommitTime: m.CommitTime}
 		a.pending = true
@@ -121,6 +175,11 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 			return err
 		}
 		a.stats.changes++
+		if a.metrics != nil {
+			if idx := a.rels[m.Relation.ID]; idx >= 0 {
+				a.opCounters[idx][opIndex(m.Op)].Inc()
+			}
+		}
 		if a.writer.Rows() >= a.maxRows {
 			return a.flush(ctx)
 		}
@@ -138,6 +197,10 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 // Postgres can recycle WAL.
 func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 	now := time.Now()
+	a.walEnd = max(a.walEnd, walEnd)
+	if err := a.observe(ctx); err != nil {
+		return err
+	}
 	if !a.since.IsZero() && !now.Before(a.since.Add(a.maxDelay)) {
 		return a.flush(ctx)
 	}
@@ -151,6 +214,9 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 		return err
 	}
 	a.durable, a.lastIdle = pos, now
+	if a.metrics != nil {
+		a.metrics.CheckpointLSN.Set(float64(pos.LSN))
+	}
 	return nil
 }
 
@@ -181,8 +247,21 @@ func (a *applier) flush(ctx context.Context) error {
 		a.pending = false
 	}
 	a.since = time.Time{}
-	if a.inTxn && rows > 0 {
-		a.markBuffered()
+	a.unstored = time.Time{}
+	if a.inTxn {
+		// The open transaction is not stored until its commit is checkpointed.
+		a.unstored = a.commitTime
+		if rows > 0 {
+			a.markBuffered()
+		}
+	}
+	if a.metrics != nil {
+		a.metrics.CheckpointLSN.Set(float64(a.durable.LSN))
+		if rows > 0 {
+			a.metrics.Flushes.Inc()
+			a.metrics.FlushRows.Observe(float64(rows))
+			a.metrics.FlushDuration.Observe(time.Since(start).Seconds())
+		}
 	}
 	a.log.Debug("flushed", "rows", rows, "checkpoint", a.durable.LSN, "duration", time.Since(start))
 	return nil
@@ -208,6 +287,16 @@ func (a *applier) bind(rel *replication.Relation) error {
 	a.writer.SetTable(idx, t)
 	a.rels[rel.ID] = idx
 	return nil
+}
+
+func opIndex(op replication.Op) int {
+	switch op {
+	case replication.OpInsert:
+		return 0
+	case replication.OpUpdate:
+		return 1
+	}
+	return 2
 }
 
 // checkTarget verifies that the ClickHouse table has exactly the columns the

@@ -8,10 +8,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/metrics"
 	"github.com/replicator/replicator/replication"
 	"github.com/replicator/replicator/sink"
 )
@@ -20,8 +23,9 @@ import (
 // to ClickHouse, checkpoints them, and acknowledges to Postgres only what the
 // checkpoint covers.
 type Runner struct {
-	cfg config.Config
-	log hclog.Logger
+	cfg     config.Config
+	log     hclog.Logger
+	metrics *metrics.Metrics
 	// ShutdownTimeout bounds the final flush after a stop.
 	ShutdownTimeout time.Duration
 	// MaxBackoff caps the wait between reconnects.
@@ -30,22 +34,51 @@ type Runner struct {
 
 // NewRunner returns a runner; it starts nothing.
 func NewRunner(cfg config.Config, log hclog.Logger) *Runner {
-	return &Runner{cfg: cfg, log: log, ShutdownTimeout: 10 * time.Second, MaxBackoff: 30 * time.Second}
+	return &Runner{cfg: cfg, log: log, metrics: metrics.New(), ShutdownTimeout: 10 * time.Second, MaxBackoff: 30 * time.Second}
 }
 
-// Run replicates until ctx is done (then it flushes what is complete,
-// checkpoints, acknowledges and returns nil) or a permanent error occurs.
-// Transient connection errors are retried with capped exponential backoff
-// and jitter; every retry restarts from the checkpoint in ClickHouse.
+// Run runs replication, the monitor endpoint, heartbeats and the WAL
+// safety check until ctx is done or one of them fails. After a stop it
+// flushes what is complete, checkpoints, acknowledges and returns nil.
 func (r *Runner) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	if addr := r.cfg.Monitor.Listen; addr != "" {
+		srv := metrics.NewServer(addr, r.metrics.Handler(r.cfg.Monitor.ReadyMaxLag))
+		g.Go(func() error { return srv.Run(gctx) })
+		r.log.Info("serving /metrics, /healthz and /readyz", "addr", addr)
+	}
+	g.Go(func() error { return r.watch(gctx) })
+	g.Go(func() error {
+		err := r.replicate(gctx)
+		if err == nil {
+			// Stopped: end the other parts too.
+			return errStopped
+		}
+		return err
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, errStopped) {
+		return err
+	}
+	return nil
+}
+
+var errStopped = errors.New("stopped")
+
+// replicate runs sessions until ctx is done (then it flushes what is
+// complete, checkpoints, acknowledges and returns nil) or a permanent error
+// occurs. Transient connection errors are retried with capped exponential
+// backoff and jitter; every retry restarts from the checkpoint in ClickHouse.
+func (r *Runner) replicate(ctx context.Context) error {
 	backoff := time.Second
 	var lostAt time.Time // when the last connection loss happened
 	for attempt := 1; ; attempt++ {
 		started := time.Now()
 		err := r.session(ctx)
+		r.metrics.SetStreaming(false)
 		if err == nil || ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return nil
 		}
+		r.metrics.Errors.WithLabelValues(errorKind(err)).Inc()
 		var inUse *replication.SlotInUseError
 		// After a connection loss the old walsender may hold the slot for
 		// a moment; a slot in use at first start is another daemon.
@@ -61,6 +94,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		r.log.Warn("connection lost; reconnecting", "attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
+		r.metrics.Reconnects.Inc()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -79,6 +113,9 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	}
 	defer client.Close()
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
+	if err := client.Exec(ctx, checkpoint.CreateProgressTable(cfg.ClickHouse.Database)); err != nil {
+		return fmt.Errorf("create progress table: %w", err)
+	}
 	resume, found, err := store.Load(ctx)
 	if err != nil {
 		return err
@@ -108,7 +145,7 @@ func (r *Runner) session(ctx context.Context) (err error) {
 		return err
 	}
 
-	a, err := newApplier(ctx, cfg, client, store, resume, r.log)
+	a, err := newApplier(ctx, cfg, client, store, resume, r.log, r.metrics)
 	if err != nil {
 		return err
 	}
@@ -118,6 +155,7 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	if err := stream.Start(ctx, resume.LSN); err != nil {
 		return err
 	}
+	r.metrics.SetStreaming(true)
 	r.log.Info("replicating", "slot", cfg.Postgres.Slot, "from", resume.LSN, "clickhouse", client.Version())
 
 	runErr := stream.Run(ctx, a)
@@ -161,12 +199,12 @@ func checkSlot(name string, slot replication.SlotInfo, resume checkpoint.Positio
 }
 
 func newApplier(ctx context.Context, cfg config.Config, client *sink.Client, store *checkpoint.Store,
-	resume checkpoint.Position, log hclog.Logger) (*applier, error) {
+	resume checkpoint.Position, log hclog.Logger, m *metrics.Metrics) (*applier, error) {
 	a := &applier{
 		log: log.Named("apply"), client: client, caps: client.Caps(), store: store,
 		maxRows: cfg.Batch.MaxRows, maxDelay: cfg.Batch.MaxDelay, idleGap: max(cfg.Batch.MaxDelay, time.Second),
 		index: map[string]int{}, rels: map[uint32]int{},
-		resume: resume, durable: resume,
+		resume: resume, durable: resume, metrics: m,
 	}
 	for i, tc := range cfg.Tables {
 		names, types, err := client.ColumnTypes(ctx, tc.Target)
@@ -178,6 +216,13 @@ func newApplier(ctx context.Context, cfg config.Config, client *sink.Client, sto
 		}
 		a.index[tc.Name] = i
 		a.specs = append(a.specs, tc.Spec())
+		var ops [3]prometheus.Counter
+		if m != nil {
+			for j, op := range []string{"insert", "update", "delete"} {
+				ops[j] = m.Changes.WithLabelValues(tc.Name, op)
+			}
+		}
+		a.opCounters = append(a.opCounters, ops)
 		// Until the Relation message arrives, the table is known by its spec only.
 		a.tables = append(a.tables, &mapping.Table{Source: tc.Name, Target: tc.Target, OrderBy: tc.OrderBy, PartitionBy: tc.PartitionBy})
 		a.targets = append(a.targets, targetSchema{names: names, types: types})
@@ -189,4 +234,17 @@ func newApplier(ctx context.Context, cfg config.Config, client *sink.Client, sto
 func sinkOptions(cfg config.Config) sink.Options {
 	return sink.Options{Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
 		Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password}
+}
+
+func errorKind(err error) string {
+	var me *MappingError
+	switch {
+	case errors.As(err, &me):
+		return "mapping"
+	case sink.IsRetryable(err):
+		return "clickhouse"
+	case replication.IsRetryable(err):
+		return "postgres"
+	}
+	return "other"
 }

@@ -108,6 +108,9 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger) (report []s
 	if err := client.Exec(ctx, checkpoint.CreateTable(db)); err != nil {
 		return report, fmt.Errorf("create checkpoint table: %w", err)
 	}
+	if err := client.Exec(ctx, checkpoint.CreateProgressTable(db)); err != nil {
+		return report, fmt.Errorf("create progress table: %w", err)
+	}
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
 	pos, hasCheckpoint, err := store.Load(ctx)
 	if err != nil {

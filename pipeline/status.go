@@ -12,6 +12,7 @@ import (
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/replication"
 	"github.com/replicator/replicator/sink"
 )
 
@@ -30,7 +31,10 @@ type Status struct {
 	LagBytes          uint64        `json:"lag_bytes"`
 	RetainedWALBytes  uint64        `json:"retained_wal_bytes"`
 	LastCommitTime    time.Time     `json:"-"`
-	Tables            []TableStatus `json:"tables"`
+	// LagSeconds is the age of the oldest committed change of the
+	// published tables that is not yet in ClickHouse; 0 when caught up.
+	LagSeconds float64       `json:"lag_seconds"`
+	Tables     []TableStatus `json:"tables"`
 }
 
 // TableStatus is the row count of one target table.
@@ -96,6 +100,13 @@ func ReadStatus(ctx context.Context, cfg config.Config) (*Status, error) {
 			st.LagBytes = uint64(st.CurrentWALLSN - pos.LSN)
 		}
 	}
+	if found {
+		lag, err := readLag(ctx, pg, cfg, st, pos, checkpoint.NewStore(client, cfg.Postgres.Slot))
+		if err != nil {
+			return nil, err
+		}
+		st.LagSeconds = lag.Seconds()
+	}
 	for _, t := range cfg.Tables {
 		ts := TableStatus{Source: t.Name, Target: t.Target}
 		rows, err := client.Query(ctx, fmt.Sprintf("SELECT count(), countIf(%s = 0) FROM %s.%s FINAL",
@@ -107,4 +118,86 @@ func ReadStatus(ctx context.Context, cfg config.Config) (*Status, error) {
 		st.Tables = append(st.Tables, ts)
 	}
 	return st, nil
+}
+
+// progressFresh is how recent the daemon's progress report must be for
+// status to use it.
+const progressFresh = 10 * time.Second
+
+// readLag computes lag_seconds. While the daemon streams, it reports the
+// commit time of the oldest transaction it received and has not stored
+// (replicator_progress, about once a second). While the slot is idle, the
+// slot itself is read without consuming it: the first transaction after the
+// checkpoint gives the commit time.
+func readLag(ctx context.Context, pg *pgx.Conn, cfg config.Config, st *Status, pos checkpoint.Position,
+	store *checkpoint.Store) (time.Duration, error) {
+	now := time.Now()
+	if st.SlotActive {
+		p, found, err := store.LoadProgress(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if found && now.Sub(p.Updated) < progressFresh {
+			if p.OldestUnstored.IsZero() {
+				return 0, nil
+			}
+			return max(now.Sub(p.OldestUnstored), 0), nil
+		}
+		// No fresh report (an older daemon, or one that hangs): bound the
+		// lag by the last stored commit when WAL is pending.
+		if st.LagBytes > 0 && !pos.CommitTime.IsZero() && pos.CommitTime.Unix() > 0 {
+			return max(now.Sub(pos.CommitTime), 0), nil
+		}
+		return 0, nil
+	}
+	if !st.SlotExists || st.WALStatus == "lost" {
+		return 0, nil
+	}
+	commit, found, err := firstPendingCommit(ctx, pg, cfg, pos)
+	if err != nil || !found {
+		return 0, err
+	}
+	return max(now.Sub(commit), 0), nil
+}
+
+// firstPendingCommit peeks at the idle slot for the first transaction that
+// the checkpoint does not cover.
+func firstPendingCommit(ctx context.Context, pg *pgx.Conn, cfg config.Config, pos checkpoint.Position) (time.Time, bool, error) {
+	for n := 1; n <= 1<<22; n *= 16 {
+		rows, err := pg.Query(ctx, "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, "+
+			"'proto_version', '1', 'publication_names', $3)", cfg.Postgres.Slot, n, cfg.Postgres.Publication)
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("peek slot %s: %w", cfg.Postgres.Slot, err)
+		}
+		got := 0
+		var commit time.Time
+		found := false
+		for rows.Next() {
+			var data []byte
+			if err := rows.Scan(&data); err != nil {
+				rows.Close()
+				return time.Time{}, false, err
+			}
+			got++
+			if found || len(data) == 0 || data[0] != 'B' {
+				continue
+			}
+			m, err := replication.NewDecoder().Decode(data)
+			if err != nil {
+				rows.Close()
+				return time.Time{}, false, err
+			}
+			if b := m.(*replication.Begin); !pos.Done(b.FinalLSN) {
+				commit, found = b.CommitTime, true
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return time.Time{}, false, fmt.Errorf("peek slot %s: %w", cfg.Postgres.Slot, err)
+		}
+		if found || got < n {
+			return commit, found, nil
+		}
+	}
+	return time.Time{}, false, nil
 }

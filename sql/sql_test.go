@@ -55,7 +55,8 @@ func TestGeneratedDDL(t *testing.T) {
 		})
 	}
 	t.Run("checkpoints", func(t *testing.T) {
-		golden(t, "clickhouse/replicator_checkpoints.sql", strings.TrimSpace(checkpoint.CreateTable(db))+";\n")
+		golden(t, "clickhouse/replicator_checkpoints.sql", strings.TrimSpace(checkpoint.CreateTable(db))+";\n\n"+
+			strings.TrimSpace(checkpoint.CreateProgressTable(db))+";\n")
 	})
 }
 

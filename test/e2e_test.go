@@ -198,7 +198,7 @@ func TestSecondDaemonOnSameSlot(t *testing.T) {
 	first := e.start()
 	e.insertEvents(10)
 	e.converge("first daemon", convergeTimeout)
-	second := e.start()
+	second := e.startWith(e.secondConfig())
 	if code := second.wait(t, 30*time.Second); code == 0 {
 		t.Fatalf("second daemon exited 0, want an error")
 	}

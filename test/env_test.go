@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -93,8 +94,10 @@ type env struct {
 	name   string
 	dir    string
 	config string
-	pg     *pgxpool.Pool
-	ch     driver.Conn
+	// monitor is the daemon's /metrics address.
+	monitor string
+	pg      *pgxpool.Pool
+	ch      driver.Conn
 }
 
 func newEnv(t *testing.T, extraConfig string) *env {
@@ -124,6 +127,11 @@ func newEnv(t *testing.T, extraConfig string) *env {
 	}
 	e.ch = ch
 	e.config = filepath.Join(e.dir, "replicator.hcl")
+	port, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.monitor = fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := fmt.Sprintf(`
 postgres {
   dsn         = %q
@@ -141,6 +149,11 @@ batch {
 log {
   level = "debug"
 }
+monitor {
+  listen             = %q
+  ready_max_lag      = "1s"
+  heartbeat_interval = "1s"
+}
 table "public.events" {
   order_by = ["id"]
   column "id"          { type = "UInt64" }
@@ -155,7 +168,7 @@ table "public.events" {
     transform = "xxhash64"
   }
 }
-%s`, pgServer.DSN(name), name, name, chServer.Addr(), "db_"+name, extraConfig)
+%s`, pgServer.DSN(name), name, name, chServer.Addr(), "db_"+name, e.monitor, extraConfig)
 	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -223,8 +236,33 @@ func (d *daemon) Logs() string {
 
 func (e *env) start() *daemon {
 	e.t.Helper()
+	return e.startWith(e.config)
+}
+
+// secondConfig returns a copy of the config whose monitor listens on
+// another port, for a second daemon.
+func (e *env) secondConfig() string {
+	e.t.Helper()
+	src, err := os.ReadFile(e.config)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	path := filepath.Join(e.dir, "second.hcl")
+	out := strings.Replace(string(src), e.monitor, fmt.Sprintf("127.0.0.1:%d", port), 1)
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return path
+}
+
+func (e *env) startWith(config string) *daemon {
+	e.t.Helper()
 	d := &daemon{done: make(chan struct{})}
-	d.cmd = exec.Command(binary, "run", "--config", e.config)
+	d.cmd = exec.Command(binary, "run", "--config", config)
 	d.cmd.Stdout, d.cmd.Stderr = d, d
 	if err := d.cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -471,3 +509,5 @@ func (e *env) checkpointCovered() {
 		e.t.Fatalf("checkpoint %d has no data rows at or above its version: checkpoint ahead of data", l)
 	}
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -2,7 +2,7 @@
 //
 //	replicator setup  --config FILE
 //	replicator run    --config FILE
-//	replicator status --config FILE [--json]
+//	replicator status --config FILE [--json] [--max-lag DURATION]
 //	replicator version
 package main
 
@@ -33,7 +33,8 @@ const usage = `usage: replicator <command> [flags]
 commands:
   setup   --config FILE           create publication, slot, ClickHouse tables; copy existing rows
   run     --config FILE           stream changes into ClickHouse until SIGINT/SIGTERM
-  status  --config FILE [--json]  show slot, checkpoint and lag
+  status  --config FILE [--json] [--max-lag DURATION]
+                                  show slot, checkpoint and lag; exit 1 when unhealthy
   version                         print the version
 `
 
@@ -64,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (HCL)")
 	asJSON := fs.Bool("json", false, "print status as JSON (status only)")
+	maxLag := fs.Duration("max-lag", 0, "status exits 1 when lag_seconds exceeds this (status only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -122,6 +124,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if !st.SlotExists || st.WALStatus == "lost" || !st.HasCheckpoint {
 			return 1
 		}
+		if *maxLag > 0 && st.LagSeconds > maxLag.Seconds() {
+			fmt.Fprintf(stderr, "replicator status: lag %.3fs exceeds --max-lag %s\n", st.LagSeconds, *maxLag)
+			return 1
+		}
 		return 0
 	}
 }
@@ -144,6 +150,7 @@ func statusFields(st *pipeline.Status) map[string]any {
 		"restart_lsn":         lsnOrEmpty(st.SlotExists, st.RestartLSN),
 		"checkpoint_lsn":      lsnOrEmpty(st.HasCheckpoint, st.CheckpointLSN),
 		"lag_bytes":           st.LagBytes,
+		"lag_seconds":         st.LagSeconds,
 		"retained_wal_bytes":  st.RetainedWALBytes,
 		"tables":              st.Tables,
 	}
@@ -165,7 +172,7 @@ func printStatus(w io.Writer, st *pipeline.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	f := statusFields(st)
 	for _, k := range []string{"slot", "slot_active", "wal_status", "current_wal_lsn", "confirmed_flush_lsn",
-		"restart_lsn", "checkpoint_lsn", "lag_bytes", "retained_wal_bytes", "last_commit_time"} {
+		"restart_lsn", "checkpoint_lsn", "lag_bytes", "lag_seconds", "retained_wal_bytes", "last_commit_time"} {
 		v := f[k]
 		if v == nil || v == "" {
 			v = "-"

@@ -8,3 +8,12 @@ CREATE TABLE IF NOT EXISTS `analytics`.replicator_checkpoints
 )
 ENGINE = ReplacingMergeTree(lsn)
 ORDER BY slot;
+
+CREATE TABLE IF NOT EXISTS `analytics`.replicator_progress
+(
+    slot String,
+    updated_us UInt64,
+    oldest_unstored_us UInt64
+)
+ENGINE = ReplacingMergeTree(updated_us)
+ORDER BY slot;

@@ -1,0 +1,157 @@
+// Package metrics holds the daemon's Prometheus metrics and serves them with
+// its health endpoints. It observes; it never changes what is replicated.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the daemon's counters and gauges. The zero of *Metrics (nil)
+// records nothing, so components work without it.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	Changes       *prometheus.CounterVec
+	Transactions  prometheus.Counter
+	Flushes       prometheus.Counter
+	FlushDuration prometheus.Histogram
+	FlushRows     prometheus.Histogram
+	LagBytes      prometheus.Gauge
+	LagSeconds    prometheus.Gauge
+	RetainedWAL   prometheus.Gauge
+	CheckpointLSN prometheus.Gauge
+	Reconnects    prometheus.Counter
+	Errors        *prometheus.CounterVec
+	Heartbeats    prometheus.Counter
+
+	mu        sync.Mutex
+	streaming bool
+	lag       time.Duration
+}
+
+// New returns metrics registered on a new registry.
+func New() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.Changes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_changes_total",
+		Help: "Row changes applied, by source table and operation (insert, update, delete)."}, []string{"table", "op"})
+	m.Transactions = prometheus.NewCounter(prometheus.CounterOpts{Name: "replicator_transactions_total",
+		Help: "Transactions applied (replayed ones already stored are not counted)."})
+	m.Flushes = prometheus.NewCounter(prometheus.CounterOpts{Name: "replicator_flushes_total",
+		Help: "Flushes to ClickHouse (data INSERTs followed by a checkpoint)."})
+	m.FlushDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "replicator_flush_duration_seconds",
+		Help: "Time to write a flush's INSERTs and checkpoint.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)})
+	m.FlushRows = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "replicator_flush_rows",
+		Help: "Rows written per flush.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)})
+	m.LagBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_lag_bytes",
+		Help: "Server WAL end minus the checkpoint, as of the latest server message."})
+	m.LagSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_lag_seconds",
+		Help: "Age of the oldest committed change received but not yet stored in ClickHouse; 0 when caught up."})
+	m.RetainedWAL = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_retained_wal_bytes",
+		Help: "WAL the slot keeps on the Postgres server (current WAL minus restart_lsn), checked each minute."})
+	m.CheckpointLSN = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_checkpoint_lsn",
+		Help: "The newest checkpoint saved in ClickHouse, as a number."})
+	m.Reconnects = prometheus.NewCounter(prometheus.CounterOpts{Name: "replicator_reconnects_total",
+		Help: "Reconnects after a lost connection to Postgres or ClickHouse."})
+	m.Errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_errors_total",
+		Help: "Errors by kind: postgres, clickhouse, mapping, other."}, []string{"kind"})
+	m.Heartbeats = prometheus.NewCounter(prometheus.CounterOpts{Name: "replicator_heartbeats_total",
+		Help: "Heartbeat messages written with pg_logical_emit_message."})
+	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
+		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Errors, m.Heartbeats} {
+		f(c)
+	}
+	for _, k := range []string{"postgres", "clickhouse", "mapping", "other"} {
+		m.Errors.WithLabelValues(k)
+	}
+	return m
+}
+
+// SetStreaming records whether the replication stream is up.
+func (m *Metrics) SetStreaming(up bool) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.streaming = up
+	m.mu.Unlock()
+}
+
+// SetLag records the current lag.
+func (m *Metrics) SetLag(lag time.Duration, bytes uint64) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.lag = lag
+	m.mu.Unlock()
+	m.LagSeconds.Set(lag.Seconds())
+	m.LagBytes.Set(float64(bytes))
+}
+
+// Ready reports whether the stream is up and the lag is at most maxLag.
+func (m *Metrics) Ready(maxLag time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case !m.streaming:
+		return errors.New("not streaming")
+	case m.lag > maxLag:
+		return fmt.Errorf("lag %s exceeds %s", m.lag.Round(time.Millisecond), maxLag)
+	}
+	return nil
+}
+
+// Handler serves /metrics, /healthz (process alive) and /readyz (streaming,
+// lag at most maxLag).
+func (m *Metrics) Handler(maxLag time.Duration) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := m.Ready(maxLag); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// Server serves Handler on an address until its Run context ends.
+type Server struct {
+	addr string
+	h    http.Handler
+}
+
+// NewServer returns a server; it starts nothing.
+func NewServer(addr string, h http.Handler) *Server { return &Server{addr: addr, h: h} }
+
+// Run listens and serves until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("monitor listen %s: %w", s.addr, err)
+	}
+	srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("monitor server: %w", err)
+	}
+}
