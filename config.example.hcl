@@ -45,6 +45,24 @@ log {
   format = "text"  # text or json (default "text")
 }
 
+monitor {
+  # HTTP address of /metrics (Prometheus), /healthz and /readyz; "" turns
+  # it off. Default "127.0.0.1:9187" (loopback only).
+  listen = "127.0.0.1:9187"
+
+  # /readyz fails when lag_seconds exceeds this (default "30s").
+  ready_max_lag = "30s"
+
+  # pg_logical_emit_message heartbeats keep the slot advancing while the
+  # published tables are quiet; "0s" turns them off (default "10s"). They
+  # need the REPLICATION attribute (or superuser) of the postgres role.
+  heartbeat_interval = "10s"
+
+  # Log a warning each minute while the slot retains more WAL than this on
+  # the Postgres server (default "10GiB").
+  retained_wal_warning = "10GiB"
+}
+
 # One block per replicated table, labelled "schema.table".
 table "public.events" {
   # ClickHouse table name in the database above. Default: the table name.
