@@ -156,7 +156,7 @@ func (r *Runner) session(ctx context.Context) (err error) {
 		return err
 	}
 	r.metrics.SetStreaming(true)
-	r.log.Info("replicating", "slot", cfg.Postgres.Slot, "from", resume.LSN, "clickhouse", client.Version())
+	r.log.Info("replicating", "from", resume.LSN, "clickhouse", client.Version())
 
 	runErr := stream.Run(ctx, a)
 	if runErr != nil {

@@ -5,13 +5,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -113,6 +116,20 @@ func run() error {
 
 	step("replicator status (caught up)")
 	command(ctx, env, bin, "status", "--config", cfgPath).Run()
+
+	step("a few lines of the daemon's /metrics (127.0.0.1:9187)")
+	if resp, err := http.Get("http://127.0.0.1:9187/metrics"); err == nil {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if l := sc.Text(); strings.HasPrefix(l, "replicator_changes_total") || strings.HasPrefix(l, "replicator_lag_") ||
+				strings.HasPrefix(l, "replicator_flushes_total") || strings.HasPrefix(l, "replicator_transactions_total") {
+				fmt.Println(l)
+			}
+		}
+		resp.Body.Close()
+	} else {
+		fmt.Println("metrics unavailable:", err)
+	}
 
 	step("ClickHouse: live rows per target_type, from the events_live view")
 	out, err := ch.Query(ctx, "SELECT target_type, count() AS events, uniqExact(author_id) AS authors FROM analytics.events_live GROUP BY target_type ORDER BY target_type FORMAT PrettyCompactNoEscapes")
