@@ -75,6 +75,7 @@ type applier struct {
 	metrics     *metrics.Metrics
 	opCounters  [][3]prometheus.Counter // per table: insert, update, delete
 	walEnd      pglogrepl.LSN           // latest keepalive WAL end
+	idlePos     pglogrepl.LSN           // LSN of the newest non-transactional logical message
 	unstored    time.Time               // commit time of the oldest received, unstored transaction
 	lastSummary time.Time
 	summaryAt   stats
@@ -188,6 +189,11 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 			return nil
 		}
 		return a.truncate(ctx, m)
+	case *replication.LogicalMessage:
+		if !m.Transactional && !a.inTxn && m.LSN > a.idlePos {
+			a.idlePos = m.LSN
+			return a.idleCheckpoint(ctx, time.Now())
+		}
 	}
 	return nil
 }
@@ -204,12 +210,20 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 	if !a.since.IsZero() && !now.Before(a.since.Add(a.maxDelay)) {
 		return a.flush(ctx)
 	}
-	if a.inTxn || a.pending || a.writer.Rows() > 0 || walEnd <= a.durable.LSN || now.Sub(a.lastIdle) < a.idleGap {
+	return a.idleCheckpoint(ctx, now)
+}
+
+// idleCheckpoint saves the position of the newest non-transactional logical
+// message (a heartbeat) when nothing is buffered or open. Postgres sends a
+// transaction when it decodes its commit record, so every transaction that
+// committed below that message's LSN has been received, and, nothing being
+// buffered, stored. (A keepalive's WAL end is not used: Postgres may send
+// one while it is about to send a transaction that committed below it.)
+func (a *applier) idleCheckpoint(ctx context.Context, now time.Time) error {
+	if a.inTxn || a.pending || a.writer.Rows() > 0 || a.idlePos <= a.durable.LSN || now.Sub(a.lastIdle) < a.idleGap {
 		return nil
 	}
-	// Every transaction that committed before walEnd has been handled and
-	// stored: it is safe to resume from walEnd.
-	pos := checkpoint.Position{LSN: walEnd, Commit: false, CommitTime: a.durable.CommitTime}
+	pos := checkpoint.Position{LSN: a.idlePos, Commit: false, CommitTime: a.durable.CommitTime}
 	if err := a.store.Save(ctx, pos); err != nil {
 		return err
 	}

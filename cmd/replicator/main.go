@@ -3,6 +3,7 @@
 //	replicator setup  --config FILE
 //	replicator run    --config FILE
 //	replicator status --config FILE [--json] [--max-lag DURATION]
+//	replicator verify --config FILE [--table T]
 //	replicator version
 package main
 
@@ -35,6 +36,8 @@ commands:
   run     --config FILE           stream changes into ClickHouse until SIGINT/SIGTERM
   status  --config FILE [--json] [--max-lag DURATION]
                                   show slot, checkpoint and lag; exit 1 when unhealthy
+  verify  --config FILE [--table T]
+                                  compare Postgres and ClickHouse; exit 1 on differences
   version                         print the version
 `
 
@@ -55,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "setup", "run", "status":
+	case "setup", "run", "status", "verify":
 	default:
 		fmt.Fprintf(stderr, "replicator: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -66,6 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("config", "", "configuration file (HCL)")
 	asJSON := fs.Bool("json", false, "print status as JSON (status only)")
 	maxLag := fs.Duration("max-lag", 0, "status exits 1 when lag_seconds exceeds this (status only)")
+	table := fs.String("table", "", "verify only this table, \"schema.name\" (verify only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -99,6 +103,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "verify":
+		reports, err := pipeline.Verify(ctx, cfg, pipeline.VerifyOptions{Table: *table}, log.Named("verify"))
+		if err != nil {
+			fmt.Fprintln(stderr, "replicator verify:", err)
+			return 1
+		}
+		code := 0
+		for _, r := range reports {
+			printVerify(stdout, r)
+			if !r.Equal() {
+				code = 1
+			}
+		}
+		return code
 	case "run":
 		if err := pipeline.NewRunner(cfg, log).Run(ctx); err != nil {
 			log.Error("replication stopped", "error", err)
@@ -195,5 +213,22 @@ func printStatus(w io.Writer, st *pipeline.Status) {
 	}
 	if len(problems) > 0 {
 		fmt.Fprintln(w, "problems:\n  "+strings.Join(problems, "\n  "))
+	}
+}
+
+func printVerify(w io.Writer, r *pipeline.VerifyReport) {
+	verdict := "equal"
+	if !r.Equal() {
+		verdict = "DIFFERENT"
+	}
+	fmt.Fprintf(w, "table %s: %s at snapshot %s\n", r.Table, verdict, r.Snapshot)
+	fmt.Fprintf(w, "  compared %d rows in %d key ranges (%d drilled down) in %s, %.0f rows/s\n",
+		r.Compared, r.Ranges, r.Drilled, r.Duration.Round(time.Millisecond), r.RowsPerSec)
+	fmt.Fprintf(w, "  missing in ClickHouse %d, extra in ClickHouse %d, different %d, skipped (changed after the snapshot) %d\n",
+		r.Missing, r.Extra, r.Different, r.Skipped)
+	for _, kind := range []string{"missing", "extra", "different"} {
+		if keys := r.FirstKeys[kind]; len(keys) > 0 {
+			fmt.Fprintf(w, "  first %s: %s\n", kind, strings.Join(keys, ", "))
+		}
 	}
 }

@@ -1,0 +1,601 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/replicator/replicator/checkpoint"
+	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/sink"
+)
+
+// VerifyReport is the result of comparing one table.
+type VerifyReport struct {
+	Table      string
+	Snapshot   pglogrepl.LSN
+	Compared   uint64
+	Missing    uint64 // in Postgres, not live in ClickHouse
+	Extra      uint64 // live in ClickHouse, not in Postgres
+	Different  uint64 // a column differs under the mapping rules
+	Skipped    uint64 // changed after the snapshot; not counted
+	Ranges     int
+	Drilled    int
+	FirstKeys  map[string][]string
+	Duration   time.Duration
+	RowsPerSec float64
+}
+
+// Equal reports whether no difference was found.
+func (r *VerifyReport) Equal() bool { return r.Missing == 0 && r.Extra == 0 && r.Different == 0 }
+
+// VerifyOptions tunes Verify.
+type VerifyOptions struct {
+	// Table restricts the comparison to one source table ("schema.table").
+	Table string
+	// RangeRows is the target number of rows per key range (default 50000).
+	RangeRows int
+	// CatchUpTimeout bounds the wait for the daemon's checkpoint to pass the
+	// snapshot (default 60s).
+	CatchUpTimeout time.Duration
+}
+
+const firstKeys = 10
+
+// Verify compares each configured table in Postgres with its ClickHouse copy
+// under the mapping rules. It works on a live system: Postgres is read in
+// one snapshot whose position L is known, ClickHouse is read once its
+// checkpoint passed L, and keys whose ClickHouse version is newer than L
+// (changed after the snapshot) are not counted. Both sides compute counts
+// and checksums per key range; only ranges that differ are read row by row,
+// so memory is bounded by the range size. Keys found different are checked
+// again in a later snapshot, so a change racing the first one is no alarm.
+func Verify(ctx context.Context, cfg config.Config, opt VerifyOptions, log hclog.Logger) ([]*VerifyReport, error) {
+	if opt.RangeRows <= 0 {
+		opt.RangeRows = 50000
+	}
+	if opt.CatchUpTimeout <= 0 {
+		opt.CatchUpTimeout = time.Minute
+	}
+	client, err := sink.Open(ctx, sinkOptions(cfg))
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	pg, err := connectSQL(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer pg.Close(context.Background())
+	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
+
+	var reports []*VerifyReport
+	found := false
+	for _, tc := range cfg.Tables {
+		if opt.Table != "" && opt.Table != tc.Name {
+			continue
+		}
+		found = true
+		cols, err := sourceColumns(ctx, pg, tc)
+		if err != nil {
+			return nil, err
+		}
+		t, err := mapping.Resolve(tc.Spec(), cols, client.Caps())
+		if err != nil {
+			return nil, err
+		}
+		v := &verifier{cfg: cfg, opt: opt, pg: pg, ch: client, store: store, t: t, log: log.With("table", tc.Name)}
+		rep, err := v.run(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("verify %s: %w", tc.Name, err)
+		}
+		reports = append(reports, rep)
+	}
+	if !found {
+		return nil, fmt.Errorf("verify: table %q is not configured", opt.Table)
+	}
+	return reports, nil
+}
+
+type verifier struct {
+	cfg   config.Config
+	opt   VerifyOptions
+	pg    *pgx.Conn
+	ch    *sink.Client
+	store *checkpoint.Store
+	t     *mapping.Table
+	log   hclog.Logger
+
+	key      int    // index of the integer sorting key column
+	pgSum    string // checksum expression over the checksummed columns
+	chSum    string
+	streamed []int // columns compared row by row in every range
+}
+
+func (v *verifier) prepare() error {
+	t := v.t
+	if len(t.Key) != 1 || !t.Columns[t.Key[0]].Type.IsInteger() {
+		return fmt.Errorf("verify needs a single integer sorting key column")
+	}
+	v.key = t.Key[0]
+	var pgParts, chParts []string
+	for i, c := range t.Columns {
+		p, h, ok := checksumExprs(c)
+		if !ok {
+			v.streamed = append(v.streamed, i)
+			continue
+		}
+		pgParts = append(pgParts, fmt.Sprintf("octet_length(%[1]s)::text || ':' || %[1]s", p))
+		chParts = append(chParts, fmt.Sprintf("toString(length(%[1]s)), ':', %[1]s", h))
+	}
+	if len(pgParts) == 0 {
+		pgParts, chParts = []string{"''"}, []string{"''"}
+	}
+	v.pgSum = fmt.Sprintf("COALESCE(sum(('x' || substr(md5(%s), 1, 8))::bit(32)::bigint), 0)", strings.Join(pgParts, " || '|' || "))
+	v.chSum = fmt.Sprintf("sum(reinterpretAsUInt32(reverse(substring(MD5(concat(%s)), 1, 4))))", strings.Join(chParts, ", '|', "))
+	return nil
+}
+
+// checksumExprs returns the text of a mapped column in Postgres SQL and in
+// ClickHouse SQL, identical for equal values; ok is false for columns whose
+// mapping Postgres cannot compute (e.g. xxhash64) or whose text form is not
+// stable across the two (floats).
+func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
+	col := pgx.Identifier{c.Name}.Sanitize()
+	qc := mapping.Quote(c.Name)
+	typ := c.Type
+	var def string
+	switch {
+	case c.Transform != mapping.TransformNone:
+		return "", "", false
+	case typ.IsInteger() && (c.SourceOID == 20 || c.SourceOID == 21 || c.SourceOID == 23):
+		pg, ch, def = col+"::text", "toString("+qc+")", "'0'"
+	case typ.IsInteger() && c.SourceOID == 16:
+		pg, ch, def = col+"::int::text", "toString("+qc+")", "'0'"
+	case typ.Kind == mapping.KindString && c.SourceOID != 17:
+		pg, ch, def = col+"::text", qc, "''"
+	case typ.Kind == mapping.KindDateTime && (c.SourceOID == 1114 || c.SourceOID == 1184):
+		pg, ch, def = "floor(extract(epoch from "+col+"))::bigint::text", "toString(toUnixTimestamp("+qc+"))", "'0'"
+	case typ.Kind == mapping.KindDateTime64 && typ.Precision == 6 && (c.SourceOID == 1114 || c.SourceOID == 1184):
+		pg, ch, def = "floor(extract(epoch from "+col+") * 1000000)::bigint::text", "toString(toUnixTimestamp64Micro("+qc+"))", "'0'"
+	case typ.Kind == mapping.KindUUID && c.SourceOID == 2950:
+		pg, ch, def = col+"::text", "toString("+qc+")", "'00000000-0000-0000-0000-000000000000'"
+	default:
+		return "", "", false
+	}
+	if typ.Nullable {
+		return "COALESCE(" + pg + ", '\\N')", "ifNull(" + ch + ", '\\N')", true
+	}
+	return "COALESCE(" + pg + ", " + def + ")", ch, true
+}
+
+func (v *verifier) run(ctx context.Context) (*VerifyReport, error) {
+	start := time.Now()
+	if err := v.prepare(); err != nil {
+		return nil, err
+	}
+	rep := &VerifyReport{Table: v.t.Source, FirstKeys: map[string][]string{}}
+	snap, err := v.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.Snapshot = snap.lsn
+	lo, hi, err := v.keyBounds(ctx, snap)
+	if err != nil {
+		snap.close()
+		return nil, err
+	}
+	var candidates []int64
+	if lo <= hi {
+		var n int64
+		if err := snap.tx.QueryRow(ctx, "SELECT count(*) FROM "+v.source()).Scan(&n); err != nil {
+			snap.close()
+			return nil, err
+		}
+		width := int64(math.Max(1, math.Ceil(float64(hi-lo+1)*float64(v.opt.RangeRows)/math.Max(1, float64(n)))))
+		for from := lo; from <= hi; from += width {
+			to := from + width - 1
+			if to > hi || to < from {
+				to = hi
+			}
+			rep.Ranges++
+			c, err := v.compareRange(ctx, snap, from, to, rep)
+			if err != nil {
+				snap.close()
+				return nil, err
+			}
+			candidates = append(candidates, c...)
+			if to == hi {
+				break
+			}
+		}
+	}
+	snap.close()
+	if len(candidates) > 0 {
+		if err := v.recheck(ctx, candidates, rep); err != nil {
+			return nil, err
+		}
+	}
+	rep.Duration = time.Since(start)
+	rep.RowsPerSec = float64(rep.Compared) / math.Max(rep.Duration.Seconds(), 1e-9)
+	return rep, nil
+}
+
+// snap is a Postgres snapshot at a known position, with ClickHouse caught up to it.
+type snap struct {
+	tx    pgx.Tx
+	lsn   pglogrepl.LSN
+	close func()
+}
+
+// snapshot opens a repeatable-read transaction and reads the WAL position
+// after its snapshot was taken: every change visible in it committed below
+// that position. It then waits until the daemon's checkpoint reaches it.
+func (v *verifier) snapshot(ctx context.Context) (*snap, error) {
+	tx, err := v.pg.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	var lsnText string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsnText); err != nil {
+		tx.Rollback(context.Background())
+		return nil, err
+	}
+	lsn, err := pglogrepl.ParseLSN(lsnText)
+	if err != nil {
+		tx.Rollback(context.Background())
+		return nil, err
+	}
+	s := &snap{tx: tx, lsn: lsn, close: func() { tx.Rollback(context.Background()) }}
+	deadline := time.Now().Add(v.opt.CatchUpTimeout)
+	for {
+		pos, found, err := v.store.Load(ctx)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		if found && pos.LSN >= lsn {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			s.close()
+			cp := "none"
+			if found {
+				cp = pos.LSN.String()
+			}
+			return nil, fmt.Errorf("the ClickHouse checkpoint (%s) did not reach the snapshot position %s within %s: "+
+				"is `replicator run` running and caught up?", cp, lsn, v.opt.CatchUpTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			s.close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (v *verifier) source() string {
+	schema, name, _ := strings.Cut(v.t.Source, ".")
+	return pgx.Identifier{schema, name}.Sanitize()
+}
+
+func (v *verifier) target() string {
+	return mapping.Quote(v.ch.Database()) + "." + mapping.Quote(v.t.Target)
+}
+
+func (v *verifier) keyName() (pg, ch string) {
+	name := v.t.Columns[v.key].Name
+	return pgx.Identifier{name}.Sanitize(), mapping.Quote(name)
+}
+
+func (v *verifier) keyBounds(ctx context.Context, s *snap) (lo, hi int64, err error) {
+	pk, ck := v.keyName()
+	var pmin, pmax *int64
+	if err := s.tx.QueryRow(ctx, fmt.Sprintf("SELECT min(%s)::int8, max(%s)::int8 FROM %s", pk, pk, v.source())).Scan(&pmin, &pmax); err != nil {
+		return 0, 0, err
+	}
+	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT count(), toInt64(min(%s)), toInt64(max(%s)) FROM %s", ck, ck, v.target()))
+	if err != nil {
+		return 0, 0, err
+	}
+	lo, hi = math.MaxInt64, math.MinInt64
+	if pmin != nil {
+		lo, hi = *pmin, *pmax
+	}
+	if len(rows) == 1 && rows[0][0].(uint64) > 0 {
+		lo, hi = min(lo, rows[0][1].(int64)), max(hi, rows[0][2].(int64))
+	}
+	return lo, hi, nil
+}
+
+// compareRange compares one key range by count and checksum, and row by row
+// when they differ or when the table has columns only Go can compare. It
+// returns the keys that differ.
+func (v *verifier) compareRange(ctx context.Context, s *snap, from, to int64, rep *VerifyReport) ([]int64, error) {
+	pk, ck := v.keyName()
+	// Keys changed after the snapshot are not compared.
+	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT toInt64(%s) FROM %s FINAL WHERE %s BETWEEN %d AND %d AND %s > %d",
+		ck, v.target(), ck, from, to, mapping.VersionColumn, uint64(s.lsn)))
+	if err != nil {
+		return nil, err
+	}
+	skip := make(map[int64]bool, len(rows))
+	var skipList []string
+	for _, r := range rows {
+		skip[r[0].(int64)] = true
+		skipList = append(skipList, strconv.FormatInt(r[0].(int64), 10))
+	}
+	rep.Skipped += uint64(len(skip))
+	pgWhere := fmt.Sprintf("%s BETWEEN %d AND %d", pk, from, to)
+	if len(skipList) > 0 {
+		pgWhere += fmt.Sprintf(" AND %s NOT IN (%s)", pk, strings.Join(skipList, ","))
+	}
+	chWhere := fmt.Sprintf("%s BETWEEN %d AND %d AND %s = 0 AND %s <= %d", ck, from, to,
+		mapping.DeletedColumn, mapping.VersionColumn, uint64(s.lsn))
+
+	var pgCount int64
+	var pgSum int64
+	if err := s.tx.QueryRow(ctx, fmt.Sprintf("SELECT count(*), %s FROM %s WHERE %s", v.pgSum, v.source(), pgWhere)).Scan(&pgCount, &pgSum); err != nil {
+		return nil, fmt.Errorf("postgres checksum of range %d..%d: %w", from, to, err)
+	}
+	chRows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT count(), %s FROM %s FINAL WHERE %s", v.chSum, v.target(), chWhere))
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse checksum of range %d..%d: %w", from, to, err)
+	}
+	chCount, chSum := chRows[0][0].(uint64), chRows[0][1].(uint64)
+	rep.Compared += uint64(pgCount)
+	cols := v.all()
+	if uint64(pgCount) == chCount && uint64(pgSum) == chSum {
+		if len(v.streamed) == 0 {
+			return nil, nil
+		}
+		// Counts and checksums agree: compare only the columns the
+		// checksum cannot cover, with the key.
+		cols = append([]int{v.key}, v.streamed...)
+	} else {
+		rep.Drilled++
+	}
+	pgRows, err := v.pgRows(ctx, s.tx, pgWhere, cols)
+	if err != nil {
+		return nil, err
+	}
+	chMap, err := v.chRows(ctx, chWhere, cols)
+	if err != nil {
+		return nil, err
+	}
+	var diff []int64
+	for k, pr := range pgRows {
+		cr, ok := chMap[k]
+		if !ok || !v.equalRows(pr, cr, cols) {
+			diff = append(diff, k)
+		}
+		delete(chMap, k)
+	}
+	for k := range chMap {
+		if !skip[k] {
+			diff = append(diff, k)
+		}
+	}
+	return diff, nil
+}
+
+func (v *verifier) all() []int {
+	cols := make([]int, len(v.t.Columns))
+	for i := range cols {
+		cols[i] = i
+	}
+	return cols
+}
+
+// pgRows reads the given columns of the Postgres rows matching where and
+// maps them (other columns get defaults), by key.
+func (v *verifier) pgRows(ctx context.Context, q pgQuerier, where string, cols []int) (map[int64][]any, error) {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = pgx.Identifier{v.t.Columns[c].Name}.Sanitize()
+	}
+	rr := q.Conn().PgConn().ExecParams(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(names, ", "), v.source(), where), nil, nil, nil, nil)
+	out := map[int64][]any{}
+	n := len(v.t.Columns)
+	vals := make([]mapping.Value, n)
+	for rr.NextRow() {
+		for i := range vals {
+			vals[i] = mapping.Value{Kind: mapping.ValueNull}
+		}
+		for i, b := range rr.Values() {
+			if b != nil {
+				vals[cols[i]] = mapping.Value{Kind: mapping.ValueText, Data: b}
+			}
+		}
+		row := make([]any, n)
+		if _, err := v.t.Row(vals, row, nil); err != nil {
+			rr.Close()
+			return nil, fmt.Errorf("map %s %s: %w", v.t.Source, v.t.KeyOf(vals), err)
+		}
+		out[toInt64(row[v.key])] = row
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+type pgQuerier interface{ Conn() *pgx.Conn }
+
+// chRows reads the given columns of the live ClickHouse rows matching
+// where, placed at their column indexes, by key.
+func (v *verifier) chRows(ctx context.Context, where string, cols []int) (map[int64][]any, error) {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = mapping.Quote(v.t.Columns[c].Name)
+	}
+	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT %s FROM %s FINAL WHERE %s", strings.Join(names, ", "), v.target(), where))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64][]any, len(rows))
+	for _, r := range rows {
+		row := make([]any, len(v.t.Columns))
+		for i, c := range cols {
+			row[c] = r[i]
+		}
+		out[toInt64(row[v.key])] = row
+	}
+	return out, nil
+}
+
+func (v *verifier) equalRows(pg, ch []any, cols []int) bool {
+	for _, i := range cols {
+		if !equalValue(v.t.Columns[i].Type, pg[i], ch[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// equalValue compares a mapped Postgres value with the value read back from
+// ClickHouse, at the precision of the column.
+func equalValue(t mapping.Type, a, b any) bool {
+	if pb, ok := b.(*string); ok && pb != nil {
+		b = *pb
+	}
+	switch av := a.(type) {
+	case time.Time:
+		bv, ok := deref(b).(time.Time)
+		if !ok {
+			return false
+		}
+		switch t.Kind {
+		case mapping.KindDateTime:
+			return av.Unix() == bv.Unix()
+		case mapping.KindDate:
+			return av.Format("2006-01-02") == bv.Format("2006-01-02")
+		}
+		p := time.Duration(math.Pow10(9 - t.Precision))
+		return av.Truncate(p).Equal(bv.Truncate(p))
+	case nil:
+		return deref(b) == nil
+	}
+	return fmt.Sprint(a) == fmt.Sprint(deref(b))
+}
+
+func deref(v any) any {
+	switch p := v.(type) {
+	case *string:
+		if p == nil {
+			return nil
+		}
+		return *p
+	case *uint64:
+		if p == nil {
+			return nil
+		}
+		return *p
+	case *int64:
+		if p == nil {
+			return nil
+		}
+		return *p
+	case *int32:
+		if p == nil {
+			return nil
+		}
+		return *p
+	case *time.Time:
+		if p == nil {
+			return nil
+		}
+		return *p
+	}
+	return v
+}
+
+func toInt64(v any) int64 {
+	switch n := v.(type) {
+	case uint64:
+		return int64(n)
+	case int64:
+		return n
+	case uint32:
+		return int64(n)
+	case int32:
+		return int64(n)
+	case uint16:
+		return int64(n)
+	case int16:
+		return int64(n)
+	case uint8:
+		return int64(n)
+	case int8:
+		return int64(n)
+	}
+	return 0
+}
+
+// recheck compares the candidate keys again in a new snapshot and counts
+// only those that still differ there and did not change after it.
+func (v *verifier) recheck(ctx context.Context, keys []int64, rep *VerifyReport) error {
+	s, err := v.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	pk, ck := v.keyName()
+	for len(keys) > 0 {
+		n := min(len(keys), 5000)
+		batch := keys[:n]
+		keys = keys[n:]
+		list := make([]string, len(batch))
+		for i, k := range batch {
+			list[i] = strconv.FormatInt(k, 10)
+		}
+		in := strings.Join(list, ",")
+		changed, err := v.ch.Query(ctx, fmt.Sprintf("SELECT toInt64(%s) FROM %s FINAL WHERE %s IN (%s) AND %s > %d",
+			ck, v.target(), ck, in, mapping.VersionColumn, uint64(s.lsn)))
+		if err != nil {
+			return err
+		}
+		skip := map[int64]bool{}
+		for _, r := range changed {
+			skip[r[0].(int64)] = true
+		}
+		pgRows, err := v.pgRows(ctx, s.tx, fmt.Sprintf("%s IN (%s)", pk, in), v.all())
+		if err != nil {
+			return err
+		}
+		chRows, err := v.chRows(ctx, fmt.Sprintf("%s IN (%s) AND %s = 0", ck, in, mapping.DeletedColumn), v.all())
+		if err != nil {
+			return err
+		}
+		for _, k := range batch {
+			if skip[k] {
+				rep.Skipped++
+				continue
+			}
+			pr, inPG := pgRows[k]
+			cr, inCH := chRows[k]
+			kind := ""
+			switch {
+			case inPG && !inCH:
+				kind, rep.Missing = "missing", rep.Missing+1
+			case !inPG && inCH:
+				kind, rep.Extra = "extra", rep.Extra+1
+			case inPG && inCH && !v.equalRows(pr, cr, v.all()):
+				kind, rep.Different = "different", rep.Different+1
+			}
+			if kind != "" && len(rep.FirstKeys[kind]) < firstKeys {
+				rep.FirstKeys[kind] = append(rep.FirstKeys[kind], v.t.Columns[v.key].Name+"="+strconv.FormatInt(k, 10))
+			}
+		}
+	}
+	return nil
+}
