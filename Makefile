@@ -6,7 +6,7 @@ BIN     := bin/replicator
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS    := ./...
 
-.PHONY: all build deps demo test test-unit test-e2e fuzz lint check-mod clean
+.PHONY: all build deps demo test test-unit test-e2e chaos fuzz lint check-mod clean
 
 all: build
 
@@ -32,6 +32,13 @@ test-unit:
 
 test-e2e: deps
 	$(GO) test -count=1 -timeout 25m -v ./test/
+
+# The long chaos run: >= 20 kill -9 (and a crash point between data and
+# checkpoint), 3 ClickHouse restarts, ClickHouse unreachable for 30s, 3
+# walsender terminations and a Postgres restart under a random workload.
+# CHAOS_SEED=<n> replays a run.
+chaos: deps
+	CHAOS=long $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./test/
 
 FUZZTIME ?= 30s
 fuzz:

@@ -76,6 +76,7 @@ type applier struct {
 	opCounters  [][3]prometheus.Counter // per table: insert, update, delete
 	walEnd      pglogrepl.LSN           // latest keepalive WAL end
 	idlePos     pglogrepl.LSN           // LSN of the newest non-transactional logical message
+	faults      faults
 	unstored    time.Time               // commit time of the oldest received, unstored transaction
 	lastSummary time.Time
 	summaryAt   stats
@@ -252,6 +253,7 @@ func (a *applier) flush(ctx context.Context) error {
 		}
 		a.stats.flushes++
 		a.stats.rows += uint64(rows)
+		a.faults.afterInsert()
 	}
 	if a.pending {
 		if err := a.store.Save(ctx, a.complete); err != nil {

@@ -204,7 +204,7 @@ func newApplier(ctx context.Context, cfg config.Config, client *sink.Client, sto
 		log: log.Named("apply"), client: client, caps: client.Caps(), store: store,
 		maxRows: cfg.Batch.MaxRows, maxDelay: cfg.Batch.MaxDelay, idleGap: max(cfg.Batch.MaxDelay, time.Second),
 		index: map[string]int{}, rels: map[uint32]int{},
-		resume: resume, durable: resume, metrics: m,
+		resume: resume, durable: resume, metrics: m, faults: loadFaults(),
 	}
 	for i, tc := range cfg.Tables {
 		names, types, err := client.ColumnTypes(ctx, tc.Target)

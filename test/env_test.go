@@ -259,10 +259,11 @@ func (e *env) secondConfig() string {
 	return path
 }
 
-func (e *env) startWith(config string) *daemon {
+func (e *env) startWith(config string, environ ...string) *daemon {
 	e.t.Helper()
 	d := &daemon{done: make(chan struct{})}
 	d.cmd = exec.Command(binary, "run", "--config", config)
+	d.cmd.Env = append(os.Environ(), environ...)
 	d.cmd.Stdout, d.cmd.Stderr = d, d
 	if err := d.cmd.Start(); err != nil {
 		e.t.Fatal(err)

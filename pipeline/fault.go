@@ -1,0 +1,42 @@
+package pipeline
+
+import (
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// FaultEnv names the environment variable that arms test-only fault points,
+// e.g. REPLICATOR_TEST_FAULT="crash-after-insert:0.2". It is unset, and the
+// fault points do nothing, unless a test sets it.
+const FaultEnv = "REPLICATOR_TEST_FAULT"
+
+type faults struct {
+	crashAfterInsert float64
+}
+
+func loadFaults() faults {
+	var f faults
+	for _, spec := range strings.Split(os.Getenv(FaultEnv), ",") {
+		name, p, ok := strings.Cut(spec, ":")
+		prob, err := strconv.ParseFloat(p, 64)
+		if !ok || err != nil {
+			continue
+		}
+		if name == "crash-after-insert" {
+			f.crashAfterInsert = prob
+		}
+	}
+	return f
+}
+
+// afterInsert is the fault point between a flush's data INSERTs and its
+// checkpoint: when armed it kills the process as a crash would.
+func (f faults) afterInsert() {
+	if f.crashAfterInsert > 0 && rand.Float64() < f.crashAfterInsert {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+}

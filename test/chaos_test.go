@@ -1,0 +1,202 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// chaosPlan says how many faults of each kind a chaos run injects. `make
+// chaos` runs the long plan (CHAOS=long); `make test` the short one.
+type chaosPlan struct {
+	kills, chRestarts, walsenderKills, pgRestarts int
+	chDown                                        time.Duration
+	crashAfterInsert                              float64
+	bigTxnRows                                    int
+}
+
+func plan() chaosPlan {
+	if os.Getenv("CHAOS") == "long" {
+		return chaosPlan{kills: 20, chRestarts: 3, walsenderKills: 3, pgRestarts: 1, chDown: 30 * time.Second,
+			crashAfterInsert: 0.1, bigTxnRows: 100000}
+	}
+	return chaosPlan{kills: 4, chRestarts: 1, walsenderKills: 1, pgRestarts: 1, chDown: 3 * time.Second,
+		crashAfterInsert: 0.05, bigTxnRows: 20000}
+}
+
+// TestChaos runs a randomized workload on events while killing the daemon,
+// restarting and cutting off ClickHouse, terminating the walsender and
+// restarting Postgres; afterwards ClickHouse must equal Postgres by the
+// test's own comparison and by `replicator verify`. CHAOS_SEED replays a run.
+func TestChaos(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("CHAOS_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	p := plan()
+	t.Logf("chaos seed %d (replay with CHAOS_SEED=%d), plan %+v", seed, seed, p)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	e := newEnv(t, "")
+	e.insertEvents(5000)
+	e.setup()
+
+	// The supervisor restarts the daemon whenever it dies.
+	var mu sync.Mutex
+	var current *daemon
+	var crashes, restarts atomic.Int64
+	stopSup := make(chan struct{})
+	supDone := make(chan struct{})
+	fault := fmt.Sprintf("REPLICATOR_TEST_FAULT=crash-after-insert:%g", p.crashAfterInsert)
+	go func() {
+		defer close(supDone)
+		for {
+			mu.Lock()
+			d := e.startWith(e.config, fault)
+			current = d
+			mu.Unlock()
+			select {
+			case <-stopSup:
+				return
+			case <-d.done:
+			}
+			if st, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() && st.Signal() == syscall.SIGKILL {
+				crashes.Add(1)
+			} else if d.cmd.ProcessState.ExitCode() != 0 {
+				t.Errorf("daemon exited with %d (not a crash):\n%s", d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
+				return
+			}
+			restarts.Add(1)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var txns atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			e.chaosWorkload(ctx, rand.New(rand.NewPCG(seed, uint64(w)+10)), p.bigTxnRows, &txns)
+		}(w)
+	}
+
+	var faults []string
+	for i := 0; i < p.kills; i++ {
+		faults = append(faults, "kill -9")
+	}
+	for i := 0; i < p.chRestarts; i++ {
+		faults = append(faults, "restart clickhouse")
+	}
+	for i := 0; i < p.walsenderKills; i++ {
+		faults = append(faults, "terminate walsender")
+	}
+	for i := 0; i < p.pgRestarts; i++ {
+		faults = append(faults, "restart postgres")
+	}
+	faults = append(faults, "clickhouse unreachable")
+	rng.Shuffle(len(faults), func(i, j int) { faults[i], faults[j] = faults[j], faults[i] })
+	injected := map[string]int{}
+	for _, f := range faults {
+		time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
+		var err error
+		switch f {
+		case "kill -9":
+			mu.Lock()
+			d := current
+			mu.Unlock()
+			d.cmd.Process.Kill()
+		case "restart clickhouse":
+			err = chServer.Restart(context.Background())
+		case "clickhouse unreachable":
+			if err = chServer.Stop(); err == nil {
+				time.Sleep(p.chDown)
+				err = chServer.Restart(context.Background())
+			}
+		case "terminate walsender":
+			_, err = pgServer.Psql(context.Background(), e.name, fmt.Sprintf(
+				"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'slot_%s' AND active", e.name))
+		case "restart postgres":
+			err = pgServer.Restart(context.Background())
+		}
+		if err != nil {
+			t.Fatalf("inject %s: %v", f, err)
+		}
+		injected[f]++
+	}
+	cancel()
+	wg.Wait()
+	t.Logf("injected %v; daemon crashes (kill -9 and the after-insert fault point) %d, restarts %d; %d workload transactions",
+		injected, crashes.Load(), restarts.Load(), txns.Load())
+
+	e.converge("after chaos", 3*convergeTimeout)
+	out, errs, code := e.cli("verify", "--config", e.config)
+	if code != 0 {
+		t.Errorf("verify after chaos: exit %d\n%s\n%s", code, out, errs)
+	}
+	t.Logf("verify after chaos:\n%s", out)
+	close(stopSup)
+	<-supDone
+	mu.Lock()
+	current.stop(t)
+	mu.Unlock()
+	if injected["kill -9"] > 0 && crashes.Load() < int64(injected["kill -9"]) {
+		t.Errorf("%d crashes seen for %d kills", crashes.Load(), injected["kill -9"])
+	}
+}
+
+// chaosWorkload writes random transactions until ctx is done: inserts with
+// NULLs, updates of fingerprints and ids, single and bulk deletes, and now
+// and then a big transaction.
+func (e *env) chaosWorkload(ctx context.Context, rng *rand.Rand, bigRows int, txns *atomic.Int64) {
+	for ctx.Err() == nil {
+		var q string
+		switch p := rng.IntN(1000); {
+		case p < 3:
+			q = fmt.Sprintf(`INSERT INTO events (project_id, author_id, target_id, action, target_type, group_id, fingerprint)
+				SELECT NULLIF(g %% 7, 0), g %% 50 + 1, NULLIF(g %% 5, 0), g %% 10, CASE WHEN g %% 3 = 0 THEN NULL ELSE 'Issue' END,
+				       CASE WHEN g %% 7 = 0 THEN g END, CASE WHEN g %% 2 = 0 THEN decode(md5(g::text), 'hex') END
+				FROM generate_series(1, %d) g`, bigRows)
+		case p < 450:
+			q = fmt.Sprintf(`INSERT INTO events (project_id, author_id, target_id, action, target_type, fingerprint)
+				SELECT %s, %d, %s, %d, %s, %s FROM generate_series(1, %d)`,
+				nullOr(rng, strconv.Itoa(rng.IntN(100))), rng.IntN(50)+1, nullOr(rng, strconv.Itoa(rng.IntN(1000))), rng.IntN(10),
+				nullOr(rng, "'MergeRequest'"), nullOr(rng, "decode(md5(random()::text), 'hex')"), rng.IntN(5)+1)
+		case p < 750:
+			q = fmt.Sprintf(`UPDATE events SET fingerprint = %s, action = %d, updated_at = now()
+				WHERE id IN (SELECT id FROM events ORDER BY random() LIMIT %d)`,
+				nullOr(rng, "decode(md5(random()::text), 'hex')"), rng.IntN(10), rng.IntN(5)+1)
+		case p < 800:
+			q = `UPDATE events SET id = id + 100000000 WHERE id = (SELECT min(id) FROM events WHERE id < 100000000)`
+		case p < 900:
+			q = `BEGIN; UPDATE events SET action = 1 WHERE id = (SELECT max(id) FROM events);
+				UPDATE events SET action = 2, target_type = NULL WHERE id = (SELECT max(id) FROM events); COMMIT`
+		case p < 980:
+			q = fmt.Sprintf(`DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY random() LIMIT %d)`, rng.IntN(3)+1)
+		default:
+			q = fmt.Sprintf(`DELETE FROM events WHERE author_id = %d`, rng.IntN(50)+1)
+		}
+		if _, err := e.pg.Exec(context.Background(), q); err == nil {
+			txns.Add(1)
+		} else if strings.Contains(err.Error(), "duplicate key") {
+			continue
+		} else {
+			time.Sleep(50 * time.Millisecond) // Postgres restarting
+		}
+	}
+}
+
+func nullOr(rng *rand.Rand, v string) string {
+	if rng.IntN(4) == 0 {
+		return "NULL"
+	}
+	return v
+}
