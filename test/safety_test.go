@@ -1,0 +1,73 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCheckpointBehindSlotRefuses restores the checkpoint table from an
+// "old backup": the slot has confirmed more than ClickHouse holds, so run
+// must refuse and say how to recover.
+func TestCheckpointBehindSlotRefuses(t *testing.T) {
+	e := newEnv(t, "")
+	e.setup()
+	db := "db_" + e.name
+	var old uint64
+	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT max(lsn) FROM %s.replicator_checkpoints", db)).Scan(&old); err != nil {
+		t.Fatal(err)
+	}
+	d := e.start()
+	e.insertEvents(100)
+	e.converge("before the restore", convergeTimeout)
+	d.stop(t)
+	if _, err := chServer.Query(context.Background(), fmt.Sprintf(
+		"TRUNCATE TABLE %[1]s.replicator_checkpoints; INSERT INTO %[1]s.replicator_checkpoints (slot, lsn, commit) VALUES ('slot_%[2]s', %[3]d, 0)",
+		db, e.name, old)); err != nil {
+		t.Fatal(err)
+	}
+	d = e.start()
+	if code := d.wait(t, 30*time.Second); code == 0 {
+		t.Fatal("run started from a checkpoint behind the slot")
+	}
+	logs := d.Logs()
+	for _, want := range []string{"confirmed_flush_lsn", "beyond the ClickHouse checkpoint", "pg_drop_replication_slot", "replicator setup"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("error lacks %q:\n%s", want, tail(logs, 1500))
+		}
+	}
+}
+
+// TestPermanentErrorsStop: authentication failures are not retried forever.
+func TestPermanentErrorsStop(t *testing.T) {
+	e := newEnv(t, "")
+	e.setup()
+	src, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, from, to, want string
+	}{
+		{"clickhouse password", `database = "db_`, `password = "wrong"` + "\n  database = \"db_", "authentication"},
+		{"postgres role", "postgres@127.0.0.1", "nosuchrole@127.0.0.1", "nosuchrole"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(e.config, []byte(strings.Replace(string(src), tc.from, tc.to, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			d := e.start()
+			if code := d.wait(t, 30*time.Second); code == 0 {
+				t.Fatal("run exited 0")
+			}
+			if logs := d.Logs(); !strings.Contains(logs, tc.want) || strings.Contains(logs, "reconnecting") {
+				t.Errorf("want a clear %q error without retries, got:\n%s", tc.want, tail(logs, 1500))
+			}
+			t.Logf("stopped after %s", time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
