@@ -26,7 +26,7 @@ type chaosPlan struct {
 func plan() chaosPlan {
 	if os.Getenv("CHAOS") == "long" {
 		return chaosPlan{kills: 20, chRestarts: 3, walsenderKills: 3, pgRestarts: 1, chDown: 30 * time.Second,
-			crashAfterInsert: 0.1, bigTxnRows: 100000}
+			crashAfterInsert: 0.25, bigTxnRows: 100000}
 	}
 	return chaosPlan{kills: 4, chRestarts: 1, walsenderKills: 1, pgRestarts: 1, chDown: 3 * time.Second,
 		crashAfterInsert: 0.05, bigTxnRows: 20000}
