@@ -77,7 +77,7 @@ type applier struct {
 	walEnd      pglogrepl.LSN           // latest keepalive WAL end
 	idlePos     pglogrepl.LSN           // LSN of the newest non-transactional logical message
 	faults      faults
-	unstored    time.Time               // commit time of the oldest received, unstored transaction
+	unstored    time.Time // commit time of the oldest received, unstored transaction
 	lastSummary time.Time
 	summaryAt   stats
 	lastProg    time.Time
