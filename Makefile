@@ -6,7 +6,7 @@ BIN     := bin/replicator
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS    := ./...
 
-.PHONY: all build deps demo test test-unit test-e2e chaos fuzz lint check-mod clean
+.PHONY: all build deps demo test test-unit test-e2e chaos bench fuzz lint check-mod clean
 
 all: build
 
@@ -39,6 +39,12 @@ test-e2e: deps
 # CHAOS_SEED=<n> replays a run.
 chaos: deps
 	CHAOS=long $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./test/
+
+# Benchmark against the source-side limit (pg_recvlogical) measured in the
+# same run; results in bench-results/ (see README, "Benchmark").
+BENCH_OUT ?= bench-results/$(shell date -u +%Y%m%dT%H%M%SZ).txt
+bench: deps build
+	$(GO) run ./test/bench --binary $(BIN) --out $(BENCH_OUT)
 
 FUZZTIME ?= 30s
 fuzz:

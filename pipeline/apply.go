@@ -205,6 +205,7 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 	now := time.Now()
 	a.walEnd = max(a.walEnd, walEnd)
+	a.idlePos = max(a.idlePos, walEnd)
 	if err := a.observe(ctx); err != nil {
 		return err
 	}
@@ -214,12 +215,14 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 	return a.idleCheckpoint(ctx, now)
 }
 
-// idleCheckpoint saves the position of the newest non-transactional logical
-// message (a heartbeat) when nothing is buffered or open. Postgres sends a
-// transaction when it decodes its commit record, so every transaction that
-// committed below that message's LSN has been received, and, nothing being
-// buffered, stored. (A keepalive's WAL end is not used: Postgres may send
-// one while it is about to send a transaction that committed below it.)
+// idleCheckpoint saves, when nothing is buffered or open, the newest
+// position below which every transaction has been received: the LSN of the
+// newest non-transactional logical message (a heartbeat), or the WAL end of
+// the newest keepalive. Postgres sends a transaction while it processes the
+// transaction's commit record and advances the keepalive position (sentPtr)
+// only after that, so no transaction that committed below either position
+// is still to come. Acknowledging it also lets a Postgres fast shutdown
+// finish: the walsender waits for the client to confirm its last position.
 func (a *applier) idleCheckpoint(ctx context.Context, now time.Time) error {
 	if a.inTxn || a.pending || a.writer.Rows() > 0 || a.idlePos <= a.durable.LSN || now.Sub(a.lastIdle) < a.idleGap {
 		return nil

@@ -1,0 +1,415 @@
+// Command bench measures replicator against the source's own limit, in one
+// run, on private Postgres and ClickHouse servers.
+//
+// For each workload it lets the WAL accumulate with the daemon stopped, then
+// measures (a) pg_recvlogical draining the same WAL with pgoutput from an
+// identical slot to /dev/null, and (b) replicator from the start of its slot
+// until the workload's last change is visible in ClickHouse. It prints rows/s
+// of both, the ratio (b)/(a), and the replicator's peak RSS and CPU seconds
+// per million changes. A sustained-load run then samples commit-to-visible
+// lag. Results go to stdout and to a file.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/replicator/replicator/test/harness"
+)
+
+type bench struct {
+	bin    string
+	dir    string
+	pg     *harness.Postgres
+	ch     *harness.ClickHouse
+	chConn driver.Conn
+	out    io.Writer
+}
+
+func main() {
+	binary := flag.String("binary", "bin/replicator", "replicator binary")
+	output := flag.String("out", "bench-results/latest.txt", "results file")
+	lagSeconds := flag.Int("lag-seconds", 60, "duration of the sustained-load lag run")
+	lagRate := flag.Int("lag-rate", 5000, "target transactions/s of the sustained-load run")
+	flag.Parse()
+	if err := run(*binary, *output, *lagSeconds, *lagRate); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(binary, output string, lagSeconds, lagRate int) error {
+	ctx := context.Background()
+	bin, err := filepath.Abs(binary)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(output), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(output)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dir, err := os.MkdirTemp("", "replicator-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// Durable settings (fsync on) as in production; the harness's Fast mode is off.
+	pg, err := harness.StartPostgres(ctx, harness.Options{PGSettings: map[string]string{"max_wal_size": "4GB", "shared_buffers": "512MB"}})
+	if err != nil {
+		return err
+	}
+	defer pg.Close()
+	ch, err := harness.StartClickHouse(ctx, harness.Options{})
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	chConn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr()}, Protocol: clickhouse.Native})
+	if err != nil {
+		return err
+	}
+	b := &bench{bin: bin, dir: dir, pg: pg, ch: ch, chConn: chConn, out: io.MultiWriter(os.Stdout, f)}
+	b.printf("replicator benchmark, %s, %d cores; Postgres 15 and ClickHouse %s on this machine\n",
+		time.Now().UTC().Format(time.RFC3339), numCPU(), chVersion(ctx, chConn))
+	b.printf("%-34s %12s %12s %9s %10s %11s %10s\n", "workload", "source rows/s", "repl rows/s", "ratio", "changes", "CPU s/1M", "peak RSS")
+	for _, w := range workloads() {
+		if err := b.workload(ctx, w); err != nil {
+			return fmt.Errorf("%s: %w", w.name, err)
+		}
+	}
+	return b.lag(ctx, lagSeconds, lagRate)
+}
+
+func (b *bench) printf(format string, args ...any) { fmt.Fprintf(b.out, format, args...) }
+
+type workload struct {
+	name    string
+	prefill int
+	run     func(ctx context.Context, b *bench, db string) error
+}
+
+func workloads() []workload {
+	return []workload{
+		{name: "1: one 1,000,000-row transaction", run: func(ctx context.Context, b *bench, db string) error {
+			_, err := b.pg.Psql(ctx, db, `INSERT INTO events (project_id, author_id, target_id, action, target_type, group_id, fingerprint)
+				SELECT g % 1000, g % 500 + 1, g, g % 10, 'Issue', NULL, decode(md5(g::text), 'hex') FROM generate_series(1, 1000000) g`)
+			return err
+		}},
+		{name: "2: 200,000 single-row txns, 4 clients", run: func(ctx context.Context, b *bench, db string) error {
+			return b.pgbench(ctx, db, []string{"-c", "4", "-j", "2", "-t", "50000"}, map[string]string{
+				"insert.sql": `\set a random(1, 500)
+INSERT INTO events (project_id, author_id, action, target_type, fingerprint) VALUES (:a, :a, 1, 'Issue', '\x0102');`,
+			})
+		}},
+		{name: "3: mix 50% ins 35% upd 15% del", prefill: 200000, run: func(ctx context.Context, b *bench, db string) error {
+			return b.pgbench(ctx, db, []string{"-c", "4", "-j", "2", "-t", "2000"}, map[string]string{
+				"insert.sql@50": `\set n random(1, 50)
+INSERT INTO events (project_id, author_id, action, target_type, fingerprint) SELECT g, :n, 1, 'Issue', '\x0102' FROM generate_series(1, :n) g;`,
+				"update.sql@35": `\set n random(1, 50)
+\set s random(1, 200000)
+UPDATE events SET fingerprint = '\x0304', action = 2, updated_at = now() WHERE id BETWEEN :s AND :s + :n - 1;`,
+				"delete.sql@15": `\set n random(1, 50)
+\set s random(1, 200000)
+DELETE FROM events WHERE id BETWEEN :s AND :s + :n - 1;`,
+			})
+		}},
+	}
+}
+
+const eventsDDL = `CREATE TABLE events (
+  id bigserial PRIMARY KEY, project_id integer, author_id integer NOT NULL, target_id integer,
+  created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(),
+  action smallint NOT NULL, target_type varchar, group_id bigint, fingerprint bytea)`
+
+func (b *bench) workload(ctx context.Context, w workload) error {
+	db := fmt.Sprintf("bench_%d", time.Now().UnixNano()%1e9)
+	if _, err := b.pg.Psql(ctx, "postgres", "CREATE DATABASE "+db); err != nil {
+		return err
+	}
+	init := eventsDDL
+	if w.prefill > 0 {
+		init += fmt.Sprintf(`; INSERT INTO events (project_id, author_id, action, target_type) SELECT g, g %% 500 + 1, 1, 'Issue' FROM generate_series(1, %d) g`, w.prefill)
+	}
+	if _, err := b.pg.Psql(ctx, db, init+"; VACUUM ANALYZE events"); err != nil {
+		return err
+	}
+	cfg, err := b.config(db, "")
+	if err != nil {
+		return err
+	}
+	if out, err := b.cmd("setup", "--config", cfg).CombinedOutput(); err != nil {
+		return fmt.Errorf("setup: %v\n%s", err, out)
+	}
+	if _, err := b.pg.Psql(ctx, db, "SELECT pg_create_logical_replication_slot('baseline_"+db+"', 'pgoutput')"); err != nil {
+		return err
+	}
+	before, err := b.changes(ctx, db)
+	if err != nil {
+		return err
+	}
+	if err := w.run(ctx, b, db); err != nil {
+		return err
+	}
+	marker, err := b.pg.Psql(ctx, db, "INSERT INTO events (author_id, action) VALUES (424242, 1) RETURNING id")
+	if err != nil {
+		return err
+	}
+	after, err := b.changes(ctx, db)
+	if err != nil {
+		return err
+	}
+	n := after - before
+	end, err := b.pg.Psql(ctx, db, "SELECT pg_current_wal_lsn()")
+	if err != nil {
+		return err
+	}
+
+	// (a) the source limit.
+	t0 := time.Now()
+	rl := exec.CommandContext(ctx, "pg_recvlogical", "-d", b.pg.DSN(db), "-S", "baseline_"+db, "--start",
+		"-o", "proto_version=1", "-o", "publication_names=pub_"+db, "-E", end, "-f", "/dev/null")
+	if out, err := rl.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_recvlogical: %v\n%s", err, out)
+	}
+	source := time.Since(t0)
+
+	// (b) the replicator, from slot start to the marker visible in ClickHouse.
+	t0 = time.Now()
+	d := b.cmd("run", "--config", cfg)
+	logf, _ := os.Create(filepath.Join(b.dir, db+".log"))
+	d.Stdout, d.Stderr = logf, logf
+	if err := d.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() { d.Wait(); close(exited) }()
+	q := fmt.Sprintf("SELECT count() FROM %s.events WHERE id = %s AND _deleted = 0", db, marker)
+	for {
+		var c uint64
+		if err := b.chConn.QueryRow(ctx, q).Scan(&c); err == nil && c == 1 {
+			break
+		}
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(logf.Name())
+			return fmt.Errorf("replicator exited before delivering the workload:\n%s", log)
+		default:
+		}
+		if time.Since(t0) > 30*time.Minute {
+			return fmt.Errorf("replicator did not deliver the workload in 30 minutes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	repl := time.Since(t0)
+	d.Process.Signal(syscall.SIGTERM)
+	<-exited
+	logf.Close()
+	ru := d.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := (d.ProcessState.UserTime() + d.ProcessState.SystemTime()).Seconds()
+	b.printf("%-34s %12.0f %12.0f %9.2f %10d %11.1f %7d MiB\n", w.name, float64(n)/source.Seconds(), float64(n)/repl.Seconds(),
+		source.Seconds()/repl.Seconds(), n, cpu/float64(n)*1e6, ru.Maxrss/1024)
+	_, err = b.pg.Psql(ctx, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()")
+	return err
+}
+
+// changes returns the row changes made to events so far.
+func (b *bench) changes(ctx context.Context, db string) (int64, error) {
+	out, err := b.pg.Psql(ctx, db, "SELECT pg_stat_force_next_flush(); SELECT n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables WHERE relname = 'events'")
+	if err != nil {
+		return 0, err
+	}
+	lines := strings.Fields(out)
+	return strconv.ParseInt(lines[len(lines)-1], 10, 64)
+}
+
+func (b *bench) pgbench(ctx context.Context, db string, args []string, scripts map[string]string) error {
+	names := make([]string, 0, len(scripts))
+	for n := range scripts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		file, weight, _ := strings.Cut(name, "@")
+		path := filepath.Join(b.dir, file)
+		if err := os.WriteFile(path, []byte(scripts[name]+"\n"), 0o644); err != nil {
+			return err
+		}
+		if weight != "" {
+			path += "@" + weight
+		}
+		args = append(args, "-f", path)
+	}
+	args = append([]string{"-n", "-h", "127.0.0.1", "-p", strconv.Itoa(b.pg.Port), "-U", "postgres"}, args...)
+	out, err := exec.CommandContext(ctx, "/usr/lib/postgresql/15/bin/pgbench", append(args, db)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pgbench: %v\n%s", err, out)
+	}
+	return nil
+}
+
+func (b *bench) config(db, extra string) (string, error) {
+	src := fmt.Sprintf(`postgres {
+  dsn = %q
+  slot = "repl_%s"
+  publication = "pub_%s"
+}
+clickhouse {
+  addr = [%q]
+  database = %q
+}
+monitor {
+  listen = ""
+}
+log {
+  level = "warn"
+}
+table "public.events" {
+  order_by = ["id"]
+  column "id"          { type = "UInt64" }
+  column "project_id"  { type = "UInt64" }
+  column "group_id"    { type = "UInt64" }
+  column "author_id"   { type = "UInt64" }
+  column "target_id"   { type = "UInt64" }
+  column "target_type" { type = "LowCardinality(String)" }
+  column "action"      { type = "UInt8" }
+  column "fingerprint" {
+    type      = "UInt64"
+    transform = "xxhash64"
+  }
+}
+%s`, b.pg.DSN(db), db, db, b.ch.Addr(), db, extra)
+	path := filepath.Join(b.dir, db+".hcl")
+	return path, os.WriteFile(path, []byte(src), 0o644)
+}
+
+func (b *bench) cmd(args ...string) *exec.Cmd {
+	return exec.Command(b.bin, args...)
+}
+
+// lag runs a sustained insert load with the daemon streaming and samples,
+// from a separate connection, the time from a marker row's commit until it
+// is visible in ClickHouse.
+func (b *bench) lag(ctx context.Context, seconds, rate int) error {
+	db := fmt.Sprintf("bench_lag_%d", time.Now().UnixNano()%1e9)
+	if _, err := b.pg.Psql(ctx, "postgres", "CREATE DATABASE "+db); err != nil {
+		return err
+	}
+	if _, err := b.pg.Psql(ctx, db, eventsDDL); err != nil {
+		return err
+	}
+	cfg, err := b.config(db, "")
+	if err != nil {
+		return err
+	}
+	if out, err := b.cmd("setup", "--config", cfg).CombinedOutput(); err != nil {
+		return fmt.Errorf("setup: %v\n%s", err, out)
+	}
+	d := b.cmd("run", "--config", cfg)
+	if err := d.Start(); err != nil {
+		return err
+	}
+	defer func() { d.Process.Signal(syscall.SIGTERM); d.Wait() }()
+	time.Sleep(2 * time.Second)
+
+	loadErr := make(chan error, 1)
+	var loadOut []byte
+	go func() {
+		path := filepath.Join(b.dir, "lag.sql")
+		os.WriteFile(path, []byte("INSERT INTO events (project_id, author_id, action, target_type) VALUES (1, 1, 1, 'Issue');\n"), 0o644)
+		cmd := exec.CommandContext(ctx, "/usr/lib/postgresql/15/bin/pgbench", "-n", "-h", "127.0.0.1", "-p", strconv.Itoa(b.pg.Port),
+			"-U", "postgres", "-c", "4", "-j", "2", "-R", strconv.Itoa(rate), "-T", strconv.Itoa(seconds), "-f", path, db)
+		var err error
+		loadOut, err = cmd.CombinedOutput()
+		loadErr <- err
+	}()
+	conn, err := pgx.Connect(ctx, b.pg.DSN(db))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var mu sync.Mutex
+	var lags []time.Duration
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(time.Duration(seconds) * time.Second)
+	for time.Now().Before(deadline) {
+		var id int64
+		if err := conn.QueryRow(ctx, "INSERT INTO events (author_id, action) VALUES (777777, 1) RETURNING id").Scan(&id); err != nil {
+			return err
+		}
+		committed := time.Now()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q := fmt.Sprintf("SELECT count() FROM %s.events WHERE id = %d", db, id)
+			for time.Since(committed) < 2*time.Minute {
+				var c uint64
+				if err := b.chConn.QueryRow(ctx, q).Scan(&c); err == nil && c > 0 {
+					mu.Lock()
+					lags = append(lags, time.Since(committed))
+					mu.Unlock()
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := <-loadErr; err != nil {
+		return fmt.Errorf("pgbench: %v\n%s", err, loadOut)
+	}
+	wg.Wait()
+	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
+	tps := "?"
+	for _, l := range strings.Split(string(loadOut), "\n") {
+		if strings.HasPrefix(l, "tps = ") {
+			tps = strings.Fields(l)[2]
+		}
+	}
+	if len(lags) == 0 {
+		return fmt.Errorf("no lag sample became visible")
+	}
+	b.printf("\nsustained load: target %d tx/s for %ds, achieved %s tx/s (pgbench, 4 clients); %d sampled rows, commit -> visible in ClickHouse:\n",
+		rate, seconds, tps, len(lags))
+	b.printf("  p50 %s  p99 %s  max %s  (batch.max_delay 1s)\n", pct(lags, 50), pct(lags, 99), lags[len(lags)-1].Round(time.Millisecond))
+	return nil
+}
+
+func pct(s []time.Duration, p float64) time.Duration {
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))].Round(time.Millisecond)
+}
+
+func chVersion(ctx context.Context, c driver.Conn) string {
+	var v string
+	c.QueryRow(ctx, "SELECT version()").Scan(&v)
+	return v
+}
+
+func numCPU() int {
+	out, err := exec.Command("nproc").Output()
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
