@@ -259,7 +259,9 @@ func (p *Postgres) Kill() error {
 // directory and port.
 func (p *Postgres) Restart(ctx context.Context) error {
 	if err := p.Stop(); err != nil {
-		return err
+		// A shutdown that needed SIGQUIT still stopped the server: the
+		// start below runs crash recovery, as after a real crash.
+		p.opt.logf("%v; starting again", err)
 	}
 	began := time.Now()
 	if err := p.start(ctx); err != nil {
