@@ -34,8 +34,8 @@ clickhouse {
 }
 
 batch {
-  # Flush to ClickHouse when this many rows are buffered (default 100000)...
-  max_rows = 100000
+  # Flush to ClickHouse when this many rows are buffered (default 50000)...
+  max_rows = 50000
   # ...or when the oldest buffered change has waited this long (default "1s").
   max_delay = "1s"
 }

@@ -93,7 +93,7 @@ func Default() Config {
 	return Config{
 		Postgres:   Postgres{Slot: "replicator", Publication: "replicator"},
 		ClickHouse: ClickHouse{Addr: []string{"127.0.0.1:9000"}, Database: "default", Username: "default"},
-		Batch:      Batch{MaxRows: 100000, MaxDelay: time.Second},
+		Batch:      Batch{MaxRows: 50000, MaxDelay: time.Second},
 		Log:        Log{Level: "info", Format: "text"},
 		Monitor: Monitor{Listen: "127.0.0.1:9187", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
 			RetainedWALWarning: 10 << 30},

@@ -77,8 +77,8 @@ func TestExample(t *testing.T) {
 	if cfg.ClickHouse.Database != "analytics" || cfg.ClickHouse.Username != "default" || cfg.ClickHouse.Password != "" {
 		t.Errorf("clickhouse = %+v", cfg.ClickHouse)
 	}
-	if cfg.Batch != (config.Batch{MaxRows: 100000, MaxDelay: time.Second}) {
-		t.Errorf("batch = %+v, want 100000 rows / 1s", cfg.Batch)
+	if cfg.Batch != (config.Batch{MaxRows: 50000, MaxDelay: time.Second}) {
+		t.Errorf("batch = %+v, want 50000 rows / 1s", cfg.Batch)
 	}
 	if cfg.Log != (config.Log{Level: "info", Format: "text"}) {
 		t.Errorf("log = %+v", cfg.Log)
@@ -119,7 +119,7 @@ func TestDefaults(t *testing.T) {
 	d := config.Default()
 	if d.Postgres.Slot != "replicator" || d.Postgres.Publication != "replicator" ||
 		!reflect.DeepEqual(d.ClickHouse.Addr, []string{"127.0.0.1:9000"}) || d.ClickHouse.Database != "default" ||
-		d.ClickHouse.Username != "default" || d.Batch.MaxRows != 100000 || d.Batch.MaxDelay != time.Second ||
+		d.ClickHouse.Username != "default" || d.Batch.MaxRows != 50000 || d.Batch.MaxDelay != time.Second ||
 		d.Log.Level != "info" || d.Log.Format != "text" {
 		t.Errorf("Default() = %+v", d)
 	}

@@ -150,7 +150,10 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 	if w.prefill > 0 {
 		init += fmt.Sprintf(`; INSERT INTO events (project_id, author_id, action, target_type) SELECT g, g %% 500 + 1, 1, 'Issue' FROM generate_series(1, %d) g`, w.prefill)
 	}
-	if _, err := b.pg.Psql(ctx, db, init+"; VACUUM ANALYZE events"); err != nil {
+	if _, err := b.pg.Psql(ctx, db, init); err != nil {
+		return err
+	}
+	if _, err := b.pg.Psql(ctx, db, "VACUUM ANALYZE events"); err != nil {
 		return err
 	}
 	cfg, err := b.config(db, "")
@@ -160,8 +163,12 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 	if out, err := b.cmd("setup", "--config", cfg).CombinedOutput(); err != nil {
 		return fmt.Errorf("setup: %v\n%s", err, out)
 	}
-	if _, err := b.pg.Psql(ctx, db, "SELECT pg_create_logical_replication_slot('baseline_"+db+"', 'pgoutput')"); err != nil {
-		return err
+	// Two identical baseline slots: one drained before the replicator runs,
+	// one after, so that neither side profits alone from a warm cache.
+	for _, sl := range []string{"a", "b"} {
+		if _, err := b.pg.Psql(ctx, db, "SELECT pg_create_logical_replication_slot('baseline_"+sl+"_"+db+"', 'pgoutput')"); err != nil {
+			return err
+		}
 	}
 	before, err := b.changes(ctx, db)
 	if err != nil {
@@ -185,16 +192,22 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 	}
 
 	// (a) the source limit.
-	t0 := time.Now()
-	rl := exec.CommandContext(ctx, "pg_recvlogical", "-d", b.pg.DSN(db), "-S", "baseline_"+db, "--start",
-		"-o", "proto_version=1", "-o", "publication_names=pub_"+db, "-E", end, "-f", "/dev/null")
-	if out, err := rl.CombinedOutput(); err != nil {
-		return fmt.Errorf("pg_recvlogical: %v\n%s", err, out)
+	drain := func(slot string) (time.Duration, error) {
+		t0 := time.Now()
+		rl := exec.CommandContext(ctx, "pg_recvlogical", "-d", b.pg.DSN(db), "-S", slot, "--start",
+			"-o", "proto_version=1", "-o", "publication_names=pub_"+db, "-E", end, "-f", "/dev/null")
+		if out, err := rl.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("pg_recvlogical: %v\n%s", err, out)
+		}
+		return time.Since(t0), nil
 	}
-	source := time.Since(t0)
+	source, err := drain("baseline_a_" + db)
+	if err != nil {
+		return err
+	}
 
 	// (b) the replicator, from slot start to the marker visible in ClickHouse.
-	t0 = time.Now()
+	t0 := time.Now()
 	d := b.cmd("run", "--config", cfg)
 	logf, _ := os.Create(filepath.Join(b.dir, db+".log"))
 	d.Stdout, d.Stderr = logf, logf
@@ -224,6 +237,11 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 	d.Process.Signal(syscall.SIGTERM)
 	<-exited
 	logf.Close()
+	if again, err := drain("baseline_b_" + db); err != nil {
+		return err
+	} else if again < source {
+		source = again // the faster of the two drains is the limit
+	}
 	ru := d.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := (d.ProcessState.UserTime() + d.ProcessState.SystemTime()).Seconds()
 	b.printf("%-34s %12.0f %12.0f %9.2f %10d %11.1f %7d MiB\n", w.name, float64(n)/source.Seconds(), float64(n)/repl.Seconds(),
