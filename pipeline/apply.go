@@ -102,7 +102,10 @@ func (a *applier) Lag(now time.Time) time.Duration {
 
 // observe updates the lag metrics, the progress row that `status` reads, and
 // logs a summary once a minute.
-func (a *applier) observe(ctx context.Context) error {
+// observe is called on ticks (force false: the progress row at most once a
+// second) and after flushes (force true: status sees the caught-up state at
+// once).
+func (a *applier) observe(ctx context.Context, force bool) error {
 	now := time.Now()
 	lag := a.Lag(now)
 	var lagBytes uint64
@@ -110,7 +113,7 @@ func (a *applier) observe(ctx context.Context) error {
 		lagBytes = uint64(a.walEnd - a.durable.LSN)
 	}
 	a.metrics.SetLag(lag, lagBytes)
-	if now.Sub(a.lastProg) >= time.Second {
+	if force || now.Sub(a.lastProg) >= time.Second {
 		if err := a.store.SaveProgress(ctx, a.unstored); err != nil {
 			return err
 		}
@@ -206,7 +209,7 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 	now := time.Now()
 	a.walEnd = max(a.walEnd, walEnd)
 	a.idlePos = max(a.idlePos, walEnd)
-	if err := a.observe(ctx); err != nil {
+	if err := a.observe(ctx, false); err != nil {
 		return err
 	}
 	if !a.since.IsZero() && !now.Before(a.since.Add(a.maxDelay)) {
@@ -283,6 +286,9 @@ func (a *applier) flush(ctx context.Context) error {
 		}
 	}
 	a.log.Debug("flushed", "rows", rows, "checkpoint", a.durable.LSN, "duration", time.Since(start))
+	if rows > 0 || !a.inTxn {
+		return a.observe(ctx, true)
+	}
 	return nil
 }
 
