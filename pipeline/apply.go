@@ -38,6 +38,17 @@ func (e *MappingError) Error() string {
 
 func (e *MappingError) Unwrap() error { return e.Err }
 
+// newMappingError describes a tuple of t that failed to map in the
+// transaction (or copy) at lsn, naming the column when the mapping did.
+func newMappingError(t *mapping.Table, vals []mapping.Value, lsn pglogrepl.LSN, err error) *MappingError {
+	me := &MappingError{Table: t.Source, Key: t.KeyOf(vals), LSN: lsn, Err: err}
+	var ce *mapping.ColumnError
+	if errors.As(err, &ce) {
+		me.Column, me.Err = ce.Column, ce.Err
+	}
+	return me
+}
+
 // applier is the replication.Handler that maps changes, buffers them in a
 // sink.Writer, and after each flush saves a checkpoint. Its durable position
 // is the newest saved checkpoint.
@@ -352,14 +363,7 @@ func (a *applier) change(ctx context.Context, c *replication.Change) error {
 	}
 	t := a.tables[idx]
 	n := len(t.Columns)
-	fail := func(vals []mapping.Value, err error) error {
-		me := &MappingError{Table: t.Source, Key: t.KeyOf(vals), LSN: a.version, Err: err}
-		var ce *mapping.ColumnError
-		if errors.As(err, &ce) {
-			me.Column, me.Err = ce.Column, ce.Err
-		}
-		return me
-	}
+	fail := func(vals []mapping.Value, err error) error { return newMappingError(t, vals, a.version, err) }
 	var tomb []any
 	var oldKey string
 	if c.Old != nil {

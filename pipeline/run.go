@@ -186,8 +186,7 @@ func checkSlot(name string, slot replication.SlotInfo, resume checkpoint.Positio
 		return &replication.SlotInUseError{Slot: name, PID: slot.ActivePID}
 	}
 	if slot.WALStatus == "lost" {
-		return fmt.Errorf("replication slot %s is lost (wal_status = lost): Postgres removed WAL it still needed, "+
-			"so changes are missing from ClickHouse; drop the slot, then run `replicator setup` to copy the tables again", name)
+		return lostSlotError(name)
 	}
 	if slot.ConfirmedFlushLSN > resume.LSN {
 		return fmt.Errorf("replication slot %s has confirmed_flush_lsn %s, beyond the ClickHouse checkpoint %s: "+

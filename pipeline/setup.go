@@ -322,13 +322,8 @@ func copyTable(ctx context.Context, pg *pgx.Conn, snapshot string, t *mapping.Ta
 		}
 		row := make([]any, n+2)
 		if _, err := t.Row(vals, row, nil); err != nil {
-			me := &MappingError{Table: t.Source, Key: t.KeyOf(vals), LSN: version, Err: err}
-			var ce *mapping.ColumnError
-			if errors.As(err, &ce) {
-				me.Column, me.Err = ce.Column, ce.Err
-			}
 			rr.Close()
-			return count, me
+			return count, newMappingError(t, vals, version, err)
 		}
 		row[n], row[n+1] = uint64(version), uint8(0)
 		w.Put(idx, t.KeyString(row), row)

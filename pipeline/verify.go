@@ -465,9 +465,6 @@ func (v *verifier) equalRows(pg, ch []any, cols []int) bool {
 // equalValue compares a mapped Postgres value with the value read back from
 // ClickHouse, at the precision of the column.
 func equalValue(t mapping.Type, a, b any) bool {
-	if pb, ok := b.(*string); ok && pb != nil {
-		b = *pb
-	}
 	switch av := a.(type) {
 	case time.Time:
 		bv, ok := deref(b).(time.Time)

@@ -82,6 +82,13 @@ func (r *Runner) watch(ctx context.Context) error {
 	}
 }
 
+// lostSlotError says that Postgres invalidated the slot and how to resync.
+func lostSlotError(slot string) error {
+	return fmt.Errorf("slot %s: %w (wal_status = lost): Postgres removed WAL the slot still needed, "+
+		"so changes are missing from ClickHouse; drop the slot, truncate the target tables and run `replicator setup` to copy them again",
+		slot, ErrSlotLost)
+}
+
 func (r *Runner) checkRetention(ctx context.Context, conn *pgx.Conn) error {
 	slot := r.cfg.Postgres.Slot
 	var retained *int64
@@ -95,9 +102,7 @@ func (r *Runner) checkRetention(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("read slot %s: %w", slot, err)
 	}
 	if walStatus != nil && *walStatus == "lost" {
-		return fmt.Errorf("slot %s: %w (wal_status = lost): Postgres removed WAL the slot still needed, "+
-			"so changes are missing from ClickHouse; drop the slot, truncate the target tables and run `replicator setup` to copy them again",
-			slot, ErrSlotLost)
+		return lostSlotError(slot)
 	}
 	if retained != nil {
 		r.metrics.RetainedWAL.Set(float64(*retained))
