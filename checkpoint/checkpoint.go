@@ -1,7 +1,9 @@
 // Package checkpoint stores replication positions in ClickHouse.
 //
 // A checkpoint is written after the data it covers and read at start to
-// resume. Store never writes data rows and never talks to Postgres.
+// resume; the daemon's progress report (what it received and has not
+// stored) is kept beside it for `replicator status`. The tables are created
+// from package ddl. Store never writes data rows and never talks to Postgres.
 package checkpoint
 
 import (
@@ -11,12 +13,9 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/sink"
 )
-
-// Table is the name of the checkpoint table in the target database.
-const Table = "replicator_checkpoints"
 
 // Position is a replication position stored in ClickHouse.
 //
@@ -40,21 +39,6 @@ func (p Position) Done(commitLSN pglogrepl.LSN) bool {
 	return commitLSN < p.LSN
 }
 
-// CreateTable returns the DDL of the checkpoint table.
-func CreateTable(database string) string {
-	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s
-(
-    slot String,
-    lsn UInt64,
-    commit UInt8,
-    commit_time DateTime('UTC'),
-    written_at DateTime('UTC')
-)
-ENGINE = ReplacingMergeTree(lsn)
-ORDER BY slot
-`, mapping.Quote(database), Table)
-}
-
 // Store reads and writes checkpoints of one slot.
 type Store struct {
 	client *sink.Client
@@ -69,8 +53,8 @@ func NewStore(client *sink.Client, slot string) *Store {
 // Load returns the newest checkpoint; found is false when there is none.
 func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) {
 	rows, err := s.client.Query(ctx, fmt.Sprintf(
-		"SELECT lsn, commit, commit_time FROM %s.%s WHERE slot = ? ORDER BY lsn DESC, commit DESC LIMIT 1",
-		mapping.Quote(s.client.Database()), Table), s.slot)
+		"SELECT lsn, commit, commit_time FROM %s WHERE slot = ? ORDER BY lsn DESC, commit DESC LIMIT 1",
+		s.client.DB().Table(ddl.CheckpointTable)), s.slot)
 	if err != nil {
 		return Position{}, false, fmt.Errorf("load checkpoint of slot %s: %w", s.slot, err)
 	}
@@ -95,8 +79,7 @@ func (s *Store) Save(ctx context.Context, pos Position) error {
 	if ct.IsZero() {
 		ct = time.Unix(0, 0)
 	}
-	err := s.client.Insert(ctx, fmt.Sprintf("INSERT INTO %s.%s (slot, lsn, commit, commit_time, written_at)",
-		mapping.Quote(s.client.Database()), Table),
+	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.CheckpointTable, []string{"slot", "lsn", "commit", "commit_time", "written_at"}),
 		[]any{s.slot, uint64(pos.LSN), commit, ct.UTC(), time.Now().UTC()})
 	if err != nil {
 		return fmt.Errorf("save checkpoint %s of slot %s: %w", pos.LSN, s.slot, err)
@@ -107,8 +90,7 @@ func (s *Store) Save(ctx context.Context, pos Position) error {
 // Delete removes every checkpoint of the slot (used when a slot is
 // recreated). It waits until the deletion, a ClickHouse mutation, is visible.
 func (s *Store) Delete(ctx context.Context) error {
-	err := s.client.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE slot = ?",
-		mapping.Quote(s.client.Database()), Table), s.slot)
+	err := s.client.Exec(ctx, s.client.DB().DeleteCheckpoints(), s.slot)
 	if err != nil {
 		return fmt.Errorf("delete checkpoints of slot %s: %w", s.slot, err)
 	}
@@ -131,24 +113,6 @@ func (s *Store) Delete(ctx context.Context) error {
 	}
 }
 
-// ProgressTable is the table where the running daemon records, about once a
-// second, the commit time of the oldest transaction it received and has not
-// stored yet, so that `replicator status` can report lag in seconds.
-const ProgressTable = "replicator_progress"
-
-// CreateProgressTable returns the DDL of the progress table.
-func CreateProgressTable(database string) string {
-	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s
-(
-    slot String,
-    updated_us UInt64,
-    oldest_unstored_us UInt64
-)
-ENGINE = ReplacingMergeTree(updated_us)
-ORDER BY slot
-`, mapping.Quote(database), ProgressTable)
-}
-
 // Progress is the daemon's latest report.
 type Progress struct {
 	Updated time.Time
@@ -163,8 +127,7 @@ func (s *Store) SaveProgress(ctx context.Context, oldestUnstored time.Time) erro
 	if !oldestUnstored.IsZero() {
 		us = uint64(oldestUnstored.UnixMicro())
 	}
-	err := s.client.Insert(ctx, fmt.Sprintf("INSERT INTO %s.%s (slot, updated_us, oldest_unstored_us)",
-		mapping.Quote(s.client.Database()), ProgressTable),
+	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.ProgressTable, []string{"slot", "updated_us", "oldest_unstored_us"}),
 		[]any{s.slot, uint64(time.Now().UnixMicro()), us})
 	if err != nil {
 		return fmt.Errorf("save progress of slot %s: %w", s.slot, err)
@@ -175,8 +138,8 @@ func (s *Store) SaveProgress(ctx context.Context, oldestUnstored time.Time) erro
 // LoadProgress returns the newest progress report; found is false when none.
 func (s *Store) LoadProgress(ctx context.Context) (p Progress, found bool, err error) {
 	rows, err := s.client.Query(ctx, fmt.Sprintf(
-		"SELECT updated_us, oldest_unstored_us FROM %s.%s WHERE slot = ? ORDER BY updated_us DESC LIMIT 1",
-		mapping.Quote(s.client.Database()), ProgressTable), s.slot)
+		"SELECT updated_us, oldest_unstored_us FROM %s WHERE slot = ? ORDER BY updated_us DESC LIMIT 1",
+		s.client.DB().Table(ddl.ProgressTable)), s.slot)
 	if err != nil {
 		return Progress{}, false, fmt.Errorf("load progress of slot %s: %w", s.slot, err)
 	}

@@ -4,6 +4,7 @@
 // configuration and default rules per Postgres type), converts text-format
 // values (NULL to the type's default unless the column is nullable, bytea
 // fingerprints to xxHash64, timestamps to UTC), builds tombstones for deletes,
-// and generates the target DDL. It is pure: it never performs I/O, and it
+// and describes a value it cannot map with a RowError that names table,
+// column, key and LSN. It is pure: it never performs I/O, and it
 // never decides versions or checkpoints.
 package mapping

@@ -148,6 +148,15 @@ func (t *Table) CheckIdentity() error {
 		"or set REPLICA IDENTITY FULL on the Postgres table", t.Source, strings.Join(bad, ", "))
 }
 
+// ColumnNames returns the target column names, followed by _version and _deleted.
+func (t *Table) ColumnNames() []string {
+	names := make([]string, 0, len(t.Columns)+2)
+	for _, c := range t.Columns {
+		names = append(names, c.Name)
+	}
+	return append(names, VersionColumn, DeletedColumn)
+}
+
 // PartitionColumns returns the column names that the partition expression refers to.
 func (t *Table) PartitionColumns() []string {
 	var out []string
@@ -230,15 +239,6 @@ type Value struct {
 	Kind ValueKind
 	Data []byte
 }
-
-// ColumnError is a value that cannot be mapped.
-type ColumnError struct {
-	Column string
-	Err    error
-}
-
-func (e *ColumnError) Error() string { return "column " + e.Column + ": " + e.Err.Error() }
-func (e *ColumnError) Unwrap() error { return e.Err }
 
 // Row maps a full source tuple into dst (len(dst) >= len(t.Columns)).
 // Unchanged TOAST values are left nil and their indexes are returned in

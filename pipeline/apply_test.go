@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/replicator/replicator/checkpoint"
+	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/replication"
 	"github.com/replicator/replicator/sink"
@@ -21,18 +22,22 @@ var null = mapping.Value{Kind: mapping.ValueNull}
 
 func newTestApplier(t *testing.T, resume checkpoint.Position) *applier {
 	t.Helper()
-	spec := mapping.TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"id"},
-		Columns: map[string]mapping.ColumnSpec{"id": {Type: "UInt64"}, "action": {Type: "UInt8"}}}
-	a := &applier{
-		log: hclog.NewNullLogger(), maxRows: 1 << 20, maxDelay: time.Hour,
-		index: map[string]int{"public.events": 0}, specs: []mapping.TableSpec{spec}, rels: map[uint32]int{},
-		tables:  []*mapping.Table{{Source: spec.Source, Target: spec.Target, OrderBy: spec.OrderBy}},
-		targets: []targetSchema{{names: []string{"id", "action", "_version", "_deleted"}, types: []string{"UInt64", "UInt8"}}},
-		resume:  resume, durable: resume,
-	}
-	a.writer = sink.NewWriter(nil, a.tables)
-	return a
+	cfg, reg := eventsRegistry(1 << 20)
+	return newApplier(cfg, sink.NewWriter(nil, reg.tables), nil, reg, resume, hclog.NewNullLogger(), nil)
 }
+
+// eventsRegistry returns a configuration and registry of public.events (id
+// UInt64, action UInt8) that flushes every maxRows rows.
+func eventsRegistry(maxRows int) (config.Config, *registry) {
+	tables := []config.Table{{Name: "public.events", Target: "events", OrderBy: []string{"id"},
+		Columns: map[string]mapping.ColumnSpec{"id": {Type: "UInt64"}, "action": {Type: "UInt8"}}}}
+	targets := []sink.Schema{{Names: []string{"id", "action", "_version", "_deleted"}, Types: []string{"UInt64", "UInt8"}}}
+	cfg := config.Config{Tables: tables, Batch: config.Batch{MaxRows: maxRows, MaxDelay: time.Hour}}
+	return cfg, newRegistry(tables, targets, mapping.Caps{})
+}
+
+// buffered returns the applier's sink.Writer.
+func buffered(a *applier) *sink.Writer { return a.writer.(*sink.Writer) }
 
 var eventsRel = &replication.Relation{ID: 7, Namespace: "public", Name: "events", Columns: []mapping.SourceColumn{
 	{Name: "id", TypeOID: 20, Identity: true}, {Name: "action", TypeOID: 21}}}
@@ -69,11 +74,11 @@ func TestTransactionWithSeveralChangesToOneKey(t *testing.T) {
 		"id=3": {uint64(3), uint8(5), uint64(version), uint8(0)},
 		"id=4": {uint64(4), uint8(0), uint64(version), uint8(1)},
 	}
-	if a.writer.Rows() != len(want) {
-		t.Errorf("buffered %d rows, want %d", a.writer.Rows(), len(want))
+	if buffered(a).Rows() != len(want) {
+		t.Errorf("buffered %d rows, want %d", buffered(a).Rows(), len(want))
 	}
 	for key, w := range want {
-		got, ok := a.writer.Latest(0, key)
+		got, ok := buffered(a).Latest(0, key)
 		if !ok {
 			t.Errorf("%s not buffered", key)
 			continue
@@ -85,8 +90,8 @@ func TestTransactionWithSeveralChangesToOneKey(t *testing.T) {
 			}
 		}
 	}
-	if !a.pending || a.complete.LSN != version || !a.complete.Commit {
-		t.Errorf("complete position = %+v pending %v, want commit %s", a.complete, a.pending, version)
+	if !a.pos.pending || a.pos.complete.LSN != version || !a.pos.complete.Commit {
+		t.Errorf("complete position = %+v pending %v, want commit %s", a.pos.complete, a.pos.pending, version)
 	}
 	if a.Durable() != 10 {
 		t.Errorf("durable moved to %s before any flush", a.Durable())
@@ -119,7 +124,7 @@ func TestSkipsTransactionsAtOrBelowCheckpoint(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if skipped := a.writer.Rows() == 0 && !a.pending; skipped != tc.skip {
+			if skipped := buffered(a).Rows() == 0 && !a.pos.pending; skipped != tc.skip {
 				t.Errorf("skipped = %v, want %v", skipped, tc.skip)
 			}
 		})

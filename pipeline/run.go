@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/metrics"
+	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/replication"
 	"github.com/replicator/replicator/sink"
 )
@@ -79,14 +79,10 @@ func (r *Runner) replicate(ctx context.Context) error {
 			return nil
 		}
 		r.metrics.Errors.WithLabelValues(errorKind(err)).Inc()
-		var inUse *replication.SlotInUseError
-		// After a connection loss the old walsender may hold the slot for
-		// a moment; a slot in use at first start is another daemon.
-		transientInUse := errors.As(err, &inUse) && !lostAt.IsZero() && time.Since(lostAt) < 30*time.Second
-		if !replication.IsRetryable(err) && !sink.IsRetryable(err) && !transientInUse {
+		if !retryable(err, lostAt) {
 			return err
 		}
-		if !transientInUse {
+		if !slotInUse(err) {
 			lostAt = time.Now()
 		}
 		if time.Since(started) > time.Minute {
@@ -107,13 +103,13 @@ func (r *Runner) replicate(ctx context.Context) error {
 // session runs one connected stretch of replication.
 func (r *Runner) session(ctx context.Context) (err error) {
 	cfg := r.cfg
-	client, err := sink.Open(ctx, sinkOptions(cfg))
+	client, err := sink.Open(ctx, cfg.ClickHouse)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
-	if err := client.Exec(ctx, checkpoint.CreateProgressTable(cfg.ClickHouse.Database)); err != nil {
+	if err := client.Exec(ctx, client.DB().CreateProgressTable()); err != nil {
 		return fmt.Errorf("create progress table: %w", err)
 	}
 	resume, found, err := store.Load(ctx)
@@ -135,20 +131,21 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	}
 	slot, err := conn.Slot(ctx, cfg.Postgres.Slot)
 	if err != nil {
-		if errors.Is(err, replication.ErrSlotMissing) {
+		if errors.Is(err, postgres.ErrSlotMissing) {
 			return fmt.Errorf("%w: the slot was dropped, so changes since checkpoint %s are lost to it; "+
 				"run `replicator setup` to recreate it and copy the tables again", err, resume.LSN)
 		}
 		return err
 	}
-	if err := checkSlot(cfg.Postgres.Slot, slot, resume); err != nil {
+	if err := slot.CheckResume(resume.LSN); err != nil {
 		return err
 	}
 
-	a, err := newApplier(ctx, cfg, client, store, resume, r.log, r.metrics)
+	reg, err := loadRegistry(ctx, cfg.Tables, client)
 	if err != nil {
 		return err
 	}
+	a := newApplier(cfg, sink.NewWriter(client, reg.tables), store, reg, resume, r.log, r.metrics)
 	stream := replication.NewStream(conn, replication.StreamOptions{
 		Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Logger: r.log.Named("stream"),
 	})
@@ -172,77 +169,44 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	if err := stream.SendStatus(fctx, a.Durable()); err != nil {
 		return fmt.Errorf("final acknowledgement: %w", err)
 	}
-	r.log.Info("stopped", "checkpoint", a.durable.LSN, "changes", a.stats.changes, "transactions", a.stats.txns)
+	r.log.Info("stopped", "checkpoint", a.Durable(), "changes", a.rep.stats.changes, "transactions", a.rep.stats.txns)
 	return nil
 }
 
-// checkSlot refuses to stream from a slot that is taken, lost, or ahead of
-// the checkpoint (DESIGN invariant 6).
-func checkSlot(name string, slot replication.SlotInfo, resume checkpoint.Position) error {
-	if slot.Plugin != "pgoutput" {
-		return fmt.Errorf("replication slot %s uses plugin %q, not pgoutput: drop it and run `replicator setup`", name, slot.Plugin)
-	}
-	if slot.Active {
-		return &replication.SlotInUseError{Slot: name, PID: slot.ActivePID}
-	}
-	if slot.WALStatus == "lost" {
-		return lostSlotError(name)
-	}
-	if slot.ConfirmedFlushLSN > resume.LSN {
-		return fmt.Errorf("replication slot %s has confirmed_flush_lsn %s, beyond the ClickHouse checkpoint %s: "+
-			"ClickHouse lost data that the slot no longer holds (checkpoint table dropped or restored from an older backup); "+
-			"to resync, drop the slot (SELECT pg_drop_replication_slot('%s')), truncate the target tables, and run `replicator setup`",
-			name, slot.ConfirmedFlushLSN, resume.LSN, name)
-	}
-	return nil
-}
-
-func newApplier(ctx context.Context, cfg config.Config, client *sink.Client, store *checkpoint.Store,
-	resume checkpoint.Position, log hclog.Logger, m *metrics.Metrics) (*applier, error) {
-	a := &applier{
-		log: log.Named("apply"), client: client, caps: client.Caps(), store: store,
+func newApplier(cfg config.Config, w rowWriter, store positionStore, reg *registry, resume checkpoint.Position,
+	log hclog.Logger, m *metrics.Metrics) *applier {
+	return &applier{
+		log: log.Named("apply"), writer: w, store: store, reg: reg, pos: newPosition(resume),
+		rep:     newReporter(cfg.Tables, store, log.Named("apply"), m),
+		faults:  loadFaults(),
 		maxRows: cfg.Batch.MaxRows, maxDelay: cfg.Batch.MaxDelay, idleGap: max(cfg.Batch.MaxDelay, time.Second),
-		index: map[string]int{}, rels: map[uint32]int{},
-		resume: resume, durable: resume, metrics: m, faults: loadFaults(),
 	}
-	for i, tc := range cfg.Tables {
-		names, types, err := client.ColumnTypes(ctx, tc.Target)
-		if err != nil {
-			return nil, fmt.Errorf("read ClickHouse table %s: %w", tc.Target, err)
-		}
-		if len(names) == 0 {
-			return nil, fmt.Errorf("ClickHouse table %s.%s does not exist: run `replicator setup`", cfg.ClickHouse.Database, tc.Target)
-		}
-		a.index[tc.Name] = i
-		a.specs = append(a.specs, tc.Spec())
-		var ops [3]prometheus.Counter
-		if m != nil {
-			for j, op := range []string{"insert", "update", "delete"} {
-				ops[j] = m.Changes.WithLabelValues(tc.Name, op)
-			}
-		}
-		a.opCounters = append(a.opCounters, ops)
-		// Until the Relation message arrives, the table is known by its spec only.
-		a.tables = append(a.tables, &mapping.Table{Source: tc.Name, Target: tc.Target, OrderBy: tc.OrderBy, PartitionBy: tc.PartitionBy})
-		a.targets = append(a.targets, targetSchema{names: names, types: types})
-	}
-	a.writer = sink.NewWriter(client, a.tables)
-	return a, nil
 }
 
-func sinkOptions(cfg config.Config) sink.Options {
-	return sink.Options{Addr: cfg.ClickHouse.Addr, Database: cfg.ClickHouse.Database,
-		Username: cfg.ClickHouse.Username, Password: cfg.ClickHouse.Password}
+// retryable is the one decision to reconnect after err: a lost or refused
+// connection to either server, or the slot still held by the walsender of
+// a connection lost less than 30s ago (lostAt); a slot in use at first
+// start is another daemon.
+func retryable(err error, lostAt time.Time) bool {
+	if slotInUse(err) {
+		return !lostAt.IsZero() && time.Since(lostAt) < 30*time.Second
+	}
+	return postgres.IsRetryable(err) || sink.IsRetryable(err)
+}
+
+func slotInUse(err error) bool {
+	var inUse *postgres.SlotInUseError
+	return errors.As(err, &inUse)
 }
 
 func errorKind(err error) string {
-	var me *MappingError
+	var re *mapping.RowError
 	switch {
-	case errors.As(err, &me):
+	case errors.As(err, &re):
 		return "mapping"
 	case sink.IsRetryable(err):
 		return "clickhouse"
-	case replication.IsRetryable(err):
+	case postgres.IsRetryable(err):
 		return "postgres"
 	}
 	return "other"

@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/replicator/replicator/postgres"
 )
 
-// HeartbeatPrefix is the prefix of the logical messages the daemon emits.
-const HeartbeatPrefix = "replicator_heartbeat"
-
-// ErrSlotLost is returned when Postgres invalidated the slot.
-var ErrSlotLost = errors.New("replication slot lost")
+// heartbeatPrefix is the prefix of the logical messages the daemon emits.
+const heartbeatPrefix = "replicator_heartbeat"
 
 // watch emits heartbeats and checks the slot's WAL retention once a minute,
 // over its own SQL connection. Heartbeats (pg_logical_emit_message) keep the
@@ -28,12 +25,8 @@ func (r *Runner) watch(ctx context.Context) error {
 	if beat > 0 && beat < tick {
 		tick = beat
 	}
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.Background())
-		}
-	}()
+	var conn *postgres.Conn
+	defer func() { conn.Close() }()
 	var lastCheck, lastBeat time.Time
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -45,7 +38,7 @@ func (r *Runner) watch(ctx context.Context) error {
 		}
 		timer.Reset(tick)
 		if conn == nil || conn.IsClosed() {
-			c, err := connectSQL(ctx, cfg.Postgres.DSN)
+			c, err := postgres.Connect(ctx, cfg.Postgres.DSN)
 			if err != nil {
 				if ctx.Err() == nil {
 					log.Warn("watch cannot connect to postgres; retrying", "error", err)
@@ -56,11 +49,11 @@ func (r *Runner) watch(ctx context.Context) error {
 		}
 		now := time.Now()
 		if beat > 0 && now.Sub(lastBeat) >= beat {
-			if _, err := conn.Exec(ctx, "SELECT pg_logical_emit_message(false, $1, now()::text)", HeartbeatPrefix); err != nil {
+			if err := conn.EmitHeartbeat(ctx, heartbeatPrefix); err != nil {
 				if ctx.Err() == nil {
 					log.Warn("heartbeat failed (needs the REPLICATION attribute or superuser)", "error", err)
 				}
-				conn.Close(context.Background())
+				conn.Close()
 				conn = nil
 				continue
 			}
@@ -69,7 +62,7 @@ func (r *Runner) watch(ctx context.Context) error {
 		}
 		if now.Sub(lastCheck) >= time.Minute || lastCheck.IsZero() {
 			if err := r.checkRetention(ctx, conn); err != nil {
-				if errors.Is(err, ErrSlotLost) {
+				if errors.Is(err, postgres.ErrSlotLost) {
 					return err
 				}
 				if ctx.Err() == nil {
@@ -82,37 +75,26 @@ func (r *Runner) watch(ctx context.Context) error {
 	}
 }
 
-// lostSlotError says that Postgres invalidated the slot and how to resync.
-func lostSlotError(slot string) error {
-	return fmt.Errorf("slot %s: %w (wal_status = lost): Postgres removed WAL the slot still needed, "+
-		"so changes are missing from ClickHouse; drop the slot, truncate the target tables and run `replicator setup` to copy them again",
-		slot, ErrSlotLost)
-}
-
-func (r *Runner) checkRetention(ctx context.Context, conn *pgx.Conn) error {
-	slot := r.cfg.Postgres.Slot
-	var retained *int64
-	var walStatus *string
-	err := conn.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, wal_status
-		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&retained, &walStatus)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("slot %s: %w: it was dropped; run `replicator setup` to recreate it and copy the tables again", slot, ErrSlotLost)
+// checkRetention reads the slot: a lost or dropped slot is an error that
+// wraps postgres.ErrSlotLost; retained WAL above the configured threshold
+// is logged.
+func (r *Runner) checkRetention(ctx context.Context, conn *postgres.Conn) error {
+	name := r.cfg.Postgres.Slot
+	slot, err := conn.Slot(ctx, name)
+	if errors.Is(err, postgres.ErrSlotMissing) {
+		return fmt.Errorf("slot %s: %w: it was dropped; run `replicator setup` to recreate it and copy the tables again", name, postgres.ErrSlotLost)
 	}
 	if err != nil {
-		return fmt.Errorf("read slot %s: %w", slot, err)
+		return err
 	}
-	if walStatus != nil && *walStatus == "lost" {
-		return lostSlotError(slot)
+	if slot.Lost() {
+		return postgres.LostSlotError(name)
 	}
-	if retained != nil {
-		r.metrics.RetainedWAL.Set(float64(*retained))
-		if limit := r.cfg.Monitor.RetainedWALWarning; limit > 0 && uint64(*retained) > limit {
-			status := ""
-			if walStatus != nil {
-				status = *walStatus
-			}
-			r.log.Warn("slot retains much WAL on the Postgres server", "retained_wal_bytes", *retained,
-				"threshold", limit, "wal_status", status)
+	if retained, ok := slot.RetainedWAL(); ok {
+		r.metrics.RetainedWAL.Set(float64(retained))
+		if limit := r.cfg.Monitor.RetainedWALWarning; limit > 0 && retained > limit {
+			r.log.Warn("slot retains much WAL on the Postgres server", "retained_wal_bytes", retained,
+				"threshold", limit, "wal_status", slot.WALStatus)
 		}
 	}
 	return nil

@@ -2,7 +2,6 @@ package replication
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +9,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/replicator/replicator/postgres"
 )
 
 // Handler consumes a replication stream. Stream calls it from the goroutine
@@ -74,7 +75,7 @@ func (s *Stream) Start(ctx context.Context, start pglogrepl.LSN) error {
 		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", s.pub), "messages 'true'"},
 	})
 	if err != nil {
-		return fmt.Errorf("start replication on slot %s: %w", s.slot, describe(err, s.slot, s.pub))
+		return fmt.Errorf("start replication on slot %s: %w", s.slot, postgres.Describe(err, s.slot, s.pub))
 	}
 	s.sentAck = start
 	s.nextStatus = time.Now().Add(s.interval)
@@ -120,7 +121,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 				}
 				continue
 			}
-			return fmt.Errorf("receive replication message: %w", describe(err, s.slot, s.pub))
+			return fmt.Errorf("receive replication message: %w", postgres.Describe(err, s.slot, s.pub))
 		}
 		switch msg := raw.(type) {
 		case *pgproto3.CopyData:
@@ -159,9 +160,9 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 				}
 			}
 		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("replication stream: %w", describe(pgconn.ErrorResponseToPgError(msg), s.slot, s.pub))
+			return fmt.Errorf("replication stream: %w", postgres.Describe(pgconn.ErrorResponseToPgError(msg), s.slot, s.pub))
 		case *pgproto3.CopyDone:
-			return fmt.Errorf("replication stream: server ended the stream: %w", ErrConnection)
+			return fmt.Errorf("replication stream: server ended the stream: %w", postgres.ErrConnection)
 		}
 	}
 }
@@ -176,7 +177,7 @@ func (s *Stream) SendStatus(ctx context.Context, lsn pglogrepl.LSN) error {
 		WALWritePosition: lsn, WALFlushPosition: lsn, WALApplyPosition: lsn,
 	})
 	if err != nil {
-		return fmt.Errorf("send standby status: %w", describe(err, s.slot, s.pub))
+		return fmt.Errorf("send standby status: %w", postgres.Describe(err, s.slot, s.pub))
 	}
 	if lsn > s.sentAck {
 		s.log.Trace("acknowledged", "lsn", lsn)
@@ -185,7 +186,3 @@ func (s *Stream) SendStatus(ctx context.Context, lsn pglogrepl.LSN) error {
 	s.nextStatus = time.Now().Add(s.interval)
 	return nil
 }
-
-// ErrConnection marks errors from a lost or refused connection: the caller
-// may retry.
-var ErrConnection = errors.New("connection lost")

@@ -11,19 +11,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
 )
-
-// Options configures a ClickHouse connection.
-type Options struct {
-	Addr     []string
-	Database string
-	Username string
-	Password string
-}
 
 // Client is a connection to the target ClickHouse over the native protocol.
 type Client struct {
@@ -32,9 +27,9 @@ type Client struct {
 	version  driver.ServerVersion
 }
 
-// Open connects and probes the server version. It does not need the
-// target database to exist.
-func Open(ctx context.Context, opts Options) (*Client, error) {
+// Open connects to the configured server and probes its version. It does
+// not need the target database to exist.
+func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 	conn, err := open(ctx, opts, nil)
 	if err != nil {
 		return nil, err
@@ -55,7 +50,7 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	return &Client{conn: conn, database: opts.Database, version: *v}, nil
 }
 
-func open(ctx context.Context, opts Options, settings clickhouse.Settings) (driver.Conn, error) {
+func open(ctx context.Context, opts config.ClickHouse, settings clickhouse.Settings) (driver.Conn, error) {
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:             opts.Addr,
 		Protocol:         clickhouse.Native,
@@ -90,13 +85,13 @@ func (c *Client) Close() error {
 	return err
 }
 
-// Database returns the target database. A nil Client has none; a Writer
-// built on it buffers rows but cannot flush them.
-func (c *Client) Database() string {
+// DB renders the statements for the target database. A nil Client has no
+// database; a Writer built on it buffers rows but cannot flush them.
+func (c *Client) DB() ddl.Database {
 	if c == nil {
-		return ""
+		return ddl.Database{}
 	}
-	return c.database
+	return ddl.Database{Name: c.database}
 }
 
 // Version returns the server version, e.g. "18.16.1".
@@ -135,9 +130,6 @@ func (c *Client) Insert(ctx context.Context, stmt string, rows ...[]any) error {
 	return classify(batch.Send())
 }
 
-// Conn returns the underlying connection for queries.
-func (c *Client) Conn() driver.Conn { return c.conn }
-
 // Query runs a query and returns all rows, each as a slice of typed values.
 func (c *Client) Query(ctx context.Context, sql string, args ...any) ([][]any, error) {
 	rows, err := c.conn.Query(ctx, sql, args...)
@@ -167,27 +159,6 @@ func (c *Client) Query(ctx context.Context, sql string, args ...any) ([][]any, e
 	return out, nil
 }
 
-// ColumnTypes returns the column names and types of a table, in order; none
-// when the table does not exist.
-func (c *Client) ColumnTypes(ctx context.Context, table string) (names, types []string, err error) {
-	exists, err := c.Query(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", c.database, table)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(exists) == 0 || exists[0][0].(uint64) == 0 {
-		return nil, nil, nil
-	}
-	rows, err := c.Query(ctx, "DESCRIBE TABLE "+mapping.Quote(c.database)+"."+mapping.Quote(table))
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, r := range rows {
-		names = append(names, r[0].(string))
-		types = append(types, r[1].(string))
-	}
-	return names, types, nil
-}
-
 // ErrUnavailable marks errors after which a reconnect may succeed.
 var ErrUnavailable = errors.New("clickhouse unavailable")
 
@@ -202,10 +173,13 @@ func classify(err error) error {
 	var exc *clickhouse.Exception
 	switch {
 	case errors.As(err, &exc):
-		switch exc.Code {
-		case 516, 192, 193, 194, 195: // authentication failed, unknown user, wrong password, ...
+		switch code := proto.Error(exc.Code); code {
+		case proto.ErrAuthenticationFailed, proto.ErrUnknownUser, proto.ErrWrongPassword,
+			proto.ErrRequiredPassword, proto.ErrIPAddressNotAllowed:
 			return fmt.Errorf("clickhouse authentication failed for the configured user: %w", err)
-		case 159, 209, 210, 202, 203, 252, 241, 242: // timeouts, too many parts/queries, memory, readonly
+		case proto.ErrTimeoutExceeded, proto.ErrSocketTimeout, proto.ErrNetworkError,
+			proto.ErrTooManySimultaneousQueries, proto.ErrNoFreeConnection, proto.ErrTooManyParts,
+			proto.ErrMemoryLimitExceeded, proto.ErrTableIsReadOnly:
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
 )
 
@@ -40,14 +41,9 @@ func NewWriter(client *Client, tables []*mapping.Table) *Writer {
 // SetTable replaces the mapping of a table, e.g. after a Relation message.
 // The new mapping must write the same columns as the rows already buffered.
 func (w *Writer) SetTable(i int, t *mapping.Table) {
-	cols := t.ColumnNames()
-	for i := range cols {
-		cols[i] = mapping.Quote(cols[i])
-	}
 	b := w.tables[i]
 	b.table = t
-	b.insert = fmt.Sprintf("INSERT INTO %s.%s (%s)", mapping.Quote(w.client.Database()), mapping.Quote(t.Target),
-		strings.Join(cols, ", "))
+	b.insert = w.client.DB().Insert(t.Target, t.ColumnNames())
 }
 
 // Put buffers row (the mapped columns followed by _version and _deleted)
@@ -108,32 +104,40 @@ func (w *Writer) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Reset drops every buffered row.
-func (w *Writer) Reset() {
-	for _, b := range w.tables {
-		b.rows = b.rows[:0]
-		clear(b.index)
+// Image returns the latest image of a key: the buffered row, else the
+// newest row stored in ClickHouse (the mapped columns followed by _version
+// and _deleted). keyRow holds the key values at the table's key indexes.
+func (w *Writer) Image(ctx context.Context, table int, key string, keyRow []any) ([]any, bool, error) {
+	if row, ok := w.Latest(table, key); ok {
+		return row, true, nil
 	}
-	w.rows = 0
+	return w.client.latestStored(ctx, w.tables[table].table, keyRow)
 }
 
-// LatestStored reads the newest stored row of a key from ClickHouse: the
-// mapped columns followed by _version and _deleted. keyRow holds the key
-// values at the table's key indexes.
-func (c *Client) LatestStored(ctx context.Context, t *mapping.Table, keyRow []any) ([]any, bool, error) {
+// Truncate empties a table's ClickHouse target. It does not touch the
+// buffer: the caller flushes the rows older than the truncation first.
+func (w *Writer) Truncate(ctx context.Context, table int) error {
+	t := w.tables[table].table
+	if err := w.client.Exec(ctx, w.client.DB().Truncate(t.Target)); err != nil {
+		return fmt.Errorf("truncate %s: %w", t.Target, err)
+	}
+	return nil
+}
+
+// latestStored reads the newest stored row of a key from ClickHouse.
+func (c *Client) latestStored(ctx context.Context, t *mapping.Table, keyRow []any) ([]any, bool, error) {
 	cols := t.ColumnNames()
 	for i := range cols {
-		cols[i] = mapping.Quote(cols[i])
+		cols[i] = ddl.Quote(cols[i])
 	}
 	var where []string
 	var args []any
 	for _, k := range t.Key {
-		where = append(where, mapping.Quote(t.Columns[k].Name)+" = ?")
+		where = append(where, ddl.Quote(t.Columns[k].Name)+" = ?")
 		args = append(args, keyRow[k])
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s.%s WHERE %s ORDER BY %s DESC LIMIT 1",
-		strings.Join(cols, ", "), mapping.Quote(c.database), mapping.Quote(t.Target),
-		strings.Join(where, " AND "), mapping.VersionColumn)
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s DESC LIMIT 1",
+		strings.Join(cols, ", "), c.DB().Table(t.Target), strings.Join(where, " AND "), mapping.VersionColumn)
 	rows, err := c.Query(ctx, q, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("read latest row of %s %s: %w", t.Target, t.KeyString(keyRow), err)

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
 )
 
@@ -35,7 +35,7 @@ func TestGeneratedDDL(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := cfg.Tables[0].Spec()
-	db := cfg.ClickHouse.Database
+	db := ddl.Database{Name: cfg.ClickHouse.Database}
 	for _, tc := range []struct {
 		file string
 		caps mapping.Caps
@@ -51,12 +51,12 @@ func TestGeneratedDDL(t *testing.T) {
 			if err := tbl.CheckIdentity(); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.file, strings.TrimSpace(tbl.CreateTable(db))+";\n\n"+strings.TrimSpace(tbl.CreateView(db))+";\n")
+			golden(t, tc.file, strings.TrimSpace(db.CreateTable(tbl))+";\n\n"+strings.TrimSpace(db.CreateView(tbl))+";\n")
 		})
 	}
 	t.Run("checkpoints", func(t *testing.T) {
-		golden(t, "clickhouse/replicator_checkpoints.sql", strings.TrimSpace(checkpoint.CreateTable(db))+";\n\n"+
-			strings.TrimSpace(checkpoint.CreateProgressTable(db))+";\n")
+		golden(t, "clickhouse/replicator_checkpoints.sql", strings.TrimSpace(db.CreateCheckpointTable())+";\n\n"+
+			strings.TrimSpace(db.CreateProgressTable())+";\n")
 	})
 }
 

@@ -23,7 +23,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/load"
 	"github.com/replicator/replicator/pipeline"
+	"github.com/replicator/replicator/status"
+	"github.com/replicator/replicator/verify"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -94,7 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	switch cmd {
 	case "setup":
-		report, err := pipeline.Setup(ctx, cfg, log.Named("setup"))
+		report, err := load.Setup(ctx, cfg, log.Named("setup"))
 		for _, line := range report {
 			fmt.Fprintln(stdout, line)
 		}
@@ -104,7 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "verify":
-		reports, err := pipeline.Verify(ctx, cfg, pipeline.VerifyOptions{Table: *table}, log.Named("verify"))
+		reports, err := verify.Run(ctx, cfg, verify.Options{Table: *table}, log.Named("verify"))
 		if err != nil {
 			fmt.Fprintln(stderr, "replicator verify:", err)
 			return 1
@@ -126,7 +129,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	default:
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		st, err := pipeline.ReadStatus(sctx, cfg)
+		st, err := status.Read(sctx, cfg)
 		if err != nil {
 			fmt.Fprintln(stderr, "replicator status:", err)
 			return 1
@@ -157,7 +160,7 @@ func lsnOrEmpty(ok bool, s fmt.Stringer) string {
 	return s.String()
 }
 
-func statusFields(st *pipeline.Status) map[string]any {
+func statusFields(st *status.Report) map[string]any {
 	m := map[string]any{
 		"slot":                st.Slot,
 		"slot_exists":         st.SlotExists,
@@ -180,13 +183,13 @@ func statusFields(st *pipeline.Status) map[string]any {
 	return m
 }
 
-func printJSON(w io.Writer, st *pipeline.Status) error {
+func printJSON(w io.Writer, st *status.Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(statusFields(st))
 }
 
-func printStatus(w io.Writer, st *pipeline.Status) {
+func printStatus(w io.Writer, st *status.Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	f := statusFields(st)
 	for _, k := range []string{"slot", "slot_active", "wal_status", "current_wal_lsn", "confirmed_flush_lsn",
@@ -216,7 +219,7 @@ func printStatus(w io.Writer, st *pipeline.Status) {
 	}
 }
 
-func printVerify(w io.Writer, r *pipeline.VerifyReport) {
+func printVerify(w io.Writer, r *verify.Report) {
 	verdict := "equal"
 	if !r.Equal() {
 		verdict = "DIFFERENT"

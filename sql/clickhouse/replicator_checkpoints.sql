@@ -1,4 +1,4 @@
-CREATE TABLE IF NOT EXISTS `analytics`.replicator_checkpoints
+CREATE TABLE IF NOT EXISTS `analytics`.`replicator_checkpoints`
 (
     slot String,
     lsn UInt64,
@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS `analytics`.replicator_checkpoints
 ENGINE = ReplacingMergeTree(lsn)
 ORDER BY slot;
 
-CREATE TABLE IF NOT EXISTS `analytics`.replicator_progress
+CREATE TABLE IF NOT EXISTS `analytics`.`replicator_progress`
 (
     slot String,
     updated_us UInt64,

@@ -1,4 +1,4 @@
-package pipeline
+package verify
 
 import (
 	"context"
@@ -10,16 +10,17 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/sink"
 )
 
-// VerifyReport is the result of comparing one table.
-type VerifyReport struct {
+// Report is the result of comparing one table.
+type Report struct {
 	Table      string
 	Snapshot   pglogrepl.LSN
 	Compared   uint64
@@ -35,10 +36,10 @@ type VerifyReport struct {
 }
 
 // Equal reports whether no difference was found.
-func (r *VerifyReport) Equal() bool { return r.Missing == 0 && r.Extra == 0 && r.Different == 0 }
+func (r *Report) Equal() bool { return r.Missing == 0 && r.Extra == 0 && r.Different == 0 }
 
-// VerifyOptions tunes Verify.
-type VerifyOptions struct {
+// Options tunes Run.
+type Options struct {
 	// Table restricts the comparison to one source table ("schema.table").
 	Table string
 	// RangeRows is the target number of rows per key range (default 50000).
@@ -50,7 +51,7 @@ type VerifyOptions struct {
 
 const firstKeys = 10
 
-// Verify compares each configured table in Postgres with its ClickHouse copy
+// Run compares each configured table in Postgres with its ClickHouse copy
 // under the mapping rules. It works on a live system: Postgres is read in
 // one snapshot whose position L is known, ClickHouse is read once its
 // checkpoint passed L, and keys whose ClickHouse version is newer than L
@@ -58,33 +59,33 @@ const firstKeys = 10
 // and checksums per key range; only ranges that differ are read row by row,
 // so memory is bounded by the range size. Keys found different are checked
 // again in a later snapshot, so a change racing the first one is no alarm.
-func Verify(ctx context.Context, cfg config.Config, opt VerifyOptions, log hclog.Logger) ([]*VerifyReport, error) {
+func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) ([]*Report, error) {
 	if opt.RangeRows <= 0 {
 		opt.RangeRows = 50000
 	}
 	if opt.CatchUpTimeout <= 0 {
 		opt.CatchUpTimeout = time.Minute
 	}
-	client, err := sink.Open(ctx, sinkOptions(cfg))
+	client, err := sink.Open(ctx, cfg.ClickHouse)
 	if err != nil {
 		return nil, err
 	}
 	defer client.Close()
-	pg, err := connectSQL(ctx, cfg.Postgres.DSN)
+	pg, err := postgres.Connect(ctx, cfg.Postgres.DSN)
 	if err != nil {
 		return nil, err
 	}
-	defer pg.Close(context.Background())
+	defer pg.Close()
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
 
-	var reports []*VerifyReport
+	var reports []*Report
 	found := false
 	for _, tc := range cfg.Tables {
 		if opt.Table != "" && opt.Table != tc.Name {
 			continue
 		}
 		found = true
-		cols, err := sourceColumns(ctx, pg, tc)
+		cols, err := pg.Columns(ctx, tc.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -107,8 +108,8 @@ func Verify(ctx context.Context, cfg config.Config, opt VerifyOptions, log hclog
 
 type verifier struct {
 	cfg   config.Config
-	opt   VerifyOptions
-	pg    *pgx.Conn
+	opt   Options
+	pg    *postgres.Conn
 	ch    *sink.Client
 	store *checkpoint.Store
 	t     *mapping.Table
@@ -149,8 +150,8 @@ func (v *verifier) prepare() error {
 // mapping Postgres cannot compute (e.g. xxhash64) or whose text form is not
 // stable across the two (floats).
 func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
-	col := pgx.Identifier{c.Name}.Sanitize()
-	qc := mapping.Quote(c.Name)
+	col := postgres.QuoteIdent(c.Name)
+	qc := ddl.Quote(c.Name)
 	typ := c.Type
 	var def string
 	switch {
@@ -177,12 +178,12 @@ func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
 	return "COALESCE(" + pg + ", " + def + ")", ch, true
 }
 
-func (v *verifier) run(ctx context.Context) (*VerifyReport, error) {
+func (v *verifier) run(ctx context.Context) (*Report, error) {
 	start := time.Now()
 	if err := v.prepare(); err != nil {
 		return nil, err
 	}
-	rep := &VerifyReport{Table: v.t.Source, FirstKeys: map[string][]string{}}
+	rep := &Report{Table: v.t.Source, FirstKeys: map[string][]string{}}
 	snap, err := v.snapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -190,14 +191,14 @@ func (v *verifier) run(ctx context.Context) (*VerifyReport, error) {
 	rep.Snapshot = snap.lsn
 	lo, hi, err := v.keyBounds(ctx, snap)
 	if err != nil {
-		snap.close()
+		snap.Close()
 		return nil, err
 	}
 	var candidates []int64
 	if lo <= hi {
 		var n int64
-		if err := snap.tx.QueryRow(ctx, "SELECT count(*) FROM "+v.source()).Scan(&n); err != nil {
-			snap.close()
+		if err := snap.QueryRow(ctx, "SELECT count(*) FROM "+v.source()).Scan(&n); err != nil {
+			snap.Close()
 			return nil, err
 		}
 		width := int64(math.Max(1, math.Ceil(float64(hi-lo+1)*float64(v.opt.RangeRows)/math.Max(1, float64(n)))))
@@ -209,7 +210,7 @@ func (v *verifier) run(ctx context.Context) (*VerifyReport, error) {
 			rep.Ranges++
 			c, err := v.compareRange(ctx, snap, from, to, rep)
 			if err != nil {
-				snap.close()
+				snap.Close()
 				return nil, err
 			}
 			candidates = append(candidates, c...)
@@ -218,7 +219,7 @@ func (v *verifier) run(ctx context.Context) (*VerifyReport, error) {
 			}
 		}
 	}
-	snap.close()
+	snap.Close()
 	if len(candidates) > 0 {
 		if err := v.recheck(ctx, candidates, rep); err != nil {
 			return nil, err
@@ -231,42 +232,36 @@ func (v *verifier) run(ctx context.Context) (*VerifyReport, error) {
 
 // snap is a Postgres snapshot at a known position, with ClickHouse caught up to it.
 type snap struct {
-	tx    pgx.Tx
-	lsn   pglogrepl.LSN
-	close func()
+	*postgres.Snapshot
+	lsn pglogrepl.LSN
 }
 
 // snapshot opens a repeatable-read transaction and reads the WAL position
 // after its snapshot was taken: every change visible in it committed below
 // that position. It then waits until the daemon's checkpoint reaches it.
 func (v *verifier) snapshot(ctx context.Context) (*snap, error) {
-	tx, err := v.pg.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := v.pg.BeginSnapshot(ctx, "")
 	if err != nil {
 		return nil, err
 	}
-	var lsnText string
-	if err := tx.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsnText); err != nil {
-		tx.Rollback(context.Background())
-		return nil, err
-	}
-	lsn, err := pglogrepl.ParseLSN(lsnText)
+	lsn, err := tx.CurrentWAL(ctx)
 	if err != nil {
-		tx.Rollback(context.Background())
+		tx.Close()
 		return nil, err
 	}
-	s := &snap{tx: tx, lsn: lsn, close: func() { tx.Rollback(context.Background()) }}
+	s := &snap{Snapshot: tx, lsn: lsn}
 	deadline := time.Now().Add(v.opt.CatchUpTimeout)
 	for {
 		pos, found, err := v.store.Load(ctx)
 		if err != nil {
-			s.close()
+			s.Close()
 			return nil, err
 		}
 		if found && pos.LSN >= lsn {
 			return s, nil
 		}
 		if time.Now().After(deadline) {
-			s.close()
+			s.Close()
 			cp := "none"
 			if found {
 				cp = pos.LSN.String()
@@ -276,31 +271,26 @@ func (v *verifier) snapshot(ctx context.Context) (*snap, error) {
 		}
 		select {
 		case <-ctx.Done():
-			s.close()
+			s.Close()
 			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
 
-func (v *verifier) source() string {
-	schema, name, _ := strings.Cut(v.t.Source, ".")
-	return pgx.Identifier{schema, name}.Sanitize()
-}
+func (v *verifier) source() string { return postgres.QuoteTable(v.t.Source) }
 
-func (v *verifier) target() string {
-	return mapping.Quote(v.ch.Database()) + "." + mapping.Quote(v.t.Target)
-}
+func (v *verifier) target() string { return v.ch.DB().Table(v.t.Target) }
 
 func (v *verifier) keyName() (pg, ch string) {
 	name := v.t.Columns[v.key].Name
-	return pgx.Identifier{name}.Sanitize(), mapping.Quote(name)
+	return postgres.QuoteIdent(name), ddl.Quote(name)
 }
 
 func (v *verifier) keyBounds(ctx context.Context, s *snap) (lo, hi int64, err error) {
 	pk, ck := v.keyName()
 	var pmin, pmax *int64
-	if err := s.tx.QueryRow(ctx, fmt.Sprintf("SELECT min(%s)::int8, max(%s)::int8 FROM %s", pk, pk, v.source())).Scan(&pmin, &pmax); err != nil {
+	if err := s.QueryRow(ctx, fmt.Sprintf("SELECT min(%s)::int8, max(%s)::int8 FROM %s", pk, pk, v.source())).Scan(&pmin, &pmax); err != nil {
 		return 0, 0, err
 	}
 	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT count(), toInt64(min(%s)), toInt64(max(%s)) FROM %s", ck, ck, v.target()))
@@ -320,7 +310,7 @@ func (v *verifier) keyBounds(ctx context.Context, s *snap) (lo, hi int64, err er
 // compareRange compares one key range by count and checksum, and row by row
 // when they differ or when the table has columns only Go can compare. It
 // returns the keys that differ.
-func (v *verifier) compareRange(ctx context.Context, s *snap, from, to int64, rep *VerifyReport) ([]int64, error) {
+func (v *verifier) compareRange(ctx context.Context, s *snap, from, to int64, rep *Report) ([]int64, error) {
 	pk, ck := v.keyName()
 	// Keys changed after the snapshot are not compared.
 	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT toInt64(%s) FROM %s FINAL WHERE %s BETWEEN %d AND %d AND %s > %d",
@@ -344,7 +334,7 @@ func (v *verifier) compareRange(ctx context.Context, s *snap, from, to int64, re
 
 	var pgCount int64
 	var pgSum int64
-	if err := s.tx.QueryRow(ctx, fmt.Sprintf("SELECT count(*), %s FROM %s WHERE %s", v.pgSum, v.source(), pgWhere)).Scan(&pgCount, &pgSum); err != nil {
+	if err := s.QueryRow(ctx, fmt.Sprintf("SELECT count(*), %s FROM %s WHERE %s", v.pgSum, v.source(), pgWhere)).Scan(&pgCount, &pgSum); err != nil {
 		return nil, fmt.Errorf("postgres checksum of range %d..%d: %w", from, to, err)
 	}
 	chRows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT count(), %s FROM %s FINAL WHERE %s", v.chSum, v.target(), chWhere))
@@ -364,7 +354,7 @@ func (v *verifier) compareRange(ctx context.Context, s *snap, from, to int64, re
 	} else {
 		rep.Drilled++
 	}
-	pgRows, err := v.pgRows(ctx, s.tx, pgWhere, cols)
+	pgRows, err := v.pgRows(ctx, s.Snapshot, pgWhere, cols)
 	if err != nil {
 		return nil, err
 	}
@@ -398,45 +388,40 @@ func (v *verifier) all() []int {
 
 // pgRows reads the given columns of the Postgres rows matching where and
 // maps them (other columns get defaults), by key.
-func (v *verifier) pgRows(ctx context.Context, q pgQuerier, where string, cols []int) (map[int64][]any, error) {
+func (v *verifier) pgRows(ctx context.Context, s *postgres.Snapshot, where string, cols []int) (map[int64][]any, error) {
 	names := make([]string, len(cols))
 	for i, c := range cols {
-		names[i] = pgx.Identifier{v.t.Columns[c].Name}.Sanitize()
+		names[i] = v.t.Columns[c].Name
 	}
-	rr := q.Conn().PgConn().ExecParams(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(names, ", "), v.source(), where), nil, nil, nil, nil)
 	out := map[int64][]any{}
 	n := len(v.t.Columns)
 	vals := make([]mapping.Value, n)
-	for rr.NextRow() {
+	err := s.Rows(ctx, v.t.Source, names, where, func(read []mapping.Value) error {
 		for i := range vals {
 			vals[i] = mapping.Value{Kind: mapping.ValueNull}
 		}
-		for i, b := range rr.Values() {
-			if b != nil {
-				vals[cols[i]] = mapping.Value{Kind: mapping.ValueText, Data: b}
-			}
+		for i, val := range read {
+			vals[cols[i]] = val
 		}
 		row := make([]any, n)
 		if _, err := v.t.Row(vals, row, nil); err != nil {
-			rr.Close()
-			return nil, fmt.Errorf("map %s %s: %w", v.t.Source, v.t.KeyOf(vals), err)
+			return fmt.Errorf("map %s %s: %w", v.t.Source, v.t.KeyOf(vals), err)
 		}
 		out[toInt64(row[v.key])] = row
-	}
-	if _, err := rr.Close(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
-
-type pgQuerier interface{ Conn() *pgx.Conn }
 
 // chRows reads the given columns of the live ClickHouse rows matching
 // where, placed at their column indexes, by key.
 func (v *verifier) chRows(ctx context.Context, where string, cols []int) (map[int64][]any, error) {
 	names := make([]string, len(cols))
 	for i, c := range cols {
-		names[i] = mapping.Quote(v.t.Columns[c].Name)
+		names[i] = ddl.Quote(v.t.Columns[c].Name)
 	}
 	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT %s FROM %s FINAL WHERE %s", strings.Join(names, ", "), v.target(), where))
 	if err != nil {
@@ -540,12 +525,12 @@ func toInt64(v any) int64 {
 
 // recheck compares the candidate keys again in a new snapshot and counts
 // only those that still differ there and did not change after it.
-func (v *verifier) recheck(ctx context.Context, keys []int64, rep *VerifyReport) error {
+func (v *verifier) recheck(ctx context.Context, keys []int64, rep *Report) error {
 	s, err := v.snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer s.Close()
 	pk, ck := v.keyName()
 	for len(keys) > 0 {
 		n := min(len(keys), 5000)
@@ -565,7 +550,7 @@ func (v *verifier) recheck(ctx context.Context, keys []int64, rep *VerifyReport)
 		for _, r := range changed {
 			skip[r[0].(int64)] = true
 		}
-		pgRows, err := v.pgRows(ctx, s.tx, fmt.Sprintf("%s IN (%s)", pk, in), v.all())
+		pgRows, err := v.pgRows(ctx, s.Snapshot, fmt.Sprintf("%s IN (%s)", pk, in), v.all())
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,129 @@
+package ddl
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/replicator/replicator/mapping"
+)
+
+// Tables of the replicator's own, in the target database.
+const (
+	// CheckpointTable holds the replication position of each slot.
+	CheckpointTable = "replicator_checkpoints"
+	// ProgressTable holds the running daemon's report of what it received
+	// and has not stored yet, which `replicator status` reads.
+	ProgressTable = "replicator_progress"
+)
+
+// Quote quotes a ClickHouse identifier.
+func Quote(name string) string {
+	return "`" + strings.NewReplacer("\\", "\\\\", "`", "\\`").Replace(name) + "`"
+}
+
+// Database renders statements for one ClickHouse database.
+type Database struct {
+	Name string
+}
+
+// Table returns the quoted, database-qualified name of a table.
+func (d Database) Table(name string) string { return Quote(d.Name) + "." + Quote(name) }
+
+// Create returns the statement that creates the database.
+func (d Database) Create() string { return "CREATE DATABASE IF NOT EXISTS " + Quote(d.Name) }
+
+// Insert returns the head of an INSERT into table that names its columns
+// (ClickHouse 18.16 needs the names).
+func (d Database) Insert(table string, columns []string) string {
+	quoted := make([]string, len(columns))
+	for i, c := range columns {
+		quoted[i] = Quote(c)
+	}
+	return fmt.Sprintf("INSERT INTO %s (%s)", d.Table(table), strings.Join(quoted, ", "))
+}
+
+// Truncate returns the statement that empties a table.
+func (d Database) Truncate(table string) string { return "TRUNCATE TABLE " + d.Table(table) }
+
+// CreateTable returns the DDL of the ReplacingMergeTree target of t.
+func (d Database) CreateTable(t *mapping.Table) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s\n(\n", d.Table(t.Target))
+	for _, c := range t.Columns {
+		fmt.Fprintf(&b, "    %s %s%s,\n", Quote(c.Name), c.Type, defaultClause(c.Type))
+	}
+	fmt.Fprintf(&b, "    %s UInt64,\n", Quote(mapping.VersionColumn))
+	fmt.Fprintf(&b, "    %s UInt8 DEFAULT 0\n", Quote(mapping.DeletedColumn))
+	fmt.Fprintf(&b, ")\nENGINE = ReplacingMergeTree(%s)\n", mapping.VersionColumn)
+	if t.PartitionBy != "" {
+		fmt.Fprintf(&b, "PARTITION BY %s\n", t.PartitionBy)
+	}
+	keys := make([]string, len(t.OrderBy))
+	for i, k := range t.OrderBy {
+		keys[i] = Quote(k)
+	}
+	fmt.Fprintf(&b, "ORDER BY (%s)\n", strings.Join(keys, ", "))
+	return b.String()
+}
+
+func defaultClause(t mapping.Type) string {
+	if t.Nullable {
+		return ""
+	}
+	switch {
+	case t.IsInteger(), t.Kind == mapping.KindFloat32, t.Kind == mapping.KindFloat64:
+		return " DEFAULT 0"
+	case t.Kind == mapping.KindString:
+		return " DEFAULT ''"
+	}
+	return ""
+}
+
+// ViewName returns the name of the live view of t's target.
+func ViewName(t *mapping.Table) string { return t.Target + "_live" }
+
+// CreateView returns the DDL of the view that shows one live row per key:
+// the newest version of each key, without deleted rows.
+func (d Database) CreateView(t *mapping.Table) string {
+	cols := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		cols[i] = Quote(c.Name)
+	}
+	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM %s FINAL\nWHERE %s = 0\n",
+		d.Table(ViewName(t)), strings.Join(cols, ", "), d.Table(t.Target), mapping.DeletedColumn)
+}
+
+// CreateCheckpointTable returns the DDL of the checkpoint table: one
+// position per slot, the newest (highest lsn) kept by merges.
+func (d Database) CreateCheckpointTable() string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
+(
+    slot String,
+    lsn UInt64,
+    commit UInt8,
+    commit_time DateTime('UTC'),
+    written_at DateTime('UTC')
+)
+ENGINE = ReplacingMergeTree(lsn)
+ORDER BY slot
+`, d.Table(CheckpointTable))
+}
+
+// DeleteCheckpoints returns the mutation that removes every checkpoint of
+// the slot bound to its one parameter.
+func (d Database) DeleteCheckpoints() string {
+	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE slot = ?", d.Table(CheckpointTable))
+}
+
+// CreateProgressTable returns the DDL of the progress table.
+func (d Database) CreateProgressTable() string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
+(
+    slot String,
+    updated_us UInt64,
+    oldest_unstored_us UInt64
+)
+ENGINE = ReplacingMergeTree(updated_us)
+ORDER BY slot
+`, d.Table(ProgressTable))
+}

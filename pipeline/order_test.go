@@ -1,0 +1,257 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pglogrepl"
+
+	"github.com/replicator/replicator/checkpoint"
+	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/replication"
+)
+
+// recorder is an in-memory rowWriter and positionStore that records the
+// order of the calls that reach ClickHouse, and checks at every checkpoint
+// that no row the checkpoint covers is still only buffered.
+type recorder struct {
+	t        *testing.T
+	calls    []string
+	buffer   map[string][]any
+	stored   map[string][]any
+	saved    checkpoint.Position // newest saved checkpoint
+	failNext string              // "flush" or "save": fail that call once
+}
+
+func newRecorder(t *testing.T, resume checkpoint.Position) *recorder {
+	return &recorder{t: t, buffer: map[string][]any{}, stored: map[string][]any{}, saved: resume}
+}
+
+func (r *recorder) SetTable(int, *mapping.Table) {}
+
+func (r *recorder) Put(_ int, key string, row []any) { r.buffer[key] = row }
+
+func (r *recorder) Image(_ context.Context, _ int, key string, _ []any) ([]any, bool, error) {
+	if row, ok := r.buffer[key]; ok {
+		return row, true, nil
+	}
+	row, ok := r.stored[key]
+	return row, ok, nil
+}
+
+func (r *recorder) Rows() int { return len(r.buffer) }
+
+func (r *recorder) Flush(context.Context) error {
+	if r.failNext == "flush" {
+		r.failNext = ""
+		r.calls = append(r.calls, "flush failed")
+		return errors.New("clickhouse down")
+	}
+	if len(r.buffer) == 0 {
+		return nil
+	}
+	r.calls = append(r.calls, fmt.Sprintf("flush %d", len(r.buffer)))
+	for k, row := range r.buffer {
+		r.stored[k] = row
+	}
+	clear(r.buffer)
+	return nil
+}
+
+func (r *recorder) Truncate(_ context.Context, table int) error {
+	r.calls = append(r.calls, fmt.Sprintf("truncate %d", table))
+	clear(r.stored)
+	return nil
+}
+
+func (r *recorder) Save(_ context.Context, pos checkpoint.Position) error {
+	if r.failNext == "save" {
+		r.failNext = ""
+		r.calls = append(r.calls, "save failed")
+		return errors.New("clickhouse down")
+	}
+	for key, row := range r.buffer {
+		if v := pglogrepl.LSN(row[len(row)-2].(uint64)); !pos.Commit && v < pos.LSN || pos.Commit && v <= pos.LSN {
+			r.t.Errorf("checkpoint %s saved while row %s of version %s is only buffered", pos.LSN, key, v)
+		}
+	}
+	kind := "idle"
+	if pos.Commit {
+		kind = "commit"
+	}
+	r.calls = append(r.calls, fmt.Sprintf("save %d %s", pos.LSN, kind))
+	r.saved = pos
+	return nil
+}
+
+func (r *recorder) SaveProgress(context.Context, time.Time) error { return nil }
+
+// step is one call of the stream into the applier: a message, or a tick
+// with the given keepalive WAL end.
+type step struct {
+	msg    replication.Message
+	tick   pglogrepl.LSN
+	expErr bool
+}
+
+func insert(id, action string) step {
+	return step{msg: &replication.Change{Op: replication.OpInsert, Relation: eventsRel, New: []mapping.Value{text(id), text(action)}}}
+}
+
+func begin(lsn pglogrepl.LSN) step { return step{msg: &replication.Begin{FinalLSN: lsn}} }
+
+func commit(lsn pglogrepl.LSN) step { return step{msg: &replication.Commit{CommitLSN: lsn}} }
+
+func tick(walEnd pglogrepl.LSN) step { return step{tick: walEnd} }
+
+// run feeds the steps as the stream does and checks after each one that
+// the position the stream would acknowledge (Durable) is never above the
+// newest checkpoint saved in the store.
+func (r *recorder) run(a *applier, steps []step) {
+	r.t.Helper()
+	ctx := context.Background()
+	for i, s := range steps {
+		var err error
+		if s.msg != nil {
+			err = a.Handle(ctx, s.msg)
+		} else {
+			err = a.Tick(ctx, s.tick)
+		}
+		if (err != nil) != s.expErr {
+			r.t.Fatalf("step %d (%T): error %v, want error %v", i, s.msg, err, s.expErr)
+		}
+		if a.Durable() > r.saved.LSN {
+			r.t.Fatalf("step %d: Durable() = %s is above the stored checkpoint %s", i, a.Durable(), r.saved.LSN)
+		}
+	}
+}
+
+func newOrderApplier(t *testing.T, maxRows int, resume checkpoint.Position) (*applier, *recorder) {
+	cfg, reg := eventsRegistry(maxRows)
+	rec := newRecorder(t, resume)
+	a := newApplier(cfg, rec, rec, reg, resume, hclog.NewNullLogger(), nil)
+	a.idleGap = 0
+	return a, rec
+}
+
+func wantCalls(t *testing.T, rec *recorder, want ...string) {
+	t.Helper()
+	if !slices.Equal(rec.calls, want) {
+		t.Errorf("calls:\n  %s\nwant:\n  %s", strings.Join(rec.calls, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+// TestDataIsFlushedBeforeItsCheckpoint fills the buffer in the middle of a
+// transaction: its rows are written, but no checkpoint may name it until
+// its commit, and the next checkpoint follows the flush of its last rows.
+func TestDataIsFlushedBeforeItsCheckpoint(t *testing.T) {
+	a, rec := newOrderApplier(t, 2, checkpoint.Position{LSN: 100})
+	rec.run(a, []step{
+		begin(1000), {msg: eventsRel}, insert("1", "1"), insert("2", "1"), // buffer full: flush, no checkpoint
+		insert("3", "1"), commit(1000),
+		begin(2000), insert("4", "1"), // buffer full: flush, then checkpoint 1000
+		insert("5", "1"), commit(2000),
+	})
+	wantCalls(t, rec, "flush 2", "flush 2", "save 1000 commit")
+	if a.Durable() != 1000 {
+		t.Errorf("Durable() = %s, want 0/3E8", a.Durable())
+	}
+	if err := a.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush 2", "flush 2", "save 1000 commit", "flush 1", "save 2000 commit")
+	if a.Durable() != 2000 {
+		t.Errorf("Durable() = %s, want 0/7D0", a.Durable())
+	}
+}
+
+// TestFailedWritesAcknowledgeNothing fails a flush, then a checkpoint: the
+// durable position stays at the last saved checkpoint each time, and the
+// checkpoint is retried only after its data is stored.
+func TestFailedWritesAcknowledgeNothing(t *testing.T) {
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	ctx := context.Background()
+	rec.run(a, []step{begin(1000), {msg: eventsRel}, insert("1", "1"), commit(1000)})
+
+	rec.failNext = "flush"
+	if err := a.flush(ctx); err == nil {
+		t.Fatal("flush succeeded with a failing writer")
+	}
+	if a.Durable() != 100 {
+		t.Errorf("Durable() = %s after a failed flush, want 0/64", a.Durable())
+	}
+	rec.failNext = "save"
+	if err := a.flush(ctx); err == nil {
+		t.Fatal("flush succeeded with a failing checkpoint")
+	}
+	if a.Durable() != 100 {
+		t.Errorf("Durable() = %s after a failed checkpoint, want 0/64", a.Durable())
+	}
+	if err := a.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush failed", "flush 1", "save failed", "save 1000 commit")
+	if a.Durable() != 1000 {
+		t.Errorf("Durable() = %s, want 0/3E8", a.Durable())
+	}
+}
+
+// TestIdleCheckpointOnlyWhenNothingIsOpen ticks with keepalive positions
+// while a transaction is open or its rows are buffered (no checkpoint) and
+// when everything is stored (an idle checkpoint of the WAL end).
+func TestIdleCheckpointOnlyWhenNothingIsOpen(t *testing.T) {
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	rec.run(a, []step{
+		tick(500), // idle: checkpoint 500
+		begin(1000), {msg: eventsRel}, insert("1", "1"),
+		tick(900),                            // open transaction: nothing
+		commit(1000), tick(1100), tick(1200), // buffered rows: nothing
+	})
+	wantCalls(t, rec, "save 500 idle")
+	if err := a.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec.run(a, []step{tick(1300)})
+	wantCalls(t, rec, "save 500 idle", "flush 1", "save 1000 commit", "save 1300 idle")
+	// A heartbeat outside a transaction moves the idle position too.
+	rec.run(a, []step{{msg: &replication.LogicalMessage{LSN: 1400}}})
+	wantCalls(t, rec, "save 500 idle", "flush 1", "save 1000 commit", "save 1300 idle", "save 1400 idle")
+}
+
+// TestTruncateStoresOlderRowsFirst truncates a table with rows buffered:
+// they are written before the target is emptied.
+func TestTruncateStoresOlderRowsFirst(t *testing.T) {
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	rec.run(a, []step{
+		begin(1000), {msg: eventsRel}, insert("1", "1"), insert("2", "1"),
+		{msg: &replication.Truncate{Relations: []*replication.Relation{eventsRel}}},
+		insert("3", "1"), commit(1000),
+	})
+	if err := a.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush 2", "truncate 0", "flush 1", "save 1000 commit")
+}
+
+// TestSkippedTransactionsWriteNothing replays transactions the checkpoint
+// covers: no row, no checkpoint, and Durable stays at the checkpoint.
+func TestSkippedTransactionsWriteNothing(t *testing.T) {
+	a, rec := newOrderApplier(t, 1, checkpoint.Position{LSN: 1000, Commit: true})
+	rec.run(a, []step{
+		begin(900), {msg: eventsRel}, insert("1", "1"), insert("2", "1"), commit(900),
+		begin(1000), insert("3", "1"), commit(1000),
+	})
+	if err := a.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec)
+	if a.Durable() != 1000 {
+		t.Errorf("Durable() = %s, want 0/3E8", a.Durable())
+	}
+}

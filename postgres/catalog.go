@@ -1,0 +1,122 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/replicator/replicator/mapping"
+)
+
+// Columns reads the columns of table ("schema.name") in the order pgoutput
+// sends them, marking the replica identity. A table whose updates and
+// deletes cannot be replicated is an error that says what to change.
+func (c *Conn) Columns(ctx context.Context, table string) ([]mapping.SourceColumn, error) {
+	schema, name, _ := strings.Cut(table, ".")
+	var ident string
+	var hasPK bool
+	err := c.pg.QueryRow(ctx, `SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, schema, name).Scan(&ident, &hasPK)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("table %s does not exist in Postgres", table)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read table %s: %w", table, err)
+	}
+	if err := checkIdentity(table, ident, hasPK); err != nil {
+		return nil, err
+	}
+	rows, err := c.pg.Query(ctx, `SELECT a.attname, a.atttypid::int8,
+		CASE c.relreplident
+			WHEN 'f' THEN true
+			WHEN 'd' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey))
+			WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident AND a.attnum = ANY (i.indkey))
+			ELSE false END
+		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+		ORDER BY a.attnum`, schema, name)
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %s: %w", table, err)
+	}
+	var cols []mapping.SourceColumn
+	for rows.Next() {
+		var col mapping.SourceColumn
+		var oid int64
+		if err := rows.Scan(&col.Name, &oid, &col.Identity); err != nil {
+			return nil, fmt.Errorf("read columns of %s: %w", table, err)
+		}
+		col.TypeOID = uint32(oid)
+		cols = append(cols, col)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read columns of %s: %w", table, err)
+	}
+	return cols, nil
+}
+
+// checkIdentity refuses a replica identity (pg_class.relreplident) under
+// which deletes carry no key.
+func checkIdentity(table, ident string, hasPK bool) error {
+	switch {
+	case ident == "n":
+		return fmt.Errorf("table %s has REPLICA IDENTITY NOTHING: deletes cannot be replicated; "+
+			"run ALTER TABLE %s REPLICA IDENTITY DEFAULT (with a primary key) or FULL", table, table)
+	case ident == "d" && !hasPK:
+		return fmt.Errorf("table %s has no primary key: updates and deletes cannot be replicated; "+
+			"add a primary key or run ALTER TABLE %s REPLICA IDENTITY FULL", table, table)
+	}
+	return nil
+}
+
+// EnsurePublication creates the publication for tables ("schema.name"), or
+// checks an existing one and adds the tables it lacks. It returns a line
+// for each thing it created or found.
+func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []string) (report []string, err error) {
+	say := func(format string, args ...any) { report = append(report, fmt.Sprintf(format, args...)) }
+	var all, ins, upd, del, trunc bool
+	err = c.pg.QueryRow(ctx, "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1",
+		pub).Scan(&all, &ins, &upd, &del, &trunc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		names := make([]string, len(tables))
+		for i, t := range tables {
+			names[i] = QuoteTable(t)
+		}
+		if _, err := c.pg.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", QuoteIdent(pub), strings.Join(names, ", "))); err != nil {
+			return report, fmt.Errorf("create publication %s: %w", pub, err)
+		}
+		say("created publication %s for %s", pub, strings.Join(names, ", "))
+		return report, nil
+	}
+	if err != nil {
+		return report, fmt.Errorf("read publication %s: %w", pub, err)
+	}
+	if !ins || !upd || !del {
+		return report, fmt.Errorf("publication %s does not publish every insert, update and delete: "+
+			"run ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate')", pub, pub)
+	}
+	if all {
+		say("publication %s exists (FOR ALL TABLES)", pub)
+		return report, nil
+	}
+	for _, t := range tables {
+		schema, name, _ := strings.Cut(t, ".")
+		var in bool
+		if err := c.pg.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)",
+			pub, schema, name).Scan(&in); err != nil {
+			return report, fmt.Errorf("read publication %s: %w", pub, err)
+		}
+		if in {
+			continue
+		}
+		if _, err := c.pg.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", QuoteIdent(pub), QuoteTable(t))); err != nil {
+			return report, fmt.Errorf("add %s to publication %s: %w", t, pub, err)
+		}
+		say("added %s to publication %s", t, pub)
+	}
+	say("publication %s exists", pub)
+	return report, nil
+}

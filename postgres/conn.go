@@ -1,0 +1,160 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// sessionParams are the settings of every replicator session, so that text
+// values arrive in the form the mapping parses.
+var sessionParams = map[string]string{
+	"TimeZone":           "UTC",
+	"DateStyle":          "ISO, YMD",
+	"bytea_output":       "hex",
+	"extra_float_digits": "3",
+	"IntervalStyle":      "iso_8601",
+	"application_name":   "replicator",
+}
+
+// ParseConfig parses a libpq connection string or URL and adds the session
+// settings. The error never repeats the string, which may hold a password.
+func ParseConfig(dsn string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse postgres dsn: invalid connection string")
+	}
+	for k, v := range sessionParams {
+		cfg.RuntimeParams[k] = v
+	}
+	return cfg, nil
+}
+
+// Conn is an SQL connection to the source database.
+type Conn struct {
+	pg *pgx.Conn
+}
+
+// Connect opens an SQL connection with the session settings.
+func Connect(ctx context.Context, dsn string) (*Conn, error) {
+	cfg, err := ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	pg, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	return &Conn{pg: pg}, nil
+}
+
+// Close closes the connection. It is safe to call more than once.
+func (c *Conn) Close() {
+	if c != nil && c.pg != nil && !c.pg.IsClosed() {
+		c.pg.Close(context.Background())
+	}
+}
+
+// IsClosed reports whether the connection is closed or broken.
+func (c *Conn) IsClosed() bool { return c.pg.IsClosed() }
+
+// CheckServer verifies the server settings that logical replication needs.
+func (c *Conn) CheckServer(ctx context.Context) error { return CheckServer(ctx, c.pg.PgConn()) }
+
+// Slot reads the state of a replication slot.
+func (c *Conn) Slot(ctx context.Context, name string) (Slot, error) {
+	return ReadSlot(ctx, c.pg.PgConn(), name)
+}
+
+// CurrentWAL returns the current WAL write position.
+func (c *Conn) CurrentWAL(ctx context.Context) (pglogrepl.LSN, error) {
+	return currentWAL(ctx, c.pg)
+}
+
+func currentWAL(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (pglogrepl.LSN, error) {
+	var text string
+	if err := q.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&text); err != nil {
+		return 0, fmt.Errorf("read current WAL position: %w", err)
+	}
+	return pglogrepl.ParseLSN(text)
+}
+
+// EmitHeartbeat writes a non-transactional logical message with the given
+// prefix (pg_logical_emit_message), which moves the slot when the published
+// tables are quiet.
+func (c *Conn) EmitHeartbeat(ctx context.Context, prefix string) error {
+	_, err := c.pg.Exec(ctx, "SELECT pg_logical_emit_message(false, $1, now()::text)", prefix)
+	return err
+}
+
+// PeekChanges passes up to n pgoutput (protocol version 1) messages of an
+// idle slot, without consuming them, to fn, and returns how many it read.
+func (c *Conn) PeekChanges(ctx context.Context, slot, publication string, n int, fn func(data []byte) error) (int, error) {
+	rows, err := c.pg.Query(ctx, "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, "+
+		"'proto_version', '1', 'publication_names', $3)", slot, n, publication)
+	if err != nil {
+		return 0, fmt.Errorf("peek slot %s: %w", slot, err)
+	}
+	defer rows.Close()
+	got := 0
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return got, err
+		}
+		got++
+		if err := fn(data); err != nil {
+			return got, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return got, fmt.Errorf("peek slot %s: %w", slot, err)
+	}
+	return got, nil
+}
+
+// QuoteTable quotes a qualified table name "schema.table" as an SQL identifier.
+func QuoteTable(name string) string {
+	return pgx.Identifier(strings.SplitN(name, ".", 2)).Sanitize()
+}
+
+// QuoteIdent quotes one SQL identifier.
+func QuoteIdent(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// QuoteLiteral quotes s as an SQL string literal.
+func QuoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// queryRow runs a simple query (the only kind a replication connection
+// accepts) and returns its single row as text values, nil for NULL; found
+// is false when the query returned no row.
+func queryRow(ctx context.Context, pg *pgconn.PgConn, sql string) (vals []*string, found bool, err error) {
+	results, err := pg.Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return nil, false, Describe(err, "", "")
+	}
+	if len(results) == 0 || len(results[0].Rows) == 0 {
+		return nil, false, nil
+	}
+	for _, v := range results[0].Rows[0] {
+		if v == nil {
+			vals = append(vals, nil)
+			continue
+		}
+		s := string(v)
+		vals = append(vals, &s)
+	}
+	return vals, true, nil
+}
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}

@@ -1,0 +1,100 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Slot is a replication slot's row of pg_replication_slots.
+type Slot struct {
+	Name              string
+	Plugin            string
+	Database          string
+	Active            bool
+	ActivePID         string
+	ConfirmedFlushLSN pglogrepl.LSN
+	// RestartLSN is the oldest WAL the slot retains; zero when unknown.
+	RestartLSN pglogrepl.LSN
+	WALStatus  string
+	// WALPosition is pg_current_wal_lsn() when the row was read.
+	WALPosition pglogrepl.LSN
+}
+
+const slotSQL = "SELECT plugin, database, active, active_pid, confirmed_flush_lsn, restart_lsn, wal_status, " +
+	"pg_current_wal_lsn() FROM pg_replication_slots WHERE slot_name = "
+
+// ReadSlot reads the row of a slot over pg, an SQL or a replication
+// connection. A missing slot is an error that wraps ErrSlotMissing.
+func ReadSlot(ctx context.Context, pg *pgconn.PgConn, name string) (Slot, error) {
+	vals, found, err := queryRow(ctx, pg, slotSQL+QuoteLiteral(name))
+	if err != nil {
+		return Slot{}, fmt.Errorf("read slot %s: %w", name, err)
+	}
+	return parseSlot(name, vals, found)
+}
+
+// parseSlot builds a Slot from the text values of slotSQL's row.
+func parseSlot(name string, vals []*string, found bool) (Slot, error) {
+	if !found {
+		return Slot{}, fmt.Errorf("slot %s: %w", name, ErrSlotMissing)
+	}
+	if len(vals) != 8 {
+		return Slot{}, fmt.Errorf("read slot %s: %d columns, want 8", name, len(vals))
+	}
+	s := Slot{Name: name, Plugin: str(vals[0]), Database: str(vals[1]), Active: str(vals[2]) == "t",
+		ActivePID: str(vals[3]), WALStatus: str(vals[6])}
+	for _, f := range []struct {
+		dst *pglogrepl.LSN
+		src *string
+	}{{&s.ConfirmedFlushLSN, vals[4]}, {&s.RestartLSN, vals[5]}, {&s.WALPosition, vals[7]}} {
+		if f.src == nil {
+			continue
+		}
+		lsn, err := pglogrepl.ParseLSN(*f.src)
+		if err != nil {
+			return Slot{}, fmt.Errorf("read slot %s: %w", name, err)
+		}
+		*f.dst = lsn
+	}
+	return s, nil
+}
+
+// RetainedWAL returns the bytes of WAL the slot keeps on the server; ok is
+// false when the slot's restart position is unknown.
+func (s Slot) RetainedWAL() (bytes uint64, ok bool) {
+	if s.RestartLSN == 0 {
+		return 0, false
+	}
+	if s.WALPosition <= s.RestartLSN {
+		return 0, true
+	}
+	return uint64(s.WALPosition - s.RestartLSN), true
+}
+
+// Lost reports whether Postgres invalidated the slot.
+func (s Slot) Lost() bool { return s.WALStatus == "lost" }
+
+// CheckResume refuses to stream from a slot that is taken, lost, not
+// pgoutput, or whose confirmed position is beyond the checkpoint resume:
+// then ClickHouse lost data that the slot no longer holds.
+func (s Slot) CheckResume(resume pglogrepl.LSN) error {
+	if s.Plugin != "pgoutput" {
+		return fmt.Errorf("replication slot %s uses plugin %q, not pgoutput: drop it and run `replicator setup`", s.Name, s.Plugin)
+	}
+	if s.Active {
+		return &SlotInUseError{Slot: s.Name, PID: s.ActivePID}
+	}
+	if s.Lost() {
+		return LostSlotError(s.Name)
+	}
+	if s.ConfirmedFlushLSN > resume {
+		return fmt.Errorf("replication slot %s has confirmed_flush_lsn %s, beyond the ClickHouse checkpoint %s: "+
+			"ClickHouse lost data that the slot no longer holds (checkpoint table dropped or restored from an older backup); "+
+			"to resync, drop the slot (SELECT pg_drop_replication_slot('%s')), truncate the target tables, and run `replicator setup`",
+			s.Name, s.ConfirmedFlushLSN, resume, s.Name)
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/replicator/replicator/checkpoint"
+	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/postgres"
+	"github.com/replicator/replicator/replication"
+	"github.com/replicator/replicator/sink"
+)
+
+// Report is the replication state read from Postgres and ClickHouse.
+type Report struct {
+	Slot              string        `json:"slot"`
+	SlotExists        bool          `json:"slot_exists"`
+	SlotActive        bool          `json:"slot_active"`
+	WALStatus         string        `json:"wal_status"`
+	CurrentWALLSN     pglogrepl.LSN `json:"-"`
+	ConfirmedFlushLSN pglogrepl.LSN `json:"-"`
+	RestartLSN        pglogrepl.LSN `json:"-"`
+	CheckpointLSN     pglogrepl.LSN `json:"-"`
+	HasCheckpoint     bool          `json:"has_checkpoint"`
+	LagBytes          uint64        `json:"lag_bytes"`
+	RetainedWALBytes  uint64        `json:"retained_wal_bytes"`
+	LastCommitTime    time.Time     `json:"-"`
+	// LagSeconds is the age of the oldest committed change of the
+	// published tables that is not yet in ClickHouse; 0 when caught up.
+	LagSeconds float64 `json:"lag_seconds"`
+	Tables     []Table `json:"tables"`
+}
+
+// Table is the row count of one target table.
+type Table struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	Rows     uint64 `json:"rows"`
+	LiveRows uint64 `json:"live_rows"`
+}
+
+// Read reads the replication state. It does not need the daemon to run.
+func Read(ctx context.Context, cfg config.Config) (*Report, error) {
+	st := &Report{Slot: cfg.Postgres.Slot}
+	pg, err := postgres.Connect(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer pg.Close()
+	if st.CurrentWALLSN, err = pg.CurrentWAL(ctx); err != nil {
+		return nil, err
+	}
+	slot, err := pg.Slot(ctx, cfg.Postgres.Slot)
+	switch {
+	case errors.Is(err, postgres.ErrSlotMissing):
+	case err != nil:
+		return nil, err
+	default:
+		st.SlotExists = true
+		st.SlotActive = slot.Active
+		st.WALStatus = slot.WALStatus
+		st.ConfirmedFlushLSN = slot.ConfirmedFlushLSN
+		st.RestartLSN = slot.RestartLSN
+		if slot.RestartLSN != 0 {
+			st.RetainedWALBytes = bytesAfter(st.CurrentWALLSN, slot.RestartLSN)
+		}
+	}
+
+	client, err := sink.Open(ctx, cfg.ClickHouse)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
+	pos, found, err := store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		st.HasCheckpoint = true
+		st.CheckpointLSN = pos.LSN
+		st.LastCommitTime = pos.CommitTime
+		st.LagBytes = bytesAfter(st.CurrentWALLSN, pos.LSN)
+		lag, err := readLag(ctx, pg, cfg, st, pos, store)
+		if err != nil {
+			return nil, err
+		}
+		st.LagSeconds = lag.Seconds()
+	}
+	for _, t := range cfg.Tables {
+		ts := Table{Source: t.Name, Target: t.Target}
+		rows, err := client.Query(ctx, fmt.Sprintf("SELECT count(), countIf(%s = 0) FROM %s FINAL",
+			mapping.DeletedColumn, client.DB().Table(t.Target)))
+		if err == nil && len(rows) == 1 {
+			ts.Rows, _ = rows[0][0].(uint64)
+			ts.LiveRows, _ = rows[0][1].(uint64)
+		}
+		st.Tables = append(st.Tables, ts)
+	}
+	return st, nil
+}
+
+// bytesAfter returns how far cur is past lsn, 0 when it is not.
+func bytesAfter(cur, lsn pglogrepl.LSN) uint64 {
+	if cur > lsn {
+		return uint64(cur - lsn)
+	}
+	return 0
+}
+
+// progressFresh is how recent the daemon's progress report must be for
+// status to use it.
+const progressFresh = 10 * time.Second
+
+// readLag computes lag_seconds. While the daemon streams, it reports the
+// commit time of the oldest transaction it received and has not stored
+// (replicator_progress, about once a second). While the slot is idle, the
+// slot itself is read without consuming it: the first transaction after the
+// checkpoint gives the commit time.
+func readLag(ctx context.Context, pg *postgres.Conn, cfg config.Config, st *Report, pos checkpoint.Position,
+	store *checkpoint.Store) (time.Duration, error) {
+	now := time.Now()
+	if st.SlotActive {
+		p, found, err := store.LoadProgress(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return activeLag(now, p, found, st.LagBytes, pos), nil
+	}
+	if !st.SlotExists || st.WALStatus == "lost" {
+		return 0, nil
+	}
+	commit, found, err := firstPendingCommit(ctx, pg, cfg, pos)
+	if err != nil || !found {
+		return 0, err
+	}
+	return max(now.Sub(commit), 0), nil
+}
+
+// activeLag is the lag while the daemon streams: from its fresh progress
+// report, else (an older daemon, or one that hangs) bounded by the last
+// stored commit when WAL is pending.
+func activeLag(now time.Time, p checkpoint.Progress, found bool, lagBytes uint64, pos checkpoint.Position) time.Duration {
+	if found && now.Sub(p.Updated) < progressFresh {
+		if p.OldestUnstored.IsZero() {
+			return 0
+		}
+		return max(now.Sub(p.OldestUnstored), 0)
+	}
+	if lagBytes > 0 && !pos.CommitTime.IsZero() && pos.CommitTime.Unix() > 0 {
+		return max(now.Sub(pos.CommitTime), 0)
+	}
+	return 0
+}
+
+// firstPendingCommit peeks at the idle slot for the first transaction that
+// the checkpoint does not cover.
+func firstPendingCommit(ctx context.Context, pg *postgres.Conn, cfg config.Config, pos checkpoint.Position) (time.Time, bool, error) {
+	for n := 1; n <= 1<<22; n *= 16 {
+		var commit time.Time
+		found := false
+		got, err := pg.PeekChanges(ctx, cfg.Postgres.Slot, cfg.Postgres.Publication, n, func(data []byte) error {
+			if found || len(data) == 0 || data[0] != 'B' {
+				return nil
+			}
+			m, err := replication.NewDecoder().Decode(data)
+			if err != nil {
+				return err
+			}
+			if b := m.(*replication.Begin); !pos.Done(b.FinalLSN) {
+				commit, found = b.CommitTime, true
+			}
+			return nil
+		})
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		if found || got < n {
+			return commit, found, nil
+		}
+	}
+	return time.Time{}, false, nil
+}
