@@ -24,14 +24,16 @@ demo: deps build
 	$(GO) run ./test/demo --binary $(BIN)
 
 # Unit tests and end-to-end tests against real servers started by test/.
+# REPLICATOR_E2E=1 makes a missing server a failure instead of a skip.
 test: deps
-	$(GO) test -count=1 -timeout 25m $(PKGS)
+	REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 25m $(PKGS)
 
+# Unit tests only; needs no server.
 test-unit:
 	$(GO) test -short -count=1 $(PKGS)
 
 test-e2e: deps
-	$(GO) test -count=1 -timeout 25m -v ./test/
+	REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 25m -v ./test/
 
 # The long chaos run: >= 20 kill -9 (and a crash point between data and
 # checkpoint), 3 ClickHouse restarts, ClickHouse unreachable for 30s, 3

@@ -8,10 +8,10 @@ import (
 	"syscall"
 )
 
-// FaultEnv names the environment variable that arms test-only fault points,
+// faultEnv names the environment variable that arms test-only fault points,
 // e.g. REPLICATOR_TEST_FAULT="crash-after-insert:0.2". It is unset, and the
 // fault points do nothing, unless a test sets it.
-const FaultEnv = "REPLICATOR_TEST_FAULT"
+const faultEnv = "REPLICATOR_TEST_FAULT"
 
 type faults struct {
 	crashAfterInsert float64
@@ -19,7 +19,7 @@ type faults struct {
 
 func loadFaults() faults {
 	var f faults
-	for _, spec := range strings.Split(os.Getenv(FaultEnv), ",") {
+	for _, spec := range strings.Split(os.Getenv(faultEnv), ",") {
 		name, p, ok := strings.Cut(spec, ":")
 		prob, err := strconv.ParseFloat(p, 64)
 		if !ok || err != nil {

@@ -26,15 +26,15 @@ type Runner struct {
 	cfg     config.Config
 	log     hclog.Logger
 	metrics *metrics.Metrics
-	// ShutdownTimeout bounds the final flush after a stop.
-	ShutdownTimeout time.Duration
-	// MaxBackoff caps the wait between reconnects.
-	MaxBackoff time.Duration
+	// shutdownTimeout bounds the final flush after a stop.
+	shutdownTimeout time.Duration
+	// maxBackoff caps the wait between reconnects.
+	maxBackoff time.Duration
 }
 
 // NewRunner returns a runner; it starts nothing.
 func NewRunner(cfg config.Config, log hclog.Logger) *Runner {
-	return &Runner{cfg: cfg, log: log, metrics: metrics.New(), ShutdownTimeout: 10 * time.Second, MaxBackoff: 30 * time.Second}
+	return &Runner{cfg: cfg, log: log, metrics: metrics.New(), shutdownTimeout: 10 * time.Second, maxBackoff: 30 * time.Second}
 }
 
 // Run runs replication, the monitor endpoint, heartbeats and the WAL
@@ -96,7 +96,7 @@ func (r *Runner) replicate(ctx context.Context) error {
 			return nil
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, r.MaxBackoff)
+		backoff = min(backoff*2, r.maxBackoff)
 	}
 }
 
@@ -161,7 +161,7 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	}
 	// Soft stop: store what is complete, checkpoint it and acknowledge it
 	// under a fresh deadline.
-	fctx, cancel := context.WithTimeout(context.Background(), r.ShutdownTimeout)
+	fctx, cancel := context.WithTimeout(context.Background(), r.shutdownTimeout)
 	defer cancel()
 	if err := a.flush(fctx); err != nil {
 		return fmt.Errorf("final flush: %w", err)

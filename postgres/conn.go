@@ -127,8 +127,8 @@ func QuoteTable(name string) string {
 // QuoteIdent quotes one SQL identifier.
 func QuoteIdent(name string) string { return pgx.Identifier{name}.Sanitize() }
 
-// QuoteLiteral quotes s as an SQL string literal.
-func QuoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // queryRow runs a simple query (the only kind a replication connection
 // accepts) and returns its single row as text values, nil for NULL; found

@@ -57,11 +57,11 @@ func CheckServer(ctx context.Context, pg *pgconn.PgConn) error {
 	if !found || len(vals) < 2 {
 		return fmt.Errorf("check postgres settings: current role not found in pg_roles")
 	}
-	return CheckSettings(str(vals[0]), str(vals[1]) == "t")
+	return checkSettings(str(vals[0]), str(vals[1]) == "t")
 }
 
-// CheckSettings returns a *ServerError listing what to change, or nil.
-func CheckSettings(walLevel string, canReplicate bool) error {
+// checkSettings returns a *ServerError listing what to change, or nil.
+func checkSettings(walLevel string, canReplicate bool) error {
 	var problems []string
 	if walLevel != "logical" {
 		problems = append(problems, fmt.Sprintf("wal_level is %q: set wal_level = logical in postgresql.conf "+

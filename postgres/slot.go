@@ -29,7 +29,7 @@ const slotSQL = "SELECT plugin, database, active, active_pid, confirmed_flush_ls
 // ReadSlot reads the row of a slot over pg, an SQL or a replication
 // connection. A missing slot is an error that wraps ErrSlotMissing.
 func ReadSlot(ctx context.Context, pg *pgconn.PgConn, name string) (Slot, error) {
-	vals, found, err := queryRow(ctx, pg, slotSQL+QuoteLiteral(name))
+	vals, found, err := queryRow(ctx, pg, slotSQL+quoteLiteral(name))
 	if err != nil {
 		return Slot{}, fmt.Errorf("read slot %s: %w", name, err)
 	}

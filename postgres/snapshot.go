@@ -27,7 +27,7 @@ func (c *Conn) BeginSnapshot(ctx context.Context, exported string) (*Snapshot, e
 		return nil, err
 	}
 	if exported != "" {
-		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+QuoteLiteral(exported)); err != nil {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(exported)); err != nil {
 			tx.Rollback(context.Background())
 			return nil, fmt.Errorf("use exported snapshot: %w", err)
 		}

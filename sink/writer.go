@@ -17,7 +17,6 @@ type Writer struct {
 	client *Client
 	tables []*tableBuffer
 	rows   int
-	bytes  int
 }
 
 type tableBuffer struct {

@@ -342,9 +342,7 @@ func TestShippedQueries(t *testing.T) {
 // TestSetupSaysWhatToChange runs setup against a server without logical
 // decoding and with a role that lacks REPLICATION.
 func TestSetupSaysWhatToChange(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
+	requireServers(t)
 	ctx := context.Background()
 	pg, err := harness.StartPostgres(ctx, harness.Options{Fast: true, PGSettings: map[string]string{"wal_level": "replica"}})
 	if err != nil {

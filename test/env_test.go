@@ -36,9 +36,18 @@ func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
 }
 
+// skipReason is why the end-to-end tests of this run are skipped; empty
+// when they run.
+var skipReason string
+
 func runMain(m *testing.M) int {
 	flag.Parse()
-	if testing.Short() {
+	var err error
+	if skipReason, err = harness.E2E(testing.Short()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if skipReason != "" {
 		return m.Run()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -85,6 +94,14 @@ const eventsDDL = `CREATE TABLE events (
   fingerprint bytea
 )`
 
+// requireServers skips t when the end-to-end tests do not run here.
+func requireServers(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}
+
 var envSeq atomic.Int64
 
 // env is one test's private database, slot and ClickHouse database on the
@@ -102,9 +119,7 @@ type env struct {
 
 func newEnv(t *testing.T, extraConfig string) *env {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test: needs Postgres and ClickHouse")
-	}
+	requireServers(t)
 	name := strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
 	if len(name) > 36 {
 		name = name[:36]

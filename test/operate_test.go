@@ -254,9 +254,7 @@ func TestReadyzFlipsWithLag(t *testing.T) {
 // (max_slot_wal_keep_size) while the daemon is stopped: run must refuse
 // with an error that says data is missing and how to resync.
 func TestLostSlotStops(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
+	requireServers(t)
 	ctx := context.Background()
 	pg, err := harness.StartPostgres(ctx, harness.Options{Fast: true, PGSettings: map[string]string{
 		"max_slot_wal_keep_size": "1MB", "min_wal_size": "32MB", "max_wal_size": "64MB"}})

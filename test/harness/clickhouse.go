@@ -33,18 +33,26 @@ type ClickHouse struct {
 	proc *process
 }
 
+// clickhouseBinaries finds clickhouse-server and clickhouse-client.
+func clickhouseBinaries() (server, client string, err error) {
+	if server, err = lookBinary("clickhouse-server", "/usr/sbin", "/usr/bin"); err == nil {
+		client, err = lookBinary("clickhouse-client", "/usr/bin")
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("clickhouse: %v (apt-get install -y clickhouse-server clickhouse-client, or run test/install-deps.sh): %w",
+			err, ErrNotInstalled)
+	}
+	return server, client, nil
+}
+
 // StartClickHouse writes a config into a new directory under opt.Dir and
 // starts clickhouse-server with it on free ports. The server runs until
 // Stop, Kill or Close, or until this process exits.
 func StartClickHouse(ctx context.Context, opt Options) (*ClickHouse, error) {
 	c := &ClickHouse{opt: opt}
 	var err error
-	if c.server, err = lookBinary("clickhouse-server", "/usr/sbin", "/usr/bin"); err == nil {
-		c.client, err = lookBinary("clickhouse-client", "/usr/bin")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: %v (apt-get install -y clickhouse-server clickhouse-client, or run test/install-deps.sh): %w",
-			err, ErrNotInstalled)
+	if c.server, c.client, err = clickhouseBinaries(); err != nil {
+		return nil, err
 	}
 	began := time.Now()
 	if c.Dir, err = newDir(opt, "replicator-ch-"); err != nil {

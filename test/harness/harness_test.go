@@ -2,8 +2,6 @@ package harness_test
 
 import (
 	"context"
-	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,18 +12,13 @@ import (
 	"github.com/replicator/replicator/test/harness"
 )
 
-// skipIfMissing skips the test when a server is not installed, except in CI
-// (CI=true), where a missing binary is a failure.
-func skipIfMissing(t *testing.T, err error) {
-	t.Helper()
-	if errors.Is(err, harness.ErrNotInstalled) && os.Getenv("CI") != "true" {
-		t.Skip(err)
-	}
-}
-
 func TestStartStop(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real servers")
+	skip, err := harness.E2E(testing.Short())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if skip != "" {
+		t.Skip(skip)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -33,7 +26,6 @@ func TestStartStop(t *testing.T) {
 		PGSettings: map[string]string{"max_slot_wal_keep_size": "64MB"}}
 
 	pg, err := harness.StartPostgres(ctx, opt)
-	skipIfMissing(t, err)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +35,6 @@ func TestStartStop(t *testing.T) {
 		}
 	})
 	ch, err := harness.StartClickHouse(ctx, opt)
-	skipIfMissing(t, err)
 	if err != nil {
 		t.Fatal(err)
 	}

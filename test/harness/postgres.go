@@ -34,6 +34,18 @@ type Postgres struct {
 	proc *process
 }
 
+// postgresInstalled checks that bin holds the Postgres binaries the
+// harness runs.
+func postgresInstalled(bin string) error {
+	for _, b := range []string{"initdb", "postgres", "psql"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			return fmt.Errorf("postgres: %s missing in %s (apt-get install -y postgresql-15 postgresql-client-15, or run test/install-deps.sh): %w",
+				b, bin, ErrNotInstalled)
+		}
+	}
+	return nil
+}
+
 // StartPostgres creates a cluster with initdb in a new directory under
 // opt.Dir and starts it on a free port with wal_level=logical. The server
 // runs until Stop, Kill or Close, or until this process exits.
@@ -42,11 +54,8 @@ func StartPostgres(ctx context.Context, opt Options) (*Postgres, error) {
 	if p.bin == "" {
 		p.bin = DefaultPGBinDir
 	}
-	for _, b := range []string{"initdb", "postgres", "psql"} {
-		if _, err := os.Stat(filepath.Join(p.bin, b)); err != nil {
-			return nil, fmt.Errorf("postgres: %s missing in %s (apt-get install -y postgresql-15 postgresql-client-15, or run test/install-deps.sh): %w",
-				b, p.bin, ErrNotInstalled)
-		}
+	if err := postgresInstalled(p.bin); err != nil {
+		return nil, err
 	}
 	if os.Geteuid() == 0 {
 		cred, err := postgresCredential()
