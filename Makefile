@@ -40,7 +40,7 @@ test-e2e: deps
 # walsender terminations and a Postgres restart under a random workload.
 # CHAOS_SEED=<n> replays a run.
 chaos: deps
-	CHAOS=long $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./test/
+	CHAOS=long REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./test/
 
 # Benchmark against the source-side limit (pg_recvlogical) measured in the
 # same run; results in bench-results/ (see README, "Benchmark").

@@ -1,0 +1,85 @@
+package sink
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/replicator/replicator/mapping"
+)
+
+func eventsTable(t *testing.T) *mapping.Table {
+	t.Helper()
+	tbl, err := mapping.Resolve(mapping.TableSpec{
+		Source: "public.events", Target: "events", OrderBy: []string{"id"},
+		Columns: map[string]mapping.ColumnSpec{"id": {Type: "UInt64"}},
+	}, []mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "note", TypeOID: 25}}, mapping.Caps{})
+	if err != nil {
+		t.Fatalf("Resolve: %v", err)
+	}
+	return tbl
+}
+
+func TestSchemaExists(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		schema Schema
+		want   bool
+	}{
+		{name: "zero", schema: Schema{}, want: false},
+		{name: "empty lists", schema: Schema{Names: []string{}, Types: []string{}}, want: false},
+		{name: "one column", schema: Schema{Names: []string{"id"}, Types: []string{"UInt64"}}, want: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.schema.Exists(); got != tc.want {
+				t.Errorf("Exists() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSchemaCheck(t *testing.T) {
+	tbl := eventsTable(t)
+	names := []string{"id", "note", mapping.VersionColumn, mapping.DeletedColumn}
+	types := []string{"UInt64", "String", "UInt64", "UInt8"}
+	for _, tc := range []struct {
+		name         string
+		names, types []string
+		want         []string // substrings of the error; nil: no error
+	}{
+		{name: "exact match", names: names, types: types},
+		{name: "empty table", names: nil, types: nil, want: []string{"events"}},
+		{name: "missing column", names: []string{"id", mapping.VersionColumn, mapping.DeletedColumn},
+			types: []string{"UInt64", "UInt64", "UInt8"}, want: []string{"events", "note"}},
+		{name: "missing _deleted", names: names[:3], types: types[:3], want: []string{"events", mapping.DeletedColumn}},
+		{name: "extra column", names: []string{"id", "note", "extra", mapping.VersionColumn, mapping.DeletedColumn},
+			types: []string{"UInt64", "String", "String", "UInt64", "UInt8"}, want: []string{"events", "extra"}},
+		{name: "different order", names: []string{"note", "id", mapping.VersionColumn, mapping.DeletedColumn},
+			types: []string{"String", "UInt64", "UInt64", "UInt8"}, want: []string{"events"}},
+		{name: "renamed column", names: []string{"id", "comment", mapping.VersionColumn, mapping.DeletedColumn},
+			types: types, want: []string{"events", "comment", "note"}},
+		{name: "different type", names: names, types: []string{"UInt64", "Nullable(String)", "UInt64", "UInt8"},
+			want: []string{"events.note", "Nullable(String)", "is Nullable(String), the mapping writes String"}},
+		{name: "different key type", names: names, types: []string{"Int64", "String", "UInt64", "UInt8"},
+			want: []string{"events.id", "is Int64, the mapping writes UInt64"}},
+		{name: "type case differs", names: names, types: []string{"UInt64", "string", "UInt64", "UInt8"},
+			want: []string{"events.note", "string", "String"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Schema{Names: tc.names, Types: tc.types}.Check(tbl)
+			if tc.want == nil {
+				if err != nil {
+					t.Errorf("Check = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Check = nil, want an error containing %q", tc.want)
+			}
+			for _, s := range tc.want {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("Check = %q, want it to contain %q", err, s)
+				}
+			}
+		})
+	}
+}
