@@ -36,6 +36,8 @@ clickhouse {
 batch {
   # Flush to ClickHouse when this many rows are buffered (default 50000)...
   max_rows = 50000
+  # ...or when the buffered rows hold this much memory (default "64MiB")...
+  max_bytes = "64MiB"
   # ...or when the oldest buffered change has waited this long (default "1s").
   max_delay = "1s"
 }

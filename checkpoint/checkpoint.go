@@ -146,3 +146,51 @@ func (s *Store) LoadProgress(ctx context.Context) (p Progress, found bool, err e
 	}
 	return p, true, nil
 }
+
+// Truncation is the position of a TRUNCATE of a source table: the commit
+// LSN of its transaction and its WAL position in it. Every change of the
+// table below it is gone from ClickHouse.
+type Truncation struct {
+	Version, Seq uint64
+}
+
+// Covers reports whether the change at (version, seq) precedes the
+// truncation: a replay must not write it.
+func (t Truncation) Covers(version, seq uint64) bool {
+	return version < t.Version || version == t.Version && seq < t.Seq
+}
+
+// SaveTruncation records a truncation of the source table before the
+// target is emptied. It returns only after ClickHouse acknowledged it.
+func (s *Store) SaveTruncation(ctx context.Context, source string, tr Truncation) error {
+	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.TruncationTable, []string{"slot", "source", "version", "seq", "written_at"}),
+		[]any{s.slot, source, tr.Version, tr.Seq, time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("save truncation of %s at %s: %w", source, pglogrepl.LSN(tr.Version), err)
+	}
+	return nil
+}
+
+// LoadTruncations returns the newest truncation of each source table.
+func (s *Store) LoadTruncations(ctx context.Context) (map[string]Truncation, error) {
+	rows, err := s.client.Query(ctx, fmt.Sprintf(
+		"SELECT source, argMax(version, (version, seq)), argMax(seq, (version, seq)) FROM %s WHERE slot = ? GROUP BY source",
+		s.client.DB().Table(ddl.TruncationTable)), s.slot)
+	if err != nil {
+		return nil, fmt.Errorf("load truncations of slot %s: %w", s.slot, err)
+	}
+	out := make(map[string]Truncation, len(rows))
+	for _, r := range rows {
+		out[r[0].(string)] = Truncation{Version: r[1].(uint64), Seq: r[2].(uint64)}
+	}
+	return out, nil
+}
+
+// DeleteTruncations removes the truncations of the slot (when the slot is
+// recreated and every table copied again).
+func (s *Store) DeleteTruncations(ctx context.Context) error {
+	if err := s.client.Exec(ctx, s.client.DB().DeleteTruncations(), s.slot); err != nil {
+		return fmt.Errorf("delete truncations of slot %s: %w", s.slot, err)
+	}
+	return nil
+}

@@ -78,7 +78,10 @@ type Table struct {
 
 // Batch controls when buffered changes are flushed to ClickHouse.
 type Batch struct {
-	MaxRows  int
+	MaxRows int
+	// MaxBytes bounds the memory of the buffered rows: a flush starts when
+	// they reach it.
+	MaxBytes uint64
 	MaxDelay time.Duration
 }
 
@@ -93,7 +96,7 @@ func Default() Config {
 	return Config{
 		Postgres:   Postgres{Slot: "replicator", Publication: "replicator"},
 		ClickHouse: ClickHouse{Addr: []string{"127.0.0.1:9000"}, Database: "default", Username: "default"},
-		Batch:      Batch{MaxRows: 50000, MaxDelay: time.Second},
+		Batch:      Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxDelay: time.Second},
 		Log:        Log{Level: "info", Format: "text"},
 		Monitor: Monitor{Listen: "127.0.0.1:9187", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
 			RetainedWALWarning: 10 << 30},
@@ -159,6 +162,7 @@ type columnBlk struct {
 
 type batchBlock struct {
 	MaxRows  *int    `hcl:"max_rows,optional"`
+	MaxBytes *string `hcl:"max_bytes,optional"`
 	MaxDelay *string `hcl:"max_delay,optional"`
 }
 
@@ -316,6 +320,14 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		if b.MaxRows != nil {
 			cfg.Batch.MaxRows = *b.MaxRows
 		}
+		if b.MaxBytes != nil {
+			n, err := ParseSize(*b.MaxBytes)
+			if err != nil {
+				*problems = append(*problems, fmt.Sprintf("batch.max_bytes: %v", err))
+			} else {
+				cfg.Batch.MaxBytes = n
+			}
+		}
 		if b.MaxDelay != nil {
 			d, err := time.ParseDuration(*b.MaxDelay)
 			if err != nil || d <= 0 {
@@ -463,6 +475,9 @@ func (c *Config) validate() []string {
 	}
 	if c.Batch.MaxRows <= 0 {
 		add("batch.max_rows: must be positive, got %d", c.Batch.MaxRows)
+	}
+	if c.Batch.MaxBytes < 1<<20 {
+		add("batch.max_bytes: must be at least 1MiB, got %d bytes", c.Batch.MaxBytes)
 	}
 	if c.Batch.MaxDelay <= 0 {
 		add("batch.max_delay: must be positive, got %s", c.Batch.MaxDelay)

@@ -77,8 +77,8 @@ func TestExample(t *testing.T) {
 	if cfg.ClickHouse.Database != "analytics" || cfg.ClickHouse.Username != "default" || cfg.ClickHouse.Password != "" {
 		t.Errorf("clickhouse = %+v", cfg.ClickHouse)
 	}
-	if cfg.Batch != (config.Batch{MaxRows: 50000, MaxDelay: time.Second}) {
-		t.Errorf("batch = %+v, want 50000 rows / 1s", cfg.Batch)
+	if cfg.Batch != (config.Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxDelay: time.Second}) {
+		t.Errorf("batch = %+v, want 50000 rows / 64MiB / 1s", cfg.Batch)
 	}
 	if cfg.Log != (config.Log{Level: "info", Format: "text"}) {
 		t.Errorf("log = %+v", cfg.Log)
@@ -140,6 +140,7 @@ clickhouse {
 }
 batch {
   max_rows  = 5
+  max_bytes = "16MiB"
   max_delay = "250ms"
 }
 log {
@@ -176,7 +177,7 @@ monitor {
 	want := config.Default()
 	want.Postgres = config.Postgres{DSN: "host=pg user=u dbname=d", Slot: "s1", Publication: "p_1"}
 	want.ClickHouse = config.ClickHouse{Addr: []string{"a:9000", "[::1]:9440"}, Database: "Analytics_2", Username: "writer", Password: "pw"}
-	want.Batch = config.Batch{MaxRows: 5, MaxDelay: 250 * time.Millisecond}
+	want.Batch = config.Batch{MaxRows: 5, MaxBytes: 16 << 20, MaxDelay: 250 * time.Millisecond}
 	want.Log = config.Log{Level: "debug", Format: "json"}
 	want.Monitor = config.Monitor{Listen: "127.0.0.1:19187", ReadyMaxLag: 45 * time.Second, HeartbeatInterval: 0, RetainedWALWarning: 512 << 20}
 	want.Tables = []config.Table{

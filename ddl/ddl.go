@@ -11,6 +11,9 @@ import (
 const (
 	// CheckpointTable holds the replication position of each slot.
 	CheckpointTable = "replicator_checkpoints"
+	// TruncationTable holds, per slot and source table, the position of
+	// the newest TRUNCATE applied: a replay skips the table's older changes.
+	TruncationTable = "replicator_truncations"
 	// ProgressTable holds the running daemon's report of what it received
 	// and has not stored yet, which `replicator status` reads.
 	ProgressTable = "replicator_progress"
@@ -53,7 +56,8 @@ func (d Database) CreateTable(t *mapping.Table) string {
 		fmt.Fprintf(&b, "    %s %s%s,\n", Quote(c.Name), c.Type, defaultClause(c.Type))
 	}
 	fmt.Fprintf(&b, "    %s UInt64,\n", Quote(mapping.VersionColumn))
-	fmt.Fprintf(&b, "    %s UInt8 DEFAULT 0\n", Quote(mapping.DeletedColumn))
+	fmt.Fprintf(&b, "    %s UInt8 DEFAULT 0,\n", Quote(mapping.DeletedColumn))
+	fmt.Fprintf(&b, "    %s UInt64 DEFAULT 0\n", Quote(mapping.SeqColumn))
 	fmt.Fprintf(&b, ")\nENGINE = ReplacingMergeTree(%s)\n", mapping.VersionColumn)
 	if t.PartitionBy != "" {
 		fmt.Fprintf(&b, "PARTITION BY %s\n", t.PartitionBy)
@@ -77,6 +81,12 @@ func defaultClause(t mapping.Type) string {
 		return " DEFAULT ''"
 	}
 	return ""
+}
+
+// AddSeqColumn returns the statement that adds the _seq column to a target
+// created before it existed; its rows read as 0, like copied rows.
+func (d Database) AddSeqColumn(target string) string {
+	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s UInt64 DEFAULT 0", d.Table(target), Quote(mapping.SeqColumn))
 }
 
 // ViewName returns the name of the live view of t's target.
@@ -113,6 +123,28 @@ ORDER BY slot
 // the slot bound to its one parameter.
 func (d Database) DeleteCheckpoints() string {
 	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE slot = ?", d.Table(CheckpointTable))
+}
+
+// CreateTruncationTable returns the DDL of the truncation table: per slot
+// and source table the newest truncation, kept by merges.
+func (d Database) CreateTruncationTable() string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
+(
+    slot String,
+    source String,
+    version UInt64,
+    seq UInt64,
+    written_at DateTime('UTC')
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (slot, source)
+`, d.Table(TruncationTable))
+}
+
+// DeleteTruncations returns the mutation that removes every truncation of
+// the slot bound to its one parameter.
+func (d Database) DeleteTruncations() string {
+	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE slot = ?", d.Table(TruncationTable))
 }
 
 // CreateProgressTable returns the DDL of the progress table.

@@ -5,15 +5,16 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/sink"
 )
 
-// copyTable copies a table's rows inside the exported snapshot, with the
-// slot's consistent point as version.
+// copyTable copies a table's rows inside the exported snapshot with the
+// given version (the slot's consistent point − 1) and _seq 0.
 func copyTable(ctx context.Context, pg *postgres.Conn, snapshot string, t *mapping.Table, idx int, w *sink.Writer,
-	version pglogrepl.LSN, maxRows int) (int, error) {
+	version pglogrepl.LSN, b config.Batch) (int, error) {
 	snap, err := pg.BeginSnapshot(ctx, snapshot)
 	if err != nil {
 		return 0, err
@@ -23,17 +24,16 @@ func copyTable(ctx context.Context, pg *postgres.Conn, snapshot string, t *mappi
 	for i, c := range t.Columns {
 		cols[i] = c.Name
 	}
-	n := len(t.Columns)
 	count := 0
 	err = snap.Rows(ctx, t.Source, cols, "", func(vals []mapping.Value) error {
-		row := make([]any, n+2)
+		row := t.NewRow()
 		if _, err := t.Row(vals, row, nil); err != nil {
 			return mapping.NewRowError(t, vals, version, err)
 		}
-		row[n], row[n+1] = uint64(version), uint8(0)
-		w.Put(idx, t.KeyString(row), row)
+		t.SetMeta(row, uint64(version), false, 0)
+		w.Put(idx, t.KeyString(row), row, nil)
 		count++
-		if w.Rows() >= maxRows {
+		if rows, bytes := w.Size(); rows >= b.MaxRows || uint64(bytes) >= b.MaxBytes {
 			return w.Flush(ctx)
 		}
 		return nil

@@ -90,6 +90,15 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger) (report []s
 			return report, fmt.Errorf("read ClickHouse table %s: %w", t.Target, err)
 		}
 		if schema.Exists() {
+			if err := schema.Check(t); errors.Is(err, sink.ErrNoSeq) {
+				if err := client.Exec(ctx, db.AddSeqColumn(t.Target)); err != nil {
+					return report, fmt.Errorf("add column %s to ClickHouse table %s: %w", mapping.SeqColumn, t.Target, err)
+				}
+				say("added column %s to ClickHouse table %s.%s", mapping.SeqColumn, db.Name, t.Target)
+				if schema, err = client.Schema(ctx, t.Target); err != nil {
+					return report, fmt.Errorf("read ClickHouse table %s: %w", t.Target, err)
+				}
+			}
 			if err := schema.Check(t); err != nil {
 				return report, err
 			}
@@ -110,6 +119,9 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger) (report []s
 	}
 	if err := client.Exec(ctx, db.CreateProgressTable()); err != nil {
 		return report, fmt.Errorf("create progress table: %w", err)
+	}
+	if err := client.Exec(ctx, db.CreateTruncationTable()); err != nil {
+		return report, fmt.Errorf("create truncation table: %w", err)
 	}
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
 	pos, hasCheckpoint, err := store.Load(ctx)
@@ -143,6 +155,9 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger) (report []s
 			}
 			say("removed checkpoint %s of the former slot %s", pos.LSN, slotName)
 		}
+		if err := store.DeleteTruncations(ctx); err != nil {
+			return report, err
+		}
 	default:
 		return report, err
 	}
@@ -159,15 +174,20 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger) (report []s
 	say("created replication slot %s at %s", slotName, lsn)
 
 	// The exported snapshot lives while repl stays idle; copy inside it.
+	// Transactions that committed before the consistent point are in the
+	// snapshot, those at or after it are streamed: version point − 1 is
+	// above the first and below the second (commit records are 8-byte
+	// aligned, so none starts there), so a streamed change always wins.
+	version := lsn - 1
 	writer := sink.NewWriter(client, tables)
 	for i, t := range tables {
 		start := time.Now()
-		n, err := copyTable(ctx, pg, snapshot, t, i, writer, lsn, cfg.Batch.MaxRows)
+		n, err := copyTable(ctx, pg, snapshot, t, i, writer, version, cfg.Batch)
 		if err != nil {
 			return report, fmt.Errorf("copy %s: %w", t.Source, err)
 		}
 		secs := time.Since(start).Seconds()
-		say("copied %d rows of %s in %.1fs (%.0f rows/s) with version %s", n, t.Source, secs, float64(n)/max(secs, 1e-9), lsn)
+		say("copied %d rows of %s in %.1fs (%.0f rows/s) with version %s", n, t.Source, secs, float64(n)/max(secs, 1e-9), version)
 	}
 	// Transactions that commit at or after the consistent point are streamed.
 	if err := store.Save(ctx, checkpoint.Position{LSN: lsn, Commit: false}); err != nil {

@@ -12,11 +12,21 @@ import (
 	"github.com/google/uuid"
 )
 
-// Names of the columns the replicator adds to every target table.
+// Names of the columns the replicator adds to every target table, after the
+// mapped columns and in this order (the meta columns).
 const (
+	// VersionColumn holds the commit LSN of the change's transaction.
 	VersionColumn = "_version"
+	// DeletedColumn is 1 in a tombstone.
 	DeletedColumn = "_deleted"
+	// SeqColumn holds the WAL position of the change inside its
+	// transaction; it orders rows of equal version as the stream did.
+	// Copied rows have 0.
+	SeqColumn = "_seq"
 )
+
+// MetaColumns are the meta column names in row order.
+var MetaColumns = []string{VersionColumn, DeletedColumn, SeqColumn}
 
 // Postgres type OIDs the mapping knows.
 const (

@@ -762,7 +762,7 @@ func TestParseTypeErrors(t *testing.T) {
 
 func TestColumnNames(t *testing.T) {
 	tbl := eventsTable(t, dt64Caps)
-	want := []string{"id", "tenant", "target_type", "created_at", "fingerprint", "note", "_version", "_deleted"}
+	want := []string{"id", "tenant", "target_type", "created_at", "fingerprint", "note", "_version", "_deleted", "_seq"}
 	if got := tbl.ColumnNames(); !reflect.DeepEqual(got, want) {
 		t.Errorf("ColumnNames = %v, want %v", got, want)
 	}

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -72,6 +73,8 @@ type Table struct {
 	PartitionBy string
 	// Key holds the indexes of the ORDER BY columns in Columns.
 	Key []int
+	// partKey holds the indexes of the partition columns not in Key.
+	partKey []int
 	// identity holds the indexes carried by a delete's old tuple.
 	identity []bool
 }
@@ -81,7 +84,7 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 	t := &Table{Source: spec.Source, Target: spec.Target, OrderBy: spec.OrderBy, PartitionBy: spec.PartitionBy}
 	byName := make(map[string]int, len(src))
 	for _, sc := range src {
-		if strings.HasPrefix(sc.Name, "_") && (sc.Name == VersionColumn || sc.Name == DeletedColumn) {
+		if strings.HasPrefix(sc.Name, "_") && contains(MetaColumns, sc.Name) {
 			return nil, fmt.Errorf("table %s: column %q collides with the replicator's own column", spec.Source, sc.Name)
 		}
 		cs := spec.Columns[sc.Name]
@@ -118,6 +121,11 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 		}
 		t.Key = append(t.Key, i)
 	}
+	for _, name := range t.PartitionColumns() {
+		if i := t.ColumnIndex(name); !slices.Contains(t.Key, i) {
+			t.partKey = append(t.partKey, i)
+		}
+	}
 	return t, nil
 }
 
@@ -148,13 +156,34 @@ func (t *Table) CheckIdentity() error {
 		"or set REPLICA IDENTITY FULL on the Postgres table", t.Source, strings.Join(bad, ", "))
 }
 
-// ColumnNames returns the target column names, followed by _version and _deleted.
+// ColumnNames returns the target column names, followed by the meta
+// columns _version, _deleted and _seq.
 func (t *Table) ColumnNames() []string {
-	names := make([]string, 0, len(t.Columns)+2)
+	names := make([]string, 0, len(t.Columns)+len(MetaColumns))
 	for _, c := range t.Columns {
 		names = append(names, c.Name)
 	}
-	return append(names, VersionColumn, DeletedColumn)
+	return append(names, MetaColumns...)
+}
+
+// NewRow returns a row of t: the mapped columns, then the meta columns.
+func (t *Table) NewRow() []any { return make([]any, len(t.Columns)+len(MetaColumns)) }
+
+// SetMeta sets the meta columns of a row of t.
+func (t *Table) SetMeta(row []any, version uint64, deleted bool, seq uint64) {
+	n := len(t.Columns)
+	var d uint8
+	if deleted {
+		d = 1
+	}
+	row[n], row[n+1], row[n+2] = version, d, seq
+}
+
+// Meta returns the meta columns of a row of t, as written or as read back
+// from ClickHouse.
+func (t *Table) Meta(row []any) (version uint64, deleted bool, seq uint64) {
+	n := len(t.Columns)
+	return row[n].(uint64), row[n+1].(uint8) == 1, row[n+2].(uint64)
 }
 
 // PartitionColumns returns the column names that the partition expression refers to.
@@ -316,6 +345,17 @@ func (t *Table) KeyString(row []any) string {
 		}
 	}
 	return b.String()
+}
+
+// Placement renders where a mapped row lives in ClickHouse: its sorting
+// key and its partition. Two rows collapse into one only when both agree,
+// so an update that changes either must delete the row at its old place.
+func (t *Table) Placement(row []any) string {
+	s := t.KeyString(row)
+	for _, i := range t.partKey {
+		s += fmt.Sprintf(", %s=%v", t.Columns[i].Name, row[i])
+	}
+	return s
 }
 
 // KeyOf renders the sorting key of a source tuple's text values, for error

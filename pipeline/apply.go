@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -12,6 +13,7 @@ import (
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/replication"
+	"github.com/replicator/replicator/sink"
 )
 
 // rowWriter buffers mapped rows per table and stores them in ClickHouse
@@ -19,14 +21,16 @@ import (
 type rowWriter interface {
 	// SetTable replaces the mapping of table (after a Relation message).
 	SetTable(table int, t *mapping.Table)
-	// Put buffers row under key, replacing a buffered row of the same key.
-	Put(table int, key string, row []any)
-	// Image returns the latest image of a key: buffered, else stored.
-	Image(ctx context.Context, table int, key string, keyRow []any) ([]any, bool, error)
-	// Rows returns the number of buffered rows.
-	Rows() int
+	// Put buffers row under key, replacing a buffered row of the same key;
+	// fill names columns to take from an earlier image before writing.
+	Put(table int, key string, row []any, fill *sink.Fill)
+	// Latest returns the buffered row of a key and the columns it still
+	// waits for.
+	Latest(table int, key string) (row []any, fill *sink.Fill, ok bool)
+	// Size returns the number of buffered rows and the memory they hold.
+	Size() (rows, bytes int)
 	Flush(ctx context.Context) error
-	// Truncate empties the table's target; it does not flush.
+	// Truncate drops the table's buffered rows and empties its target.
 	Truncate(ctx context.Context, table int) error
 }
 
@@ -35,6 +39,9 @@ type rowWriter interface {
 type positionStore interface {
 	Save(ctx context.Context, pos checkpoint.Position) error
 	SaveProgress(ctx context.Context, oldestUnstored time.Time) error
+	// SaveTruncation records a truncation of a source table before its
+	// target is emptied.
+	SaveTruncation(ctx context.Context, source string, tr checkpoint.Truncation) error
 }
 
 // applier is the replication.Handler that maps changes, buffers them in a
@@ -50,6 +57,7 @@ type applier struct {
 	faults faults
 
 	maxRows  int
+	maxBytes int
 	maxDelay time.Duration
 	idleGap  time.Duration
 	since    time.Time // when the buffer became non-empty
@@ -83,11 +91,7 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		a.rep.transaction()
 		a.markBuffered()
 	case *replication.Relation:
-		idx, t, err := a.reg.bind(m)
-		if err != nil || idx < 0 {
-			return err
-		}
-		a.writer.SetTable(idx, t)
+		a.reg.bind(m)
 	case *replication.Change:
 		if !a.pos.inTxn {
 			return fmt.Errorf("change of %s outside a transaction", m.Relation.QualifiedName())
@@ -95,12 +99,12 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		if a.pos.skip {
 			return nil
 		}
-		idx, err := a.change(ctx, m)
+		idx, err := a.change(m)
 		if err != nil {
 			return err
 		}
 		a.rep.change(idx, m.Op)
-		if a.writer.Rows() >= a.maxRows {
+		if rows, bytes := a.writer.Size(); rows >= a.maxRows || bytes >= a.maxBytes {
 			return a.flush(ctx)
 		}
 	case *replication.Truncate:
@@ -140,7 +144,8 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 // is still to come. Acknowledging it also lets a Postgres fast shutdown
 // finish: the walsender waits for the client to confirm its last position.
 func (a *applier) idleCheckpoint(ctx context.Context, now time.Time) error {
-	pos, ok := a.pos.idleCheckpoint(now, a.writer.Rows(), a.idleGap)
+	rows, _ := a.writer.Size()
+	pos, ok := a.pos.idleCheckpoint(now, rows, a.idleGap)
 	if !ok {
 		return nil
 	}
@@ -163,7 +168,7 @@ func (a *applier) markBuffered() {
 // transaction still being received are written, but not checkpointed.
 func (a *applier) flush(ctx context.Context) error {
 	start := time.Now()
-	rows := a.writer.Rows()
+	rows, _ := a.writer.Size()
 	if rows > 0 {
 		if err := a.writer.Flush(ctx); err != nil {
 			return err
@@ -196,91 +201,135 @@ func (a *applier) flush(ctx context.Context) error {
 
 // change maps one change into rows of its table's buffer and returns the
 // table's index (-1: a table the replicator does not copy).
-func (a *applier) change(ctx context.Context, c *replication.Change) (int, error) {
-	idx, err := a.reg.lookup(c.Relation.ID)
+func (a *applier) change(c *replication.Change) (int, error) {
+	idx, t, fresh, err := a.reg.table(c.Relation.ID)
 	if err != nil || idx < 0 {
 		return idx, err
 	}
-	t := a.reg.tables[idx]
+	if fresh {
+		a.writer.SetTable(idx, t)
+	}
 	version := a.pos.version
-	n := len(t.Columns)
+	if cut, ok := a.reg.cuts[idx]; ok && cut.Covers(uint64(version), uint64(c.LSN)) {
+		// A replay: a TRUNCATE after this change emptied the target.
+		return idx, nil
+	}
 	fail := func(vals []mapping.Value, err error) error { return mapping.NewRowError(t, vals, version, err) }
 	var tomb []any
 	var oldKey string
 	if c.Old != nil {
-		tomb = make([]any, n+2)
+		tomb = t.NewRow()
 		if err := t.Tombstone(c.Old, tomb); err != nil {
 			return idx, fail(c.Old, err)
 		}
-		tomb[n], tomb[n+1] = uint64(version), uint8(1)
-		oldKey = t.KeyString(tomb)
+		t.SetMeta(tomb, uint64(version), true, uint64(c.LSN))
+		oldKey = t.Placement(tomb)
 		if c.Op == replication.OpDelete {
-			a.writer.Put(idx, oldKey, tomb)
+			a.writer.Put(idx, oldKey, tomb, nil)
 			a.markBuffered()
 			return idx, nil
 		}
 	}
-	row := make([]any, n+2)
+	row := t.NewRow()
 	unchanged, err := t.Row(c.New, row, a.unchanged[:0])
 	a.unchanged = unchanged
 	if err != nil {
 		return idx, fail(c.New, err)
 	}
-	row[n], row[n+1] = uint64(version), uint8(0)
-	key := t.KeyString(row)
-	if tomb != nil && key != oldKey {
-		// The update moved the row to another sorting key: delete the old key.
-		a.writer.Put(idx, oldKey, tomb)
-	}
+	t.SetMeta(row, uint64(version), false, uint64(c.LSN))
+	key := t.Placement(row)
+	moved := tomb != nil && key != oldKey
+	var fill *sink.Fill
 	if len(unchanged) > 0 {
-		if err := a.fillUnchanged(ctx, idx, key, row, unchanged); err != nil {
+		// The values come from the row's image before this change: for a
+		// key move, the old key's.
+		imageKey, imageRow := key, row
+		if moved {
+			imageKey, imageRow = oldKey, tomb
+		}
+		if fill, err = a.fillUnchanged(idx, c, imageKey, imageRow, row, unchanged); err != nil {
 			return idx, fail(c.New, err)
 		}
 	}
-	a.writer.Put(idx, key, row)
+	if moved {
+		// The update moved the row to another sorting key or partition:
+		// delete it at its old place.
+		a.writer.Put(idx, oldKey, tomb, nil)
+	}
+	a.writer.Put(idx, key, row, fill)
 	a.markBuffered()
 	return idx, nil
 }
 
-// fillUnchanged copies unchanged TOAST values from the row's latest image:
-// the buffered one, else the newest stored in ClickHouse. Without one it
-// fails rather than store a default.
-func (a *applier) fillUnchanged(ctx context.Context, idx int, key string, row []any, cols []int) error {
+// fillUnchanged sets the unchanged TOAST values cols of row from the
+// image at imageKey (a placement) before the change c: the full old row (REPLICA IDENTITY
+// FULL), else the buffered row, else the newest stored row strictly older
+// than c, which the writer looks up in bulk when it flushes (the returned
+// Fill). A deleted image is an error: nothing is ever stored as a default.
+func (a *applier) fillUnchanged(idx int, c *replication.Change, imageKey string, imageRow, row []any, cols []int) (*sink.Fill, error) {
 	t := a.reg.tables[idx]
 	for _, k := range t.Key {
-		for _, u := range cols {
-			if u == k {
-				return &mapping.ColumnError{Column: t.Columns[k].Name, Err: errors.New("unchanged TOAST value in a sorting key column")}
-			}
+		if slices.Contains(cols, k) {
+			return nil, &mapping.ColumnError{Column: t.Columns[k].Name, Err: errors.New("unchanged TOAST value in a sorting key column")}
 		}
 	}
-	n := len(t.Columns)
-	prev, ok, err := a.writer.Image(ctx, idx, key, row)
-	if err != nil {
-		return err
+	if c.OldFull {
+		old := t.NewRow()
+		if missing, err := t.Row(c.Old, old, nil); err == nil && len(missing) == 0 {
+			for _, col := range cols {
+				row[col] = old[col]
+			}
+			return nil, nil
+		}
 	}
-	if !ok || prev[n+1].(uint8) == 1 {
-		return &mapping.ColumnError{Column: t.Columns[cols[0]].Name,
-			Err: errors.New("unchanged TOAST value and no earlier image of the row in the buffer or in ClickHouse; resync the table")}
+	prev, prevFill, ok := a.writer.Latest(idx, imageKey)
+	if !ok {
+		return &sink.Fill{Cols: slices.Clone(cols), Key: t.KeyString(imageRow), KeyRow: imageRow,
+			Version: uint64(a.pos.version), Seq: uint64(c.LSN)}, nil
 	}
-	for _, u := range cols {
-		row[u] = prev[u]
+	if isTombstone(t, prev) {
+		return nil, &mapping.ColumnError{Column: t.Columns[cols[0]].Name, Err: sink.ErrNoImage}
 	}
-	return nil
+	// Columns the buffered row still waits for come from the same lookup.
+	var rest []int
+	for _, col := range cols {
+		if prevFill != nil && slices.Contains(prevFill.Cols, col) {
+			rest = append(rest, col)
+			continue
+		}
+		row[col] = prev[col]
+	}
+	if len(rest) == 0 {
+		return nil, nil
+	}
+	return &sink.Fill{Cols: rest, Key: prevFill.Key, KeyRow: prevFill.KeyRow, Version: prevFill.Version, Seq: prevFill.Seq}, nil
 }
 
-// truncate stores the buffered rows, which are older than the truncation,
-// then empties the targets of the truncated tables.
+func isTombstone(t *mapping.Table, row []any) bool {
+	_, deleted, _ := t.Meta(row)
+	return deleted
+}
+
+// truncate empties the targets of the truncated tables. Each truncation is
+// recorded first: a replay after a crash skips the table's changes before
+// it, which the emptied target no longer holds images for. The table's
+// buffered rows, which the truncation supersedes, are dropped.
 func (a *applier) truncate(ctx context.Context, m *replication.Truncate) error {
-	if err := a.writer.Flush(ctx); err != nil {
-		return err
-	}
+	cut := checkpoint.Truncation{Version: uint64(a.pos.version), Seq: uint64(m.LSN)}
 	for _, rel := range m.Relations {
 		idx, ok := a.reg.rels[rel.ID]
 		if !ok || idx < 0 {
 			continue
 		}
-		a.log.Warn("truncating ClickHouse table after TRUNCATE in Postgres", "table", a.reg.tables[idx].Source, "lsn", a.pos.version)
+		if prev, ok := a.reg.cuts[idx]; ok && prev.Covers(cut.Version, cut.Seq) {
+			continue // a replay of a truncation older than the newest one
+		}
+		source := a.reg.specs[idx].Source
+		a.log.Warn("truncating ClickHouse table after TRUNCATE in Postgres", "table", source, "lsn", a.pos.version)
+		if err := a.store.SaveTruncation(ctx, source, cut); err != nil {
+			return err
+		}
+		a.reg.cuts[idx] = cut
 		if err := a.writer.Truncate(ctx, idx); err != nil {
 			return err
 		}

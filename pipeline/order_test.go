@@ -15,6 +15,7 @@ import (
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/replication"
+	"github.com/replicator/replicator/sink"
 )
 
 // recorder is an in-memory rowWriter and positionStore that records the
@@ -35,17 +36,14 @@ func newRecorder(t *testing.T, resume checkpoint.Position) *recorder {
 
 func (r *recorder) SetTable(int, *mapping.Table) {}
 
-func (r *recorder) Put(_ int, key string, row []any) { r.buffer[key] = row }
+func (r *recorder) Put(_ int, key string, row []any, _ *sink.Fill) { r.buffer[key] = row }
 
-func (r *recorder) Image(_ context.Context, _ int, key string, _ []any) ([]any, bool, error) {
-	if row, ok := r.buffer[key]; ok {
-		return row, true, nil
-	}
-	row, ok := r.stored[key]
-	return row, ok, nil
+func (r *recorder) Latest(_ int, key string) ([]any, *sink.Fill, bool) {
+	row, ok := r.buffer[key]
+	return row, nil, ok
 }
 
-func (r *recorder) Rows() int { return len(r.buffer) }
+func (r *recorder) Size() (int, int) { return len(r.buffer), 0 }
 
 func (r *recorder) Flush(context.Context) error {
 	if r.failNext == "flush" {
@@ -66,7 +64,13 @@ func (r *recorder) Flush(context.Context) error {
 
 func (r *recorder) Truncate(_ context.Context, table int) error {
 	r.calls = append(r.calls, fmt.Sprintf("truncate %d", table))
+	clear(r.buffer)
 	clear(r.stored)
+	return nil
+}
+
+func (r *recorder) SaveTruncation(_ context.Context, source string, tr checkpoint.Truncation) error {
+	r.calls = append(r.calls, fmt.Sprintf("save truncation of %s at %d/%d", source, tr.Version, tr.Seq))
 	return nil
 }
 
@@ -77,7 +81,7 @@ func (r *recorder) Save(_ context.Context, pos checkpoint.Position) error {
 		return errors.New("clickhouse down")
 	}
 	for key, row := range r.buffer {
-		if v := pglogrepl.LSN(row[len(row)-2].(uint64)); !pos.Commit && v < pos.LSN || pos.Commit && v <= pos.LSN {
+		if v := pglogrepl.LSN(row[len(row)-3].(uint64)); !pos.Commit && v < pos.LSN || pos.Commit && v <= pos.LSN {
 			r.t.Errorf("checkpoint %s saved while row %s of version %s is only buffered", pos.LSN, key, v)
 		}
 	}
@@ -224,9 +228,11 @@ func TestIdleCheckpointOnlyWhenNothingIsOpen(t *testing.T) {
 	wantCalls(t, rec, "save 500 idle", "flush 1", "save 1000 commit", "save 1300 idle", "save 1400 idle")
 }
 
-// TestTruncateStoresOlderRowsFirst truncates a table with rows buffered:
-// they are written before the target is emptied.
-func TestTruncateStoresOlderRowsFirst(t *testing.T) {
+// TestTruncateIsRecordedBeforeTheTargetIsEmptied truncates a table with
+// rows buffered: the truncation is saved before the target is emptied, the
+// rows it supersedes are dropped, and the transaction is checkpointed with
+// the rows written after it.
+func TestTruncateIsRecordedBeforeTheTargetIsEmptied(t *testing.T) {
 	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
 	rec.run(a, []step{
 		begin(1000), {msg: eventsRel}, insert("1", "1"), insert("2", "1"),
@@ -236,7 +242,7 @@ func TestTruncateStoresOlderRowsFirst(t *testing.T) {
 	if err := a.flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	wantCalls(t, rec, "flush 2", "truncate 0", "flush 1", "save 1000 commit")
+	wantCalls(t, rec, "save truncation of public.events at 1000/0", "truncate 0", "flush 1", "save 1000 commit")
 }
 
 // TestSkippedTransactionsWriteNothing replays transactions the checkpoint
@@ -253,5 +259,32 @@ func TestSkippedTransactionsWriteNothing(t *testing.T) {
 	wantCalls(t, rec)
 	if a.Durable() != 1000 {
 		t.Errorf("Durable() = %s, want 0/3E8", a.Durable())
+	}
+}
+
+// TestReplayAfterTruncationSkipsWhatItEmptied replays, after a crash that
+// followed a TRUNCATE, the changes before it: they are not written (the
+// emptied target holds no image for them), an older TRUNCATE is not run
+// again, and the truncation itself and everything after it is.
+func TestReplayAfterTruncationSkipsWhatItEmptied(t *testing.T) {
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	a.reg.cuts[0] = checkpoint.Truncation{Version: 1000, Seq: 50}
+	insertAt := func(id string, lsn pglogrepl.LSN) step {
+		return step{msg: &replication.Change{Op: replication.OpInsert, Relation: eventsRel, LSN: lsn,
+			New: []mapping.Value{text(id), text("1")}}}
+	}
+	truncateAt := func(lsn pglogrepl.LSN) step {
+		return step{msg: &replication.Truncate{Relations: []*replication.Relation{eventsRel}, LSN: lsn}}
+	}
+	rec.run(a, []step{
+		begin(900), {msg: eventsRel}, insertAt("1", 10), truncateAt(20), insertAt("2", 30), commit(900),
+		begin(1000), insertAt("3", 40), truncateAt(50), insertAt("4", 60), commit(1000),
+	})
+	if err := a.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "save truncation of public.events at 1000/50", "truncate 0", "flush 1", "save 1000 commit")
+	if _, ok := rec.stored["id=4"]; !ok {
+		t.Errorf("id=4, written after the truncation, is not stored")
 	}
 }

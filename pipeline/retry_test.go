@@ -21,6 +21,7 @@ func TestRetryable(t *testing.T) {
 		name   string
 		err    error
 		lostAt time.Duration // how long ago the connection was lost; 0: never
+		inUse  time.Duration // how long ago the slot was first found in use; 0: never
 		want   bool
 	}{
 		{name: "postgres connection", err: pgLost, want: true},
@@ -28,11 +29,13 @@ func TestRetryable(t *testing.T) {
 		{name: "postgres described eof", err: postgres.Describe(fmt.Errorf("read: %w", io.EOF), "", ""), want: true},
 		{name: "clickhouse unavailable", err: chDown, want: true},
 		{name: "clickhouse unavailable wrapped", err: fmt.Errorf("flush: %w", chDown), lostAt: time.Hour, want: true},
-		{name: "slot in use at first start", err: inUse, want: false},
+		{name: "slot in use at first start, just found", err: inUse, inUse: time.Millisecond, want: true},
+		{name: "slot in use at first start, 9s", err: inUse, inUse: 9 * time.Second, want: true},
+		{name: "slot in use at first start, 11s: another daemon", err: inUse, inUse: 11 * time.Second, want: false},
 		{name: "slot in use 5s after loss", err: inUse, lostAt: 5 * time.Second, want: true},
 		{name: "slot in use wrapped 5s after loss", err: fmt.Errorf("start: %w", inUse), lostAt: 5 * time.Second, want: true},
 		{name: "slot in use 29s after loss", err: inUse, lostAt: 29 * time.Second, want: true},
-		{name: "slot in use 40s after loss", err: inUse, lostAt: 40 * time.Second, want: false},
+		{name: "slot in use 40s after loss", err: inUse, lostAt: 40 * time.Second, inUse: 20 * time.Second, want: false},
 		{name: "slot missing", err: fmt.Errorf("slot s1: %w", postgres.ErrSlotMissing), lostAt: 5 * time.Second, want: false},
 		{name: "slot lost", err: postgres.LostSlotError("s1"), lostAt: 5 * time.Second, want: false},
 		{name: "mapping error", err: fmt.Errorf("apply: %w", &mapping.RowError{Table: "public.events", Err: errors.New("bad")}), want: false},
@@ -41,12 +44,15 @@ func TestRetryable(t *testing.T) {
 		{name: "context canceled", err: context.Canceled, want: false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var lostAt time.Time
+			var lostAt, inUseSince time.Time
 			if tc.lostAt != 0 {
 				lostAt = time.Now().Add(-tc.lostAt)
 			}
-			if got := retryable(tc.err, lostAt); got != tc.want {
-				t.Errorf("retryable(%v, %v ago) = %v, want %v", tc.err, tc.lostAt, got, tc.want)
+			if tc.inUse != 0 {
+				inUseSince = time.Now().Add(-tc.inUse)
+			}
+			if got := retryable(tc.err, lostAt, inUseSince); got != tc.want {
+				t.Errorf("retryable(%v, lost %v ago, in use for %v) = %v, want %v", tc.err, tc.lostAt, tc.inUse, got, tc.want)
 			}
 		})
 	}

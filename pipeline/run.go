@@ -70,7 +70,8 @@ var errStopped = errors.New("stopped")
 // backoff and jitter; every retry restarts from the checkpoint in ClickHouse.
 func (r *Runner) replicate(ctx context.Context) error {
 	backoff := time.Second
-	var lostAt time.Time // when the last connection loss happened
+	var lostAt time.Time     // when the last connection loss happened
+	var inUseSince time.Time // when the slot was first found in use, in this stretch
 	for attempt := 1; ; attempt++ {
 		started := time.Now()
 		err := r.session(ctx)
@@ -79,24 +80,38 @@ func (r *Runner) replicate(ctx context.Context) error {
 			return nil
 		}
 		r.metrics.Errors.WithLabelValues(errorKind(err)).Inc()
-		if !retryable(err, lostAt) {
-			return err
+		inUse := slotInUse(err)
+		switch {
+		case !inUse:
+			inUseSince = time.Time{}
+		case inUseSince.IsZero():
+			inUseSince = time.Now()
 		}
-		if !slotInUse(err) {
-			lostAt = time.Now()
+		if !retryable(err, lostAt, inUseSince) {
+			return err
 		}
 		if time.Since(started) > time.Minute {
 			backoff, attempt = time.Second, 1
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		r.log.Warn("connection lost; reconnecting", "attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
+		if inUse {
+			// A walsender that has not noticed its client is gone, or a
+			// moment's peek by `replicator status`: try again soon.
+			wait = slotPoll
+			r.log.Warn("replication slot is in use; waiting for it", "waited", time.Since(inUseSince).Round(time.Millisecond), "error", err)
+		} else {
+			lostAt = time.Now()
+			r.log.Warn("connection lost; reconnecting", "attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
+		}
 		r.metrics.Reconnects.Inc()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, r.maxBackoff)
+		if !inUse {
+			backoff = min(backoff*2, r.maxBackoff)
+		}
 	}
 }
 
@@ -109,8 +124,12 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	}
 	defer client.Close()
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
-	if err := client.Exec(ctx, client.DB().CreateProgressTable()); err != nil {
-		return fmt.Errorf("create progress table: %w", err)
+	// Tables of the replicator's own that an earlier version's setup did
+	// not create.
+	for _, stmt := range []string{client.DB().CreateProgressTable(), client.DB().CreateTruncationTable()} {
+		if err := client.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create the replicator's tables: %w", err)
+		}
 	}
 	resume, found, err := store.Load(ctx)
 	if err != nil {
@@ -141,7 +160,7 @@ func (r *Runner) session(ctx context.Context) (err error) {
 		return err
 	}
 
-	reg, err := loadRegistry(ctx, cfg.Tables, client)
+	reg, err := loadRegistry(ctx, cfg.Tables, client, store)
 	if err != nil {
 		return err
 	}
@@ -179,17 +198,28 @@ func newApplier(cfg config.Config, w rowWriter, store positionStore, reg *regist
 		log: log.Named("apply"), writer: w, store: store, reg: reg, pos: newPosition(resume),
 		rep:     newReporter(cfg.Tables, store, log.Named("apply"), m),
 		faults:  loadFaults(),
-		maxRows: cfg.Batch.MaxRows, maxDelay: cfg.Batch.MaxDelay, idleGap: max(cfg.Batch.MaxDelay, time.Second),
+		maxRows: cfg.Batch.MaxRows, maxBytes: int(cfg.Batch.MaxBytes), maxDelay: cfg.Batch.MaxDelay, idleGap: max(cfg.Batch.MaxDelay, time.Second),
 	}
 }
 
+// How long a slot in use is waited for: after a connection loss of this
+// daemon (the old walsender may hold the slot until it notices), and else
+// (a daemon restarted after a crash, whose walsender lingers for a moment,
+// or `replicator status` peeking at the idle slot). A slot held longer is
+// another daemon's.
+const (
+	slotWaitAfterLoss = 30 * time.Second
+	slotWait          = 10 * time.Second
+	slotPoll          = 250 * time.Millisecond
+)
+
 // retryable is the one decision to reconnect after err: a lost or refused
-// connection to either server, or the slot still held by the walsender of
-// a connection lost less than 30s ago (lostAt); a slot in use at first
-// start is another daemon.
-func retryable(err error, lostAt time.Time) bool {
+// connection to either server, or the slot in use since inUseSince for
+// less than slotWait, or less than slotWaitAfterLoss after a connection
+// loss at lostAt.
+func retryable(err error, lostAt, inUseSince time.Time) bool {
 	if slotInUse(err) {
-		return !lostAt.IsZero() && time.Since(lostAt) < 30*time.Second
+		return !lostAt.IsZero() && time.Since(lostAt) < slotWaitAfterLoss || time.Since(inUseSince) < slotWait
 	}
 	return postgres.IsRetryable(err) || sink.IsRetryable(err)
 }

@@ -61,12 +61,20 @@ type Change struct {
 	Relation *Relation
 	Old      []mapping.Value
 	New      []mapping.Value
+	// OldFull is true when Old is the full old row (REPLICA IDENTITY FULL)
+	// rather than the old key.
+	OldFull bool
+	// LSN is the WAL position of the change, which orders the changes of a
+	// transaction; Stream sets it from the message's XLogData header.
+	LSN pglogrepl.LSN
 }
 
 // Truncate empties one or more tables.
 type Truncate struct {
 	Relations []*Relation
 	Cascade   bool
+	// LSN is the WAL position of the truncation; Stream sets it.
+	LSN pglogrepl.LSN
 }
 
 // LogicalMessage is a message written with pg_logical_emit_message.
@@ -194,7 +202,7 @@ func (d *Decoder) decodeChange(r *reader) Message {
 			c.New, hasNew = d.newBuf, true
 		case (kind == 'K' || kind == 'O') && c.Op != OpInsert && !hasOld:
 			d.oldBuf = r.tuple(d.oldBuf[:0], len(rel.Columns))
-			c.Old, hasOld = d.oldBuf, true
+			c.Old, c.OldFull, hasOld = d.oldBuf, kind == 'O', true
 			if c.Op == OpDelete {
 				hasNew = true // a delete ends with its old tuple
 			}

@@ -155,6 +155,12 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 				if m == nil {
 					continue
 				}
+				switch m := m.(type) {
+				case *Change:
+					m.LSN = xld.WALStart
+				case *Truncate:
+					m.LSN = xld.WALStart
+				}
 				if err := h.Handle(ctx, m); err != nil {
 					return err
 				}

@@ -2,7 +2,9 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/replicator/replicator/mapping"
 )
@@ -37,10 +39,21 @@ func (c *Client) Schema(ctx context.Context, table string) (Schema, error) {
 	return s, nil
 }
 
+// metaTypes are the types of the meta columns.
+var metaTypes = map[string]string{mapping.VersionColumn: "UInt64", mapping.DeletedColumn: "UInt8", mapping.SeqColumn: "UInt64"}
+
+// ErrNoSeq marks a target created by an earlier version of the replicator,
+// before the _seq column existed: `replicator setup` adds it.
+var ErrNoSeq = errors.New("no column " + mapping.SeqColumn)
+
 // Check verifies that the table has exactly the columns, in order and with
-// the types, that the mapping t writes.
+// the types, that the mapping t writes. A target that lacks only _seq is an
+// error that wraps ErrNoSeq.
 func (s Schema) Check(t *mapping.Table) error {
 	want := t.ColumnNames()
+	if len(s.Names) == len(want)-1 && slices.Equal(s.Names, want[:len(want)-1]) && s.Names[len(s.Names)-1] == mapping.DeletedColumn {
+		return fmt.Errorf("ClickHouse table %s was created by an earlier version and has %w: run `replicator setup`, which adds it", t.Target, ErrNoSeq)
+	}
 	if len(s.Names) != len(want) {
 		return fmt.Errorf("ClickHouse table %s has columns %v, the mapping writes %v", t.Target, s.Names, want)
 	}
@@ -48,8 +61,12 @@ func (s Schema) Check(t *mapping.Table) error {
 		if s.Names[i] != name {
 			return fmt.Errorf("ClickHouse table %s has columns %v, the mapping writes %v", t.Target, s.Names, want)
 		}
-		if i < len(t.Columns) && s.Types[i] != t.Columns[i].Type.String() {
-			return fmt.Errorf("ClickHouse column %s.%s is %s, the mapping writes %s", t.Target, name, s.Types[i], t.Columns[i].Type)
+		typ := metaTypes[name]
+		if i < len(t.Columns) {
+			typ = t.Columns[i].Type.String()
+		}
+		if i < len(s.Types) && s.Types[i] != typ {
+			return fmt.Errorf("ClickHouse column %s.%s is %s, the mapping writes %s", t.Target, name, s.Types[i], typ)
 		}
 	}
 	return nil

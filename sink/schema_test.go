@@ -39,14 +39,15 @@ func TestSchemaExists(t *testing.T) {
 
 func TestSchemaCheck(t *testing.T) {
 	tbl := eventsTable(t)
-	names := []string{"id", "note", mapping.VersionColumn, mapping.DeletedColumn}
-	types := []string{"UInt64", "String", "UInt64", "UInt8"}
+	names := []string{"id", "note", mapping.VersionColumn, mapping.DeletedColumn, mapping.SeqColumn}
+	types := []string{"UInt64", "String", "UInt64", "UInt8", "UInt64"}
 	for _, tc := range []struct {
 		name         string
 		names, types []string
 		want         []string // substrings of the error; nil: no error
 	}{
 		{name: "exact match", names: names, types: types},
+		{name: "created before _seq", names: names[:4], types: types[:4], want: []string{"events", "earlier version", "replicator setup"}},
 		{name: "empty table", names: nil, types: nil, want: []string{"events"}},
 		{name: "missing column", names: []string{"id", mapping.VersionColumn, mapping.DeletedColumn},
 			types: []string{"UInt64", "UInt64", "UInt8"}, want: []string{"events", "note"}},
@@ -57,12 +58,14 @@ func TestSchemaCheck(t *testing.T) {
 			types: []string{"String", "UInt64", "UInt64", "UInt8"}, want: []string{"events"}},
 		{name: "renamed column", names: []string{"id", "comment", mapping.VersionColumn, mapping.DeletedColumn},
 			types: types, want: []string{"events", "comment", "note"}},
-		{name: "different type", names: names, types: []string{"UInt64", "Nullable(String)", "UInt64", "UInt8"},
+		{name: "different type", names: names, types: []string{"UInt64", "Nullable(String)", "UInt64", "UInt8", "UInt64"},
 			want: []string{"events.note", "Nullable(String)", "is Nullable(String), the mapping writes String"}},
-		{name: "different key type", names: names, types: []string{"Int64", "String", "UInt64", "UInt8"},
+		{name: "different key type", names: names, types: []string{"Int64", "String", "UInt64", "UInt8", "UInt64"},
 			want: []string{"events.id", "is Int64, the mapping writes UInt64"}},
-		{name: "type case differs", names: names, types: []string{"UInt64", "string", "UInt64", "UInt8"},
+		{name: "type case differs", names: names, types: []string{"UInt64", "string", "UInt64", "UInt8", "UInt64"},
 			want: []string{"events.note", "string", "String"}},
+		{name: "meta column type", names: names, types: []string{"UInt64", "String", "UInt64", "UInt8", "String"},
+			want: []string{"events._seq", "is String, the mapping writes UInt64"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Schema{Names: tc.names, Types: tc.types}.Check(tbl)

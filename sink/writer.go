@@ -2,28 +2,52 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/jackc/pglogrepl"
 
 	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
 )
 
 // Writer buffers mapped rows per target table and writes them with one
-// INSERT per table per Flush. It keeps only the latest row per sorting key:
-// a later Put of the same key replaces the earlier row. Writer never writes
-// checkpoints; the caller writes one after Flush returns.
+// INSERT per table per Flush. It keeps only the latest row per buffer key:
+// a later Put of the same key replaces the earlier row. A row may wait for
+// values from an earlier image of its key (unchanged TOAST values): Flush
+// looks those images up in ClickHouse in bulk before it writes. Writer never
+// writes checkpoints; the caller writes one after Flush returns.
 type Writer struct {
 	client *Client
 	tables []*tableBuffer
 	rows   int
+	bytes  int
 }
 
 type tableBuffer struct {
 	table  *mapping.Table
 	insert string
 	rows   [][]any
+	fills  []*Fill // per row: values still to look up, or nil
 	index  map[string]int
+}
+
+// Fill names the columns of a buffered row whose values come from the
+// newest stored image of a key strictly older than a change: the image a
+// replay of later changes wrote never qualifies.
+type Fill struct {
+	// Cols are the indexes of the columns to fill.
+	Cols []int
+	// Key is the sorting key of the image (the old key for a key move) and
+	// KeyRow a row that holds its values at the table's key indexes.
+	Key    string
+	KeyRow []any
+	// Version and Seq identify the change: the image is the newest row with
+	// (_version, _seq) below them.
+	Version, Seq uint64
 }
 
 // NewWriter returns a writer for the given tables; Put addresses them by
@@ -45,39 +69,72 @@ func (w *Writer) SetTable(i int, t *mapping.Table) {
 	b.insert = w.client.DB().Insert(t.Target, t.ColumnNames())
 }
 
-// Put buffers row (the mapped columns followed by _version and _deleted)
-// under key, replacing any buffered row with the same key. The writer keeps
-// row; the caller must not reuse it.
-func (w *Writer) Put(table int, key string, row []any) {
+// Put buffers row (the mapped columns followed by the meta columns) under
+// key, replacing any buffered row with the same key. fill, when not nil,
+// names the columns Flush must fill from an earlier image. The writer keeps
+// row and fill; the caller must not reuse them.
+func (w *Writer) Put(table int, key string, row []any, fill *Fill) {
 	b := w.tables[table]
+	size := rowBytes(row)
+	w.bytes += size
 	if i, ok := b.index[key]; ok {
-		b.rows[i] = row
+		w.bytes -= rowBytes(b.rows[i])
+		b.rows[i], b.fills[i] = row, fill
 		return
 	}
 	b.index[key] = len(b.rows)
 	b.rows = append(b.rows, row)
+	b.fills = append(b.fills, fill)
 	w.rows++
 }
 
-// Latest returns the buffered row for key, if any.
-func (w *Writer) Latest(table int, key string) ([]any, bool) {
+// Latest returns the buffered row for key, if any, with the columns it
+// still waits for (nil: none).
+func (w *Writer) Latest(table int, key string) (row []any, fill *Fill, ok bool) {
 	b := w.tables[table]
 	i, ok := b.index[key]
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
-	return b.rows[i], true
+	return b.rows[i], b.fills[i], true
 }
 
-// Rows returns the number of buffered rows.
-func (w *Writer) Rows() int { return w.rows }
+// Size returns the number of buffered rows and an estimate of the memory
+// they hold.
+func (w *Writer) Size() (rows, bytes int) { return w.rows, w.bytes }
 
-// Flush writes the buffered rows, one INSERT per table, and empties the
-// buffer. It returns only after ClickHouse acknowledged every INSERT; on
-// error the buffer is kept and nothing may be considered stored.
+// rowBytes estimates the memory of a row: its values and their headers.
+func rowBytes(row []any) int {
+	n := 24 + 16*len(row)
+	for _, v := range row {
+		switch v := v.(type) {
+		case string:
+			n += 16 + len(v)
+		case []byte:
+			n += 24 + len(v)
+		case time.Time:
+			n += 24
+		case nil:
+		default:
+			n += 8
+		}
+	}
+	return n
+}
+
+// Flush looks up the images that buffered rows wait for, writes the
+// buffered rows, one INSERT per table, and empties the buffer. It returns
+// only after ClickHouse acknowledged every INSERT; on error the buffer is
+// kept and nothing may be considered stored. A row whose image does not
+// exist is a *mapping.RowError.
 func (w *Writer) Flush(ctx context.Context) error {
 	if w.client == nil && w.rows > 0 {
 		return fmt.Errorf("flush: writer has no ClickHouse client")
+	}
+	for _, b := range w.tables {
+		if err := w.client.fill(ctx, b); err != nil {
+			return err
+		}
 	}
 	for _, b := range w.tables {
 		if len(b.rows) == 0 {
@@ -96,53 +153,135 @@ func (w *Writer) Flush(ctx context.Context) error {
 		if err := batch.Send(); err != nil {
 			return fmt.Errorf("insert %d rows into %s: %w", len(b.rows), b.table.Target, classify(err))
 		}
-		b.rows = b.rows[:0]
-		clear(b.index)
+		b.reset()
 	}
-	w.rows = 0
+	w.rows, w.bytes = 0, 0
 	return nil
 }
 
-// Image returns the latest image of a key: the buffered row, else the
-// newest row stored in ClickHouse (the mapped columns followed by _version
-// and _deleted). keyRow holds the key values at the table's key indexes.
-func (w *Writer) Image(ctx context.Context, table int, key string, keyRow []any) ([]any, bool, error) {
-	if row, ok := w.Latest(table, key); ok {
-		return row, true, nil
-	}
-	return w.client.latestStored(ctx, w.tables[table].table, keyRow)
-}
-
-// Truncate empties a table's ClickHouse target. It does not touch the
-// buffer: the caller flushes the rows older than the truncation first.
+// Truncate drops the table's buffered rows, which the truncation
+// supersedes, and empties its ClickHouse target.
 func (w *Writer) Truncate(ctx context.Context, table int) error {
-	t := w.tables[table].table
-	if err := w.client.Exec(ctx, w.client.DB().Truncate(t.Target)); err != nil {
-		return fmt.Errorf("truncate %s: %w", t.Target, err)
+	b := w.tables[table]
+	for _, row := range b.rows {
+		w.bytes -= rowBytes(row)
+	}
+	w.rows -= len(b.rows)
+	b.reset()
+	if err := w.client.Exec(ctx, w.client.DB().Truncate(b.table.Target)); err != nil {
+		return fmt.Errorf("truncate %s: %w", b.table.Target, err)
 	}
 	return nil
 }
 
-// latestStored reads the newest stored row of a key from ClickHouse.
-func (c *Client) latestStored(ctx context.Context, t *mapping.Table, keyRow []any) ([]any, bool, error) {
+// reset empties the buffer and drops its references, so that the rows can
+// be collected.
+func (b *tableBuffer) reset() {
+	clear(b.rows)
+	clear(b.fills)
+	b.rows, b.fills = b.rows[:0], b.fills[:0]
+	clear(b.index)
+}
+
+// fillBatch is how many keys one image lookup asks for.
+const fillBatch = 2000
+
+// fill completes the rows of b that wait for earlier images, with one
+// query per fillBatch keys. A fill is done once its columns are set, so a
+// failed flush that is retried does not look it up again.
+func (c *Client) fill(ctx context.Context, b *tableBuffer) error {
+	var pending []int
+	for i, f := range b.fills {
+		if f != nil {
+			pending = append(pending, i)
+		}
+	}
+	for len(pending) > 0 {
+		n := min(len(pending), fillBatch)
+		images, err := c.images(ctx, b.table, b.fills, pending[:n])
+		if err != nil {
+			return err
+		}
+		for _, i := range pending[:n] {
+			f, row := b.fills[i], b.rows[i]
+			image := newestBelow(b.table, images[f.Key], f.Version, f.Seq)
+			if image == nil || isDeleted(b.table, image) {
+				return &mapping.RowError{Table: b.table.Source, Column: b.table.Columns[f.Cols[0]].Name, Key: f.Key,
+					LSN: pglogrepl.LSN(f.Version), Err: ErrNoImage}
+			}
+			for _, col := range f.Cols {
+				row[col] = image[col]
+			}
+			b.fills[i] = nil
+		}
+		pending = pending[n:]
+	}
+	return nil
+}
+
+// ErrNoImage is a row with unchanged TOAST values whose earlier image
+// exists neither in the buffer nor in ClickHouse.
+var ErrNoImage = errors.New("unchanged TOAST value and no earlier image of the row in the buffer or in ClickHouse; resync the table")
+
+// images reads the stored rows of the keys that the fills at idx wait for,
+// by key, up to the newest of their versions.
+func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, idx []int) (map[string][][]any, error) {
+	keys := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		keys[i] = ddl.Quote(t.Columns[k].Name)
+	}
+	var maxVersion uint64
+	seen := make(map[string]bool, len(idx))
+	var sets []clickhouse.GroupSet
+	for _, i := range idx {
+		f := fills[i]
+		maxVersion = max(maxVersion, f.Version)
+		if seen[f.Key] {
+			continue
+		}
+		seen[f.Key] = true
+		vals := make([]any, len(t.Key))
+		for j, k := range t.Key {
+			vals[j] = f.KeyRow[k]
+		}
+		sets = append(sets, clickhouse.GroupSet{Value: vals})
+	}
 	cols := t.ColumnNames()
 	for i := range cols {
 		cols[i] = ddl.Quote(cols[i])
 	}
-	var where []string
-	var args []any
-	for _, k := range t.Key {
-		where = append(where, ddl.Quote(t.Columns[k].Name)+" = ?")
-		args = append(args, keyRow[k])
-	}
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s DESC LIMIT 1",
-		strings.Join(cols, ", "), c.DB().Table(t.Target), strings.Join(where, " AND "), mapping.VersionColumn)
-	rows, err := c.Query(ctx, q, args...)
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE (%s) IN (?) AND %s <= ?", strings.Join(cols, ", "),
+		c.DB().Table(t.Target), strings.Join(keys, ", "), mapping.VersionColumn)
+	rows, err := c.Query(ctx, q, sets, maxVersion)
 	if err != nil {
-		return nil, false, fmt.Errorf("read latest row of %s %s: %w", t.Target, t.KeyString(keyRow), err)
+		return nil, fmt.Errorf("read earlier images of %d keys of %s: %w", len(sets), t.Target, err)
 	}
-	if len(rows) == 0 {
-		return nil, false, nil
+	out := make(map[string][][]any, len(sets))
+	for _, r := range rows {
+		k := t.KeyString(r)
+		out[k] = append(out[k], r)
 	}
-	return rows[0], true, nil
+	return out, nil
+}
+
+// newestBelow returns the row with the greatest (_version, _seq) below
+// (version, seq), or nil.
+func newestBelow(t *mapping.Table, rows [][]any, version, seq uint64) []any {
+	var best []any
+	var bv, bs uint64
+	for _, r := range rows {
+		v, _, s := t.Meta(r)
+		if v > version || v == version && s >= seq {
+			continue
+		}
+		if best == nil || v > bv || v == bv && s > bs {
+			best, bv, bs = r, v, s
+		}
+	}
+	return best
+}
+
+func isDeleted(t *mapping.Table, row []any) bool {
+	_, deleted, _ := t.Meta(row)
+	return deleted
 }

@@ -119,9 +119,10 @@ const progressFresh = 10 * time.Second
 
 // readLag computes lag_seconds. While the daemon streams, it reports the
 // commit time of the oldest transaction it received and has not stored
-// (replicator_progress, about once a second). While the slot is idle, the
-// slot itself is read without consuming it: the first transaction after the
-// checkpoint gives the commit time.
+// (replicator_progress, about once a second). While the slot is idle and
+// WAL was written after the checkpoint, the slot itself is read without
+// consuming it: the first transaction after the checkpoint gives the
+// commit time.
 func readLag(ctx context.Context, pg *postgres.Conn, cfg config.Config, st *Report, pos checkpoint.Position,
 	store *checkpoint.Store) (time.Duration, error) {
 	now := time.Now()
@@ -132,7 +133,9 @@ func readLag(ctx context.Context, pg *postgres.Conn, cfg config.Config, st *Repo
 		}
 		return activeLag(now, p, found, st.LagBytes, pos), nil
 	}
-	if !st.SlotExists || st.WALStatus == "lost" {
+	if !st.SlotExists || st.WALStatus == "lost" || st.LagBytes == 0 {
+		// Nothing to wait for, or nothing to read: peeking would take the
+		// slot for a moment, and a daemon starting then would wait for it.
 		return 0, nil
 	}
 	commit, found, err := firstPendingCommit(ctx, pg, cfg, pos)

@@ -11,7 +11,8 @@ CREATE TABLE IF NOT EXISTS `analytics`.`events`
     `group_id` UInt64 DEFAULT 0,
     `fingerprint` UInt64 DEFAULT 0,
     `_version` UInt64,
-    `_deleted` UInt8 DEFAULT 0
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
 )
 ENGINE = ReplacingMergeTree(_version)
 ORDER BY (`id`);

@@ -1,6 +1,9 @@
 -- GitLab's activity queries on the replicated events, in two forms:
 -- on the live view (FINAL, one row per id, deleted rows hidden), and with
--- argMax over _version, which is often faster for large aggregations.
+-- argMax over (_version, _seq), which is often faster for large
+-- aggregations. _seq breaks the tie between rows of equal _version (one key
+-- changed in two chunks of one large transaction) as the merge does: the
+-- later change wins. argMax over _version alone may pick the earlier one.
 
 -- Contribution calendar of one user (per day, one year).
 SELECT toDate(created_at) AS day, count() AS contributions
@@ -18,11 +21,11 @@ SELECT toDate(created_at) AS day, count() AS contributions
 FROM
 (
     SELECT id,
-           argMax(author_id, _version)   AS author_id,
-           argMax(action, _version)      AS action,
-           argMax(target_type, _version) AS target_type,
-           argMax(created_at, _version)  AS created_at,
-           argMax(_deleted, _version)    AS deleted
+           argMax(author_id, (_version, _seq))   AS author_id,
+           argMax(action, (_version, _seq))      AS action,
+           argMax(target_type, (_version, _seq)) AS target_type,
+           argMax(created_at, (_version, _seq))  AS created_at,
+           argMax(_deleted, (_version, _seq))    AS deleted
     FROM analytics.events
     GROUP BY id
 )
@@ -49,12 +52,12 @@ SELECT author_id, target_type, action, count() AS events
 FROM
 (
     SELECT id,
-           argMax(author_id, _version)   AS author_id,
-           argMax(target_type, _version) AS target_type,
-           argMax(action, _version)      AS action,
-           argMax(project_id, _version)  AS project_id,
-           argMax(created_at, _version)  AS created_at,
-           argMax(_deleted, _version)    AS deleted
+           argMax(author_id, (_version, _seq))   AS author_id,
+           argMax(target_type, (_version, _seq)) AS target_type,
+           argMax(action, (_version, _seq))      AS action,
+           argMax(project_id, (_version, _seq))  AS project_id,
+           argMax(created_at, (_version, _seq))  AS created_at,
+           argMax(_deleted, (_version, _seq))    AS deleted
     FROM analytics.events
     GROUP BY id
 )
