@@ -2,6 +2,7 @@ package ddl
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/replicator/replicator/mapping"
@@ -93,15 +94,38 @@ func (d Database) AddSeqColumn(target string) string {
 func ViewName(t *mapping.Table) string { return t.Target + "_live" }
 
 // CreateView returns the DDL of the view that shows one live row per key:
-// the newest version of each key, without deleted rows.
+// the newest version of each key, without deleted rows. A partitioned
+// target picks the newest row by (_version, _seq) with argMax: FINAL also
+// collapses rows across partitions, where the tombstone and the new row of
+// a partition move have one version and FINAL may keep either.
 func (d Database) CreateView(t *mapping.Table) string {
 	cols := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
 		cols[i] = Quote(c.Name)
 	}
-	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM %s FINAL\nWHERE %s = 0\n",
-		d.Table(ViewName(t)), strings.Join(cols, ", "), d.Table(t.Target), mapping.DeletedColumn)
+	if t.PartitionBy == "" {
+		return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM %s FINAL\nWHERE %s = 0\n",
+			d.Table(ViewName(t)), strings.Join(cols, ", "), d.Table(t.Target), mapping.DeletedColumn)
+	}
+	latest := fmt.Sprintf("(%s, %s)", Quote(mapping.VersionColumn), Quote(mapping.SeqColumn))
+	keys := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		keys[i] = Quote(t.Columns[k].Name)
+	}
+	picks := make([]string, 0, len(t.Columns)+1)
+	for i, c := range t.Columns {
+		if !slices.Contains(t.Key, i) {
+			picks = append(picks, fmt.Sprintf("argMax(%[1]s, %[2]s) AS %[1]s", Quote(c.Name), latest))
+		}
+	}
+	picks = append(picks, fmt.Sprintf("argMax(%s, %s) AS %s", Quote(mapping.DeletedColumn), latest, Quote(liveDeleted)))
+	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM\n(\n    SELECT %s,\n           %s\n    FROM %s\n    GROUP BY %s\n)\nWHERE %s = 0\n",
+		d.Table(ViewName(t)), strings.Join(cols, ", "), strings.Join(keys, ", "), strings.Join(picks, ",\n           "),
+		d.Table(t.Target), strings.Join(keys, ", "), Quote(liveDeleted))
 }
+
+// liveDeleted names the deletion mark inside the argMax form of a view.
+const liveDeleted = "_deleted_latest"
 
 // CreateCheckpointTable returns the DDL of the checkpoint table: one
 // position per slot, the newest (highest lsn) kept by merges.

@@ -2,6 +2,8 @@ package ddl
 
 import (
 	"testing"
+
+	"github.com/replicator/replicator/mapping"
 )
 
 func TestQuote(t *testing.T) {
@@ -52,5 +54,25 @@ func TestDatabaseStatements(t *testing.T) {
 				t.Errorf("%s = %s, want %s", tc.name, tc.got, tc.want)
 			}
 		})
+	}
+}
+
+func TestPartitionedViewPicksByVersionAndSeq(t *testing.T) {
+	tbl, err := mapping.Resolve(mapping.TableSpec{Source: "public.regions", Target: "regions", OrderBy: []string{"id"}, PartitionBy: "region"},
+		[]mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "region", TypeOID: 21, Identity: true}, {Name: "note", TypeOID: 25}},
+		mapping.Caps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Database{Name: "db"}.CreateView(tbl)
+	want := "CREATE VIEW IF NOT EXISTS `db`.`regions_live` AS\n" +
+		"SELECT `id`, `region`, `note`\nFROM\n(\n" +
+		"    SELECT `id`,\n" +
+		"           argMax(`region`, (`_version`, `_seq`)) AS `region`,\n" +
+		"           argMax(`note`, (`_version`, `_seq`)) AS `note`,\n" +
+		"           argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`\n" +
+		"    FROM `db`.`regions`\n    GROUP BY `id`\n)\nWHERE `_deleted_latest` = 0\n"
+	if got != want {
+		t.Errorf("CreateView =\n%s\nwant\n%s", got, want)
 	}
 }

@@ -19,9 +19,10 @@ const (
 	VersionColumn = "_version"
 	// DeletedColumn is 1 in a tombstone.
 	DeletedColumn = "_deleted"
-	// SeqColumn holds the WAL position of the change inside its
-	// transaction; it orders rows of equal version as the stream did.
-	// Copied rows have 0.
+	// SeqColumn orders rows of equal version as the stream did: twice the
+	// WAL position of the change, plus one for the row of its new image (so
+	// that the tombstone a key or partition move writes at the old place is
+	// older than the row at the new one). Copied rows have 0.
 	SeqColumn = "_seq"
 )
 

@@ -179,6 +179,7 @@ func (a *applier) flush(ctx context.Context) error {
 		if err := a.store.Save(ctx, a.pos.complete); err != nil {
 			return err
 		}
+		a.faults.afterCheckpoint()
 		a.pos.checkpointed()
 	}
 	a.since = time.Time{}
@@ -210,7 +211,9 @@ func (a *applier) change(c *replication.Change) (int, error) {
 		a.writer.SetTable(idx, t)
 	}
 	version := a.pos.version
-	if cut, ok := a.reg.cuts[idx]; ok && cut.Covers(uint64(version), uint64(c.LSN)) {
+	// The change's tombstone sorts before its new image (mapping.SeqColumn).
+	tombSeq := 2 * uint64(c.LSN)
+	if cut, ok := a.reg.cuts[idx]; ok && cut.Covers(uint64(version), tombSeq) {
 		// A replay: a TRUNCATE after this change emptied the target.
 		return idx, nil
 	}
@@ -222,7 +225,7 @@ func (a *applier) change(c *replication.Change) (int, error) {
 		if err := t.Tombstone(c.Old, tomb); err != nil {
 			return idx, fail(c.Old, err)
 		}
-		t.SetMeta(tomb, uint64(version), true, uint64(c.LSN))
+		t.SetMeta(tomb, uint64(version), true, tombSeq)
 		oldKey = t.Placement(tomb)
 		if c.Op == replication.OpDelete {
 			a.writer.Put(idx, oldKey, tomb, nil)
@@ -236,7 +239,7 @@ func (a *applier) change(c *replication.Change) (int, error) {
 	if err != nil {
 		return idx, fail(c.New, err)
 	}
-	t.SetMeta(row, uint64(version), false, uint64(c.LSN))
+	t.SetMeta(row, uint64(version), false, tombSeq+1)
 	key := t.Placement(row)
 	moved := tomb != nil && key != oldKey
 	var fill *sink.Fill
@@ -247,7 +250,7 @@ func (a *applier) change(c *replication.Change) (int, error) {
 		if moved {
 			imageKey, imageRow = oldKey, tomb
 		}
-		if fill, err = a.fillUnchanged(idx, c, imageKey, imageRow, row, unchanged); err != nil {
+		if fill, err = a.fillUnchanged(idx, c, imageKey, imageRow, row, unchanged, tombSeq); err != nil {
 			return idx, fail(c.New, err)
 		}
 	}
@@ -264,9 +267,9 @@ func (a *applier) change(c *replication.Change) (int, error) {
 // fillUnchanged sets the unchanged TOAST values cols of row from the
 // image at imageKey (a placement) before the change c: the full old row (REPLICA IDENTITY
 // FULL), else the buffered row, else the newest stored row strictly older
-// than c, which the writer looks up in bulk when it flushes (the returned
-// Fill). A deleted image is an error: nothing is ever stored as a default.
-func (a *applier) fillUnchanged(idx int, c *replication.Change, imageKey string, imageRow, row []any, cols []int) (*sink.Fill, error) {
+// than c's rows (below seq, the seq of c's tombstone), which the writer
+// looks up in bulk when it flushes (the returned Fill). A deleted image is an error: nothing is ever stored as a default.
+func (a *applier) fillUnchanged(idx int, c *replication.Change, imageKey string, imageRow, row []any, cols []int, seq uint64) (*sink.Fill, error) {
 	t := a.reg.tables[idx]
 	for _, k := range t.Key {
 		if slices.Contains(cols, k) {
@@ -285,7 +288,7 @@ func (a *applier) fillUnchanged(idx int, c *replication.Change, imageKey string,
 	prev, prevFill, ok := a.writer.Latest(idx, imageKey)
 	if !ok {
 		return &sink.Fill{Cols: slices.Clone(cols), Key: t.KeyString(imageRow), KeyRow: imageRow,
-			Version: uint64(a.pos.version), Seq: uint64(c.LSN)}, nil
+			Version: uint64(a.pos.version), Seq: seq}, nil
 	}
 	if isTombstone(t, prev) {
 		return nil, &mapping.ColumnError{Column: t.Columns[cols[0]].Name, Err: sink.ErrNoImage}
@@ -315,7 +318,7 @@ func isTombstone(t *mapping.Table, row []any) bool {
 // it, which the emptied target no longer holds images for. The table's
 // buffered rows, which the truncation supersedes, are dropped.
 func (a *applier) truncate(ctx context.Context, m *replication.Truncate) error {
-	cut := checkpoint.Truncation{Version: uint64(a.pos.version), Seq: uint64(m.LSN)}
+	cut := checkpoint.Truncation{Version: uint64(a.pos.version), Seq: 2 * uint64(m.LSN)}
 	for _, rel := range m.Relations {
 		idx, ok := a.reg.rels[rel.ID]
 		if !ok || idx < 0 {

@@ -9,12 +9,15 @@ import (
 )
 
 // faultEnv names the environment variable that arms test-only fault points,
-// e.g. REPLICATOR_TEST_FAULT="crash-after-insert:0.2". It is unset, and the
-// fault points do nothing, unless a test sets it.
+// e.g. REPLICATOR_TEST_FAULT="crash-after-insert:0.2" (between a flush's
+// data and its checkpoint) or "crash-after-checkpoint:1" (after a commit
+// checkpoint, before it is acknowledged). It is unset, and the fault points
+// do nothing, unless a test sets it.
 const faultEnv = "REPLICATOR_TEST_FAULT"
 
 type faults struct {
-	crashAfterInsert float64
+	crashAfterInsert     float64
+	crashAfterCheckpoint float64
 }
 
 func loadFaults() faults {
@@ -25,8 +28,11 @@ func loadFaults() faults {
 		if !ok || err != nil {
 			continue
 		}
-		if name == "crash-after-insert" {
+		switch name {
+		case "crash-after-insert":
 			f.crashAfterInsert = prob
+		case "crash-after-checkpoint":
+			f.crashAfterCheckpoint = prob
 		}
 	}
 	return f
@@ -34,8 +40,14 @@ func loadFaults() faults {
 
 // afterInsert is the fault point between a flush's data INSERTs and its
 // checkpoint: when armed it kills the process as a crash would.
-func (f faults) afterInsert() {
-	if f.crashAfterInsert > 0 && rand.Float64() < f.crashAfterInsert {
+func (f faults) afterInsert() { crash(f.crashAfterInsert) }
+
+// afterCheckpoint is the fault point between a commit checkpoint and its
+// acknowledgement.
+func (f faults) afterCheckpoint() { crash(f.crashAfterCheckpoint) }
+
+func crash(p float64) {
+	if p > 0 && rand.Float64() < p {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {}
 	}

@@ -268,7 +268,7 @@ func TestSkippedTransactionsWriteNothing(t *testing.T) {
 // again, and the truncation itself and everything after it is.
 func TestReplayAfterTruncationSkipsWhatItEmptied(t *testing.T) {
 	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
-	a.reg.cuts[0] = checkpoint.Truncation{Version: 1000, Seq: 50}
+	a.reg.cuts[0] = checkpoint.Truncation{Version: 1000, Seq: 2 * 50}
 	insertAt := func(id string, lsn pglogrepl.LSN) step {
 		return step{msg: &replication.Change{Op: replication.OpInsert, Relation: eventsRel, LSN: lsn,
 			New: []mapping.Value{text(id), text("1")}}}
@@ -283,7 +283,7 @@ func TestReplayAfterTruncationSkipsWhatItEmptied(t *testing.T) {
 	if err := a.flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	wantCalls(t, rec, "save truncation of public.events at 1000/50", "truncate 0", "flush 1", "save 1000 commit")
+	wantCalls(t, rec, "save truncation of public.events at 1000/100", "truncate 0", "flush 1", "save 1000 commit")
 	if _, ok := rec.stored["id=4"]; !ok {
 		t.Errorf("id=4, written after the truncation, is not stored")
 	}

@@ -69,7 +69,7 @@ func TestUnchangedToastValues(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, fill, _ := buffered(a).Latest(0, "id=7")
-		want := sink.Fill{Cols: []int{2}, Key: "id=7", Version: 1000, Seq: 0x40}
+		want := sink.Fill{Cols: []int{2}, Key: "id=7", Version: 1000, Seq: 0x80}
 		if fill == nil || !slices.Equal(fill.Cols, want.Cols) || fill.Key != want.Key || fill.Version != want.Version || fill.Seq != want.Seq {
 			t.Errorf("fill = %+v, want %+v", fill, want)
 		}
@@ -85,8 +85,8 @@ func TestUnchangedToastValues(t *testing.T) {
 			}
 		}
 		row, fill, _ := buffered(a).Latest(0, "id=7")
-		if row[1] != uint8(2) || fill == nil || fill.Seq != 0x40 || !slices.Equal(fill.Cols, []int{2}) {
-			t.Errorf("row %v fill %+v, want flag 2 waiting for the image below the first change (seq 0x40)", row, fill)
+		if row[1] != uint8(2) || fill == nil || fill.Seq != 0x80 || !slices.Equal(fill.Cols, []int{2}) {
+			t.Errorf("row %v fill %+v, want flag 2 waiting for the image below the first change (seq 2 × 0x40)", row, fill)
 		}
 	})
 	t.Run("key move takes the old key's image", func(t *testing.T) {

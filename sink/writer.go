@@ -15,7 +15,7 @@ import (
 )
 
 // Writer buffers mapped rows per target table and writes them with one
-// INSERT per table per Flush. It keeps only the latest row per buffer key:
+// INSERT per table per Flush (several for more than 16 MiB). It keeps only the latest row per buffer key:
 // a later Put of the same key replaces the earlier row. A row may wait for
 // values from an earlier image of its key (unchanged TOAST values): Flush
 // looks those images up in ClickHouse in bulk before it writes. Writer never
@@ -137,26 +137,43 @@ func (w *Writer) Flush(ctx context.Context) error {
 		}
 	}
 	for _, b := range w.tables {
-		if len(b.rows) == 0 {
-			continue
-		}
-		batch, err := w.client.conn.PrepareBatch(ctx, b.insert)
-		if err != nil {
-			return fmt.Errorf("prepare insert into %s: %w", b.table.Target, classify(err))
-		}
-		for _, row := range b.rows {
-			if err := batch.Append(row...); err != nil {
-				batch.Abort()
-				return fmt.Errorf("append row %s to %s: %w", b.table.KeyString(row), b.table.Target, err)
+		for i := 0; i < len(b.rows); {
+			n, err := w.client.insert(ctx, b, b.rows[i:])
+			if err != nil {
+				return err
 			}
-		}
-		if err := batch.Send(); err != nil {
-			return fmt.Errorf("insert %d rows into %s: %w", len(b.rows), b.table.Target, classify(err))
+			i += n
 		}
 		b.reset()
 	}
 	w.rows, w.bytes = 0, 0
 	return nil
+}
+
+// blockBytes bounds one INSERT: a flush of more rows sends several, so that
+// the driver's copy of a block and its compressed form stay small next to
+// the buffer.
+const blockBytes = 16 << 20
+
+// insert writes the first rows up to blockBytes (at least one) with one
+// INSERT and returns how many it wrote, after ClickHouse acknowledged them.
+func (c *Client) insert(ctx context.Context, b *tableBuffer, rows [][]any) (int, error) {
+	batch, err := c.conn.PrepareBatch(ctx, b.insert)
+	if err != nil {
+		return 0, fmt.Errorf("prepare insert into %s: %w", b.table.Target, classify(err))
+	}
+	n, size := 0, 0
+	for ; n < len(rows) && (n == 0 || size < blockBytes); n++ {
+		if err := batch.Append(rows[n]...); err != nil {
+			batch.Abort()
+			return 0, fmt.Errorf("append row %s to %s: %w", b.table.KeyString(rows[n]), b.table.Target, err)
+		}
+		size += rowBytes(rows[n])
+	}
+	if err := batch.Send(); err != nil {
+		return 0, fmt.Errorf("insert %d rows into %s: %w", n, b.table.Target, classify(err))
+	}
+	return n, nil
 }
 
 // Truncate drops the table's buffered rows, which the truncation

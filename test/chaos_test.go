@@ -16,26 +16,48 @@ import (
 
 // chaosPlan says how many faults of each kind a chaos run injects. `make
 // chaos` runs the long plan (CHAOS=long); `make test` the short one.
+//
+// The crash point between data and checkpoint fires per flush with
+// probability crashAfterInsert, and a transaction whose rows need k flushes
+// is replayed from its start after each such crash, so it completes with
+// probability (1-crashAfterInsert)^k. batch.max_rows (maxRows) is low so
+// that the big transactions of events (bigTxnRows) and docs (docsBigRows,
+// changed twice each) span several flush chunks, yet few enough chunks that
+// they complete at the plan's crash probability.
 type chaosPlan struct {
 	kills, chRestarts, walsenderKills, pgRestarts int
 	chDown                                        time.Duration
 	crashAfterInsert                              float64
 	bigTxnRows                                    int
+	maxRows                                       int
+	// maxBytes is batch.max_bytes, empty for the default.
+	maxBytes string
+	// docs is how many docs (of docSize bytes) exist before setup and
+	// after each TRUNCATE.
+	docs, docSize int
+	// docsBigRows docs are changed twice by a big transaction every
+	// docsBigEvery; docs is truncated every truncateEvery.
+	docsBigRows                 int
+	docsBigEvery, truncateEvery time.Duration
 }
 
 func plan() chaosPlan {
 	if os.Getenv("CHAOS") == "long" {
 		return chaosPlan{kills: 20, chRestarts: 3, walsenderKills: 3, pgRestarts: 1, chDown: 30 * time.Second,
-			crashAfterInsert: 0.25, bigTxnRows: 100000}
+			crashAfterInsert: 0.25, bigTxnRows: 20000, maxRows: 4000,
+			docs: 8000, docSize: 6000, docsBigRows: 6000, docsBigEvery: 5 * time.Second, truncateEvery: 20 * time.Second}
 	}
 	return chaosPlan{kills: 4, chRestarts: 1, walsenderKills: 1, pgRestarts: 1, chDown: 3 * time.Second,
-		crashAfterInsert: 0.05, bigTxnRows: 20000}
+		crashAfterInsert: 0.05, bigTxnRows: 20000, maxRows: 2000, maxBytes: "8MiB",
+		docs: 4000, docSize: 6000, docsBigRows: 3000, docsBigEvery: 2 * time.Second, truncateEvery: 5 * time.Second}
 }
 
-// TestChaos runs a randomized workload on events while killing the daemon,
-// restarting and cutting off ClickHouse, terminating the walsender and
-// restarting Postgres; afterwards ClickHouse must equal Postgres by the
-// test's own comparison and by `replicator verify`. CHAOS_SEED replays a run.
+// TestChaos runs a randomized workload on events and on docs, whose body
+// is stored out of line (TOAST), while killing the daemon, restarting and
+// cutting off ClickHouse, terminating the walsender and restarting
+// Postgres; afterwards ClickHouse must equal Postgres by the test's own
+// comparison and by `replicator verify`, for both tables. The daemon must
+// never stop by itself. CHAOS_SEED replays a run.
 func TestChaos(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("CHAOS_SEED"); s != "" {
@@ -44,16 +66,34 @@ func TestChaos(t *testing.T) {
 	p := plan()
 	t.Logf("chaos seed %d (replay with CHAOS_SEED=%d), plan %+v", seed, seed, p)
 	rng := rand.New(rand.NewPCG(seed, 1))
-	e := newEnv(t, "")
+	e := newEnv(t, docsConfig)
+	batch := fmt.Sprintf("max_rows  = %d", p.maxRows)
+	if p.maxBytes != "" {
+		batch += fmt.Sprintf("\n  max_bytes = %q", p.maxBytes)
+	}
+	e.setConfig("max_rows  = 20000", batch)
+	e.exec(docsDDL)
 	e.insertEvents(5000)
+	e.insertDocs(1, p.docs, p.docSize)
 	e.setup()
 
-	// The supervisor restarts the daemon whenever it dies.
+	// The supervisor restarts the daemon whenever it dies. A daemon that
+	// exits by itself (not SIGKILL) has halted: that fails the run.
 	var mu sync.Mutex
 	var current *daemon
-	var crashes, restarts atomic.Int64
+	killed := map[*daemon]bool{} // SIGKILLed by the test, not by the fault point
+	var kills, faultCrashes, restarts, flushes atomic.Int64
+	var halted atomic.Bool
 	stopSup := make(chan struct{})
 	supDone := make(chan struct{})
+	var stopOnce sync.Once
+	stopSupervisor := func() {
+		stopOnce.Do(func() { close(stopSup) })
+		<-supDone
+	}
+	// Also when the test fails early: a supervisor left running would
+	// restart daemons after the test's files are gone.
+	defer stopSupervisor()
 	fault := fmt.Sprintf("REPLICATOR_TEST_FAULT=crash-after-insert:%g", p.crashAfterInsert)
 	go func() {
 		defer close(supDone)
@@ -67,10 +107,20 @@ func TestChaos(t *testing.T) {
 				return
 			case <-d.done:
 			}
+			logs := d.Logs()
+			flushes.Add(int64(strings.Count(logs, "flushed: rows=") - strings.Count(logs, "flushed: rows=0 ")))
 			if st, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() && st.Signal() == syscall.SIGKILL {
-				crashes.Add(1)
+				mu.Lock()
+				byTest := killed[d]
+				mu.Unlock()
+				if byTest {
+					kills.Add(1)
+				} else {
+					faultCrashes.Add(1)
+				}
 			} else if d.cmd.ProcessState.ExitCode() != 0 {
-				t.Errorf("daemon exited with %d (not a crash):\n%s", d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
+				halted.Store(true)
+				t.Errorf("daemon exited with %d (not a crash):\n%s", d.cmd.ProcessState.ExitCode(), tail(logs, 6000))
 				return
 			}
 			restarts.Add(1)
@@ -88,6 +138,15 @@ func TestChaos(t *testing.T) {
 			e.chaosWorkload(ctx, rand.New(rand.NewPCG(seed, uint64(w)+10)), p.bigTxnRows, &txns)
 		}(w)
 	}
+	docs := newDocsChaos(e, p, &txns)
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			docs.workload(ctx, rand.New(rand.NewPCG(seed, uint64(w)+20)))
+		}(w)
+	}
+	defer func() { cancel(); wg.Wait() }()
 
 	var faults []string
 	for i := 0; i < p.kills; i++ {
@@ -105,6 +164,7 @@ func TestChaos(t *testing.T) {
 	faults = append(faults, "clickhouse unreachable")
 	rng.Shuffle(len(faults), func(i, j int) { faults[i], faults[j] = faults[j], faults[i] })
 	injected := map[string]int{}
+	workStart := time.Now()
 	for _, f := range faults {
 		time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
 		var err error
@@ -112,6 +172,7 @@ func TestChaos(t *testing.T) {
 		case "kill -9":
 			mu.Lock()
 			d := current
+			killed[d] = true
 			mu.Unlock()
 			d.cmd.Process.Kill()
 		case "restart clickhouse":
@@ -134,23 +195,53 @@ func TestChaos(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
-	t.Logf("injected %v; daemon crashes (kill -9 and the after-insert fault point) %d, restarts %d; %d workload transactions",
-		injected, crashes.Load(), restarts.Load(), txns.Load())
+	t.Logf("injected %v in %s; %d workload transactions; %s",
+		injected, time.Since(workStart).Round(time.Millisecond), txns.Load(), docs.summary())
 
-	e.converge("after chaos", 3*convergeTimeout)
+	convergeStart := time.Now()
+	e.chaosConverge(&halted, 3*convergeTimeout)
+	t.Logf("converged %s after the faults stopped", time.Since(convergeStart).Round(time.Millisecond))
 	out, errs, code := e.cli("verify", "--config", e.config)
 	if code != 0 {
 		t.Errorf("verify after chaos: exit %d\n%s\n%s", code, out, errs)
 	}
+	for _, table := range []string{"public.events", "public.docs"} {
+		if !strings.Contains(out, "table "+table+": equal") {
+			t.Errorf("verify after chaos does not say %s is equal:\n%s\n%s", table, out, errs)
+		}
+	}
 	t.Logf("verify after chaos:\n%s", out)
-	close(stopSup)
-	<-supDone
+	stopSupervisor()
 	mu.Lock()
 	current.stop(t)
 	mu.Unlock()
-	if injected["kill -9"] > 0 && crashes.Load() < int64(injected["kill -9"]) {
-		t.Errorf("%d crashes seen for %d kills", crashes.Load(), injected["kill -9"])
+	t.Logf("daemon SIGKILLed by the test %d times, by the after-insert fault point %d times; %d restarts, %d flushes with rows",
+		kills.Load(), faultCrashes.Load(), restarts.Load(), flushes.Load())
+	if injected["kill -9"] > 0 && kills.Load()+faultCrashes.Load() < int64(injected["kill -9"]) {
+		t.Errorf("%d crashes seen for %d kills", kills.Load()+faultCrashes.Load(), injected["kill -9"])
 	}
+}
+
+// chaosConverge waits until events and docs in ClickHouse equal Postgres,
+// and fails at once when the daemon halted.
+func (e *env) chaosConverge(halted *atomic.Bool, timeout time.Duration) {
+	e.t.Helper()
+	want, wantDocs := e.expected(), e.docsExpected()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if halted.Load() {
+			e.t.Fatalf("the daemon halted; ClickHouse cannot converge")
+		}
+		got, err := e.actual()
+		gotDocs, errDocs := e.docsActual()
+		if err == nil && errDocs == nil && equal(want, got) && fmt.Sprint(gotDocs) == fmt.Sprint(wantDocs) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// Exact comparison of both tables, with the differences on failure.
+	e.converge("events after chaos", time.Second)
+	e.convergeDocs("docs after chaos", time.Second)
 }
 
 // chaosWorkload writes random transactions until ctx is done: inserts with

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -92,6 +93,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Output:     stderr,
 	}).With("slot", cfg.Postgres.Slot)
 
+	if cmd == "run" || cmd == "setup" {
+		limitMemory(cfg.Batch.MaxBytes)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -150,6 +154,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	}
+}
+
+// limitMemory sets the Go heap's soft limit to 2 × batch.max_bytes (at
+// least 64 MiB), unless GOMEMLIMIT is set: the buffer and the INSERT block
+// in flight fit in it, and near it the garbage collector works harder
+// instead of letting the heap grow to twice what is live. The process then
+// stays within about 2 × max_bytes + 64 MiB.
+func limitMemory(maxBytes uint64) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(max(2*maxBytes, 64<<20)))
 	}
 }
 

@@ -7,7 +7,8 @@
 // until the workload's last change is visible in ClickHouse. It prints rows/s
 // of both, the ratio (b)/(a), and the replicator's peak RSS and CPU seconds
 // per million changes. A sustained-load run then samples commit-to-visible
-// lag. Results go to stdout and to a file.
+// lag. Results go to stdout and to a file. --only limits the run to some
+// workloads (and "lag"), by their short names.
 package main
 
 import (
@@ -47,14 +48,51 @@ func main() {
 	output := flag.String("out", "bench-results/latest.txt", "results file")
 	lagSeconds := flag.Int("lag-seconds", 60, "duration of the sustained-load lag run")
 	lagRate := flag.Int("lag-rate", 5000, "target transactions/s of the sustained-load run")
+	keep := flag.Bool("keep", false, "keep the working directory (daemon logs and configs) and print its path")
+	only := flag.String("only", "", "comma-separated short names of the workloads to run ("+strings.Join(workloadKeys(), ", ")+
+		", lag); empty: all")
 	flag.Parse()
-	if err := run(*binary, *output, *lagSeconds, *lagRate); err != nil {
+	selected, err := selection(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if err := run(*binary, *output, *lagSeconds, *lagRate, selected, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(binary, output string, lagSeconds, lagRate int) error {
+// workloadKeys returns the short names of the workloads, for --only.
+func workloadKeys() []string {
+	var keys []string
+	for _, w := range workloads() {
+		keys = append(keys, w.key)
+	}
+	return keys
+}
+
+// selection parses --only: nil runs everything.
+func selection(only string) (map[string]bool, error) {
+	if strings.TrimSpace(only) == "" {
+		return nil, nil
+	}
+	known := map[string]bool{"lag": true}
+	for _, k := range workloadKeys() {
+		known[k] = true
+	}
+	sel := map[string]bool{}
+	for _, k := range strings.Split(only, ",") {
+		k = strings.TrimSpace(k)
+		if !known[k] {
+			return nil, fmt.Errorf("--only: unknown workload %q (known: %s, lag)", k, strings.Join(workloadKeys(), ", "))
+		}
+		sel[k] = true
+	}
+	return sel, nil
+}
+
+func run(binary, output string, lagSeconds, lagRate int, selected map[string]bool, keep bool) error {
 	ctx := context.Background()
 	bin, err := filepath.Abs(binary)
 	if err != nil {
@@ -72,7 +110,11 @@ func run(binary, output string, lagSeconds, lagRate int) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if keep {
+		defer fmt.Fprintln(os.Stderr, "bench: kept daemon logs and configs in", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	// Durable settings (fsync on) as in production; the harness's Fast mode is off.
 	pg, err := harness.StartPostgres(ctx, harness.Options{PGSettings: map[string]string{"max_wal_size": "4GB", "shared_buffers": "512MB"}})
 	if err != nil {
@@ -91,11 +133,17 @@ func run(binary, output string, lagSeconds, lagRate int) error {
 	b := &bench{bin: bin, dir: dir, pg: pg, ch: ch, chConn: chConn, out: io.MultiWriter(os.Stdout, f)}
 	b.printf("replicator benchmark, %s, %d cores; Postgres 15 and ClickHouse %s on this machine\n",
 		time.Now().UTC().Format(time.RFC3339), numCPU(), chVersion(ctx, chConn))
-	b.printf("%-34s %12s %12s %9s %10s %11s %10s\n", "workload", "source rows/s", "repl rows/s", "ratio", "changes", "CPU s/1M", "peak RSS")
+	b.printf("%-36s %12s %12s %9s %10s %11s %10s\n", "workload", "source rows/s", "repl rows/s", "ratio", "changes", "CPU s/1M", "peak RSS")
 	for _, w := range workloads() {
+		if selected != nil && !selected[w.key] {
+			continue
+		}
 		if err := b.workload(ctx, w); err != nil {
 			return fmt.Errorf("%s: %w", w.name, err)
 		}
+	}
+	if selected != nil && !selected["lag"] {
+		return nil
 	}
 	return b.lag(ctx, lagSeconds, lagRate)
 }
@@ -103,25 +151,41 @@ func run(binary, output string, lagSeconds, lagRate int) error {
 func (b *bench) printf(format string, args ...any) { fmt.Fprintf(b.out, format, args...) }
 
 type workload struct {
+	key     string // short name, for --only
 	name    string
-	prefill int
+	prefill int // events rows inserted before setup
+	// docs, when not 0, is the number of rows of a docs table (body stored
+	// out of line) inserted before setup, with bodies of docSize bytes; the
+	// workload's changes and its marker are then those of docs.
+	docs    int
+	docSize int
 	run     func(ctx context.Context, b *bench, db string) error
+	// note, when set, is printed after the peak RSS (in bytes).
+	note func(peakRSS int64) string
 }
+
+// defaultMaxBytes is the daemon's default batch.max_bytes, which the bench
+// config keeps.
+const defaultMaxBytes = 64 << 20
+
+// rssBound is the daemon's memory bound for batch.max_bytes: the buffer,
+// its copy in flight to ClickHouse, and 64 MiB for the rest.
+const rssBound = 2*defaultMaxBytes + 64<<20
 
 func workloads() []workload {
 	return []workload{
-		{name: "1: one 1,000,000-row transaction", run: func(ctx context.Context, b *bench, db string) error {
+		{key: "insert-1m", name: "1: one 1,000,000-row transaction", run: func(ctx context.Context, b *bench, db string) error {
 			_, err := b.pg.Psql(ctx, db, `INSERT INTO events (project_id, author_id, target_id, action, target_type, group_id, fingerprint)
 				SELECT g % 1000, g % 500 + 1, g, g % 10, 'Issue', NULL, decode(md5(g::text), 'hex') FROM generate_series(1, 1000000) g`)
 			return err
 		}},
-		{name: "2: 200,000 single-row txns, 4 clients", run: func(ctx context.Context, b *bench, db string) error {
+		{key: "single-row", name: "2: 200,000 single-row txns, 4 clients", run: func(ctx context.Context, b *bench, db string) error {
 			return b.pgbench(ctx, db, []string{"-c", "4", "-j", "2", "-t", "50000"}, map[string]string{
 				"insert.sql": `\set a random(1, 500)
 INSERT INTO events (project_id, author_id, action, target_type, fingerprint) VALUES (:a, :a, 1, 'Issue', '\x0102');`,
 			})
 		}},
-		{name: "3: mix 50% ins 35% upd 15% del", prefill: 200000, run: func(ctx context.Context, b *bench, db string) error {
+		{key: "mix", name: "3: mix 50% ins 35% upd 15% del", prefill: 200000, run: func(ctx context.Context, b *bench, db string) error {
 			return b.pgbench(ctx, db, []string{"-c", "4", "-j", "2", "-t", "2000"}, map[string]string{
 				"insert.sql@50": `\set n random(1, 50)
 INSERT INTO events (project_id, author_id, action, target_type, fingerprint) SELECT g, :n, 1, 'Issue', '\x0102' FROM generate_series(1, :n) g;`,
@@ -133,7 +197,59 @@ UPDATE events SET fingerprint = '\x0304', action = 2, updated_at = now() WHERE i
 DELETE FROM events WHERE id BETWEEN :s AND :s + :n - 1;`,
 			})
 		}},
+		// Every change of the update lacks body (unchanged TOAST): the daemon
+		// takes it from the image stored in ClickHouse by the copy.
+		{key: "toast-update", name: "4: 100k-row update, TOAST unchanged", docs: 100000, docSize: 4096,
+			run: func(ctx context.Context, b *bench, db string) error {
+				_, err := b.pg.Psql(ctx, db, "UPDATE docs SET flag = flag + 1")
+				return err
+			}},
+		// The same update of rows whose 32-byte body is stored inline: every
+		// change carries the whole row, nothing is looked up.
+		{key: "plain-update", name: "5: 100k-row update, no TOAST", docs: 100000, docSize: 32,
+			run: func(ctx context.Context, b *bench, db string) error {
+				_, err := b.pg.Psql(ctx, db, "UPDATE docs SET flag = flag + 1")
+				return err
+			}},
+		// One transaction of 2,000 new bodies of 100 KiB (200 MB) with the
+		// default batch.max_bytes: peak RSS against its bound.
+		{key: "big-rows", name: "6: 2,000 × 100 KB transaction", docs: 2000, docSize: 4096,
+			run: func(ctx context.Context, b *bench, db string) error {
+				_, err := b.pg.Psql(ctx, db, "UPDATE docs SET body = "+docBody("id", "x", 3200*32))
+				return err
+			},
+			note: func(peakRSS int64) string {
+				verdict := "within"
+				if peakRSS > rssBound {
+					verdict = "ABOVE"
+				}
+				return fmt.Sprintf("  %s bound 2×max_bytes+64 MiB = %d MiB", verdict, rssBound>>20)
+			}},
 	}
+}
+
+// docsDDL is a table whose body is stored out of line (TOAST, no
+// compression): an update that leaves body alone sends it as "unchanged".
+const docsDDL = `CREATE TABLE docs (
+  id   bigint PRIMARY KEY,
+  flag smallint NOT NULL DEFAULT 0,
+  body text
+);
+ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL`
+
+// docsConfig is the replicator's table block for docs.
+const docsConfig = `
+table "public.docs" {
+  order_by = ["id"]
+  column "id"   { type = "UInt64" }
+  column "flag" { type = "UInt8" }
+}
+`
+
+// docBody is an SQL expression of a body of about size bytes (at least 32)
+// for the row whose id is the expression id, different for each salt.
+func docBody(id, salt string, size int) string {
+	return fmt.Sprintf("repeat(md5(%s::text || '%s'), %d)", id, salt, max(size/32, 1))
 }
 
 const eventsDDL = `CREATE TABLE events (
@@ -150,13 +266,21 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 	if w.prefill > 0 {
 		init += fmt.Sprintf(`; INSERT INTO events (project_id, author_id, action, target_type) SELECT g, g %% 500 + 1, 1, 'Issue' FROM generate_series(1, %d) g`, w.prefill)
 	}
+	table, extra, vacuum := "events", "", "VACUUM ANALYZE events"
+	markerSQL := "INSERT INTO events (author_id, action) VALUES (424242, 1) RETURNING id"
+	if w.docs > 0 {
+		init += fmt.Sprintf("; %s; INSERT INTO docs (id, body) SELECT g, %s FROM generate_series(1, %d) g",
+			docsDDL, docBody("g", "v1", w.docSize), w.docs)
+		table, extra, vacuum = "docs", docsConfig, vacuum+", docs"
+		markerSQL = "INSERT INTO docs (id, body) VALUES (0, 'marker') RETURNING id"
+	}
 	if _, err := b.pg.Psql(ctx, db, init); err != nil {
 		return err
 	}
-	if _, err := b.pg.Psql(ctx, db, "VACUUM ANALYZE events"); err != nil {
+	if _, err := b.pg.Psql(ctx, db, vacuum); err != nil {
 		return err
 	}
-	cfg, err := b.config(db, "")
+	cfg, err := b.config(db, extra)
 	if err != nil {
 		return err
 	}
@@ -170,18 +294,18 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 			return err
 		}
 	}
-	before, err := b.changes(ctx, db)
+	before, err := b.changes(ctx, db, table)
 	if err != nil {
 		return err
 	}
 	if err := w.run(ctx, b, db); err != nil {
 		return err
 	}
-	marker, err := b.pg.Psql(ctx, db, "INSERT INTO events (author_id, action) VALUES (424242, 1) RETURNING id")
+	marker, err := b.pg.Psql(ctx, db, markerSQL)
 	if err != nil {
 		return err
 	}
-	after, err := b.changes(ctx, db)
+	after, err := b.changes(ctx, db, table)
 	if err != nil {
 		return err
 	}
@@ -216,7 +340,7 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 	}
 	exited := make(chan struct{})
 	go func() { d.Wait(); close(exited) }()
-	q := fmt.Sprintf("SELECT count() FROM %s.events WHERE id = %s AND _deleted = 0", db, marker)
+	q := fmt.Sprintf("SELECT count() FROM %s.%s WHERE id = %s AND _deleted = 0", db, table, marker)
 	for {
 		var c uint64
 		if err := b.chConn.QueryRow(ctx, q).Scan(&c); err == nil && c == 1 {
@@ -244,15 +368,43 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 	}
 	ru := d.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := (d.ProcessState.UserTime() + d.ProcessState.SystemTime()).Seconds()
-	b.printf("%-34s %12.0f %12.0f %9.2f %10d %11.1f %7d MiB\n", w.name, float64(n)/source.Seconds(), float64(n)/repl.Seconds(),
-		source.Seconds()/repl.Seconds(), n, cpu/float64(n)*1e6, ru.Maxrss/1024)
+	note := ""
+	if w.note != nil {
+		note = w.note(ru.Maxrss * 1024)
+	}
+	b.printf("%-36s %12.0f %12.0f %9.2f %10d %11.1f %7d MiB%s\n", w.name, float64(n)/source.Seconds(), float64(n)/repl.Seconds(),
+		source.Seconds()/repl.Seconds(), n, cpu/float64(n)*1e6, ru.Maxrss/1024, note)
+	if w.docs > 0 {
+		if err := b.checkDocs(ctx, db); err != nil {
+			return err
+		}
+	}
 	_, err = b.pg.Psql(ctx, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()")
 	return err
 }
 
-// changes returns the row changes made to events so far.
-func (b *bench) changes(ctx context.Context, db string) (int64, error) {
-	out, err := b.pg.Psql(ctx, db, "SELECT pg_stat_force_next_flush(); SELECT n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables WHERE relname = 'events'")
+// checkDocs compares the live docs in ClickHouse with Postgres by count,
+// flags and body lengths, so that a workload whose bodies were delivered
+// wrong or empty fails rather than reports a rate.
+func (b *bench) checkDocs(ctx context.Context, db string) error {
+	want, err := b.pg.Psql(ctx, db, "SELECT count(*) || ' ' || coalesce(sum(flag), 0) || ' ' || coalesce(sum(length(body)), 0) FROM docs")
+	if err != nil {
+		return err
+	}
+	var rows, flags, length uint64
+	q := fmt.Sprintf("SELECT count(), sum(toUInt64(flag)), sum(length(body)) FROM %s.docs_live", db)
+	if err := b.chConn.QueryRow(ctx, q).Scan(&rows, &flags, &length); err != nil {
+		return fmt.Errorf("read docs from ClickHouse: %w", err)
+	}
+	if got := fmt.Sprintf("%d %d %d", rows, flags, length); got != want {
+		return fmt.Errorf("docs in ClickHouse differ from Postgres after delivery: rows, sum(flag), sum(length(body)) %s, want %s", got, want)
+	}
+	return nil
+}
+
+// changes returns the row changes made to table so far.
+func (b *bench) changes(ctx context.Context, db, table string) (int64, error) {
+	out, err := b.pg.Psql(ctx, db, "SELECT pg_stat_force_next_flush(); SELECT n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables WHERE relname = '"+table+"'")
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,362 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// newDocsEnv is an env with the docs table next to events, n docs with
+// bodies of size bytes, and max_rows rows per flush; setup has run.
+func newDocsEnv(t *testing.T, n, size, maxRows int) *env {
+	t.Helper()
+	e := newEnv(t, docsConfig)
+	e.exec(docsDDL)
+	e.setConfig("max_rows  = 20000", fmt.Sprintf("max_rows  = %d", maxRows))
+	if n > 0 {
+		e.insertDocs(1, n, size)
+	}
+	e.setup()
+	return e
+}
+
+// chRows runs a ClickHouse query and returns its rows as text, sorted.
+func (e *env) chRows(q string) []string {
+	e.t.Helper()
+	rows, err := e.ch.Query(context.Background(), q)
+	if err != nil {
+		e.t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	types := rows.ColumnTypes()
+	var out []string
+	for rows.Next() {
+		dest := make([]any, len(types))
+		for i, ct := range types {
+			dest[i] = reflect.New(ct.ScanType()).Interface()
+		}
+		if err := rows.Scan(dest...); err != nil {
+			e.t.Fatal(err)
+		}
+		parts := make([]string, len(dest))
+		for i, d := range dest {
+			parts[i] = fmt.Sprint(reflect.ValueOf(d).Elem().Interface())
+		}
+		out = append(out, strings.Join(parts, "|"))
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// chExec runs a ClickHouse statement.
+func (e *env) chExec(q string) {
+	e.t.Helper()
+	if err := e.ch.Exec(context.Background(), q); err != nil {
+		e.t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// chCount runs a ClickHouse query that returns one count.
+func (e *env) chCount(q string) uint64 {
+	e.t.Helper()
+	var n uint64
+	if err := e.ch.QueryRow(context.Background(), q).Scan(&n); err != nil {
+		e.t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+// TestToastSequences replicates a table with a TOASTed column through
+// updates that leave it unchanged (its image from the buffer or from
+// ClickHouse), transactions larger than max_rows that change the same keys
+// twice (rows of equal version), key moves and deletes after updates, body
+// rewrites, and a TRUNCATE of the other table.
+func TestToastSequences(t *testing.T) {
+	e := newDocsEnv(t, 300, 6000, 100)
+	e.insertEvents(50)
+	d := e.start()
+	e.convergeDocs("initial copy", convergeTimeout)
+	db := "db_" + e.name
+
+	// Keep the rows of equal version apart, as they are between merges.
+	e.chExec("SYSTEM STOP MERGES " + db + ".docs")
+	e.exec(`BEGIN; UPDATE docs SET flag = 1 WHERE id <= 250; UPDATE docs SET flag = 2 WHERE id <= 250; COMMIT`)
+	e.convergeDocs("one transaction changing 250 keys twice, 100 rows per flush", convergeTimeout)
+	ties := e.chCount(fmt.Sprintf("SELECT count() FROM (SELECT id, _version, count() AS n FROM %s.docs GROUP BY id, _version HAVING n > 1)", db))
+	if ties == 0 {
+		t.Fatal("no key has two rows of one version: the transaction did not span several flushes")
+	}
+	live := e.chRows(fmt.Sprintf("SELECT id, flag FROM %s.docs_live", db))
+	byTie := e.chRows(fmt.Sprintf("SELECT id, flag FROM (SELECT id, argMax(flag, (_version, _seq)) AS flag, argMax(_deleted, (_version, _seq)) AS d FROM %s.docs GROUP BY id) WHERE d = 0", db))
+	if strings.Join(live, ",") != strings.Join(byTie, ",") {
+		t.Errorf("argMax over (_version, _seq) differs from the live view on %d keys with equal versions", ties)
+	}
+	e.chExec("SYSTEM START MERGES " + db + ".docs")
+
+	// Unchanged bodies of rows flushed long ago: images from ClickHouse.
+	e.exec(`UPDATE docs SET flag = 3 WHERE id % 3 = 0`)
+	// Bodies rewritten, then unchanged in a later transaction.
+	e.exec(`UPDATE docs SET body = ` + docBody("id", "v2", 6000) + ` WHERE id % 7 = 0`)
+	e.exec(`UPDATE docs SET flag = 4 WHERE id % 7 = 0`)
+	e.convergeDocs("updates leaving the body unchanged", convergeTimeout)
+
+	// Key moves with the body unchanged, alone and after an update in the
+	// same transaction.
+	e.exec(`UPDATE docs SET id = id + 1000000 WHERE id % 10 = 0`)
+	e.exec(`BEGIN; UPDATE docs SET flag = 5 WHERE id = 11; UPDATE docs SET id = 2000011 WHERE id = 11; COMMIT`)
+	// Deletes after updates.
+	e.exec(`UPDATE docs SET flag = 6 WHERE id IN (13, 17)`)
+	e.exec(`DELETE FROM docs WHERE id IN (13, 17)`)
+	e.exec(`BEGIN; UPDATE docs SET flag = 7 WHERE id = 19; DELETE FROM docs WHERE id = 19; COMMIT`)
+	e.convergeDocs("key moves and deletes", convergeTimeout)
+
+	// A TRUNCATE of the other table leaves docs alone.
+	e.exec(`TRUNCATE events`)
+	e.insertEvents(20)
+	e.exec(`UPDATE docs SET flag = 8 WHERE id % 5 = 1`)
+	e.converge("events after TRUNCATE", convergeTimeout)
+	e.convergeDocs("docs after the TRUNCATE of events", convergeTimeout)
+	if logs := d.Logs(); strings.Contains(logs, "[ERROR]") {
+		t.Errorf("daemon logged an error:\n%s", tail(logs, 3000))
+	}
+	d.stop(t)
+}
+
+// TestShippedQueriesAgreeOnEqualVersions runs each query of
+// sql/clickhouse/queries.sql in its live-view form and its argMax form on
+// events where one transaction larger than max_rows changed the same keys
+// twice: both forms must return the same rows.
+func TestShippedQueriesAgreeOnEqualVersions(t *testing.T) {
+	e := newEnv(t, "")
+	e.setConfig("max_rows  = 20000", "max_rows  = 100")
+	e.exec(`INSERT INTO events (project_id, author_id, action, target_type, created_at)
+		SELECT g % 4, g % 3 + 1, g % 8, (ARRAY['Issue', 'MergeRequest', 'WorkItem'])[g % 3 + 1],
+		       '2022-06-01'::timestamptz + (g || ' hours')::interval
+		FROM generate_series(1, 400) g`)
+	e.setup()
+	d := e.start()
+	e.converge("initial copy", convergeTimeout)
+	db := "db_" + e.name
+	e.chExec("SYSTEM STOP MERGES " + db + ".events")
+	e.exec(`BEGIN;
+		UPDATE events SET action = 5, author_id = 1 WHERE id <= 300;
+		UPDATE events SET action = 7, target_type = 'MergeRequest', project_id = 2 WHERE id <= 300 AND id % 2 = 0;
+		UPDATE events SET author_id = 2 WHERE id <= 300 AND id % 3 = 0;
+		COMMIT`)
+	e.converge("three updates of 300 keys in one transaction", convergeTimeout)
+	if ties := e.chCount(fmt.Sprintf("SELECT count() FROM (SELECT id, _version, count() AS n FROM %s.events GROUP BY id, _version HAVING n > 1)", db)); ties == 0 {
+		t.Fatal("no key has two rows of one version")
+	}
+	src, err := os.ReadFile("../sql/clickhouse/queries.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var queries []string
+	for _, stmt := range strings.Split(string(src), ";") {
+		var lines []string
+		for _, l := range strings.Split(stmt, "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+				lines = append(lines, l)
+			}
+		}
+		if q := strings.TrimSpace(strings.Join(lines, "\n")); q != "" {
+			queries = append(queries, strings.ReplaceAll(q, "analytics.", db+"."))
+		}
+	}
+	pairs := 0
+	for i := 0; i+1 < len(queries); i++ {
+		if !strings.Contains(queries[i], "events_live") || !strings.Contains(queries[i+1], "argMax") {
+			continue
+		}
+		live, byArgMax := e.chRows(queries[i]), e.chRows(queries[i+1])
+		if len(live) == 0 {
+			t.Errorf("query %d returns no rows on the test data", i)
+		}
+		if strings.Join(live, "\n") != strings.Join(byArgMax, "\n") {
+			t.Errorf("queries %d and %d differ: live view %v, argMax form %v", i, i+1, live, byArgMax)
+		}
+		pairs++
+	}
+	if pairs < 2 {
+		t.Errorf("%d pairs of a live-view query and its argMax form in %d queries, want 2", pairs, len(queries))
+	}
+	e.chExec("SYSTEM START MERGES " + db + ".events")
+	d.stop(t)
+}
+
+// TestToastReplaySkipsLaterRows crashes between a flush and its checkpoint
+// after the flush stored an update (body unchanged) and a later delete of
+// the same key: the replay of the update must take the image before it,
+// not the tombstone its first attempt stored.
+func TestToastReplaySkipsLaterRows(t *testing.T) {
+	e := newDocsEnv(t, 10, 6000, 20000)
+	d := e.start()
+	e.convergeDocs("initial copy", convergeTimeout)
+	d.stop(t)
+	e.exec(`UPDATE docs SET flag = 1 WHERE id = 7`)
+	e.exec(`DELETE FROM docs WHERE id = 7`)
+	e.exec(`UPDATE docs SET flag = 9 WHERE id = 8`)
+
+	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
+	crashed.wait(t, convergeTimeout)
+	if n := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.docs WHERE id = 7 AND _deleted = 1", e.name)); n == 0 {
+		t.Fatalf("the crashed run did not store the tombstone of id 7:\n%s", tail(crashed.Logs(), 3000))
+	}
+	d = e.start()
+	e.convergeDocs("replay after a crash between data and checkpoint", convergeTimeout)
+	d.stop(t)
+}
+
+// TestTruncateReplay crashes after a TRUNCATE reached ClickHouse and before
+// the next checkpoint: the replay of an earlier update with the body
+// unchanged must not look for an image in the emptied table.
+func TestTruncateReplay(t *testing.T) {
+	e := newDocsEnv(t, 10, 6000, 20000)
+	d := e.start()
+	e.convergeDocs("initial copy", convergeTimeout)
+	d.stop(t)
+	e.exec(`UPDATE docs SET flag = 1 WHERE id = 3`)
+	e.exec(`BEGIN; TRUNCATE docs; INSERT INTO docs (id, body) SELECT g, ` + docBody("g", "new", 6000) + ` FROM generate_series(100, 105) g; COMMIT`)
+	e.exec(`UPDATE docs SET flag = 2 WHERE id = 101`)
+
+	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
+	crashed.wait(t, convergeTimeout)
+	d = e.start()
+	e.convergeDocs("replay after a crash that followed a TRUNCATE", convergeTimeout)
+	d.stop(t)
+}
+
+// TestSkippedTransactionSchemaIsNotChecked restarts after a crash that
+// followed a commit checkpoint and a schema change applied to both sides:
+// the replayed transaction at the checkpoint, which is skipped, announces
+// the old schema; only the transactions that are written must match.
+func TestSkippedTransactionSchemaIsNotChecked(t *testing.T) {
+	e := newDocsEnv(t, 10, 100, 20000)
+	d := e.start()
+	e.convergeDocs("initial copy", convergeTimeout)
+	d.stop(t)
+	e.exec(`UPDATE docs SET flag = 1 WHERE id = 1`)
+	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-checkpoint:1")
+	crashed.wait(t, convergeTimeout)
+
+	e.exec(`ALTER TABLE docs ADD COLUMN extra text`)
+	if err := e.ch.Exec(context.Background(), fmt.Sprintf("ALTER TABLE db_%s.docs ADD COLUMN extra String AFTER body", e.name)); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`INSERT INTO docs (id, body, extra) VALUES (50, 'fifty', 'x')`)
+	d = e.start()
+	e.convergeDocs("after a schema change applied to both sides", convergeTimeout)
+	d.stop(t)
+}
+
+// TestRestartRightAfterKill restarts the daemon at once after kill -9,
+// while the old walsender may still hold the slot: the new daemon waits for
+// it instead of exiting with "slot in use".
+func TestRestartRightAfterKill(t *testing.T) {
+	e := newEnv(t, "")
+	e.setup()
+	for i := 0; i < 3; i++ {
+		d := e.start()
+		e.insertEvents(10)
+		e.converge("before kill", convergeTimeout)
+		d.kill()
+		d = e.start()
+		select {
+		case <-d.done:
+			t.Fatalf("restart %d: daemon exited with %d:\n%s", i, d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
+		case <-time.After(3 * time.Second):
+		}
+		e.insertEvents(10)
+		e.converge("after restart", convergeTimeout)
+		d.stop(t)
+	}
+}
+
+// TestPartitionMove updates the partition column of rows without changing
+// their sorting key: the row must be deleted in its old partition.
+func TestPartitionMove(t *testing.T) {
+	e := newEnv(t, `
+table "public.regions" {
+  order_by     = ["id"]
+  partition_by = "region"
+  column "id"     { type = "UInt64" }
+  column "region" { type = "UInt8" }
+}
+`)
+	e.exec(`CREATE TABLE regions (id bigint, region smallint, note text, PRIMARY KEY (id, region))`)
+	e.exec(`INSERT INTO regions SELECT g, g % 3, 'n' || g FROM generate_series(1, 30) g`)
+	e.setup()
+	d := e.start()
+	e.exec(`UPDATE regions SET region = region + 1 WHERE id % 2 = 0`)
+	e.exec(`BEGIN; UPDATE regions SET region = 7 WHERE id = 3; UPDATE regions SET region = 8 WHERE id = 3; UPDATE regions SET region = 0 WHERE id = 3; COMMIT`)
+	want := func() []string {
+		rows, err := e.pg.Query(context.Background(), `SELECT id, region, note FROM regions`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var id int64
+			var region int16
+			var note string
+			if err := rows.Scan(&id, &region, &note); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%d|%d|%s", id, region, note))
+		}
+		sort.Strings(out)
+		return out
+	}()
+	deadline := time.Now().Add(convergeTimeout)
+	for {
+		got := e.chRows(fmt.Sprintf("SELECT id, region, note FROM db_%s.regions_live", e.name))
+		if strings.Join(got, ",") == strings.Join(want, ",") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("regions did not converge:\nwant %v\ngot  %v", want, got)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	d.stop(t)
+}
+
+// TestMemoryBoundedByBytes replicates one transaction that rewrites 2,000
+// rows of 100 kB bodies with the default batch.max_bytes (64 MiB): the
+// daemon's peak RSS stays within 2 × max_bytes + 64 MiB.
+func TestMemoryBoundedByBytes(t *testing.T) {
+	e := newEnv(t, docsConfig)
+	e.exec(docsDDL)
+	e.setConfig("max_rows  = 20000", "max_rows  = 50000")
+	e.insertDocs(1, 2000, 100_000)
+	e.setup()
+	d := e.start()
+	e.convergeDocs("initial copy", convergeTimeout)
+	e.exec(`UPDATE docs SET body = ` + docBody("id", "x", 100_000))
+	e.convergeDocs("2,000 rows of 100 kB in one transaction", 3*convergeTimeout)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peakKB int
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%d", &peakKB)
+		}
+	}
+	const limit = (2*64 + 64) << 10 // kB
+	t.Logf("peak RSS %d MiB (bound %d MiB)", peakKB>>10, limit>>10)
+	if peakKB == 0 || peakKB > limit {
+		t.Errorf("peak RSS %d MiB, want at most %d MiB", peakKB>>10, limit>>10)
+	}
+	d.stop(t)
+}
