@@ -33,7 +33,7 @@ func copyTable(ctx context.Context, pg *postgres.Conn, snapshot string, t *mappi
 		t.SetMeta(row, uint64(version), false, 0)
 		w.Put(idx, t.KeyString(row), row, nil)
 		count++
-		if rows, bytes := w.Size(); rows >= b.MaxRows || uint64(bytes) >= b.MaxBytes {
+		if rows, bytes, _ := w.Size(); rows >= b.MaxRows || uint64(bytes) >= b.MaxBytes {
 			return w.Flush(ctx)
 		}
 		return nil

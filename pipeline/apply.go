@@ -28,7 +28,7 @@ type rowWriter interface {
 	// waits for.
 	Latest(table int, key string) (row []any, fill *sink.Fill, ok bool)
 	// Size returns the number of buffered rows and the memory they hold.
-	Size() (rows, bytes int)
+	Size() (rows, bytes, waiting int)
 	Flush(ctx context.Context) error
 	// Truncate drops the table's buffered rows and empties its target.
 	Truncate(ctx context.Context, table int) error
@@ -104,7 +104,7 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 			return err
 		}
 		a.rep.change(idx, m.Op)
-		if rows, bytes := a.writer.Size(); rows >= a.maxRows || bytes >= a.maxBytes {
+		if rows, bytes, waiting := a.writer.Size(); rows >= a.maxRows || bytes >= a.maxBytes || waiting >= sink.FillBatch {
 			return a.flush(ctx)
 		}
 	case *replication.Truncate:
@@ -144,7 +144,7 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 // is still to come. Acknowledging it also lets a Postgres fast shutdown
 // finish: the walsender waits for the client to confirm its last position.
 func (a *applier) idleCheckpoint(ctx context.Context, now time.Time) error {
-	rows, _ := a.writer.Size()
+	rows, _, _ := a.writer.Size()
 	pos, ok := a.pos.idleCheckpoint(now, rows, a.idleGap)
 	if !ok {
 		return nil
@@ -168,7 +168,7 @@ func (a *applier) markBuffered() {
 // transaction still being received are written, but not checkpointed.
 func (a *applier) flush(ctx context.Context) error {
 	start := time.Now()
-	rows, _ := a.writer.Size()
+	rows, _, _ := a.writer.Size()
 	if rows > 0 {
 		if err := a.writer.Flush(ctx); err != nil {
 			return err

@@ -38,7 +38,7 @@ func eventsRegistry(maxRows int) (config.Config, *registry) {
 
 // bufferedRows returns how many rows the applier's writer holds.
 func bufferedRows(a *applier) int {
-	rows, _ := a.writer.Size()
+	rows, _, _ := a.writer.Size()
 	return rows
 }
 

@@ -43,7 +43,7 @@ func (r *recorder) Latest(_ int, key string) ([]any, *sink.Fill, bool) {
 	return row, nil, ok
 }
 
-func (r *recorder) Size() (int, int) { return len(r.buffer), 0 }
+func (r *recorder) Size() (int, int, int) { return len(r.buffer), 0, 0 }
 
 func (r *recorder) Flush(context.Context) error {
 	if r.failNext == "flush" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,10 +22,11 @@ import (
 // looks those images up in ClickHouse in bulk before it writes. Writer never
 // writes checkpoints; the caller writes one after Flush returns.
 type Writer struct {
-	client *Client
-	tables []*tableBuffer
-	rows   int
-	bytes  int
+	client  *Client
+	tables  []*tableBuffer
+	rows    int
+	bytes   int
+	waiting int // rows whose fill is pending
 }
 
 type tableBuffer struct {
@@ -75,10 +77,15 @@ func (w *Writer) SetTable(i int, t *mapping.Table) {
 // row and fill; the caller must not reuse them.
 func (w *Writer) Put(table int, key string, row []any, fill *Fill) {
 	b := w.tables[table]
-	size := rowBytes(row)
-	w.bytes += size
+	w.bytes += rowBytes(row)
+	if fill != nil {
+		w.waiting++
+	}
 	if i, ok := b.index[key]; ok {
 		w.bytes -= rowBytes(b.rows[i])
+		if b.fills[i] != nil {
+			w.waiting--
+		}
 		b.rows[i], b.fills[i] = row, fill
 		return
 	}
@@ -99,9 +106,11 @@ func (w *Writer) Latest(table int, key string) (row []any, fill *Fill, ok bool) 
 	return b.rows[i], b.fills[i], true
 }
 
-// Size returns the number of buffered rows and an estimate of the memory
-// they hold.
-func (w *Writer) Size() (rows, bytes int) { return w.rows, w.bytes }
+// Size returns the number of buffered rows, an estimate of the memory they
+// hold, and how many of them wait for an earlier image, whose values (not
+// yet counted) Flush reads from ClickHouse: flush when FillBatch rows wait,
+// so that the values read stay bounded too.
+func (w *Writer) Size() (rows, bytes, waiting int) { return w.rows, w.bytes, w.waiting }
 
 // rowBytes estimates the memory of a row: its values and their headers.
 func rowBytes(row []any) int {
@@ -146,7 +155,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 		}
 		b.reset()
 	}
-	w.rows, w.bytes = 0, 0
+	w.rows, w.bytes, w.waiting = 0, 0, 0
 	return nil
 }
 
@@ -164,11 +173,18 @@ func (c *Client) insert(ctx context.Context, b *tableBuffer, rows [][]any) (int,
 	}
 	n, size := 0, 0
 	for ; n < len(rows) && (n == 0 || size < blockBytes); n++ {
+		if rows[n] == nil {
+			continue // superseded (see Client.fill)
+		}
 		if err := batch.Append(rows[n]...); err != nil {
 			batch.Abort()
 			return 0, fmt.Errorf("append row %s to %s: %w", b.table.KeyString(rows[n]), b.table.Target, err)
 		}
 		size += rowBytes(rows[n])
+	}
+	if size == 0 {
+		batch.Abort()
+		return n, nil
 	}
 	if err := batch.Send(); err != nil {
 		return 0, fmt.Errorf("insert %d rows into %s: %w", n, b.table.Target, classify(err))
@@ -180,8 +196,11 @@ func (c *Client) insert(ctx context.Context, b *tableBuffer, rows [][]any) (int,
 // supersedes, and empties its ClickHouse target.
 func (w *Writer) Truncate(ctx context.Context, table int) error {
 	b := w.tables[table]
-	for _, row := range b.rows {
+	for i, row := range b.rows {
 		w.bytes -= rowBytes(row)
+		if b.fills[i] != nil {
+			w.waiting--
+		}
 	}
 	w.rows -= len(b.rows)
 	b.reset()
@@ -200,12 +219,13 @@ func (b *tableBuffer) reset() {
 	clear(b.index)
 }
 
-// fillBatch is how many keys one image lookup asks for.
-const fillBatch = 2000
+// FillBatch is how many keys one image lookup asks for.
+const FillBatch = 2000
 
-// fill completes the rows of b that wait for earlier images, with one
-// query per fillBatch keys. A fill is done once its columns are set, so a
-// failed flush that is retried does not look it up again.
+// fill completes the rows of b that wait for earlier images, with two
+// queries per FillBatch keys. A fill is done once its columns are set, so a
+// failed flush that is retried does not look it up again. A row that a
+// stored tombstone of a later change supersedes (see imageFor) is dropped.
 func (c *Client) fill(ctx context.Context, b *tableBuffer) error {
 	var pending []int
 	for i, f := range b.fills {
@@ -213,21 +233,26 @@ func (c *Client) fill(ctx context.Context, b *tableBuffer) error {
 			pending = append(pending, i)
 		}
 	}
+	t := b.table
 	for len(pending) > 0 {
-		n := min(len(pending), fillBatch)
-		images, err := c.images(ctx, b.table, b.fills, pending[:n])
+		n := min(len(pending), FillBatch)
+		images, err := c.images(ctx, t, b.fills, pending[:n])
 		if err != nil {
 			return err
 		}
 		for _, i := range pending[:n] {
 			f, row := b.fills[i], b.rows[i]
-			image := newestBelow(b.table, images[f.Key], f.Version, f.Seq)
-			if image == nil || isDeleted(b.table, image) {
-				return &mapping.RowError{Table: b.table.Source, Column: b.table.Columns[f.Cols[0]].Name, Key: f.Key,
+			image, later := imageFor(t, images[f.Key], f.Version, f.Seq)
+			switch {
+			case image == nil || isDeleted(t, image) && !later:
+				return &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: f.Key,
 					LSN: pglogrepl.LSN(f.Version), Err: ErrNoImage}
-			}
-			for _, col := range f.Cols {
-				row[col] = image[col]
+			case isDeleted(t, image):
+				b.rows[i] = nil
+			default:
+				for _, col := range f.Cols {
+					row[col] = image[col]
+				}
 			}
 			b.fills[i] = nil
 		}
@@ -240,19 +265,23 @@ func (c *Client) fill(ctx context.Context, b *tableBuffer) error {
 // exists neither in the buffer nor in ClickHouse.
 var ErrNoImage = errors.New("unchanged TOAST value and no earlier image of the row in the buffer or in ClickHouse; resync the table")
 
-// images reads the stored rows of the keys that the fills at idx wait for,
-// by key, up to the newest of their versions.
+// images reads, for the keys that the fills at idx wait for, the newest
+// stored row below the lowest of their bounds (one per key, by argMax) and
+// every row at or above it (rows of the transactions in flight, and of a
+// first attempt that a replay repeats), by key.
 func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, idx []int) (map[string][][]any, error) {
 	keys := make([]string, len(t.Key))
 	for i, k := range t.Key {
 		keys[i] = ddl.Quote(t.Columns[k].Name)
 	}
-	var maxVersion uint64
+	low := [2]uint64{^uint64(0), ^uint64(0)}
 	seen := make(map[string]bool, len(idx))
 	var sets []clickhouse.GroupSet
 	for _, i := range idx {
 		f := fills[i]
-		maxVersion = max(maxVersion, f.Version)
+		if f.Version < low[0] || f.Version == low[0] && f.Seq < low[1] {
+			low = [2]uint64{f.Version, f.Seq}
+		}
 		if seen[f.Key] {
 			continue
 		}
@@ -263,39 +292,62 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 		}
 		sets = append(sets, clickhouse.GroupSet{Value: vals})
 	}
-	cols := t.ColumnNames()
-	for i := range cols {
-		cols[i] = ddl.Quote(cols[i])
+	order := fmt.Sprintf("(%s, %s)", ddl.Quote(mapping.VersionColumn), ddl.Quote(mapping.SeqColumn))
+	names := t.ColumnNames()
+	newest := make([]string, len(names))
+	plain := make([]string, len(names))
+	for i, name := range names {
+		plain[i] = ddl.Quote(name)
+		newest[i] = fmt.Sprintf("argMax(%s, %s)", plain[i], order)
+		if i < len(t.Columns) && slices.Contains(t.Key, i) {
+			newest[i] = plain[i]
+		}
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE (%s) IN (?) AND %s <= ?", strings.Join(cols, ", "),
-		c.DB().Table(t.Target), strings.Join(keys, ", "), mapping.VersionColumn)
-	rows, err := c.Query(ctx, q, sets, maxVersion)
-	if err != nil {
-		return nil, fmt.Errorf("read earlier images of %d keys of %s: %w", len(sets), t.Target, err)
-	}
+	where := fmt.Sprintf("(%s) IN (?)", strings.Join(keys, ", "))
+	below := fmt.Sprintf("SELECT %s FROM %s WHERE %s AND %s < (?, ?) GROUP BY %s", strings.Join(newest, ", "),
+		c.DB().Table(t.Target), where, order, strings.Join(keys, ", "))
+	rest := fmt.Sprintf("SELECT %s FROM %s WHERE %s AND %s >= (?, ?)", strings.Join(plain, ", "),
+		c.DB().Table(t.Target), where, order)
 	out := make(map[string][][]any, len(sets))
-	for _, r := range rows {
-		k := t.KeyString(r)
-		out[k] = append(out[k], r)
+	for _, q := range []string{below, rest} {
+		rows, err := c.Query(ctx, q, sets, low[0], low[1])
+		if err != nil {
+			return nil, fmt.Errorf("read earlier images of %d keys of %s: %w", len(sets), t.Target, err)
+		}
+		for _, r := range rows {
+			k := t.KeyString(r)
+			out[k] = append(out[k], r)
+		}
 	}
 	return out, nil
 }
 
-// newestBelow returns the row with the greatest (_version, _seq) below
-// (version, seq), or nil.
-func newestBelow(t *mapping.Table, rows [][]any, version, seq uint64) []any {
-	var best []any
-	var bv, bs uint64
+// imageFor returns the image that a change at (version, seq) takes its
+// unchanged values from: the newest row strictly older than the change.
+// When no such row is stored but rows at or after the change are, this is
+// a replay whose first attempt wrote them and a merge folded the older
+// rows into them: imageFor then returns the oldest of them, with later set.
+// That is the change's own row from the first attempt (exactly the values
+// it needs) or a later change's row, which the replay writes again after
+// this one and which supersedes it (a later tombstone: the caller drops
+// the row).
+func imageFor(t *mapping.Table, rows [][]any, version, seq uint64) (image []any, later bool) {
+	var older, newer []any
+	var ov, os, nv, ns uint64
 	for _, r := range rows {
 		v, _, s := t.Meta(r)
-		if v > version || v == version && s >= seq {
-			continue
-		}
-		if best == nil || v > bv || v == bv && s > bs {
-			best, bv, bs = r, v, s
+		if v < version || v == version && s < seq {
+			if older == nil || v > ov || v == ov && s > os {
+				older, ov, os = r, v, s
+			}
+		} else if newer == nil || v < nv || v == nv && s < ns {
+			newer, nv, ns = r, v, s
 		}
 	}
-	return best
+	if older != nil {
+		return older, false
+	}
+	return newer, newer != nil
 }
 
 func isDeleted(t *mapping.Table, row []any) bool {

@@ -2,10 +2,11 @@ package sink
 
 import "testing"
 
-// TestNewestBelow checks the image rule: the newest stored row strictly
+// TestImageFor checks the image rule: the newest stored row strictly
 // older than the change by (_version, _seq), never the change's own row
-// nor one a replay of later changes wrote.
-func TestNewestBelow(t *testing.T) {
+// nor one a replay of later changes wrote; and, when a merge left only
+// rows at or after the change (a replay), the oldest of those.
+func TestImageFor(t *testing.T) {
 	tbl := eventsTable(t)
 	row := func(body string, version uint64, deleted uint8, seq uint64) []any {
 		return []any{uint64(7), body, version, deleted, seq}
@@ -17,27 +18,32 @@ func TestNewestBelow(t *testing.T) {
 		row("same transaction, later", 200, 0, 30),
 		row("later delete", 300, 1, 4),
 	}
+	merged := [][]any{row("own row of the first attempt", 200, 0, 11), row("later delete", 300, 1, 4)}
 	for _, tc := range []struct {
 		name         string
+		rows         [][]any
 		version, seq uint64
 		want         string // "" for none
+		later        bool
 	}{
-		{"before everything", 99, 0, ""},
-		{"after the copy", 100, 1, "copied"},
-		{"own row is not older", 100, 5, "copied"},
-		{"equal version, lower seq wins the tie", 200, 30, "second chunk"},
-		{"equal version, between", 200, 20, "second chunk"},
-		{"equal version, first chunk", 200, 10, "first"},
-		{"replay skips the later delete", 250, 1, "same transaction, later"},
-		{"after the delete", 301, 0, "later delete"},
+		{"after the copy", stored, 100, 1, "copied", false},
+		{"own row is not older", stored, 100, 5, "copied", false},
+		{"equal version, lower seq wins the tie", stored, 200, 30, "second chunk", false},
+		{"equal version, between", stored, 200, 20, "second chunk", false},
+		{"equal version, first chunk", stored, 200, 10, "first", false},
+		{"replay skips the later delete", stored, 250, 1, "same transaction, later", false},
+		{"after the delete", stored, 301, 0, "later delete", false},
+		{"nothing stored", nil, 100, 0, "", false},
+		{"merged: the own row", merged, 200, 10, "own row of the first attempt", true},
+		{"merged: only a later delete", merged[1:], 200, 10, "later delete", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := newestBelow(tbl, stored, tc.version, tc.seq)
+			got, later := imageFor(tbl, tc.rows, tc.version, tc.seq)
 			switch {
 			case got == nil && tc.want != "":
-				t.Errorf("newestBelow(%d, %d) = none, want %q", tc.version, tc.seq, tc.want)
-			case got != nil && got[1] != tc.want:
-				t.Errorf("newestBelow(%d, %d) = %v, want %q", tc.version, tc.seq, got, tc.want)
+				t.Errorf("imageFor(%d, %d) = none, want %q", tc.version, tc.seq, tc.want)
+			case got != nil && (got[1] != tc.want || later != tc.later):
+				t.Errorf("imageFor(%d, %d) = %v later %v, want %q later %v", tc.version, tc.seq, got, later, tc.want, tc.later)
 			}
 		})
 	}

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // newDocsEnv is an env with the docs table next to events, n docs with
@@ -86,21 +89,6 @@ func TestToastSequences(t *testing.T) {
 	e.convergeDocs("initial copy", convergeTimeout)
 	db := "db_" + e.name
 
-	// Keep the rows of equal version apart, as they are between merges.
-	e.chExec("SYSTEM STOP MERGES " + db + ".docs")
-	e.exec(`BEGIN; UPDATE docs SET flag = 1 WHERE id <= 250; UPDATE docs SET flag = 2 WHERE id <= 250; COMMIT`)
-	e.convergeDocs("one transaction changing 250 keys twice, 100 rows per flush", convergeTimeout)
-	ties := e.chCount(fmt.Sprintf("SELECT count() FROM (SELECT id, _version, count() AS n FROM %s.docs GROUP BY id, _version HAVING n > 1)", db))
-	if ties == 0 {
-		t.Fatal("no key has two rows of one version: the transaction did not span several flushes")
-	}
-	live := e.chRows(fmt.Sprintf("SELECT id, flag FROM %s.docs_live", db))
-	byTie := e.chRows(fmt.Sprintf("SELECT id, flag FROM (SELECT id, argMax(flag, (_version, _seq)) AS flag, argMax(_deleted, (_version, _seq)) AS d FROM %s.docs GROUP BY id) WHERE d = 0", db))
-	if strings.Join(live, ",") != strings.Join(byTie, ",") {
-		t.Errorf("argMax over (_version, _seq) differs from the live view on %d keys with equal versions", ties)
-	}
-	e.chExec("SYSTEM START MERGES " + db + ".docs")
-
 	// Unchanged bodies of rows flushed long ago: images from ClickHouse.
 	e.exec(`UPDATE docs SET flag = 3 WHERE id % 3 = 0`)
 	// Bodies rewritten, then unchanged in a later transaction.
@@ -124,6 +112,22 @@ func TestToastSequences(t *testing.T) {
 	e.exec(`UPDATE docs SET flag = 8 WHERE id % 5 = 1`)
 	e.converge("events after TRUNCATE", convergeTimeout)
 	e.convergeDocs("docs after the TRUNCATE of events", convergeTimeout)
+
+	// Keep the rows of equal version apart, as they are between merges.
+	e.chExec("SYSTEM STOP MERGES " + db + ".docs")
+	e.exec(`BEGIN; UPDATE docs SET flag = 11 WHERE id <= 250; UPDATE docs SET flag = 12 WHERE id <= 250; COMMIT`)
+	e.convergeDocs("one transaction changing 250 keys twice, 100 rows per flush", convergeTimeout)
+	ties := e.chCount(fmt.Sprintf("SELECT count() FROM (SELECT id, _version, count() AS n FROM %s.docs GROUP BY id, _version HAVING n > 1)", db))
+	if ties == 0 {
+		t.Fatal("no key has two rows of one version: the transaction did not span several flushes")
+	}
+	live := e.chRows(fmt.Sprintf("SELECT id, flag FROM %s.docs_live", db))
+	byTie := e.chRows(fmt.Sprintf("SELECT id, flag FROM (SELECT id, argMax(flag, (_version, _seq)) AS flag, argMax(_deleted, (_version, _seq)) AS d FROM %s.docs GROUP BY id) WHERE d = 0", db))
+	if strings.Join(live, ",") != strings.Join(byTie, ",") {
+		t.Errorf("argMax over (_version, _seq) differs from the live view on %d keys with equal versions", ties)
+	}
+	e.chExec("SYSTEM START MERGES " + db + ".docs")
+
 	if logs := d.Logs(); strings.Contains(logs, "[ERROR]") {
 		t.Errorf("daemon logged an error:\n%s", tail(logs, 3000))
 	}
@@ -195,24 +199,35 @@ func TestShippedQueriesAgreeOnEqualVersions(t *testing.T) {
 // TestToastReplaySkipsLaterRows crashes between a flush and its checkpoint
 // after the flush stored an update (body unchanged) and a later delete of
 // the same key: the replay of the update must take the image before it,
-// not the tombstone its first attempt stored.
+// not the tombstone its first attempt stored; and, after a merge folded the
+// older rows into the first attempt's rows, the replay must still go on.
 func TestToastReplaySkipsLaterRows(t *testing.T) {
-	e := newDocsEnv(t, 10, 6000, 20000)
-	d := e.start()
-	e.convergeDocs("initial copy", convergeTimeout)
-	d.stop(t)
-	e.exec(`UPDATE docs SET flag = 1 WHERE id = 7`)
-	e.exec(`DELETE FROM docs WHERE id = 7`)
-	e.exec(`UPDATE docs SET flag = 9 WHERE id = 8`)
+	for _, merge := range []bool{false, true} {
+		t.Run(fmt.Sprintf("merged=%v", merge), func(t *testing.T) {
+			e := newDocsEnv(t, 10, 6000, 20000)
+			d := e.start()
+			e.convergeDocs("initial copy", convergeTimeout)
+			d.stop(t)
+			e.exec(`UPDATE docs SET flag = 1 WHERE id = 7`)
+			e.exec(`DELETE FROM docs WHERE id = 7`)
+			e.exec(`UPDATE docs SET flag = 9 WHERE id = 8`)
+			e.exec(`UPDATE docs SET flag = 3 WHERE id = 9`)
 
-	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
-	crashed.wait(t, convergeTimeout)
-	if n := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.docs WHERE id = 7 AND _deleted = 1", e.name)); n == 0 {
-		t.Fatalf("the crashed run did not store the tombstone of id 7:\n%s", tail(crashed.Logs(), 3000))
+			crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
+			crashed.wait(t, convergeTimeout)
+			if n := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.docs WHERE id = 7 AND _deleted = 1", e.name)); n == 0 {
+				t.Fatalf("the crashed run did not store the tombstone of id 7:\n%s", tail(crashed.Logs(), 3000))
+			}
+			if merge {
+				e.chExec(fmt.Sprintf("OPTIMIZE TABLE db_%s.docs FINAL", e.name))
+			}
+			// Converging on this row proves that the replay got past the others.
+			e.exec(`INSERT INTO docs (id, body) VALUES (999, 'after the replay')`)
+			d = e.start()
+			e.convergeDocs("replay after a crash between data and checkpoint", convergeTimeout)
+			d.stop(t)
+		})
 	}
-	d = e.start()
-	e.convergeDocs("replay after a crash between data and checkpoint", convergeTimeout)
-	d.stop(t)
 }
 
 // TestTruncateReplay crashes after a TRUNCATE reached ClickHouse and before
@@ -229,6 +244,8 @@ func TestTruncateReplay(t *testing.T) {
 
 	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
 	crashed.wait(t, convergeTimeout)
+	// Converging on this row proves that the replay got past the others.
+	e.exec(`INSERT INTO docs (id, body) VALUES (999, 'after the replay')`)
 	d = e.start()
 	e.convergeDocs("replay after a crash that followed a TRUNCATE", convergeTimeout)
 	d.stop(t)
@@ -319,11 +336,15 @@ table "public.regions" {
 	deadline := time.Now().Add(convergeTimeout)
 	for {
 		got := e.chRows(fmt.Sprintf("SELECT id, region, note FROM db_%s.regions_live", e.name))
-		if strings.Join(got, ",") == strings.Join(want, ",") {
+		// What a reader that collapses rows only within a partition sees, as
+		// merges do: the old partition must hold a tombstone.
+		perPartition := e.chRows(fmt.Sprintf(`SELECT id, region, note FROM (SELECT id, region, argMax(note, (_version, _seq)) AS note,
+			argMax(_deleted, (_version, _seq)) AS d FROM db_%s.regions GROUP BY id, region) WHERE d = 0`, e.name))
+		if strings.Join(got, ",") == strings.Join(want, ",") && strings.Join(perPartition, ",") == strings.Join(want, ",") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("regions did not converge:\nwant %v\ngot  %v", want, got)
+			t.Fatalf("regions did not converge:\nwant %v\nlive view %v\nper partition %v", want, got, perPartition)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -357,6 +378,53 @@ func TestMemoryBoundedByBytes(t *testing.T) {
 	t.Logf("peak RSS %d MiB (bound %d MiB)", peakKB>>10, limit>>10)
 	if peakKB == 0 || peakKB > limit {
 		t.Errorf("peak RSS %d MiB, want at most %d MiB", peakKB>>10, limit>>10)
+	}
+	d.stop(t)
+}
+
+// holdSlot streams from the daemon's slot on a connection of its own for
+// d without acknowledging anything, as a walsender that has not yet
+// noticed its client died would. The returned channel closes when the
+// slot is free again.
+func (e *env) holdSlot(d time.Duration) <-chan struct{} {
+	e.t.Helper()
+	ctx := context.Background()
+	conn, err := pgconn.Connect(ctx, pgServer.DSN(e.name)+"&replication=database")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	err = pglogrepl.StartReplication(ctx, conn, "slot_"+e.name, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names 'pub_" + e.name + "'"}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		time.Sleep(d)
+		conn.Close(ctx)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			var active bool
+			if err := e.pg.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", "slot_"+e.name).Scan(&active); err == nil && !active {
+				return
+			}
+		}
+	}()
+	return released
+}
+
+// TestStartWhileSlotHeld starts the daemon while the slot is held for two
+// seconds: it waits for the slot instead of exiting with "slot in use".
+func TestStartWhileSlotHeld(t *testing.T) {
+	e := newEnv(t, "")
+	e.setup()
+	released := e.holdSlot(2 * time.Second)
+	d := e.start()
+	<-released
+	e.insertEvents(10)
+	e.converge("after the slot was released", convergeTimeout)
+	if logs := d.Logs(); !strings.Contains(logs, "waiting for it") {
+		t.Errorf("the daemon did not say that it waits for the slot:\n%s", tail(logs, 2000))
 	}
 	d.stop(t)
 }

@@ -168,8 +168,9 @@ type workload struct {
 // config keeps.
 const defaultMaxBytes = 64 << 20
 
-// rssBound is the daemon's memory bound for batch.max_bytes: the buffer,
-// its copy in flight to ClickHouse, and 64 MiB for the rest.
+// rssBound is the peak RSS the README states for batch.max_bytes: about
+// 2 × max_bytes + 64 MiB (the buffer, its copy in flight to ClickHouse, and
+// the rest).
 const rssBound = 2*defaultMaxBytes + 64<<20
 
 func workloads() []workload {
