@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +26,9 @@ type Writer struct {
 	rows    int
 	bytes   int
 	waiting int // rows whose fill is pending
+	// imageBytes estimates the size of an image a fill reads, from the
+	// last lookup (a cautious guess before the first one).
+	imageBytes int
 }
 
 type tableBuffer struct {
@@ -55,7 +57,7 @@ type Fill struct {
 // NewWriter returns a writer for the given tables; Put addresses them by
 // their index in tables.
 func NewWriter(client *Client, tables []*mapping.Table) *Writer {
-	w := &Writer{client: client}
+	w := &Writer{client: client, imageBytes: 64 << 10}
 	for i, t := range tables {
 		w.tables = append(w.tables, &tableBuffer{index: make(map[string]int)})
 		w.SetTable(i, t)
@@ -107,10 +109,12 @@ func (w *Writer) Latest(table int, key string) (row []any, fill *Fill, ok bool) 
 }
 
 // Size returns the number of buffered rows, an estimate of the memory they
-// hold, and how many of them wait for an earlier image, whose values (not
-// yet counted) Flush reads from ClickHouse: flush when FillBatch rows wait,
-// so that the values read stay bounded too.
-func (w *Writer) Size() (rows, bytes, waiting int) { return w.rows, w.bytes, w.waiting }
+// hold once Flush has read the images they wait for, and how many of them
+// wait: flush when FillBatch rows wait, so that one lookup reads each
+// ClickHouse granule once.
+func (w *Writer) Size() (rows, bytes, waiting int) {
+	return w.rows, w.bytes + w.waiting*w.imageBytes, w.waiting
+}
 
 // rowBytes estimates the memory of a row: its values and their headers.
 func rowBytes(row []any) int {
@@ -141,7 +145,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 		return fmt.Errorf("flush: writer has no ClickHouse client")
 	}
 	for _, b := range w.tables {
-		if err := w.client.fill(ctx, b); err != nil {
+		if err := w.fill(ctx, b); err != nil {
 			return err
 		}
 	}
@@ -219,14 +223,17 @@ func (b *tableBuffer) reset() {
 	clear(b.index)
 }
 
-// FillBatch is how many keys one image lookup asks for.
-const FillBatch = 2000
+// FillBatch is how many keys one image lookup asks for. ClickHouse reads
+// whole granules (8,192 rows by default): a lookup of that many keys reads
+// each granule of a key range about once.
+const FillBatch = 8192
 
-// fill completes the rows of b that wait for earlier images, with two
-// queries per FillBatch keys. A fill is done once its columns are set, so a
+// fill completes the rows of b that wait for earlier images, with one query
+// per FillBatch keys. The size read per image sets the next estimate of
+// Size. A fill is done once its columns are set, so a
 // failed flush that is retried does not look it up again. A row that a
 // stored tombstone of a later change supersedes (see imageFor) is dropped.
-func (c *Client) fill(ctx context.Context, b *tableBuffer) error {
+func (w *Writer) fill(ctx context.Context, b *tableBuffer) error {
 	var pending []int
 	for i, f := range b.fills {
 		if f != nil {
@@ -236,10 +243,11 @@ func (c *Client) fill(ctx context.Context, b *tableBuffer) error {
 	t := b.table
 	for len(pending) > 0 {
 		n := min(len(pending), FillBatch)
-		images, err := c.images(ctx, t, b.fills, pending[:n])
+		images, size, err := w.client.images(ctx, t, b.fills, pending[:n])
 		if err != nil {
 			return err
 		}
+		read := 0
 		for _, i := range pending[:n] {
 			f, row := b.fills[i], b.rows[i]
 			image, later := imageFor(t, images[f.Key], f.Version, f.Seq)
@@ -253,8 +261,12 @@ func (c *Client) fill(ctx context.Context, b *tableBuffer) error {
 				for _, col := range f.Cols {
 					row[col] = image[col]
 				}
+				read++
 			}
 			b.fills[i] = nil
+		}
+		if read > 0 {
+			w.imageBytes = max(size/read, 256)
 		}
 		pending = pending[n:]
 	}
@@ -265,23 +277,20 @@ func (c *Client) fill(ctx context.Context, b *tableBuffer) error {
 // exists neither in the buffer nor in ClickHouse.
 var ErrNoImage = errors.New("unchanged TOAST value and no earlier image of the row in the buffer or in ClickHouse; resync the table")
 
-// images reads, for the keys that the fills at idx wait for, the newest
-// stored row below the lowest of their bounds (one per key, by argMax) and
-// every row at or above it (rows of the transactions in flight, and of a
-// first attempt that a replay repeats), by key.
-func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, idx []int) (map[string][][]any, error) {
+// images reads every stored row of the keys that the fills at idx wait for,
+// by key, and their total size. One plain read per lookup is the cheapest
+// on the server (picking the newest row per key there, by argMax or LIMIT
+// BY, costs more than sending the few versions merges leave), and it also
+// returns the rows a replay's first attempt wrote (see imageFor).
+func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, idx []int) (map[string][][]any, int, error) {
 	keys := make([]string, len(t.Key))
 	for i, k := range t.Key {
 		keys[i] = ddl.Quote(t.Columns[k].Name)
 	}
-	low := [2]uint64{^uint64(0), ^uint64(0)}
 	seen := make(map[string]bool, len(idx))
 	var sets []clickhouse.GroupSet
 	for _, i := range idx {
 		f := fills[i]
-		if f.Version < low[0] || f.Version == low[0] && f.Seq < low[1] {
-			low = [2]uint64{f.Version, f.Seq}
-		}
 		if seen[f.Key] {
 			continue
 		}
@@ -292,34 +301,23 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 		}
 		sets = append(sets, clickhouse.GroupSet{Value: vals})
 	}
-	order := fmt.Sprintf("(%s, %s)", ddl.Quote(mapping.VersionColumn), ddl.Quote(mapping.SeqColumn))
-	names := t.ColumnNames()
-	newest := make([]string, len(names))
-	plain := make([]string, len(names))
-	for i, name := range names {
-		plain[i] = ddl.Quote(name)
-		newest[i] = fmt.Sprintf("argMax(%s, %s)", plain[i], order)
-		if i < len(t.Columns) && slices.Contains(t.Key, i) {
-			newest[i] = plain[i]
-		}
+	cols := t.ColumnNames()
+	for i := range cols {
+		cols[i] = ddl.Quote(cols[i])
 	}
-	where := fmt.Sprintf("(%s) IN (?)", strings.Join(keys, ", "))
-	below := fmt.Sprintf("SELECT %s FROM %s WHERE %s AND %s < (?, ?) GROUP BY %s", strings.Join(newest, ", "),
-		c.DB().Table(t.Target), where, order, strings.Join(keys, ", "))
-	rest := fmt.Sprintf("SELECT %s FROM %s WHERE %s AND %s >= (?, ?)", strings.Join(plain, ", "),
-		c.DB().Table(t.Target), where, order)
+	rows, err := c.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE (%s) IN (?)", strings.Join(cols, ", "),
+		c.DB().Table(t.Target), strings.Join(keys, ", ")), sets)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read earlier images of %d keys of %s: %w", len(sets), t.Target, err)
+	}
 	out := make(map[string][][]any, len(sets))
-	for _, q := range []string{below, rest} {
-		rows, err := c.Query(ctx, q, sets, low[0], low[1])
-		if err != nil {
-			return nil, fmt.Errorf("read earlier images of %d keys of %s: %w", len(sets), t.Target, err)
-		}
-		for _, r := range rows {
-			k := t.KeyString(r)
-			out[k] = append(out[k], r)
-		}
+	size := 0
+	for _, r := range rows {
+		k := t.KeyString(r)
+		out[k] = append(out[k], r)
+		size += rowBytes(r)
 	}
-	return out, nil
+	return out, size, nil
 }
 
 // imageFor returns the image that a change at (version, seq) takes its
