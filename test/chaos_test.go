@@ -40,6 +40,9 @@ type chaosPlan struct {
 	// docsBigEvery; docs is truncated every truncateEvery.
 	docsBigRows                 int
 	docsBigEvery, truncateEvery time.Duration
+	// converge bounds the catch-up after the faults stop; the crash point
+	// stays armed during it.
+	converge time.Duration
 }
 
 // flushedRows matches the daemon's debug line of a flush that wrote rows.
@@ -48,12 +51,14 @@ var flushedRows = regexp.MustCompile(`flushed: .*rows=[1-9]`)
 func plan() chaosPlan {
 	if os.Getenv("CHAOS") == "long" {
 		return chaosPlan{kills: 20, chRestarts: 3, walsenderKills: 3, pgRestarts: 1, chDown: 30 * time.Second,
-			crashAfterInsert: 0.25, bigTxnRows: 20000, maxRows: 4000,
-			docs: 8000, docSize: 6000, docsBigRows: 6000, docsBigEvery: 5 * time.Second, truncateEvery: 20 * time.Second}
+			crashAfterInsert: 0.1, bigTxnRows: 20000, maxRows: 4000,
+			docs: 8000, docSize: 6000, docsBigRows: 6000, docsBigEvery: 5 * time.Second, truncateEvery: 20 * time.Second,
+			converge: 10 * time.Minute}
 	}
 	return chaosPlan{kills: 4, chRestarts: 1, walsenderKills: 1, pgRestarts: 1, chDown: 3 * time.Second,
 		crashAfterInsert: 0.05, bigTxnRows: 20000, maxRows: 2000, maxBytes: "8MiB",
-		docs: 4000, docSize: 6000, docsBigRows: 3000, docsBigEvery: 2 * time.Second, truncateEvery: 5 * time.Second}
+		docs: 4000, docSize: 6000, docsBigRows: 3000, docsBigEvery: 2 * time.Second, truncateEvery: 5 * time.Second,
+		converge: 3 * convergeTimeout}
 }
 
 // TestChaos runs a randomized workload on events and on docs, whose body
@@ -203,7 +208,7 @@ func TestChaos(t *testing.T) {
 		injected, time.Since(workStart).Round(time.Millisecond), txns.Load(), docs.summary())
 
 	convergeStart := time.Now()
-	e.chaosConverge(&halted, 3*convergeTimeout)
+	e.chaosConverge(&halted, p.converge)
 	t.Logf("converged %s after the faults stopped", time.Since(convergeStart).Round(time.Millisecond))
 	out, errs, code := e.cli("verify", "--config", e.config)
 	if code != 0 {
