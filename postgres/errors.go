@@ -99,12 +99,12 @@ func Describe(err error, slot, pub string) error {
 				}
 				return &SlotInUseError{Slot: slot, PID: pid}
 			}
-		case "42704": // undefined_object: the message names the kind of object
+		case "42704": // undefined_object: the message starts with the kind of object
+			if strings.HasPrefix(pgErr.Message, "replication slot ") {
+				return fmt.Errorf("%s: create it with `replicator setup`: %w", pgErr.Message, ErrSlotMissing)
+			}
 			if strings.Contains(pgErr.Message, "publication") {
 				return fmt.Errorf("%s: create it with `replicator setup` (publication %q): %w", pgErr.Message, pub, err)
-			}
-			if strings.Contains(pgErr.Message, "replication slot") {
-				return fmt.Errorf("%s: create it with `replicator setup`: %w", pgErr.Message, ErrSlotMissing)
 			}
 		case "42501": // insufficient_privilege
 			if strings.Contains(pgErr.Message, "replication role") {

@@ -263,6 +263,8 @@ func TestDescribe(t *testing.T) {
 			slot: "s", missing: true, contains: `replication slot "s" does not exist`},
 		{name: "publication missing", err: &pgconn.PgError{Code: "42704", Message: `publication "p" does not exist`},
 			pub: "p", contains: `create it with ` + "`replicator setup`" + ` (publication "p")`},
+		{name: "slot named after a publication missing", err: &pgconn.PgError{Code: "42704", Message: `replication slot "publication_slot" does not exist`},
+			slot: "publication_slot", missing: true, contains: `replication slot "publication_slot" does not exist`},
 		{name: "other undefined object", err: &pgconn.PgError{Code: "42704", Message: `type "foo" does not exist`}, same: true},
 		{name: "no replication role", err: &pgconn.PgError{Code: "42501", Message: "must be superuser or replication role to start walsender"},
 			contains: "ALTER ROLE"},
