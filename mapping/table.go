@@ -179,6 +179,12 @@ func (t *Table) SetMeta(row []any, version uint64, deleted bool, seq uint64) {
 	row[n], row[n+1], row[n+2] = version, d, seq
 }
 
+// IsTombstone reports whether a row of t is a tombstone.
+func (t *Table) IsTombstone(row []any) bool {
+	_, deleted, _ := t.Meta(row)
+	return deleted
+}
+
 // Meta returns the meta columns of a row of t, as written or as read back
 // from ClickHouse.
 func (t *Table) Meta(row []any) (version uint64, deleted bool, seq uint64) {

@@ -290,7 +290,7 @@ func (a *applier) fillUnchanged(idx int, c *replication.Change, imageKey string,
 		return &sink.Fill{Cols: slices.Clone(cols), Key: t.KeyString(imageRow), KeyRow: imageRow,
 			Version: uint64(a.pos.version), Seq: seq}, nil
 	}
-	if isTombstone(t, prev) {
+	if t.IsTombstone(prev) {
 		return nil, &mapping.ColumnError{Column: t.Columns[cols[0]].Name, Err: sink.ErrNoImage}
 	}
 	// Columns the buffered row still waits for come from the same lookup.
@@ -306,11 +306,6 @@ func (a *applier) fillUnchanged(idx int, c *replication.Change, imageKey string,
 		return nil, nil
 	}
 	return &sink.Fill{Cols: rest, Key: prevFill.Key, KeyRow: prevFill.KeyRow, Version: prevFill.Version, Seq: prevFill.Seq}, nil
-}
-
-func isTombstone(t *mapping.Table, row []any) bool {
-	_, deleted, _ := t.Meta(row)
-	return deleted
 }
 
 // truncate empties the targets of the truncated tables. Each truncation is

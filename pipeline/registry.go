@@ -80,7 +80,7 @@ func (r *registry) bind(rel *replication.Relation) {
 	r.pending[idx] = rel
 }
 
-// index returns the table index of a relation (-1: not configured); an
+// lookup returns the table index of a relation (-1: not configured); an
 // error when no Relation message announced it.
 func (r *registry) lookup(relID uint32) (int, error) {
 	idx, ok := r.rels[relID]

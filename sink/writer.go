@@ -252,10 +252,10 @@ func (w *Writer) fill(ctx context.Context, b *tableBuffer) error {
 			f, row := b.fills[i], b.rows[i]
 			image, later := imageFor(t, images[f.Key], f.Version, f.Seq)
 			switch {
-			case image == nil || isDeleted(t, image) && !later:
+			case image == nil || t.IsTombstone(image) && !later:
 				return &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: f.Key,
 					LSN: pglogrepl.LSN(f.Version), Err: ErrNoImage}
-			case isDeleted(t, image):
+			case t.IsTombstone(image):
 				b.rows[i] = nil
 			default:
 				for _, col := range f.Cols {
@@ -346,9 +346,4 @@ func imageFor(t *mapping.Table, rows [][]any, version, seq uint64) (image []any,
 		return older, false
 	}
 	return newer, newer != nil
-}
-
-func isDeleted(t *mapping.Table, row []any) bool {
-	_, deleted, _ := t.Meta(row)
-	return deleted
 }
