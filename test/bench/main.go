@@ -7,8 +7,10 @@
 // until the workload's last change is visible in ClickHouse. It prints rows/s
 // of both, the ratio (b)/(a), and the replicator's peak RSS and CPU seconds
 // per million changes. A sustained-load run then samples commit-to-visible
-// lag. Results go to stdout and to a file. --only limits the run to some
-// workloads (and "lag"), by their short names.
+// lag. An initial-load run compares `replicator setup` copying a table with
+// COPY TO STDOUT of the same table, and times a setup restarted after a
+// kill. Results go to stdout and to a file. --only limits the run to some
+// workloads (and "load", "lag"), by their short names.
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,15 +52,16 @@ func main() {
 	lagSeconds := flag.Int("lag-seconds", 60, "duration of the sustained-load lag run")
 	lagRate := flag.Int("lag-rate", 5000, "target transactions/s of the sustained-load run")
 	keep := flag.Bool("keep", false, "keep the working directory (daemon logs and configs) and print its path")
+	loadRows := flag.Int("load-rows", 5000000, "rows of the events table that the initial-load run copies")
 	only := flag.String("only", "", "comma-separated short names of the workloads to run ("+strings.Join(workloadKeys(), ", ")+
-		", lag); empty: all")
+		", load, lag); empty: all")
 	flag.Parse()
 	selected, err := selection(*only)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
-	if err := run(*binary, *output, *lagSeconds, *lagRate, selected, *keep); err != nil {
+	if err := run(*binary, *output, *lagSeconds, *lagRate, *loadRows, selected, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -77,7 +81,7 @@ func selection(only string) (map[string]bool, error) {
 	if strings.TrimSpace(only) == "" {
 		return nil, nil
 	}
-	known := map[string]bool{"lag": true}
+	known := map[string]bool{"load": true, "lag": true}
 	for _, k := range workloadKeys() {
 		known[k] = true
 	}
@@ -85,14 +89,14 @@ func selection(only string) (map[string]bool, error) {
 	for _, k := range strings.Split(only, ",") {
 		k = strings.TrimSpace(k)
 		if !known[k] {
-			return nil, fmt.Errorf("--only: unknown workload %q (known: %s, lag)", k, strings.Join(workloadKeys(), ", "))
+			return nil, fmt.Errorf("--only: unknown workload %q (known: %s, load, lag)", k, strings.Join(workloadKeys(), ", "))
 		}
 		sel[k] = true
 	}
 	return sel, nil
 }
 
-func run(binary, output string, lagSeconds, lagRate int, selected map[string]bool, keep bool) error {
+func run(binary, output string, lagSeconds, lagRate, loadRows int, selected map[string]bool, keep bool) error {
 	ctx := context.Background()
 	bin, err := filepath.Abs(binary)
 	if err != nil {
@@ -133,13 +137,22 @@ func run(binary, output string, lagSeconds, lagRate int, selected map[string]boo
 	b := &bench{bin: bin, dir: dir, pg: pg, ch: ch, chConn: chConn, out: io.MultiWriter(os.Stdout, f)}
 	b.printf("replicator benchmark, %s, %d cores; Postgres 15 and ClickHouse %s on this machine\n",
 		time.Now().UTC().Format(time.RFC3339), numCPU(), chVersion(ctx, chConn))
-	b.printf("%-36s %12s %12s %9s %10s %11s %10s\n", "workload", "source rows/s", "repl rows/s", "ratio", "changes", "CPU s/1M", "peak RSS")
+	header := false
 	for _, w := range workloads() {
 		if selected != nil && !selected[w.key] {
 			continue
 		}
+		if !header {
+			b.printf("%-36s %12s %12s %9s %10s %11s %10s\n", "workload", "source rows/s", "repl rows/s", "ratio", "changes", "CPU s/1M", "peak RSS")
+			header = true
+		}
 		if err := b.workload(ctx, w); err != nil {
 			return fmt.Errorf("%s: %w", w.name, err)
+		}
+	}
+	if selected == nil || selected["load"] {
+		if err := b.load(ctx, loadRows); err != nil {
+			return fmt.Errorf("initial load: %w", err)
 		}
 	}
 	if selected != nil && !selected["lag"] {
@@ -447,6 +460,13 @@ func (b *bench) pgbench(ctx context.Context, db string, args []string, scripts m
 }
 
 func (b *bench) config(db, extra string) (string, error) {
+	return b.configAs(db, db, extra)
+}
+
+// configAs writes a config for the Postgres database db whose slot,
+// publication and ClickHouse database are named after name, so that one
+// Postgres database can be set up again from scratch under a new name.
+func (b *bench) configAs(db, name, extra string) (string, error) {
 	src := fmt.Sprintf(`postgres {
   dsn = %q
   slot = "repl_%s"
@@ -476,13 +496,394 @@ table "public.events" {
     transform = "xxhash64"
   }
 }
-%s`, b.pg.DSN(db), db, db, b.ch.Addr(), db, extra)
-	path := filepath.Join(b.dir, db+".hcl")
+%s`, b.pg.DSN(db), name, name, b.ch.Addr(), name, extra)
+	path := filepath.Join(b.dir, name+".hcl")
 	return path, os.WriteFile(path, []byte(src), 0o644)
 }
 
 func (b *bench) cmd(args ...string) *exec.Cmd {
 	return exec.Command(b.bin, args...)
+}
+
+// loadRSSBound is the peak RSS that setup stays within while it copies.
+const loadRSSBound = 256 << 20
+
+// loadTarget is the setup ÷ COPY ratio that the initial load aims for.
+const loadTarget = 0.66
+
+// loadKillAt is the share of the full setup's wall time after which the
+// resume scenario kills its first setup.
+const loadKillAt = 0.6
+
+// load measures the initial copy of an events table of rows rows. The
+// reference is COPY TO STDOUT (binary) into io.Discard from this process,
+// the rate at which Postgres reads and sends the table, best of two after a
+// warm-up read so that both sides read a warm cache. Against it, `replicator
+// setup` copies the table: its rows/s, peak RSS and CPU, the servers' CPU
+// during the copy, and the rows that reached ClickHouse. The resume scenario
+// then sets the same table up under a fresh slot and ClickHouse database,
+// kills that setup with SIGKILL at loadKillAt of the full run's wall time,
+// and times the setup started after the kill.
+func (b *bench) load(ctx context.Context, rows int) error {
+	db := fmt.Sprintf("bench_load_%d", time.Now().UnixNano()%1e9)
+	if _, err := b.pg.Psql(ctx, "postgres", "CREATE DATABASE "+db); err != nil {
+		return err
+	}
+	fill := fmt.Sprintf(`; INSERT INTO events (project_id, author_id, target_id, action, target_type, group_id, fingerprint)
+		SELECT g %% 1000, g %% 500 + 1, g, g %% 10, 'Issue', NULL, decode(md5(g::text), 'hex') FROM generate_series(1, %d) g`, rows)
+	if _, err := b.pg.Psql(ctx, db, eventsDDL+fill); err != nil {
+		return err
+	}
+	if _, err := b.pg.Psql(ctx, db, "VACUUM ANALYZE events"); err != nil {
+		return err
+	}
+	if _, err := b.pg.Psql(ctx, db, "CHECKPOINT"); err != nil {
+		return err
+	}
+	size, err := b.pg.Psql(ctx, db, "SELECT pg_size_pretty(pg_table_size('events'))")
+	if err != nil {
+		return err
+	}
+	servers, err := b.servers()
+	if err != nil {
+		return err
+	}
+
+	// The reference: COPY TO STDOUT read by this process and discarded.
+	conn, err := pgx.Connect(ctx, b.pg.DSN(db))
+	if err != nil {
+		return err
+	}
+	var want int64
+	var best, bestPG time.Duration
+	for i := range 3 {
+		before, err := servers.cpu()
+		if err != nil {
+			conn.Close(ctx)
+			return err
+		}
+		t0 := time.Now()
+		tag, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY events TO STDOUT (FORMAT binary)")
+		took := time.Since(t0)
+		if err != nil {
+			conn.Close(ctx)
+			return fmt.Errorf("copy events to stdout: %w", err)
+		}
+		after, err := servers.cpu()
+		if err != nil {
+			conn.Close(ctx)
+			return err
+		}
+		want = tag.RowsAffected()
+		if i > 0 && (best == 0 || took < best) {
+			best, bestPG = took, after.pg-before.pg
+		}
+	}
+	if err := conn.Close(ctx); err != nil {
+		return err
+	}
+
+	// The full setup, on a warm cache.
+	cfg, err := b.config(db, "")
+	if err != nil {
+		return err
+	}
+	before, err := servers.cpu()
+	if err != nil {
+		return err
+	}
+	full, err := b.setup(cfg, db+".setup.log", 0)
+	if err != nil {
+		return err
+	}
+	b.waitBackends(ctx, db)
+	after, err := servers.cpu()
+	if err != nil {
+		return err
+	}
+	got, err := b.liveRows(ctx, db)
+	if err != nil {
+		return err
+	}
+	copyRate, setupRate := float64(want)/best.Seconds(), float64(want)/full.wall.Seconds()
+	b.printf("\ninitial load: %d events rows (%s), COPY TO STDOUT (binary) into io.Discard vs replicator setup, warm cache\n", want, size)
+	b.printf("  %-34s %12.0f rows/s %8.2f s  Postgres CPU %.1f s\n", "COPY, best of 2 after a warm-up", copyRate, best.Seconds(), bestPG.Seconds())
+	b.printf("  %-34s %12.0f rows/s %8.2f s  ratio %.2f (target >= %.2f)\n", "replicator setup", setupRate, full.wall.Seconds(),
+		setupRate/copyRate, loadTarget)
+	verdict := "within"
+	if full.maxRSS > loadRSSBound {
+		verdict = "ABOVE"
+	}
+	b.printf("    peak RSS %d MiB, %s bound %d MiB; CPU %.1f s (user %.1f, sys %.1f); servers' CPU Postgres %.1f s, ClickHouse %.1f s\n",
+		full.maxRSS>>20, verdict, loadRSSBound>>20, (full.user + full.sys).Seconds(), full.user.Seconds(), full.sys.Seconds(),
+		(after.pg - before.pg).Seconds(), (after.ch - before.ch).Seconds())
+	b.printf("    %s\n", rowsVerdict(got, want))
+
+	// Resume: the same table set up from scratch, killed, and set up again.
+	if _, err := b.pg.Psql(ctx, db, fmt.Sprintf("SELECT pg_drop_replication_slot('repl_%s')", db)); err != nil {
+		return err
+	}
+	if err := b.chConn.Exec(ctx, "DROP DATABASE "+db); err != nil {
+		return fmt.Errorf("drop ClickHouse database %s: %w", db, err)
+	}
+	name := db + "_resume"
+	cfg, err = b.configAs(db, name, "")
+	if err != nil {
+		return err
+	}
+	killAt := time.Duration(loadKillAt * float64(full.wall))
+	first, err := b.setup(cfg, name+".setup-killed.log", killAt)
+	if err != nil {
+		return err
+	}
+	if !first.killed {
+		b.printf("  resume: setup finished in %.2f s, before the kill at %.2f s; nothing to resume\n", first.wall.Seconds(), killAt.Seconds())
+	} else {
+		if err := b.waitSlotIdle(ctx, db, "repl_"+name); err != nil {
+			return err
+		}
+		again, err := b.setup(cfg, name+".setup.log", 0)
+		if err != nil {
+			return err
+		}
+		b.printf("  resume: SIGKILL at %.2f s (%.0f%% of the full run), setup again %.2f s = %.2f of the full run; peak RSS %d MiB\n",
+			killAt.Seconds(), loadKillAt*100, again.wall.Seconds(), again.wall.Seconds()/full.wall.Seconds(), again.maxRSS>>20)
+	}
+	got, err = b.liveRows(ctx, name)
+	if err != nil {
+		return err
+	}
+	b.printf("    %s\n", rowsVerdict(got, want))
+	_, err = b.pg.Psql(ctx, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()")
+	return err
+}
+
+// rowsVerdict compares the rows counted in ClickHouse with Postgres'.
+func rowsVerdict(got uint64, want int64) string {
+	if int64(got) == want {
+		return fmt.Sprintf("rows in ClickHouse %d = Postgres %d", got, want)
+	}
+	return fmt.Sprintf("rows in ClickHouse %d, Postgres %d: MISMATCH", got, want)
+}
+
+// liveRows counts the live events of the ClickHouse database chDB.
+func (b *bench) liveRows(ctx context.Context, chDB string) (uint64, error) {
+	var n uint64
+	if err := b.chConn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s.events_live", chDB)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count live events in ClickHouse: %w", err)
+	}
+	return n, nil
+}
+
+// setupRun is one run of `replicator setup`.
+type setupRun struct {
+	wall      time.Duration
+	user, sys time.Duration
+	maxRSS    int64 // bytes
+	killed    bool  // by SIGKILL, after killAfter
+}
+
+// setup runs `replicator setup --config cfg` with its output in logName of
+// the working directory. When killAfter is not 0 and setup still runs after
+// that long, it kills it with SIGKILL; otherwise setup must succeed.
+func (b *bench) setup(cfg, logName string, killAfter time.Duration) (setupRun, error) {
+	logf, err := os.Create(filepath.Join(b.dir, logName))
+	if err != nil {
+		return setupRun{}, err
+	}
+	defer logf.Close()
+	c := b.cmd("setup", "--config", cfg)
+	c.Stdout, c.Stderr = logf, logf
+	t0 := time.Now()
+	if err := c.Start(); err != nil {
+		return setupRun{}, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	var kill <-chan time.Time
+	if killAfter > 0 {
+		timer := time.NewTimer(killAfter)
+		defer timer.Stop()
+		kill = timer.C
+	}
+	var r setupRun
+	var waitErr error
+	select {
+	case waitErr = <-exited:
+	case <-kill:
+		c.Process.Kill()
+		<-exited
+		r.killed = true
+	}
+	r.wall = time.Since(t0)
+	r.user, r.sys = c.ProcessState.UserTime(), c.ProcessState.SystemTime()
+	r.maxRSS = c.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+	if waitErr != nil {
+		out, _ := os.ReadFile(logf.Name())
+		return r, fmt.Errorf("setup: %v\n%s", waitErr, out)
+	}
+	return r, nil
+}
+
+// waitBackends waits up to 5 s until no backend is connected to db, so that
+// the Postgres server has reaped, and counts, the backends of a setup that
+// exited.
+func (b *bench) waitBackends(ctx context.Context, db string) {
+	q := fmt.Sprintf("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'", db)
+	for t0 := time.Now(); time.Since(t0) < 5*time.Second; time.Sleep(20 * time.Millisecond) {
+		if out, err := b.pg.Psql(ctx, "postgres", q); err != nil || out == "0" {
+			return
+		}
+	}
+}
+
+// waitSlotIdle waits up to 10 s until the backend of a killed setup has let
+// go of slot, so that the next setup does not find it in use.
+func (b *bench) waitSlotIdle(ctx context.Context, db, slot string) error {
+	q := fmt.Sprintf("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '%s' AND active", slot)
+	for t0 := time.Now(); time.Since(t0) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
+		out, err := b.pg.Psql(ctx, db, q)
+		if err != nil {
+			return err
+		}
+		if out == "0" {
+			return nil
+		}
+	}
+	return fmt.Errorf("slot %s still active 10 s after its setup was killed", slot)
+}
+
+// serverProcs names the root processes of the two servers.
+type serverProcs struct {
+	pg   int   // the postmaster
+	ch   []int // clickhouse-server (and its watchdog, if any)
+	tick float64
+}
+
+// servers finds the servers' processes: the postmaster from its pid file,
+// ClickHouse by its config file on the command line.
+func (b *bench) servers() (serverProcs, error) {
+	s := serverProcs{tick: clockTick()}
+	pidFile, err := os.ReadFile(filepath.Join(b.pg.Dir, "data", "postmaster.pid"))
+	if err != nil {
+		return s, err
+	}
+	first, _, _ := strings.Cut(string(pidFile), "\n")
+	if s.pg, err = strconv.Atoi(strings.TrimSpace(first)); err != nil {
+		return s, fmt.Errorf("postmaster.pid: %w", err)
+	}
+	procs, err := readProcs()
+	if err != nil {
+		return s, err
+	}
+	flag := "--config-file=" + filepath.Join(b.ch.Dir, "config.xml")
+	isCH := func(pid int) bool {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return strings.Contains(string(cmdline), flag)
+	}
+	for pid, p := range procs {
+		if isCH(pid) && !isCH(p.ppid) {
+			s.ch = append(s.ch, pid)
+		}
+	}
+	if len(s.ch) == 0 {
+		return s, fmt.Errorf("no clickhouse-server process with %s", flag)
+	}
+	return s, nil
+}
+
+// serverCPU is CPU time used so far by each server's process tree.
+type serverCPU struct{ pg, ch time.Duration }
+
+// cpu returns the CPU time of each server's processes, their live
+// descendants, and the children they have reaped.
+func (s serverProcs) cpu() (serverCPU, error) {
+	procs, err := readProcs()
+	if err != nil {
+		return serverCPU{}, err
+	}
+	ticks := func(roots ...int) time.Duration {
+		var sum int64
+		for pid, p := range procs {
+			for a, hops := pid, 0; a > 0 && hops < 64; a, hops = procs[a].ppid, hops+1 {
+				if slices.Contains(roots, a) {
+					sum += p.ticks
+					break
+				}
+			}
+		}
+		return time.Duration(float64(sum) / s.tick * float64(time.Second))
+	}
+	return serverCPU{pg: ticks(s.pg), ch: ticks(s.ch...)}, nil
+}
+
+// proc is a process's parent and CPU ticks from /proc/<pid>/stat: utime +
+// stime + cutime + cstime.
+type proc struct {
+	ppid  int
+	ticks int64
+}
+
+// readProcs reads every process's /proc/<pid>/stat.
+func readProcs() (map[int]proc, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	procs := map[int]proc{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		if p, ok := parseStat(string(stat)); ok {
+			procs[pid] = p
+		}
+	}
+	return procs, nil
+}
+
+// parseStat reads the parent and the CPU ticks of a /proc/<pid>/stat line,
+// whose second field, the command in parentheses, may hold spaces.
+func parseStat(stat string) (proc, bool) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return proc{}, false
+	}
+	f := strings.Fields(stat[i+1:]) // f[0] is field 3, state
+	if len(f) < 15 {
+		return proc{}, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return proc{}, false
+	}
+	p := proc{ppid: ppid}
+	for _, v := range f[11:15] { // utime, stime, cutime, cstime
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return proc{}, false
+		}
+		p.ticks += n
+	}
+	return p, true
+}
+
+// clockTick returns the clock ticks per second of /proc's times.
+func clockTick() float64 {
+	out, err := exec.Command("getconf", "CLK_TCK").Output()
+	if err != nil {
+		return 100
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil || n <= 0 {
+		return 100
+	}
+	return float64(n)
 }
 
 // lag runs a sustained insert load with the daemon streaming and samples,
