@@ -172,9 +172,9 @@ func newConverter(oid uint32, typ Type, tr Transform) (converter, error) {
 			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
 		}
 		return func(b []byte) (any, error) {
-			u, err := uuid.ParseBytes(b)
+			u, err := parseUUID(b)
 			if err != nil {
-				return nil, fmt.Errorf("value %q is not a UUID", b)
+				return nil, err
 			}
 			return u, nil
 		}, nil
@@ -187,19 +187,17 @@ func newConverter(oid uint32, typ Type, tr Transform) (converter, error) {
 			if err != nil {
 				return nil, err
 			}
-			if t.Year() < 1970 || t.Year() > 2148 {
+			d, ok := dateOf(t)
+			if !ok {
 				return nil, fmt.Errorf("value %q is outside the range of %s (1970..2148)", b, typ)
 			}
-			return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC), nil
+			return d, nil
 		}, nil
 	case typ.Kind == KindDateTime || typ.Kind == KindDateTime64:
 		if oid != oidDate && oid != oidTimestamp && oid != oidTimestamptz {
 			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
 		}
-		lo, hi := int64(0), int64(math.MaxUint32)
-		if typ.Kind == KindDateTime64 {
-			lo, hi = -2208988800, 10413791999 // 1900-01-01 .. 2299-12-31
-		}
+		lo, hi := timeBounds(typ)
 		return func(b []byte) (any, error) {
 			t, err := parseTimestamp(b)
 			if err != nil {
@@ -342,6 +340,34 @@ func zeroValue(typ Type) any {
 		return float64(0)
 	}
 	return castInt(0, typ)
+}
+
+// parseUUID parses a UUID's text.
+func parseUUID(b []byte) (uuid.UUID, error) {
+	u, err := uuid.ParseBytes(b)
+	if err != nil {
+		return uuid.UUID{}, fmt.Errorf("value %q is not a UUID", b)
+	}
+	return u, nil
+}
+
+// dateOf returns the UTC day of t as a Date value, and false when its year
+// is outside Date's 1970..2148.
+func dateOf(t time.Time) (time.Time, bool) {
+	y, m, d := t.Date()
+	if y < 1970 || y > 2148 {
+		return time.Time{}, false
+	}
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC), true
+}
+
+// timeBounds returns the first and last Unix second a DateTime or
+// DateTime64 column holds.
+func timeBounds(typ Type) (lo, hi int64) {
+	if typ.Kind == KindDateTime64 {
+		return -2208988800, 10413791999 // 1900-01-01 .. 2299-12-31
+	}
+	return 0, math.MaxUint32
 }
 
 // decodeBytea decodes Postgres' hex bytea output ("\x0aff").
