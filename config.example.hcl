@@ -42,6 +42,16 @@ batch {
   max_delay = "1s"
 }
 
+load {
+  # How many chunks of the copy (setup's initial copy, and any later copy of
+  # a table) run at once, each over its own Postgres and ClickHouse
+  # connection (default 3).
+  workers = 3
+  # Heap size of one chunk: the unit of parallel work and of resumption
+  # after a crash (default "64MiB").
+  chunk_size = "64MiB"
+}
+
 log {
   level  = "info"  # trace, debug, info, warn, error (default "info")
   format = "text"  # text or json (default "text")

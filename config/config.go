@@ -32,8 +32,20 @@ type Config struct {
 	ClickHouse ClickHouse
 	Tables     []Table
 	Batch      Batch
+	Load       LoadOptions
 	Log        Log
 	Monitor    Monitor
+}
+
+// LoadOptions control the copy of existing rows (setup's initial copy and every
+// later copy of a table).
+type LoadOptions struct {
+	// Workers is how many chunks are copied at once, each over its own
+	// Postgres and ClickHouse connection.
+	Workers int
+	// ChunkSize is the heap size of a chunk: the unit of parallel work and
+	// of resumption.
+	ChunkSize uint64
 }
 
 // Monitor controls the daemon's HTTP endpoint, heartbeats and WAL safety.
@@ -97,6 +109,7 @@ func Default() Config {
 		Postgres:   Postgres{Slot: "replicator", Publication: "replicator"},
 		ClickHouse: ClickHouse{Addr: []string{"127.0.0.1:9000"}, Database: "default", Username: "default"},
 		Batch:      Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxDelay: time.Second},
+		Load:       LoadOptions{Workers: 3, ChunkSize: 64 << 20},
 		Log:        Log{Level: "info", Format: "text"},
 		Monitor: Monitor{Listen: "127.0.0.1:9187", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
 			RetainedWALWarning: 10 << 30},
@@ -121,6 +134,7 @@ type file struct {
 	ClickHouse *chBlock    `hcl:"clickhouse,block"`
 	Tables     []tableBlk  `hcl:"table,block"`
 	Batch      *batchBlock `hcl:"batch,block"`
+	Load       *loadBlock  `hcl:"load,block"`
 	Log        *logBlock   `hcl:"log,block"`
 	Monitor    *monBlock   `hcl:"monitor,block"`
 }
@@ -164,6 +178,41 @@ type batchBlock struct {
 	MaxRows  *int    `hcl:"max_rows,optional"`
 	MaxBytes *string `hcl:"max_bytes,optional"`
 	MaxDelay *string `hcl:"max_delay,optional"`
+}
+
+type loadBlock struct {
+	Workers   *int    `hcl:"workers,optional"`
+	ChunkSize *string `hcl:"chunk_size,optional"`
+}
+
+// apply sets the keys of the load block that the file names.
+func (b *loadBlock) apply(l *LoadOptions, problems *[]string) {
+	if b == nil {
+		return
+	}
+	if b.Workers != nil {
+		l.Workers = *b.Workers
+	}
+	if b.ChunkSize != nil {
+		n, err := ParseSize(*b.ChunkSize)
+		if err != nil {
+			*problems = append(*problems, fmt.Sprintf("load.chunk_size: %v", err))
+		} else {
+			l.ChunkSize = n
+		}
+	}
+}
+
+// validate returns the problems of the load settings.
+func (l LoadOptions) validate() []string {
+	var p []string
+	if l.Workers < 1 || l.Workers > 64 {
+		p = append(p, fmt.Sprintf("load.workers: must be 1..64, got %d", l.Workers))
+	}
+	if l.ChunkSize < 1<<20 {
+		p = append(p, fmt.Sprintf("load.chunk_size: must be at least 1MiB, got %d bytes", l.ChunkSize))
+	}
+	return p
 }
 
 type logBlock struct {
@@ -337,6 +386,7 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 			}
 		}
 	}
+	f.Load.apply(&cfg.Load, problems)
 	if m := f.Monitor; m != nil {
 		setString(&cfg.Monitor.Listen, m.Listen)
 		setDuration(&cfg.Monitor.ReadyMaxLag, m.ReadyMaxLag, "monitor.ready_max_lag", problems)
@@ -482,6 +532,7 @@ func (c *Config) validate() []string {
 	if c.Batch.MaxDelay <= 0 {
 		add("batch.max_delay: must be positive, got %s", c.Batch.MaxDelay)
 	}
+	p = append(p, c.Load.validate()...)
 	if c.Monitor.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Monitor.Listen); err != nil {
 			add("monitor.listen: %q is not host:port", c.Monitor.Listen)

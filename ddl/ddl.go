@@ -18,6 +18,9 @@ const (
 	// ProgressTable holds the running daemon's report of what it received
 	// and has not stored yet, which `replicator status` reads.
 	ProgressTable = "replicator_progress"
+	// ChunkTable holds the state of every chunk of a table copy: its page
+	// range, whether and in which snapshot it was copied.
+	ChunkTable = "replicator_copy_chunks"
 )
 
 // Quote quotes a ClickHouse identifier.
@@ -182,4 +185,33 @@ func (d Database) CreateProgressTable() string {
 ENGINE = ReplacingMergeTree(updated_us)
 ORDER BY slot
 `, d.Table(ProgressTable))
+}
+
+// CreateChunkTable returns the DDL of the chunk table: per slot, table and
+// chunk the newest state, kept by merges (readers use FINAL).
+func (d Database) CreateChunkTable() string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
+(
+    slot String,
+    source String,
+    chunk UInt32,
+    first_page UInt32,
+    end_page UInt32,
+    filenode UInt32,
+    load_lsn UInt64,
+    lsn UInt64,
+    xmin UInt64,
+    rows UInt64,
+    estimate UInt64,
+    updated UInt64
+)
+ENGINE = ReplacingMergeTree(updated)
+ORDER BY (slot, source, chunk)
+`, d.Table(ChunkTable))
+}
+
+// DeleteChunks returns the mutation that removes every chunk of the slot
+// bound to its first parameter and the source table bound to its second.
+func (d Database) DeleteChunks() string {
+	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE slot = ? AND source = ?", d.Table(ChunkTable))
 }

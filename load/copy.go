@@ -2,47 +2,186 @@ package load
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
 
+	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/sink"
 )
 
-// copyTable copies a table's rows inside the exported snapshot with the
-// given version (the slot's consistent point − 1) and _seq 0.
-func copyTable(ctx context.Context, pg *postgres.Conn, snapshot string, t *mapping.Table, idx int, w *sink.Writer,
-	version pglogrepl.LSN, b config.Batch) (int, error) {
-	snap, err := pg.BeginSnapshot(ctx, snapshot)
+// blockBytes bounds the rows a worker holds before it writes them with one
+// INSERT; with the driver's copy of the block and its compressed form a
+// worker holds about three times this.
+const blockBytes = 16 << 20
+
+// MemoryBound is the memory a copy with these options holds: per worker a
+// block, the driver's copy of it and its compressed form, and a reserve.
+func MemoryBound(o config.LoadOptions) uint64 {
+	return uint64(o.Workers)*3*blockBytes + 32<<20
+}
+
+// job is one chunk to copy: whole, or with since only the row versions
+// created since the snapshot it was copied in.
+type job struct {
+	table *mapping.Table
+	chunk checkpoint.Chunk
+	since *xidWindow
+}
+
+// snapshot is an exported snapshot and the consistent point of the slot
+// whose creation exported it: rows read in it get version lsn − 1.
+type snapshot struct {
+	name string
+	lsn  pglogrepl.LSN
+	// xmin and xmax of the snapshot, as 64-bit transaction ids.
+	xmin, xmax uint64
+}
+
+// copier copies chunks with several workers, all in one snapshot.
+type copier struct {
+	cfg      config.Config
+	store    *checkpoint.Store
+	snap     snapshot
+	tables   []*mapping.Table
+	progress *progress
+	log      hclog.Logger
+}
+
+// run copies every job and records each chunk as done in the snapshot once
+// its rows are stored. The first error stops every worker.
+func (c *copier) run(ctx context.Context, jobs []job) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	queue := make(chan job)
+	var wg sync.WaitGroup
+	workers := min(c.cfg.Load.Workers, len(jobs))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.worker(ctx, queue); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+feed:
+	for _, j := range jobs {
+		select {
+		case queue <- j:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(queue)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+// worker copies the jobs it receives over its own connections, in one
+// transaction that imports the snapshot.
+func (c *copier) worker(ctx context.Context, jobs <-chan job) error {
+	client, err := sink.Open(ctx, c.cfg.ClickHouse)
 	if err != nil {
-		return 0, err
+		return err
+	}
+	defer client.Close()
+	pg, err := postgres.Connect(ctx, c.cfg.Postgres.DSN)
+	if err != nil {
+		return err
+	}
+	defer pg.Close()
+	snap, err := pg.BeginSnapshot(ctx, c.snap.name)
+	if err != nil {
+		return err
 	}
 	defer snap.Close()
-	cols := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		cols[i] = c.Name
+	sources := make([]string, len(c.tables))
+	for i, t := range c.tables {
+		sources[i] = t.Source
 	}
-	count := 0
-	err = snap.Rows(ctx, t.Source, cols, "", func(vals []mapping.Value) error {
-		row := t.NewRow()
-		if _, err := t.Row(vals, row, nil); err != nil {
-			return mapping.NewRowError(t, vals, version, err)
+	if err := snap.Lock(ctx, sources); err != nil {
+		return err
+	}
+	blocks := make(map[*mapping.Table]*mapping.Block)
+	for j := range jobs {
+		b := blocks[j.table]
+		if b == nil {
+			b = j.table.NewBlock()
+			blocks[j.table] = b
 		}
-		t.SetMeta(row, uint64(version), false, 0)
-		w.Put(idx, t.KeyString(row), row, nil)
-		count++
-		if rows, bytes, _ := w.Size(); rows >= b.MaxRows || uint64(bytes) >= b.MaxBytes {
-			return w.Flush(ctx)
+		if err := c.copyChunk(ctx, snap, client, b, j); err != nil {
+			return err
+		}
+	}
+	return snap.Commit(ctx)
+}
+
+// copyChunk copies one chunk and records it as done.
+func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client *sink.Client, b *mapping.Block, j job) error {
+	t := j.table
+	version := uint64(c.snap.lsn - 1)
+	b.Reset()
+	var rows uint64
+	flush := func() error {
+		if b.Len() == 0 {
+			return nil
+		}
+		if err := client.InsertColumns(ctx, t, b.Columns(version, 0)); err != nil {
+			return err
+		}
+		c.progress.add(t.Source, b.Len())
+		rows += uint64(b.Len())
+		b.Reset()
+		return nil
+	}
+	err := snap.CopyBinary(ctx, chunkQuery(t, j.chunk, j.since), func(fields [][]byte) error {
+		if err := b.AppendBinary(fields); err != nil {
+			return rowError(t, fields, c.snap.lsn, err)
+		}
+		if b.Bytes() >= blockBytes {
+			return flush()
 		}
 		return nil
 	})
+	if err == nil {
+		err = flush()
+	}
 	if err != nil {
-		return count, err
+		var re *mapping.RowError
+		if errors.As(err, &re) {
+			return err
+		}
+		return fmt.Errorf("copy %s chunk %d: %w", t.Source, j.chunk.Chunk, err)
 	}
-	if err := w.Flush(ctx); err != nil {
-		return count, err
+	done := j.chunk
+	if j.since == nil {
+		done.Rows = rows
 	}
-	return count, snap.Commit(ctx)
+	done.LSN, done.Xmin = c.snap.lsn, c.snap.xmin
+	if err := c.store.SaveChunks(ctx, done); err != nil {
+		return err
+	}
+	c.progress.chunkDone(t.Source)
+	return nil
+}
+
+// rowError names the table, column and key of a copied row that cannot be
+// mapped, and the snapshot's consistent point.
+func rowError(t *mapping.Table, fields [][]byte, lsn pglogrepl.LSN, err error) error {
+	re := &mapping.RowError{Table: t.Source, Key: t.KeyOfBinary(fields), LSN: lsn, Err: err}
+	var ce *mapping.ColumnError
+	if errors.As(err, &ce) {
+		re.Column, re.Err = ce.Column, ce.Err
+	}
+	return re
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pglogrepl"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/replicator/replicator/checkpoint"
@@ -17,11 +19,17 @@ import (
 	"github.com/replicator/replicator/sink"
 )
 
+// Options are the settings of a setup run that are not configuration.
+type Options struct {
+	// Terminal, when not nil, shows the copy's progress as bars.
+	Terminal *Terminal
+}
+
 // Setup creates what replication needs and copies the existing rows. It is
 // idempotent: objects that exist are checked and kept, and the copy runs
 // only when the slot is new. Each line of the returned report says what was
 // created or found.
-func Setup(ctx context.Context, cfg config.Config, log hclog.Logger) (report []string, err error) {
+func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Options) (report []string, err error) {
 	say := func(format string, args ...any) {
 		line := fmt.Sprintf(format, args...)
 		report = append(report, line)
@@ -123,8 +131,15 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger) (report []s
 	if err := client.Exec(ctx, db.CreateTruncationTable()); err != nil {
 		return report, fmt.Errorf("create truncation table: %w", err)
 	}
+	if err := client.Exec(ctx, db.CreateChunkTable()); err != nil {
+		return report, fmt.Errorf("create copy state table: %w", err)
+	}
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
 	pos, hasCheckpoint, err := store.Load(ctx)
+	if err != nil {
+		return report, err
+	}
+	chunks, err := store.LoadChunks(ctx)
 	if err != nil {
 		return report, err
 	}
@@ -138,12 +153,22 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger) (report []s
 		}
 		say("replication slot %s exists with checkpoint %s: nothing to copy", slotName, pos.LSN)
 		return report, nil
-	case err == nil:
-		if slot.Active {
-			return report, &postgres.SlotInUseError{Slot: slotName, PID: slot.ActivePID}
+	case err == nil && slot.Active:
+		return report, &postgres.SlotInUseError{Slot: slotName, PID: slot.ActivePID}
+	case err == nil && resumable(chunks, slot.ConfirmedFlushLSN):
+		// The slot was made by a setup whose copy did not finish: nothing
+		// was acknowledged from it, and its consistent point still starts
+		// the stream. Copy what is missing in a new snapshot.
+		say("resuming the copy of replication slot %s made at %s", slotName, slot.ConfirmedFlushLSN)
+		c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal)}
+		if err := resume(ctx, c, pg, tables, chunks, slot.ConfirmedFlushLSN, say); err != nil {
+			return report, err
 		}
-		// A slot without a checkpoint is left from a setup that did not
-		// finish: nothing was acknowledged from it, so start over.
+		return report, finish(ctx, store, slot.ConfirmedFlushLSN, say)
+	case err == nil:
+		// A slot without a checkpoint or copy state is left from a setup
+		// that did not finish: nothing was acknowledged from it, so start
+		// over.
 		if err := repl.DropSlot(ctx, slotName); err != nil {
 			return report, err
 		}
@@ -162,12 +187,17 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger) (report []s
 		return report, err
 	}
 
+	for source := range chunks {
+		if err := store.DeleteChunks(ctx, source); err != nil {
+			return report, err
+		}
+	}
 	for _, t := range tables {
 		if err := client.Exec(ctx, db.Truncate(t.Target)); err != nil {
 			return report, fmt.Errorf("empty ClickHouse table %s before the copy: %w", t.Target, err)
 		}
 	}
-	lsn, snapshot, err := repl.CreateSlot(ctx, slotName)
+	lsn, name, err := repl.CreateSlot(ctx, slotName)
 	if err != nil {
 		return report, err
 	}
@@ -178,21 +208,189 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger) (report []s
 	// snapshot, those at or after it are streamed: version point − 1 is
 	// above the first and below the second (commit records are 8-byte
 	// aligned, so none starts there), so a streamed change always wins.
-	version := lsn - 1
-	writer := sink.NewWriter(client, tables)
-	for i, t := range tables {
-		start := time.Now()
-		n, err := copyTable(ctx, pg, snapshot, t, i, writer, version, cfg.Batch)
-		if err != nil {
-			return report, fmt.Errorf("copy %s: %w", t.Source, err)
-		}
-		secs := time.Since(start).Seconds()
-		say("copied %d rows of %s in %.1fs (%.0f rows/s) with version %s", n, t.Source, secs, float64(n)/max(secs, 1e-9), version)
-	}
-	// Transactions that commit at or after the consistent point are streamed.
-	if err := store.Save(ctx, checkpoint.Position{LSN: lsn, Commit: false}); err != nil {
+	c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal)}
+	if err := copyAll(ctx, c, pg, tables, nil, snapshot{name: name, lsn: lsn}, lsn, say); err != nil {
 		return report, err
 	}
+	return report, finish(ctx, store, lsn, say)
+}
+
+// finish saves the slot's consistent point as the first checkpoint.
+func finish(ctx context.Context, store *checkpoint.Store, lsn pglogrepl.LSN, say func(string, ...any)) error {
+	// Transactions that commit at or after the consistent point are streamed.
+	if err := store.Save(ctx, checkpoint.Position{LSN: lsn, Commit: false}); err != nil {
+		return err
+	}
 	say("checkpoint %s saved: `replicator run` streams from here", lsn)
-	return report, nil
+	return nil
+}
+
+// resumable reports whether the copy state belongs to the slot: its
+// consistent point, which the slot keeps as confirmed position until the
+// first acknowledgement.
+func resumable(chunks map[string][]checkpoint.Chunk, confirmed pglogrepl.LSN) bool {
+	for _, cs := range chunks {
+		if len(cs) > 0 && cs[0].Load == confirmed {
+			return true
+		}
+	}
+	return false
+}
+
+// resume finishes the copy of load (the main slot's consistent point) in
+// the snapshot of a temporary slot: see copyAll.
+func resume(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mapping.Table,
+	chunks map[string][]checkpoint.Chunk, load pglogrepl.LSN, say func(string, ...any)) error {
+	repl, err := replication.Connect(ctx, c.cfg.Postgres.DSN)
+	if err != nil {
+		return err
+	}
+	defer repl.Close(context.Background())
+	lsn, name, err := repl.CreateTempSlot(ctx, tempSlot(c.cfg.Postgres.Slot))
+	if err != nil {
+		return err
+	}
+	say("created temporary replication slot %s at %s for the rest of the copy", tempSlot(c.cfg.Postgres.Slot), lsn)
+	return copyAll(ctx, c, pg, tables, chunks, snapshot{name: name, lsn: lsn}, load, say)
+}
+
+// tempSlot names the temporary slot of a resumed copy.
+func tempSlot(slot string) string {
+	const suffix = "_copy"
+	if len(slot)+len(suffix) > 63 {
+		slot = slot[:63-len(suffix)]
+	}
+	return slot + suffix
+}
+
+// copyAll brings every table's copy to snap: chunks not yet copied are
+// copied whole, and chunks copied in an earlier snapshot (by a setup that
+// stopped before it finished) get again every row version created since
+// that snapshot's xmin. Every row alive in snap then is stored with
+// version snap.lsn − 1 unless its version was already visible to the
+// earlier snapshot, which stored it. Rows deleted in between are deleted
+// by the stream, which starts at load and writes the tombstones of every
+// change; the rows of changes below snap.lsn are superseded by the copy
+// (see checkpoint.Horizon). A table copied whole in one snapshot is left
+// as it is. A table rewritten since its plan (its file changed) is emptied
+// and copied again.
+func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mapping.Table,
+	chunks map[string][]checkpoint.Chunk, snap snapshot, load pglogrepl.LSN, say func(string, ...any)) error {
+	ps, err := pg.BeginSnapshot(ctx, snap.name)
+	if err != nil {
+		return err
+	}
+	defer ps.Close()
+	if snap.xmin, snap.xmax, err = ps.Xids(ctx); err != nil {
+		return err
+	}
+	c.snap = snap
+	c.tables = tables
+	tidRange := pg.ServerVersion() >= 14
+	var jobs []job
+	for _, t := range tables {
+		rel, err := ps.Relation(ctx, t.Source)
+		if err != nil {
+			return err
+		}
+		cs := chunks[t.Source]
+		if len(cs) > 0 && cs[0].Filenode != rel.Filenode {
+			say("table %s was rewritten since its copy began: copying it again", t.Source)
+			if err := c.store.DeleteChunks(ctx, t.Source); err != nil {
+				return err
+			}
+			cs = nil
+		}
+		if len(cs) == 0 && chunks != nil {
+			// A table without copy state in a resumed copy was added to the
+			// configuration since: its target may hold rows of an older copy.
+			if err := emptyTarget(ctx, c.cfg, t); err != nil {
+				return err
+			}
+		}
+		if len(cs) == 0 {
+			cs = plan(t.Source, rel, c.cfg.Load.ChunkSize, tidRange, load)
+			if err := c.store.SaveChunks(ctx, cs...); err != nil {
+				return err
+			}
+		}
+		tj, done, estimate := tableJobs(t, cs, snap)
+		c.progress.table(t.Source, len(cs), done, estimate)
+		if len(tj) == 0 {
+			say("table %s is copied", t.Source)
+			continue
+		}
+		whole := 0
+		for _, j := range tj {
+			if j.since == nil {
+				whole++
+			}
+		}
+		say("copying %s with version %s: %d of %d chunks whole, %d for the rows changed since their copy",
+			t.Source, snap.lsn-1, whole, len(cs), len(tj)-whole)
+		jobs = append(jobs, tj...)
+	}
+	if err := ps.Commit(ctx); err != nil {
+		return err
+	}
+	start := time.Now()
+	logCtx, stopLog := context.WithCancel(ctx)
+	go c.progress.run(logCtx)
+	err = c.run(ctx, jobs)
+	stopLog()
+	c.progress.wait()
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		if tp := c.progress.get(t.Source); tp != nil && tp.rows.Load() > 0 {
+			rows, secs := tp.rows.Load(), time.Since(start).Seconds()
+			say("copied %d rows of %s in %.1fs (%.0f rows/s) with version %s", rows, t.Source, secs,
+				float64(rows)/max(secs, 1e-9), snap.lsn-1)
+		}
+	}
+	return nil
+}
+
+// emptyTarget truncates the ClickHouse target of t.
+func emptyTarget(ctx context.Context, cfg config.Config, t *mapping.Table) error {
+	client, err := sink.Open(ctx, cfg.ClickHouse)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := client.Exec(ctx, client.DB().Truncate(t.Target)); err != nil {
+		return fmt.Errorf("empty ClickHouse table %s before the copy: %w", t.Target, err)
+	}
+	return nil
+}
+
+// tableJobs returns the jobs that bring a table's chunks to snap, how many
+// chunks need nothing and the estimated rows to copy.
+func tableJobs(t *mapping.Table, cs []checkpoint.Chunk, snap snapshot) (jobs []job, done int, estimate int64) {
+	if h := checkpoint.Horizon(cs); h != 0 && allAt(cs, h) {
+		return nil, len(cs), 0
+	}
+	for _, c := range cs {
+		switch {
+		case c.LSN == snap.lsn:
+			done++
+		case c.Done() && snap.xmax-c.Xmin < maxWindow:
+			jobs = append(jobs, job{table: t, chunk: c, since: &xidWindow{Since: c.Xmin, Until: snap.xmax}})
+		default:
+			jobs = append(jobs, job{table: t, chunk: c})
+			estimate += int64(c.Estimate)
+		}
+	}
+	return jobs, done, estimate
+}
+
+// allAt reports whether every chunk was copied in the snapshot at lsn.
+func allAt(cs []checkpoint.Chunk, lsn pglogrepl.LSN) bool {
+	for _, c := range cs {
+		if c.LSN != lsn {
+			return false
+		}
+	}
+	return true
 }

@@ -233,6 +233,17 @@ func (a *applier) change(c *replication.Change) (int, error) {
 			return idx, nil
 		}
 	}
+	if version < a.reg.horizons[idx] {
+		// The table's copy was read in a later snapshot than this change:
+		// the copy holds every row alive then, so this change's row is
+		// superseded; only a tombstone it writes at an old place counts.
+		if tomb != nil {
+			if err := a.superseded(idx, t, c, tomb, oldKey); err != nil {
+				return idx, fail(c.New, err)
+			}
+		}
+		return idx, nil
+	}
 	row := t.NewRow()
 	unchanged, err := t.Row(c.New, row, a.unchanged[:0])
 	a.unchanged = unchanged
@@ -262,6 +273,25 @@ func (a *applier) change(c *replication.Change) (int, error) {
 	a.writer.Put(idx, key, row, fill)
 	a.markBuffered()
 	return idx, nil
+}
+
+// superseded writes the tombstone of an update below the table's horizon
+// when the update moved the row to another sorting key or partition.
+func (a *applier) superseded(idx int, t *mapping.Table, c *replication.Change, tomb []any, oldKey string) error {
+	row := t.NewRow()
+	if _, err := t.Row(c.New, row, nil); err != nil {
+		return err
+	}
+	for _, k := range t.Key {
+		if row[k] == nil {
+			return &mapping.ColumnError{Column: t.Columns[k].Name, Err: errors.New("unchanged TOAST value in a sorting key column")}
+		}
+	}
+	if t.Placement(row) != oldKey {
+		a.writer.Put(idx, oldKey, tomb, nil)
+		a.markBuffered()
+	}
+	return nil
 }
 
 // fillUnchanged sets the unchanged TOAST values cols of row from the
@@ -321,6 +351,9 @@ func (a *applier) truncate(ctx context.Context, m *replication.Truncate) error {
 		}
 		if prev, ok := a.reg.cuts[idx]; ok && prev.Covers(cut.Version, cut.Seq) {
 			continue // a replay of a truncation older than the newest one
+		}
+		if a.pos.version < a.reg.horizons[idx] {
+			continue // the table's copy was read after this truncation
 		}
 		source := a.reg.specs[idx].Source
 		a.log.Warn("truncating ClickHouse table after TRUNCATE in Postgres", "table", source, "lsn", a.pos.version)

@@ -288,3 +288,45 @@ func TestReplayAfterTruncationSkipsWhatItEmptied(t *testing.T) {
 		t.Errorf("id=4, written after the truncation, is not stored")
 	}
 }
+
+// TestChangesBelowTheCopyHorizonWriteOnlyTombstones replays changes older
+// than the snapshot a resumed copy read the table in: the copy holds every
+// row alive at its snapshot, so their rows are superseded and not written,
+// a TRUNCATE the copy already reflects is not run again, and only the
+// tombstones of deletes and key moves are written. From the horizon on,
+// changes are written as usual.
+func TestChangesBelowTheCopyHorizonWriteOnlyTombstones(t *testing.T) {
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	a.reg.horizons[0] = 1000
+	null := mapping.Value{Kind: mapping.ValueNull}
+	rec.run(a, []step{
+		begin(900), {msg: eventsRel},
+		insert("1", "1"),
+		{msg: &replication.Change{Op: replication.OpUpdate, Relation: eventsRel,
+			Old: []mapping.Value{text("2"), null}, New: []mapping.Value{text("3"), text("1")}}},
+		{msg: &replication.Change{Op: replication.OpUpdate, Relation: eventsRel, New: []mapping.Value{text("5"), text("2")}}},
+		{msg: &replication.Change{Op: replication.OpDelete, Relation: eventsRel, Old: []mapping.Value{text("4"), null}}},
+		{msg: &replication.Truncate{Relations: []*replication.Relation{eventsRel}}},
+		commit(900),
+		begin(1000), insert("6", "1"), commit(1000),
+	})
+	if err := a.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush 3", "save 1000 commit")
+	for key, deleted := range map[string]bool{"id=2": true, "id=4": true, "id=6": false} {
+		row, ok := rec.stored[key]
+		if !ok {
+			t.Errorf("%s is not stored", key)
+			continue
+		}
+		if got := row[len(row)-2].(uint8) == 1; got != deleted {
+			t.Errorf("%s stored with _deleted = %v, want %v", key, got, deleted)
+		}
+	}
+	for _, key := range []string{"id=1", "id=3", "id=5"} {
+		if _, ok := rec.stored[key]; ok {
+			t.Errorf("%s, a row below the horizon, is stored", key)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pglogrepl"
 
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
@@ -25,6 +26,9 @@ type registry struct {
 	rels    map[uint32]int                // relation id -> table index, -1 for unconfigured
 	pending map[int]*replication.Relation // table index -> Relation not yet resolved
 	cuts    map[int]checkpoint.Truncation // table index -> newest truncation
+	// horizons holds, per table index, the position below which changes
+	// write only their tombstones (see checkpoint.Horizon).
+	horizons map[int]pglogrepl.LSN
 }
 
 // loadRegistry reads the ClickHouse target of every configured table and
@@ -51,12 +55,22 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 			r.cuts[idx] = tr
 		}
 	}
+	chunks, err := store.LoadChunks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for source, cs := range chunks {
+		if idx, ok := r.index[source]; ok {
+			r.horizons[idx] = checkpoint.Horizon(cs)
+		}
+	}
 	return r, nil
 }
 
 func newRegistry(tables []config.Table, targets []sink.Schema, caps mapping.Caps) *registry {
 	r := &registry{caps: caps, index: map[string]int{}, targets: targets, rels: map[uint32]int{},
-		pending: map[int]*replication.Relation{}, cuts: map[int]checkpoint.Truncation{}}
+		pending: map[int]*replication.Relation{}, cuts: map[int]checkpoint.Truncation{},
+		horizons: map[int]pglogrepl.LSN{}}
 	for i, tc := range tables {
 		r.index[tc.Name] = i
 		r.specs = append(r.specs, tc.Spec())

@@ -51,14 +51,29 @@ func (c *Conn) Slot(ctx context.Context, slot string) (postgres.Slot, error) {
 // CreateSlot creates a pgoutput slot and exports its snapshot. The snapshot
 // stays valid only while this connection runs no other command.
 func (c *Conn) CreateSlot(ctx context.Context, slot string) (consistentPoint pglogrepl.LSN, snapshot string, err error) {
+	return c.createSlot(ctx, slot, false)
+}
+
+// CreateTempSlot creates a temporary pgoutput slot and exports its
+// snapshot, for a copy under a live stream: the slot and the snapshot live
+// while this connection stays open and runs no other command.
+func (c *Conn) CreateTempSlot(ctx context.Context, slot string) (consistentPoint pglogrepl.LSN, snapshot string, err error) {
+	return c.createSlot(ctx, slot, true)
+}
+
+func (c *Conn) createSlot(ctx context.Context, slot string, temporary bool) (pglogrepl.LSN, string, error) {
+	op := "create replication slot " + slot
+	if temporary {
+		op = "create temporary replication slot " + slot
+	}
 	res, err := pglogrepl.CreateReplicationSlot(ctx, c.pg, slot, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+		pglogrepl.CreateReplicationSlotOptions{Temporary: temporary, Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
 	if err != nil {
-		return 0, "", fmt.Errorf("create replication slot %s: %w", slot, postgres.Describe(err, slot, ""))
+		return 0, "", fmt.Errorf("%s: %w", op, postgres.Describe(err, slot, ""))
 	}
 	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
 	if err != nil {
-		return 0, "", fmt.Errorf("create replication slot %s: %w", slot, err)
+		return 0, "", fmt.Errorf("%s: %w", op, err)
 	}
 	return lsn, res.SnapshotName, nil
 }

@@ -130,6 +130,28 @@ func (c *Client) Insert(ctx context.Context, stmt string, rows ...[]any) error {
 	return classify(batch.Send())
 }
 
+// InsertColumns writes rows of t given column by column, the mapped
+// columns followed by the meta columns, each a slice of the column's Go
+// type (see mapping.Block.Columns), with one INSERT. It returns only after
+// ClickHouse acknowledged it.
+func (c *Client) InsertColumns(ctx context.Context, t *mapping.Table, cols []any) error {
+	batch, err := c.conn.PrepareBatch(ctx, c.DB().Insert(t.Target, t.ColumnNames()))
+	if err != nil {
+		return fmt.Errorf("prepare insert into %s: %w", t.Target, classify(err))
+	}
+	names := t.ColumnNames()
+	for i, col := range cols {
+		if err := batch.Column(i).Append(col); err != nil {
+			batch.Abort()
+			return fmt.Errorf("insert into %s column %s: %w", t.Target, names[i], err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert into %s: %w", t.Target, classify(err))
+	}
+	return nil
+}
+
 // Query runs a query and returns all rows, each as a slice of typed values.
 func (c *Client) Query(ctx context.Context, sql string, args ...any) ([][]any, error) {
 	rows, err := c.conn.Query(ctx, sql, args...)

@@ -42,6 +42,34 @@ type Table struct {
 	Target   string `json:"target"`
 	Rows     uint64 `json:"rows"`
 	LiveRows uint64 `json:"live_rows"`
+	// Copy is the state of the table's copy while it is not complete.
+	Copy *Copy `json:"copy,omitempty"`
+}
+
+// Copy is the progress of a table's copy, from the chunk state the copy
+// stores in ClickHouse as each chunk finishes.
+type Copy struct {
+	Chunks     int    `json:"chunks"`
+	ChunksDone int    `json:"chunks_done"`
+	RowsCopied uint64 `json:"rows_copied"`
+	// RowsEstimated is Postgres' estimate of the table's rows.
+	RowsEstimated uint64 `json:"rows_estimated"`
+}
+
+// copyProgress summarises a table's chunks; nil when the copy is complete.
+func copyProgress(chunks []checkpoint.Chunk) *Copy {
+	if len(chunks) == 0 || checkpoint.Horizon(chunks) != 0 {
+		return nil
+	}
+	c := &Copy{Chunks: len(chunks)}
+	for _, ch := range chunks {
+		if ch.Done() {
+			c.ChunksDone++
+			c.RowsCopied += ch.Rows
+		}
+		c.RowsEstimated += ch.Estimate
+	}
+	return c
 }
 
 // Read reads the replication state. It does not need the daemon to run.
@@ -92,8 +120,10 @@ func Read(ctx context.Context, cfg config.Config) (*Report, error) {
 		}
 		st.LagSeconds = lag.Seconds()
 	}
+	// Older setups have no chunk state: no copy progress to show.
+	chunks, _ := store.LoadChunks(ctx)
 	for _, t := range cfg.Tables {
-		ts := Table{Source: t.Name, Target: t.Target}
+		ts := Table{Source: t.Name, Target: t.Target, Copy: copyProgress(chunks[t.Name])}
 		rows, err := client.Query(ctx, fmt.Sprintf("SELECT count(), countIf(%s = 0) FROM %s FINAL",
 			mapping.DeletedColumn, client.DB().Table(t.Target)))
 		if err == nil && len(rows) == 1 {

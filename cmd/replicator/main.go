@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/mattn/go-isatty"
 
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/load"
@@ -86,6 +87,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "replicator:", err)
 		return 2
 	}
+	// setup on a terminal draws progress bars and prints log lines above them.
+	var term *load.Terminal
+	if f, ok := stderr.(*os.File); ok && cmd == "setup" && cfg.Log.Format == "text" && isatty.IsTerminal(f.Fd()) {
+		term = load.NewTerminal(stderr)
+		stderr = term
+	}
 	log := hclog.New(&hclog.LoggerOptions{
 		Name:       "replicator",
 		Level:      hclog.LevelFromString(cfg.Log.Level),
@@ -93,15 +100,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Output:     stderr,
 	}).With("slot", cfg.Postgres.Slot)
 
-	if cmd == "run" || cmd == "setup" {
-		limitMemory(cfg.Batch.MaxBytes)
+	switch cmd {
+	case "run":
+		limitMemory(2 * cfg.Batch.MaxBytes)
+	case "setup":
+		limitMemory(load.MemoryBound(cfg.Load))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	switch cmd {
 	case "setup":
-		report, err := load.Setup(ctx, cfg, log.Named("setup"))
+		report, err := load.Setup(ctx, cfg, log.Named("setup"), load.Options{Terminal: term})
 		for _, line := range report {
 			fmt.Fprintln(stdout, line)
 		}
@@ -162,9 +172,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 // in flight fit in it, and near it the garbage collector works harder
 // instead of letting the heap grow to twice what is live. The process then
 // stays within about 2 × max_bytes + 64 MiB.
-func limitMemory(maxBytes uint64) {
+// limitMemory sets the Go heap's soft limit (at least 64 MiB) unless
+// GOMEMLIMIT does.
+func limitMemory(bytes uint64) {
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(int64(max(2*maxBytes, 64<<20)))
+		debug.SetMemoryLimit(int64(max(bytes, 64<<20)))
 	}
 }
 
@@ -217,13 +229,23 @@ func printStatus(w io.Writer, st *status.Report) {
 	}
 	for _, t := range st.Tables {
 		fmt.Fprintf(tw, "table %s\t%d live rows in %s (%d keys with tombstones)\n", t.Source, t.LiveRows, t.Target, t.Rows)
+		if c := t.Copy; c != nil {
+			fmt.Fprintf(tw, "  copy\t%d of %d chunks, %d rows of about %d copied\n", c.ChunksDone, c.Chunks, c.RowsCopied, c.RowsEstimated)
+		}
 	}
 	tw.Flush()
 	var problems []string
 	if !st.SlotExists {
 		problems = append(problems, "slot does not exist: run `replicator setup`")
 	}
-	if !st.HasCheckpoint {
+	copying := false
+	for _, t := range st.Tables {
+		copying = copying || t.Copy != nil
+	}
+	switch {
+	case !st.HasCheckpoint && copying:
+		problems = append(problems, "the copy of existing rows is running or was interrupted: `replicator setup` resumes it")
+	case !st.HasCheckpoint:
 		problems = append(problems, "no checkpoint in ClickHouse: run `replicator setup`")
 	}
 	if st.WALStatus == "lost" {

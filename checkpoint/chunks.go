@@ -1,0 +1,133 @@
+package checkpoint
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/replicator/replicator/ddl"
+)
+
+// Chunk is one part of a table copy: a range of heap pages of the source
+// table and the snapshot it was copied in.
+type Chunk struct {
+	// Source is the qualified Postgres table and Chunk the chunk's number
+	// in it, from 0.
+	Source string
+	Chunk  uint32
+	// FirstPage and EndPage bound the chunk's heap pages: FirstPage <=
+	// page < EndPage; EndPage 0 means up to the end of the table.
+	FirstPage, EndPage uint32
+	// Filenode is the table's file when the copy was planned: a rewrite
+	// (VACUUM FULL, CLUSTER, TRUNCATE, a type change) moves rows between
+	// pages, and the copy of the table starts over.
+	Filenode uint32
+	// Load is the consistent point of the slot the copy belongs to: the
+	// position the stream starts from when the copy is done.
+	Load pglogrepl.LSN
+	// LSN is the consistent point of the snapshot the chunk was copied in
+	// (its rows have version LSN − 1); 0 while the chunk is not copied.
+	LSN pglogrepl.LSN
+	// Xmin is the xmin of that snapshot: every row version created by a
+	// transaction below it was visible to the copy.
+	Xmin uint64
+	// Rows is the number of rows the chunk's copy wrote.
+	Rows uint64
+	// Estimate is the planner's estimate of the chunk's rows, for progress.
+	Estimate uint64
+	// updated orders the states of one chunk.
+	updated uint64
+}
+
+// Done reports whether the chunk was copied.
+func (c Chunk) Done() bool { return c.LSN != 0 }
+
+// SaveChunks records the state of chunks. It returns only after ClickHouse
+// acknowledged the INSERT.
+func (s *Store) SaveChunks(ctx context.Context, chunks ...Chunk) error {
+	if len(chunks) == 0 {
+		return nil
+	}
+	now := uint64(time.Now().UnixNano())
+	rows := make([][]any, len(chunks))
+	for i, c := range chunks {
+		rows[i] = []any{s.slot, c.Source, c.Chunk, c.FirstPage, c.EndPage, c.Filenode, uint64(c.Load),
+			uint64(c.LSN), c.Xmin, c.Rows, c.Estimate, max(now, c.updated+1)}
+	}
+	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.ChunkTable, []string{"slot", "source", "chunk", "first_page",
+		"end_page", "filenode", "load_lsn", "lsn", "xmin", "rows", "estimate", "updated"}), rows...)
+	if err != nil {
+		return fmt.Errorf("save state of %d chunks of %s: %w", len(chunks), chunks[0].Source, err)
+	}
+	return nil
+}
+
+// LoadChunks returns the newest state of every chunk of the slot's latest
+// load (the highest Load), by source table in chunk order.
+func (s *Store) LoadChunks(ctx context.Context) (map[string][]Chunk, error) {
+	rows, err := s.client.Query(ctx, fmt.Sprintf(
+		"SELECT source, chunk, first_page, end_page, filenode, load_lsn, lsn, xmin, rows, estimate, updated FROM %s FINAL "+
+			"WHERE slot = ? ORDER BY source, chunk", s.client.DB().Table(ddl.ChunkTable)), s.slot)
+	if err != nil {
+		return nil, fmt.Errorf("load copy state of slot %s: %w", s.slot, err)
+	}
+	var latest uint64
+	for _, r := range rows {
+		latest = max(latest, r[5].(uint64))
+	}
+	out := make(map[string][]Chunk)
+	for _, r := range rows {
+		c := Chunk{Source: r[0].(string), Chunk: r[1].(uint32), FirstPage: r[2].(uint32), EndPage: r[3].(uint32),
+			Filenode: r[4].(uint32), Load: pglogrepl.LSN(r[5].(uint64)), LSN: pglogrepl.LSN(r[6].(uint64)),
+			Xmin: r[7].(uint64), Rows: r[8].(uint64), Estimate: r[9].(uint64), updated: r[10].(uint64)}
+		if uint64(c.Load) == latest {
+			out[c.Source] = append(out[c.Source], c)
+		}
+	}
+	return out, nil
+}
+
+// DeleteChunks removes the copy state of a source table (when its copy
+// starts over). It waits until the deletion, a ClickHouse mutation, is
+// visible.
+func (s *Store) DeleteChunks(ctx context.Context, source string) error {
+	if err := s.client.Exec(ctx, s.client.DB().DeleteChunks(), s.slot, source); err != nil {
+		return fmt.Errorf("delete copy state of %s: %w", source, err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		rows, err := s.client.Query(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE slot = ? AND source = ?",
+			s.client.DB().Table(ddl.ChunkTable)), s.slot, source)
+		if err != nil {
+			return fmt.Errorf("delete copy state of %s: %w", source, err)
+		}
+		if rows[0][0].(uint64) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("delete copy state of %s: the mutation did not finish within a minute", source)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Horizon returns the position below which the stream must not write the
+// rows of a table's changes: the consistent point of the snapshot that the
+// table's complete copy was read in. Every row a change below it writes is
+// superseded by the copy (see load), so only its tombstones count. It is 0
+// when the table has no complete copy state.
+func Horizon(chunks []Chunk) pglogrepl.LSN {
+	var h pglogrepl.LSN
+	for _, c := range chunks {
+		if !c.Done() {
+			return 0
+		}
+		h = max(h, c.LSN)
+	}
+	return h
+}

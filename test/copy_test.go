@@ -1,0 +1,217 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// copyConfig copies in many small chunks with several workers.
+const copyConfig = `
+load {
+  workers    = 3
+  chunk_size = "1MiB"
+}
+`
+
+// tagsDDL is a table without an integer key: a composite key of text and
+// an integer.
+const tagsDDL = `CREATE TABLE tags (
+  name    text,
+  project bigint,
+  note    text,
+  PRIMARY KEY (name, project)
+)`
+
+const tagsConfig = `
+table "public.tags" {
+  order_by = ["name", "project"]
+  column "project" { type = "Int64" }
+}
+`
+
+// tagsMatch compares tags in Postgres and ClickHouse's live view.
+func (e *env) tagsMatch() (bool, string) {
+	e.t.Helper()
+	rows, err := e.pg.Query(context.Background(), "SELECT name, project, coalesce(note, '') FROM tags")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var want []string
+	for rows.Next() {
+		var name, note string
+		var project int64
+		if err := rows.Scan(&name, &project, &note); err != nil {
+			e.t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("%s|%d|%s", name, project, note))
+	}
+	rows.Close()
+	sort.Strings(want)
+	got := e.chRows(fmt.Sprintf("SELECT name, project, note FROM db_%s.tags_live", e.name))
+	if strings.Join(want, "\n") == strings.Join(got, "\n") {
+		return true, ""
+	}
+	return false, fmt.Sprintf("postgres %d rows, clickhouse %d rows", len(want), len(got))
+}
+
+func (e *env) convergeTags(what string, timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, why := e.tagsMatch()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: tags did not converge within %s: %s", what, timeout, why)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// copiedChunks returns how many chunks of the env's copy are done and how
+// many there are.
+// (0, 0 before setup made the table).
+func (e *env) copiedChunks() (done, total int) {
+	var d, n uint64
+	err := e.ch.QueryRow(context.Background(), fmt.Sprintf(
+		"SELECT countIf(lsn > 0), count() FROM db_%s.replicator_copy_chunks FINAL", e.name)).Scan(&d, &n)
+	if err != nil {
+		return 0, 0
+	}
+	return int(d), int(n)
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+// TestCopyInChunks copies events (NULLs, fingerprints, holes left by
+// deletes), TOASTed docs and a table keyed by text in many chunks with
+// three workers while a writer changes events, then streams: ClickHouse
+// equals Postgres.
+func TestCopyInChunks(t *testing.T) {
+	e := newEnv(t, copyConfig+docsConfig+tagsConfig)
+	e.exec(docsDDL)
+	e.exec(tagsDDL)
+	e.insertEvents(60000)
+	e.exec("DELETE FROM events WHERE id % 7 = 0")
+	e.insertDocs(1, 2000, 4096)
+	e.exec(`INSERT INTO tags SELECT 'tag-' || (g % 997), g / 997, CASE WHEN g % 3 = 0 THEN NULL ELSE md5(g::text) END
+		FROM generate_series(1, 30000) g`)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := e.workload(ctx, 11, 2)
+	out := e.setup()
+	if m := regexp.MustCompile(`copying public.events with version \S+: (\d+) of (\d+) chunks whole`).FindStringSubmatch(out); m == nil || atoi(m[2]) < 4 {
+		t.Errorf("setup did not copy events in several chunks:\n%s", out)
+	}
+	done, total := e.copiedChunks()
+	if done != total || total < 6 {
+		t.Errorf("copy state: %d of %d chunks done, want all of at least 6", done, total)
+	}
+	d := e.start()
+	time.Sleep(time.Second)
+	cancel()
+	txns := wait()
+	e.converge(fmt.Sprintf("events after the copy and %d transactions", txns), convergeTimeout)
+	e.convergeDocs("docs after the copy", convergeTimeout)
+	e.convergeTags("tags after the copy", convergeTimeout)
+	d.stop(t)
+}
+
+// TestCopyResumesAfterKill kills setup with SIGKILL in the middle of its
+// copy while writers change events and docs (updates that leave the
+// TOASTed body unchanged move rows between pages), lets the writers go on
+// between the runs, runs setup again, which copies only what is missing,
+// and then streams: ClickHouse equals Postgres and verify agrees.
+func TestCopyResumesAfterKill(t *testing.T) {
+	e := newEnv(t, strings.Replace(copyConfig, "workers    = 3", "workers    = 1", 1)+docsConfig)
+	e.exec(docsDDL)
+	e.insertEvents(250000)
+	e.insertDocs(1, 4000, 4096)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := e.workload(ctx, 12, 2)
+	var docsWriter sync.WaitGroup
+	docsWriter.Add(1)
+	go func() {
+		defer docsWriter.Done()
+		rng := rand.New(rand.NewPCG(5, 5))
+		for ctx.Err() == nil {
+			var q string
+			switch p := rng.IntN(10); {
+			case p < 6:
+				q = fmt.Sprintf("UPDATE docs SET flag = flag + 1 WHERE id %% 50 = %d", rng.IntN(50))
+			case p < 8:
+				q = fmt.Sprintf("DELETE FROM docs WHERE id = %d", rng.IntN(4000)+1)
+			default:
+				id := rng.IntN(100000) + 10000
+				q = fmt.Sprintf("INSERT INTO docs (id, body) VALUES (%d, %s) ON CONFLICT DO NOTHING", id, docBody(strconv.Itoa(id), "w", 4096))
+			}
+			e.pg.Exec(context.Background(), q)
+		}
+	}()
+
+	setup := exec.Command(binary, "setup", "--config", e.config)
+	var firstOut strings.Builder
+	setup.Stdout, setup.Stderr = &firstOut, &firstOut
+	if err := setup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- setup.Wait() }()
+	killedAt := 0
+	for deadline := time.Now().Add(2 * time.Minute); killedAt == 0; {
+		select {
+		case err := <-exited:
+			t.Fatalf("setup finished before it was killed (%v): make the table larger\n%s", err, firstOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("setup copied too little within 2 minutes\n%s", firstOut.String())
+		}
+		if done, total := e.copiedChunks(); total > 0 && done*10 >= total*3 {
+			setup.Process.Kill()
+			<-exited
+			killedAt = done
+			t.Logf("setup killed with %d of %d chunks copied", done, total)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the writers change rows between the runs
+
+	out := e.setup()
+	if !strings.Contains(out, "resuming the copy") {
+		t.Errorf("second setup did not resume:\n%s", out)
+	}
+	m := regexp.MustCompile(`copying public.events with version \S+: (\d+) of (\d+) chunks whole, (\d+) for the rows changed`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("second setup output lacks the events plan:\n%s", out)
+	}
+	if whole, total := atoi(m[1]), atoi(m[2]); whole >= total || atoi(m[3]) == 0 {
+		t.Errorf("second setup copied %s of %s chunks whole and %s again: want only the missing ones whole", m[1], m[2], m[3])
+	}
+	d := e.start()
+	time.Sleep(2 * time.Second)
+	cancel()
+	txns := wait()
+	docsWriter.Wait()
+	e.converge(fmt.Sprintf("events after a resumed copy and %d transactions", txns), convergeTimeout)
+	e.convergeDocs("docs after a resumed copy", convergeTimeout)
+	vout, verrs, code := e.cli("verify", "--config", e.config)
+	if code != 0 {
+		t.Errorf("verify after a resumed copy: exit %d\n%s\n%s", code, vout, verrs)
+	}
+	d.stop(t)
+}
