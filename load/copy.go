@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
@@ -16,15 +17,16 @@ import (
 	"github.com/replicator/replicator/sink"
 )
 
-// blockBytes bounds the rows a worker holds before it writes them with one
-// INSERT; with the driver's copy of the block and its compressed form a
-// worker holds about three times this.
-const blockBytes = 16 << 20
+// blockBytes bounds the rows of one INSERT. A worker decodes into one
+// block while the previous one is written; with the driver's copy of the
+// block being written and its compressed form it holds about four times
+// this.
+const blockBytes = 8 << 20
 
 // MemoryBound is the memory a copy with these options holds: per worker a
 // block, the driver's copy of it and its compressed form, and a reserve.
 func MemoryBound(o config.LoadOptions) uint64 {
-	return uint64(o.Workers)*3*blockBytes + 32<<20
+	return uint64(o.Workers)*4*blockBytes + 64<<20
 }
 
 // job is one chunk to copy: whole, or with since only the row versions
@@ -95,7 +97,7 @@ func (c *copier) worker(ctx context.Context, jobs <-chan job) error {
 		return err
 	}
 	defer client.Close()
-	pg, err := postgres.Connect(ctx, c.cfg.Postgres.DSN)
+	pg, err := postgres.ConnectForCopy(ctx, c.cfg.Postgres.DSN)
 	if err != nil {
 		return err
 	}
@@ -112,49 +114,71 @@ func (c *copier) worker(ctx context.Context, jobs <-chan job) error {
 	if err := snap.Lock(ctx, sources); err != nil {
 		return err
 	}
-	blocks := make(map[*mapping.Table]*mapping.Block)
+	blocks := make(map[*mapping.Table][2]*mapping.Block)
 	for j := range jobs {
-		b := blocks[j.table]
-		if b == nil {
-			b = j.table.NewBlock()
-			blocks[j.table] = b
+		bs, ok := blocks[j.table]
+		if !ok {
+			bs = [2]*mapping.Block{j.table.NewBlock(), j.table.NewBlock()}
+			blocks[j.table] = bs
 		}
-		if err := c.copyChunk(ctx, snap, client, b, j); err != nil {
+		if err := c.copyChunk(ctx, snap, client, bs, j); err != nil {
 			return err
 		}
 	}
 	return snap.Commit(ctx)
 }
 
-// copyChunk copies one chunk and records it as done.
-func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client *sink.Client, b *mapping.Block, j job) error {
+// copyChunk copies one chunk and records it as done. It decodes into one
+// block while the previous one is written (blocks holds the two blocks).
+func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client *sink.Client, blocks [2]*mapping.Block, j job) error {
 	t := j.table
 	version := uint64(c.snap.lsn - 1)
-	b.Reset()
-	var rows uint64
-	flush := func() error {
-		if b.Len() == 0 {
-			return nil
-		}
-		if err := client.InsertColumns(ctx, t, b.Columns(version, 0)); err != nil {
-			return err
-		}
-		c.progress.add(t.Source, b.Len())
-		rows += uint64(b.Len())
+	free := make(chan *mapping.Block, len(blocks))
+	for _, b := range blocks {
 		b.Reset()
-		return nil
+		free <- b
 	}
+	full := make(chan *mapping.Block)
+	written := make(chan error, 1)
+	var failed atomic.Bool
+	var rows uint64
+	go func() {
+		var err error
+		for b := range full {
+			if err == nil {
+				if err = client.InsertColumns(ctx, t, b.Columns(version, 0)); err == nil {
+					c.progress.add(t.Source, b.Len())
+					rows += uint64(b.Len())
+				} else {
+					failed.Store(true)
+				}
+			}
+			b.Reset()
+			free <- b
+		}
+		written <- err
+	}()
+	b := <-free
 	err := snap.CopyBinary(ctx, chunkQuery(t, j.chunk, j.since), func(fields [][]byte) error {
 		if err := b.AppendBinary(fields); err != nil {
 			return rowError(t, fields, c.snap.lsn, err)
 		}
-		if b.Bytes() >= blockBytes {
-			return flush()
+		if b.Bytes() < blockBytes {
+			return nil
 		}
+		if failed.Load() {
+			return errWriteFailed
+		}
+		full <- b
+		b = <-free
 		return nil
 	})
-	if err == nil {
-		err = flush()
+	if err == nil && b.Len() > 0 {
+		full <- b
+	}
+	close(full)
+	if werr := <-written; werr != nil {
+		err = werr
 	}
 	if err != nil {
 		var re *mapping.RowError
@@ -174,6 +198,10 @@ func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client 
 	c.progress.chunkDone(t.Source)
 	return nil
 }
+
+// errWriteFailed stops a chunk's read after a write of its rows failed;
+// the write's error is returned.
+var errWriteFailed = errors.New("write failed")
 
 // rowError names the table, column and key of a copied row that cannot be
 // mapped, and the snapshot's consistent point.

@@ -50,17 +50,21 @@ type xidWindow struct {
 	Since, Until uint64
 }
 
-// maxWindow bounds a window: beyond 2^31 transactions a 32-bit xmin no
-// longer tells old from new, and the chunk is copied whole.
-const maxWindow = 1 << 31
+// maxWindow bounds a window: the condition compares 32-bit transaction
+// ids by their age, which is exact within 2^31 transactions; half of that
+// leaves room for the transactions that run during the copy. A wider
+// window copies the chunk whole.
+const maxWindow = 1 << 30
 
-// condition renders the window as an SQL condition on the 32-bit xmin of
-// each row version, modulo 2^32. Versions created before Since are
-// visible to every snapshot with that xmin; the condition may also take a
-// few of them (created between Since and that snapshot), which a copy
-// writes again unchanged.
+// condition renders the window as an SQL condition on the xmin of each
+// row version: created by Since or a later transaction, i.e. not older
+// than Since (age counts back from the newest transaction id, the same for
+// both within one statement; a frozen id is infinitely old). Versions
+// created before Since are visible to every snapshot with that xmin; the
+// condition may also take a few of them (created between Since and that
+// snapshot), which a copy writes again unchanged.
 func (w xidWindow) condition() string {
-	return fmt.Sprintf("((xmin::text::bigint - %d + 4294967296) %% 4294967296) < %d", w.Since%(1<<32), w.Until-w.Since)
+	return fmt.Sprintf("age(xmin) <= age('%d'::xid)", w.Since%(1<<32))
 }
 
 // chunkQuery is the SELECT a binary COPY of a chunk runs: the mapped

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"math"
 	"testing"
 
 	"github.com/jackc/pglogrepl"
@@ -50,35 +51,43 @@ func TestPlan(t *testing.T) {
 	}
 }
 
-// inWindow evaluates xidWindow.condition's arithmetic for a 32-bit xmin.
-func inWindow(w xidWindow, xmin uint32) bool {
-	return (int64(xmin)-int64(w.Since%(1<<32))+1<<32)%(1<<32) < int64(w.Until-w.Since)
+// inWindow evaluates xidWindow.condition for a 32-bit xmin as Postgres'
+// age() does, with latest the newest transaction id.
+func inWindow(w xidWindow, xmin, latest uint32) bool {
+	age := func(x uint32) int32 {
+		if x < 3 { // invalid, bootstrap and frozen ids are infinitely old
+			return math.MaxInt32
+		}
+		return int32(latest - x)
+	}
+	return age(xmin) <= age(uint32(w.Since))
 }
 
 func TestXidWindow(t *testing.T) {
 	tests := []struct {
-		name string
-		w    xidWindow
-		xmin uint32
-		want bool
+		name   string
+		w      xidWindow
+		xmin   uint32
+		latest uint32
+		want   bool
 	}{
-		{"before", xidWindow{1000, 2000}, 999, false},
-		{"at since", xidWindow{1000, 2000}, 1000, true},
-		{"inside", xidWindow{1000, 2000}, 1500, true},
-		{"at until", xidWindow{1000, 2000}, 2000, false},
-		{"frozen", xidWindow{1000, 2000}, 2, false},
-		{"across the epoch, old", xidWindow{1<<32 - 10, 1<<32 + 10}, 1<<32 - 11, false},
-		{"across the epoch, before wrap", xidWindow{1<<32 - 10, 1<<32 + 10}, 1<<32 - 1, true},
-		{"across the epoch, after wrap", xidWindow{1<<32 - 10, 1<<32 + 10}, 5, true},
-		{"across the epoch, new", xidWindow{1<<32 - 10, 1<<32 + 10}, 10, false},
-		{"later epoch", xidWindow{5<<32 + 100, 5<<32 + 200}, 150, true},
+		{"before", xidWindow{1000, 2000}, 999, 2100, false},
+		{"at since", xidWindow{1000, 2000}, 1000, 2100, true},
+		{"inside", xidWindow{1000, 2000}, 1500, 2100, true},
+		{"after the snapshot", xidWindow{1000, 2000}, 2050, 2100, true},
+		{"frozen", xidWindow{1000, 2000}, 2, 2100, false},
+		{"across the epoch, old", xidWindow{1<<32 - 10, 1<<32 + 10}, 1<<32 - 11, 20, false},
+		{"across the epoch, before wrap", xidWindow{1<<32 - 10, 1<<32 + 10}, 1<<32 - 1, 20, true},
+		{"across the epoch, after wrap", xidWindow{1<<32 - 10, 1<<32 + 10}, 5, 20, true},
+		{"later epoch", xidWindow{5<<32 + 100, 5<<32 + 200}, 150, 300, true},
+		{"later epoch, old", xidWindow{5<<32 + 100, 5<<32 + 200}, 99, 300, false},
 	}
 	for _, tc := range tests {
-		if got := inWindow(tc.w, tc.xmin); got != tc.want {
+		if got := inWindow(tc.w, tc.xmin, tc.latest); got != tc.want {
 			t.Errorf("%s: xmin %d in %+v = %v, want %v", tc.name, tc.xmin, tc.w, got, tc.want)
 		}
 	}
-	want := "((xmin::text::bigint - 4294967286 + 4294967296) % 4294967296) < 20"
+	want := "age(xmin) <= age('4294967286'::xid)"
 	if got := (xidWindow{1<<32 - 10, 1<<32 + 10}).condition(); got != want {
 		t.Errorf("condition = %s, want %s", got, want)
 	}
@@ -114,7 +123,7 @@ func TestTableJobs(t *testing.T) {
 	})
 	t.Run("window too wide", func(t *testing.T) {
 		cs := []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, 0, 0)}
-		jobs, _, _ := tableJobs(nil, cs, snapshot{lsn: s2, xmin: 1 << 40, xmax: 1<<31 + 100})
+		jobs, _, _ := tableJobs(nil, cs, snapshot{lsn: s2, xmin: 1 << 40, xmax: maxWindow + 100})
 		if len(jobs) != 2 || jobs[0].since != nil {
 			t.Errorf("jobs %+v: want chunk 0 copied whole", jobs)
 		}

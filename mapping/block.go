@@ -88,7 +88,8 @@ func (b *Block) Reset() {
 // (_version = version, _deleted = 0, _seq = seq for every row), each as the
 // slice clickhouse-go's columnar Append takes for the column's type:
 // []uint8 ... []int64, []float32, []float64, []string (String and
-// LowCardinality(String)), []time.Time (Date, DateTime, DateTime64),
+// LowCardinality(String)), []int64 of seconds (DateTime), []time.Time
+// (Date, DateTime64),
 // []uuid.UUID, and for Nullable(T) a []*T whose pointers point into one
 // backing array, nil for NULL. The slices stay valid until Reset or the
 // next call of Columns.
@@ -147,6 +148,15 @@ func newBlockColumn(c *Column) blockColumn {
 	case KindUUID:
 		return newColumn(c, uuidDecoder(oid))
 	}
+	if typ.Kind == KindDateTime {
+		// Seconds, which clickhouse-go takes for DateTime: a column without
+		// pointers is not scanned by the garbage collector.
+		decode := timeDecoder(oid, typ)
+		return &column[int64]{nullable: typ.Nullable, decode: func(b []byte) (int64, error) {
+			t, err := decode(b)
+			return t.Unix(), err
+		}}
+	}
 	return newColumn(c, timeDecoder(oid, typ))
 }
 
@@ -176,7 +186,7 @@ func valueSize(typ Type) int {
 		n = 4
 	case KindString, KindUUID:
 		n = 16
-	case KindDate, KindDateTime, KindDateTime64:
+	case KindDate, KindDateTime64:
 		n = 24
 	}
 	if typ.Nullable {

@@ -384,6 +384,11 @@ func cell(col any, i int) any {
 
 // sameValue compares mapped values; NaNs compare by their bits.
 func sameValue(a, b any) bool {
+	if _, ok := a.(int64); ok {
+		if _, ok := b.(time.Time); ok {
+			a, b = b, a
+		}
+	}
 	switch x := a.(type) {
 	case float64:
 		y, ok := b.(float64)
@@ -392,6 +397,9 @@ func sameValue(a, b any) bool {
 		y, ok := b.(float32)
 		return ok && math.Float32bits(x) == math.Float32bits(y)
 	case time.Time:
+		if secs, ok := b.(int64); ok { // a DateTime column holds seconds
+			return x.Location() == time.UTC && x.Unix() == secs
+		}
 		y, ok := b.(time.Time)
 		return ok && x.Equal(y) && x.Location() == time.UTC && y.Location() == time.UTC
 	}
@@ -603,10 +611,10 @@ func TestBlockResetAndBytes(t *testing.T) {
 		}
 	}
 	one := b.Bytes() / 3
-	// Six 8-byte integers, one UInt8, two times, the LowCardinality
-	// string's header and its 5 bytes, the nullable's flag and pointer,
-	// and the meta columns.
-	if want := 6*8 + 1 + 2*24 + 16 + len("Issue") + 1 + 8 + 17; one != want {
+	// Six 8-byte integers, one UInt8, two times (seconds of DateTime),
+	// the LowCardinality string's header and its 5 bytes, the nullable's
+	// flag and pointer, and the meta columns.
+	if want := 6*8 + 1 + 2*8 + 16 + len("Issue") + 1 + 8 + 17; one != want {
 		t.Errorf("Bytes per row = %d, want %d", one, want)
 	}
 	cols := b.Columns(5, 6)
