@@ -1,13 +1,16 @@
 package postgres
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // sessionParams are the settings of every replicator session, so that text
@@ -41,15 +44,36 @@ type Conn struct {
 
 // Connect opens an SQL connection with the session settings.
 func Connect(ctx context.Context, dsn string) (*Conn, error) {
+	return connect(ctx, dsn, nil)
+}
+
+func connect(ctx context.Context, dsn string, adjust func(*pgx.ConnConfig)) (*Conn, error) {
 	cfg, err := ParseConfig(dsn)
 	if err != nil {
 		return nil, err
+	}
+	if adjust != nil {
+		adjust(cfg)
 	}
 	pg, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
 	return &Conn{pg: pg}, nil
+}
+
+// copyReadBuffer is the read buffer of a copy connection: a COPY sends a
+// message per row, and reading them in large pieces saves system calls.
+const copyReadBuffer = 256 << 10
+
+// ConnectForCopy opens an SQL connection for bulk reads (CopyBinary): like
+// Connect, with a large read buffer.
+func ConnectForCopy(ctx context.Context, dsn string) (*Conn, error) {
+	return connect(ctx, dsn, func(cfg *pgx.ConnConfig) {
+		cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+			return pgproto3.NewFrontend(bufio.NewReaderSize(r, copyReadBuffer), w)
+		}
+	})
 }
 
 // Close closes the connection. It is safe to call more than once.
