@@ -109,7 +109,7 @@ func Default() Config {
 		Postgres:   Postgres{Slot: "replicator", Publication: "replicator"},
 		ClickHouse: ClickHouse{Addr: []string{"127.0.0.1:9000"}, Database: "default", Username: "default"},
 		Batch:      Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxDelay: time.Second},
-		Load:       LoadOptions{Workers: 3, ChunkSize: 64 << 20},
+		Load:       LoadOptions{Workers: 3, ChunkSize: 16 << 20},
 		Log:        Log{Level: "info", Format: "text"},
 		Monitor: Monitor{Listen: "127.0.0.1:9187", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
 			RetainedWALWarning: 10 << 30},

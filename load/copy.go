@@ -35,6 +35,8 @@ type job struct {
 	table *mapping.Table
 	chunk checkpoint.Chunk
 	since *xidWindow
+	// pages is the chunk's size when it is copied whole, for progress.
+	pages int64
 }
 
 // snapshot is an exported snapshot and the consistent point of the slot
@@ -195,7 +197,7 @@ func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client 
 	if err := c.store.SaveChunks(ctx, done); err != nil {
 		return err
 	}
-	c.progress.chunkDone(t.Source)
+	c.progress.chunkDone(t.Source, j.pages, int64(rows))
 	return nil
 }
 
@@ -206,7 +208,7 @@ var errWriteFailed = errors.New("write failed")
 // rowError names the table, column and key of a copied row that cannot be
 // mapped, and the snapshot's consistent point.
 func rowError(t *mapping.Table, fields [][]byte, lsn pglogrepl.LSN, err error) error {
-	re := &mapping.RowError{Table: t.Source, Key: t.KeyOfBinary(fields), LSN: lsn, Err: err}
+	re := &mapping.RowError{Table: t.Source, Key: t.KeyOfBinary(fields), LSN: lsn, Err: err, Copied: true}
 	var ce *mapping.ColumnError
 	if errors.As(err, &ce) {
 		re.Column, re.Err = ce.Column, ce.Err

@@ -100,16 +100,17 @@ func TestTableJobs(t *testing.T) {
 		return checkpoint.Chunk{Source: "public.t", Chunk: n, Load: s1, LSN: lsn, Xmin: xmin, Estimate: 10}
 	}
 	t.Run("complete in one snapshot", func(t *testing.T) {
-		jobs, done, _ := tableJobs(nil, []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, s1, 100)}, snap)
+		jobs, done, _ := tableJobs(nil, []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, s1, 100)}, snap, 100)
 		if len(jobs) != 0 || done != 2 {
 			t.Errorf("jobs %v, done %d; want none, 2", jobs, done)
 		}
 	})
 	t.Run("interrupted", func(t *testing.T) {
 		cs := []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, 0, 0), chunk(2, s2, 500), chunk(3, 0x1800, 300)}
-		jobs, done, estimate := tableJobs(nil, cs, snap)
-		if done != 1 || estimate != 10 || len(jobs) != 3 {
-			t.Fatalf("done %d, estimate %d, %d jobs; want 1, 10, 3", done, estimate, len(jobs))
+		cs[1].FirstPage, cs[1].EndPage = 10, 30
+		jobs, done, pages := tableJobs(nil, cs, snap, 100)
+		if done != 1 || pages != 20 || len(jobs) != 3 {
+			t.Fatalf("done %d, pages %d, %d jobs; want 1, 20, 3", done, pages, len(jobs))
 		}
 		if j := jobs[0]; j.chunk.Chunk != 0 || j.since == nil || *j.since != (xidWindow{100, 600}) {
 			t.Errorf("chunk 0 job = %+v, want rows since xid 100", j)
@@ -123,7 +124,7 @@ func TestTableJobs(t *testing.T) {
 	})
 	t.Run("window too wide", func(t *testing.T) {
 		cs := []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, 0, 0)}
-		jobs, _, _ := tableJobs(nil, cs, snapshot{lsn: s2, xmin: 1 << 40, xmax: maxWindow + 100})
+		jobs, _, _ := tableJobs(nil, cs, snapshot{lsn: s2, xmin: 1 << 40, xmax: maxWindow + 100}, 100)
 		if len(jobs) != 2 || jobs[0].since != nil {
 			t.Errorf("jobs %+v: want chunk 0 copied whole", jobs)
 		}

@@ -20,6 +20,7 @@ const logEvery = 5 * time.Second
 // table every few seconds and, on a terminal, draws a bar per table.
 type progress struct {
 	log    hclog.Logger
+	every  time.Duration // how often run logs
 	bars   *mpb.Progress // nil without a terminal
 	mu     sync.Mutex
 	tables map[string]*tableProgress
@@ -27,36 +28,49 @@ type progress struct {
 }
 
 type tableProgress struct {
-	rows     atomic.Int64
-	estimate int64
-	chunks   int
-	done     atomic.Int64
-	start    time.Time
-	bar      *mpb.Bar
+	rows   atomic.Int64
+	chunks int
+	done   atomic.Int64
+	start  time.Time
+	bar    *mpb.Bar
+	// Guarded by progress.mu: the estimate of the rows the copy writes,
+	// from the rows per page of the chunks copied whole so far (the
+	// planner's figure before the first).
+	estimate    int64
+	pagesLeft   int64
+	rowsPerPage float64
+	wholeRows   int64
+	wholePages  int64
 }
 
 // newProgress returns a progress that draws bars on term when it is not nil.
 func newProgress(ctx context.Context, log hclog.Logger, term *Terminal) *progress {
-	p := &progress{log: log, tables: make(map[string]*tableProgress)}
+	p := &progress{log: log, every: logEvery, tables: make(map[string]*tableProgress)}
 	if term != nil {
 		p.bars = term.start(ctx)
 	}
 	return p
 }
 
-// table registers a table's copy: chunks to copy, of which done are done
-// already, and the estimated rows still to copy.
-func (p *progress) table(source string, chunks, done int, estimate int64) {
-	tp := &tableProgress{estimate: max(estimate, 1), chunks: chunks, start: time.Now()}
+// table registers a table's copy: chunks in all, of which done need
+// nothing, pages to copy whole, and the planner's rows per page (0:
+// unknown).
+func (p *progress) table(source string, chunks, done int, pages int64, rowsPerPage float64) {
+	tp := &tableProgress{chunks: chunks, start: time.Now(), pagesLeft: pages, rowsPerPage: rowsPerPage}
 	tp.done.Store(int64(done))
+	tp.estimate = int64(float64(pages) * rowsPerPage)
 	if p.bars != nil {
-		tp.bar = p.bars.AddBar(tp.estimate,
+		tp.bar = p.bars.AddBar(0,
 			mpb.PrependDecorators(decor.Name(source, decor.WCSyncSpaceR),
 				decor.Any(func(decor.Statistics) string {
 					return fmt.Sprintf("%d rows  chunks %d/%d", tp.rows.Load(), tp.done.Load(), tp.chunks)
 				}, decor.WCSyncSpaceR)),
 			mpb.AppendDecorators(decor.AverageSpeed(0, "%.0f rows/s", decor.WCSyncSpace),
 				decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done")))
+		tp.bar.SetTotal(max(tp.estimate, 1), false)
+		if done == chunks {
+			tp.bar.SetTotal(-1, true)
+		}
 	}
 	p.mu.Lock()
 	p.tables[source] = tp
@@ -79,32 +93,47 @@ func (p *progress) add(source string, n int) {
 		return
 	}
 	rows := tp.rows.Add(int64(n))
-	if tp.bar != nil {
-		if rows >= tp.estimate {
-			// The estimate was low: keep the bar short of complete until
-			// the last chunk is done.
-			tp.estimate = rows + rows/10 + 1
+	if rows >= tp.estimate {
+		// Rows the estimate missed: keep the bar short of its end
+		// until the last chunk is done.
+		tp.estimate = rows + rows/10 + 1
+		if tp.bar != nil {
 			tp.bar.SetTotal(tp.estimate, false)
 		}
+	}
+	if tp.bar != nil {
 		tp.bar.IncrBy(n)
 	}
 }
 
-// chunkDone counts one chunk of source as done.
-func (p *progress) chunkDone(source string) {
-	tp := p.get(source)
+// chunkDone counts one chunk of source as done. A chunk copied whole
+// reports its pages and rows, which refine the estimate.
+func (p *progress) chunkDone(source string, pages, rows int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	tp := p.tables[source]
 	if tp == nil {
 		return
+	}
+	if pages > 0 {
+		tp.pagesLeft = max(tp.pagesLeft-pages, 0)
+		tp.wholeRows += rows
+		tp.wholePages += pages
+		tp.rowsPerPage = float64(tp.wholeRows) / float64(tp.wholePages)
+		tp.estimate = max(tp.rows.Load()+int64(float64(tp.pagesLeft)*tp.rowsPerPage), 1)
+		if tp.bar != nil {
+			tp.bar.SetTotal(tp.estimate, false)
+		}
 	}
 	if tp.done.Add(1) == int64(tp.chunks) && tp.bar != nil {
 		tp.bar.SetTotal(-1, true)
 	}
 }
 
-// run logs a line for every table still copying every logEvery, until ctx
+// run logs a line for every table still copying every p.every, until ctx
 // ends.
 func (p *progress) run(ctx context.Context) {
-	tick := time.NewTicker(logEvery)
+	tick := time.NewTicker(p.every)
 	defer tick.Stop()
 	for {
 		select {
@@ -160,7 +189,8 @@ type Terminal struct {
 func NewTerminal(out io.Writer) *Terminal { return &Terminal{out: out} }
 
 func (t *Terminal) start(ctx context.Context) *mpb.Progress {
-	p := mpb.NewWithContext(ctx, mpb.WithOutput(t.out), mpb.WithWidth(32), mpb.WithRefreshRate(250*time.Millisecond))
+	p := mpb.NewWithContext(ctx, mpb.WithOutput(t.out), mpb.WithAutoRefresh(), mpb.WithWidth(32),
+		mpb.WithRefreshRate(250*time.Millisecond))
 	t.bars.Store(p)
 	return p
 }

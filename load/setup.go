@@ -314,8 +314,8 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 				return err
 			}
 		}
-		tj, done, estimate := tableJobs(t, cs, snap)
-		c.progress.table(t.Source, len(cs), done, estimate)
+		tj, done, pages := tableJobs(t, cs, snap, rel.Pages)
+		c.progress.table(t.Source, len(cs), done, pages, rel.RowsPerPage)
 		if len(tj) == 0 {
 			say("table %s is copied", t.Source)
 			continue
@@ -339,6 +339,11 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 	err = c.run(ctx, jobs)
 	stopLog()
 	c.progress.wait()
+	var re *mapping.RowError
+	if errors.As(err, &re) {
+		return fmt.Errorf("%w; change the value in Postgres or the column's type in the configuration, "+
+			"then run `replicator setup` again: it resumes the copy", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -366,8 +371,9 @@ func emptyTarget(ctx context.Context, cfg config.Config, t *mapping.Table) error
 }
 
 // tableJobs returns the jobs that bring a table's chunks to snap, how many
-// chunks need nothing and the estimated rows to copy.
-func tableJobs(t *mapping.Table, cs []checkpoint.Chunk, snap snapshot) (jobs []job, done int, estimate int64) {
+// chunks need nothing and how many pages (of a table of relPages) the jobs
+// copy whole.
+func tableJobs(t *mapping.Table, cs []checkpoint.Chunk, snap snapshot, relPages uint32) (jobs []job, done int, pages int64) {
 	if h := checkpoint.Horizon(cs); h != 0 && allAt(cs, h) {
 		return nil, len(cs), 0
 	}
@@ -378,11 +384,15 @@ func tableJobs(t *mapping.Table, cs []checkpoint.Chunk, snap snapshot) (jobs []j
 		case c.Done() && snap.xmax-c.Xmin < maxWindow:
 			jobs = append(jobs, job{table: t, chunk: c, since: &xidWindow{Since: c.Xmin, Until: snap.xmax}})
 		default:
-			jobs = append(jobs, job{table: t, chunk: c})
-			estimate += int64(c.Estimate)
+			end := c.EndPage
+			if end == 0 {
+				end = max(relPages, c.FirstPage)
+			}
+			jobs = append(jobs, job{table: t, chunk: c, pages: int64(end - c.FirstPage)})
+			pages += int64(end - c.FirstPage)
 		}
 	}
-	return jobs, done, estimate
+	return jobs, done, pages
 }
 
 // allAt reports whether every chunk was copied in the snapshot at lsn.

@@ -25,6 +25,9 @@ type RowError struct {
 	Key    string
 	LSN    pglogrepl.LSN
 	Err    error
+	// Copied marks a row of a copy; LSN is then the consistent point of
+	// the copy's snapshot.
+	Copied bool
 }
 
 // NewRowError describes a tuple of t that failed to map in the transaction
@@ -39,11 +42,15 @@ func NewRowError(t *Table, vals []Value, lsn pglogrepl.LSN, err error) *RowError
 }
 
 func (e *RowError) Error() string {
-	s := "cannot map change of table " + e.Table
+	what, where := "change", "in transaction"
+	if e.Copied {
+		what, where = "copied row", "in the snapshot at"
+	}
+	s := "cannot map " + what + " of table " + e.Table
 	if e.Column != "" {
 		s += " column " + e.Column
 	}
-	return fmt.Sprintf("%s key %s in transaction %s: %v", s, e.Key, e.LSN, e.Err)
+	return fmt.Sprintf("%s key %s %s %s: %v", s, e.Key, where, e.LSN, e.Err)
 }
 
 func (e *RowError) Unwrap() error { return e.Err }

@@ -189,6 +189,17 @@ func TestCopyResumesAfterKill(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	st, _, _ := e.statusCode()
+	tables, _ := st["tables"].([]any)
+	var copyState map[string]any
+	for _, tb := range tables {
+		if m, _ := tb.(map[string]any); m["source"] == "public.events" {
+			copyState, _ = m["copy"].(map[string]any)
+		}
+	}
+	if done, _ := copyState["chunks_done"].(float64); copyState == nil || int(done) < killedAt || done >= copyState["chunks"].(float64) {
+		t.Errorf("status after the kill shows copy %v, want %d or more chunks of events done and some not", copyState, killedAt)
+	}
 	time.Sleep(time.Second) // the writers change rows between the runs
 
 	out := e.setup()
@@ -213,5 +224,31 @@ func TestCopyResumesAfterKill(t *testing.T) {
 	if code != 0 {
 		t.Errorf("verify after a resumed copy: exit %d\n%s\n%s", code, vout, verrs)
 	}
+	d.stop(t)
+}
+
+// TestCopyStopsOnUnmappableRow copies a table with a value its target
+// type cannot hold: setup stops naming table, column and key and says how
+// to go on; once the row is fixed, setup resumes and copies everything.
+func TestCopyStopsOnUnmappableRow(t *testing.T) {
+	e := newEnv(t, copyConfig)
+	e.insertEvents(40000)
+	e.exec("UPDATE events SET project_id = -5 WHERE id = 31234")
+	out, errs, code := e.cli("setup", "--config", e.config)
+	if code == 0 {
+		t.Fatalf("setup copied a negative project_id into UInt64:\n%s", out)
+	}
+	for _, want := range []string{"copied row of table public.events", "column project_id", "key id=31234", "run `replicator setup` again"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("setup error lacks %q:\n%s", want, errs)
+		}
+	}
+	e.exec("UPDATE events SET project_id = 5 WHERE id = 31234")
+	out = e.setup()
+	if !strings.Contains(out, "resuming the copy") {
+		t.Errorf("second setup did not resume:\n%s", out)
+	}
+	d := e.start()
+	e.converge("after the fixed row", convergeTimeout)
 	d.stop(t)
 }
