@@ -48,8 +48,8 @@ load {
   # connection (default 3).
   workers = 3
   # Heap size of one chunk: the unit of parallel work and of resumption
-  # after a crash (default "64MiB").
-  chunk_size = "64MiB"
+  # after a crash (default "16MiB").
+  chunk_size = "16MiB"
 }
 
 log {

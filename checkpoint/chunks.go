@@ -90,15 +90,15 @@ func (s *Store) LoadChunks(ctx context.Context) (map[string][]Chunk, error) {
 }
 
 // DeleteChunks removes the copy state of a source table (when its copy
-// starts over). It waits until the deletion, a ClickHouse mutation, is
-// visible.
+// starts over), or of every table of the slot when source is empty. It
+// waits until the deletion, a ClickHouse mutation, is visible.
 func (s *Store) DeleteChunks(ctx context.Context, source string) error {
-	if err := s.client.Exec(ctx, s.client.DB().DeleteChunks(), s.slot, source); err != nil {
+	if err := s.client.Exec(ctx, s.client.DB().DeleteChunks(), s.slot, source, source); err != nil {
 		return fmt.Errorf("delete copy state of %s: %w", source, err)
 	}
 	for deadline := time.Now().Add(time.Minute); ; {
-		rows, err := s.client.Query(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE slot = ? AND source = ?",
-			s.client.DB().Table(ddl.ChunkTable)), s.slot, source)
+		rows, err := s.client.Query(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE slot = ? AND (source = ? OR ? = '')",
+			s.client.DB().Table(ddl.ChunkTable)), s.slot, source, source)
 		if err != nil {
 			return fmt.Errorf("delete copy state of %s: %w", source, err)
 		}

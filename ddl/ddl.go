@@ -211,7 +211,8 @@ ORDER BY (slot, source, chunk)
 }
 
 // DeleteChunks returns the mutation that removes every chunk of the slot
-// bound to its first parameter and the source table bound to its second.
+// bound to its first parameter and of the source table bound to its
+// second, or of every table when the second is empty.
 func (d Database) DeleteChunks() string {
-	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE slot = ? AND source = ?", d.Table(ChunkTable))
+	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE slot = ? AND (source = ? OR ? = '')", d.Table(ChunkTable))
 }

@@ -187,8 +187,8 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		return report, err
 	}
 
-	for source := range chunks {
-		if err := store.DeleteChunks(ctx, source); err != nil {
+	if len(chunks) > 0 {
+		if err := store.DeleteChunks(ctx, ""); err != nil {
 			return report, err
 		}
 	}
