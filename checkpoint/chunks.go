@@ -17,6 +17,9 @@ type Chunk struct {
 	// in it, from 0.
 	Source string
 	Chunk  uint32
+	// Relation is the table whose pages the chunk holds: Source, or for a
+	// partitioned table one of its leaf partitions.
+	Relation string
 	// FirstPage and EndPage bound the chunk's heap pages: FirstPage <=
 	// page < EndPage; EndPage 0 means up to the end of the table.
 	FirstPage, EndPage uint32
@@ -53,10 +56,10 @@ func (s *Store) SaveChunks(ctx context.Context, chunks ...Chunk) error {
 	now := uint64(time.Now().UnixNano())
 	rows := make([][]any, len(chunks))
 	for i, c := range chunks {
-		rows[i] = []any{s.slot, c.Source, c.Chunk, c.FirstPage, c.EndPage, c.Filenode, uint64(c.Load),
+		rows[i] = []any{s.slot, c.Source, c.Chunk, c.Relation, c.FirstPage, c.EndPage, c.Filenode, uint64(c.Load),
 			uint64(c.LSN), c.Xmin, c.Rows, c.Estimate, max(now, c.updated+1)}
 	}
-	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.ChunkTable, []string{"slot", "source", "chunk", "first_page",
+	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.ChunkTable, []string{"slot", "source", "chunk", "relation", "first_page",
 		"end_page", "filenode", "load_lsn", "lsn", "xmin", "rows", "estimate", "updated"}), rows...)
 	if err != nil {
 		return fmt.Errorf("save state of %d chunks of %s: %w", len(chunks), chunks[0].Source, err)
@@ -68,20 +71,20 @@ func (s *Store) SaveChunks(ctx context.Context, chunks ...Chunk) error {
 // load (the highest Load), by source table in chunk order.
 func (s *Store) LoadChunks(ctx context.Context) (map[string][]Chunk, error) {
 	rows, err := s.client.Query(ctx, fmt.Sprintf(
-		"SELECT source, chunk, first_page, end_page, filenode, load_lsn, lsn, xmin, rows, estimate, updated FROM %s FINAL "+
+		"SELECT source, chunk, relation, first_page, end_page, filenode, load_lsn, lsn, xmin, rows, estimate, updated FROM %s FINAL "+
 			"WHERE slot = ? ORDER BY source, chunk", s.client.DB().Table(ddl.ChunkTable)), s.slot)
 	if err != nil {
 		return nil, fmt.Errorf("load copy state of slot %s: %w", s.slot, err)
 	}
 	var latest uint64
 	for _, r := range rows {
-		latest = max(latest, r[5].(uint64))
+		latest = max(latest, r[6].(uint64))
 	}
 	out := make(map[string][]Chunk)
 	for _, r := range rows {
-		c := Chunk{Source: r[0].(string), Chunk: r[1].(uint32), FirstPage: r[2].(uint32), EndPage: r[3].(uint32),
-			Filenode: r[4].(uint32), Load: pglogrepl.LSN(r[5].(uint64)), LSN: pglogrepl.LSN(r[6].(uint64)),
-			Xmin: r[7].(uint64), Rows: r[8].(uint64), Estimate: r[9].(uint64), updated: r[10].(uint64)}
+		c := Chunk{Source: r[0].(string), Chunk: r[1].(uint32), Relation: r[2].(string), FirstPage: r[3].(uint32),
+			EndPage: r[4].(uint32), Filenode: r[5].(uint32), Load: pglogrepl.LSN(r[6].(uint64)), LSN: pglogrepl.LSN(r[7].(uint64)),
+			Xmin: r[8].(uint64), Rows: r[9].(uint64), Estimate: r[10].(uint64), updated: r[11].(uint64)}
 		if uint64(c.Load) == latest {
 			out[c.Source] = append(out[c.Source], c)
 		}

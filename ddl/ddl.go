@@ -195,6 +195,7 @@ func (d Database) CreateChunkTable() string {
     slot String,
     source String,
     chunk UInt32,
+    relation String,
     first_page UInt32,
     end_page UInt32,
     filenode UInt32,

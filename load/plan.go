@@ -15,11 +15,13 @@ import (
 // block size; a server built with another only gets other chunk sizes).
 const pageSize = 8192
 
-// plan splits a table into chunks of about chunkSize bytes of heap pages.
+// plan splits a table (relation, the configured source or one of its leaf
+// partitions) into chunks of about chunkSize bytes of heap pages,
+// numbered from first.
 // The last chunk is open-ended, so that pages added after the plan are
 // copied too. Without TID range scans (Postgres < 14) a page range would
 // make every chunk read the whole table: the table is then one chunk.
-func plan(source string, rel postgres.Relation, chunkSize uint64, tidRange bool, load pglogrepl.LSN) []checkpoint.Chunk {
+func plan(source, relation string, first uint32, rel postgres.Relation, chunkSize uint64, tidRange bool, load pglogrepl.LSN) []checkpoint.Chunk {
 	per := uint32(max(chunkSize/pageSize, 1))
 	n := uint32(1)
 	if tidRange && rel.Pages > per {
@@ -27,7 +29,7 @@ func plan(source string, rel postgres.Relation, chunkSize uint64, tidRange bool,
 	}
 	chunks := make([]checkpoint.Chunk, n)
 	for i := range chunks {
-		c := checkpoint.Chunk{Source: source, Chunk: uint32(i), Filenode: rel.Filenode, Load: load}
+		c := checkpoint.Chunk{Source: source, Chunk: first + uint32(i), Relation: relation, Filenode: rel.Filenode, Load: load}
 		if n > 1 {
 			c.FirstPage = uint32(i) * per
 			if uint32(i) < n-1 {
@@ -71,7 +73,7 @@ func (w xidWindow) condition() string {
 // columns of the chunk's pages, and with since only the row versions
 // created by transactions in that window.
 func chunkQuery(t *mapping.Table, c checkpoint.Chunk, since *xidWindow) string {
-	q := "SELECT " + strings.Join(t.CopyColumns(), ", ") + " FROM " + postgres.QuoteTable(t.Source)
+	q := "SELECT " + strings.Join(t.CopyColumns(), ", ") + " FROM " + postgres.QuoteTable(c.Relation)
 	var where []string
 	if c.FirstPage > 0 {
 		where = append(where, fmt.Sprintf("ctid >= '(%d,0)'::tid", c.FirstPage))

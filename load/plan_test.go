@@ -30,7 +30,7 @@ func TestPlan(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rel := postgres.Relation{Pages: tc.pages, Filenode: 42, RowsPerPage: 10}
-			got := plan("public.t", rel, tc.chunkSize, tc.tidRange, 0x100)
+			got := plan("public.t", "public.t_1", 5, rel, tc.chunkSize, tc.tidRange, 0x100)
 			if len(got) != len(tc.want) {
 				t.Fatalf("%d chunks, want %d: %+v", len(got), len(tc.want), got)
 			}
@@ -39,7 +39,7 @@ func TestPlan(t *testing.T) {
 				if c.FirstPage != tc.want[i][0] || c.EndPage != tc.want[i][1] {
 					t.Errorf("chunk %d pages [%d,%d), want [%d,%d)", i, c.FirstPage, c.EndPage, tc.want[i][0], tc.want[i][1])
 				}
-				if c.Chunk != uint32(i) || c.Source != "public.t" || c.Filenode != 42 || c.Load != 0x100 || c.Done() {
+				if c.Chunk != uint32(5+i) || c.Source != "public.t" || c.Relation != "public.t_1" || c.Filenode != 42 || c.Load != 0x100 || c.Done() {
 					t.Errorf("chunk %d = %+v", i, c)
 				}
 				estimate += c.Estimate
@@ -97,10 +97,10 @@ func TestTableJobs(t *testing.T) {
 	const s1, s2 = pglogrepl.LSN(0x1000), pglogrepl.LSN(0x2000)
 	snap := snapshot{lsn: s2, xmin: 500, xmax: 600}
 	chunk := func(n uint32, lsn pglogrepl.LSN, xmin uint64) checkpoint.Chunk {
-		return checkpoint.Chunk{Source: "public.t", Chunk: n, Load: s1, LSN: lsn, Xmin: xmin, Estimate: 10}
+		return checkpoint.Chunk{Source: "public.t", Relation: "public.t", Chunk: n, Load: s1, LSN: lsn, Xmin: xmin, Estimate: 10}
 	}
 	t.Run("complete in one snapshot", func(t *testing.T) {
-		jobs, done, _ := tableJobs(nil, []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, s1, 100)}, snap, 100)
+		jobs, done, _ := tableJobs(nil, []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, s1, 100)}, snap, map[string]uint32{"public.t": 100})
 		if len(jobs) != 0 || done != 2 {
 			t.Errorf("jobs %v, done %d; want none, 2", jobs, done)
 		}
@@ -108,7 +108,7 @@ func TestTableJobs(t *testing.T) {
 	t.Run("interrupted", func(t *testing.T) {
 		cs := []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, 0, 0), chunk(2, s2, 500), chunk(3, 0x1800, 300)}
 		cs[1].FirstPage, cs[1].EndPage = 10, 30
-		jobs, done, pages := tableJobs(nil, cs, snap, 100)
+		jobs, done, pages := tableJobs(nil, cs, snap, map[string]uint32{"public.t": 100})
 		if done != 1 || pages != 20 || len(jobs) != 3 {
 			t.Fatalf("done %d, pages %d, %d jobs; want 1, 20, 3", done, pages, len(jobs))
 		}
@@ -124,7 +124,7 @@ func TestTableJobs(t *testing.T) {
 	})
 	t.Run("window too wide", func(t *testing.T) {
 		cs := []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, 0, 0)}
-		jobs, _, _ := tableJobs(nil, cs, snapshot{lsn: s2, xmin: 1 << 40, xmax: maxWindow + 100}, 100)
+		jobs, _, _ := tableJobs(nil, cs, snapshot{lsn: s2, xmin: 1 << 40, xmax: maxWindow + 100}, nil)
 		if len(jobs) != 2 || jobs[0].since != nil {
 			t.Errorf("jobs %+v: want chunk 0 copied whole", jobs)
 		}

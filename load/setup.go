@@ -289,13 +289,13 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 	tidRange := pg.ServerVersion() >= 14
 	var jobs []job
 	for _, t := range tables {
-		rel, err := ps.Relation(ctx, t.Source)
+		tp, err := planTable(ctx, ps, t, chunks[t.Source], c.cfg.Load.ChunkSize, tidRange, load)
 		if err != nil {
 			return err
 		}
-		cs := chunks[t.Source]
-		if len(cs) > 0 && cs[0].Filenode != rel.Filenode {
-			say("table %s was rewritten since its copy began: copying it again", t.Source)
+		cs := tp.chunks
+		if tp.rewritten {
+			say("table %s was rewritten since its copy began (a partition's file changed or a partition is gone): copying it again", t.Source)
 			if err := c.store.DeleteChunks(ctx, t.Source); err != nil {
 				return err
 			}
@@ -303,18 +303,25 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 		}
 		if len(cs) == 0 && chunks != nil {
 			// A table without copy state in a resumed copy was added to the
-			// configuration since: its target may hold rows of an older copy.
+			// configuration since, or is copied again: its target may hold
+			// rows of an older copy.
 			if err := emptyTarget(ctx, c.cfg, t); err != nil {
 				return err
 			}
 		}
-		if len(cs) == 0 {
-			cs = plan(t.Source, rel, c.cfg.Load.ChunkSize, tidRange, load)
-			if err := c.store.SaveChunks(ctx, cs...); err != nil {
+		if tp.rewritten {
+			if tp, err = planTable(ctx, ps, t, nil, c.cfg.Load.ChunkSize, tidRange, load); err != nil {
+				return err
+			}
+			cs = tp.chunks
+		}
+		if len(tp.added) > 0 {
+			if err := c.store.SaveChunks(ctx, tp.added...); err != nil {
 				return err
 			}
 		}
-		tj, done, pages := tableJobs(t, cs, snap, rel.Pages)
+		rel := tp.size
+		tj, done, pages := tableJobs(t, cs, snap, tp.pages)
 		c.progress.table(t.Source, len(cs), done, pages, rel.RowsPerPage)
 		if len(tj) == 0 {
 			say("table %s is copied", t.Source)
@@ -357,6 +364,68 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 	return nil
 }
 
+// tablePlan is a table's chunks in a snapshot.
+type tablePlan struct {
+	chunks []checkpoint.Chunk
+	// added are the chunks planned now: of a table without copy state,
+	// or of partitions created since the plan.
+	added []checkpoint.Chunk
+	// pages holds the heap pages of each relation (the table or its
+	// partitions) in the snapshot.
+	pages map[string]uint32
+	// size sums the relations: pages and the planner's rows per page.
+	size postgres.Relation
+	// rewritten reports that a relation of the plan was rewritten or is
+	// gone: the table's copy starts over.
+	rewritten bool
+}
+
+// planTable plans the copy of t in the snapshot: its relations (the table,
+// or the leaf partitions of a partitioned table) are split into chunks;
+// chunks planned before (cs) are kept, and partitions created since get
+// chunks of their own.
+func planTable(ctx context.Context, ps *postgres.Snapshot, t *mapping.Table, cs []checkpoint.Chunk,
+	chunkSize uint64, tidRange bool, load pglogrepl.LSN) (tablePlan, error) {
+	leaves, err := ps.Partitions(ctx, t.Source)
+	if err != nil {
+		return tablePlan{}, err
+	}
+	tp := tablePlan{chunks: cs, pages: make(map[string]uint32, len(leaves))}
+	rels := make(map[string]postgres.Relation, len(leaves))
+	var rows float64
+	for _, leaf := range leaves {
+		rel, err := ps.Relation(ctx, leaf)
+		if err != nil {
+			return tablePlan{}, err
+		}
+		rels[leaf] = rel
+		tp.pages[leaf] = rel.Pages
+		tp.size.Pages += rel.Pages
+		rows += float64(rel.Pages) * rel.RowsPerPage
+	}
+	if tp.size.Pages > 0 {
+		tp.size.RowsPerPage = rows / float64(tp.size.Pages)
+	}
+	planned := make(map[string]bool)
+	for _, c := range cs {
+		rel, ok := rels[c.Relation]
+		if !ok || rel.Filenode != c.Filenode {
+			tp.rewritten = true
+			return tp, nil
+		}
+		planned[c.Relation] = true
+	}
+	for _, leaf := range leaves {
+		if planned[leaf] {
+			continue
+		}
+		added := plan(t.Source, leaf, uint32(len(tp.chunks)), rels[leaf], chunkSize, tidRange, load)
+		tp.added = append(tp.added, added...)
+		tp.chunks = append(tp.chunks, added...)
+	}
+	return tp, nil
+}
+
 // emptyTarget truncates the ClickHouse target of t.
 func emptyTarget(ctx context.Context, cfg config.Config, t *mapping.Table) error {
 	client, err := sink.Open(ctx, cfg.ClickHouse)
@@ -371,9 +440,9 @@ func emptyTarget(ctx context.Context, cfg config.Config, t *mapping.Table) error
 }
 
 // tableJobs returns the jobs that bring a table's chunks to snap, how many
-// chunks need nothing and how many pages (of a table of relPages) the jobs
-// copy whole.
-func tableJobs(t *mapping.Table, cs []checkpoint.Chunk, snap snapshot, relPages uint32) (jobs []job, done int, pages int64) {
+// chunks need nothing and how many pages the jobs
+// copy whole (relPages holds the pages of each relation).
+func tableJobs(t *mapping.Table, cs []checkpoint.Chunk, snap snapshot, relPages map[string]uint32) (jobs []job, done int, pages int64) {
 	if h := checkpoint.Horizon(cs); h != 0 && allAt(cs, h) {
 		return nil, len(cs), 0
 	}
@@ -386,7 +455,7 @@ func tableJobs(t *mapping.Table, cs []checkpoint.Chunk, snap snapshot, relPages 
 		default:
 			end := c.EndPage
 			if end == 0 {
-				end = max(relPages, c.FirstPage)
+				end = max(relPages[c.Relation], c.FirstPage)
 			}
 			jobs = append(jobs, job{table: t, chunk: c, pages: int64(end - c.FirstPage)})
 			pages += int64(end - c.FirstPage)

@@ -91,7 +91,7 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		a.rep.transaction()
 		a.markBuffered()
 	case *replication.Relation:
-		a.reg.bind(m)
+		return a.reg.bind(ctx, m)
 	case *replication.Change:
 		if !a.pos.inTxn {
 			return fmt.Errorf("change of %s outside a transaction", m.Relation.QualifiedName())
@@ -345,8 +345,11 @@ func (a *applier) fillUnchanged(idx int, c *replication.Change, imageKey string,
 func (a *applier) truncate(ctx context.Context, m *replication.Truncate) error {
 	cut := checkpoint.Truncation{Version: uint64(a.pos.version), Seq: 2 * uint64(m.LSN)}
 	for _, rel := range m.Relations {
-		idx, ok := a.reg.rels[rel.ID]
-		if !ok || idx < 0 {
+		idx, err := a.reg.lookup(rel.ID)
+		if err != nil {
+			return err
+		}
+		if idx < 0 {
 			continue
 		}
 		if prev, ok := a.reg.cuts[idx]; ok && prev.Covers(cut.Version, cut.Seq) {

@@ -29,6 +29,41 @@ type registry struct {
 	// horizons holds, per table index, the position below which changes
 	// write only their tombstones (see checkpoint.Horizon).
 	horizons map[int]pglogrepl.LSN
+	// oids maps the OID of each configured table, read when the daemon
+	// starts, to its index, and oidOf the other way; empty when unknown.
+	oids  map[uint32]int
+	oidOf []uint32
+	// catalog tells partitions of configured tables from other relations;
+	// partitionOf holds those seen, by relation id.
+	catalog     catalog
+	partitionOf map[uint32]partition
+}
+
+// partition is a partition of a configured table.
+type partition struct {
+	name   string
+	parent int // table index
+}
+
+// catalog answers what a Relation message alone cannot.
+type catalog interface {
+	// Ancestor returns the table among of (OIDs) that relation relid is a
+	// partition of, at any depth.
+	Ancestor(ctx context.Context, relid uint32, of []uint32) (ancestor uint32, found bool, err error)
+}
+
+// setOIDs records the OID of each configured table by name.
+func (r *registry) setOIDs(oids map[string]uint32, cat catalog) {
+	r.oids = make(map[uint32]int, len(oids))
+	r.oidOf = make([]uint32, len(r.specs))
+	for name, oid := range oids {
+		if idx, ok := r.index[name]; ok {
+			r.oids[oid] = idx
+			r.oidOf[idx] = oid
+		}
+	}
+	r.catalog = cat
+	r.partitionOf = make(map[uint32]partition)
 }
 
 // loadRegistry reads the ClickHouse target of every configured table and
@@ -84,14 +119,47 @@ func newRegistry(tables []config.Table, targets []sink.Schema, caps mapping.Caps
 // only when a change that is written needs it (table): a Relation sent in
 // a transaction the checkpoint covers may describe a schema the target no
 // longer has.
-func (r *registry) bind(rel *replication.Relation) {
-	idx, ok := r.index[rel.QualifiedName()]
-	if !ok {
+//
+// Relations are matched by OID as well as by name: a configured table
+// under another name (renamed), a table of a configured name with another
+// OID (dropped and created again) and a partition of a configured table
+// (a publication that does not publish via the root; an error at its
+// first change) are errors that name the table, since their changes would
+// otherwise be dropped or misplaced.
+func (r *registry) bind(ctx context.Context, rel *replication.Relation) error {
+	name := rel.QualifiedName()
+	idx, byOID := r.oids[rel.ID]
+	switch named, byName := r.index[name]; {
+	case byOID && name != r.specs[idx].Source:
+		return fmt.Errorf("table %s (relation %d) is now named %s: its changes cannot be placed under the configured name; "+
+			"rename it back, or change `table %q` to `table %q` in the configuration (keep its target) and restart",
+			r.specs[idx].Source, rel.ID, name, r.specs[idx].Source, name)
+	case byOID:
+	case byName && len(r.oidOf) > 0 && r.oidOf[named] != 0:
+		return fmt.Errorf("table %s arrived as relation %d, but it was relation %d when the daemon started: it was dropped "+
+			"and created again, and ClickHouse would keep the rows of the old table; drop the slot "+
+			"(SELECT pg_drop_replication_slot(...)) and run `replicator setup` to copy it again", name, rel.ID, r.oidOf[named])
+	case byName:
+		idx = named
+	default:
+		if r.catalog != nil && len(r.oidOf) > 0 {
+			anc, found, err := r.catalog.Ancestor(ctx, rel.ID, r.oidOf)
+			if err != nil {
+				return err
+			}
+			if found {
+				// Postgres also announces the partition of a change it
+				// publishes as the root: only a change under this
+				// relation is an error (lookup).
+				r.partitionOf[rel.ID] = partition{name: name, parent: r.oids[anc]}
+			}
+		}
 		r.rels[rel.ID] = -1
-		return
+		return nil
 	}
 	r.rels[rel.ID] = idx
 	r.pending[idx] = rel
+	return nil
 }
 
 // lookup returns the table index of a relation (-1: not configured); an
@@ -100,6 +168,12 @@ func (r *registry) lookup(relID uint32) (int, error) {
 	idx, ok := r.rels[relID]
 	if !ok {
 		return 0, fmt.Errorf("change of relation %d before its Relation message", relID)
+	}
+	if p, ok := r.partitionOf[relID]; ok {
+		return 0, fmt.Errorf("changes of %s, a partition of table %s, arrive under the partition's name: the publication "+
+			"does not publish via the partition root; run ALTER PUBLICATION ... SET (publish_via_partition_root = true), "+
+			"then, since the slot holds changes it cannot place, drop the slot and run `replicator setup` again",
+			p.name, r.specs[p.parent].Source)
 	}
 	return idx, nil
 }

@@ -164,6 +164,20 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	pg, err := postgres.Connect(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		return err
+	}
+	defer pg.Close()
+	names := make([]string, len(cfg.Tables))
+	for i, t := range cfg.Tables {
+		names[i] = t.Name
+	}
+	oids, err := pg.TableOIDs(ctx, names)
+	if err != nil {
+		return err
+	}
+	reg.setOIDs(oids, pg)
 	a := newApplier(cfg, sink.NewWriter(client, reg.tables), store, reg, resume, r.log, r.metrics)
 	stream := replication.NewStream(conn, replication.StreamOptions{
 		Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Logger: r.log.Named("stream"),

@@ -73,19 +73,44 @@ func checkIdentity(table, ident string, hasPK bool) error {
 }
 
 // EnsurePublication creates the publication for tables ("schema.name"), or
-// checks an existing one and adds the tables it lacks. It returns a line
-// for each thing it created or found.
+// checks an existing one and adds the tables it lacks. A partitioned table
+// must be published via its root (Postgres 13+), so that the changes of
+// its partitions, including partitions created later, arrive under its
+// name. It returns a line for each thing it created or found.
 func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []string) (report []string, err error) {
 	say := func(format string, args ...any) { report = append(report, fmt.Sprintf(format, args...)) }
-	var all, ins, upd, del, trunc bool
-	err = c.pg.QueryRow(ctx, "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1",
-		pub).Scan(&all, &ins, &upd, &del, &trunc)
+	var partitioned []string
+	for _, t := range tables {
+		p, err := c.Partitioned(ctx, t)
+		if err != nil {
+			return report, err
+		}
+		if p {
+			partitioned = append(partitioned, t)
+		}
+	}
+	viaRootKnown := c.ServerVersion() >= 13
+	if len(partitioned) > 0 && !viaRootKnown {
+		return report, fmt.Errorf("table %s is partitioned: replicating a partitioned table needs Postgres 13 or later "+
+			"(publish_via_partition_root)", partitioned[0])
+	}
+	var all, ins, upd, del, trunc, viaRoot bool
+	viaRootCol := "false"
+	if viaRootKnown {
+		viaRootCol = "pubviaroot"
+	}
+	err = c.pg.QueryRow(ctx, "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate, "+viaRootCol+
+		" FROM pg_publication WHERE pubname = $1", pub).Scan(&all, &ins, &upd, &del, &trunc, &viaRoot)
 	if errors.Is(err, pgx.ErrNoRows) {
 		names := make([]string, len(tables))
 		for i, t := range tables {
 			names[i] = QuoteTable(t)
 		}
-		if _, err := c.pg.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", QuoteIdent(pub), strings.Join(names, ", "))); err != nil {
+		with := ""
+		if viaRootKnown {
+			with = " WITH (publish_via_partition_root = true)"
+		}
+		if _, err := c.pg.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s%s", QuoteIdent(pub), strings.Join(names, ", "), with)); err != nil {
 			return report, fmt.Errorf("create publication %s: %w", pub, err)
 		}
 		say("created publication %s for %s", pub, strings.Join(names, ", "))
@@ -97,6 +122,11 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 	if !ins || !upd || !del {
 		return report, fmt.Errorf("publication %s does not publish every insert, update and delete: "+
 			"run ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate')", pub, pub)
+	}
+	if len(partitioned) > 0 && !viaRoot {
+		return report, fmt.Errorf("publication %s does not publish via the partition root, so the changes of partitioned "+
+			"table %s would arrive under its partitions' names: run ALTER PUBLICATION %s SET (publish_via_partition_root = true)",
+			pub, partitioned[0], QuoteIdent(pub))
 	}
 	if all {
 		say("publication %s exists (FOR ALL TABLES)", pub)

@@ -1,0 +1,78 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TableOIDs returns the OID of each table ("schema.name"). A table that
+// does not exist is an error naming it.
+func (c *Conn) TableOIDs(ctx context.Context, tables []string) (map[string]uint32, error) {
+	out := make(map[string]uint32, len(tables))
+	for _, t := range tables {
+		var oid uint32
+		err := c.pg.QueryRow(ctx, "SELECT to_regclass($1)::oid", QuoteTable(t)).Scan(&oid)
+		if err != nil || oid == 0 {
+			if err == nil || errors.Is(err, pgx.ErrNoRows) {
+				return nil, fmt.Errorf("table %s does not exist in Postgres (renamed or dropped?): "+
+					"change its table block to the table's current name, or remove it", t)
+			}
+			return nil, fmt.Errorf("read table %s: %w", t, err)
+		}
+		out[t] = oid
+	}
+	return out, nil
+}
+
+// Ancestor returns the table among of (OIDs) that relation relid is a
+// partition of, at any depth; found is false when there is none.
+func (c *Conn) Ancestor(ctx context.Context, relid uint32, of []uint32) (ancestor uint32, found bool, err error) {
+	err = c.pg.QueryRow(ctx, `WITH RECURSIVE up(relid) AS (
+			SELECT $1::oid
+			UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)
+		SELECT relid FROM up WHERE relid <> $1::oid AND relid = ANY($2::oid[]) LIMIT 1`, relid, of).Scan(&ancestor)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read the parents of relation %d: %w", relid, err)
+	}
+	return ancestor, true, nil
+}
+
+// Partitioned reports whether table ("schema.name") is a partitioned table.
+func (c *Conn) Partitioned(ctx context.Context, table string) (bool, error) {
+	var kind string
+	if err := c.pg.QueryRow(ctx, "SELECT relkind::text FROM pg_class WHERE oid = $1::regclass", QuoteTable(table)).Scan(&kind); err != nil {
+		return false, fmt.Errorf("read table %s: %w", table, err)
+	}
+	return kind == "p", nil
+}
+
+// Partitions returns the leaf partitions of a partitioned table, in the
+// snapshot, as "schema.name"; a table that is not partitioned is its own
+// only leaf.
+func (s *Snapshot) Partitions(ctx context.Context, table string) ([]string, error) {
+	rows, err := s.tx.Query(ctx, `WITH RECURSIVE down(relid) AS (
+			SELECT $1::regclass::oid
+			UNION SELECT i.inhrelid FROM pg_inherits i JOIN down ON i.inhparent = down.relid)
+		SELECT n.nspname || '.' || c.relname FROM down JOIN pg_class c ON c.oid = down.relid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind NOT IN ('p', 'I') ORDER BY c.oid`, QuoteTable(table))
+	if err != nil {
+		return nil, fmt.Errorf("read partitions of %s: %w", table, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("read partitions of %s: %w", table, err)
+		}
+		out = append(out, name)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,160 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// peventsDDL is an events table partitioned by month.
+const peventsDDL = `CREATE TABLE pevents (
+  id         bigint NOT NULL,
+  created_at timestamptz NOT NULL,
+  author_id  integer NOT NULL,
+  note       text,
+  PRIMARY KEY (id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE TABLE pevents_2026_10 PARTITION OF pevents FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+CREATE TABLE pevents_2026_11 PARTITION OF pevents FOR VALUES FROM ('2026-11-01') TO ('2026-12-01')`
+
+const peventsConfig = `
+table "public.pevents" {
+  order_by = ["id", "created_at"]
+  column "id" { type = "UInt64" }
+}
+`
+
+// peventsMatch compares pevents in Postgres and ClickHouse's live view.
+func (e *env) peventsMatch() (bool, string) {
+	e.t.Helper()
+	rows, err := e.pg.Query(context.Background(),
+		"SELECT id, extract(epoch FROM created_at)::bigint, author_id, coalesce(note, '') FROM pevents")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var want []string
+	for rows.Next() {
+		var id, at int64
+		var author int32
+		var note string
+		if err := rows.Scan(&id, &at, &author, &note); err != nil {
+			e.t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("%d|%d|%d|%s", id, at, author, note))
+	}
+	rows.Close()
+	sort.Strings(want)
+	got := e.chRows(fmt.Sprintf("SELECT id, toUnixTimestamp(created_at), author_id, note FROM db_%s.pevents_live", e.name))
+	if strings.Join(want, "\n") == strings.Join(got, "\n") {
+		return true, ""
+	}
+	return false, fmt.Sprintf("postgres %d rows, clickhouse %d rows", len(want), len(got))
+}
+
+// peventsWriter inserts, updates, moves between partitions and deletes
+// pevents rows until ctx ends.
+func (e *env) peventsWriter(ctx context.Context, wg *sync.WaitGroup, seed uint64) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(seed, seed))
+		next := 1_000_000 + int(seed)*1_000_000
+		for ctx.Err() == nil {
+			var q string
+			switch p := rng.IntN(10); {
+			case p < 4:
+				next++
+				q = fmt.Sprintf("INSERT INTO pevents VALUES (%d, '2026-10-01'::timestamptz + interval '%d minutes', %d, 'w')",
+					next, rng.IntN(60*24*60), rng.IntN(100))
+			case p < 6:
+				q = fmt.Sprintf("UPDATE pevents SET note = md5(random()::text), author_id = author_id + 1 WHERE id %% 997 = %d", rng.IntN(997))
+			case p < 8:
+				// Moves rows between the October and November partitions.
+				q = fmt.Sprintf(`UPDATE pevents SET created_at = CASE WHEN created_at < '2026-11-01' THEN created_at + interval '30 days'
+					ELSE created_at - interval '30 days' END WHERE id %% 991 = %d AND created_at >= '2026-10-02' AND created_at < '2026-11-30'`, rng.IntN(991))
+			default:
+				q = fmt.Sprintf("DELETE FROM pevents WHERE id %% 983 = %d", rng.IntN(983))
+			}
+			e.pg.Exec(context.Background(), q)
+		}
+	}()
+}
+
+// TestPartitionedTable replicates a table partitioned by month under a
+// writer that inserts, updates, moves rows between partitions and deletes,
+// while a partition is created and filled: one ClickHouse target equals the
+// parent in Postgres.
+func TestPartitionedTable(t *testing.T) {
+	e := newEnv(t, copyConfig+peventsConfig)
+	e.exec(peventsDDL)
+	e.exec(`INSERT INTO pevents SELECT g, '2026-10-01'::timestamptz + (g % 80000) * interval '1 minute', g % 50,
+		CASE WHEN g % 4 = 0 THEN NULL ELSE md5(g::text) END FROM generate_series(1, 60000) g`)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	e.peventsWriter(ctx, &wg, 1)
+	out := e.setup()
+	if !strings.Contains(out, "copying public.pevents") {
+		t.Errorf("setup did not copy pevents:\n%s", out)
+	}
+	var viaRoot bool
+	if err := e.pg.QueryRow(context.Background(), "SELECT pubviaroot FROM pg_publication WHERE pubname = $1", "pub_"+e.name).Scan(&viaRoot); err != nil || !viaRoot {
+		t.Errorf("publication publishes via the partition root: %v (%v), want true", viaRoot, err)
+	}
+	d := e.start()
+	time.Sleep(500 * time.Millisecond)
+	e.exec("CREATE TABLE pevents_2026_12 PARTITION OF pevents FOR VALUES FROM ('2026-12-01') TO ('2027-01-01')")
+	e.exec(`INSERT INTO pevents SELECT g, '2026-12-01'::timestamptz + (g - 500000) * interval '1 minute', 7, 'december' FROM generate_series(500000, 505000) g`)
+	time.Sleep(time.Second)
+	cancel()
+	wg.Wait()
+	deadline := time.Now().Add(convergeTimeout)
+	for {
+		ok, why := e.peventsMatch()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pevents did not converge: %s", why)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	d.stop(t)
+}
+
+// TestPartitionChangesNeverDropped checks both sides of a publication that
+// does not publish via the root: setup refuses it with the command that
+// fixes it, and a daemon that receives a change under a partition's name
+// stops naming the table instead of dropping it.
+func TestPartitionChangesNeverDropped(t *testing.T) {
+	e := newEnv(t, peventsConfig)
+	e.exec(peventsDDL)
+	e.exec("CREATE PUBLICATION pub_" + e.name + " FOR TABLE pevents")
+	out, errs, code := e.cli("setup", "--config", e.config)
+	if code == 0 || !strings.Contains(errs, "publish_via_partition_root = true") {
+		t.Fatalf("setup accepted a publication without publish_via_partition_root: exit %d\n%s\n%s", code, out, errs)
+	}
+	e.exec("ALTER PUBLICATION pub_" + e.name + " SET (publish_via_partition_root = true)")
+	e.setup()
+	d := e.start()
+	e.exec("INSERT INTO pevents VALUES (1, '2026-10-05', 1, 'a')")
+	deadline := time.Now().Add(convergeTimeout)
+	for ok, _ := e.peventsMatch(); !ok; ok, _ = e.peventsMatch() {
+		if time.Now().After(deadline) {
+			t.Fatal("first row did not arrive")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.exec("ALTER PUBLICATION pub_" + e.name + " SET (publish_via_partition_root = false)")
+	e.exec("INSERT INTO pevents VALUES (2, '2026-11-05', 1, 'b')")
+	if code := d.wait(t, convergeTimeout); code == 0 {
+		t.Fatalf("daemon exited 0 after a change under a partition's name")
+	}
+	if logs := d.Logs(); !strings.Contains(logs, "a partition of table public.pevents") {
+		t.Errorf("daemon log lacks the partition error:\n%s", tail(logs, 3000))
+	}
+}
