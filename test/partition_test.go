@@ -123,6 +123,22 @@ func TestPartitionedTable(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	vout, verrs, code := e.cli("verify", "--config", e.config)
+	if code != 0 || !strings.Contains(vout, "public.pevents") {
+		t.Errorf("verify of the partitioned table: exit %d\n%s\n%s", code, vout, verrs)
+	}
+	// A row changed behind the replicator's back is found, by its whole key.
+	var id int64
+	if err := e.pg.QueryRow(context.Background(), "SELECT min(id) FROM pevents").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	e.chExec(fmt.Sprintf("INSERT INTO db_%s.pevents (id, created_at, author_id, note, _version, _deleted, _seq) "+
+		"SELECT id, created_at, author_id + 1000, note, _version + 1, 0, _seq FROM db_%s.pevents FINAL WHERE id = %d AND _deleted = 0",
+		e.name, e.name, id))
+	vout, _, code = e.cli("verify", "--config", e.config)
+	if code != 1 || !strings.Contains(vout, "different 1") || !strings.Contains(vout, fmt.Sprintf("id=%d, created_at=", id)) {
+		t.Errorf("verify after tampering with id %d: exit %d, want 1 and the key\n%s", id, code, vout)
+	}
 	d.stop(t)
 }
 

@@ -3,7 +3,9 @@ package verify
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,7 +117,7 @@ type verifier struct {
 	t     *mapping.Table
 	log   hclog.Logger
 
-	key      int    // index of the integer sorting key column
+	key      int    // index of the first sorting key column, an integer: ranges split it
 	pgSum    string // checksum expression over the checksummed columns
 	chSum    string
 	streamed []int // columns compared row by row in every range
@@ -123,8 +125,8 @@ type verifier struct {
 
 func (v *verifier) prepare() error {
 	t := v.t
-	if len(t.Key) != 1 || !t.Columns[t.Key[0]].Type.IsInteger() {
-		return fmt.Errorf("verify needs a single integer sorting key column")
+	if !t.Columns[t.Key[0]].Type.IsInteger() {
+		return fmt.Errorf("verify needs an integer first sorting key column (order_by %s)", strings.Join(t.OrderBy, ", "))
 	}
 	v.key = t.Key[0]
 	var pgParts, chParts []string
@@ -307,13 +309,15 @@ func (v *verifier) keyBounds(ctx context.Context, s *snap) (lo, hi int64, err er
 	return lo, hi, nil
 }
 
-// compareRange compares one key range by count and checksum, and row by row
-// when they differ or when the table has columns only Go can compare. It
-// returns the keys that differ.
+// compareRange compares one range of the first key column by count and
+// checksum, and row by row when they differ or when the table has columns
+// only Go can compare. It returns the first-column values whose rows
+// differ.
 func (v *verifier) compareRange(ctx context.Context, s *snap, from, to int64, rep *Report) ([]int64, error) {
 	pk, ck := v.keyName()
-	// Keys changed after the snapshot are not compared.
-	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT toInt64(%s) FROM %s FINAL WHERE %s BETWEEN %d AND %d AND %s > %d",
+	// Keys changed after the snapshot are not compared (with a composite
+	// key, every row of their first column's value).
+	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT DISTINCT toInt64(%s) FROM %s FINAL WHERE %s BETWEEN %d AND %d AND %s > %d",
 		ck, v.target(), ck, from, to, mapping.VersionColumn, uint64(s.lsn)))
 	if err != nil {
 		return nil, err
@@ -326,11 +330,12 @@ func (v *verifier) compareRange(ctx context.Context, s *snap, from, to int64, re
 	}
 	rep.Skipped += uint64(len(skip))
 	pgWhere := fmt.Sprintf("%s BETWEEN %d AND %d", pk, from, to)
-	if len(skipList) > 0 {
-		pgWhere += fmt.Sprintf(" AND %s NOT IN (%s)", pk, strings.Join(skipList, ","))
-	}
 	chWhere := fmt.Sprintf("%s BETWEEN %d AND %d AND %s = 0 AND %s <= %d", ck, from, to,
 		mapping.DeletedColumn, mapping.VersionColumn, uint64(s.lsn))
+	if len(skipList) > 0 {
+		pgWhere += fmt.Sprintf(" AND %s NOT IN (%s)", pk, strings.Join(skipList, ","))
+		chWhere += fmt.Sprintf(" AND %s NOT IN (%s)", ck, strings.Join(skipList, ","))
+	}
 
 	var pgCount int64
 	var pgSum int64
@@ -350,7 +355,7 @@ func (v *verifier) compareRange(ctx context.Context, s *snap, from, to int64, re
 		}
 		// Counts and checksums agree: compare only the columns the
 		// checksum cannot cover, with the key.
-		cols = append([]int{v.key}, v.streamed...)
+		cols = append(slices.Clone(v.t.Key), v.streamed...)
 	} else {
 		rep.Drilled++
 	}
@@ -362,20 +367,56 @@ func (v *verifier) compareRange(ctx context.Context, s *snap, from, to int64, re
 	if err != nil {
 		return nil, err
 	}
-	var diff []int64
+	diff := map[int64]bool{}
 	for k, pr := range pgRows {
 		cr, ok := chMap[k]
 		if !ok || !v.equalRows(pr, cr, cols) {
-			diff = append(diff, k)
+			diff[toInt64(pr[v.key])] = true
 		}
 		delete(chMap, k)
 	}
-	for k := range chMap {
-		if !skip[k] {
-			diff = append(diff, k)
+	for _, cr := range chMap {
+		diff[toInt64(cr[v.key])] = true
+	}
+	out := make([]int64, 0, len(diff))
+	for id := range diff {
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// rowKey renders the sorting key of a mapped or read-back row the same way
+// for both sides, at the precision of each column.
+func (v *verifier) rowKey(row []any) string {
+	var b strings.Builder
+	for n, i := range v.t.Key {
+		if n > 0 {
+			b.WriteString(", ")
+		}
+		c := v.t.Columns[i]
+		b.WriteString(c.Name)
+		b.WriteByte('=')
+		switch x := deref(row[i]).(type) {
+		case time.Time:
+			switch c.Type.Kind {
+			case mapping.KindDateTime:
+				b.WriteString(strconv.FormatInt(x.Unix(), 10))
+			case mapping.KindDate:
+				b.WriteString(x.Format("2006-01-02"))
+			default:
+				b.WriteString(x.UTC().Truncate(time.Duration(math.Pow10(9 - c.Type.Precision))).Format(time.RFC3339Nano))
+			}
+		case string:
+			b.WriteString(strconv.Quote(x))
+		default:
+			if c.Type.IsInteger() {
+				b.WriteString(strconv.FormatInt(toInt64(x), 10))
+			} else {
+				fmt.Fprint(&b, x)
+			}
 		}
 	}
-	return diff, nil
+	return b.String()
 }
 
 func (v *verifier) all() []int {
@@ -388,12 +429,12 @@ func (v *verifier) all() []int {
 
 // pgRows reads the given columns of the Postgres rows matching where and
 // maps them (other columns get defaults), by key.
-func (v *verifier) pgRows(ctx context.Context, s *postgres.Snapshot, where string, cols []int) (map[int64][]any, error) {
+func (v *verifier) pgRows(ctx context.Context, s *postgres.Snapshot, where string, cols []int) (map[string][]any, error) {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = v.t.Columns[c].Name
 	}
-	out := map[int64][]any{}
+	out := map[string][]any{}
 	n := len(v.t.Columns)
 	vals := make([]mapping.Value, n)
 	err := s.Rows(ctx, v.t.Source, names, where, func(read []mapping.Value) error {
@@ -407,7 +448,7 @@ func (v *verifier) pgRows(ctx context.Context, s *postgres.Snapshot, where strin
 		if _, err := v.t.Row(vals, row, nil); err != nil {
 			return fmt.Errorf("map %s %s: %w", v.t.Source, v.t.KeyOf(vals), err)
 		}
-		out[toInt64(row[v.key])] = row
+		out[v.rowKey(row)] = row
 		return nil
 	})
 	if err != nil {
@@ -418,7 +459,7 @@ func (v *verifier) pgRows(ctx context.Context, s *postgres.Snapshot, where strin
 
 // chRows reads the given columns of the live ClickHouse rows matching
 // where, placed at their column indexes, by key.
-func (v *verifier) chRows(ctx context.Context, where string, cols []int) (map[int64][]any, error) {
+func (v *verifier) chRows(ctx context.Context, where string, cols []int) (map[string][]any, error) {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = ddl.Quote(v.t.Columns[c].Name)
@@ -427,13 +468,13 @@ func (v *verifier) chRows(ctx context.Context, where string, cols []int) (map[in
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[int64][]any, len(rows))
+	out := make(map[string][]any, len(rows))
 	for _, r := range rows {
 		row := make([]any, len(v.t.Columns))
 		for i, c := range cols {
 			row[c] = r[i]
 		}
-		out[toInt64(row[v.key])] = row
+		out[v.rowKey(row)] = row
 	}
 	return out, nil
 }
@@ -523,25 +564,27 @@ func toInt64(v any) int64 {
 	return 0
 }
 
-// recheck compares the candidate keys again in a new snapshot and counts
-// only those that still differ there and did not change after it.
-func (v *verifier) recheck(ctx context.Context, keys []int64, rep *Report) error {
+// recheck compares the rows of the candidate first-column values again in
+// a new snapshot and counts only the keys that still differ there and did
+// not change after it.
+func (v *verifier) recheck(ctx context.Context, ids []int64, rep *Report) error {
 	s, err := v.snapshot(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	pk, ck := v.keyName()
-	for len(keys) > 0 {
-		n := min(len(keys), 5000)
-		batch := keys[:n]
-		keys = keys[n:]
+	slices.Sort(ids)
+	for len(ids) > 0 {
+		n := min(len(ids), 5000)
+		batch := ids[:n]
+		ids = ids[n:]
 		list := make([]string, len(batch))
 		for i, k := range batch {
 			list[i] = strconv.FormatInt(k, 10)
 		}
 		in := strings.Join(list, ",")
-		changed, err := v.ch.Query(ctx, fmt.Sprintf("SELECT toInt64(%s) FROM %s FINAL WHERE %s IN (%s) AND %s > %d",
+		changed, err := v.ch.Query(ctx, fmt.Sprintf("SELECT DISTINCT toInt64(%s) FROM %s FINAL WHERE %s IN (%s) AND %s > %d",
 			ck, v.target(), ck, in, mapping.VersionColumn, uint64(s.lsn)))
 		if err != nil {
 			return err
@@ -550,6 +593,7 @@ func (v *verifier) recheck(ctx context.Context, keys []int64, rep *Report) error
 		for _, r := range changed {
 			skip[r[0].(int64)] = true
 		}
+		rep.Skipped += uint64(len(skip))
 		pgRows, err := v.pgRows(ctx, s.Snapshot, fmt.Sprintf("%s IN (%s)", pk, in), v.all())
 		if err != nil {
 			return err
@@ -558,13 +602,24 @@ func (v *verifier) recheck(ctx context.Context, keys []int64, rep *Report) error
 		if err != nil {
 			return err
 		}
-		for _, k := range batch {
-			if skip[k] {
-				rep.Skipped++
-				continue
-			}
+		keys := map[string]bool{}
+		for k := range pgRows {
+			keys[k] = true
+		}
+		for k := range chRows {
+			keys[k] = true
+		}
+		sorted := slices.Sorted(maps.Keys(keys))
+		for _, k := range sorted {
 			pr, inPG := pgRows[k]
 			cr, inCH := chRows[k]
+			row := pr
+			if !inPG {
+				row = cr
+			}
+			if skip[toInt64(deref(row[v.key]))] {
+				continue
+			}
 			kind := ""
 			switch {
 			case inPG && !inCH:
@@ -575,7 +630,7 @@ func (v *verifier) recheck(ctx context.Context, keys []int64, rep *Report) error
 				kind, rep.Different = "different", rep.Different+1
 			}
 			if kind != "" && len(rep.FirstKeys[kind]) < firstKeys {
-				rep.FirstKeys[kind] = append(rep.FirstKeys[kind], v.t.Columns[v.key].Name+"="+strconv.FormatInt(k, 10))
+				rep.FirstKeys[kind] = append(rep.FirstKeys[kind], k)
 			}
 		}
 	}
