@@ -77,6 +77,9 @@ monitor {
 
 # One block per replicated table, labelled "schema.table".
 table "public.events" {
+  # "apply" (default): columns added or widened in Postgres are added or
+  # widened in ClickHouse; "stop": such a change stops the daemon.
+  schema_changes = "apply"
   # ClickHouse table name in the database above. Default: the table name.
   target = "events"
 

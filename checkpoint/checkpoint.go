@@ -194,3 +194,28 @@ func (s *Store) DeleteTruncations(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SaveColumns records the columns of the newest Relation message of a
+// source table that rows were written with.
+func (s *Store) SaveColumns(ctx context.Context, source string, columns []string) error {
+	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.ColumnTable, []string{"slot", "source", "columns", "updated"}),
+		[]any{s.slot, source, columns, uint64(time.Now().UnixNano())})
+	if err != nil {
+		return fmt.Errorf("save the columns of %s: %w", source, err)
+	}
+	return nil
+}
+
+// LoadColumns returns the recorded columns of each source table.
+func (s *Store) LoadColumns(ctx context.Context) (map[string][]string, error) {
+	rows, err := s.client.Query(ctx, fmt.Sprintf("SELECT source, argMax(columns, updated) FROM %s WHERE slot = ? GROUP BY source",
+		s.client.DB().Table(ddl.ColumnTable)), s.slot)
+	if err != nil {
+		return nil, fmt.Errorf("load the columns of slot %s: %w", s.slot, err)
+	}
+	out := make(map[string][]string, len(rows))
+	for _, r := range rows {
+		out[r[0].(string)] = r[1].([]string)
+	}
+	return out, nil
+}

@@ -86,6 +86,9 @@ type Table struct {
 	OrderBy     []string
 	PartitionBy string
 	Columns     map[string]mapping.ColumnSpec
+	// SchemaChanges is "apply" (the default: a column added or widened in
+	// Postgres is added or widened in ClickHouse) or "stop".
+	SchemaChanges string
 }
 
 // Batch controls when buffered changes are flushed to ClickHouse.
@@ -160,11 +163,12 @@ type chBlock struct {
 }
 
 type tableBlk struct {
-	Name        string      `hcl:"name,label"`
-	Target      *string     `hcl:"target,optional"`
-	OrderBy     []string    `hcl:"order_by"`
-	PartitionBy *string     `hcl:"partition_by,optional"`
-	Columns     []columnBlk `hcl:"column,block"`
+	Name          string      `hcl:"name,label"`
+	Target        *string     `hcl:"target,optional"`
+	OrderBy       []string    `hcl:"order_by"`
+	PartitionBy   *string     `hcl:"partition_by,optional"`
+	SchemaChanges *string     `hcl:"schema_changes,optional"`
+	Columns       []columnBlk `hcl:"column,block"`
 }
 
 type columnBlk struct {
@@ -405,10 +409,11 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		setString(&cfg.Log.Format, l.Format)
 	}
 	for _, tb := range f.Tables {
-		t := Table{Name: tb.Name, OrderBy: tb.OrderBy, Columns: map[string]mapping.ColumnSpec{}}
+		t := Table{Name: tb.Name, OrderBy: tb.OrderBy, Columns: map[string]mapping.ColumnSpec{}, SchemaChanges: "apply"}
 		_, t.Target, _ = strings.Cut(tb.Name, ".")
 		setString(&t.Target, tb.Target)
 		setString(&t.PartitionBy, tb.PartitionBy)
+		setString(&t.SchemaChanges, tb.SchemaChanges)
 		for _, cb := range tb.Columns {
 			if _, dup := t.Columns[cb.Name]; dup {
 				*problems = append(*problems, fmt.Sprintf("table %q column %q: defined twice", tb.Name, cb.Name))
@@ -573,6 +578,9 @@ func (c *Config) validate() []string {
 		seenTarget[t.Target] = true
 		if len(t.OrderBy) == 0 {
 			add("%s.order_by: at least one column is required", key)
+		}
+		if t.SchemaChanges != "apply" && t.SchemaChanges != "stop" {
+			add("%s.schema_changes: %q is not \"apply\" or \"stop\"", key, t.SchemaChanges)
 		}
 		names := make([]string, 0, len(t.Columns))
 		for n := range t.Columns {

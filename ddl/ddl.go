@@ -2,8 +2,11 @@ package ddl
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/replicator/replicator/mapping"
 )
@@ -21,6 +24,10 @@ const (
 	// ChunkTable holds the state of every chunk of a table copy: its page
 	// range, whether and in which snapshot it was copied.
 	ChunkTable = "replicator_copy_chunks"
+	// ColumnTable holds, per slot and source table, the columns of the
+	// newest Relation message the daemon wrote rows with: a column gone
+	// from the next one was dropped or renamed.
+	ColumnTable = "replicator_columns"
 )
 
 // Quote quotes a ClickHouse identifier.
@@ -102,9 +109,25 @@ func ViewName(t *mapping.Table) string { return t.Target + "_live" }
 // collapses rows across partitions, where the tombstone and the new row of
 // a partition move have one version and FINAL may keep either.
 func (d Database) CreateView(t *mapping.Table) string {
-	cols := make([]string, len(t.Columns))
+	names := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
-		cols[i] = Quote(c.Name)
+		names[i] = c.Name
+	}
+	return d.createView(t, names)
+}
+
+// ReplaceView returns the statements that replace the live view of t's
+// target by one that shows columns (the target's columns, e.g. after a
+// column was added): ClickHouse before 20 has no CREATE OR REPLACE VIEW,
+// so readers of the view get an error between the two.
+func (d Database) ReplaceView(t *mapping.Table, columns []string) []string {
+	return []string{"DROP TABLE IF EXISTS " + d.Table(ViewName(t)), d.createView(t, columns)}
+}
+
+func (d Database) createView(t *mapping.Table, columns []string) string {
+	cols := make([]string, len(columns))
+	for i, c := range columns {
+		cols[i] = Quote(c)
 	}
 	if t.PartitionBy == "" {
 		return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM %s FINAL\nWHERE %s = 0\n",
@@ -112,13 +135,15 @@ func (d Database) CreateView(t *mapping.Table) string {
 	}
 	latest := fmt.Sprintf("(%s, %s)", Quote(mapping.VersionColumn), Quote(mapping.SeqColumn))
 	keys := make([]string, len(t.Key))
+	keyNames := make([]string, len(t.Key))
 	for i, k := range t.Key {
 		keys[i] = Quote(t.Columns[k].Name)
+		keyNames[i] = t.Columns[k].Name
 	}
-	picks := make([]string, 0, len(t.Columns)+1)
-	for i, c := range t.Columns {
-		if !slices.Contains(t.Key, i) {
-			picks = append(picks, fmt.Sprintf("argMax(%[1]s, %[2]s) AS %[1]s", Quote(c.Name), latest))
+	picks := make([]string, 0, len(columns)+1)
+	for _, c := range columns {
+		if !slices.Contains(keyNames, c) {
+			picks = append(picks, fmt.Sprintf("argMax(%[1]s, %[2]s) AS %[1]s", Quote(c), latest))
 		}
 	}
 	picks = append(picks, fmt.Sprintf("argMax(%s, %s) AS %s", Quote(mapping.DeletedColumn), latest, Quote(liveDeleted)))
@@ -216,4 +241,72 @@ ORDER BY (slot, source, chunk)
 // second, or of every table when the second is empty.
 func (d Database) DeleteChunks() string {
 	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE slot = ? AND (source = ? OR ? = '')", d.Table(ChunkTable))
+}
+
+// AddColumn returns the ALTER that adds column c to target after the
+// column after, with def (a literal, see Literal) as default when not
+// empty.
+func (d Database) AddColumn(target string, c mapping.Column, def, after string) string {
+	s := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", d.Table(target), Quote(c.Name), c.Type)
+	if def != "" {
+		s += " DEFAULT " + def
+	}
+	return s + " AFTER " + Quote(after)
+}
+
+// ModifyColumn returns the ALTER that changes the type of column c.
+func (d Database) ModifyColumn(target string, c mapping.Column) string {
+	return fmt.Sprintf("ALTER TABLE %s MODIFY COLUMN %s %s", d.Table(target), Quote(c.Name), c.Type)
+}
+
+// Literal renders a mapped value of type t as a ClickHouse literal.
+func Literal(v any, t mapping.Type) string {
+	switch x := v.(type) {
+	case nil:
+		return "NULL"
+	case string:
+		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(x) + "'"
+	case time.Time:
+		x = x.UTC()
+		switch t.Kind {
+		case mapping.KindDate:
+			return fmt.Sprintf("toDate('%s')", x.Format("2006-01-02"))
+		case mapping.KindDateTime64:
+			return fmt.Sprintf("toDateTime64('%s', %d, 'UTC')", x.Format("2006-01-02 15:04:05.999999999"), t.Precision)
+		}
+		return fmt.Sprintf("toDateTime('%s', 'UTC')", x.Format("2006-01-02 15:04:05"))
+	case float32:
+		return formatFloat(float64(x), 32)
+	case float64:
+		return formatFloat(x, 64)
+	case fmt.Stringer: // uuid.UUID
+		return fmt.Sprintf("toUUID('%s')", x)
+	}
+	return fmt.Sprint(v)
+}
+
+func formatFloat(f float64, bits int) string {
+	switch {
+	case math.IsNaN(f):
+		return "nan"
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	}
+	return strconv.FormatFloat(f, 'g', -1, bits)
+}
+
+// CreateColumnTable returns the DDL of the column table.
+func (d Database) CreateColumnTable() string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
+(
+    slot String,
+    source String,
+    columns Array(String),
+    updated UInt64
+)
+ENGINE = ReplacingMergeTree(updated)
+ORDER BY (slot, source)
+`, d.Table(ColumnTable))
 }

@@ -131,6 +131,9 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	if err := client.Exec(ctx, db.CreateTruncationTable()); err != nil {
 		return report, fmt.Errorf("create truncation table: %w", err)
 	}
+	if err := client.Exec(ctx, db.CreateColumnTable()); err != nil {
+		return report, fmt.Errorf("create column table: %w", err)
+	}
 	if err := client.Exec(ctx, db.CreateChunkTable()); err != nil {
 		return report, fmt.Errorf("create copy state table: %w", err)
 	}
@@ -164,7 +167,7 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		if err := resume(ctx, c, pg, tables, chunks, slot.ConfirmedFlushLSN, say); err != nil {
 			return report, err
 		}
-		return report, finish(ctx, store, slot.ConfirmedFlushLSN, say)
+		return report, finish(ctx, store, tables, slot.ConfirmedFlushLSN, say)
 	case err == nil:
 		// A slot without a checkpoint or copy state is left from a setup
 		// that did not finish: nothing was acknowledged from it, so start
@@ -212,11 +215,22 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	if err := copyAll(ctx, c, pg, tables, nil, snapshot{name: name, lsn: lsn}, lsn, say); err != nil {
 		return report, err
 	}
-	return report, finish(ctx, store, lsn, say)
+	return report, finish(ctx, store, tables, lsn, say)
 }
 
-// finish saves the slot's consistent point as the first checkpoint.
-func finish(ctx context.Context, store *checkpoint.Store, lsn pglogrepl.LSN, say func(string, ...any)) error {
+// finish records the columns each table was copied with (a column gone
+// from the stream's first Relation message was dropped or renamed since)
+// and saves the slot's consistent point as the first checkpoint.
+func finish(ctx context.Context, store *checkpoint.Store, tables []*mapping.Table, lsn pglogrepl.LSN, say func(string, ...any)) error {
+	for _, t := range tables {
+		names := make([]string, len(t.Columns))
+		for i, c := range t.Columns {
+			names[i] = c.Name
+		}
+		if err := store.SaveColumns(ctx, t.Source, names); err != nil {
+			return err
+		}
+	}
 	// Transactions that commit at or after the consistent point are streamed.
 	if err := store.Save(ctx, checkpoint.Position{LSN: lsn, Commit: false}); err != nil {
 		return err

@@ -208,3 +208,41 @@ func unquote(s string) (string, error) {
 	}
 	return tz, nil
 }
+
+// Widens reports whether a column of type from can be changed to t without
+// losing a value: a larger integer of the same signedness (or a signed one
+// larger than an unsigned from), Float32 to Float64, or the same type.
+func (t Type) Widens(from Type) bool {
+	if t.Nullable != from.Nullable || t.LowCardinality != from.LowCardinality {
+		return false
+	}
+	if t == from {
+		return true
+	}
+	switch {
+	case t.IsInteger() && from.IsInteger():
+		return intBits(t) > intBits(from) && (t.IsUnsigned() == from.IsUnsigned() || !t.IsUnsigned())
+	case t.Kind == KindFloat64 && from.Kind == KindFloat32:
+		return true
+	}
+	return false
+}
+
+// intBits is the size of an integer kind.
+func intBits(t Type) int {
+	switch t.Kind {
+	case KindUInt8, KindInt8:
+		return 8
+	case KindUInt16, KindInt16:
+		return 16
+	case KindUInt32, KindInt32:
+		return 32
+	}
+	return 64
+}
+
+// DefaultOf maps the text of a column's value (a Postgres default) to its
+// ClickHouse value, by the column's conversion.
+func (c *Column) DefaultOf(text []byte) (any, error) {
+	return c.conv(text)
+}

@@ -99,7 +99,16 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		if a.pos.skip {
 			return nil
 		}
-		idx, err := a.change(m)
+		if a.reg.pendingFor(m.Relation.ID) {
+			// The table may switch to another set of columns: write the
+			// rows buffered under the current one first.
+			if rows, _, _ := a.writer.Size(); rows > 0 {
+				if err := a.flush(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		idx, err := a.change(ctx, m)
 		if err != nil {
 			return err
 		}
@@ -202,8 +211,8 @@ func (a *applier) flush(ctx context.Context) error {
 
 // change maps one change into rows of its table's buffer and returns the
 // table's index (-1: a table the replicator does not copy).
-func (a *applier) change(c *replication.Change) (int, error) {
-	idx, t, fresh, err := a.reg.table(c.Relation.ID)
+func (a *applier) change(ctx context.Context, c *replication.Change) (int, error) {
+	idx, t, fresh, err := a.reg.table(ctx, c.Relation.ID)
 	if err != nil || idx < 0 {
 		return idx, err
 	}

@@ -2,13 +2,18 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
 
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/replication"
 	"github.com/replicator/replicator/sink"
 )
@@ -37,6 +42,16 @@ type registry struct {
 	// partitionOf holds those seen, by relation id.
 	catalog     catalog
 	partitionOf map[uint32]partition
+	// ch applies schema changes (nil: none are applied); policies holds
+	// each table's schema_changes.
+	ch       targets
+	policies []string
+	log      hclog.Logger
+	// columns holds, per table index, the columns of the newest Relation
+	// message rows were written with (nil: unknown), kept in ClickHouse by
+	// saveColumns so that a rename is told from a drop after a restart.
+	columns     [][]string
+	saveColumns func(ctx context.Context, source string, columns []string) error
 }
 
 // partition is a partition of a configured table.
@@ -50,6 +65,15 @@ type catalog interface {
 	// Ancestor returns the table among of (OIDs) that relation relid is a
 	// partition of, at any depth.
 	Ancestor(ctx context.Context, relid uint32, of []uint32) (ancestor uint32, found bool, err error)
+	// AddedDefault returns what the rows older than a column read in it.
+	AddedDefault(ctx context.Context, relid uint32, column string) (postgres.AddedDefault, error)
+}
+
+// targets alters and describes the ClickHouse targets.
+type targets interface {
+	Exec(ctx context.Context, sql string, args ...any) error
+	Schema(ctx context.Context, table string) (sink.Schema, error)
+	DB() ddl.Database
 }
 
 // setOIDs records the OID of each configured table by name.
@@ -81,6 +105,7 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		targets[i] = schema
 	}
 	r := newRegistry(tables, targets, client.Caps())
+	r.ch = client
 	cuts, err := store.LoadTruncations(ctx)
 	if err != nil {
 		return nil, err
@@ -94,6 +119,16 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 	if err != nil {
 		return nil, err
 	}
+	columns, err := store.LoadColumns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for source, cols := range columns {
+		if idx, ok := r.index[source]; ok {
+			r.columns[idx] = cols
+		}
+	}
+	r.saveColumns = store.SaveColumns
 	for source, cs := range chunks {
 		if idx, ok := r.index[source]; ok {
 			r.horizons[idx] = checkpoint.Horizon(cs)
@@ -106,9 +141,12 @@ func newRegistry(tables []config.Table, targets []sink.Schema, caps mapping.Caps
 	r := &registry{caps: caps, index: map[string]int{}, targets: targets, rels: map[uint32]int{},
 		pending: map[int]*replication.Relation{}, cuts: map[int]checkpoint.Truncation{},
 		horizons: map[int]pglogrepl.LSN{}}
+	r.log = hclog.NewNullLogger()
 	for i, tc := range tables {
 		r.index[tc.Name] = i
 		r.specs = append(r.specs, tc.Spec())
+		r.policies = append(r.policies, tc.SchemaChanges)
+		r.columns = append(r.columns, nil)
 		// Until the Relation message arrives, the table is known by its spec only.
 		r.tables = append(r.tables, &mapping.Table{Source: tc.Name, Target: tc.Target, OrderBy: tc.OrderBy, PartitionBy: tc.PartitionBy})
 	}
@@ -180,8 +218,9 @@ func (r *registry) lookup(relID uint32) (int, error) {
 
 // table returns the index and mapping of the relation of a change that is
 // written (-1: not configured), first resolving and checking a Relation
-// message received since the last call; fresh reports that it did.
-func (r *registry) table(relID uint32) (idx int, t *mapping.Table, fresh bool, err error) {
+// message received since the last call, and reconciling the ClickHouse
+// target with it (see reconcile); fresh reports that it did.
+func (r *registry) table(ctx context.Context, relID uint32) (idx int, t *mapping.Table, fresh bool, err error) {
 	idx, err = r.lookup(relID)
 	if err != nil || idx < 0 {
 		return idx, nil, false, err
@@ -194,15 +233,173 @@ func (r *registry) table(relID uint32) (idx int, t *mapping.Table, fresh bool, e
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("schema of %s changed: %w", rel.QualifiedName(), err)
 	}
-	if err := r.targets[idx].Check(t); errors.Is(err, sink.ErrNoSeq) {
+	if err := r.reconcile(ctx, idx, rel.ID, t); err != nil {
 		return 0, nil, false, err
-	} else if err != nil {
-		return 0, nil, false, fmt.Errorf("schema of %s changed: %w; alter the ClickHouse table to match, then restart", rel.QualifiedName(), err)
 	}
 	if err := t.CheckIdentity(); err != nil {
 		return 0, nil, false, err
 	}
+	if names := columnList(t); !slices.Equal(names, r.columns[idx]) {
+		if r.saveColumns != nil {
+			if err := r.saveColumns(ctx, r.specs[idx].Source, names); err != nil {
+				return 0, nil, false, err
+			}
+		}
+		r.columns[idx] = names
+	}
 	r.tables[idx] = t
 	delete(r.pending, idx)
 	return idx, t, true, nil
+}
+
+// goneSince returns the columns of prev (the previous Relation message's)
+// that t lacks.
+func goneSince(prev []string, t *mapping.Table) []string {
+	var gone []string
+	for _, name := range prev {
+		if t.ColumnIndex(name) < 0 {
+			gone = append(gone, name)
+		}
+	}
+	return gone
+}
+
+func columnList(t *mapping.Table) []string {
+	names := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		names[i] = c.Name
+	}
+	return names
+}
+
+// pendingFor reports whether a change of relation relID will switch its
+// table to a new mapping.
+func (r *registry) pendingFor(relID uint32) bool {
+	idx, ok := r.rels[relID]
+	if !ok || idx < 0 {
+		return false
+	}
+	_, ok = r.pending[idx]
+	return ok
+}
+
+// reconcile brings the ClickHouse target of table idx in line with the
+// mapping t of its newest Relation message, before the first row that needs
+// it is written. Columns the target has and t lacks (dropped in Postgres,
+// or added after a transaction being replayed) are left to their
+// ClickHouse defaults. A column added in Postgres is added, with the value
+// the older rows read in Postgres as its default; a widened type is
+// widened. Anything else, or any change under schema_changes = "stop",
+// stops the daemon with the statements that fix it.
+func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapping.Table) error {
+	d := r.targets[idx].Diff(t)
+	source := r.specs[idx].Source
+	switch {
+	case d.NoSeq:
+		return fmt.Errorf("ClickHouse table %s: %w; run `replicator setup`, which adds it", t.Target, sink.ErrNoSeq)
+	case len(d.Added) == 0 && len(d.Retyped) == 0:
+		return nil
+	}
+	if gone := goneSince(r.columns[idx], t); len(d.Added) > 0 && len(gone) > 0 {
+		return fmt.Errorf("table %s: columns %s are gone and %s appeared in one change (a rename?): ClickHouse would keep "+
+			"the old values apart from the new column; to copy the table again, drop the slot and run `replicator setup`",
+			source, strings.Join(gone, ", "), columnNames(d.Added))
+	}
+	if r.ch == nil {
+		return fmt.Errorf("table %s changed in Postgres: columns %s added, %d retyped", source, columnNames(d.Added), len(d.Retyped))
+	}
+	db := r.ch.DB()
+	var stmts []string
+	for _, rt := range d.Retyped {
+		have, err := mapping.ParseType(rt.Have)
+		if rt.Column.Type.Kind == mapping.KindInvalid || err != nil || !rt.Column.Type.Widens(have) {
+			return fmt.Errorf("table %s column %s: ClickHouse has %s, the changed Postgres column maps to %s, which is not "+
+				"a widening; if every value fits, run %s and restart, else drop the slot and run `replicator setup`",
+				source, rt.Column.Name, rt.Have, rt.Column.Type, db.ModifyColumn(t.Target, rt.Column))
+		}
+		stmts = append(stmts, db.ModifyColumn(t.Target, rt.Column))
+	}
+	after := lastMapped(r.targets[idx])
+	view := mappedNames(r.targets[idx])
+	for _, c := range d.Added {
+		def, err := r.addedDefault(ctx, relID, source, c)
+		if err != nil {
+			return err
+		}
+		stmts = append(stmts, db.AddColumn(t.Target, c, def, after))
+		after = c.Name
+		view = append(view, c.Name)
+	}
+	if len(d.Added) > 0 {
+		stmts = append(stmts, db.ReplaceView(t, view)...)
+	}
+	if r.policies[idx] == "stop" {
+		return fmt.Errorf("table %s changed in Postgres and schema_changes is \"stop\": run %s in ClickHouse, then restart",
+			source, strings.Join(stmts, "; "))
+	}
+	for _, stmt := range stmts {
+		if err := r.ch.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("apply the schema change of %s: %s: %w", source, stmt, err)
+		}
+		r.log.Info("applied schema change", "table", source, "statement", stmt)
+	}
+	schema, err := r.ch.Schema(ctx, t.Target)
+	if err != nil {
+		return fmt.Errorf("read ClickHouse table %s: %w", t.Target, err)
+	}
+	r.targets[idx] = schema
+	return nil
+}
+
+// addedDefault returns the ClickHouse default of a column added to source:
+// the value that the rows older than the column read in Postgres, as a
+// literal, or "" when they read NULL (the type's default under the mapping).
+func (r *registry) addedDefault(ctx context.Context, relID uint32, source string, c mapping.Column) (string, error) {
+	if r.catalog == nil {
+		return "", nil
+	}
+	d, err := r.catalog.AddedDefault(ctx, relID, c.Name)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case d.Volatile:
+		return "", fmt.Errorf("table %s column %s was added with a volatile default (each existing row got its own value, "+
+			"which the stream does not carry): to copy the table again, drop the slot and run `replicator setup`", source, c.Name)
+	case !d.Missing || d.Value == nil:
+		return "", nil
+	}
+	v, err := c.DefaultOf([]byte(*d.Value))
+	if err != nil {
+		return "", fmt.Errorf("table %s column %s: default %q: %w", source, c.Name, *d.Value, err)
+	}
+	return ddl.Literal(v, c.Type), nil
+}
+
+// lastMapped returns the last column of a target before the meta columns.
+func lastMapped(s sink.Schema) string {
+	names := mappedNames(s)
+	if len(names) == 0 {
+		return ""
+	}
+	return names[len(names)-1]
+}
+
+// mappedNames returns the columns of a target other than the meta columns.
+func mappedNames(s sink.Schema) []string {
+	var names []string
+	for _, n := range s.Names {
+		if !slices.Contains(mapping.MetaColumns, n) {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+func columnNames(cols []mapping.Column) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
 }

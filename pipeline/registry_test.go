@@ -5,12 +5,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/replication"
 )
 
 // partitions is a catalog in which relation 70 is a partition of 7 and
 // relation 71 a partition of 70.
 type partitions map[uint32]uint32
+
+func (p partitions) AddedDefault(context.Context, uint32, string) (postgres.AddedDefault, error) {
+	return postgres.AddedDefault{}, nil
+}
 
 func (p partitions) Ancestor(_ context.Context, relid uint32, of []uint32) (uint32, bool, error) {
 	for parent, ok := p[relid]; ok; parent, ok = p[parent] {

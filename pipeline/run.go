@@ -126,7 +126,8 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
 	// Tables of the replicator's own that an earlier version's setup did
 	// not create.
-	for _, stmt := range []string{client.DB().CreateProgressTable(), client.DB().CreateTruncationTable()} {
+	for _, stmt := range []string{client.DB().CreateProgressTable(), client.DB().CreateTruncationTable(),
+		client.DB().CreateChunkTable(), client.DB().CreateColumnTable()} {
 		if err := client.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("create the replicator's tables: %w", err)
 		}
@@ -178,6 +179,7 @@ func (r *Runner) session(ctx context.Context) (err error) {
 		return err
 	}
 	reg.setOIDs(oids, pg)
+	reg.log = r.log.Named("schema")
 	a := newApplier(cfg, sink.NewWriter(client, reg.tables), store, reg, resume, r.log, r.metrics)
 	stream := replication.NewStream(conn, replication.StreamOptions{
 		Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Logger: r.log.Named("stream"),

@@ -76,3 +76,62 @@ func (s *Snapshot) Partitions(ctx context.Context, table string) ([]string, erro
 	}
 	return out, rows.Err()
 }
+
+// AddedDefault describes what the rows that existed before a column was
+// added read in it.
+type AddedDefault struct {
+	// Missing is true when Postgres stored one value for those rows (a
+	// non-volatile default, PG 11+): Value, nil for NULL.
+	Missing bool
+	Value   *string
+	// Volatile is true when the column has a default but no stored value:
+	// Postgres computed a value per row (a volatile default) or rewrote
+	// the table since.
+	Volatile bool
+}
+
+// AddedDefault reads the value that the rows older than column of relation
+// relid read. The catalog is read now, possibly after a rewrite of the
+// table (e.g. a later type change) replaced the stored value by one value
+// per row: a default that is a constant (a literal with casts) is then
+// evaluated again, anything else counts as volatile.
+func (c *Conn) AddedDefault(ctx context.Context, relid uint32, column string) (AddedDefault, error) {
+	var d AddedDefault
+	var expr *string
+	err := c.pg.QueryRow(ctx, `SELECT a.atthasmissing, (a.attmissingval::text::text[])[1], pg_get_expr(d.adbin, d.adrelid)
+		FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped`, relid, column).Scan(&d.Missing, &d.Value, &expr)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return AddedDefault{}, fmt.Errorf("column %s of relation %d no longer exists", column, relid)
+	}
+	if err != nil {
+		return AddedDefault{}, fmt.Errorf("read the default of column %s of relation %d: %w", column, relid, err)
+	}
+	if d.Missing || expr == nil {
+		return d, nil
+	}
+	if !constant(*expr) {
+		d.Volatile = true
+		return d, nil
+	}
+	if err := c.pg.QueryRow(ctx, "SELECT ("+*expr+")::text").Scan(&d.Value); err != nil {
+		return AddedDefault{}, fmt.Errorf("evaluate the default %s of column %s: %w", *expr, column, err)
+	}
+	d.Missing = true
+	return d, nil
+}
+
+// constant reports whether a default expression, as pg_get_expr prints it,
+// is a literal with casts: no function call outside quoted strings.
+func constant(expr string) bool {
+	quoted := false
+	for i := 0; i < len(expr); i++ {
+		switch {
+		case expr[i] == '\'':
+			quoted = !quoted
+		case !quoted && expr[i] == '(':
+			return false
+		}
+	}
+	return !quoted
+}

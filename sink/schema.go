@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/replicator/replicator/mapping"
 )
@@ -46,28 +45,92 @@ var metaTypes = map[string]string{mapping.VersionColumn: "UInt64", mapping.Delet
 // before the _seq column existed: `replicator setup` adds it.
 var ErrNoSeq = errors.New("no column " + mapping.SeqColumn)
 
-// Check verifies that the table has exactly the columns, in order and with
-// the types, that the mapping t writes. A target that lacks only _seq is an
-// error that wraps ErrNoSeq.
+// Check verifies that the table takes the rows the mapping t writes: every
+// mapped column exists with the mapped type (columns the mapping does not
+// write, e.g. dropped in Postgres, are filled by ClickHouse). A target
+// that lacks only _seq is an error that wraps ErrNoSeq.
 func (s Schema) Check(t *mapping.Table) error {
-	want := t.ColumnNames()
-	if len(s.Names) == len(want)-1 && slices.Equal(s.Names, want[:len(want)-1]) && s.Names[len(s.Names)-1] == mapping.DeletedColumn {
+	d := s.Diff(t)
+	switch {
+	case len(d.Added) > 0:
+		names := make([]string, len(d.Added))
+		for i, c := range d.Added {
+			names[i] = c.Name
+		}
+		return fmt.Errorf("ClickHouse table %s lacks columns %v that the mapping writes (it has %v)", t.Target, names, s.Names)
+	case len(d.Retyped) > 0:
+		r := d.Retyped[0]
+		if r.Have == "" {
+			return fmt.Errorf("ClickHouse table %s lacks column %s (%s) (it has %v)", t.Target, r.Column.Name, r.Column.Type, s.Names)
+		}
+		return fmt.Errorf("ClickHouse column %s.%s is %s, the mapping writes %s", t.Target, r.Column.Name, r.Have, r.Column.Type)
+	case d.NoSeq:
 		return fmt.Errorf("ClickHouse table %s was created by an earlier version and has %w: run `replicator setup`, which adds it", t.Target, ErrNoSeq)
 	}
-	if len(s.Names) != len(want) {
-		return fmt.Errorf("ClickHouse table %s has columns %v, the mapping writes %v", t.Target, s.Names, want)
-	}
-	for i, name := range want {
-		if s.Names[i] != name {
-			return fmt.Errorf("ClickHouse table %s has columns %v, the mapping writes %v", t.Target, s.Names, want)
-		}
-		typ := metaTypes[name]
-		if i < len(t.Columns) {
-			typ = t.Columns[i].Type.String()
-		}
-		if i < len(s.Types) && s.Types[i] != typ {
-			return fmt.Errorf("ClickHouse column %s.%s is %s, the mapping writes %s", t.Target, name, s.Types[i], typ)
-		}
-	}
 	return nil
+}
+
+// Diff is how the columns a mapping writes differ from a ClickHouse table:
+// a schema change of the source, as a value.
+type Diff struct {
+	// Added are mapped columns the table lacks (ADD COLUMN in Postgres).
+	Added []mapping.Column
+	// Missing are table columns the mapping does not write (a column
+	// dropped in Postgres, or added after the transaction being replayed):
+	// ClickHouse fills them with their defaults.
+	Missing []string
+	// Retyped are columns in both whose types differ.
+	Retyped []Retype
+	// NoSeq is a target of an earlier version, without _seq.
+	NoSeq bool
+}
+
+// Retype is a column whose mapped type differs from the table's.
+type Retype struct {
+	Column mapping.Column
+	// Have is the table's type.
+	Have string
+}
+
+// Empty reports whether the table takes the mapping's rows as they are.
+func (d Diff) Empty() bool {
+	return len(d.Added) == 0 && len(d.Missing) == 0 && len(d.Retyped) == 0 && !d.NoSeq
+}
+
+// Diff compares the columns t writes with the table's, by name.
+func (s Schema) Diff(t *mapping.Table) Diff {
+	var d Diff
+	have := make(map[string]string, len(s.Names))
+	for i, n := range s.Names {
+		have[n] = ""
+		if i < len(s.Types) {
+			have[n] = s.Types[i]
+		}
+	}
+	mapped := make(map[string]bool, len(t.Columns))
+	for _, c := range t.Columns {
+		mapped[c.Name] = true
+		typ, ok := have[c.Name]
+		switch {
+		case !ok:
+			d.Added = append(d.Added, c)
+		case typ != "" && typ != c.Type.String():
+			d.Retyped = append(d.Retyped, Retype{Column: c, Have: typ})
+		}
+	}
+	for _, n := range mapping.MetaColumns {
+		if typ, ok := have[n]; !ok && n == mapping.SeqColumn {
+			d.NoSeq = true
+		} else if !ok || typ != "" && typ != metaTypes[n] {
+			want, _ := mapping.ParseType(metaTypes[n])
+			d.Retyped = append(d.Retyped, Retype{Column: mapping.Column{Name: n, Type: want}, Have: typ})
+		}
+		mapped[n] = true
+	}
+	for _, n := range s.Names {
+		if !mapped[n] {
+			d.Missing = append(d.Missing, n)
+		}
+	}
+	return d
 }

@@ -52,10 +52,12 @@ func TestSchemaCheck(t *testing.T) {
 		{name: "missing column", names: []string{"id", mapping.VersionColumn, mapping.DeletedColumn},
 			types: []string{"UInt64", "UInt64", "UInt8"}, want: []string{"events", "note"}},
 		{name: "missing _deleted", names: names[:3], types: types[:3], want: []string{"events", mapping.DeletedColumn}},
-		{name: "extra column", names: []string{"id", "note", "extra", mapping.VersionColumn, mapping.DeletedColumn},
-			types: []string{"UInt64", "String", "String", "UInt64", "UInt8"}, want: []string{"events", "extra"}},
-		{name: "different order", names: []string{"note", "id", mapping.VersionColumn, mapping.DeletedColumn},
-			types: []string{"String", "UInt64", "UInt64", "UInt8"}, want: []string{"events"}},
+		// A column dropped in Postgres stays in ClickHouse, which fills it.
+		{name: "extra column", names: []string{"id", "note", "extra", mapping.VersionColumn, mapping.DeletedColumn, mapping.SeqColumn},
+			types: []string{"UInt64", "String", "String", "UInt64", "UInt8", "UInt64"}},
+		// INSERTs name their columns: the order does not matter.
+		{name: "different order", names: []string{"note", "id", mapping.VersionColumn, mapping.DeletedColumn, mapping.SeqColumn},
+			types: []string{"String", "UInt64", "UInt64", "UInt8", "UInt64"}},
 		{name: "renamed column", names: []string{"id", "comment", mapping.VersionColumn, mapping.DeletedColumn},
 			types: types, want: []string{"events", "comment", "note"}},
 		{name: "different type", names: names, types: []string{"UInt64", "Nullable(String)", "UInt64", "UInt8", "UInt64"},

@@ -1,0 +1,174 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const itemsDDL = `CREATE TABLE items (id bigint PRIMARY KEY, qty smallint NOT NULL, note varchar(20))`
+
+const itemsConfig = `
+table "public.items" {
+  order_by = ["id"]
+}
+`
+
+// itemsMatch compares the given columns of items in Postgres (SQL
+// expressions) and ClickHouse's live view (ClickHouse expressions).
+func (e *env) itemsMatch(pgCols, chCols string) (bool, string) {
+	e.t.Helper()
+	rows, err := e.pg.Query(context.Background(), "SELECT concat_ws('|', "+pgCols+") FROM items")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var want []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			e.t.Fatal(err)
+		}
+		want = append(want, s)
+	}
+	rows.Close()
+	sort.Strings(want)
+	var got []string
+	rs, err := e.ch.Query(context.Background(), fmt.Sprintf("SELECT concat(%s) FROM db_%s.items_live", chCols, e.name))
+	if err != nil {
+		return false, err.Error() // e.g. a column the daemon has not added yet
+	}
+	for rs.Next() {
+		var s string
+		if err := rs.Scan(&s); err != nil {
+			e.t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	rs.Close()
+	sort.Strings(got)
+	if strings.Join(want, "\n") == strings.Join(got, "\n") {
+		return true, ""
+	}
+	diff := ""
+	for i := 0; i < len(want) && i < len(got) && diff == ""; i++ {
+		if want[i] != got[i] {
+			diff = fmt.Sprintf("first difference: postgres %q, clickhouse %q", want[i], got[i])
+		}
+	}
+	return false, fmt.Sprintf("postgres %d rows, clickhouse %d rows; %s", len(want), len(got), diff)
+}
+
+func (e *env) convergeItems(what, pgCols, chCols string) {
+	e.t.Helper()
+	deadline := time.Now().Add(convergeTimeout)
+	for {
+		ok, why := e.itemsMatch(pgCols, chCols)
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: items did not converge: %s", what, why)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// itemsWriter inserts and updates items (the columns every step has) until
+// ctx ends.
+func (e *env) itemsWriter(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(3, 3))
+		next := 100000
+		for ctx.Err() == nil {
+			next++
+			if rng.IntN(2) == 0 {
+				e.pg.Exec(context.Background(), "INSERT INTO items (id, qty) VALUES ($1, $2)", next, rng.IntN(100))
+			} else {
+				e.pg.Exec(context.Background(), "UPDATE items SET qty = qty + 1 WHERE id % 97 = $1", rng.IntN(97))
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+}
+
+// TestSchemaChangesWhileRunning adds a column with a default, widens one,
+// changes varchar(n) to text and drops one while a writer runs, then adds
+// one more while the daemon is stopped: ClickHouse follows, older rows read
+// the default Postgres gives them, and nothing stops.
+func TestSchemaChangesWhileRunning(t *testing.T) {
+	e := newEnv(t, itemsConfig)
+	e.exec(itemsDDL)
+	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 2000) g")
+	e.setup()
+	d := e.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	e.itemsWriter(ctx, &wg)
+	time.Sleep(300 * time.Millisecond)
+
+	e.exec("ALTER TABLE items ADD COLUMN price integer NOT NULL DEFAULT 42")
+	e.exec("INSERT INTO items (id, qty, price) SELECT g, 1, g FROM generate_series(5000, 5100) g")
+	e.exec("ALTER TABLE items ALTER COLUMN qty TYPE integer")
+	e.exec("UPDATE items SET qty = 100000 WHERE id = 5000")
+	e.exec("ALTER TABLE items ALTER COLUMN note TYPE text")
+	e.exec("UPDATE items SET note = repeat('long', 10) WHERE id = 1")
+	e.exec("ALTER TABLE items DROP COLUMN note")
+	e.exec("INSERT INTO items (id, qty, price) VALUES (6000, 6, 6)")
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	e.convergeItems("after ADD, widen, text, DROP", "id, qty, price", "toString(id), '|', toString(qty), '|', toString(price)")
+	types := e.chRows(fmt.Sprintf("SELECT name, type FROM system.columns WHERE database = 'db_%s' AND table = 'items'", e.name))
+	for _, want := range []string{"price|Int32", "qty|Int32", "note|String"} {
+		if !slicesContains(types, want) {
+			t.Errorf("ClickHouse items columns %v lack %s", types, want)
+		}
+	}
+	if code, _ := d.stop(t); code != 0 {
+		t.Fatalf("daemon exit %d", code)
+	}
+
+	// Across a restart: transactions before and after a schema change the
+	// daemon has not seen yet.
+	e.exec("INSERT INTO items (id, qty, price) VALUES (7000, 7, 7)")
+	e.exec("ALTER TABLE items ADD COLUMN label text DEFAULT 'none'")
+	e.exec("INSERT INTO items (id, qty, price, label) VALUES (7001, 7, 7, 'new')")
+	d = e.start()
+	e.convergeItems("after a restart across ADD COLUMN", "id, qty, price, label",
+		"toString(id), '|', toString(qty), '|', toString(price), '|', label")
+	d.stop(t)
+}
+
+// TestSchemaChangeThatCannotBeApplied renames a column: the daemon stops
+// naming the table and the columns, instead of splitting the values.
+func TestSchemaChangeThatCannotBeApplied(t *testing.T) {
+	e := newEnv(t, itemsConfig)
+	e.exec(itemsDDL)
+	e.exec("INSERT INTO items VALUES (1, 1, 'a')")
+	e.setup()
+	d := e.start()
+	e.exec("ALTER TABLE items RENAME COLUMN note TO label")
+	e.exec("INSERT INTO items VALUES (2, 2, 'b')")
+	if code := d.wait(t, convergeTimeout); code == 0 {
+		t.Fatal("daemon exited 0 after a column rename")
+	}
+	if logs := d.Logs(); !strings.Contains(logs, "table public.items: columns note are gone and label appeared") {
+		t.Errorf("daemon log lacks the rename error:\n%s", tail(logs, 3000))
+	}
+}
+
+func slicesContains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
