@@ -231,6 +231,7 @@ func TestParseErrors(t *testing.T) {
 		{"table with three parts", pg + "table \"db.public.events\" {\n  order_by = [\"id\"]\n}\n", []string{"schema.table"}},
 		{"table without order_by", pg + "table \"public.t\" {\n}\n", []string{"order_by"}},
 		{"table with empty order_by", pg + "table \"public.t\" {\n  order_by = []\n}\n", []string{`table "public.t".order_by`}},
+		{"bad schema_changes", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  schema_changes = \"ignore\"\n}\n", []string{`table "public.t".schema_changes`, `"ignore" is not "apply" or "stop"`}},
 		{"duplicate table", pg + table + table, []string{`table "public.t": defined twice`}},
 		{"duplicate target", pg + table + "table \"other.t\" {\n  order_by = [\"id\"]\n}\n", []string{`"t" is used by another table`}},
 		{"bad target", pg + "table \"public.t\" {\n  target = \"t-1\"\n  order_by = [\"id\"]\n}\n", []string{`table "public.t".target`, `"t-1"`}},

@@ -1,7 +1,11 @@
 package ddl
 
 import (
+	"math"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/replicator/replicator/mapping"
 )
@@ -74,5 +78,37 @@ func TestPartitionedViewPicksByVersionAndSeq(t *testing.T) {
 		"    FROM `db`.`regions`\n    GROUP BY `id`\n)\nWHERE `_deleted_latest` = 0\n"
 	if got != want {
 		t.Errorf("CreateView =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestLiteral(t *testing.T) {
+	mustType := func(s string) mapping.Type {
+		typ, err := mapping.ParseType(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return typ
+	}
+	at := time.Date(2024, 5, 1, 10, 11, 12, 123456000, time.UTC)
+	for _, tc := range []struct {
+		v    any
+		typ  string
+		want string
+	}{
+		{int32(42), "Int32", "42"},
+		{uint64(7), "UInt64", "7"},
+		{"it's a \\ test", "String", `'it\'s a \\ test'`},
+		{nil, "Nullable(String)", "NULL"},
+		{at, "DateTime('UTC')", "toDateTime('2024-05-01 10:11:12', 'UTC')"},
+		{at, "DateTime64(6, 'UTC')", "toDateTime64('2024-05-01 10:11:12.123456', 6, 'UTC')"},
+		{at, "Date", "toDate('2024-05-01')"},
+		{1.5, "Float64", "1.5"},
+		{math.Inf(-1), "Float64", "-inf"},
+		{float32(math.NaN()), "Float32", "nan"},
+		{uuid.MustParse("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), "UUID", "toUUID('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11')"},
+	} {
+		if got := Literal(tc.v, mustType(tc.typ)); got != tc.want {
+			t.Errorf("Literal(%#v, %s) = %s, want %s", tc.v, tc.typ, got, tc.want)
+		}
 	}
 }

@@ -767,3 +767,29 @@ func TestColumnNames(t *testing.T) {
 		t.Errorf("ColumnNames = %v, want %v", got, want)
 	}
 }
+
+func TestWidens(t *testing.T) {
+	for _, tc := range []struct {
+		from, to string
+		want     bool
+	}{
+		{"Int16", "Int32", true},
+		{"Int32", "Int64", true},
+		{"Int64", "Int32", false},
+		{"UInt8", "UInt64", true},
+		{"UInt32", "Int64", true},
+		{"UInt64", "Int64", false},
+		{"Int32", "UInt64", false},
+		{"Float32", "Float64", true},
+		{"Float64", "Float32", false},
+		{"Int32", "String", false},
+		{"Int32", "Nullable(Int64)", false},
+		{"String", "String", true},
+	} {
+		from, _ := ParseType(tc.from)
+		to, _ := ParseType(tc.to)
+		if got := to.Widens(from); got != tc.want {
+			t.Errorf("%s widens %s = %v, want %v", tc.to, tc.from, got, tc.want)
+		}
+	}
+}
