@@ -113,7 +113,7 @@ func (d Database) CreateView(t *mapping.Table) string {
 	for i, c := range t.Columns {
 		names[i] = c.Name
 	}
-	return d.createView(t, names)
+	return d.CreateViewOf(t.Target, t.PartitionBy, t.OrderBy, names)
 }
 
 // ReplaceView returns the statements that replace the live view of t's
@@ -121,35 +121,36 @@ func (d Database) CreateView(t *mapping.Table) string {
 // column was added): ClickHouse before 20 has no CREATE OR REPLACE VIEW,
 // so readers of the view get an error between the two.
 func (d Database) ReplaceView(t *mapping.Table, columns []string) []string {
-	return []string{"DROP TABLE IF EXISTS " + d.Table(ViewName(t)), d.createView(t, columns)}
+	return []string{"DROP TABLE IF EXISTS " + d.Table(ViewName(t)), d.CreateViewOf(t.Target, t.PartitionBy, t.OrderBy, columns)}
 }
 
-func (d Database) createView(t *mapping.Table, columns []string) string {
+// CreateViewOf returns the DDL of the live view of target, whose sorting
+// key is orderBy, showing columns (see CreateView).
+func (d Database) CreateViewOf(target, partitionBy string, orderBy, columns []string) string {
+	view := d.Table(target + "_live")
 	cols := make([]string, len(columns))
 	for i, c := range columns {
 		cols[i] = Quote(c)
 	}
-	if t.PartitionBy == "" {
+	if partitionBy == "" {
 		return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM %s FINAL\nWHERE %s = 0\n",
-			d.Table(ViewName(t)), strings.Join(cols, ", "), d.Table(t.Target), mapping.DeletedColumn)
+			view, strings.Join(cols, ", "), d.Table(target), mapping.DeletedColumn)
 	}
 	latest := fmt.Sprintf("(%s, %s)", Quote(mapping.VersionColumn), Quote(mapping.SeqColumn))
-	keys := make([]string, len(t.Key))
-	keyNames := make([]string, len(t.Key))
-	for i, k := range t.Key {
-		keys[i] = Quote(t.Columns[k].Name)
-		keyNames[i] = t.Columns[k].Name
+	keys := make([]string, len(orderBy))
+	for i, k := range orderBy {
+		keys[i] = Quote(k)
 	}
 	picks := make([]string, 0, len(columns)+1)
 	for _, c := range columns {
-		if !slices.Contains(keyNames, c) {
+		if !slices.Contains(orderBy, c) {
 			picks = append(picks, fmt.Sprintf("argMax(%[1]s, %[2]s) AS %[1]s", Quote(c), latest))
 		}
 	}
 	picks = append(picks, fmt.Sprintf("argMax(%s, %s) AS %s", Quote(mapping.DeletedColumn), latest, Quote(liveDeleted)))
 	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM\n(\n    SELECT %s,\n           %s\n    FROM %s\n    GROUP BY %s\n)\nWHERE %s = 0\n",
-		d.Table(ViewName(t)), strings.Join(cols, ", "), strings.Join(keys, ", "), strings.Join(picks, ",\n           "),
-		d.Table(t.Target), strings.Join(keys, ", "), Quote(liveDeleted))
+		view, strings.Join(cols, ", "), strings.Join(keys, ", "), strings.Join(picks, ",\n           "),
+		d.Table(target), strings.Join(keys, ", "), Quote(liveDeleted))
 }
 
 // liveDeleted names the deletion mark inside the argMax form of a view.

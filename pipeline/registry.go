@@ -106,6 +106,13 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 	}
 	r := newRegistry(tables, targets, client.Caps())
 	r.ch = client
+	for i, tc := range tables {
+		// A daemon stopped between dropping a live view and creating it
+		// again (after adding a column) left none.
+		if err := client.Exec(ctx, client.DB().CreateViewOf(tc.Target, tc.PartitionBy, tc.OrderBy, mappedNames(targets[i]))); err != nil {
+			return nil, fmt.Errorf("create the live view of %s: %w", tc.Target, err)
+		}
+	}
 	cuts, err := store.LoadTruncations(ctx)
 	if err != nil {
 		return nil, err

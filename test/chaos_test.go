@@ -63,8 +63,8 @@ func plan() chaosPlan {
 
 // TestChaos runs a randomized workload on events and on docs, whose body
 // is stored out of line (TOAST), while killing the daemon, restarting and
-// cutting off ClickHouse, terminating the walsender and restarting
-// Postgres; afterwards ClickHouse must equal Postgres by the test's own
+// cutting off ClickHouse, terminating the walsender, restarting Postgres
+// and adding a column to events; afterwards ClickHouse must equal Postgres by the test's own
 // comparison and by `replicator verify`, for both tables. The daemon must
 // never stop by itself. CHAOS_SEED replays a run.
 func TestChaos(t *testing.T) {
@@ -170,7 +170,7 @@ func TestChaos(t *testing.T) {
 	for i := 0; i < p.pgRestarts; i++ {
 		faults = append(faults, "restart postgres")
 	}
-	faults = append(faults, "clickhouse unreachable")
+	faults = append(faults, "clickhouse unreachable", "add column")
 	rng.Shuffle(len(faults), func(i, j int) { faults[i], faults[j] = faults[j], faults[i] })
 	injected := map[string]int{}
 	workStart := time.Now()
@@ -196,6 +196,10 @@ func TestChaos(t *testing.T) {
 				"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'slot_%s' AND active", e.name))
 		case "restart postgres":
 			err = pgServer.Restart(context.Background())
+		case "add column":
+			// A schema change under the workload: older rows read the
+			// default on both sides (verify compares the column).
+			_, err = e.pg.Exec(context.Background(), "ALTER TABLE events ADD COLUMN chaos_col integer NOT NULL DEFAULT 3")
 		}
 		if err != nil {
 			t.Fatalf("inject %s: %v", f, err)
