@@ -38,44 +38,65 @@ table "public.tags" {
 }
 `
 
-// tagsMatch compares tags in Postgres and ClickHouse's live view.
-func (e *env) tagsMatch() (bool, string) {
+// sameRows waits until a Postgres query and a ClickHouse query, each
+// returning one text column, return the same rows in any order. A
+// ClickHouse error (e.g. a column the daemon has not added yet) counts as
+// not yet equal.
+func (e *env) sameRows(what, pgSQL, chSQL string) {
 	e.t.Helper()
-	rows, err := e.pg.Query(context.Background(), "SELECT name, project, coalesce(note, '') FROM tags")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var want []string
-	for rows.Next() {
-		var name, note string
-		var project int64
-		if err := rows.Scan(&name, &project, &note); err != nil {
-			e.t.Fatal(err)
-		}
-		want = append(want, fmt.Sprintf("%s|%d|%s", name, project, note))
-	}
-	rows.Close()
-	sort.Strings(want)
-	got := e.chRows(fmt.Sprintf("SELECT name, project, note FROM db_%s.tags_live", e.name))
-	if strings.Join(want, "\n") == strings.Join(got, "\n") {
-		return true, ""
-	}
-	return false, fmt.Sprintf("postgres %d rows, clickhouse %d rows", len(want), len(got))
-}
-
-func (e *env) convergeTags(what string, timeout time.Duration) {
-	e.t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(convergeTimeout)
 	for {
-		ok, why := e.tagsMatch()
-		if ok {
+		want, got, err := e.bothRows(pgSQL, chSQL)
+		if err == nil && strings.Join(want, "\n") == strings.Join(got, "\n") {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("%s: tags did not converge within %s: %s", what, timeout, why)
+			why := fmt.Sprintf("postgres %d rows, clickhouse %d rows", len(want), len(got))
+			if err != nil {
+				why = err.Error()
+			}
+			for i := 0; i < len(want) && i < len(got); i++ {
+				if want[i] != got[i] {
+					why += fmt.Sprintf("; first difference: postgres %q, clickhouse %q", want[i], got[i])
+					break
+				}
+			}
+			e.t.Fatalf("%s: did not converge within %s: %s", what, convergeTimeout, why)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// bothRows runs the two queries of sameRows and returns their rows, sorted.
+func (e *env) bothRows(pgSQL, chSQL string) (want, got []string, err error) {
+	e.t.Helper()
+	rows, err := e.pg.Query(context.Background(), pgSQL)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			e.t.Fatal(err)
+		}
+		want = append(want, s)
+	}
+	rows.Close()
+	rs, err := e.ch.Query(context.Background(), chSQL)
+	if err != nil {
+		return want, nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var s string
+		if err := rs.Scan(&s); err != nil {
+			e.t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	sort.Strings(want)
+	sort.Strings(got)
+	return want, got, rs.Err()
 }
 
 // copiedChunks returns how many chunks of the env's copy are done and how
@@ -126,7 +147,8 @@ func TestCopyInChunks(t *testing.T) {
 	txns := wait()
 	e.converge(fmt.Sprintf("events after the copy and %d transactions", txns), convergeTimeout)
 	e.convergeDocs("docs after the copy", convergeTimeout)
-	e.convergeTags("tags after the copy", convergeTimeout)
+	e.sameRows("tags after the copy", "SELECT concat_ws('|', name, project, coalesce(note, '')) FROM tags",
+		fmt.Sprintf("SELECT concat(name, '|', toString(project), '|', note) FROM db_%s.tags_live", e.name))
 	d.stop(t)
 }
 

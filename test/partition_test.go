@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -29,31 +28,12 @@ table "public.pevents" {
 }
 `
 
-// peventsMatch compares pevents in Postgres and ClickHouse's live view.
-func (e *env) peventsMatch() (bool, string) {
+// convergePevents waits until pevents in ClickHouse's live view equals
+// Postgres.
+func (e *env) convergePevents(what string) {
 	e.t.Helper()
-	rows, err := e.pg.Query(context.Background(),
-		"SELECT id, extract(epoch FROM created_at)::bigint, author_id, coalesce(note, '') FROM pevents")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var want []string
-	for rows.Next() {
-		var id, at int64
-		var author int32
-		var note string
-		if err := rows.Scan(&id, &at, &author, &note); err != nil {
-			e.t.Fatal(err)
-		}
-		want = append(want, fmt.Sprintf("%d|%d|%d|%s", id, at, author, note))
-	}
-	rows.Close()
-	sort.Strings(want)
-	got := e.chRows(fmt.Sprintf("SELECT id, toUnixTimestamp(created_at), author_id, note FROM db_%s.pevents_live", e.name))
-	if strings.Join(want, "\n") == strings.Join(got, "\n") {
-		return true, ""
-	}
-	return false, fmt.Sprintf("postgres %d rows, clickhouse %d rows", len(want), len(got))
+	e.sameRows(what, "SELECT concat_ws('|', id, extract(epoch FROM created_at)::bigint, author_id, coalesce(note, '')) FROM pevents",
+		fmt.Sprintf("SELECT concat(toString(id), '|', toString(toUnixTimestamp(created_at)), '|', toString(author_id), '|', note) FROM db_%s.pevents_live", e.name))
 }
 
 // peventsWriter inserts, updates, moves between partitions and deletes
@@ -112,17 +92,7 @@ func TestPartitionedTable(t *testing.T) {
 	time.Sleep(time.Second)
 	cancel()
 	wg.Wait()
-	deadline := time.Now().Add(convergeTimeout)
-	for {
-		ok, why := e.peventsMatch()
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pevents did not converge: %s", why)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	e.convergePevents("pevents")
 	vout, verrs, code := e.cli("verify", "--config", e.config)
 	if code != 0 || !strings.Contains(vout, "public.pevents") {
 		t.Errorf("verify of the partitioned table: exit %d\n%s\n%s", code, vout, verrs)
@@ -158,13 +128,7 @@ func TestPartitionChangesNeverDropped(t *testing.T) {
 	e.setup()
 	d := e.start()
 	e.exec("INSERT INTO pevents VALUES (1, '2026-10-05', 1, 'a')")
-	deadline := time.Now().Add(convergeTimeout)
-	for ok, _ := e.peventsMatch(); !ok; ok, _ = e.peventsMatch() {
-		if time.Now().After(deadline) {
-			t.Fatal("first row did not arrive")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e.convergePevents("first row")
 	e.exec("ALTER PUBLICATION pub_" + e.name + " SET (publish_via_partition_root = false)")
 	e.exec("INSERT INTO pevents VALUES (2, '2026-11-05', 1, 'b')")
 	if code := d.wait(t, convergeTimeout); code == 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -19,63 +18,12 @@ table "public.items" {
 }
 `
 
-// itemsMatch compares the given columns of items in Postgres (SQL
-// expressions) and ClickHouse's live view (ClickHouse expressions).
-func (e *env) itemsMatch(pgCols, chCols string) (bool, string) {
-	e.t.Helper()
-	rows, err := e.pg.Query(context.Background(), "SELECT concat_ws('|', "+pgCols+") FROM items")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var want []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			e.t.Fatal(err)
-		}
-		want = append(want, s)
-	}
-	rows.Close()
-	sort.Strings(want)
-	var got []string
-	rs, err := e.ch.Query(context.Background(), fmt.Sprintf("SELECT concat(%s) FROM db_%s.items_live", chCols, e.name))
-	if err != nil {
-		return false, err.Error() // e.g. a column the daemon has not added yet
-	}
-	for rs.Next() {
-		var s string
-		if err := rs.Scan(&s); err != nil {
-			e.t.Fatal(err)
-		}
-		got = append(got, s)
-	}
-	rs.Close()
-	sort.Strings(got)
-	if strings.Join(want, "\n") == strings.Join(got, "\n") {
-		return true, ""
-	}
-	diff := ""
-	for i := 0; i < len(want) && i < len(got) && diff == ""; i++ {
-		if want[i] != got[i] {
-			diff = fmt.Sprintf("first difference: postgres %q, clickhouse %q", want[i], got[i])
-		}
-	}
-	return false, fmt.Sprintf("postgres %d rows, clickhouse %d rows; %s", len(want), len(got), diff)
-}
-
+// convergeItems waits until the given columns of items (SQL expressions
+// for Postgres and for ClickHouse, rendered the same) agree.
 func (e *env) convergeItems(what, pgCols, chCols string) {
 	e.t.Helper()
-	deadline := time.Now().Add(convergeTimeout)
-	for {
-		ok, why := e.itemsMatch(pgCols, chCols)
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s: items did not converge: %s", what, why)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	e.sameRows(what, "SELECT concat_ws('|', "+pgCols+") FROM items",
+		fmt.Sprintf("SELECT concat(%s) FROM db_%s.items_live", chCols, e.name))
 }
 
 // itemsWriter inserts and updates items (the columns every step has) until
