@@ -222,8 +222,11 @@ func (v *verifier) run(ctx context.Context) (*Report, error) {
 		}
 	}
 	snap.Close()
-	if len(candidates) > 0 {
-		if err := v.recheck(ctx, candidates, rep); err != nil {
+	// A key is counted only when it still differs in two newer snapshots:
+	// a commit whose record precedes a snapshot's position may not be
+	// visible in it yet, so one recheck can meet such a race again.
+	for round := 0; round < recheckRounds && len(candidates) > 0; round++ {
+		if candidates, err = v.recheck(ctx, candidates, rep, round == recheckRounds-1); err != nil {
 			return nil, err
 		}
 	}
@@ -564,15 +567,19 @@ func toInt64(v any) int64 {
 	return 0
 }
 
+// recheckRounds is how many newer snapshots a difference must persist in.
+const recheckRounds = 2
+
 // recheck compares the rows of the candidate first-column values again in
-// a new snapshot and counts only the keys that still differ there and did
-// not change after it.
-func (v *verifier) recheck(ctx context.Context, ids []int64, rep *Report) error {
+// a new snapshot and returns those whose rows still differ there and did
+// not change after it; in the final round it counts the differing keys.
+func (v *verifier) recheck(ctx context.Context, ids []int64, rep *Report, final bool) ([]int64, error) {
 	s, err := v.snapshot(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer s.Close()
+	var still []int64
 	pk, ck := v.keyName()
 	slices.Sort(ids)
 	for len(ids) > 0 {
@@ -587,20 +594,22 @@ func (v *verifier) recheck(ctx context.Context, ids []int64, rep *Report) error 
 		changed, err := v.ch.Query(ctx, fmt.Sprintf("SELECT DISTINCT toInt64(%s) FROM %s FINAL WHERE %s IN (%s) AND %s > %d",
 			ck, v.target(), ck, in, mapping.VersionColumn, uint64(s.lsn)))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		skip := map[int64]bool{}
 		for _, r := range changed {
 			skip[r[0].(int64)] = true
 		}
-		rep.Skipped += uint64(len(skip))
+		if final {
+			rep.Skipped += uint64(len(skip))
+		}
 		pgRows, err := v.pgRows(ctx, s.Snapshot, fmt.Sprintf("%s IN (%s)", pk, in), v.all())
 		if err != nil {
-			return err
+			return nil, err
 		}
 		chRows, err := v.chRows(ctx, fmt.Sprintf("%s IN (%s) AND %s = 0", ck, in, mapping.DeletedColumn), v.all())
 		if err != nil {
-			return err
+			return nil, err
 		}
 		keys := map[string]bool{}
 		for k := range pgRows {
@@ -623,16 +632,33 @@ func (v *verifier) recheck(ctx context.Context, ids []int64, rep *Report) error 
 			kind := ""
 			switch {
 			case inPG && !inCH:
-				kind, rep.Missing = "missing", rep.Missing+1
+				kind = "missing"
 			case !inPG && inCH:
-				kind, rep.Extra = "extra", rep.Extra+1
+				kind = "extra"
 			case inPG && inCH && !v.equalRows(pr, cr, v.all()):
-				kind, rep.Different = "different", rep.Different+1
+				kind = "different"
 			}
-			if kind != "" && len(rep.FirstKeys[kind]) < firstKeys {
+			if kind == "" {
+				continue
+			}
+			if id := toInt64(deref(row[v.key])); len(still) == 0 || still[len(still)-1] != id {
+				still = append(still, id)
+			}
+			if !final {
+				continue
+			}
+			switch kind {
+			case "missing":
+				rep.Missing++
+			case "extra":
+				rep.Extra++
+			default:
+				rep.Different++
+			}
+			if len(rep.FirstKeys[kind]) < firstKeys {
 				rep.FirstKeys[kind] = append(rep.FirstKeys[kind], k)
 			}
 		}
 	}
-	return nil
+	return still, nil
 }
