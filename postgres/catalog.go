@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -147,6 +148,40 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 		}
 		say("added %s to publication %s", t, pub)
 	}
+	extra, err := c.publishedOnly(ctx, pub, tables)
+	if err != nil {
+		return report, err
+	}
+	for _, t := range extra {
+		if _, err := c.pg.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s DROP TABLE %s", QuoteIdent(pub), QuoteTable(t))); err != nil {
+			return report, fmt.Errorf("remove %s from publication %s: %w", t, pub, err)
+		}
+		say("removed %s from publication %s: it is no longer configured, so its replication stops; "+
+			"its ClickHouse table, if any, is kept (DROP TABLE it there when it is no longer needed)", t, pub)
+	}
 	say("publication %s exists", pub)
 	return report, nil
+}
+
+// publishedOnly returns the tables of publication pub that are not among
+// tables (a table block removed from the configuration).
+func (c *Conn) publishedOnly(ctx context.Context, pub string, tables []string) ([]string, error) {
+	rows, err := c.pg.Query(ctx, `SELECT n.nspname || '.' || cl.relname FROM pg_publication_rel pr
+		JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class cl ON cl.oid = pr.prrelid
+		JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE p.pubname = $1 ORDER BY 1`, pub)
+	if err != nil {
+		return nil, fmt.Errorf("read publication %s: %w", pub, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, fmt.Errorf("read publication %s: %w", pub, err)
+		}
+		if !slices.Contains(tables, t) {
+			out = append(out, t)
+		}
+	}
+	return out, rows.Err()
 }

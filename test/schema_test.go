@@ -120,3 +120,32 @@ func slicesContains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestRemovedTableBlock removes a table block and runs setup again: the
+// table leaves the publication, setup says its target is kept, and the
+// other table keeps replicating.
+func TestRemovedTableBlock(t *testing.T) {
+	e := newEnv(t, itemsConfig)
+	e.exec(itemsDDL)
+	e.exec("INSERT INTO items VALUES (1, 1, 'a')")
+	e.insertEvents(10)
+	e.setup()
+	e.setConfig(itemsConfig, "")
+	out := e.setup()
+	if !strings.Contains(out, "removed public.items from publication") || !strings.Contains(out, "is kept") {
+		t.Errorf("setup after removing the items block:\n%s", out)
+	}
+	var n int
+	if err := e.pg.QueryRow(context.Background(), "SELECT count(*) FROM pg_publication_tables WHERE pubname = $1 AND tablename = 'items'",
+		"pub_"+e.name).Scan(&n); err != nil || n != 0 {
+		t.Errorf("items still published (%d, %v)", n, err)
+	}
+	d := e.start()
+	e.exec("INSERT INTO items VALUES (2, 2, 'b')")
+	e.insertEvents(5)
+	e.converge("events after the items block was removed", convergeTimeout)
+	if got := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.items", e.name)); got != 1 {
+		t.Errorf("items in ClickHouse = %d rows, want the 1 copied row kept", got)
+	}
+	d.stop(t)
+}
