@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -89,6 +90,7 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	}
 
 	db := client.DB()
+	created := make(map[string]bool) // source tables whose target this run created
 	if err := client.Exec(ctx, db.Create()); err != nil {
 		return report, fmt.Errorf("create ClickHouse database %s: %w", db.Name, err)
 	}
@@ -116,6 +118,7 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 				return report, fmt.Errorf("create ClickHouse table %s: %w", t.Target, err)
 			}
 			say("created ClickHouse table %s.%s", db.Name, t.Target)
+			created[t.Source] = true
 		}
 		if err := client.Exec(ctx, db.CreateView(t)); err != nil {
 			return report, fmt.Errorf("create ClickHouse view %s: %w", ddl.ViewName(t), err)
@@ -151,11 +154,29 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	slot, err := repl.Slot(ctx, slotName)
 	switch {
 	case err == nil && hasCheckpoint:
+		added := addedTables(tables, created, chunks)
+		if len(added) > 0 && slot.Active {
+			// Mark the copies as pending, so that the next setup copies
+			// them although their targets exist by then.
+			var pending []checkpoint.Chunk
+			for _, t := range added {
+				if len(chunks[t.Source]) == 0 {
+					pending = append(pending, checkpoint.Chunk{Source: t.Source, Load: currentLoad(chunks, pos)})
+				}
+			}
+			if err := store.SaveChunks(ctx, pending...); err != nil {
+				return report, err
+			}
+			return report, addedWhileRunning(added, slot)
+		}
 		if err := slot.CheckResume(pos.LSN); err != nil {
 			return report, err
 		}
-		say("replication slot %s exists with checkpoint %s: nothing to copy", slotName, pos.LSN)
-		return report, nil
+		if len(added) == 0 {
+			say("replication slot %s exists with checkpoint %s: nothing to copy", slotName, pos.LSN)
+			return report, nil
+		}
+		return report, addTables(ctx, cfg, log, opts, pg, store, added, chunks, slot, pos, say)
 	case err == nil && slot.Active:
 		return report, &postgres.SlotInUseError{Slot: slotName, PID: slot.ActivePID}
 	case err == nil && resumable(chunks, slot.ConfirmedFlushLSN):
@@ -218,16 +239,86 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	return report, finish(ctx, store, tables, lsn, say)
 }
 
+// addedTables returns the tables added to a replication that runs: their
+// target was created by this setup, or their copy (by an earlier setup
+// that stopped) is not complete.
+func addedTables(tables []*mapping.Table, created map[string]bool, chunks map[string][]checkpoint.Chunk) []*mapping.Table {
+	var added []*mapping.Table
+	for _, t := range tables {
+		cs := chunks[t.Source]
+		if created[t.Source] || len(cs) > 0 && checkpoint.Horizon(cs) == 0 {
+			added = append(added, t)
+		}
+	}
+	return added
+}
+
+// addTables copies tables added to a replication that runs, in the
+// snapshot of a temporary slot at C. The daemon must be stopped: it would
+// acknowledge the added tables' changes it ignores. Started again with
+// them configured, it resumes at its checkpoint, below C: the tables'
+// changes below C write only their tombstones (their horizon is C), those
+// from C on are written as usual, and changes made before the table was
+// added to the publication are not sent at all but are in the copy.
+func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Options, pg *postgres.Conn,
+	store *checkpoint.Store, added []*mapping.Table, chunks map[string][]checkpoint.Chunk, slot postgres.Slot,
+	pos checkpoint.Position, say func(string, ...any)) error {
+	names := sources(added)
+	if slot.Active {
+		return addedWhileRunning(added, slot)
+	}
+	load := currentLoad(chunks, pos)
+	state := make(map[string][]checkpoint.Chunk, len(chunks))
+	for source, cs := range chunks {
+		state[source] = cs
+	}
+	say("copying the added tables %s", strings.Join(names, ", "))
+	c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal)}
+	if err := resume(ctx, c, pg, added, state, load, say); err != nil {
+		return err
+	}
+	for _, t := range added {
+		if err := store.SaveColumns(ctx, t.Source, columnList(t)); err != nil {
+			return err
+		}
+	}
+	say("added tables copied: start `replicator run` with this configuration")
+	return nil
+}
+
+// currentLoad returns the load the chunks of added tables join, so that
+// the daemon reads every table's copy state: the current one's, or the
+// checkpoint of a replication set up before copies kept state.
+func currentLoad(chunks map[string][]checkpoint.Chunk, pos checkpoint.Position) pglogrepl.LSN {
+	for _, cs := range chunks {
+		if len(cs) > 0 {
+			return cs[0].Load
+		}
+	}
+	return pos.LSN
+}
+
+// addedWhileRunning is the error of tables added while a daemon streams.
+func addedWhileRunning(added []*mapping.Table, slot postgres.Slot) error {
+	return fmt.Errorf("tables %s were added, and `replicator run` (pid %s) is using slot %s: it would acknowledge "+
+		"their changes before they are copied; stop it, run `replicator setup` again, then start `replicator run` "+
+		"with this configuration", strings.Join(sources(added), ", "), slot.ActivePID, slot.Name)
+}
+
+func sources(tables []*mapping.Table) []string {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Source
+	}
+	return names
+}
+
 // finish records the columns each table was copied with (a column gone
 // from the stream's first Relation message was dropped or renamed since)
 // and saves the slot's consistent point as the first checkpoint.
 func finish(ctx context.Context, store *checkpoint.Store, tables []*mapping.Table, lsn pglogrepl.LSN, say func(string, ...any)) error {
 	for _, t := range tables {
-		names := make([]string, len(t.Columns))
-		for i, c := range t.Columns {
-			names[i] = c.Name
-		}
-		if err := store.SaveColumns(ctx, t.Source, names); err != nil {
+		if err := store.SaveColumns(ctx, t.Source, columnList(t)); err != nil {
 			return err
 		}
 	}
@@ -420,6 +511,10 @@ func planTable(ctx context.Context, ps *postgres.Snapshot, t *mapping.Table, cs 
 	if tp.size.Pages > 0 {
 		tp.size.RowsPerPage = rows / float64(tp.size.Pages)
 	}
+	if len(cs) == 1 && cs[0].Relation == "" {
+		// The mark of a copy that a setup could not start (see Setup).
+		cs, tp.chunks = nil, nil
+	}
 	planned := make(map[string]bool)
 	for _, c := range cs {
 		rel, ok := rels[c.Relation]
@@ -438,6 +533,14 @@ func planTable(ctx context.Context, ps *postgres.Snapshot, t *mapping.Table, cs 
 		tp.chunks = append(tp.chunks, added...)
 	}
 	return tp, nil
+}
+
+func columnList(t *mapping.Table) []string {
+	names := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		names[i] = c.Name
+	}
+	return names
 }
 
 // emptyTarget truncates the ClickHouse target of t.

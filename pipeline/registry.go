@@ -137,8 +137,13 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 	}
 	r.saveColumns = store.SaveColumns
 	for source, cs := range chunks {
-		if idx, ok := r.index[source]; ok {
-			r.horizons[idx] = checkpoint.Horizon(cs)
+		idx, ok := r.index[source]
+		if !ok {
+			continue
+		}
+		if r.horizons[idx] = checkpoint.Horizon(cs); r.horizons[idx] == 0 {
+			return nil, fmt.Errorf("the copy of table %s is not complete: run `replicator setup`, which copies it, "+
+				"before `replicator run`", source)
 		}
 	}
 	return r, nil

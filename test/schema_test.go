@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -147,5 +148,63 @@ func TestRemovedTableBlock(t *testing.T) {
 	if got := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.items", e.name)); got != 1 {
 		t.Errorf("items in ClickHouse = %d rows, want the 1 copied row kept", got)
 	}
+	d.stop(t)
+}
+
+// TestAddTable adds a table block to a running replication: setup refuses
+// while the daemon runs, copies the table once it is stopped (while a
+// writer keeps changing the table), and the daemon started again
+// replicates it: ClickHouse equals Postgres for both tables.
+func TestAddTable(t *testing.T) {
+	e := newEnv(t, "")
+	e.exec(itemsDDL)
+	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 20000) g")
+	e.insertEvents(100)
+	e.setup()
+	d := e.start()
+	e.insertEvents(10)
+	e.exec("UPDATE items SET qty = qty + 1 WHERE id % 10 = 0")
+	e.converge("events before the table is added", convergeTimeout)
+
+	f, err := os.OpenFile(e.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(itemsConfig)
+	f.Close()
+	out, errs, code := e.cli("setup", "--config", e.config)
+	if code == 0 || !strings.Contains(errs, "tables public.items were added") || !strings.Contains(errs, "stop it") {
+		t.Fatalf("setup while the daemon runs: exit %d\n%s\n%s", code, out, errs)
+	}
+	d.stop(t)
+	early := e.start() // with the new configuration, before setup copied items
+	if code := early.wait(t, convergeTimeout); code == 0 || !strings.Contains(early.Logs(), "the copy of table public.items is not complete") {
+		t.Fatalf("daemon started before the added table was copied: exit %d\n%s", code, tail(early.Logs(), 2000))
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	e.itemsWriter(ctx, &wg)
+	wg.Add(1)
+	go func() { // deletes and key moves too
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			e.pg.Exec(context.Background(), "DELETE FROM items WHERE id = $1", 1+i*7%20000)
+			e.pg.Exec(context.Background(), "UPDATE items SET id = id + 1000000 WHERE id = $1", 2+i*11%20000)
+			time.Sleep(3 * time.Millisecond)
+		}
+	}()
+	out = e.setup()
+	if !strings.Contains(out, "copying the added tables public.items") || !strings.Contains(out, "copied") {
+		t.Errorf("setup after stopping the daemon:\n%s", out)
+	}
+	d = e.start()
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	e.insertEvents(5)
+	e.convergeItems("items added to a running replication", "id, qty, coalesce(note, '')",
+		"toString(id), '|', toString(qty), '|', note")
+	e.converge("events after the table was added", convergeTimeout)
 	d.stop(t)
 }
