@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -149,6 +150,16 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	if err != nil {
 		return report, err
 	}
+	for source := range chunks {
+		if !slices.Contains(names, source) {
+			// A table no longer configured: should it come back, it is
+			// copied again (its rows changed while it was not replicated).
+			if err := store.DeleteChunks(ctx, source); err != nil {
+				return report, err
+			}
+			delete(chunks, source)
+		}
+	}
 
 	slotName := cfg.Postgres.Slot
 	slot, err := repl.Slot(ctx, slotName)
@@ -240,13 +251,18 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 }
 
 // addedTables returns the tables added to a replication that runs: their
-// target was created by this setup, or their copy (by an earlier setup
-// that stopped) is not complete.
+// target was created by this setup, their copy (by an earlier setup that
+// stopped) is not complete, or they have no copy state while others do.
 func addedTables(tables []*mapping.Table, created map[string]bool, chunks map[string][]checkpoint.Chunk) []*mapping.Table {
 	var added []*mapping.Table
 	for _, t := range tables {
 		cs := chunks[t.Source]
-		if created[t.Source] || len(cs) > 0 && checkpoint.Horizon(cs) == 0 {
+		switch {
+		case created[t.Source], len(cs) > 0 && checkpoint.Horizon(cs) == 0:
+			added = append(added, t)
+		case len(cs) == 0 && len(chunks) > 0:
+			// Copy state exists for other tables only: this one was added
+			// (or removed and added back) after the copies kept state.
 			added = append(added, t)
 		}
 	}

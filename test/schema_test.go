@@ -124,7 +124,7 @@ func slicesContains(list []string, s string) bool {
 
 // TestRemovedTableBlock removes a table block and runs setup again: the
 // table leaves the publication, setup says its target is kept, and the
-// other table keeps replicating.
+// other table keeps replicating; added back, the table is copied again.
 func TestRemovedTableBlock(t *testing.T) {
 	e := newEnv(t, itemsConfig)
 	e.exec(itemsDDL)
@@ -148,6 +148,22 @@ func TestRemovedTableBlock(t *testing.T) {
 	if got := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.items", e.name)); got != 1 {
 		t.Errorf("items in ClickHouse = %d rows, want the 1 copied row kept", got)
 	}
+	d.stop(t)
+
+	// Added back: copied again, with the rows written while it was not
+	// replicated.
+	e.exec("UPDATE items SET qty = 9 WHERE id = 1")
+	f, err := os.OpenFile(e.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(itemsConfig)
+	f.Close()
+	if out := e.setup(); !strings.Contains(out, "copying the added tables public.items") {
+		t.Errorf("setup after adding items back:\n%s", out)
+	}
+	d = e.start()
+	e.convergeItems("items added back", "id, qty, coalesce(note, '')", "toString(id), '|', toString(qty), '|', note")
 	d.stop(t)
 }
 
