@@ -109,11 +109,7 @@ func ViewName(t *mapping.Table) string { return t.Target + "_live" }
 // collapses rows across partitions, where the tombstone and the new row of
 // a partition move have one version and FINAL may keep either.
 func (d Database) CreateView(t *mapping.Table) string {
-	names := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		names[i] = c.Name
-	}
-	return d.CreateViewOf(t.Target, t.PartitionBy, t.OrderBy, names)
+	return d.CreateViewOf(t.Target, t.PartitionBy, t.OrderBy, t.MappedNames())
 }
 
 // ReplaceView returns the statements that replace the live view of t's

@@ -163,7 +163,7 @@ func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client 
 	b := <-free
 	err := snap.CopyBinary(ctx, chunkQuery(t, j.chunk, j.since), func(fields [][]byte) error {
 		if err := b.AppendBinary(fields); err != nil {
-			return rowError(t, fields, c.snap.lsn, err)
+			return mapping.NewCopyRowError(t, fields, c.snap.lsn, err)
 		}
 		if b.Bytes() < blockBytes {
 			return nil
@@ -204,14 +204,3 @@ func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client 
 // errWriteFailed stops a chunk's read after a write of its rows failed;
 // the write's error is returned.
 var errWriteFailed = errors.New("write failed")
-
-// rowError names the table, column and key of a copied row that cannot be
-// mapped, and the snapshot's consistent point.
-func rowError(t *mapping.Table, fields [][]byte, lsn pglogrepl.LSN, err error) error {
-	re := &mapping.RowError{Table: t.Source, Key: t.KeyOfBinary(fields), LSN: lsn, Err: err, Copied: true}
-	var ce *mapping.ColumnError
-	if errors.As(err, &ce) {
-		re.Column, re.Err = ce.Column, ce.Err
-	}
-	return re
-}

@@ -294,7 +294,7 @@ func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Op
 		return err
 	}
 	for _, t := range added {
-		if err := store.SaveColumns(ctx, t.Source, columnList(t)); err != nil {
+		if err := store.SaveColumns(ctx, t.Source, t.MappedNames()); err != nil {
 			return err
 		}
 	}
@@ -334,7 +334,7 @@ func sources(tables []*mapping.Table) []string {
 // and saves the slot's consistent point as the first checkpoint.
 func finish(ctx context.Context, store *checkpoint.Store, tables []*mapping.Table, lsn pglogrepl.LSN, say func(string, ...any)) error {
 	for _, t := range tables {
-		if err := store.SaveColumns(ctx, t.Source, columnList(t)); err != nil {
+		if err := store.SaveColumns(ctx, t.Source, t.MappedNames()); err != nil {
 			return err
 		}
 	}
@@ -549,14 +549,6 @@ func planTable(ctx context.Context, ps *postgres.Snapshot, t *mapping.Table, cs 
 		tp.chunks = append(tp.chunks, added...)
 	}
 	return tp, nil
-}
-
-func columnList(t *mapping.Table) []string {
-	names := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		names[i] = c.Name
-	}
-	return names
 }
 
 // emptyTarget truncates the ClickHouse target of t.

@@ -33,7 +33,18 @@ type RowError struct {
 // NewRowError describes a tuple of t that failed to map in the transaction
 // (or copy) at lsn, naming the column when the mapping did.
 func NewRowError(t *Table, vals []Value, lsn pglogrepl.LSN, err error) *RowError {
-	re := &RowError{Table: t.Source, Key: t.KeyOf(vals), LSN: lsn, Err: err}
+	return newRowError(&RowError{Table: t.Source, Key: t.KeyOf(vals), LSN: lsn}, err)
+}
+
+// NewCopyRowError describes a row of t, as binary COPY fields, that failed
+// to map in a copy whose snapshot has consistent point lsn.
+func NewCopyRowError(t *Table, fields [][]byte, lsn pglogrepl.LSN, err error) *RowError {
+	return newRowError(&RowError{Table: t.Source, Key: t.KeyOfBinary(fields), LSN: lsn, Copied: true}, err)
+}
+
+// newRowError completes re with err, naming the column when the mapping did.
+func newRowError(re *RowError, err error) *RowError {
+	re.Err = err
 	var ce *ColumnError
 	if errors.As(err, &ce) {
 		re.Column, re.Err = ce.Column, ce.Err

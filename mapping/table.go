@@ -159,11 +159,16 @@ func (t *Table) CheckIdentity() error {
 // ColumnNames returns the target column names, followed by the meta
 // columns _version, _deleted and _seq.
 func (t *Table) ColumnNames() []string {
-	names := make([]string, 0, len(t.Columns)+len(MetaColumns))
-	for _, c := range t.Columns {
-		names = append(names, c.Name)
+	return append(t.MappedNames(), MetaColumns...)
+}
+
+// MappedNames returns the target column names without the meta columns.
+func (t *Table) MappedNames() []string {
+	names := make([]string, len(t.Columns), len(t.Columns)+len(MetaColumns))
+	for i, c := range t.Columns {
+		names[i] = c.Name
 	}
-	return append(names, MetaColumns...)
+	return names
 }
 
 // NewRow returns a row of t: the mapped columns, then the meta columns.

@@ -251,7 +251,7 @@ func (r *registry) table(ctx context.Context, relID uint32) (idx int, t *mapping
 	if err := t.CheckIdentity(); err != nil {
 		return 0, nil, false, err
 	}
-	if names := columnList(t); !slices.Equal(names, r.columns[idx]) {
+	if names := t.MappedNames(); !slices.Equal(names, r.columns[idx]) {
 		if r.saveColumns != nil {
 			if err := r.saveColumns(ctx, r.specs[idx].Source, names); err != nil {
 				return 0, nil, false, err
@@ -274,14 +274,6 @@ func goneSince(prev []string, t *mapping.Table) []string {
 		}
 	}
 	return gone
-}
-
-func columnList(t *mapping.Table) []string {
-	names := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		names[i] = c.Name
-	}
-	return names
 }
 
 // pendingFor reports whether a change of relation relID will switch its

@@ -153,12 +153,7 @@ func TestRemovedTableBlock(t *testing.T) {
 	// Added back: copied again, with the rows written while it was not
 	// replicated.
 	e.exec("UPDATE items SET qty = 9 WHERE id = 1")
-	f, err := os.OpenFile(e.config, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString(itemsConfig)
-	f.Close()
+	e.appendConfig(itemsConfig)
 	if out := e.setup(); !strings.Contains(out, "copying the added tables public.items") {
 		t.Errorf("setup after adding items back:\n%s", out)
 	}
@@ -182,12 +177,7 @@ func TestAddTable(t *testing.T) {
 	e.exec("UPDATE items SET qty = qty + 1 WHERE id % 10 = 0")
 	e.converge("events before the table is added", convergeTimeout)
 
-	f, err := os.OpenFile(e.config, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString(itemsConfig)
-	f.Close()
+	e.appendConfig(itemsConfig)
 	out, errs, code := e.cli("setup", "--config", e.config)
 	if code == 0 || !strings.Contains(errs, "tables public.items were added") || !strings.Contains(errs, "stop it") {
 		t.Fatalf("setup while the daemon runs: exit %d\n%s\n%s", code, out, errs)
@@ -223,4 +213,16 @@ func TestAddTable(t *testing.T) {
 		"toString(id), '|', toString(qty), '|', note")
 	e.converge("events after the table was added", convergeTimeout)
 	d.stop(t)
+}
+
+// appendConfig adds blocks to the end of the daemon's configuration file.
+func (e *env) appendConfig(blocks string) {
+	e.t.Helper()
+	src, err := os.ReadFile(e.config)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(e.config, append(src, blocks...), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
 }
