@@ -130,6 +130,11 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 	if err != nil {
 		return nil, err
 	}
+	for i := range r.columns {
+		// A replication set up before the columns were kept stopped on any
+		// column difference, so its target has the last Relation's columns.
+		r.columns[i] = mappedNames(targets[i])
+	}
 	for source, cols := range columns {
 		if idx, ok := r.index[source]; ok {
 			r.columns[idx] = cols
