@@ -101,7 +101,33 @@ func (d Database) AddSeqColumn(target string) string {
 }
 
 // ViewName returns the name of the live view of t's target.
-func ViewName(t *mapping.Table) string { return t.Target + "_live" }
+func ViewName(t *mapping.Table) string { return ViewOf(t.Target) }
+
+// ViewOf names the live view of target.
+func ViewOf(target string) string { return target + "_live" }
+
+// ShadowName names the table a resync copies target into; ReplacedName
+// names target while the copy is swapped in, until it is dropped.
+func ShadowName(target string) string   { return target + "_resync" }
+func ReplacedName(target string) string { return target + "_replaced" }
+
+// SwapIn returns the statement that puts the shadow of target in its
+// place; the old target is left under ReplacedName. ClickHouse before 21
+// has no EXCHANGE TABLES: the RENAME, run as one statement, leaves no
+// moment without a target between its two steps other than ClickHouse's
+// own.
+func (d Database) SwapIn(target string) string {
+	return fmt.Sprintf("RENAME TABLE %s TO %s, %s TO %s", d.Table(target), d.Table(ReplacedName(target)),
+		d.Table(ShadowName(target)), d.Table(target))
+}
+
+// Rename returns the statement that renames table from to to.
+func (d Database) Rename(from, to string) string {
+	return fmt.Sprintf("RENAME TABLE %s TO %s", d.Table(from), d.Table(to))
+}
+
+// Drop returns the statement that drops a table or view if it exists.
+func (d Database) Drop(table string) string { return "DROP TABLE IF EXISTS " + d.Table(table) }
 
 // CreateView returns the DDL of the view that shows one live row per key:
 // the newest version of each key, without deleted rows. A partitioned
@@ -123,7 +149,7 @@ func (d Database) ReplaceView(t *mapping.Table, columns []string) []string {
 // CreateViewOf returns the DDL of the live view of target, whose sorting
 // key is orderBy, showing columns (see CreateView).
 func (d Database) CreateViewOf(target, partitionBy string, orderBy, columns []string) string {
-	view := d.Table(target + "_live")
+	view := d.Table(ViewOf(target))
 	cols := make([]string, len(columns))
 	for i, c := range columns {
 		cols[i] = Quote(c)

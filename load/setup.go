@@ -82,14 +82,6 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		names[i] = tc.Name
 	}
 
-	lines, err := pg.EnsurePublication(ctx, cfg.Postgres.Publication, names)
-	for _, line := range lines {
-		say("%s", line)
-	}
-	if err != nil {
-		return report, err
-	}
-
 	db := client.DB()
 	created := make(map[string]bool) // source tables whose target this run created
 	if err := client.Exec(ctx, db.Create()); err != nil {
@@ -163,24 +155,38 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 
 	slotName := cfg.Postgres.Slot
 	slot, err := repl.Slot(ctx, slotName)
+	var added []*mapping.Table
+	if err == nil && hasCheckpoint {
+		// Tables added to a replication: their copies are marked as
+		// pending before the publication sends their changes, so that a
+		// daemon streaming meanwhile holds its checkpoint at their first
+		// change (see pipeline.hold), and a setup run again copies them
+		// although their targets exist by then.
+		added = addedTables(tables, created, chunks)
+		var pending []checkpoint.Chunk
+		for _, t := range added {
+			if len(chunks[t.Source]) == 0 {
+				mark := checkpoint.Chunk{Source: t.Source, Load: currentLoad(chunks, pos)}
+				pending = append(pending, mark)
+				chunks[t.Source] = []checkpoint.Chunk{mark}
+			}
+		}
+		if err := store.SaveChunks(ctx, pending...); err != nil {
+			return report, err
+		}
+	}
+	lines, perr := pg.EnsurePublication(ctx, cfg.Postgres.Publication, names)
+	for _, line := range lines {
+		say("%s", line)
+	}
+	if perr != nil {
+		return report, perr
+	}
 	switch {
 	case err == nil && hasCheckpoint:
-		added := addedTables(tables, created, chunks)
-		if len(added) > 0 && slot.Active {
-			// Mark the copies as pending, so that the next setup copies
-			// them although their targets exist by then.
-			var pending []checkpoint.Chunk
-			for _, t := range added {
-				if len(chunks[t.Source]) == 0 {
-					pending = append(pending, checkpoint.Chunk{Source: t.Source, Load: currentLoad(chunks, pos)})
-				}
-			}
-			if err := store.SaveChunks(ctx, pending...); err != nil {
-				return report, err
-			}
-			return report, addedWhileRunning(added, slot)
-		}
-		if err := slot.CheckResume(pos.LSN); err != nil {
+		// A running daemon may have moved checkpoint and slot on since
+		// the checkpoint was read.
+		if err := slot.CheckResume(pos.LSN); err != nil && !slot.Active {
 			return report, err
 		}
 		if len(added) == 0 {
@@ -231,6 +237,10 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		if err := client.Exec(ctx, db.Truncate(t.Target)); err != nil {
 			return report, fmt.Errorf("empty ClickHouse table %s before the copy: %w", t.Target, err)
 		}
+		// The new copy of an unfinished resync of the former slot.
+		if err := client.Exec(ctx, db.Drop(ddl.ShadowName(t.Target))); err != nil {
+			return report, fmt.Errorf("drop ClickHouse table %s: %w", ddl.ShadowName(t.Target), err)
+		}
 	}
 	lsn, name, err := repl.CreateSlot(ctx, slotName)
 	if err != nil {
@@ -269,20 +279,19 @@ func addedTables(tables []*mapping.Table, created map[string]bool, chunks map[st
 	return added
 }
 
-// addTables copies tables added to a replication that runs, in the
-// snapshot of a temporary slot at C. The daemon must be stopped: it would
-// acknowledge the added tables' changes it ignores. Started again with
-// them configured, it resumes at its checkpoint, below C: the tables'
-// changes below C write only their tombstones (their horizon is C), those
-// from C on are written as usual, and changes made before the table was
-// added to the publication are not sent at all but are in the copy.
+// addTables copies tables added to a replication, in the snapshot of a
+// temporary slot at C, while `replicator run` may keep streaming: their
+// copies were marked as pending before they joined the publication, so a
+// daemon holds its checkpoint from their first change on, below C (see
+// pipeline.hold). Started again with them configured, it resumes at its
+// checkpoint: the tables' changes below C write only their tombstones
+// (their horizon is C), those from C on are written as usual, and changes
+// made before the table joined the publication are not sent at all but
+// are in the copy.
 func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Options, pg *postgres.Conn,
 	store *checkpoint.Store, added []*mapping.Table, chunks map[string][]checkpoint.Chunk, slot postgres.Slot,
 	pos checkpoint.Position, say func(string, ...any)) error {
 	names := sources(added)
-	if slot.Active {
-		return addedWhileRunning(added, slot)
-	}
 	load := currentLoad(chunks, pos)
 	state := make(map[string][]checkpoint.Chunk, len(chunks))
 	for source, cs := range chunks {
@@ -298,6 +307,11 @@ func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Op
 			return err
 		}
 	}
+	if slot.Active {
+		say("added tables copied: `replicator run` (pid %s) holds its checkpoint from their first change on; "+
+			"restart it with this configuration, or send it SIGHUP once its configuration file names them", slot.ActivePID)
+		return nil
+	}
 	say("added tables copied: start `replicator run` with this configuration")
 	return nil
 }
@@ -312,13 +326,6 @@ func currentLoad(chunks map[string][]checkpoint.Chunk, pos checkpoint.Position) 
 		}
 	}
 	return pos.LSN
-}
-
-// addedWhileRunning is the error of tables added while a daemon streams.
-func addedWhileRunning(added []*mapping.Table, slot postgres.Slot) error {
-	return fmt.Errorf("tables %s were added, and `replicator run` (pid %s) is using slot %s: it would acknowledge "+
-		"their changes before they are copied; stop it, run `replicator setup` again, then start `replicator run` "+
-		"with this configuration", strings.Join(sources(added), ", "), slot.ActivePID, slot.Name)
 }
 
 func sources(tables []*mapping.Table) []string {

@@ -208,6 +208,21 @@ func (t *Table) PartitionColumns() []string {
 	return out
 }
 
+// Retype makes column i write values of typ, a type that widens its own:
+// rows of a transaction replayed after its target column was widened.
+func (t *Table) Retype(i int, typ Type) error {
+	c := &t.Columns[i]
+	if !typ.Widens(c.Type) {
+		return fmt.Errorf("table %s column %s: %s does not widen %s", t.Source, c.Name, typ, c.Type)
+	}
+	conv, err := newConverter(c.SourceOID, typ, c.Transform)
+	if err != nil {
+		return fmt.Errorf("table %s column %s: %w", t.Source, c.Name, err)
+	}
+	c.Type, c.conv, c.zero = typ, conv, zeroValue(typ)
+	return nil
+}
+
 // ColumnIndex returns the index of the named column, or -1.
 func (t *Table) ColumnIndex(name string) int {
 	for i := range t.Columns {

@@ -32,6 +32,7 @@ type Metrics struct {
 	Reconnects    prometheus.Counter
 	Errors        *prometheus.CounterVec
 	Heartbeats    prometheus.Counter
+	Held          prometheus.Gauge
 
 	mu        sync.Mutex
 	streaming bool
@@ -66,8 +67,10 @@ func New() *Metrics {
 		Help: "Errors by kind: postgres, clickhouse, mapping, other."}, []string{"kind"})
 	m.Heartbeats = prometheus.NewCounter(prometheus.CounterOpts{Name: "replicator_heartbeats_total",
 		Help: "Heartbeat messages written with pg_logical_emit_message."})
+	m.Held = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_checkpoint_held",
+		Help: "1 while the checkpoint is held for a table copy in progress (setup of an added table, resync), else 0."})
 	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
-		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Errors, m.Heartbeats} {
+		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Errors, m.Heartbeats, m.Held} {
 		f(c)
 	}
 	for _, k := range []string{"postgres", "clickhouse", "mapping", "other"} {

@@ -61,6 +61,9 @@ type applier struct {
 	maxDelay time.Duration
 	idleGap  time.Duration
 	since    time.Time // when the buffer became non-empty
+	// slot names the slot, whose resync messages hold the checkpoint.
+	slot string
+	hold hold
 
 	unchanged []int
 }
@@ -68,10 +71,14 @@ type applier struct {
 func (a *applier) Durable() pglogrepl.LSN { return a.pos.durable.LSN }
 
 func (a *applier) Deadline() time.Time {
-	if a.since.IsZero() {
-		return time.Time{}
+	var d time.Time
+	if !a.since.IsZero() {
+		d = a.since.Add(a.maxDelay)
 	}
-	return a.since.Add(a.maxDelay)
+	if a.hold.held() && (d.IsZero() || a.hold.nextPoll.Before(d)) {
+		d = a.hold.nextPoll
+	}
+	return d
 }
 
 func (a *applier) Handle(ctx context.Context, m replication.Message) error {
@@ -96,7 +103,7 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		if !a.pos.inTxn {
 			return fmt.Errorf("change of %s outside a transaction", m.Relation.QualifiedName())
 		}
-		if a.pos.skip {
+		if a.pos.skip || a.awaited(m.Relation.ID) {
 			return nil
 		}
 		if a.reg.pendingFor(m.Relation.ID) {
@@ -122,6 +129,9 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		}
 		return a.truncate(ctx, m)
 	case *replication.LogicalMessage:
+		if m.Prefix == replication.ResyncPrefix {
+			a.resync(m)
+		}
 		if !m.Transactional && a.pos.heartbeat(m.LSN) {
 			return a.idleCheckpoint(ctx, time.Now())
 		}
@@ -135,6 +145,9 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 	now := time.Now()
 	a.pos.keepalive(walEnd)
+	if err := a.pollHold(ctx, now); err != nil {
+		return err
+	}
 	if err := a.rep.observe(ctx, false, a.pos.walEnd, a.pos.durable.LSN); err != nil {
 		return err
 	}
@@ -155,7 +168,7 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 func (a *applier) idleCheckpoint(ctx context.Context, now time.Time) error {
 	rows, _, _ := a.writer.Size()
 	pos, ok := a.pos.idleCheckpoint(now, rows, a.idleGap)
-	if !ok {
+	if !ok || a.hold.held() {
 		return nil
 	}
 	if err := a.store.Save(ctx, pos); err != nil {
@@ -184,7 +197,7 @@ func (a *applier) flush(ctx context.Context) error {
 		}
 		a.faults.afterInsert()
 	}
-	if a.pos.pending {
+	if a.pos.pending && !a.hold.held() {
 		if err := a.store.Save(ctx, a.pos.complete); err != nil {
 			return err
 		}
@@ -358,7 +371,7 @@ func (a *applier) truncate(ctx context.Context, m *replication.Truncate) error {
 		if err != nil {
 			return err
 		}
-		if idx < 0 {
+		if a.awaited(rel.ID) || idx < 0 {
 			continue
 		}
 		if prev, ok := a.reg.cuts[idx]; ok && prev.Covers(cut.Version, cut.Seq) {

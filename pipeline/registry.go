@@ -52,6 +52,20 @@ type registry struct {
 	// saveColumns so that a rename is told from a drop after a restart.
 	columns     [][]string
 	saveColumns func(ctx context.Context, source string, columns []string) error
+	// waiting holds the configured tables whose copy was not complete when
+	// the daemon started (an added table, a resync): their changes wait
+	// for it (see hold).
+	waiting map[int]bool
+	// added holds, by relation id, tables that are not configured but
+	// have copy state: a setup with another configuration added them.
+	added map[uint32]string
+	// chunks reads the copy state (nil: none is read).
+	chunks chunkLoader
+}
+
+// chunkLoader reads the copy state (*checkpoint.Store).
+type chunkLoader interface {
+	LoadChunks(ctx context.Context) (map[string][]checkpoint.Chunk, error)
 }
 
 // partition is a partition of a configured table.
@@ -93,6 +107,15 @@ func (r *registry) setOIDs(oids map[string]uint32, cat catalog) {
 // loadRegistry reads the ClickHouse target of every configured table and
 // the truncations that a replay must respect.
 func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Client, store *checkpoint.Store) (*registry, error) {
+	chunks, err := store.LoadChunks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, tc := range tables {
+		if err := swapIn(ctx, client, tc.Target, checkpoint.Horizon(chunks[tc.Name]) != 0); err != nil {
+			return nil, fmt.Errorf("swap in the new copy of %s: %w", tc.Name, err)
+		}
+	}
 	targets := make([]sink.Schema, len(tables))
 	for i, tc := range tables {
 		schema, err := client.Schema(ctx, tc.Target)
@@ -122,10 +145,6 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 			r.cuts[idx] = tr
 		}
 	}
-	chunks, err := store.LoadChunks(ctx)
-	if err != nil {
-		return nil, err
-	}
 	columns, err := store.LoadColumns(ctx)
 	if err != nil {
 		return nil, err
@@ -141,14 +160,15 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		}
 	}
 	r.saveColumns = store.SaveColumns
+	r.chunks = store
 	for source, cs := range chunks {
 		idx, ok := r.index[source]
 		if !ok {
 			continue
 		}
 		if r.horizons[idx] = checkpoint.Horizon(cs); r.horizons[idx] == 0 {
-			return nil, fmt.Errorf("the copy of table %s is not complete: run `replicator setup`, which copies it, "+
-				"before `replicator run`", source)
+			// Its copy runs, or stopped: changes wait for it.
+			r.waiting[idx] = true
 		}
 	}
 	return r, nil
@@ -157,7 +177,7 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 func newRegistry(tables []config.Table, targets []sink.Schema, caps mapping.Caps) *registry {
 	r := &registry{caps: caps, index: map[string]int{}, targets: targets, rels: map[uint32]int{},
 		pending: map[int]*replication.Relation{}, cuts: map[int]checkpoint.Truncation{},
-		horizons: map[int]pglogrepl.LSN{}}
+		horizons: map[int]pglogrepl.LSN{}, waiting: map[int]bool{}, added: map[uint32]string{}}
 	r.log = hclog.NewNullLogger()
 	for i, tc := range tables {
 		r.index[tc.Name] = i
@@ -210,6 +230,18 @@ func (r *registry) bind(ctx context.Context, rel *replication.Relation) error {
 			}
 		}
 		r.rels[rel.ID] = -1
+		if _, ok := r.partitionOf[rel.ID]; !ok && r.chunks != nil {
+			// A setup registers the copy of a table it adds before it
+			// adds the table to the publication, so its changes are
+			// never taken for those of a table no longer replicated.
+			chunks, err := r.chunks.LoadChunks(ctx)
+			if err != nil {
+				return err
+			}
+			if _, ok := chunks[name]; ok {
+				r.added[rel.ID] = name
+			}
+		}
 		return nil
 	}
 	r.rels[rel.ID] = idx
@@ -303,6 +335,20 @@ func (r *registry) pendingFor(relID uint32) bool {
 func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapping.Table) error {
 	d := r.targets[idx].Diff(t)
 	source := r.specs[idx].Source
+	// A transaction older than a widening (replayed after a restart)
+	// writes its values in the wider type.
+	retyped := d.Retyped[:0]
+	for _, rt := range d.Retyped {
+		have, err := mapping.ParseType(rt.Have)
+		if i := t.ColumnIndex(rt.Column.Name); err == nil && i >= 0 && have != rt.Column.Type && have.Widens(rt.Column.Type) {
+			if err := t.Retype(i, have); err != nil {
+				return err
+			}
+			continue
+		}
+		retyped = append(retyped, rt)
+	}
+	d.Retyped = retyped
 	switch {
 	case d.NoSeq:
 		return fmt.Errorf("ClickHouse table %s: %w; run `replicator setup`, which adds it", t.Target, sink.ErrNoSeq)

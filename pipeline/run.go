@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -24,6 +25,11 @@ import (
 // checkpoint covers.
 type Runner struct {
 	cfg     config.Config
+	// reload holds a configuration to switch to (Reload) and cancel ends
+	// the current session for it.
+	mu     sync.Mutex
+	reload *config.Config
+	cancel context.CancelFunc
 	log     hclog.Logger
 	metrics *metrics.Metrics
 	// shutdownTimeout bounds the final flush after a stop.
@@ -64,6 +70,40 @@ func (r *Runner) Run(ctx context.Context) error {
 
 var errStopped = errors.New("stopped")
 
+// Reload makes the daemon continue with cfg: the current session stores
+// what is complete, checkpoints it, and a new one starts from the
+// checkpoint with the tables and settings of cfg (the monitor address and
+// the heartbeat settings stay as they were).
+func (r *Runner) Reload(cfg config.Config) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reload = &cfg
+	if r.cancel != nil {
+		r.cancel()
+	}
+}
+
+// startSession returns the configuration of the next session and its
+// context, which Reload cancels.
+func (r *Runner) startSession(ctx context.Context, cfg config.Config) (config.Config, context.Context, context.CancelFunc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reload != nil {
+		cfg, r.reload = *r.reload, nil
+		r.log.Info("configuration reloaded", "tables", len(cfg.Tables))
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
+	return cfg, sctx, cancel
+}
+
+// reloading reports whether a session ended for a Reload.
+func (r *Runner) reloading() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reload != nil
+}
+
 // replicate runs sessions until ctx is done (then it flushes what is
 // complete, checkpoints, acknowledges and returns nil) or a permanent error
 // occurs. Transient connection errors are retried with capped exponential
@@ -72,12 +112,24 @@ func (r *Runner) replicate(ctx context.Context) error {
 	backoff := time.Second
 	var lostAt time.Time     // when the last connection loss happened
 	var inUseSince time.Time // when the slot was first found in use, in this stretch
+	cfg := r.cfg
 	for attempt := 1; ; attempt++ {
 		started := time.Now()
-		err := r.session(ctx)
+		var sctx context.Context
+		var cancel context.CancelFunc
+		cfg, sctx, cancel = r.startSession(ctx, cfg)
+		err := r.session(sctx, cfg)
+		cancel()
 		r.metrics.SetStreaming(false)
-		if err == nil || ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		r.metrics.Held.Set(0)
+		switch {
+		case ctx.Err() == nil && r.reloading():
+			continue
+		case err == nil || ctx.Err() != nil && errors.Is(err, context.Canceled):
 			return nil
+		case errors.Is(err, errRestart):
+			r.log.Info("starting again from the checkpoint", "reason", err)
+			continue
 		}
 		r.metrics.Errors.WithLabelValues(errorKind(err)).Inc()
 		inUse := slotInUse(err)
@@ -116,8 +168,7 @@ func (r *Runner) replicate(ctx context.Context) error {
 }
 
 // session runs one connected stretch of replication.
-func (r *Runner) session(ctx context.Context) (err error) {
-	cfg := r.cfg
+func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	client, err := sink.Open(ctx, cfg.ClickHouse)
 	if err != nil {
 		return err
@@ -181,6 +232,11 @@ func (r *Runner) session(ctx context.Context) (err error) {
 	reg.setOIDs(oids, pg)
 	reg.log = r.log.Named("schema")
 	a := newApplier(cfg, sink.NewWriter(client, reg.tables), store, reg, resume, r.log, r.metrics)
+	for idx := range reg.waiting {
+		r.log.Warn("the copy of the table is not complete: the checkpoint is held until it is, and its changes "+
+			"are written then", "table", cfg.Tables[idx].Name, "checkpoint", resume.LSN)
+		a.holdFor(idx, 0)
+	}
 	stream := replication.NewStream(conn, replication.StreamOptions{
 		Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Logger: r.log.Named("stream"),
 	})
@@ -211,7 +267,7 @@ func (r *Runner) session(ctx context.Context) (err error) {
 func newApplier(cfg config.Config, w rowWriter, store positionStore, reg *registry, resume checkpoint.Position,
 	log hclog.Logger, m *metrics.Metrics) *applier {
 	return &applier{
-		log: log.Named("apply"), writer: w, store: store, reg: reg, pos: newPosition(resume),
+		log: log.Named("apply"), writer: w, store: store, reg: reg, pos: newPosition(resume), slot: cfg.Postgres.Slot,
 		rep:     newReporter(cfg.Tables, store, log.Named("apply"), m),
 		faults:  loadFaults(),
 		maxRows: cfg.Batch.MaxRows, maxBytes: int(cfg.Batch.MaxBytes), maxDelay: cfg.Batch.MaxDelay, idleGap: max(cfg.Batch.MaxDelay, time.Second),

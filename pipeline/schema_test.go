@@ -59,6 +59,8 @@ func TestSchemaChanges(t *testing.T) {
 		// action) and target the ClickHouse table (default: target).
 		prev   []string
 		target sink.Schema
+		// wantType is the type the mapping writes action in.
+		wantType string
 	}{
 		{name: "unchanged", cols: base},
 		{name: "dropped column", cols: base[:1]},
@@ -76,6 +78,12 @@ func TestSchemaChanges(t *testing.T) {
 			defaults: defaults{"at": {Volatile: true}}, wantErr: []string{"column at", "volatile default", "replicator setup"}},
 		{name: "widened", cols: []mapping.SourceColumn{col("id", 20), col("action", 23)},
 			stmts: []string{"ALTER TABLE `db`.`events` MODIFY COLUMN `action` Int32"}},
+		// A transaction replayed after a crash that followed the widening
+		// of its column: the target is wider than its Relation.
+		{name: "replayed before a widening", cols: base,
+			target: sink.Schema{Names: []string{"id", "action", "_version", "_deleted", "_seq"},
+				Types: []string{"UInt64", "Int64", "UInt64", "UInt8", "UInt64"}},
+			wantType: "Int64"},
 		{name: "narrowed", cols: []mapping.SourceColumn{col("id", 20), col("action", 25)},
 			wantErr: []string{"column action", "ClickHouse has Int16", "maps to String", "MODIFY COLUMN `action` String"}},
 		{name: "renamed", cols: []mapping.SourceColumn{col("id", 20), col("kind", 21)},
@@ -115,7 +123,7 @@ func TestSchemaChanges(t *testing.T) {
 			if err := reg.bind(context.Background(), rel); err != nil {
 				t.Fatal(err)
 			}
-			_, _, _, err := reg.table(context.Background(), 7)
+			_, mt, _, err := reg.table(context.Background(), 7)
 			if tc.wantErr != nil {
 				if err == nil {
 					t.Fatalf("table() = nil, want an error; statements %q", ch.stmts)
@@ -132,6 +140,9 @@ func TestSchemaChanges(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if i := mt.ColumnIndex("action"); tc.wantType != "" && (i < 0 || mt.Columns[i].Type.String() != tc.wantType) {
+				t.Errorf("action is written as %v, want %s", mt.Columns, tc.wantType)
 			}
 			if strings.Join(ch.stmts, "\n") != strings.Join(tc.stmts, "\n") {
 				t.Errorf("statements\n  %s\nwant\n  %s", strings.Join(ch.stmts, "\n  "), strings.Join(tc.stmts, "\n  "))

@@ -117,6 +117,16 @@ func (c *Conn) EmitHeartbeat(ctx context.Context, prefix string) error {
 	return err
 }
 
+// EmitMessage writes a non-transactional logical message that every
+// slot's stream receives in WAL order, and returns its position.
+func (c *Conn) EmitMessage(ctx context.Context, prefix, content string) (pglogrepl.LSN, error) {
+	var text string
+	if err := c.pg.QueryRow(ctx, "SELECT pg_logical_emit_message(false, $1, $2)::text", prefix, content).Scan(&text); err != nil {
+		return 0, fmt.Errorf("write logical message %s: %w", prefix, err)
+	}
+	return pglogrepl.ParseLSN(text)
+}
+
 // PeekChanges passes up to n pgoutput (protocol version 1) messages of an
 // idle slot, without consuming them, to fn, and returns how many it read.
 func (c *Conn) PeekChanges(ctx context.Context, slot, publication string, n int, fn func(data []byte) error) (int, error) {

@@ -505,6 +505,17 @@ func (e *env) checkpoints() []uint64 {
 	return out
 }
 
+// checkpointLSN returns the newest checkpoint, of a commit or idle.
+func (e *env) checkpointLSN() uint64 {
+	e.t.Helper()
+	var l uint64
+	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf(
+		"SELECT max(lsn) FROM db_%s.replicator_checkpoints", e.name)).Scan(&l); err != nil {
+		e.t.Fatal(err)
+	}
+	return l
+}
+
 // checkpointCovered asserts that the newest commit checkpoint is covered by
 // data: rows with a version at or above it exist in ClickHouse. Called right
 // after the daemon died, it fails when a checkpoint was written before its

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -177,22 +178,14 @@ func TestAddTable(t *testing.T) {
 	e.exec("UPDATE items SET qty = qty + 1 WHERE id % 10 = 0")
 	e.converge("events before the table is added", convergeTimeout)
 
-	e.appendConfig(itemsConfig)
-	out, errs, code := e.cli("setup", "--config", e.config)
-	if code == 0 || !strings.Contains(errs, "tables public.items were added") || !strings.Contains(errs, "stop it") {
-		t.Fatalf("setup while the daemon runs: exit %d\n%s\n%s", code, out, errs)
-	}
-	d.stop(t)
-	early := e.start() // with the new configuration, before setup copied items
-	if code := early.wait(t, convergeTimeout); code == 0 || !strings.Contains(early.Logs(), "the copy of table public.items is not complete") {
-		t.Fatalf("daemon started before the added table was copied: exit %d\n%s", code, tail(early.Logs(), 2000))
-	}
-
+	// Writers change both tables throughout: items with inserts, updates,
+	// deletes and key moves.
 	ctx, cancel := context.WithCancel(context.Background())
+	wait := e.workload(ctx, 21, 1)
 	var wg sync.WaitGroup
 	e.itemsWriter(ctx, &wg)
 	wg.Add(1)
-	go func() { // deletes and key moves too
+	go func() {
 		defer wg.Done()
 		for i := 0; ctx.Err() == nil; i++ {
 			e.pg.Exec(context.Background(), "DELETE FROM items WHERE id = $1", 1+i*7%20000)
@@ -200,18 +193,47 @@ func TestAddTable(t *testing.T) {
 			time.Sleep(3 * time.Millisecond)
 		}
 	}()
-	out = e.setup()
-	if !strings.Contains(out, "copying the added tables public.items") || !strings.Contains(out, "copied") {
-		t.Errorf("setup after stopping the daemon:\n%s", out)
+
+	// setup on the new configuration while the daemon streams on the old one.
+	e.appendConfig(itemsConfig)
+	out := e.setup()
+	if !strings.Contains(out, "copying the added tables public.items") || !strings.Contains(out, "holds its checkpoint") {
+		t.Errorf("setup while the daemon runs:\n%s", out)
 	}
-	d = e.start()
-	time.Sleep(500 * time.Millisecond)
+	// The old daemon has seen changes of items, which it cannot write: it
+	// holds its checkpoint, so that none of them is acknowledged.
+	deadline := time.Now().Add(convergeTimeout)
+	for !strings.Contains(d.Logs(), "the checkpoint is held until this daemon runs with that configuration") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon on the old configuration did not hold its checkpoint\n%s", tail(d.Logs(), 3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	held := e.checkpointLSN()
+	time.Sleep(3 * time.Second)
+	if now := e.checkpointLSN(); now != held {
+		t.Errorf("checkpoint moved from %d to %d while held", held, now)
+	}
+	// Its configuration file now names items: SIGHUP makes it go on with it.
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(2 * time.Second)
 	cancel()
+	txns := wait()
 	wg.Wait()
 	e.insertEvents(5)
 	e.convergeItems("items added to a running replication", "id, qty, coalesce(note, '')",
 		"toString(id), '|', toString(qty), '|', note")
-	e.converge("events after the table was added", convergeTimeout)
+	e.converge(fmt.Sprintf("events after the table was added (%d transactions)", txns), convergeTimeout)
+	if logs := d.Logs(); !strings.Contains(logs, "configuration reloaded") {
+		t.Errorf("the daemon did not reload its configuration\n%s", tail(logs, 3000))
+	}
+	if after := e.checkpointLSN(); after <= held {
+		t.Errorf("checkpoint %d did not move past the held %d after the reload", after, held)
+	}
+	vout, verrs, code := e.cli("verify", "--config", e.config)
+	if code != 0 {
+		t.Errorf("verify after adding a table: exit %d\n%s\n%s", code, vout, verrs)
+	}
 	d.stop(t)
 }
 

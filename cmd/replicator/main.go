@@ -4,6 +4,7 @@
 //	replicator run    --config FILE
 //	replicator status --config FILE [--json] [--max-lag DURATION]
 //	replicator verify --config FILE [--table T]
+//	replicator resync --config FILE --table T
 //	replicator version
 package main
 
@@ -43,6 +44,8 @@ commands:
                                   show slot, checkpoint and lag; exit 1 when unhealthy
   verify  --config FILE [--table T]
                                   compare Postgres and ClickHouse; exit 1 on differences
+  resync  --config FILE --table T copy one table again under the live stream; readers
+                                  see the old copy until the new one is swapped in
   version                         print the version
 `
 
@@ -63,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "setup", "run", "status", "verify":
+	case "setup", "run", "status", "verify", "resync":
 	default:
 		fmt.Fprintf(stderr, "replicator: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -74,12 +77,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("config", "", "configuration file (HCL)")
 	asJSON := fs.Bool("json", false, "print status as JSON (status only)")
 	maxLag := fs.Duration("max-lag", 0, "status exits 1 when lag_seconds exceeds this (status only)")
-	table := fs.String("table", "", "verify only this table, \"schema.name\" (verify only)")
+	table := fs.String("table", "", "the table to verify or resync, \"schema.name\" (verify, resync)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *path == "" {
 		fmt.Fprintf(stderr, "replicator %s: --config FILE is required\n", cmd)
+		return 2
+	}
+	if cmd == "resync" && *table == "" {
+		fmt.Fprintln(stderr, "replicator resync: --table T is required")
 		return 2
 	}
 	cfg, err := config.Load(*path, nil)
@@ -89,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	// setup on a terminal draws progress bars and prints log lines above them.
 	var term *load.Terminal
-	if f, ok := stderr.(*os.File); ok && cmd == "setup" && cfg.Log.Format == "text" && isatty.IsTerminal(f.Fd()) {
+	if f, ok := stderr.(*os.File); ok && (cmd == "setup" || cmd == "resync") && cfg.Log.Format == "text" && isatty.IsTerminal(f.Fd()) {
 		term = load.NewTerminal(stderr)
 		stderr = term
 	}
@@ -103,7 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "run":
 		limitMemory(2 * cfg.Batch.MaxBytes)
-	case "setup":
+	case "setup", "resync":
 		limitMemory(load.MemoryBound(cfg.Load))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -134,8 +141,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		return code
+	case "resync":
+		report, err := load.Resync(ctx, cfg, *table, log.Named("resync"), load.Options{Terminal: term})
+		for _, line := range report {
+			fmt.Fprintln(stdout, line)
+		}
+		if err != nil {
+			log.Error("resync failed", "error", err)
+			return 1
+		}
+		return 0
 	case "run":
-		if err := pipeline.NewRunner(cfg, log).Run(ctx); err != nil {
+		runner := pipeline.NewRunner(cfg, log)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go reloadOnHangup(ctx, hup, *path, runner, log)
+		if err := runner.Run(ctx); err != nil {
 			log.Error("replication stopped", "error", err)
 			return 1
 		}
@@ -167,13 +189,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// limitMemory sets the Go heap's soft limit to 2 × batch.max_bytes (at
-// least 64 MiB), unless GOMEMLIMIT is set: the buffer and the INSERT block
-// in flight fit in it, and near it the garbage collector works harder
-// instead of letting the heap grow to twice what is live. The process then
-// stays within about 2 × max_bytes + 64 MiB.
+// reloadOnHangup reads the configuration file again on each SIGHUP and
+// makes the runner continue with it; a file with an error is logged and
+// the daemon keeps its configuration.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, path string, runner *pipeline.Runner, log hclog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := config.Load(path, nil)
+		if err != nil {
+			log.Error("SIGHUP: the configuration has an error; keeping the current one", "error", err)
+			continue
+		}
+		log.Info("SIGHUP: reloading the configuration", "file", path)
+		runner.Reload(cfg)
+	}
+}
+
 // limitMemory sets the Go heap's soft limit (at least 64 MiB) unless
-// GOMEMLIMIT does.
+// GOMEMLIMIT does: for run, 2 × batch.max_bytes, where the buffer and the
+// INSERT block in flight fit, and near which the garbage collector works
+// harder instead of letting the heap grow to twice what is live.
 func limitMemory(bytes uint64) {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(max(bytes, 64<<20)))

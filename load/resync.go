@@ -1,0 +1,185 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/replicator/replicator/checkpoint"
+	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/ddl"
+	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/postgres"
+	"github.com/replicator/replicator/replication"
+	"github.com/replicator/replicator/sink"
+)
+
+// swapWait bounds how long Resync waits for a running daemon to swap the
+// new copy in.
+const swapWait = 2 * time.Minute
+
+// Resync copies one configured table again, under the live stream, into a
+// shadow table (ddl.ShadowName) that `replicator run` puts in place of the
+// target once the copy is complete; readers see the old copy until then.
+//
+// The order makes it exact. Resync first marks the table's copy as pending
+// in the copy state, then writes a logical message (replication.ResyncMessage)
+// into the WAL, then copies in the snapshot of a temporary slot, whose
+// consistent point C is after the message. A running daemon holds its
+// checkpoint from the message on (one started later finds the pending copy
+// and holds it from its start), so the checkpoint stays below C. With the
+// copy complete, the daemon swaps the shadow in and starts again from the
+// held checkpoint: changes of the table below C write only their
+// tombstones, those from C on are written as usual. Run again after it
+// stopped, Resync resumes the copy.
+func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Logger, opts Options) (report []string, err error) {
+	say := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		report = append(report, line)
+		log.Info(line)
+	}
+	var tc *config.Table
+	var names []string
+	for i := range cfg.Tables {
+		names = append(names, cfg.Tables[i].Name)
+		if cfg.Tables[i].Name == source {
+			tc = &cfg.Tables[i]
+		}
+	}
+	if tc == nil {
+		return nil, fmt.Errorf("--table %q is not a configured table (configured: %s)", source, strings.Join(names, ", "))
+	}
+
+	client, err := sink.Open(ctx, cfg.ClickHouse)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	pg, err := postgres.Connect(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer pg.Close()
+	if err := pg.CheckServer(ctx); err != nil {
+		return nil, err
+	}
+	repl, err := replication.Connect(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer repl.Close(context.Background())
+
+	cols, err := pg.Columns(ctx, tc.Name)
+	if err != nil {
+		return nil, err
+	}
+	t, err := mapping.Resolve(tc.Spec(), cols, client.Caps())
+	if err != nil {
+		return nil, err
+	}
+	if err := t.CheckIdentity(); err != nil {
+		return nil, err
+	}
+	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
+	pos, found, err := store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("no checkpoint for slot %s in ClickHouse database %s: run `replicator setup`, which copies every table",
+			cfg.Postgres.Slot, cfg.ClickHouse.Database)
+	}
+	if _, err := repl.Slot(ctx, cfg.Postgres.Slot); err != nil {
+		if errors.Is(err, postgres.ErrSlotMissing) {
+			return nil, fmt.Errorf("%w: run `replicator setup`, which creates it and copies every table", err)
+		}
+		return nil, err
+	}
+	chunks, err := store.LoadChunks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	load := currentLoad(chunks, pos)
+
+	db := client.DB()
+	shadow := *t
+	shadow.Target = ddl.ShadowName(t.Target)
+	schema, err := client.Schema(ctx, shadow.Target)
+	if err != nil {
+		return nil, err
+	}
+	state := map[string][]checkpoint.Chunk{}
+	if cs := chunks[source]; schema.Exists() && len(cs) > 0 && cs[0].Relation != "" && checkpoint.Horizon(cs) == 0 &&
+		schema.Check(&shadow) == nil {
+		say("resuming the copy of %s into ClickHouse table %s.%s", source, db.Name, shadow.Target)
+		state[source] = cs
+	} else {
+		// The mark comes first: a daemon started from now on holds its
+		// checkpoint for the copy.
+		mark := checkpoint.Chunk{Source: source, Load: load}
+		if err := store.DeleteChunks(ctx, source); err != nil {
+			return report, err
+		}
+		if err := store.SaveChunks(ctx, mark); err != nil {
+			return report, err
+		}
+		if err := client.Exec(ctx, db.Drop(shadow.Target)); err != nil {
+			return report, fmt.Errorf("drop ClickHouse table %s: %w", shadow.Target, err)
+		}
+		if err := client.Exec(ctx, db.CreateTable(&shadow)); err != nil {
+			return report, fmt.Errorf("create ClickHouse table %s: %w", shadow.Target, err)
+		}
+		say("created ClickHouse table %s.%s for the new copy of %s", db.Name, shadow.Target, source)
+		state[source] = []checkpoint.Chunk{mark}
+	}
+	at, err := pg.EmitMessage(ctx, replication.ResyncPrefix,
+		replication.ResyncMessage{Slot: cfg.Postgres.Slot, Table: source}.Encode())
+	if err != nil {
+		return report, err
+	}
+	say("resync of %s marked in the WAL at %s: `replicator run` keeps replicating and holds its checkpoint until the copy is complete",
+		source, at)
+
+	c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal)}
+	if err := resume(ctx, c, pg, []*mapping.Table{&shadow}, state, load, say); err != nil {
+		return report, fmt.Errorf("%w; run `replicator resync` again to resume the copy", err)
+	}
+	if err := store.SaveColumns(ctx, source, t.MappedNames()); err != nil {
+		return report, err
+	}
+
+	slot, err := repl.Slot(ctx, cfg.Postgres.Slot)
+	if err != nil {
+		return report, err
+	}
+	if !slot.Active {
+		say("copy of %s complete: `replicator run` puts %s.%s in place of %s.%s when it starts", source, db.Name,
+			shadow.Target, db.Name, t.Target)
+		return report, nil
+	}
+	say("copy of %s complete: waiting for `replicator run` (pid %s) to put it in place", source, slot.ActivePID)
+	for deadline := time.Now().Add(swapWait); ; {
+		s, err := client.Schema(ctx, shadow.Target)
+		if err != nil {
+			return report, err
+		}
+		if !s.Exists() {
+			say("ClickHouse table %s.%s now holds the new copy of %s", db.Name, t.Target, source)
+			return report, nil
+		}
+		if time.Now().After(deadline) {
+			say("the daemon has not put the copy in place within %s: it does when it reads the copy state "+
+				"(every few seconds) or starts; `replicator status` shows its lag", swapWait)
+			return report, nil
+		}
+		select {
+		case <-ctx.Done():
+			return report, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
