@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -218,4 +219,26 @@ func (s *Store) LoadColumns(ctx context.Context) (map[string][]string, error) {
 		out[r[0].(string)] = r[1].([]string)
 	}
 	return out, nil
+}
+
+// EnsureTables creates the replicator's own tables in ClickHouse, and
+// brings those an earlier version made up to date.
+func EnsureTables(ctx context.Context, client *sink.Client) error {
+	db := client.DB()
+	for _, stmt := range []string{db.CreateCheckpointTable(), db.CreateProgressTable(), db.CreateTruncationTable(),
+		db.CreateColumnTable(), db.CreateChunkTable()} {
+		if err := client.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create the replicator's tables: %w", err)
+		}
+	}
+	chunks, err := client.Schema(ctx, ddl.ChunkTable)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(chunks.Names, "whole_lsn") {
+		if err := client.Exec(ctx, db.AddChunkWholeColumn()); err != nil {
+			return fmt.Errorf("add column whole_lsn to %s: %w", ddl.ChunkTable, err)
+		}
+	}
+	return nil
 }

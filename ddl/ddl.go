@@ -235,6 +235,12 @@ ORDER BY slot
 `, d.Table(ProgressTable))
 }
 
+// AddChunkWholeColumn returns the statement that adds whole_lsn to a chunk
+// table made before it existed.
+func (d Database) AddChunkWholeColumn() string {
+	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN whole_lsn UInt64 DEFAULT 0", d.Table(ChunkTable))
+}
+
 // CreateChunkTable returns the DDL of the chunk table: per slot, table and
 // chunk the newest state, kept by merges (readers use FINAL).
 func (d Database) CreateChunkTable() string {
@@ -252,7 +258,8 @@ func (d Database) CreateChunkTable() string {
     xmin UInt64,
     rows UInt64,
     estimate UInt64,
-    updated UInt64
+    updated UInt64,
+    whole_lsn UInt64 DEFAULT 0
 )
 ENGINE = ReplacingMergeTree(updated)
 ORDER BY (slot, source, chunk)

@@ -191,7 +191,7 @@ func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client 
 	}
 	done := j.chunk
 	if j.since == nil {
-		done.Rows = rows
+		done.Rows, done.Whole = rows, c.snap.lsn
 	}
 	done.LSN, done.Xmin = c.snap.lsn, c.snap.xmin
 	if err := c.store.SaveChunks(ctx, done); err != nil {

@@ -118,20 +118,8 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		}
 		say("ClickHouse view %s.%s shows one live row per key", db.Name, ddl.ViewName(t))
 	}
-	if err := client.Exec(ctx, db.CreateCheckpointTable()); err != nil {
-		return report, fmt.Errorf("create checkpoint table: %w", err)
-	}
-	if err := client.Exec(ctx, db.CreateProgressTable()); err != nil {
-		return report, fmt.Errorf("create progress table: %w", err)
-	}
-	if err := client.Exec(ctx, db.CreateTruncationTable()); err != nil {
-		return report, fmt.Errorf("create truncation table: %w", err)
-	}
-	if err := client.Exec(ctx, db.CreateColumnTable()); err != nil {
-		return report, fmt.Errorf("create column table: %w", err)
-	}
-	if err := client.Exec(ctx, db.CreateChunkTable()); err != nil {
-		return report, fmt.Errorf("create copy state table: %w", err)
+	if err := checkpoint.EnsureTables(ctx, client); err != nil {
+		return report, err
 	}
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
 	pos, hasCheckpoint, err := store.Load(ctx)

@@ -225,6 +225,13 @@ func (a *applier) flush(ctx context.Context) error {
 // change maps one change into rows of its table's buffer and returns the
 // table's index (-1: a table the replicator does not copy).
 func (a *applier) change(ctx context.Context, c *replication.Change) (int, error) {
+	if idx, err := a.reg.lookup(c.Relation.ID); err == nil && idx >= 0 && a.reg.exact[idx] && a.pos.version < a.reg.horizons[idx] {
+		// The table's copy holds exactly the rows alive at its horizon,
+		// deletes included: this change has nothing to write, and its
+		// Relation (a schema older than the copy's, after a resync) is not
+		// reconciled with the target.
+		return idx, nil
+	}
 	idx, t, fresh, err := a.reg.table(ctx, c.Relation.ID)
 	if err != nil || idx < 0 {
 		return idx, err

@@ -330,3 +330,33 @@ func TestChangesBelowTheCopyHorizonWriteOnlyTombstones(t *testing.T) {
 		}
 	}
 }
+
+// TestChangesBelowAnExactCopyWriteNothing replays the same changes below
+// the horizon of a copy read whole in one snapshot (a resync): it holds
+// the rows alive at its snapshot and nothing else, so nothing is written,
+// not even a tombstone, and a Relation older than the copy's schema is not
+// reconciled with the target.
+func TestChangesBelowAnExactCopyWriteNothing(t *testing.T) {
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	a.reg.horizons[0], a.reg.exact[0] = 1000, true
+	null := mapping.Value{Kind: mapping.ValueNull}
+	// A Relation that the target cannot take: a column it lacks.
+	older := &replication.Relation{ID: eventsRel.ID, Namespace: eventsRel.Namespace, Name: eventsRel.Name,
+		Columns: append(slices.Clone(eventsRel.Columns), mapping.SourceColumn{Name: "gone", TypeOID: 25})}
+	rec.run(a, []step{
+		begin(900), {msg: older},
+		{msg: &replication.Change{Op: replication.OpInsert, Relation: older, New: []mapping.Value{text("1"), text("1"), text("x")}}},
+		{msg: &replication.Change{Op: replication.OpUpdate, Relation: older,
+			Old: []mapping.Value{text("2"), null, null}, New: []mapping.Value{text("3"), text("1"), text("x")}}},
+		{msg: &replication.Change{Op: replication.OpDelete, Relation: older, Old: []mapping.Value{text("4"), null, null}}},
+		commit(900),
+		begin(1000), {msg: eventsRel}, insert("6", "1"), commit(1000),
+	})
+	if err := a.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush 1", "save 1000 commit")
+	if _, ok := rec.stored["id=6"]; !ok || len(rec.stored) != 1 {
+		t.Errorf("stored %v, want only id=6", rec.stored)
+	}
+}

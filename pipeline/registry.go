@@ -34,6 +34,9 @@ type registry struct {
 	// horizons holds, per table index, the position below which changes
 	// write only their tombstones (see checkpoint.Horizon).
 	horizons map[int]pglogrepl.LSN
+	// exact holds the tables whose copy was read whole in the snapshot
+	// of their horizon: below it, a change writes nothing at all.
+	exact map[int]bool
 	// oids maps the OID of each configured table, read when the daemon
 	// starts, to its index, and oidOf the other way; empty when unknown.
 	oids  map[uint32]int
@@ -166,6 +169,7 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		if !ok {
 			continue
 		}
+		r.exact[idx] = checkpoint.Exact(cs)
 		if r.horizons[idx] = checkpoint.Horizon(cs); r.horizons[idx] == 0 {
 			// Its copy runs, or stopped: changes wait for it.
 			r.waiting[idx] = true
@@ -177,7 +181,7 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 func newRegistry(tables []config.Table, targets []sink.Schema, caps mapping.Caps) *registry {
 	r := &registry{caps: caps, index: map[string]int{}, targets: targets, rels: map[uint32]int{},
 		pending: map[int]*replication.Relation{}, cuts: map[int]checkpoint.Truncation{},
-		horizons: map[int]pglogrepl.LSN{}, waiting: map[int]bool{}, added: map[uint32]string{}}
+		horizons: map[int]pglogrepl.LSN{}, exact: map[int]bool{}, waiting: map[int]bool{}, added: map[uint32]string{}}
 	r.log = hclog.NewNullLogger()
 	for i, tc := range tables {
 		r.index[tc.Name] = i
@@ -357,8 +361,8 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 	}
 	if gone := goneSince(r.columns[idx], t); len(d.Added) > 0 && len(gone) > 0 {
 		return fmt.Errorf("table %s: columns %s are gone and %s appeared in one change (a rename?): ClickHouse would keep "+
-			"the old values apart from the new column; to copy the table again, drop the slot and run `replicator setup`",
-			source, strings.Join(gone, ", "), columnNames(d.Added))
+			"the old values apart from the new column; copy the table again with `replicator resync --config FILE --table %s`",
+			source, strings.Join(gone, ", "), columnNames(d.Added), source)
 	}
 	if r.ch == nil {
 		return fmt.Errorf("table %s changed in Postgres: columns %s added, %d retyped", source, columnNames(d.Added), len(d.Retyped))
@@ -369,8 +373,9 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 		have, err := mapping.ParseType(rt.Have)
 		if rt.Column.Type.Kind == mapping.KindInvalid || err != nil || !rt.Column.Type.Widens(have) {
 			return fmt.Errorf("table %s column %s: ClickHouse has %s, the changed Postgres column maps to %s, which is not "+
-				"a widening; if every value fits, run %s and restart, else drop the slot and run `replicator setup`",
-				source, rt.Column.Name, rt.Have, rt.Column.Type, db.ModifyColumn(t.Target, rt.Column))
+				"a widening; if every value fits, run %s and restart, else copy the table again with "+
+				"`replicator resync --config FILE --table %s`",
+				source, rt.Column.Name, rt.Have, rt.Column.Type, db.ModifyColumn(t.Target, rt.Column), source)
 		}
 		stmts = append(stmts, db.ModifyColumn(t.Target, rt.Column))
 	}
@@ -420,7 +425,8 @@ func (r *registry) addedDefault(ctx context.Context, relID uint32, source string
 	switch {
 	case d.Volatile:
 		return "", fmt.Errorf("table %s column %s was added with a volatile default (each existing row got its own value, "+
-			"which the stream does not carry): to copy the table again, drop the slot and run `replicator setup`", source, c.Name)
+			"which the stream does not carry): copy the table again with `replicator resync --config FILE --table %s`",
+			source, c.Name, source)
 	case !d.Missing || d.Value == nil:
 		return "", nil
 	}

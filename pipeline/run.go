@@ -177,11 +177,8 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
 	// Tables of the replicator's own that an earlier version's setup did
 	// not create.
-	for _, stmt := range []string{client.DB().CreateProgressTable(), client.DB().CreateTruncationTable(),
-		client.DB().CreateChunkTable(), client.DB().CreateColumnTable()} {
-		if err := client.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("create the replicator's tables: %w", err)
-		}
+	if err := checkpoint.EnsureTables(ctx, client); err != nil {
+		return err
 	}
 	resume, found, err := store.Load(ctx)
 	if err != nil {

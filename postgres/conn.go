@@ -57,7 +57,9 @@ func connect(ctx context.Context, dsn string, adjust func(*pgx.ConnConfig)) (*Co
 	}
 	pg, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to postgres: %w", err)
+		// A server that shuts down or starts up refuses or drops new
+		// connections: a reconnect is retried.
+		return nil, fmt.Errorf("connect to postgres: %w", Describe(err, "", ""))
 	}
 	return &Conn{pg: pg}, nil
 }

@@ -1,0 +1,183 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestResync tampers with the ClickHouse copy of events (rows Postgres
+// never had, with a low and a huge version; rows deleted; values changed),
+// then resyncs it under a writer while the daemon streams: the first
+// resync is killed halfway and the daemon killed and started again, the
+// second resumes. Readers see the old copy until the new one is swapped
+// in, items keeps replicating meanwhile, and the end state equals Postgres
+// exactly.
+func TestResync(t *testing.T) {
+	e := newEnv(t, strings.Replace(copyConfig, "workers    = 3", "workers    = 1", 1)+itemsConfig)
+	e.exec(itemsDDL)
+	e.insertEvents(250000)
+	e.setup()
+	d := e.start()
+	e.converge("events before the tampering", convergeTimeout)
+
+	db := "db_" + e.name
+	for _, q := range []string{
+		fmt.Sprintf("INSERT INTO %s.events (id, author_id, _version) SELECT 900000001 + number, 1, "+
+			"if(number = 0, toUInt64(1), toUInt64(18446744073709551000)) FROM system.numbers LIMIT 2", db),
+		fmt.Sprintf("ALTER TABLE %s.events DELETE WHERE id %% 10 = 3", db),
+		fmt.Sprintf("ALTER TABLE %s.events UPDATE action = 99 WHERE id %% 10 = 4", db),
+	} {
+		if err := e.ch.Exec(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	tampered := func() bool {
+		var bogus, changed uint64
+		e.ch.QueryRow(context.Background(), fmt.Sprintf(
+			"SELECT countIf(id > 900000000), countIf(action = 99) FROM %s.events_live", db)).Scan(&bogus, &changed)
+		return bogus > 0 && changed > 0
+	}
+	for deadline := time.Now().Add(time.Minute); !tampered(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the tampering did not show in ClickHouse")
+		}
+	}
+	if out, _, code := e.cli("verify", "--config", e.config); code == 0 {
+		t.Fatalf("verify of a tampered table passed:\n%s", out)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := e.workload(ctx, 31, 2)
+	var wg sync.WaitGroup
+	e.itemsWriter(ctx, &wg)
+
+	resync := exec.Command(binary, "resync", "--config", e.config, "--table", "public.events")
+	var first strings.Builder
+	resync.Stdout, resync.Stderr = &first, &first
+	if err := resync.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- resync.Wait() }()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("resync finished before it was killed (%v): make the table larger\n%s", err, first.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resync copied too little within 2 minutes\n%s", first.String())
+		}
+		// The old copy's state is replaced by the new copy's plan first.
+		var done, total uint64
+		e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT countIf(lsn > 0), count() FROM %s.replicator_copy_chunks FINAL "+
+			"WHERE source = 'public.events'", db)).Scan(&done, &total)
+		if total > 1 && done < total && done*10 >= total*3 {
+			resync.Process.Kill()
+			<-exited
+			t.Logf("resync killed with %d of %d chunks copied", done, total)
+			break
+		}
+	}
+	if !strings.Contains(d.Logs(), "a resync of the table began") {
+		t.Errorf("the daemon did not see the resync begin\n%s", tail(d.Logs(), 3000))
+	}
+	// Readers still see the old, complete (tampered) copy.
+	if !tampered() {
+		t.Error("the old copy is not what readers see during the resync")
+	}
+
+	// A daemon started while the copy is pending holds its checkpoint from
+	// its start, and keeps replicating the other tables.
+	d.kill()
+	d = e.start()
+	newest := func() (id int64) {
+		e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT max(id) FROM %s.items_live", db)).Scan(&id)
+		return id
+	}
+	before := newest()
+	time.Sleep(3 * time.Second)
+	if now := newest(); now <= before {
+		t.Errorf("items did not replicate while events is resynced: newest id %d, then %d", before, now)
+	}
+	held := e.checkpointLSN()
+	if !strings.Contains(d.Logs(), "the copy of the table is not complete: the checkpoint is held") {
+		t.Errorf("the daemon started during the resync did not hold its checkpoint\n%s", tail(d.Logs(), 3000))
+	}
+
+	out, errs, code := e.cli("resync", "--config", e.config, "--table", "public.events")
+	if code != 0 || !strings.Contains(out, "resuming the copy of public.events") || !strings.Contains(out, "now holds the new copy") {
+		t.Fatalf("second resync: exit %d\n%s\n%s", code, out, errs)
+	}
+	time.Sleep(time.Second)
+	cancel()
+	txns := wait()
+	wg.Wait()
+	e.converge(fmt.Sprintf("events after the resync (%d transactions)", txns), convergeTimeout)
+	e.convergeItems("items after the resync", "id, qty, coalesce(note, '')", "toString(id), '|', toString(qty), '|', note")
+	if after := e.checkpointLSN(); after <= held {
+		t.Errorf("checkpoint %d did not move past the held %d after the resync", after, held)
+	}
+	if vout, verrs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify after the resync: exit %d\n%s\n%s", code, vout, verrs)
+	}
+	var left uint64
+	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf(
+		"SELECT count() FROM system.tables WHERE database = '%s' AND name IN ('events_resync', 'events_replaced')", db)).Scan(&left); err != nil || left != 0 {
+		t.Errorf("tables left after the swap: %d (%v)", left, err)
+	}
+	d.stop(t)
+}
+
+// TestResyncAfterStoppedSchemaChange changes a column's type in a way
+// ClickHouse cannot follow (smallint to text): the daemon stops and names
+// resync. resync copies the table with the new type while the daemon is
+// stopped; the daemon started again swaps the copy in, skips the older
+// transactions the copy holds (whose schema the new target no longer
+// takes) and goes on.
+func TestResyncAfterStoppedSchemaChange(t *testing.T) {
+	e := newEnv(t, itemsConfig)
+	e.exec(itemsDDL)
+	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 20000) g")
+	e.setup()
+	d := e.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	e.itemsWriter(ctx, &wg)
+	time.Sleep(time.Second)
+	e.exec("ALTER TABLE items ALTER COLUMN qty TYPE text USING 'q' || qty")
+	cancel()
+	wg.Wait()
+	e.exec("INSERT INTO items (id, qty) VALUES (500000, 'new')")
+	e.exec("UPDATE items SET qty = qty || '+' WHERE id % 50 = 0")
+	code := d.wait(t, convergeTimeout)
+	if logs := d.Logs(); code == 0 || !strings.Contains(logs, "replicator resync --config FILE --table public.items") {
+		t.Fatalf("the daemon did not stop naming resync: exit %d\n%s", code, tail(logs, 3000))
+	}
+	// While the daemon is stopped the type goes back and forth: the replay
+	// from its checkpoint holds changes in a schema that the new target
+	// does not take.
+	e.exec("ALTER TABLE items ALTER COLUMN qty TYPE smallint USING length(qty)")
+	e.exec("UPDATE items SET qty = qty + 1 WHERE id % 40 = 0")
+	e.exec("ALTER TABLE items ALTER COLUMN qty TYPE text USING 'r' || qty")
+	e.exec("UPDATE items SET qty = qty || '+' WHERE id % 60 = 0")
+
+	out, errs, code := e.cli("resync", "--config", e.config, "--table", "public.items")
+	if code != 0 || !strings.Contains(out, "puts db_"+e.name+".items_resync in place of") {
+		t.Fatalf("resync: exit %d\n%s\n%s", code, out, errs)
+	}
+	e.exec("UPDATE items SET qty = qty || '!' WHERE id % 70 = 0")
+	e.exec("DELETE FROM items WHERE id % 90 = 0")
+	d = e.start()
+	e.convergeItems("items after a resync with the new type", "id, qty, coalesce(note, '')",
+		"toString(id), '|', qty, '|', note")
+	if vout, verrs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify after the resync: exit %d\n%s\n%s", code, vout, verrs)
+	}
+	d.stop(t)
+}
