@@ -25,13 +25,13 @@ import (
 // checkpoint covers.
 type Runner struct {
 	cfg     config.Config
-	// reload holds a configuration to switch to (Reload) and cancel ends
+	log     hclog.Logger
+	metrics *metrics.Metrics
+	// reload holds a configuration to switch to (Reload), and cancel ends
 	// the current session for it.
 	mu     sync.Mutex
 	reload *config.Config
 	cancel context.CancelFunc
-	log     hclog.Logger
-	metrics *metrics.Metrics
 	// shutdownTimeout bounds the final flush after a stop.
 	shutdownTimeout time.Duration
 	// maxBackoff caps the wait between reconnects.
