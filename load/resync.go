@@ -15,7 +15,6 @@ import (
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/replication"
-	"github.com/replicator/replicator/sink"
 )
 
 // swapWait bounds how long Resync waits for a running daemon to swap the
@@ -54,34 +53,14 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 		return nil, fmt.Errorf("--table %q is not a configured table (configured: %s)", source, strings.Join(names, ", "))
 	}
 
-	client, err := sink.Open(ctx, cfg.ClickHouse)
+	srv, err := openServers(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	defer client.Close()
-	pg, err := postgres.Connect(ctx, cfg.Postgres.DSN)
+	defer srv.Close()
+	client, pg, repl := srv.ch, srv.pg, srv.repl
+	t, err := srv.resolve(ctx, *tc)
 	if err != nil {
-		return nil, err
-	}
-	defer pg.Close()
-	if err := pg.CheckServer(ctx); err != nil {
-		return nil, err
-	}
-	repl, err := replication.Connect(ctx, cfg.Postgres.DSN)
-	if err != nil {
-		return nil, err
-	}
-	defer repl.Close(context.Background())
-
-	cols, err := pg.Columns(ctx, tc.Name)
-	if err != nil {
-		return nil, err
-	}
-	t, err := mapping.Resolve(tc.Spec(), cols, client.Caps())
-	if err != nil {
-		return nil, err
-	}
-	if err := t.CheckIdentity(); err != nil {
 		return nil, err
 	}
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)

@@ -38,44 +38,19 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		log.Info(line)
 	}
 
-	client, err := sink.Open(ctx, cfg.ClickHouse)
+	srv, err := openServers(ctx, cfg, log)
 	if err != nil {
 		return report, err
 	}
-	defer client.Close()
-	caps := client.Caps()
-	if !caps.DateTime64 {
-		log.Warn("ClickHouse has no DateTime64 (needs >= 20.1): timestamps are stored as DateTime('UTC') and lose sub-second precision",
-			"version", client.Version())
-	}
-
-	pg, err := postgres.Connect(ctx, cfg.Postgres.DSN)
-	if err != nil {
-		return report, err
-	}
-	defer pg.Close()
-	if err := pg.CheckServer(ctx); err != nil {
-		return report, err
-	}
-	repl, err := replication.Connect(ctx, cfg.Postgres.DSN)
-	if err != nil {
-		return report, err
-	}
-	defer repl.Close(context.Background())
+	defer srv.Close()
+	client, pg, repl := srv.ch, srv.pg, srv.repl
 
 	// Resolve every table before changing anything.
 	var tables []*mapping.Table
 	names := make([]string, len(cfg.Tables))
 	for i, tc := range cfg.Tables {
-		cols, err := pg.Columns(ctx, tc.Name)
+		t, err := srv.resolve(ctx, tc)
 		if err != nil {
-			return report, err
-		}
-		t, err := mapping.Resolve(tc.Spec(), cols, caps)
-		if err != nil {
-			return report, err
-		}
-		if err := t.CheckIdentity(); err != nil {
 			return report, err
 		}
 		tables = append(tables, t)

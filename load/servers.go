@@ -1,0 +1,76 @@
+package load
+
+import (
+	"context"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/postgres"
+	"github.com/replicator/replicator/replication"
+	"github.com/replicator/replicator/sink"
+)
+
+// servers are the connections a setup or a resync works over: ClickHouse,
+// Postgres over SQL (its settings checked), and a replication connection.
+type servers struct {
+	ch   *sink.Client
+	pg   *postgres.Conn
+	repl *replication.Conn
+}
+
+// openServers connects to both servers and checks Postgres' settings.
+func openServers(ctx context.Context, cfg config.Config, log hclog.Logger) (_ *servers, err error) {
+	s := &servers{}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.ch, err = sink.Open(ctx, cfg.ClickHouse); err != nil {
+		return nil, err
+	}
+	if !s.ch.Caps().DateTime64 {
+		log.Warn("ClickHouse has no DateTime64 (needs >= 20.1): timestamps are stored as DateTime('UTC') and lose sub-second precision",
+			"version", s.ch.Version())
+	}
+	if s.pg, err = postgres.Connect(ctx, cfg.Postgres.DSN); err != nil {
+		return nil, err
+	}
+	if err := s.pg.CheckServer(ctx); err != nil {
+		return nil, err
+	}
+	if s.repl, err = replication.Connect(ctx, cfg.Postgres.DSN); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the connections that are open.
+func (s *servers) Close() {
+	if s.repl != nil {
+		s.repl.Close(context.Background())
+	}
+	s.pg.Close()
+	if s.ch != nil {
+		s.ch.Close()
+	}
+}
+
+// resolve returns the mapping of a configured table as it is in Postgres
+// now, its replica identity checked.
+func (s *servers) resolve(ctx context.Context, tc config.Table) (*mapping.Table, error) {
+	cols, err := s.pg.Columns(ctx, tc.Name)
+	if err != nil {
+		return nil, err
+	}
+	t, err := mapping.Resolve(tc.Spec(), cols, s.ch.Caps())
+	if err != nil {
+		return nil, err
+	}
+	if err := t.CheckIdentity(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
