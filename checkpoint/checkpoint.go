@@ -235,9 +235,11 @@ func EnsureTables(ctx context.Context, client *sink.Client) error {
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(chunks.Names, "whole_lsn") {
-		if err := client.Exec(ctx, db.AddChunkWholeColumn()); err != nil {
-			return fmt.Errorf("add column whole_lsn to %s: %w", ddl.ChunkTable, err)
+	for _, col := range ddl.ChunkColumnsAdded {
+		if !slices.Contains(chunks.Names, col[0]) {
+			if err := client.Exec(ctx, db.AddChunkColumn(col[0], col[1])); err != nil {
+				return fmt.Errorf("add column %s to %s: %w", col[0], ddl.ChunkTable, err)
+			}
 		}
 	}
 	return nil

@@ -36,10 +36,13 @@ type Chunk struct {
 	// Xmin is the xmin of that snapshot: every row version created by a
 	// transaction below it was visible to the copy.
 	Xmin uint64
-	// Whole is the consistent point of the snapshot the chunk was last
-	// copied whole in; below LSN when it was brought to LSN by copying
-	// only the rows changed since.
+	// Whole is the consistent point of the snapshot the chunk was copied
+	// whole in, by the run that planned it (so no earlier run wrote part of
+	// it); 0 otherwise.
 	Whole pglogrepl.LSN
+	// Target is the ClickHouse table the copy writes: the source's target,
+	// or for a resync its shadow table.
+	Target string
 	// Rows is the number of rows the chunk's copy wrote.
 	Rows uint64
 	// Estimate is the planner's estimate of the chunk's rows, for progress.
@@ -61,10 +64,10 @@ func (s *Store) SaveChunks(ctx context.Context, chunks ...Chunk) error {
 	rows := make([][]any, len(chunks))
 	for i, c := range chunks {
 		rows[i] = []any{s.slot, c.Source, c.Chunk, c.Relation, c.FirstPage, c.EndPage, c.Filenode, uint64(c.Load),
-			uint64(c.LSN), c.Xmin, c.Rows, c.Estimate, max(now, c.updated+1), uint64(c.Whole)}
+			uint64(c.LSN), c.Xmin, c.Rows, c.Estimate, max(now, c.updated+1), uint64(c.Whole), c.Target}
 	}
 	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.ChunkTable, []string{"slot", "source", "chunk", "relation", "first_page",
-		"end_page", "filenode", "load_lsn", "lsn", "xmin", "rows", "estimate", "updated", "whole_lsn"}), rows...)
+		"end_page", "filenode", "load_lsn", "lsn", "xmin", "rows", "estimate", "updated", "whole_lsn", "target"}), rows...)
 	if err != nil {
 		return fmt.Errorf("save state of %d chunks of %s: %w", len(chunks), chunks[0].Source, err)
 	}
@@ -75,7 +78,7 @@ func (s *Store) SaveChunks(ctx context.Context, chunks ...Chunk) error {
 // load (the highest Load), by source table in chunk order.
 func (s *Store) LoadChunks(ctx context.Context) (map[string][]Chunk, error) {
 	rows, err := s.client.Query(ctx, fmt.Sprintf(
-		"SELECT source, chunk, relation, first_page, end_page, filenode, load_lsn, lsn, xmin, rows, estimate, updated, whole_lsn FROM %s FINAL "+
+		"SELECT source, chunk, relation, first_page, end_page, filenode, load_lsn, lsn, xmin, rows, estimate, updated, whole_lsn, target FROM %s FINAL "+
 			"WHERE slot = ? ORDER BY source, chunk", s.client.DB().Table(ddl.ChunkTable)), s.slot)
 	if err != nil {
 		return nil, fmt.Errorf("load copy state of slot %s: %w", s.slot, err)
@@ -89,7 +92,7 @@ func (s *Store) LoadChunks(ctx context.Context) (map[string][]Chunk, error) {
 		c := Chunk{Source: r[0].(string), Chunk: r[1].(uint32), Relation: r[2].(string), FirstPage: r[3].(uint32),
 			EndPage: r[4].(uint32), Filenode: r[5].(uint32), Load: pglogrepl.LSN(r[6].(uint64)), LSN: pglogrepl.LSN(r[7].(uint64)),
 			Xmin: r[8].(uint64), Rows: r[9].(uint64), Estimate: r[10].(uint64), updated: r[11].(uint64),
-			Whole: pglogrepl.LSN(r[12].(uint64))}
+			Whole: pglogrepl.LSN(r[12].(uint64)), Target: r[13].(string)}
 		if uint64(c.Load) == latest {
 			out[c.Source] = append(out[c.Source], c)
 		}
@@ -122,6 +125,20 @@ func (s *Store) DeleteChunks(ctx context.Context, source string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// CopiedInto reports whether a table's copy is complete and was written
+// into the ClickHouse table target.
+func CopiedInto(chunks []Chunk, target string) bool {
+	if Horizon(chunks) == 0 {
+		return false
+	}
+	for _, c := range chunks {
+		if c.Target != target {
+			return false
+		}
+	}
+	return true
 }
 
 // Exact reports whether a table's complete copy was read whole in one

@@ -111,6 +111,9 @@ func ViewOf(target string) string { return target + "_live" }
 func ShadowName(target string) string   { return target + "_resync" }
 func ReplacedName(target string) string { return target + "_replaced" }
 
+// IsShadow reports whether name is a ShadowName.
+func IsShadow(name string) bool { return strings.HasSuffix(name, "_resync") }
+
 // SwapIn returns the statement that puts the shadow of target in its
 // place; the old target is left under ReplacedName. ClickHouse before 21
 // has no EXCHANGE TABLES: the RENAME, run as one statement, leaves no
@@ -235,10 +238,14 @@ ORDER BY slot
 `, d.Table(ProgressTable))
 }
 
-// AddChunkWholeColumn returns the statement that adds whole_lsn to a chunk
-// table made before it existed.
-func (d Database) AddChunkWholeColumn() string {
-	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN whole_lsn UInt64 DEFAULT 0", d.Table(ChunkTable))
+// ChunkColumnsAdded are the columns of the chunk table that an earlier
+// version made it without, with their definitions.
+var ChunkColumnsAdded = [][2]string{{"whole_lsn", "UInt64 DEFAULT 0"}, {"target", "String DEFAULT ''"}}
+
+// AddChunkColumn returns the statement that adds one of ChunkColumnsAdded
+// to a chunk table made before it existed.
+func (d Database) AddChunkColumn(name, definition string) string {
+	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", d.Table(ChunkTable), Quote(name), definition)
 }
 
 // CreateChunkTable returns the DDL of the chunk table: per slot, table and
@@ -259,7 +266,8 @@ func (d Database) CreateChunkTable() string {
     rows UInt64,
     estimate UInt64,
     updated UInt64,
-    whole_lsn UInt64 DEFAULT 0
+    whole_lsn UInt64 DEFAULT 0,
+    target String DEFAULT ''
 )
 ENGINE = ReplacingMergeTree(updated)
 ORDER BY (slot, source, chunk)

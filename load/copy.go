@@ -37,6 +37,9 @@ type job struct {
 	since *xidWindow
 	// pages is the chunk's size when it is copied whole, for progress.
 	pages int64
+	// fresh marks a chunk planned by this run: no earlier run wrote any
+	// of its rows.
+	fresh bool
 }
 
 // snapshot is an exported snapshot and the consistent point of the slot
@@ -191,7 +194,10 @@ func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client 
 	}
 	done := j.chunk
 	if j.since == nil {
-		done.Rows, done.Whole = rows, c.snap.lsn
+		done.Rows, done.Whole = rows, 0
+		if j.fresh {
+			done.Whole = c.snap.lsn
+		}
 	}
 	done.LSN, done.Xmin = c.snap.lsn, c.snap.xmin
 	if err := c.store.SaveChunks(ctx, done); err != nil {

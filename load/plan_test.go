@@ -100,7 +100,7 @@ func TestTableJobs(t *testing.T) {
 		return checkpoint.Chunk{Source: "public.t", Relation: "public.t", Chunk: n, Load: s1, LSN: lsn, Xmin: xmin, Estimate: 10}
 	}
 	t.Run("complete in one snapshot", func(t *testing.T) {
-		jobs, done, _ := tableJobs(nil, []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, s1, 100)}, snap, map[string]uint32{"public.t": 100})
+		jobs, done, _ := tableJobs(nil, []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, s1, 100)}, snap, map[string]uint32{"public.t": 100}, nil)
 		if len(jobs) != 0 || done != 2 {
 			t.Errorf("jobs %v, done %d; want none, 2", jobs, done)
 		}
@@ -108,15 +108,17 @@ func TestTableJobs(t *testing.T) {
 	t.Run("interrupted", func(t *testing.T) {
 		cs := []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, 0, 0), chunk(2, s2, 500), chunk(3, 0x1800, 300)}
 		cs[1].FirstPage, cs[1].EndPage = 10, 30
-		jobs, done, pages := tableJobs(nil, cs, snap, map[string]uint32{"public.t": 100})
+		// Chunk 1 was planned by an earlier run, which may have written
+		// part of it: its copy is whole but not fresh.
+		jobs, done, pages := tableJobs(nil, cs, snap, map[string]uint32{"public.t": 100}, map[uint32]bool{4: true})
 		if done != 1 || pages != 20 || len(jobs) != 3 {
 			t.Fatalf("done %d, pages %d, %d jobs; want 1, 20, 3", done, pages, len(jobs))
 		}
 		if j := jobs[0]; j.chunk.Chunk != 0 || j.since == nil || *j.since != (xidWindow{100, 600}) {
 			t.Errorf("chunk 0 job = %+v, want rows since xid 100", j)
 		}
-		if j := jobs[1]; j.chunk.Chunk != 1 || j.since != nil {
-			t.Errorf("chunk 1 job = %+v, want whole", j)
+		if j := jobs[1]; j.chunk.Chunk != 1 || j.since != nil || j.fresh {
+			t.Errorf("chunk 1 job = %+v, want whole, not fresh", j)
 		}
 		if j := jobs[2]; j.chunk.Chunk != 3 || j.since == nil || *j.since != (xidWindow{300, 600}) {
 			t.Errorf("chunk 3 job = %+v, want rows since xid 300", j)
@@ -124,9 +126,16 @@ func TestTableJobs(t *testing.T) {
 	})
 	t.Run("window too wide", func(t *testing.T) {
 		cs := []checkpoint.Chunk{chunk(0, s1, 100), chunk(1, 0, 0)}
-		jobs, _, _ := tableJobs(nil, cs, snapshot{lsn: s2, xmin: 1 << 40, xmax: maxWindow + 100}, nil)
+		jobs, _, _ := tableJobs(nil, cs, snapshot{lsn: s2, xmin: 1 << 40, xmax: maxWindow + 100}, nil, nil)
 		if len(jobs) != 2 || jobs[0].since != nil {
 			t.Errorf("jobs %+v: want chunk 0 copied whole", jobs)
+		}
+	})
+	t.Run("planned by this run", func(t *testing.T) {
+		cs := []checkpoint.Chunk{chunk(0, 0, 0), chunk(1, 0, 0)}
+		jobs, _, _ := tableJobs(nil, cs, snap, nil, map[uint32]bool{0: true, 1: true})
+		if len(jobs) != 2 || !jobs[0].fresh || !jobs[1].fresh {
+			t.Errorf("jobs %+v: want both fresh", jobs)
 		}
 	})
 }

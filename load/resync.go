@@ -34,7 +34,7 @@ const swapWait = 2 * time.Minute
 // copy complete, the daemon swaps the shadow in and starts again from the
 // held checkpoint: changes of the table below C write only their
 // tombstones, those from C on are written as usual. Run again after it
-// stopped, Resync resumes the copy.
+// stopped, Resync starts over.
 func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Logger, opts Options) (report []string, err error) {
 	say := func(format string, args ...any) {
 		line := fmt.Sprintf(format, args...)
@@ -87,34 +87,25 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 	db := client.DB()
 	shadow := *t
 	shadow.Target = ddl.ShadowName(t.Target)
-	schema, err := client.Schema(ctx, shadow.Target)
-	if err != nil {
-		return nil, err
+	// The mark comes first: a daemon started from now on holds its
+	// checkpoint for the copy. An earlier resync that did not finish
+	// starts over, so that the copy is read whole in one snapshot (exact,
+	// see checkpoint.Exact).
+	mark := checkpoint.Chunk{Source: source, Load: load, Target: shadow.Target}
+	if err := store.DeleteChunks(ctx, source); err != nil {
+		return report, err
 	}
-	state := map[string][]checkpoint.Chunk{}
-	if cs := chunks[source]; schema.Exists() && len(cs) > 0 && cs[0].Relation != "" && checkpoint.Horizon(cs) == 0 &&
-		schema.Check(&shadow) == nil {
-		say("resuming the copy of %s into ClickHouse table %s.%s", source, db.Name, shadow.Target)
-		state[source] = cs
-	} else {
-		// The mark comes first: a daemon started from now on holds its
-		// checkpoint for the copy.
-		mark := checkpoint.Chunk{Source: source, Load: load}
-		if err := store.DeleteChunks(ctx, source); err != nil {
-			return report, err
-		}
-		if err := store.SaveChunks(ctx, mark); err != nil {
-			return report, err
-		}
-		if err := client.Exec(ctx, db.Drop(shadow.Target)); err != nil {
-			return report, fmt.Errorf("drop ClickHouse table %s: %w", shadow.Target, err)
-		}
-		if err := client.Exec(ctx, db.CreateTable(&shadow)); err != nil {
-			return report, fmt.Errorf("create ClickHouse table %s: %w", shadow.Target, err)
-		}
-		say("created ClickHouse table %s.%s for the new copy of %s", db.Name, shadow.Target, source)
-		state[source] = []checkpoint.Chunk{mark}
+	if err := store.SaveChunks(ctx, mark); err != nil {
+		return report, err
 	}
+	if err := client.Exec(ctx, db.Drop(shadow.Target)); err != nil {
+		return report, fmt.Errorf("drop ClickHouse table %s: %w", shadow.Target, err)
+	}
+	if err := client.Exec(ctx, db.CreateTable(&shadow)); err != nil {
+		return report, fmt.Errorf("create ClickHouse table %s: %w", shadow.Target, err)
+	}
+	say("created ClickHouse table %s.%s for the new copy of %s", db.Name, shadow.Target, source)
+	state := map[string][]checkpoint.Chunk{source: {mark}}
 	at, err := pg.EmitMessage(ctx, replication.ResyncPrefix,
 		replication.ResyncMessage{Slot: cfg.Postgres.Slot, Table: source}.Encode())
 	if err != nil {
@@ -125,7 +116,7 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 
 	c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal)}
 	if err := resume(ctx, c, pg, []*mapping.Table{&shadow}, state, load, say); err != nil {
-		return report, fmt.Errorf("%w; run `replicator resync` again to resume the copy", err)
+		return report, fmt.Errorf("%w; run `replicator resync` again, which starts the copy over", err)
 	}
 	if err := store.SaveColumns(ctx, source, t.MappedNames()); err != nil {
 		return report, err

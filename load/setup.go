@@ -105,14 +105,26 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	if err != nil {
 		return report, err
 	}
-	for source := range chunks {
+	for source, cs := range chunks {
 		if !slices.Contains(names, source) {
 			// A table no longer configured: should it come back, it is
 			// copied again (its rows changed while it was not replicated).
+			// The copy of a resync that did not finish goes too.
+			for _, target := range shadows(cs) {
+				if err := client.Exec(ctx, db.Drop(target)); err != nil {
+					return report, fmt.Errorf("drop ClickHouse table %s: %w", target, err)
+				}
+				say("dropped ClickHouse table %s.%s, the unfinished resync of %s", db.Name, target, source)
+			}
 			if err := store.DeleteChunks(ctx, source); err != nil {
 				return report, err
 			}
 			delete(chunks, source)
+		}
+	}
+	for _, t := range tables {
+		if resyncing(chunks[t.Source], t.Target) {
+			say("table %s is being copied again by `replicator resync`: run it again if it stopped", t.Source)
 		}
 	}
 
@@ -129,7 +141,7 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		var pending []checkpoint.Chunk
 		for _, t := range added {
 			if len(chunks[t.Source]) == 0 {
-				mark := checkpoint.Chunk{Source: t.Source, Load: currentLoad(chunks, pos)}
+				mark := checkpoint.Chunk{Source: t.Source, Load: currentLoad(chunks, pos), Target: t.Target}
 				pending = append(pending, mark)
 				chunks[t.Source] = []checkpoint.Chunk{mark}
 			}
@@ -231,6 +243,8 @@ func addedTables(tables []*mapping.Table, created map[string]bool, chunks map[st
 	for _, t := range tables {
 		cs := chunks[t.Source]
 		switch {
+		case resyncing(cs, t.Target):
+			// Its copy is resync's.
 		case created[t.Source], len(cs) > 0 && checkpoint.Horizon(cs) == 0:
 			added = append(added, t)
 		case len(cs) == 0 && len(chunks) > 0:
@@ -277,6 +291,28 @@ func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Op
 	}
 	say("added tables copied: start `replicator run` with this configuration")
 	return nil
+}
+
+// resyncing reports whether a table's copy state is that of a resync (its
+// copy goes into the shadow of target) not yet swapped in.
+func resyncing(cs []checkpoint.Chunk, target string) bool {
+	for _, c := range cs {
+		if c.Target == ddl.ShadowName(target) {
+			return true
+		}
+	}
+	return false
+}
+
+// shadows returns the shadow tables a table's copy state writes into.
+func shadows(cs []checkpoint.Chunk) []string {
+	var out []string
+	for _, c := range cs {
+		if ddl.IsShadow(c.Target) && !slices.Contains(out, c.Target) {
+			out = append(out, c.Target)
+		}
+	}
+	return out
 }
 
 // currentLoad returns the load the chunks of added tables join, so that
@@ -412,7 +448,11 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 			}
 		}
 		rel := tp.size
-		tj, done, pages := tableJobs(t, cs, snap, tp.pages)
+		fresh := make(map[uint32]bool, len(tp.added))
+		for _, c := range tp.added {
+			fresh[c.Chunk] = true
+		}
+		tj, done, pages := tableJobs(t, cs, snap, tp.pages, fresh)
 		c.progress.table(t.Source, len(cs), done, pages, rel.RowsPerPage)
 		if len(tj) == 0 {
 			say("table %s is copied", t.Source)
@@ -515,6 +555,9 @@ func planTable(ctx context.Context, ps *postgres.Snapshot, t *mapping.Table, cs 
 			continue
 		}
 		added := plan(t.Source, leaf, uint32(len(tp.chunks)), rels[leaf], chunkSize, tidRange, load)
+		for i := range added {
+			added[i].Target = t.Target
+		}
 		tp.added = append(tp.added, added...)
 		tp.chunks = append(tp.chunks, added...)
 	}
@@ -535,9 +578,10 @@ func emptyTarget(ctx context.Context, cfg config.Config, t *mapping.Table) error
 }
 
 // tableJobs returns the jobs that bring a table's chunks to snap, how many
-// chunks need nothing and how many pages the jobs
-// copy whole (relPages holds the pages of each relation).
-func tableJobs(t *mapping.Table, cs []checkpoint.Chunk, snap snapshot, relPages map[string]uint32) (jobs []job, done int, pages int64) {
+// chunks need nothing and how many pages the jobs copy whole (relPages
+// holds the pages of each relation; fresh the chunks planned by this run).
+func tableJobs(t *mapping.Table, cs []checkpoint.Chunk, snap snapshot, relPages map[string]uint32,
+	fresh map[uint32]bool) (jobs []job, done int, pages int64) {
 	if h := checkpoint.Horizon(cs); h != 0 && allAt(cs, h) {
 		return nil, len(cs), 0
 	}
@@ -552,7 +596,7 @@ func tableJobs(t *mapping.Table, cs []checkpoint.Chunk, snap snapshot, relPages 
 			if end == 0 {
 				end = max(relPages[c.Relation], c.FirstPage)
 			}
-			jobs = append(jobs, job{table: t, chunk: c, pages: int64(end - c.FirstPage)})
+			jobs = append(jobs, job{table: t, chunk: c, pages: int64(end - c.FirstPage), fresh: fresh[c.Chunk]})
 			pages += int64(end - c.FirstPage)
 		}
 	}

@@ -164,12 +164,21 @@ func (a *applier) pollHold(ctx context.Context, now time.Time) error {
 			"checkpoint", a.pos.durable.LSN, "copying", strings.Join(waiting, ","), "added_elsewhere", strings.Join(h.added, ","),
 			"fix", "a copy interrupted is finished by running `replicator resync` (or `replicator setup` for an added table) again")
 	}
-	if len(h.added) > 0 || a.reg.chunks == nil {
+	if a.reg.chunks == nil {
 		return nil
 	}
 	chunks, err := a.reg.chunks.LoadChunks(ctx)
 	if err != nil {
 		return err
+	}
+	for _, source := range h.added {
+		if _, ok := chunks[source]; !ok {
+			// A setup removed the table from the replication after all.
+			return fmt.Errorf("%w: table %s is no longer being added", errRestart, source)
+		}
+	}
+	if len(h.added) > 0 {
+		return nil
 	}
 	sources := make([]string, len(a.reg.specs))
 	for i, s := range a.reg.specs {

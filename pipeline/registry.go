@@ -115,7 +115,11 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		return nil, err
 	}
 	for _, tc := range tables {
-		if err := swapIn(ctx, client, tc.Target, checkpoint.Horizon(chunks[tc.Name]) != 0); err != nil {
+		complete := func(ctx context.Context) (bool, error) {
+			chunks, err := store.LoadChunks(ctx)
+			return checkpoint.CopiedInto(chunks[tc.Name], ddl.ShadowName(tc.Target)), err
+		}
+		if err := swapIn(ctx, client, tc.Target, complete); err != nil {
 			return nil, fmt.Errorf("swap in the new copy of %s: %w", tc.Name, err)
 		}
 	}

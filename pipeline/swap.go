@@ -8,31 +8,44 @@ import (
 )
 
 // swapIn puts the copy a resync made of target (its shadow table) in its
-// place once the copy is complete, drops the old target, and drops the
-// live view, which loadRegistry creates again over the new target's
-// columns. Each step can be repeated after a crash: a shadow without a
-// target is renamed, a replaced target left behind is dropped.
-func swapIn(ctx context.Context, client *sink.Client, target string, complete bool) error {
+// place once complete, read again right before the swap, says the copy
+// into the shadow is complete: it drops the live view (loadRegistry
+// creates it again over the new target's columns), renames the old target
+// away and the shadow in, and drops the old target. Each step can be
+// repeated after a crash: the view is dropped before the rename, a shadow
+// without a target is renamed, and a replaced target is dropped only once
+// a target exists.
+func swapIn(ctx context.Context, client *sink.Client, target string, complete func(context.Context) (bool, error)) error {
 	db := client.DB()
 	shadow, err := client.Schema(ctx, ddl.ShadowName(target))
 	if err != nil {
 		return err
 	}
-	if shadow.Exists() && complete {
-		cur, err := client.Schema(ctx, target)
+	cur, err := client.Schema(ctx, target)
+	if err != nil {
+		return err
+	}
+	if shadow.Exists() {
+		ok, err := complete(ctx)
 		if err != nil {
 			return err
 		}
-		swap := db.SwapIn(target)
-		if !cur.Exists() {
-			swap = db.Rename(ddl.ShadowName(target), target)
+		if ok {
+			if err := client.Exec(ctx, db.Drop(ddl.ViewOf(target))); err != nil {
+				return err
+			}
+			swap := db.SwapIn(target)
+			if !cur.Exists() {
+				swap = db.Rename(ddl.ShadowName(target), target)
+			}
+			if err := client.Exec(ctx, swap); err != nil {
+				return err
+			}
+			return client.Exec(ctx, db.Drop(ddl.ReplacedName(target)))
 		}
-		if err := client.Exec(ctx, swap); err != nil {
-			return err
-		}
-		if err := client.Exec(ctx, db.Drop(ddl.ViewOf(target))); err != nil {
-			return err
-		}
+	}
+	if !cur.Exists() {
+		return nil
 	}
 	return client.Exec(ctx, db.Drop(ddl.ReplacedName(target)))
 }
