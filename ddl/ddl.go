@@ -3,10 +3,13 @@ package ddl
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/replicator/replicator/mapping"
 )
@@ -82,7 +85,7 @@ func (d Database) CreateTable(t *mapping.Table) string {
 }
 
 func defaultClause(t mapping.Type) string {
-	if t.Nullable {
+	if t.Nullable || t.Array {
 		return ""
 	}
 	switch {
@@ -299,9 +302,34 @@ func (d Database) ModifyColumn(target string, c mapping.Column) string {
 
 // Literal renders a mapped value of type t as a ClickHouse literal.
 func Literal(v any, t mapping.Type) string {
+	if t.Array {
+		et := t
+		et.Array = false
+		rv := reflect.ValueOf(v)
+		elems := make([]string, 0, rv.Len())
+		for i := 0; i < rv.Len(); i++ {
+			e := rv.Index(i)
+			if e.Kind() == reflect.Pointer {
+				if e.IsNil() {
+					elems = append(elems, "NULL")
+					continue
+				}
+				e = e.Elem()
+			}
+			elems = append(elems, Literal(e.Interface(), et))
+		}
+		return fmt.Sprintf("CAST([%s] AS %s)", strings.Join(elems, ", "), t)
+	}
 	switch x := v.(type) {
 	case nil:
 		return "NULL"
+	case decimal.Decimal:
+		return fmt.Sprintf("CAST('%s' AS %s)", x.String(), t)
+	case bool:
+		if x {
+			return "true"
+		}
+		return "false"
 	case string:
 		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(x) + "'"
 	case time.Time:
@@ -309,6 +337,8 @@ func Literal(v any, t mapping.Type) string {
 		switch t.Kind {
 		case mapping.KindDate:
 			return fmt.Sprintf("toDate('%s')", x.Format("2006-01-02"))
+		case mapping.KindDate32:
+			return fmt.Sprintf("toDate32('%s')", x.Format("2006-01-02"))
 		case mapping.KindDateTime64:
 			return fmt.Sprintf("toDateTime64('%s', %d, 'UTC')", x.Format("2006-01-02 15:04:05.999999999"), t.Precision)
 		}

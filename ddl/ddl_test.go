@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
 
 	"github.com/replicator/replicator/mapping"
 )
@@ -81,6 +82,8 @@ func TestPartitionedViewPicksByVersionAndSeq(t *testing.T) {
 	}
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func TestLiteral(t *testing.T) {
 	mustType := func(s string) mapping.Type {
 		typ, err := mapping.ParseType(s)
@@ -106,6 +109,13 @@ func TestLiteral(t *testing.T) {
 		{math.Inf(-1), "Float64", "-inf"},
 		{float32(math.NaN()), "Float32", "nan"},
 		{uuid.MustParse("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), "UUID", "toUUID('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11')"},
+		{decimal.RequireFromString("-12.50"), "Decimal(12, 2)", "CAST('-12.5' AS Decimal(12, 2))"},
+		{true, "Bool", "true"},
+		{at, "Date32", "toDate32('2024-05-01')"},
+		{[]int32{1, -2}, "Array(Int32)", "CAST([1, -2] AS Array(Int32))"},
+		{[]string{}, "Array(String)", "CAST([] AS Array(String))"},
+		{[]*int64{nil, ptr(int64(3))}, "Array(Nullable(Int64))", "CAST([NULL, 3] AS Array(Nullable(Int64)))"},
+		{[]string{"a'b"}, "Array(String)", `CAST(['a\'b'] AS Array(String))`},
 	} {
 		if got := Literal(tc.v, mustType(tc.typ)); got != tc.want {
 			t.Errorf("Literal(%#v, %s) = %s, want %s", tc.v, tc.typ, got, tc.want)

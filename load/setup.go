@@ -68,6 +68,7 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			return report, fmt.Errorf("read ClickHouse table %s: %w", t.Target, err)
 		}
 		if schema.Exists() {
+			schema.Adopt(t, client.Caps())
 			if err := schema.Check(t); errors.Is(err, sink.ErrNoSeq) {
 				if err := client.Exec(ctx, db.AddSeqColumn(t.Target)); err != nil {
 					return report, fmt.Errorf("add column %s to ClickHouse table %s: %w", mapping.SeqColumn, t.Target, err)

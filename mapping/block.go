@@ -1,6 +1,11 @@
 package mapping
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
 
 // Block holds rows of one table column by column, in the Go types
 // clickhouse-go's columnar Append takes. The initial copy fills it from
@@ -41,7 +46,8 @@ func (t *Table) NewBlock() *Block {
 		c := &t.Columns[i]
 		b.cols = append(b.cols, newBlockColumn(c))
 		b.width += valueSize(c.Type)
-		if c.Type.Kind == KindString {
+		if c.Type.Kind == KindString || c.Type.Array {
+			// An array's text approximates the memory of its values.
 			b.strs = append(b.strs, i)
 		}
 	}
@@ -122,7 +128,18 @@ func newBlockColumn(c *Column) blockColumn {
 	if c.Transform == TransformXXHash64 {
 		return newColumn(c, hashDecoder(oid))
 	}
+	if typ.Array {
+		// Typed slices ([]T, []*T for Nullable elements) behind any; the
+		// column itself is never NULL.
+		return &column[any]{zero: zeroValue(typ), decode: textDecoder[any](c)}
+	}
 	switch typ.Kind {
+	case KindDecimal:
+		return newColumn(c, textDecoder[decimal.Decimal](c))
+	case KindBool:
+		return newColumn(c, textDecoder[bool](c))
+	case KindDate32:
+		return newColumn(c, textDecoder[time.Time](c))
 	case KindUInt8:
 		return newColumn(c, integerDecoder[uint8](c))
 	case KindUInt16:
@@ -186,8 +203,13 @@ func valueSize(typ Type) int {
 		n = 4
 	case KindString, KindUUID:
 		n = 16
-	case KindDate, KindDateTime64:
+	case KindDate, KindDate32, KindDateTime64, KindDecimal:
 		n = 24
+	case KindBool:
+		n = 1
+	}
+	if typ.Array {
+		n = 16 + 24 // the interface and the slice header
 	}
 	if typ.Nullable {
 		n += 1 + 8 // the NULL flag and the pointer

@@ -298,12 +298,17 @@ func blockSamples() map[uint32][]sample {
 		pgJSON:  textOnly(`{"a": 1}`, "[]", `"x"`),
 		pgJSONB: textOnly(`{"a": 1}`, "null"),
 		pgPoint: textOnly("(1,2)"),
+		1007:    textOnly("{}", "{1,2,3}", "{1,NULL}", "{-2147483648,2147483647}", `{"1"}`, "[0:1]={5,6}", "{{1,2},{3,4}}", "{1,x}"),
+		1009:    textOnly("{}", `{"a b","c\\"d",NULL,"NULL",""}`, `{"\\\\"}`, "{unquoted,é}", `{"{}",","}`),
+		1231:    textOnly("{}", "{1.50,NULL,-0.01}", "{NaN}"),
 	}
 }
 
 var blockTypes = []string{
 	"", "UInt8", "UInt16", "UInt32", "UInt64", "Int8", "Int16", "Int32", "Int64", "Float32", "Float64",
 	"String", "LowCardinality(String)", "UUID", "Date", "DateTime", "DateTime('UTC')", "DateTime64(3)", "DateTime64(6, 'UTC')",
+	"Decimal(12, 2)", "Decimal(38, 10)", "Decimal(3, 0)", "Bool", "Date32", "Array(Int32)", "Array(Nullable(Int32))",
+	"Array(String)", "Array(Decimal(12, 2))", "Array(Nullable(Decimal(12, 2)))", "Array(Int64)",
 }
 
 // blockCase is a resolved table of key "k" and column "c" in one configuration.
@@ -320,11 +325,14 @@ func blockCases(oid uint32) []blockCase {
 	for _, typ := range blockTypes {
 		for _, tr := range []Transform{TransformNone, TransformXXHash64} {
 			for _, nullable := range []bool{false, true} {
-				for _, caps := range []Caps{noCaps, dt64Caps} {
+				for _, caps := range []Caps{noCaps, dt64Caps, allCaps} {
 					if typ != "" && caps == noCaps && strings.HasPrefix(typ, "DateTime64") {
 						continue
 					}
 					if typ == "" && caps == noCaps && oid != pgTimestamp && oid != pgTimestamptz {
+						continue // the same as with DateTime64
+					}
+					if caps == allCaps && typ != "" && typ != "Bool" && typ != "Date32" {
 						continue // the same as with DateTime64
 					}
 					tbl, err := resolveColumn(oid, ColumnSpec{Type: typ, Transform: tr, Nullable: nullable}, caps)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
 )
 
 // Names of the columns the replicator adds to every target table, after the
@@ -87,7 +89,7 @@ func DefaultType(oid uint32, caps Caps) Type {
 	}
 }
 
-func targetType(oid uint32, cs ColumnSpec, caps Caps) (Type, error) {
+func targetType(src Source, cs ColumnSpec, caps Caps) (Type, error) {
 	var typ Type
 	if cs.Type != "" {
 		t, err := ParseType(cs.Type)
@@ -98,7 +100,7 @@ func targetType(oid uint32, cs ColumnSpec, caps Caps) (Type, error) {
 	} else if cs.Transform == TransformXXHash64 {
 		typ = Type{Kind: KindUInt64}
 	} else {
-		typ = DefaultType(oid, caps)
+		typ = defaultType(src, caps)
 	}
 	if cs.Nullable {
 		if typ.LowCardinality {
@@ -109,6 +111,12 @@ func targetType(oid uint32, cs ColumnSpec, caps Caps) (Type, error) {
 	if typ.Kind == KindDateTime64 && !caps.DateTime64 {
 		return Type{}, fmt.Errorf("type %s needs ClickHouse >= 20.1; use DateTime('UTC')", typ)
 	}
+	if typ.Kind == KindBool && !caps.Bool {
+		return Type{}, fmt.Errorf("type Bool needs ClickHouse >= 21.12; use UInt8")
+	}
+	if typ.Kind == KindDate32 && !caps.Date32 {
+		return Type{}, fmt.Errorf("type Date32 (1900..2299) needs ClickHouse >= 22.8; use Date or String")
+	}
 	return typ, nil
 }
 
@@ -117,7 +125,24 @@ type converter func(text []byte) (any, error)
 // errNegative is returned for a negative value into an unsigned column.
 var errNegative = errors.New("negative value into an unsigned column")
 
-func newConverter(oid uint32, typ Type, tr Transform) (converter, error) {
+func newConverter(src Source, typ Type, tr Transform) (converter, error) {
+	oid := src.OID
+	elem, isArray := src.elem()
+	if typ.Array {
+		if !isArray || tr != TransformNone {
+			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
+		}
+		et := typ
+		et.Array = false
+		conv, err := newConverter(elem, et, TransformNone)
+		if err != nil {
+			return nil, err
+		}
+		return arrayConverter(et, conv), nil
+	}
+	if isArray && typ.Kind != KindString {
+		return nil, fmt.Errorf("cannot map Postgres array type %d to %s: use Array(T) or String", oid, typ)
+	}
 	switch tr {
 	case TransformNone:
 	case TransformXXHash64:
@@ -149,6 +174,39 @@ func newConverter(oid uint32, typ Type, tr Transform) (converter, error) {
 		return func(b []byte) (any, error) { return string(b), nil }, nil
 	case typ.IsInteger():
 		return integerConverter(oid, typ)
+	case typ.Kind == KindDecimal:
+		if !isNumeric(oid) || oid == oidFloat4 || oid == oidFloat8 {
+			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
+		}
+		return decimalConverter(typ), nil
+	case typ.Kind == KindBool:
+		if oid != oidBool {
+			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
+		}
+		return func(b []byte) (any, error) {
+			switch string(b) {
+			case "t":
+				return true, nil
+			case "f":
+				return false, nil
+			}
+			return nil, fmt.Errorf("value %q is not a boolean", b)
+		}, nil
+	case typ.Kind == KindDate32:
+		if oid != oidDate && oid != oidTimestamp && oid != oidTimestamptz {
+			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
+		}
+		return func(b []byte) (any, error) {
+			t, err := parseTimestamp(b)
+			if err != nil {
+				return nil, err
+			}
+			y, m, d := t.Date()
+			if y < 1900 || y > 2299 {
+				return nil, fmt.Errorf("value %q is outside the range of %s (1900..2299)", b, typ)
+			}
+			return time.Date(y, m, d, 0, 0, 0, 0, time.UTC), nil
+		}, nil
 	case typ.Kind == KindFloat32 || typ.Kind == KindFloat64:
 		if !isNumeric(oid) {
 			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
@@ -324,10 +382,26 @@ func castInt(n int64, typ Type) any {
 var epoch = time.Unix(0, 0).UTC()
 
 func zeroValue(typ Type) any {
+	if typ.Array {
+		// An empty array of the elements' Go type (pointers for Nullable).
+		base := typ
+		base.Array, base.Nullable = false, false
+		goType := reflect.TypeOf(zeroValue(base))
+		if typ.Nullable {
+			goType = reflect.PointerTo(goType)
+		}
+		return reflect.MakeSlice(reflect.SliceOf(goType), 0, 0).Interface()
+	}
 	if typ.Nullable {
 		return nil
 	}
 	switch typ.Kind {
+	case KindDecimal:
+		return decimal.Zero
+	case KindBool:
+		return false
+	case KindDate32:
+		return epoch
 	case KindString:
 		return ""
 	case KindUUID:

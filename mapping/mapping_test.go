@@ -76,6 +76,7 @@ var (
 	epochUTC   = time.Unix(0, 0).UTC()
 	noCaps     = Caps{}
 	dt64Caps   = Caps{DateTime64: true}
+	allCaps    = Caps{DateTime64: true, Bool: true, Date32: true}
 	sampleUUID = uuid.UUID{0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11}
 )
 
@@ -355,8 +356,14 @@ func TestResolveErrors(t *testing.T) {
 			[]SourceColumn{key, {Name: "ts", TypeOID: pgTimestamptz}}, noCaps, []string{"column ts", "DateTime64(3, 'UTC')", "20.1"}},
 		{"nullable DateTime64 without capability", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"ts": {Type: "Nullable(DateTime64(6))"}}},
 			[]SourceColumn{key, {Name: "ts", TypeOID: pgTimestamptz}}, noCaps, []string{"column ts", "20.1"}},
-		{"invalid type", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "Decimal(10,2)"}}},
-			[]SourceColumn{key, {Name: "x", TypeOID: pgNumeric}}, noCaps, []string{"column x", "Decimal(10,2)"}},
+		{"invalid type", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "Decimal(40,2)"}}},
+			[]SourceColumn{key, {Name: "x", TypeOID: pgNumeric}}, noCaps, []string{"column x", "Decimal(40,2)", "P <= 38"}},
+		{"array into a scalar", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "Int32"}}},
+			[]SourceColumn{key, {Name: "x", TypeOID: 1007}}, noCaps, []string{"column x", "Array(T) or String"}},
+		{"scalar into an array", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "Array(Int32)"}}},
+			[]SourceColumn{key, {Name: "x", TypeOID: pgInt4}}, noCaps, []string{"column x", "Array(Int32)"}},
+		{"Bool without capability", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "Bool"}}},
+			[]SourceColumn{key, {Name: "x", TypeOID: 16}}, noCaps, []string{"column x", "21.12"}},
 		{"nullable LowCardinality", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "LowCardinality(String)", Nullable: true}}},
 			[]SourceColumn{key, {Name: "x", TypeOID: pgText}}, noCaps, []string{"column x", "LowCardinality"}},
 		{"text into UInt64", TableSpec{OrderBy: []string{"id"}, Columns: map[string]ColumnSpec{"x": {Type: "UInt64"}}},
@@ -717,8 +724,14 @@ func TestParseTypeErrors(t *testing.T) {
 	for _, in := range []string{
 		"",
 		"uint64",
-		"Decimal(10,2)",
+		"Decimal(40,2)",
+		"Decimal(10,12)",
+		"Decimal(10)",
+		"Decimal(a,b)",
 		"Decimal",
+		"Array(Array(Int32))",
+		"Nullable(Array(Int32))",
+		"Array",
 		"LowCardinality(UInt64)",
 		"LowCardinality(LowCardinality(String))",
 		"Nullable(LowCardinality(String))",
@@ -736,7 +749,6 @@ func TestParseTypeErrors(t *testing.T) {
 		"DateTime('')",
 		"DateTime('a'b')",
 		"DateTime('UTC', 'UTC')",
-		"Array(String)",
 		"Map(String, String)",
 		"String(",
 		"UInt64)",

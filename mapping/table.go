@@ -43,14 +43,28 @@ type TableSpec struct {
 type SourceColumn struct {
 	Name    string
 	TypeOID uint32
+	// TypeMod is the type modifier (atttypmod; -1: none), Elem the element
+	// type of an array of a type a user created, and Enum marks an enum
+	// (or an array of one), as the catalog tells (see Source).
+	TypeMod int32
+	Elem    uint32
+	Enum    bool
 	// Identity marks a column of the replica identity, which a delete carries.
 	Identity bool
 }
 
+// Source returns what the mapping knows of the column's type.
+func (sc SourceColumn) Source() Source {
+	return Source{OID: sc.TypeOID, Mod: sc.TypeMod, Elem: sc.Elem, Enum: sc.Enum}
+}
+
 // Caps are the features of the target ClickHouse server that change the mapping.
 type Caps struct {
-	// DateTime64 is true for servers >= 20.1.
+	// DateTime64 is true for servers >= 20.1, Bool for >= 21.12, Date32
+	// (1900..2299) for >= 22.8.
 	DateTime64 bool
+	Bool       bool
+	Date32     bool
 }
 
 // Column is one resolved target column.
@@ -59,8 +73,12 @@ type Column struct {
 	Type      Type
 	Transform Transform
 	SourceOID uint32
-	conv      converter
-	zero      any
+	// Src is the column's Postgres type as the mapping knows it.
+	Src  Source
+	conv converter
+	zero any
+	// spec is the column's configuration.
+	spec ColumnSpec
 }
 
 // Table is the resolved mapping of one Postgres table to one ClickHouse table.
@@ -88,17 +106,18 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 			return nil, fmt.Errorf("table %s: column %q collides with the replicator's own column", spec.Source, sc.Name)
 		}
 		cs := spec.Columns[sc.Name]
-		typ, err := targetType(sc.TypeOID, cs, caps)
+		src := sc.Source()
+		typ, err := targetType(src, cs, caps)
 		if err != nil {
 			return nil, fmt.Errorf("table %s column %s: %w", spec.Source, sc.Name, err)
 		}
-		conv, err := newConverter(sc.TypeOID, typ, cs.Transform)
+		conv, err := newConverter(src, typ, cs.Transform)
 		if err != nil {
 			return nil, fmt.Errorf("table %s column %s: %w", spec.Source, sc.Name, err)
 		}
 		byName[sc.Name] = len(t.Columns)
 		t.Columns = append(t.Columns, Column{
-			Name: sc.Name, Type: typ, Transform: cs.Transform, SourceOID: sc.TypeOID,
+			Name: sc.Name, Type: typ, Transform: cs.Transform, SourceOID: sc.TypeOID, Src: src, spec: cs,
 			conv: conv, zero: zeroValue(typ),
 		})
 		t.identity = append(t.identity, sc.Identity)
@@ -215,12 +234,43 @@ func (t *Table) Retype(i int, typ Type) error {
 	if !typ.Widens(c.Type) {
 		return fmt.Errorf("table %s column %s: %s does not widen %s", t.Source, c.Name, typ, c.Type)
 	}
-	conv, err := newConverter(c.SourceOID, typ, c.Transform)
+	conv, err := newConverter(c.Src, typ, c.Transform)
 	if err != nil {
 		return fmt.Errorf("table %s column %s: %w", t.Source, c.Name, err)
 	}
 	c.Type, c.conv, c.zero = typ, conv, zeroValue(typ)
 	return nil
+}
+
+// Adopt makes the named column write have when have is the type an
+// earlier version mapped the column's Postgres type to by default (before
+// numeric(p, s), arrays, enums, bool and date had their own types) and the
+// configuration names no type for it: a target made then keeps its
+// columns (`replicator resync` makes it anew with the current mapping).
+// It reports whether the column writes have now.
+func (t *Table) Adopt(name string, have Type, caps Caps) bool {
+	i := t.ColumnIndex(name)
+	if i < 0 {
+		return false
+	}
+	c := &t.Columns[i]
+	if c.Type == have {
+		return true
+	}
+	if c.spec.Type != "" || c.spec.Transform != TransformNone {
+		return false
+	}
+	legacy := DefaultType(c.Src.OID, Caps{DateTime64: caps.DateTime64})
+	legacy.Nullable = c.spec.Nullable
+	if have != legacy {
+		return false
+	}
+	conv, err := newConverter(c.Src, legacy, TransformNone)
+	if err != nil {
+		return false
+	}
+	c.Type, c.conv, c.zero = legacy, conv, zeroValue(legacy)
+	return true
 }
 
 // ColumnIndex returns the index of the named column, or -1.

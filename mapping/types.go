@@ -27,13 +27,17 @@ const (
 	KindDate
 	KindDateTime
 	KindDateTime64
+	KindDecimal
+	KindBool
+	KindDate32
 )
 
 var kindNames = map[Kind]string{
 	KindUInt8: "UInt8", KindUInt16: "UInt16", KindUInt32: "UInt32", KindUInt64: "UInt64",
 	KindInt8: "Int8", KindInt16: "Int16", KindInt32: "Int32", KindInt64: "Int64",
 	KindFloat32: "Float32", KindFloat64: "Float64", KindString: "String", KindUUID: "UUID",
-	KindDate: "Date", KindDateTime: "DateTime", KindDateTime64: "DateTime64",
+	KindDate: "Date", KindDateTime: "DateTime", KindDateTime64: "DateTime64", KindDecimal: "Decimal",
+	KindBool: "Bool", KindDate32: "Date32",
 }
 
 // Type is a ClickHouse column type as the replicator understands it.
@@ -41,8 +45,13 @@ type Type struct {
 	Kind           Kind
 	Nullable       bool
 	LowCardinality bool
-	// Precision is the sub-second digits of a DateTime64.
+	// Precision is the sub-second digits of a DateTime64, or the digits of
+	// a Decimal, whose Scale digits are after the point.
 	Precision int
+	Scale     int
+	// Array makes the type Array(T), T being the type the other fields
+	// describe (Nullable: the elements are).
+	Array bool
 	// TimeZone of a DateTime or DateTime64; empty means the server's.
 	TimeZone string
 }
@@ -68,6 +77,8 @@ func (t Type) String() string {
 			s += ", '" + t.TimeZone + "'"
 		}
 		s += ")"
+	case KindDecimal:
+		s = "Decimal(" + strconv.Itoa(t.Precision) + ", " + strconv.Itoa(t.Scale) + ")"
 	default:
 		s = kindNames[t.Kind]
 	}
@@ -77,6 +88,9 @@ func (t Type) String() string {
 	if t.LowCardinality {
 		s = "LowCardinality(" + s + ")"
 	}
+	if t.Array {
+		s = "Array(" + s + ")"
+	}
 	return s
 }
 
@@ -85,6 +99,9 @@ func (t Type) String() string {
 // replicator can write are accepted.
 func ParseType(s string) (Type, error) {
 	t, err := parseType(strings.TrimSpace(s), 0)
+	if err == nil && t.Kind == KindDecimal && (t.Precision < 1 || t.Precision > 38 || t.Scale < 0 || t.Scale > t.Precision) {
+		err = fmt.Errorf("Decimal(P, S) needs 1 <= P <= 38 and 0 <= S <= P")
+	}
 	if err != nil {
 		return Type{}, fmt.Errorf("type %q: %w", s, err)
 	}
@@ -100,6 +117,32 @@ func parseType(s string, depth int) (Type, error) {
 		return Type{}, err
 	}
 	switch name {
+	case "Array":
+		if !hasArgs || len(args) != 1 {
+			return Type{}, fmt.Errorf("Array takes one type argument")
+		}
+		if depth > 0 {
+			return Type{}, fmt.Errorf("Array must be the outermost type (multi-dimensional arrays are stored as String)")
+		}
+		inner, err := parseType(args[0], depth+1)
+		if err != nil {
+			return Type{}, err
+		}
+		if inner.Array {
+			return Type{}, fmt.Errorf("multi-dimensional arrays are not supported (store them as String)")
+		}
+		inner.Array = true
+		return inner, nil
+	case "Decimal":
+		if !hasArgs || len(args) != 2 {
+			return Type{}, fmt.Errorf("Decimal takes a precision and a scale")
+		}
+		p, err1 := strconv.Atoi(strings.TrimSpace(args[0]))
+		sc, err2 := strconv.Atoi(strings.TrimSpace(args[1]))
+		if err1 != nil || err2 != nil {
+			return Type{}, fmt.Errorf("Decimal(P, S) takes two integers")
+		}
+		return Type{Kind: KindDecimal, Precision: p, Scale: sc}, nil
 	case "Nullable", "LowCardinality":
 		if !hasArgs || len(args) != 1 {
 			return Type{}, fmt.Errorf("%s takes one type argument", name)
@@ -155,11 +198,12 @@ func parseType(s string, depth int) (Type, error) {
 		return Type{}, fmt.Errorf("unsupported type")
 	}
 	for k, n := range kindNames {
-		if n == name && k != KindDateTime && k != KindDateTime64 {
+		if n == name && k != KindDateTime && k != KindDateTime64 && k != KindDecimal {
 			return Type{Kind: k}, nil
 		}
 	}
-	return Type{}, fmt.Errorf("unsupported type (supported: UInt8..UInt64, Int8..Int64, Float32, Float64, String, UUID, Date, DateTime, DateTime64, Nullable(T), LowCardinality(String))")
+	return Type{}, fmt.Errorf("unsupported type (supported: UInt8..UInt64, Int8..Int64, Float32, Float64, Decimal(P, S), Bool, " +
+		"String, UUID, Date, Date32, DateTime, DateTime64, Nullable(T), LowCardinality(String), Array(T))")
 }
 
 // splitType splits "Name(a, b)" into its name and top-level arguments.
@@ -211,7 +255,8 @@ func unquote(s string) (string, error) {
 
 // Widens reports whether a column of type from can be changed to t without
 // losing a value: a larger integer of the same signedness (or a signed one
-// larger than an unsigned from), Float32 to Float64, or the same type.
+// larger than an unsigned from), Float32 to Float64, a Decimal with as
+// many digits before and after the point, arrays of such, or the same type.
 func (t Type) Widens(from Type) bool {
 	if t.Nullable != from.Nullable || t.LowCardinality != from.LowCardinality {
 		return false
@@ -219,7 +264,12 @@ func (t Type) Widens(from Type) bool {
 	if t == from {
 		return true
 	}
+	if t.Array != from.Array {
+		return false
+	}
 	switch {
+	case t.Kind == KindDecimal && from.Kind == KindDecimal:
+		return t.Scale >= from.Scale && t.Precision-t.Scale >= from.Precision-from.Scale
 	case t.IsInteger() && from.IsInteger():
 		return intBits(t) > intBits(from) && (t.IsUnsigned() == from.IsUnsigned() || !t.IsUnsigned())
 	case t.Kind == KindFloat64 && from.Kind == KindFloat32:

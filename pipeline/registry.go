@@ -84,6 +84,9 @@ type catalog interface {
 	Ancestor(ctx context.Context, relid uint32, of []uint32) (ancestor uint32, found bool, err error)
 	// AddedDefault returns what the rows older than a column read in it.
 	AddedDefault(ctx context.Context, relid uint32, column string) (postgres.AddedDefault, error)
+	// DescribeTypes completes columns of types a user created (domains,
+	// enums, arrays of them) from the catalog.
+	DescribeTypes(ctx context.Context, cols []mapping.SourceColumn) error
 }
 
 // targets alters and describes the ClickHouse targets.
@@ -286,6 +289,11 @@ func (r *registry) table(ctx context.Context, relID uint32) (idx int, t *mapping
 	if !ok {
 		return idx, r.tables[idx], false, nil
 	}
+	if r.catalog != nil {
+		if err := r.catalog.DescribeTypes(ctx, rel.Columns); err != nil {
+			return 0, nil, false, fmt.Errorf("table %s: %w", rel.QualifiedName(), err)
+		}
+	}
 	t, err = mapping.Resolve(r.specs[idx], rel.Columns, r.caps)
 	if err != nil {
 		return 0, nil, false, fmt.Errorf("schema of %s changed: %w", rel.QualifiedName(), err)
@@ -341,6 +349,7 @@ func (r *registry) pendingFor(relID uint32) bool {
 // widened. Anything else, or any change under schema_changes = "stop",
 // stops the daemon with the statements that fix it.
 func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapping.Table) error {
+	r.targets[idx].Adopt(t, r.caps)
 	d := r.targets[idx].Diff(t)
 	source := r.specs[idx].Source
 	// A transaction older than a widening (replayed after a restart)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/replication"
 )
@@ -12,6 +13,8 @@ import (
 // partitions is a catalog in which relation 70 is a partition of 7 and
 // relation 71 a partition of 70.
 type partitions map[uint32]uint32
+
+func (p partitions) DescribeTypes(context.Context, []mapping.SourceColumn) error { return nil }
 
 func (p partitions) AddedDefault(context.Context, uint32, string) (postgres.AddedDefault, error) {
 	return postgres.AddedDefault{}, nil

@@ -36,6 +36,8 @@ func (d defaults) Ancestor(context.Context, uint32, []uint32) (uint32, bool, err
 	return 0, false, nil
 }
 
+func (d defaults) DescribeTypes(context.Context, []mapping.SourceColumn) error { return nil }
+
 func (d defaults) AddedDefault(_ context.Context, _ uint32, column string) (postgres.AddedDefault, error) {
 	return d[column], nil
 }
@@ -84,6 +86,10 @@ func TestSchemaChanges(t *testing.T) {
 			target: sink.Schema{Names: []string{"id", "action", "_version", "_deleted", "_seq"},
 				Types: []string{"UInt64", "Int64", "UInt64", "UInt8", "UInt64"}},
 			wantType: "Int64"},
+		// A target made when arrays were stored as their text keeps it.
+		{name: "an earlier default kept", cols: append(base, col("tags", 1007)),
+			target: sink.Schema{Names: []string{"id", "action", "tags", "_version", "_deleted", "_seq"},
+				Types: []string{"UInt64", "Int16", "String", "UInt64", "UInt8", "UInt64"}}},
 		{name: "narrowed", cols: []mapping.SourceColumn{col("id", 20), col("action", 25)},
 			wantErr: []string{"column action", "ClickHouse has Int16", "maps to String", "MODIFY COLUMN `action` String"}},
 		{name: "renamed", cols: []mapping.SourceColumn{col("id", 20), col("kind", 21)},

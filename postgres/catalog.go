@@ -31,7 +31,7 @@ func (c *Conn) Columns(ctx context.Context, table string) ([]mapping.SourceColum
 	if err := checkIdentity(table, ident, hasPK); err != nil {
 		return nil, err
 	}
-	rows, err := c.pg.Query(ctx, `SELECT a.attname, a.atttypid::int8,
+	rows, err := c.pg.Query(ctx, `SELECT a.attname, a.atttypid::int8, a.atttypmod,
 		CASE c.relreplident
 			WHEN 'f' THEN true
 			WHEN 'd' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey))
@@ -47,7 +47,7 @@ func (c *Conn) Columns(ctx context.Context, table string) ([]mapping.SourceColum
 	for rows.Next() {
 		var col mapping.SourceColumn
 		var oid int64
-		if err := rows.Scan(&col.Name, &oid, &col.Identity); err != nil {
+		if err := rows.Scan(&col.Name, &oid, &col.TypeMod, &col.Identity); err != nil {
 			return nil, fmt.Errorf("read columns of %s: %w", table, err)
 		}
 		col.TypeOID = uint32(oid)
@@ -56,7 +56,77 @@ func (c *Conn) Columns(ctx context.Context, table string) ([]mapping.SourceColum
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read columns of %s: %w", table, err)
 	}
+	if err := c.DescribeTypes(ctx, cols); err != nil {
+		return nil, err
+	}
 	return cols, nil
+}
+
+// DescribeTypes completes columns of types a user created from the
+// catalog: a domain is described by its base type (and the base's type
+// modifier), an array by its element type, an enum (or an array of one) is
+// marked. Built-in types need no catalog (see mapping.Source).
+func (c *Conn) DescribeTypes(ctx context.Context, cols []mapping.SourceColumn) error {
+	for i := range cols {
+		col := &cols[i]
+		if col.TypeOID < mapping.FirstUserOID {
+			continue
+		}
+		t, err := c.describeType(ctx, col.TypeOID, 0)
+		if err != nil {
+			return fmt.Errorf("describe the type of column %s: %w", col.Name, err)
+		}
+		col.TypeOID, col.Enum = t.oid, t.enum
+		if t.mod != -1 {
+			col.TypeMod = t.mod
+		}
+		if t.array {
+			e, err := c.describeType(ctx, t.elem, 0)
+			if err != nil {
+				return fmt.Errorf("describe the element type of column %s: %w", col.Name, err)
+			}
+			col.Elem, col.Enum = e.oid, e.enum
+			if e.mod != -1 {
+				col.TypeMod = e.mod
+			}
+		}
+	}
+	return nil
+}
+
+// pgType is a type as DescribeTypes resolves it.
+type pgType struct {
+	oid, elem   uint32
+	mod         int32
+	enum, array bool
+}
+
+// describeType reads a type, following domains to their base type.
+func (c *Conn) describeType(ctx context.Context, oid uint32, depth int) (pgType, error) {
+	if depth > 8 {
+		return pgType{}, fmt.Errorf("type %d: domains nested too deep", oid)
+	}
+	var typtype, category string
+	var elem, base uint32
+	var mod int32
+	err := c.pg.QueryRow(ctx, "SELECT typtype::text, typcategory::text, typelem, typbasetype, typtypmod FROM pg_type WHERE oid = $1",
+		oid).Scan(&typtype, &category, &elem, &base, &mod)
+	if err != nil {
+		return pgType{}, fmt.Errorf("read type %d: %w", oid, err)
+	}
+	switch {
+	case typtype == "d":
+		t, err := c.describeType(ctx, base, depth+1)
+		if err == nil && mod != -1 {
+			t.mod = mod
+		}
+		return t, err
+	case typtype == "e":
+		return pgType{oid: oid, mod: -1, enum: true}, nil
+	case category == "A" && elem != 0:
+		return pgType{oid: oid, mod: -1, elem: elem, array: true}, nil
+	}
+	return pgType{oid: oid, mod: -1}, nil
 }
 
 // checkIdentity refuses a replica identity (pg_class.relreplident) under

@@ -140,8 +140,8 @@ func (d *Decoder) Decode(data []byte) (Message, error) {
 			flags := r.u8()
 			name := r.str()
 			oid := r.u32()
-			r.u32() // type modifier
-			rel.Columns = append(rel.Columns, mapping.SourceColumn{Name: name, TypeOID: oid, Identity: flags&1 != 0})
+			mod := int32(r.u32())
+			rel.Columns = append(rel.Columns, mapping.SourceColumn{Name: name, TypeOID: oid, TypeMod: mod, Identity: flags&1 != 0})
 		}
 		if r.err == "" {
 			d.relations[rel.ID] = rel

@@ -240,8 +240,8 @@ func TestDecodeTransaction(t *testing.T) {
 		t.Fatalf("Relation decoded as %T", m)
 	}
 	wantCols := []mapping.SourceColumn{
-		{Name: "id", TypeOID: oidInt8, Identity: true},
-		{Name: "name", TypeOID: oidText, Identity: false},
+		{Name: "id", TypeOID: oidInt8, TypeMod: -1, Identity: true},
+		{Name: "name", TypeOID: oidText, TypeMod: -1, Identity: false},
 	}
 	if rel.ID != eventsRel || rel.Namespace != "public" || rel.Name != "events" || rel.ReplicaIdentity != 'd' ||
 		len(rel.Columns) != 2 || rel.Columns[0] != wantCols[0] || rel.Columns[1] != wantCols[1] {
@@ -316,6 +316,9 @@ func TestDecodeRelationRedefinition(t *testing.T) {
 		relCol{flags: 1, name: "id", oid: oidInt8, typmod: -1},
 		relCol{name: "name", oid: oidText, typmod: -1},
 		relCol{name: "extra", oid: 1043, typmod: 68})).(*replication.Relation)
+	if rel2.Columns[2].TypeMod != 68 {
+		t.Errorf("type modifier %d, want 68 (varchar(64))", rel2.Columns[2].TypeMod)
+	}
 	c := decodeChange(t, d, insertMsg(eventsRel, tuple(txt("1"), txt("n"), txt("e"))))
 	checkChange(t, "insert", c, replication.OpInsert, rel2, nil, []val{vText("1"), vText("n"), vText("e")})
 	if _, err := d.Decode(insertMsg(eventsRel, tuple(txt("1"), txt("n")))); err == nil {

@@ -103,7 +103,8 @@ func (c *Client) Version() string {
 // Caps returns the server features that change the mapping.
 func (c *Client) Caps() mapping.Caps {
 	v := c.version.Version
-	return mapping.Caps{DateTime64: v.Major > 20 || v.Major == 20 && v.Minor >= 1}
+	atLeast := func(major, minor uint64) bool { return v.Major > major || v.Major == major && v.Minor >= minor }
+	return mapping.Caps{DateTime64: atLeast(20, 1), Bool: atLeast(21, 12), Date32: atLeast(22, 8)}
 }
 
 // Exec runs a statement.

@@ -70,6 +70,20 @@ func (s Schema) Check(t *mapping.Table) error {
 	return nil
 }
 
+// Adopt makes t write, in each column whose type in the table is the one
+// an earlier version mapped it to by default, that type (see
+// mapping.Table.Adopt).
+func (s Schema) Adopt(t *mapping.Table, caps mapping.Caps) {
+	for i, n := range s.Names {
+		if i >= len(s.Types) {
+			break
+		}
+		if have, err := mapping.ParseType(s.Types[i]); err == nil {
+			t.Adopt(n, have, caps)
+		}
+	}
+}
+
 // Diff is how the columns a mapping writes differ from a ClickHouse table:
 // a schema change of the source, as a value.
 type Diff struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pglogrepl"
+	"github.com/shopspring/decimal"
 
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
@@ -95,6 +97,11 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 		if err != nil {
 			return nil, err
 		}
+		schema, err := client.Schema(ctx, tc.Target)
+		if err != nil {
+			return nil, err
+		}
+		schema.Adopt(t, client.Caps())
 		v := &verifier{cfg: cfg, opt: opt, pg: pg, ch: client, store: store, t: t, log: log.With("table", tc.Name)}
 		rep, err := v.run(ctx)
 		if err != nil {
@@ -159,6 +166,8 @@ func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
 	switch {
 	case c.Transform != mapping.TransformNone:
 		return "", "", false
+	case typ.Array:
+		return arrayChecksumExprs(c)
 	case typ.IsInteger() && (c.SourceOID == 20 || c.SourceOID == 21 || c.SourceOID == 23):
 		pg, ch, def = col+"::text", "toString("+qc+")", "'0'"
 	case typ.IsInteger() && c.SourceOID == 16:
@@ -171,6 +180,14 @@ func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
 		pg, ch, def = "floor(extract(epoch from "+col+") * 1000000)::bigint::text", "toString(toUnixTimestamp64Micro("+qc+"))", "'0'"
 	case typ.Kind == mapping.KindUUID && c.SourceOID == 2950:
 		pg, ch, def = col+"::text", "toString("+qc+")", "'00000000-0000-0000-0000-000000000000'"
+	case typ.Kind == mapping.KindDecimal && c.SourceOID == 1700:
+		// round gives the text the scale of the target, as toString.
+		pg, ch, def = fmt.Sprintf("round(%s, %d)::text", col, typ.Scale), "toString("+qc+")", fmt.Sprintf("round(0, %d)::text", typ.Scale)
+	case typ.Kind == mapping.KindBool && c.SourceOID == 16:
+		pg, ch, def = col+"::text", "toString("+qc+")", "'false'"
+	case (typ.Kind == mapping.KindDate || typ.Kind == mapping.KindDate32) && c.SourceOID == 1082:
+		// Days since 1970 (ClickHouse 18.16 prints day 0 as 0000-00-00).
+		pg, ch, def = "("+col+" - date '1970-01-01')::text", "toString(toInt32("+qc+"))", "'0'"
 	default:
 		return "", "", false
 	}
@@ -178,6 +195,41 @@ func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
 		return "COALESCE(" + pg + ", '\\N')", "ifNull(" + ch + ", '\\N')", true
 	}
 	return "COALESCE(" + pg + ", " + def + ")", ch, true
+}
+
+// arrayChecksumExprs is checksumExprs for an array of integers, text,
+// decimals or dates: its elements' text joined by commas in brackets,
+// NULL elements as the element's default (or NULL when they are Nullable),
+// a NULL array as [].
+func arrayChecksumExprs(c mapping.Column) (pg, ch string, ok bool) {
+	col := postgres.QuoteIdent(c.Name)
+	qc := ddl.Quote(c.Name)
+	typ := c.Type
+	elem := "e::text"
+	var def string
+	switch {
+	case typ.IsInteger():
+		def = "'0'"
+	case typ.Kind == mapping.KindString:
+		def = "''"
+	case typ.Kind == mapping.KindDecimal:
+		elem, def = fmt.Sprintf("round(e, %d)::text", typ.Scale), fmt.Sprintf("round(0, %d)::text", typ.Scale)
+	case typ.Kind == mapping.KindDate:
+		elem, def = "(e - date '1970-01-01')::text", "'0'"
+	default:
+		return "", "", false
+	}
+	if typ.Nullable {
+		def = "'NULL'"
+	}
+	pg = fmt.Sprintf("'[' || array_to_string(ARRAY(SELECT COALESCE(%s, %s) FROM unnest(%s) WITH ORDINALITY AS u(e, n) ORDER BY n), ',') || ']'",
+		elem, def, col)
+	text := "toString(x)"
+	if typ.Kind == mapping.KindDate {
+		text = "toString(toInt32(x))"
+	}
+	ch = fmt.Sprintf("concat('[', arrayStringConcat(arrayMap(x -> ifNull(%s, 'NULL'), %s), ','), ']')", text, qc)
+	return "COALESCE(" + pg + ", '[]')", ch, true
 }
 
 func (v *verifier) run(ctx context.Context) (*Report, error) {
@@ -510,8 +562,40 @@ func equalValue(t mapping.Type, a, b any) bool {
 		return av.Truncate(p).Equal(bv.Truncate(p))
 	case nil:
 		return deref(b) == nil
+	case decimal.Decimal:
+		bv, ok := deref(b).(decimal.Decimal)
+		return ok && av.Equal(bv)
+	}
+	if t.Array {
+		return equalArray(t, a, deref(b))
 	}
 	return fmt.Sprint(a) == fmt.Sprint(deref(b))
+}
+
+// equalArray compares two arrays element by element, as equalValue.
+func equalArray(t mapping.Type, a, b any) bool {
+	av, bv := reflect.ValueOf(a), reflect.ValueOf(b)
+	if av.Kind() != reflect.Slice || bv.Kind() != reflect.Slice || av.Len() != bv.Len() {
+		return false
+	}
+	et := t
+	et.Array, et.Nullable = false, false
+	for i := 0; i < av.Len(); i++ {
+		x, y := av.Index(i), bv.Index(i)
+		if x.Kind() == reflect.Pointer || y.Kind() == reflect.Pointer {
+			if x.IsNil() || y.IsNil() {
+				if x.IsNil() != y.IsNil() {
+					return false
+				}
+				continue
+			}
+			x, y = x.Elem(), y.Elem()
+		}
+		if !equalValue(et, x.Interface(), y.Interface()) {
+			return false
+		}
+	}
+	return true
 }
 
 func deref(v any) any {

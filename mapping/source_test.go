@@ -1,0 +1,199 @@
+package mapping
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// numericMod is atttypmod of numeric(p, s).
+func numericMod(p, s int) int32 { return int32(p<<16|s) + 4 }
+
+func TestDefaultTypes(t *testing.T) {
+	tests := []struct {
+		src  Source
+		caps Caps
+		want string
+	}{
+		{Source{OID: pgNumeric, Mod: numericMod(12, 2)}, noCaps, "Decimal(12, 2)"},
+		{Source{OID: pgNumeric, Mod: numericMod(38, 0)}, noCaps, "Decimal(38, 0)"},
+		{Source{OID: pgNumeric, Mod: numericMod(39, 2)}, noCaps, "String"},
+		{Source{OID: pgNumeric, Mod: -1}, noCaps, "String"},
+		{Source{OID: pgBool}, noCaps, "UInt8"},
+		{Source{OID: pgBool}, allCaps, "Bool"},
+		{Source{OID: pgDate}, noCaps, "Date"},
+		{Source{OID: pgDate}, allCaps, "Date32"},
+		{Source{OID: 1007}, noCaps, "Array(Int32)"},
+		{Source{OID: 1231, Mod: numericMod(10, 3)}, noCaps, "Array(Decimal(10, 3))"},
+		{Source{OID: 1009}, noCaps, "Array(String)"},
+		{Source{OID: 3807}, noCaps, "Array(String)"},
+		{Source{OID: 1000}, allCaps, "Array(Bool)"},
+		{Source{OID: 1185}, dt64Caps, "Array(DateTime64(6, 'UTC'))"},
+		{Source{OID: 70000, Enum: true}, noCaps, "LowCardinality(String)"},
+		{Source{OID: 70001, Elem: 70000, Enum: true}, noCaps, "Array(String)"},
+		{Source{OID: 70002, Elem: pgInt8}, noCaps, "Array(Int64)"},
+		{Source{OID: pgJSONB}, noCaps, "String"},
+		{Source{OID: 1083}, noCaps, "String"}, // time
+		{Source{OID: 1186}, noCaps, "String"}, // interval
+		{Source{OID: 869}, noCaps, "String"},  // inet
+	}
+	for _, tc := range tests {
+		if got := defaultType(tc.src, tc.caps).String(); got != tc.want {
+			t.Errorf("defaultType(%+v, %+v) = %s, want %s", tc.src, tc.caps, got, tc.want)
+		}
+	}
+}
+
+func TestArrayValues(t *testing.T) {
+	tests := []struct {
+		src    uint32
+		typ    string
+		text   string
+		want   any
+		errHas string
+	}{
+		{1007, "Array(Int32)", "{}", []int32{}, ""},
+		{1007, "Array(Int32)", "{1,-2,3}", []int32{1, -2, 3}, ""},
+		{1007, "Array(Int32)", "{1,NULL}", []int32{1, 0}, ""},
+		{1007, "Array(Nullable(Int32))", "{1,NULL}", []*int32{ptr(int32(1)), nil}, ""},
+		{1007, "Array(Int32)", "[0:1]={5,6}", []int32{5, 6}, ""},
+		{1007, "Array(Int32)", "{{1,2},{3,4}}", nil, "multi-dimensional"},
+		{1007, "Array(Int32)", "[1:2][1:1]={{1},{2}}", nil, "multi-dimensional"},
+		{1007, "Array(Int32)", "{1,x}", nil, "array element"},
+		{1007, "Array(Int32)", "{1,", nil, "not an array"},
+		{1007, "Array(Int32)", "{1,}", nil, "ends with ','"},
+		{1009, "Array(String)", `{"a b","c\"d",NULL,"NULL","","\\"}`, []string{"a b", `c"d`, "", "NULL", "", `\`}, ""},
+		{1009, "Array(String)", `{"{}",",",é}`, []string{"{}", ",", "é"}, ""},
+		{1009, "Array(String)", `{"a}`, nil, "unterminated"},
+		{1009, "String", `{"a b",NULL}`, `{"a b",NULL}`, ""},
+		{1231, "Array(Decimal(12, 2))", "{1.50,NULL,-0.01}", []decimal.Decimal{decimal.RequireFromString("1.5"), decimal.Zero,
+			decimal.RequireFromString("-0.01")}, ""},
+		{1182, "Array(Date)", "{2024-02-29,NULL}", []time.Time{time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), epoch}, ""},
+	}
+	for _, tc := range tests {
+		typ, err := ParseType(tc.typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv, err := newConverter(Source{OID: tc.src}, typ, TransformNone)
+		if err != nil {
+			t.Fatalf("%s from %d: %v", tc.typ, tc.src, err)
+		}
+		got, err := conv([]byte(tc.text))
+		switch {
+		case tc.errHas != "":
+			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+				t.Errorf("%s %q: error %v, want one with %q", tc.typ, tc.text, err, tc.errHas)
+			}
+		case err != nil:
+			t.Errorf("%s %q: %v", tc.typ, tc.text, err)
+		case !sameDeep(got, tc.want):
+			t.Errorf("%s %q = %#v, want %#v", tc.typ, tc.text, got, tc.want)
+		}
+	}
+}
+
+func TestDecimalValues(t *testing.T) {
+	tests := []struct {
+		typ, text, want, errHas string
+	}{
+		{"Decimal(12, 2)", "1234567890.12", "1234567890.12", ""},
+		{"Decimal(12, 2)", "-0.50", "-0.5", ""},
+		{"Decimal(12, 2)", "12345678901.00", "", "more than 10 digits before the point"},
+		{"Decimal(12, 2)", "1.005", "", "more than 2 digits after the point"},
+		{"Decimal(12, 2)", "1.500", "1.5", ""},
+		{"Decimal(12, 2)", "NaN", "", "not a number"},
+		{"Decimal(12, 2)", "Infinity", "", "not a number"},
+		{"Decimal(38, 10)", "1234567890123456789012345678.0123456789", "1234567890123456789012345678.0123456789", ""},
+		{"Decimal(3, 0)", "999", "999", ""},
+		{"Decimal(3, 0)", "-1000", "", "before the point"},
+	}
+	for _, tc := range tests {
+		typ, err := ParseType(tc.typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decimalConverter(typ)([]byte(tc.text))
+		switch {
+		case tc.errHas != "":
+			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+				t.Errorf("%s %q: error %v, want one with %q", tc.typ, tc.text, err, tc.errHas)
+			}
+		case err != nil:
+			t.Errorf("%s %q: %v", tc.typ, tc.text, err)
+		case got.(decimal.Decimal).String() != tc.want:
+			t.Errorf("%s %q = %s, want %s", tc.typ, tc.text, got, tc.want)
+		}
+	}
+}
+
+func TestWidensDecimal(t *testing.T) {
+	for _, tc := range []struct {
+		to, from string
+		want     bool
+	}{
+		{"Decimal(14, 2)", "Decimal(12, 2)", true},
+		{"Decimal(14, 4)", "Decimal(12, 2)", true},
+		{"Decimal(12, 4)", "Decimal(12, 2)", false},
+		{"Decimal(12, 2)", "Decimal(14, 2)", false},
+		{"Array(Int64)", "Array(Int32)", true},
+		{"Array(Int64)", "Int32", false},
+	} {
+		to, _ := ParseType(tc.to)
+		from, _ := ParseType(tc.from)
+		if got := to.Widens(from); got != tc.want {
+			t.Errorf("%s.Widens(%s) = %v, want %v", tc.to, tc.from, got, tc.want)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// sameDeep compares values, decimals by value.
+func sameDeep(a, b any) bool {
+	da, ok1 := a.([]decimal.Decimal)
+	db, ok2 := b.([]decimal.Decimal)
+	if ok1 && ok2 {
+		if len(da) != len(db) {
+			return false
+		}
+		for i := range da {
+			if !da[i].Equal(db[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// TestAdoptEarlierDefault resolves columns whose default type changed: a
+// target made with the earlier default (the value's text in a String)
+// keeps it unless the configuration names a type.
+func TestAdoptEarlierDefault(t *testing.T) {
+	spec := TableSpec{Source: "public.t", Target: "t", OrderBy: []string{"id"},
+		Columns: map[string]ColumnSpec{"fixed": {Type: "Array(Int64)"}}}
+	tbl, err := Resolve(spec, []SourceColumn{{Name: "id", TypeOID: pgInt8, Identity: true},
+		{Name: "tags", TypeOID: 1007}, {Name: "fixed", TypeOID: 1007},
+		{Name: "price", TypeOID: pgNumeric, TypeMod: numericMod(12, 2)}}, noCaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	str := Type{Kind: KindString}
+	if !tbl.Adopt("tags", str, noCaps) || !tbl.Adopt("price", str, noCaps) {
+		t.Fatalf("earlier defaults not adopted: %v", tbl.Columns)
+	}
+	if tbl.Adopt("fixed", str, noCaps) || tbl.Adopt("id", str, noCaps) || tbl.Adopt("tags", Type{Kind: KindInt32}, noCaps) {
+		t.Errorf("a configured type, or a type no earlier version wrote, was adopted: %v", tbl.Columns)
+	}
+	row := tbl.NewRow()
+	if _, err := tbl.Row([]Value{text("1"), text("{1,2}"), text("{3}"), text("1.50")}, row, nil); err != nil {
+		t.Fatal(err)
+	}
+	if row[1] != "{1,2}" || row[3] != "1.50" || !reflect.DeepEqual(row[2], []int64{3}) {
+		t.Errorf("row = %#v", row[:4])
+	}
+}
