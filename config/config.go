@@ -176,6 +176,7 @@ type columnBlk struct {
 	Type      *string `hcl:"type,optional"`
 	Transform *string `hcl:"transform,optional"`
 	Nullable  *bool   `hcl:"nullable,optional"`
+	Invalid   *string `hcl:"invalid,optional"`
 }
 
 type batchBlock struct {
@@ -426,6 +427,7 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 			if cb.Nullable != nil {
 				cs.Nullable = *cb.Nullable
 			}
+			setString(&cs.Invalid, cb.Invalid)
 			t.Columns[cb.Name] = cs
 		}
 		cfg.Tables = append(cfg.Tables, t)
@@ -609,6 +611,12 @@ func (c *Config) validate() []string {
 			}
 			if cs.Nullable && typ.LowCardinality {
 				add("%s.nullable: LowCardinality columns cannot be nullable here; drop nullable or the LowCardinality", ckey)
+			}
+			switch cs.Invalid {
+			case "", mapping.InvalidError, mapping.InvalidDefault, mapping.InvalidClamp:
+			default:
+				add("%s.invalid: %q is not an option (supported: %q, %q, %q)", ckey, cs.Invalid,
+					mapping.InvalidError, mapping.InvalidDefault, mapping.InvalidClamp)
 			}
 		}
 	}

@@ -237,6 +237,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad target", pg + "table \"public.t\" {\n  target = \"t-1\"\n  order_by = [\"id\"]\n}\n", []string{`table "public.t".target`, `"t-1"`}},
 		{"duplicate column", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n  }\n  column \"a\" {\n    type = \"UInt64\"\n  }\n}\n", []string{`column "a": defined twice`}},
 		{"bad column type", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    type = \"Decimal(40,2)\"\n  }\n}\n", []string{`column "a".type`, "Decimal(40,2)"}},
+		{"bad invalid option", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    invalid = \"nearest\"\n  }\n}\n", []string{`column "a".invalid`, `"nearest"`, `"clamp"`}},
 		{"unknown transform", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    transform = \"md5\"\n  }\n}\n", []string{`column "a".transform`, `"md5"`}},
 		{"xxhash64 with String", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    type = \"String\"\n    transform = \"xxhash64\"\n  }\n}\n", []string{`column "a".transform`, "UInt64"}},
 		{"nullable LowCardinality", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    type = \"LowCardinality(String)\"\n    nullable = true\n  }\n}\n", []string{`column "a".nullable`}},

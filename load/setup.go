@@ -487,6 +487,9 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 		return err
 	}
 	for _, t := range tables {
+		for col, n := range t.Invalid() {
+			say("stored %d values of %s column %s that its type cannot hold by its invalid option", n, t.Source, col)
+		}
 		if tp := c.progress.get(t.Source); tp != nil && tp.rows.Load() > 0 {
 			rows, secs := tp.rows.Load(), time.Since(start).Seconds()
 			say("copied %d rows of %s in %.1fs (%.0f rows/s) with version %s", rows, t.Source, secs,

@@ -132,7 +132,7 @@ func intDecoder[T integer](oid uint32, typ Type) func([]byte) (T, error) {
 			}
 			n := int64(binary.BigEndian.Uint32(b))
 			if !any64 && n > hi {
-				return 0, fmt.Errorf("value %d is out of the range of %s", n, typ)
+				return 0, outOfRange(T(hi), "value %d is out of the range of %s", n, typ)
 			}
 			return T(n), nil
 		}
@@ -144,9 +144,11 @@ func intDecoder[T integer](oid uint32, typ Type) func([]byte) (T, error) {
 		case err != nil:
 			return 0, err
 		case unsigned && n < 0:
-			return 0, fmt.Errorf("value %d: %w %s", n, errNegative, typ)
-		case !any64 && (n < lo || n > hi):
-			return 0, fmt.Errorf("value %d is out of the range of %s", n, typ)
+			return 0, outOfRange(T(0), "value %d: %w %s", n, errNegative, typ)
+		case !any64 && n < lo:
+			return 0, outOfRange(T(lo), "value %d is out of the range of %s", n, typ)
+		case !any64 && n > hi:
+			return 0, outOfRange(T(hi), "value %d is out of the range of %s", n, typ)
 		}
 		return T(n), nil
 	}
@@ -199,29 +201,9 @@ func floatDecoder[T float32 | float64](oid uint32) func([]byte) (T, error) {
 // timeDecoder decodes a binary date, timestamp or timestamptz into a Date,
 // DateTime or DateTime64 value with the text path's range checks.
 func timeDecoder(oid uint32, typ Type) func([]byte) (time.Time, error) {
-	if typ.Kind == KindDate {
-		return func(b []byte) (time.Time, error) {
-			t, err := readTime(oid, b)
-			if err != nil {
-				return time.Time{}, err
-			}
-			d, ok := dateOf(t)
-			if !ok {
-				return time.Time{}, fmt.Errorf("value %q is outside the range of %s (1970..2148)", binaryText(oid, b), typ)
-			}
-			return d, nil
-		}
-	}
-	lo, hi := timeBounds(typ)
 	return func(b []byte) (time.Time, error) {
 		t, err := readTime(oid, b)
-		if err != nil {
-			return time.Time{}, err
-		}
-		if s := t.Unix(); s < lo || s > hi {
-			return time.Time{}, fmt.Errorf("value %q is outside the range of %s", binaryText(oid, b), typ)
-		}
-		return t, nil
+		return checkTime(t, err, typ, binaryText(oid, b))
 	}
 }
 
@@ -346,7 +328,7 @@ func readTime(oid uint32, b []byte) (time.Time, error) {
 		}
 		d := int32(binary.BigEndian.Uint32(b))
 		if d == math.MaxInt32 || d == math.MinInt32 {
-			return time.Time{}, fmt.Errorf("value %q cannot be stored in ClickHouse", binaryText(oid, b))
+			return time.Time{}, &infiniteError{text: binaryText(oid, b), negative: d == math.MinInt32}
 		}
 		return time.Unix((int64(d)+pgEpochDays)*86400, 0).UTC(), nil
 	}
@@ -355,7 +337,7 @@ func readTime(oid uint32, b []byte) (time.Time, error) {
 	}
 	us := int64(binary.BigEndian.Uint64(b))
 	if us == math.MaxInt64 || us == math.MinInt64 {
-		return time.Time{}, fmt.Errorf("value %q cannot be stored in ClickHouse", binaryText(oid, b))
+		return time.Time{}, &infiniteError{text: binaryText(oid, b), negative: us == math.MinInt64}
 	}
 	sec, frac := us/1e6, us%1e6
 	if frac < 0 {

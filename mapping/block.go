@@ -168,7 +168,7 @@ func newBlockColumn(c *Column) blockColumn {
 	if typ.Kind == KindDateTime {
 		// Seconds, which clickhouse-go takes for DateTime: a column without
 		// pointers is not scanned by the garbage collector.
-		decode := timeDecoder(oid, typ)
+		decode := withPolicy(c.spec.Invalid, epoch, c.invalid, timeDecoder(oid, typ))
 		return &column[int64]{nullable: typ.Nullable, decode: func(b []byte) (int64, error) {
 			t, err := decode(b)
 			return t.Unix(), err
@@ -230,7 +230,8 @@ type column[T any] struct {
 func newColumn[T any](c *Column, decode func([]byte) (T, error)) *column[T] {
 	base := c.Type
 	base.Nullable = false
-	return &column[T]{nullable: c.Type.Nullable, zero: zeroValue(base).(T), decode: decode}
+	zero := zeroValue(base).(T)
+	return &column[T]{nullable: c.Type.Nullable, zero: zero, decode: withPolicy(c.spec.Invalid, zero, c.invalid, decode)}
 }
 
 func (c *column[T]) append(field []byte) error {

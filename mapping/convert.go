@@ -192,21 +192,6 @@ func newConverter(src Source, typ Type, tr Transform) (converter, error) {
 			}
 			return nil, fmt.Errorf("value %q is not a boolean", b)
 		}, nil
-	case typ.Kind == KindDate32:
-		if oid != oidDate && oid != oidTimestamp && oid != oidTimestamptz {
-			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
-		}
-		return func(b []byte) (any, error) {
-			t, err := parseTimestamp(b)
-			if err != nil {
-				return nil, err
-			}
-			y, m, d := t.Date()
-			if y < 1900 || y > 2299 {
-				return nil, fmt.Errorf("value %q is outside the range of %s (1900..2299)", b, typ)
-			}
-			return time.Date(y, m, d, 0, 0, 0, 0, time.UTC), nil
-		}, nil
 	case typ.Kind == KindFloat32 || typ.Kind == KindFloat64:
 		if !isNumeric(oid) {
 			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
@@ -236,36 +221,11 @@ func newConverter(src Source, typ Type, tr Transform) (converter, error) {
 			}
 			return u, nil
 		}, nil
-	case typ.Kind == KindDate:
+	case typ.Kind == KindDate || typ.Kind == KindDate32 || typ.Kind == KindDateTime || typ.Kind == KindDateTime64:
 		if oid != oidDate && oid != oidTimestamp && oid != oidTimestamptz {
 			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
 		}
-		return func(b []byte) (any, error) {
-			t, err := parseTimestamp(b)
-			if err != nil {
-				return nil, err
-			}
-			d, ok := dateOf(t)
-			if !ok {
-				return nil, fmt.Errorf("value %q is outside the range of %s (1970..2148)", b, typ)
-			}
-			return d, nil
-		}, nil
-	case typ.Kind == KindDateTime || typ.Kind == KindDateTime64:
-		if oid != oidDate && oid != oidTimestamp && oid != oidTimestamptz {
-			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
-		}
-		lo, hi := timeBounds(typ)
-		return func(b []byte) (any, error) {
-			t, err := parseTimestamp(b)
-			if err != nil {
-				return nil, err
-			}
-			if s := t.Unix(); s < lo || s > hi {
-				return nil, fmt.Errorf("value %q is outside the range of %s", b, typ)
-			}
-			return t, nil
-		}, nil
+		return timeConverter(typ), nil
 	}
 	return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
 }
@@ -303,28 +263,40 @@ func integerConverter(oid uint32, typ Type) (converter, error) {
 	}
 	min, max := intRange(typ)
 	if typ.IsUnsigned() {
+		top := castUint(uint64(max), typ)
+		if typ.Kind == KindUInt64 {
+			top = uint64(math.MaxUint64)
+		}
 		return func(b []byte) (any, error) {
 			if len(b) > 0 && b[0] == '-' {
 				if string(b) == "-0" {
 					return castUint(0, typ), nil
 				}
-				if _, err := strconv.ParseInt(string(b), 10, 64); err == nil {
-					return nil, fmt.Errorf("value %s: %w %s", b, errNegative, typ)
+				if _, err := strconv.ParseInt(string(b), 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+					return nil, outOfRange(castUint(0, typ), "value %s: %w %s", b, errNegative, typ)
 				}
 			}
 			u, err := strconv.ParseUint(string(b), 10, 64)
+			if errors.Is(err, strconv.ErrRange) {
+				return nil, outOfRange(top, "value %s is out of the range of %s", b, typ)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("value %q is not an integer in the range of %s", b, typ)
 			}
-			if u > uint64(max) {
-				return nil, fmt.Errorf("value %s is out of the range of %s", b, typ)
+			if typ.Kind != KindUInt64 && u > uint64(max) {
+				return nil, outOfRange(top, "value %s is out of the range of %s", b, typ)
 			}
 			return castUint(u, typ), nil
 		}, nil
 	}
 	return func(b []byte) (any, error) {
 		n, err := strconv.ParseInt(string(b), 10, 64)
-		if err != nil || n < min || n > max {
+		switch {
+		case errors.Is(err, strconv.ErrRange) && len(b) > 0 && b[0] == '-', err == nil && n < min:
+			return nil, outOfRange(castInt(min, typ), "value %s is out of the range of %s", b, typ)
+		case errors.Is(err, strconv.ErrRange), err == nil && n > max:
+			return nil, outOfRange(castInt(max, typ), "value %s is out of the range of %s", b, typ)
+		case err != nil:
 			return nil, fmt.Errorf("value %q is not an integer in the range of %s", b, typ)
 		}
 		return castInt(n, typ), nil
@@ -425,15 +397,6 @@ func parseUUID(b []byte) (uuid.UUID, error) {
 	return u, nil
 }
 
-// dateOf returns the UTC day of t as a Date value, and false when its year
-// is outside Date's 1970..2148.
-func dateOf(t time.Time) (time.Time, bool) {
-	y, m, d := t.Date()
-	if y < 1970 || y > 2148 {
-		return time.Time{}, false
-	}
-	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC), true
-}
 
 // timeBounds returns the first and last Unix second a DateTime or
 // DateTime64 column holds.
@@ -456,12 +419,72 @@ func decodeBytea(b []byte) ([]byte, error) {
 	return out, nil
 }
 
+// infiniteError is a date or timestamp ±infinity, or a date BC.
+type infiniteError struct {
+	text     string
+	negative bool
+}
+
+func (e *infiniteError) Error() string { return fmt.Sprintf("value %q cannot be stored in ClickHouse", e.text) }
+
+// timeRange returns the first and last Unix second a column of a date or
+// time type holds, and whether it holds days.
+func timeRange(typ Type) (lo, hi int64, date bool) {
+	switch typ.Kind {
+	case KindDate:
+		return 0, time.Date(2148, 12, 31, 23, 59, 59, 0, time.UTC).Unix(), true
+	case KindDate32:
+		return time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC).Unix(), time.Date(2299, 12, 31, 23, 59, 59, 0, time.UTC).Unix(), true
+	}
+	lo, hi = timeBounds(typ)
+	return lo, hi, false
+}
+
+// checkTime checks a parsed (or infinite, err) date or time against the
+// range of typ; text names the value in errors. A value out of range is a
+// RangeError whose nearest value is the bound it passed.
+func checkTime(t time.Time, err error, typ Type, text string) (time.Time, error) {
+	lo, hi, date := timeRange(typ)
+	var inf *infiniteError
+	switch {
+	case errors.As(err, &inf):
+		t = time.Unix(hi+1, 0)
+		if inf.negative {
+			t = time.Unix(lo-1, 0)
+		}
+		re := timeRangeError(t, lo, hi, date, text, typ).(*RangeError)
+		re.Err = inf
+		return time.Time{}, re
+	case err != nil:
+		return time.Time{}, err
+	case t.Unix() < lo || t.Unix() > hi:
+		return time.Time{}, timeRangeError(t, lo, hi, date, text, typ)
+	case date:
+		y, m, d := t.Date()
+		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC), nil
+	}
+	return t, nil
+}
+
+// timeConverter converts the text of a date, timestamp or timestamptz into
+// a Date, Date32, DateTime or DateTime64 value.
+func timeConverter(typ Type) converter {
+	return func(b []byte) (any, error) {
+		t, err := parseTimestamp(b)
+		t, err = checkTime(t, err, typ, string(b))
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+}
+
 // parseTimestamp parses Postgres' ISO output of date, timestamp and
 // timestamptz ("2024-05-01 10:11:12.123456+00"); values without a zone are UTC.
 func parseTimestamp(b []byte) (time.Time, error) {
 	s := string(b)
 	if s == "infinity" || s == "-infinity" || len(s) > 3 && s[len(s)-3:] == " BC" {
-		return time.Time{}, fmt.Errorf("value %q cannot be stored in ClickHouse", s)
+		return time.Time{}, &infiniteError{text: s, negative: s != "infinity"}
 	}
 	for _, layout := range timestampLayouts {
 		if t, err := time.Parse(layout, s); err == nil {

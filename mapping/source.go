@@ -204,25 +204,44 @@ func parseArray(b []byte) ([][]byte, error) {
 	}
 }
 
-// decimalConverter converts a numeric's text into a Decimal(P, S) value;
-// a value with more digits than the type holds, before or after the
-// point, and NaN or ±Infinity are errors.
+// decimalConverter converts a numeric's text into a Decimal(P, S) value.
+// A value with more digits than the type holds, before or after the point,
+// and NaN or ±Infinity are RangeErrors; the nearest value is the largest
+// of the type's sign, or the value rounded to the type's scale.
 func decimalConverter(typ Type) converter {
+	limit := decimal.New(1, int32(typ.Precision-typ.Scale))
+	largest := limit.Sub(decimal.New(1, -int32(typ.Scale)))
 	return func(b []byte) (any, error) {
+		switch string(b) {
+		case "NaN":
+			return nil, outOfRange(nil, "value NaN cannot be stored in %s", typ)
+		case "Infinity":
+			return nil, outOfRange(largest, "value Infinity cannot be stored in %s", typ)
+		case "-Infinity":
+			return nil, outOfRange(largest.Neg(), "value -Infinity cannot be stored in %s", typ)
+		}
 		d, err := decimal.NewFromString(string(b))
 		if err != nil {
 			return nil, fmt.Errorf("value %q is not a number %s can hold", b, typ)
 		}
+		if d.Abs().GreaterThanOrEqual(limit) {
+			near := largest
+			if d.Sign() < 0 {
+				near = largest.Neg()
+			}
+			return nil, outOfRange(near, "value %s has more than %d digits before the point, which %s holds",
+				b, typ.Precision-typ.Scale, typ)
+		}
 		if -d.Exponent() > int32(typ.Scale) {
-			if !d.Equal(d.Truncate(int32(typ.Scale))) {
-				return nil, fmt.Errorf("value %s has more than %d digits after the point, which %s holds", b, typ.Scale, typ)
+			if r := d.Truncate(int32(typ.Scale)); !d.Equal(r) {
+				near := d.Round(int32(typ.Scale))
+				if near.Abs().GreaterThan(largest) {
+					near = largest.Mul(decimal.New(int64(d.Sign()), 0))
+				}
+				return nil, outOfRange(near, "value %s has more than %d digits after the point, which %s holds",
+					b, typ.Scale, typ)
 			}
 			d = d.Truncate(int32(typ.Scale))
-		}
-		limit := decimal.New(1, int32(typ.Precision-typ.Scale))
-		if d.Abs().GreaterThanOrEqual(limit) {
-			return nil, fmt.Errorf("value %s has more than %d digits before the point, which %s holds",
-				b, typ.Precision-typ.Scale, typ)
 		}
 		return d, nil
 	}

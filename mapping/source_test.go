@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -105,8 +106,9 @@ func TestDecimalValues(t *testing.T) {
 		{"Decimal(12, 2)", "12345678901.00", "", "more than 10 digits before the point"},
 		{"Decimal(12, 2)", "1.005", "", "more than 2 digits after the point"},
 		{"Decimal(12, 2)", "1.500", "1.5", ""},
-		{"Decimal(12, 2)", "NaN", "", "not a number"},
-		{"Decimal(12, 2)", "Infinity", "", "not a number"},
+		{"Decimal(12, 2)", "NaN", "", "cannot be stored"},
+		{"Decimal(12, 2)", "Infinity", "", "cannot be stored"},
+		{"Decimal(12, 2)", "1e3x", "", "not a number"},
 		{"Decimal(38, 10)", "1234567890123456789012345678.0123456789", "1234567890123456789012345678.0123456789", ""},
 		{"Decimal(3, 0)", "999", "999", ""},
 		{"Decimal(3, 0)", "-1000", "", "before the point"},
@@ -195,5 +197,125 @@ func TestAdoptEarlierDefault(t *testing.T) {
 	}
 	if row[1] != "{1,2}" || row[3] != "1.50" || !reflect.DeepEqual(row[2], []int64{3}) {
 		t.Errorf("row = %#v", row[:4])
+	}
+}
+
+// TestInvalidOption maps values a type cannot hold under each invalid
+// option: "error" stops, "default" stores the type's default, "clamp" the
+// nearest value (an error where there is none); each stored value counts.
+func TestInvalidOption(t *testing.T) {
+	day := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
+	tests := []struct {
+		oid     uint32
+		mod     int32
+		typ     string
+		text    string
+		policy  string
+		want    any
+		errHas  string
+		counted bool
+	}{
+		{pgInt4, 0, "Int16", "40000", "", nil, "out of the range", false},
+		{pgInt4, 0, "Int16", "40000", InvalidDefault, int16(0), "", true},
+		{pgInt4, 0, "Int16", "40000", InvalidClamp, int16(32767), "", true},
+		{pgInt4, 0, "Int16", "-40000", InvalidClamp, int16(-32768), "", true},
+		{pgInt8, 0, "Int32", "-9223372036854775808", InvalidClamp, int32(-2147483648), "", true},
+		{pgNumeric, 0, "Int64", "99999999999999999999", InvalidClamp, int64(9223372036854775807), "", true},
+		{pgInt4, 0, "UInt8", "-5", InvalidClamp, uint8(0), "", true},
+		{pgNumeric, 0, "UInt64", "18446744073709551616", InvalidClamp, uint64(18446744073709551615), "", true},
+		{pgInt4, 0, "Int16", "12", InvalidClamp, int16(12), "", false},
+		{pgInt4, 0, "Int16", "x", InvalidClamp, nil, "not an integer", false},
+		{pgDate, 0, "Date", "1969-12-31", "", nil, "outside the range of Date", false},
+		{pgDate, 0, "Date", "1969-12-31", InvalidClamp, day(1970, 1, 1), "", true},
+		{pgDate, 0, "Date", "2200-01-01", InvalidClamp, day(2148, 12, 31), "", true},
+		{pgDate, 0, "Date", "infinity", InvalidClamp, day(2148, 12, 31), "", true},
+		{pgDate, 0, "Date", "-infinity", InvalidDefault, epoch, "", true},
+		{pgDate, 0, "Date", "0044-03-15 BC", InvalidClamp, day(1970, 1, 1), "", true},
+		{pgTimestamptz, 0, "DateTime('UTC')", "infinity", "", nil, "cannot be stored", false},
+		{pgTimestamptz, 0, "DateTime('UTC')", "-infinity", InvalidClamp, time.Unix(0, 0).UTC(), "", true},
+		{pgTimestamptz, 0, "DateTime('UTC')", "2200-01-01 00:00:00+00", InvalidClamp, time.Unix(4294967295, 0).UTC(), "", true},
+		{pgNumeric, 0, "Decimal(5, 2)", "1234.567", InvalidClamp, "999.99", "", true},
+		{pgNumeric, 0, "Decimal(5, 2)", "-1234", InvalidClamp, "-999.99", "", true},
+		{pgNumeric, 0, "Decimal(5, 2)", "1.004", InvalidClamp, "1", "", true},
+		{pgNumeric, 0, "Decimal(5, 2)", "999.999", InvalidClamp, "999.99", "", true},
+		{pgNumeric, 0, "Decimal(5, 2)", "Infinity", InvalidClamp, "999.99", "", true},
+		{pgNumeric, 0, "Decimal(5, 2)", "NaN", InvalidClamp, nil, "no nearest value", false},
+		{pgNumeric, 0, "Decimal(5, 2)", "NaN", InvalidDefault, "0", "", true},
+		{1005, 0, "Array(Int8)", "{1,300,NULL}", InvalidClamp, []int8{1, 127, 0}, "", true},
+		{1005, 0, "Array(Nullable(Int8))", "{1,-300,NULL}", InvalidDefault, []*int8{ptr(int8(1)), ptr(int8(0)), nil}, "", true},
+	}
+	for _, tc := range tests {
+		name := fmt.Sprintf("%s %q %s", tc.typ, tc.text, tc.policy)
+		spec := TableSpec{Source: "public.t", Target: "t", OrderBy: []string{"id"},
+			Columns: map[string]ColumnSpec{"c": {Type: tc.typ, Invalid: tc.policy}}}
+		tbl, err := Resolve(spec, []SourceColumn{{Name: "id", TypeOID: pgInt8, Identity: true}, {Name: "c", TypeOID: tc.oid, TypeMod: tc.mod}},
+			Caps{DateTime64: true})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		row := tbl.NewRow()
+		_, err = tbl.Row([]Value{text("1"), text(tc.text)}, row, nil)
+		switch {
+		case tc.errHas != "":
+			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+				t.Errorf("%s: error %v, want one with %q", name, err, tc.errHas)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", name, err)
+		default:
+			got := row[1]
+			if d, ok := got.(decimal.Decimal); ok {
+				got = d.String()
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s = %#v, want %#v", name, got, tc.want)
+			}
+		}
+		if n := tbl.Invalid()["c"]; (n == 1) != tc.counted {
+			t.Errorf("%s: counted %d", name, n)
+		}
+	}
+}
+
+// TestInvalidOptionInBlocks applies the option to binary copy values as
+// the text path does.
+func TestInvalidOptionInBlocks(t *testing.T) {
+	for _, policy := range []string{InvalidError, InvalidDefault, InvalidClamp} {
+		spec := TableSpec{Source: "public.t", Target: "t", OrderBy: []string{"id"},
+			Columns: map[string]ColumnSpec{"c": {Type: "Int8", Invalid: policy}, "d": {Invalid: policy}}}
+		tbl, err := Resolve(spec, []SourceColumn{{Name: "id", TypeOID: pgInt8, Identity: true}, {Name: "c", TypeOID: pgInt4},
+			{Name: "d", TypeOID: pgDate}}, noCaps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := tbl.NewBlock()
+		id := []byte{0, 0, 0, 0, 0, 0, 0, 1}
+		c := []byte{0, 0, 1, 44}            // 300
+		d := []byte{0xff, 0xff, 0xd8, 0x00} // 2000-01-01 minus 10240 days: 1971-12-...? below 1970 is checked below
+		d = []byte{0xff, 0xff, 0x00, 0x00}  // -65536 days from 2000-01-01: before 1970
+		err = b.AppendBinary([][]byte{id, c, d})
+		if policy == InvalidError {
+			if err == nil {
+				t.Errorf("error policy: no error")
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", policy, err)
+		}
+		cols := b.Columns(1, 0)
+		wantC, wantD := int8(127), time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+		if policy == InvalidDefault {
+			wantC = 0
+		}
+		if got := cols[1].([]int8)[0]; got != wantC {
+			t.Errorf("%s: c = %d, want %d", policy, got, wantC)
+		}
+		if got := cols[2].([]time.Time)[0]; !got.Equal(wantD) {
+			t.Errorf("%s: d = %s, want %s", policy, got, wantD)
+		}
+		if n := tbl.Invalid(); n["c"] != 1 || n["d"] != 1 {
+			t.Errorf("%s: counted %v", policy, n)
+		}
 	}
 }

@@ -25,6 +25,9 @@ type ColumnSpec struct {
 	Transform Transform
 	// Nullable keeps SQL NULL as NULL instead of the type's default.
 	Nullable bool
+	// Invalid is what a value the type cannot hold becomes: InvalidError
+	// (or empty), InvalidDefault or InvalidClamp.
+	Invalid string
 }
 
 // TableSpec is what the configuration says about one replicated table.
@@ -79,6 +82,8 @@ type Column struct {
 	zero any
 	// spec is the column's configuration.
 	spec ColumnSpec
+	// invalid counts the values stored by spec.Invalid (nil: "error").
+	invalid *invalidCount
 }
 
 // Table is the resolved mapping of one Postgres table to one ClickHouse table.
@@ -111,14 +116,18 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 		if err != nil {
 			return nil, fmt.Errorf("table %s column %s: %w", spec.Source, sc.Name, err)
 		}
-		conv, err := newConverter(src, typ, cs.Transform)
+		var count *invalidCount
+		if cs.Invalid != "" && cs.Invalid != InvalidError {
+			count = new(invalidCount)
+		}
+		conv, err := newPolicyConverter(src, typ, cs.Transform, cs.Invalid, count)
 		if err != nil {
 			return nil, fmt.Errorf("table %s column %s: %w", spec.Source, sc.Name, err)
 		}
 		byName[sc.Name] = len(t.Columns)
 		t.Columns = append(t.Columns, Column{
 			Name: sc.Name, Type: typ, Transform: cs.Transform, SourceOID: sc.TypeOID, Src: src, spec: cs,
-			conv: conv, zero: zeroValue(typ),
+			conv: conv, zero: zeroValue(typ), invalid: count,
 		})
 		t.identity = append(t.identity, sc.Identity)
 	}
@@ -234,7 +243,7 @@ func (t *Table) Retype(i int, typ Type) error {
 	if !typ.Widens(c.Type) {
 		return fmt.Errorf("table %s column %s: %s does not widen %s", t.Source, c.Name, typ, c.Type)
 	}
-	conv, err := newConverter(c.Src, typ, c.Transform)
+	conv, err := newPolicyConverter(c.Src, typ, c.Transform, c.spec.Invalid, c.invalid)
 	if err != nil {
 		return fmt.Errorf("table %s column %s: %w", t.Source, c.Name, err)
 	}

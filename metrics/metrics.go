@@ -33,6 +33,7 @@ type Metrics struct {
 	Errors        *prometheus.CounterVec
 	Heartbeats    prometheus.Counter
 	Held          prometheus.Gauge
+	Invalid       *prometheus.CounterVec
 
 	mu        sync.Mutex
 	streaming bool
@@ -69,8 +70,11 @@ func New() *Metrics {
 		Help: "Heartbeat messages written with pg_logical_emit_message."})
 	m.Held = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_checkpoint_held",
 		Help: "1 while the checkpoint is held for a table copy in progress (setup of an added table, resync), else 0."})
+	m.Invalid = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_invalid_values_total",
+		Help: "Values a column's type cannot hold, stored as its default or nearest value by the column's invalid option."},
+		[]string{"table", "column"})
 	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
-		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Errors, m.Heartbeats, m.Held} {
+		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Errors, m.Heartbeats, m.Held, m.Invalid} {
 		f(c)
 	}
 	for _, k := range []string{"postgres", "clickhouse", "mapping", "other"} {

@@ -204,6 +204,7 @@ func (a *applier) flush(ctx context.Context) error {
 		a.faults.afterCheckpoint()
 		a.pos.checkpointed()
 	}
+	a.rep.invalid(a.reg.tables)
 	a.since = time.Time{}
 	var open time.Time
 	if a.pos.inTxn {

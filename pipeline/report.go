@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/metrics"
 	"github.com/replicator/replicator/replication"
 )
@@ -28,6 +29,8 @@ type reporter struct {
 	// transaction; zero when everything received is stored.
 	unstored    time.Time
 	lastSummary time.Time
+	// seenInvalid holds the invalid counts already reported, per mapping.
+	seenInvalid map[*mapping.Table]map[string]uint64
 	summaryAt   stats
 	lastProg    time.Time
 }
@@ -48,6 +51,38 @@ func newReporter(tables []config.Table, store positionStore, log hclog.Logger, m
 		r.opCounters = append(r.opCounters, ops)
 	}
 	return r
+}
+
+// invalid counts the values each table's columns stored by their invalid
+// option since the last call (tables holds the current mappings; a new
+// mapping of a table counts from zero).
+func (r *reporter) invalid(tables []*mapping.Table) {
+	if r.seenInvalid == nil {
+		r.seenInvalid = make(map[*mapping.Table]map[string]uint64)
+	}
+	for _, t := range tables {
+		counts := t.Invalid()
+		if len(counts) == 0 {
+			continue
+		}
+		seen := r.seenInvalid[t]
+		if seen == nil {
+			seen = map[string]uint64{}
+			r.seenInvalid[t] = seen
+		}
+		for col, n := range counts {
+			if n == seen[col] {
+				continue
+			}
+			if seen[col] == 0 {
+				r.log.Warn("storing values the column's type cannot hold by its invalid option", "table", t.Source, "column", col)
+			}
+			if r.metrics != nil {
+				r.metrics.Invalid.WithLabelValues(t.Source, col).Add(float64(n - seen[col]))
+			}
+			seen[col] = n
+		}
+	}
 }
 
 // received notes a transaction to be applied that committed at t.

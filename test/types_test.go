@@ -24,13 +24,19 @@ CREATE TABLE alltypes (
   ai integer[], at text[], an numeric(8,3)[], ad date[],
   e mood, ae mood[],
   dom posint, dp price,
-  ip inet, mac macaddr, r int4range, pt point
+  ip inet, mac macaddr, r int4range, pt point,
+  dc date, ic integer
 )`
 
 const typesConfig = `
 table "public.alltypes" {
   order_by = ["id"]
   column "an" { nullable = true }
+  column "dc" { invalid = "clamp" }
+  column "ic" {
+    type    = "Int8"
+    invalid = "default"
+  }
 }
 `
 
@@ -43,7 +49,7 @@ var typesWant = map[string]string{
 	"j": "String", "jb": "String",
 	"ai": "Array(Int32)", "at": "Array(String)", "an": "Array(Nullable(Decimal(8, 3)))", "ad": "Array(Date)",
 	"e": "LowCardinality(String)", "ae": "Array(String)", "dom": "Int32", "dp": "Decimal(10, 2)",
-	"ip": "String", "mac": "String", "r": "String", "pt": "String",
+	"ip": "String", "mac": "String", "r": "String", "pt": "String", "dc": "Date", "ic": "Int8",
 }
 
 // typesRows inserts rows with ordinary, NULL and special values, ids from
@@ -114,7 +120,13 @@ func TestEveryType(t *testing.T) {
 	e.exec(fmt.Sprintf("ALTER DATABASE %s SET IntervalStyle = 'iso_8601'", e.name))
 	e.pg.Reset()
 	e.exec(typesRows(1))
-	e.setup()
+	e.exec(`INSERT INTO alltypes (id, dc, ic) VALUES (700, '2300-01-01', 500)`)
+	out := e.setup()
+	for _, want := range []string{"stored 1 values of public.alltypes column dc", "stored 1 values of public.alltypes column ic"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("setup output lacks %q:\n%s", want, out)
+		}
+	}
 	db := "db_" + e.name
 
 	rows, err := e.ch.Query(context.Background(), fmt.Sprintf(
@@ -146,7 +158,18 @@ func TestEveryType(t *testing.T) {
 		ae = '{ok}', d = '2000-01-01' WHERE id % 2 = 0`)
 	e.exec(`UPDATE alltypes SET i4 = 5 WHERE id = 4`) // t and by stay unchanged TOAST values
 	e.exec(`DELETE FROM alltypes WHERE id = 101`)
+	e.exec(`INSERT INTO alltypes (id, dc, ic) VALUES (600, '1950-01-01', 1000), (601, 'infinity', -1000), (602, '2020-02-02', 100)`)
 	e.sameRows("every type, streamed", typesPG, chSQL)
+	// Values the type cannot hold, by the columns' invalid options.
+	e.sameRows("clamped and default values",
+		`SELECT concat_ws('|', id, CASE WHEN id = 600 THEN 0 WHEN id IN (601, 700) THEN date '2148-12-31' - date '1970-01-01'
+			ELSE COALESCE(dc - date '1970-01-01', 0) END, CASE WHEN id IN (600, 601, 700) THEN 0 ELSE COALESCE(ic, 0) END) FROM alltypes`,
+		fmt.Sprintf("SELECT concat(toString(id), '|', toString(toInt32(dc)), '|', toString(ic)) FROM %s.alltypes_live", db))
+	// 600 and 601, and 700 again, which the update of even ids streamed.
+	if m := e.scrape(); metric(m, `replicator_invalid_values_total{column="dc",table="public.alltypes"}`) != 3 ||
+		metric(m, `replicator_invalid_values_total{column="ic",table="public.alltypes"}`) != 3 {
+		t.Errorf("invalid value metrics:\n%s", m)
+	}
 	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
 		t.Errorf("verify of every type: exit %d\n%s\n%s", code, out, errs)
 	}

@@ -164,7 +164,8 @@ func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
 	typ := c.Type
 	var def string
 	switch {
-	case c.Transform != mapping.TransformNone:
+	case c.Transform != mapping.TransformNone, c.Policy() != "" && c.Policy() != mapping.InvalidError:
+		// Computed by the mapping only: compared row by row.
 		return "", "", false
 	case typ.Array:
 		return arrayChecksumExprs(c)
