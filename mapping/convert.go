@@ -397,7 +397,6 @@ func parseUUID(b []byte) (uuid.UUID, error) {
 	return u, nil
 }
 
-
 // timeBounds returns the first and last Unix second a DateTime or
 // DateTime64 column holds.
 func timeBounds(typ Type) (lo, hi int64) {
@@ -425,7 +424,9 @@ type infiniteError struct {
 	negative bool
 }
 
-func (e *infiniteError) Error() string { return fmt.Sprintf("value %q cannot be stored in ClickHouse", e.text) }
+func (e *infiniteError) Error() string {
+	return fmt.Sprintf("value %q cannot be stored in ClickHouse", e.text)
+}
 
 // timeRange returns the first and last Unix second a column of a date or
 // time type holds, and whether it holds days.
