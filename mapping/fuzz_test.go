@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
 )
 
 // FuzzParseType: ParseType never panics, and an accepted type survives a
@@ -58,11 +59,14 @@ var (
 	fuzzOIDs = []uint32{
 		pgBool, pgBytea, 18, 19, pgInt8, pgInt2, pgInt4, pgText, pgOID, pgJSON, pgFloat4, pgFloat8,
 		pgBPChar, pgVarchar, pgDate, pgTimestamp, pgTimestamptz, pgNumeric, pgUUID, pgJSONB, 600,
+		1007, 1009, 1231, 1182,
 	}
 	fuzzTypes = []string{
 		"", "UInt8", "UInt16", "UInt32", "UInt64", "Int8", "Int16", "Int32", "Int64",
 		"Float32", "Float64", "String", "LowCardinality(String)", "UUID", "Date",
 		"DateTime", "DateTime('UTC')", "DateTime64(3)", "DateTime64(6, 'UTC')", "Nullable(UInt64)",
+		"Decimal(12, 2)", "Decimal(38, 10)", "Bool", "Date32", "Array(Int32)", "Array(Nullable(String))",
+		"Array(Decimal(5, 1))", "Array(Date)",
 	}
 )
 
@@ -88,6 +92,11 @@ func FuzzConvert(f *testing.F) {
 		{18, 13, 0, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", false},
 		{11, 4, 0, "-0", false},
 		{14, 14, 0, "2024-05-01", false},
+		{17, 20, 0, "12345.678", false},
+		{21, 24, 4, `{1,NULL,"3"}`, false},
+		{22, 25, 8, `{"a\"b",NULL}`, false},
+		{23, 26, 4, "{1.25,99999}", false},
+		{14, 23, 5, "-infinity", false},
 	} {
 		f.Add(s.oid, s.typ, s.flags, []byte(s.data), s.transform)
 	}
@@ -97,7 +106,13 @@ func FuzzConvert(f *testing.F) {
 		if transform {
 			spec.Transform = TransformXXHash64
 		}
-		caps := Caps{DateTime64: flags&1 != 0}
+		switch {
+		case flags&4 != 0:
+			spec.Invalid = InvalidClamp
+		case flags&8 != 0:
+			spec.Invalid = InvalidDefault
+		}
+		caps := Caps{DateTime64: flags&1 != 0, Bool: flags&1 != 0, Date32: flags&1 != 0}
 		tbl, err := resolveColumn(oid, spec, caps)
 		if err != nil {
 			return
@@ -126,15 +141,22 @@ func FuzzConvert(f *testing.F) {
 		if !reflect.DeepEqual(v, tomb[1]) {
 			t.Fatalf("Row gave %#v, Tombstone %#v", v, tomb[1])
 		}
+		if v == nil && col.Type.Nullable && spec.Invalid == InvalidDefault {
+			return // the default of a Nullable column is NULL
+		}
 		checkGoType(t, col, v)
-		if spec.Transform == TransformNone && col.Type.IsInteger() && oid != pgBool {
+		if spec.Transform == TransformNone && col.Type.IsInteger() && !col.Type.Array && spec.Invalid == "" && oid != pgBool {
 			checkInteger(t, col.Type, data, v)
 		}
 		// NULL is the default of the type, or nil.
 		if _, err := tbl.Row([]Value{text("1"), nullValue}, dst, nil); err != nil {
 			t.Fatalf("NULL: %v", err)
 		}
-		if col.Type.Nullable != (dst[1] == nil) {
+		if col.Type.Array {
+			if reflect.ValueOf(dst[1]).Len() != 0 {
+				t.Fatalf("NULL of %s = %#v, want an empty array", col.Type, dst[1])
+			}
+		} else if col.Type.Nullable != (dst[1] == nil) {
 			t.Fatalf("NULL of %s = %#v", col.Type, dst[1])
 		}
 	})
@@ -142,8 +164,37 @@ func FuzzConvert(f *testing.F) {
 
 func checkGoType(t *testing.T, col Column, v any) {
 	t.Helper()
+	if col.Type.Array {
+		rv := reflect.ValueOf(v)
+		if rv.Kind() != reflect.Slice {
+			t.Fatalf("%s value %#v is not a slice", col.Type, v)
+		}
+		et := col
+		et.Type.Array = false
+		for i := 0; i < rv.Len(); i++ {
+			e := rv.Index(i)
+			if e.Kind() == reflect.Pointer {
+				if !col.Type.Nullable {
+					t.Fatalf("%s element %d is a pointer", col.Type, i)
+				}
+				if e.IsNil() {
+					continue
+				}
+				e = e.Elem()
+			}
+			et.Type.Nullable = false
+			checkGoType(t, et, e.Interface())
+		}
+		return
+	}
 	var want reflect.Type
 	switch col.Type.Kind {
+	case KindDecimal:
+		want = reflect.TypeOf(decimal.Decimal{})
+	case KindBool:
+		want = reflect.TypeOf(false)
+	case KindDate32:
+		want = reflect.TypeOf(time.Time{})
 	case KindUInt8:
 		want = reflect.TypeOf(uint8(0))
 	case KindUInt16:

@@ -29,6 +29,46 @@ var eventsColumns = []mapping.SourceColumn{
 	{Name: "fingerprint", TypeOID: 17},
 }
 
+// allTypesColumns is a table with a column of every kind of type the
+// README's type table names (test/types_test.go creates it), as the stream
+// and the catalog describe it.
+var allTypesColumns = []mapping.SourceColumn{
+	{Name: "id", TypeOID: 20, Identity: true}, {Name: "b", TypeOID: 16}, {Name: "i2", TypeOID: 21},
+	{Name: "i4", TypeOID: 23}, {Name: "i8", TypeOID: 20}, {Name: "n", TypeOID: 1700, TypeMod: 12<<16 | 2 + 4},
+	{Name: "nu", TypeOID: 1700, TypeMod: -1}, {Name: "f4", TypeOID: 700}, {Name: "f8", TypeOID: 701},
+	{Name: "t", TypeOID: 25}, {Name: "vc", TypeOID: 1043, TypeMod: 14}, {Name: "ch", TypeOID: 1042, TypeMod: 7},
+	{Name: "by", TypeOID: 17}, {Name: "u", TypeOID: 2950}, {Name: "d", TypeOID: 1082}, {Name: "ts", TypeOID: 1114},
+	{Name: "tstz", TypeOID: 1184}, {Name: "tm", TypeOID: 1083}, {Name: "iv", TypeOID: 1186}, {Name: "j", TypeOID: 114},
+	{Name: "jb", TypeOID: 3802}, {Name: "ai", TypeOID: 1007}, {Name: "at", TypeOID: 1009},
+	{Name: "an", TypeOID: 1231, TypeMod: 8<<16 | 3 + 4}, {Name: "ad", TypeOID: 1182},
+	{Name: "e", TypeOID: 16390, Enum: true}, {Name: "ae", TypeOID: 16389, Elem: 16390, Enum: true},
+	{Name: "dom", TypeOID: 23}, {Name: "dp", TypeOID: 1700, TypeMod: 10<<16 | 2 + 4}, {Name: "ip", TypeOID: 869},
+	{Name: "mac", TypeOID: 829}, {Name: "r", TypeOID: 3904}, {Name: "pt", TypeOID: 600},
+}
+
+// TestTypesDDL renders the target of every type for ClickHouse 18.16 and
+// for a current ClickHouse, which has DateTime64, Bool and Date32.
+func TestTypesDDL(t *testing.T) {
+	spec := mapping.TableSpec{Source: "public.alltypes", Target: "alltypes", OrderBy: []string{"id"},
+		Columns: map[string]mapping.ColumnSpec{"an": {Nullable: true}}}
+	db := ddl.Database{Name: "replicator"}
+	for _, tc := range []struct {
+		file string
+		caps mapping.Caps
+	}{
+		{"clickhouse/alltypes_18.16.sql", mapping.Caps{}},
+		{"clickhouse/alltypes_current.sql", mapping.Caps{DateTime64: true, Bool: true, Date32: true}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			tbl, err := mapping.Resolve(spec, allTypesColumns, tc.caps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tc.file, strings.TrimSpace(db.CreateTable(tbl))+";\n")
+		})
+	}
+}
+
 func TestGeneratedDDL(t *testing.T) {
 	cfg, err := config.Load("../config.example.hcl", func(string) string { return "" })
 	if err != nil {
