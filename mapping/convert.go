@@ -441,26 +441,39 @@ func timeRange(typ Type) (lo, hi int64, date bool) {
 	return lo, hi, false
 }
 
-// checkTime checks a parsed (or infinite, err) date or time against the
-// range of typ; text names the value in errors. A value out of range is a
-// RangeError whose nearest value is the bound it passed.
-func checkTime(t time.Time, err error, typ Type, text string) (time.Time, error) {
+// timeCheck checks dates and times against the range of a type.
+type timeCheck struct {
+	typ    Type
+	lo, hi int64
+	date   bool
+}
+
+func newTimeCheck(typ Type) timeCheck {
 	lo, hi, date := timeRange(typ)
-	var inf *infiniteError
-	switch {
-	case errors.As(err, &inf):
-		t = time.Unix(hi+1, 0)
-		if inf.negative {
-			t = time.Unix(lo-1, 0)
+	return timeCheck{typ: typ, lo: lo, hi: hi, date: date}
+}
+
+// check checks a parsed (or infinite, err) date or time; text names the
+// value in errors (called only then). A value out of range is a
+// RangeError whose nearest value is the bound it passed.
+func (c timeCheck) check(t time.Time, err error, text func() string) (time.Time, error) {
+	if err != nil {
+		var inf *infiniteError
+		if !errors.As(err, &inf) {
+			return time.Time{}, err
 		}
-		re := timeRangeError(t, lo, hi, date, text, typ).(*RangeError)
+		t = time.Unix(c.hi+1, 0)
+		if inf.negative {
+			t = time.Unix(c.lo-1, 0)
+		}
+		re := timeRangeError(t, c.lo, c.hi, c.date, text(), c.typ).(*RangeError)
 		re.Err = inf
 		return time.Time{}, re
-	case err != nil:
-		return time.Time{}, err
-	case t.Unix() < lo || t.Unix() > hi:
-		return time.Time{}, timeRangeError(t, lo, hi, date, text, typ)
-	case date:
+	}
+	if s := t.Unix(); s < c.lo || s > c.hi {
+		return time.Time{}, timeRangeError(t, c.lo, c.hi, c.date, text(), c.typ)
+	}
+	if c.date {
 		y, m, d := t.Date()
 		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC), nil
 	}
@@ -470,9 +483,10 @@ func checkTime(t time.Time, err error, typ Type, text string) (time.Time, error)
 // timeConverter converts the text of a date, timestamp or timestamptz into
 // a Date, Date32, DateTime or DateTime64 value.
 func timeConverter(typ Type) converter {
+	c := newTimeCheck(typ)
 	return func(b []byte) (any, error) {
 		t, err := parseTimestamp(b)
-		t, err = checkTime(t, err, typ, string(b))
+		t, err = c.check(t, err, func() string { return string(b) })
 		if err != nil {
 			return nil, err
 		}
