@@ -75,7 +75,28 @@ type ClickHouse struct {
 	Addr     []string
 	Database string
 	Username string
-	Password string
+	// Password is the password, or the first line of PasswordFile, read
+	// when the configuration is loaded. It never appears in logs or errors.
+	Password     string
+	PasswordFile string
+	// TLS, when set, connects over TLS (the server's tcp_port_secure);
+	// there is no fallback to plaintext.
+	TLS *TLS
+}
+
+// TLS configures the native protocol over TLS.
+type TLS struct {
+	// CAFile holds the PEM certificates that verify the server's (empty:
+	// the system's roots).
+	CAFile string
+	// CertFile and KeyFile hold a client certificate and its key (PEM),
+	// for servers that ask for one.
+	CertFile, KeyFile string
+	// ServerName is the name the server's certificate must carry (empty:
+	// the host of the address).
+	ServerName string
+	// InsecureSkipVerify accepts any certificate: for tests only.
+	InsecureSkipVerify bool
 }
 
 // Table maps one Postgres table.
@@ -156,10 +177,20 @@ type pgBlock struct {
 }
 
 type chBlock struct {
-	Addr     *[]string `hcl:"addr,optional"`
-	Database *string   `hcl:"database,optional"`
-	Username *string   `hcl:"username,optional"`
-	Password *string   `hcl:"password,optional"`
+	Addr         *[]string `hcl:"addr,optional"`
+	Database     *string   `hcl:"database,optional"`
+	Username     *string   `hcl:"username,optional"`
+	Password     *string   `hcl:"password,optional"`
+	PasswordFile *string   `hcl:"password_file,optional"`
+	TLS          *tlsBlock `hcl:"tls,block"`
+}
+
+type tlsBlock struct {
+	CAFile             *string `hcl:"ca_file,optional"`
+	CertFile           *string `hcl:"cert_file,optional"`
+	KeyFile            *string `hcl:"key_file,optional"`
+	ServerName         *string `hcl:"server_name,optional"`
+	InsecureSkipVerify *bool   `hcl:"insecure_skip_verify,optional"`
 }
 
 type tableBlk struct {
@@ -369,6 +400,17 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		setString(&cfg.ClickHouse.Database, c.Database)
 		setString(&cfg.ClickHouse.Username, c.Username)
 		setString(&cfg.ClickHouse.Password, c.Password)
+		setString(&cfg.ClickHouse.PasswordFile, c.PasswordFile)
+		if t := c.TLS; t != nil {
+			cfg.ClickHouse.TLS = &TLS{}
+			setString(&cfg.ClickHouse.TLS.CAFile, t.CAFile)
+			setString(&cfg.ClickHouse.TLS.CertFile, t.CertFile)
+			setString(&cfg.ClickHouse.TLS.KeyFile, t.KeyFile)
+			setString(&cfg.ClickHouse.TLS.ServerName, t.ServerName)
+			if t.InsecureSkipVerify != nil {
+				cfg.ClickHouse.TLS.InsecureSkipVerify = *t.InsecureSkipVerify
+			}
+		}
 	}
 	if b := f.Batch; b != nil {
 		if b.MaxRows != nil {
@@ -503,6 +545,21 @@ var (
 	chIdent = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
+// readSecret returns the first line of a file that holds a secret; errors
+// name the file, never its content.
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read %s: %v", path, errors.Unwrap(err))
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimRight(line, "\r")
+	if line == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return line, nil
+}
+
 // validate returns every problem, each prefixed with its key path.
 func (c *Config) validate() []string {
 	var p []string
@@ -529,6 +586,28 @@ func (c *Config) validate() []string {
 	}
 	if !chIdent.MatchString(c.ClickHouse.Database) {
 		add("clickhouse.database: %q is not a valid identifier", c.ClickHouse.Database)
+	}
+	if f := c.ClickHouse.PasswordFile; f != "" {
+		if c.ClickHouse.Password != "" {
+			add("clickhouse.password_file: set either password or password_file")
+		} else if pw, err := readSecret(f); err != nil {
+			add("clickhouse.password_file: %v", err)
+		} else {
+			c.ClickHouse.Password = pw
+		}
+	}
+	if t := c.ClickHouse.TLS; t != nil {
+		for key, f := range map[string]string{"ca_file": t.CAFile, "cert_file": t.CertFile, "key_file": t.KeyFile} {
+			if f == "" {
+				continue
+			}
+			if _, err := os.Stat(f); err != nil {
+				add("clickhouse.tls.%s: %v", key, err)
+			}
+		}
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			add("clickhouse.tls: cert_file and key_file go together")
+		}
 	}
 	if c.Batch.MaxRows <= 0 {
 		add("batch.max_rows: must be positive, got %d", c.Batch.MaxRows)

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -88,6 +90,13 @@ func IsRetryable(err error) bool { return errors.Is(err, ErrConnection) }
 // and pub name the objects the failed command used, if any), and marks
 // connection errors with ErrConnection.
 func Describe(err error, slot, pub string) error {
+	var verify *tls.CertificateVerificationError
+	var hostname x509.HostnameError
+	var authority x509.UnknownAuthorityError
+	if errors.As(err, &verify) || errors.As(err, &hostname) || errors.As(err, &authority) {
+		// A certificate the DSN does not trust: retrying cannot help.
+		return fmt.Errorf("postgres TLS: the server's certificate is not trusted (check sslrootcert and sslmode in postgres.dsn): %w", err)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {

@@ -2,10 +2,13 @@ package sink
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"reflect"
 	"strings"
 	"syscall"
@@ -19,6 +22,32 @@ import (
 	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
 )
+
+// TLSConfig returns the TLS configuration of c, nil for plaintext.
+func TLSConfig(c *config.TLS) (*tls.Config, error) {
+	if c == nil {
+		return nil, nil
+	}
+	t := &tls.Config{ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse.tls.ca_file: %w", err)
+		}
+		t.RootCAs = x509.NewCertPool()
+		if !t.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("clickhouse.tls.ca_file: %s holds no PEM certificate", c.CAFile)
+		}
+	}
+	if c.CertFile != "" {
+		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse.tls.cert_file, key_file: %w", err)
+		}
+		t.Certificates = []tls.Certificate{pair}
+	}
+	return t, nil
+}
 
 // Client is a connection to the target ClickHouse over the native protocol.
 type Client struct {
@@ -51,8 +80,13 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 }
 
 func open(ctx context.Context, opts config.ClickHouse, settings clickhouse.Settings) (driver.Conn, error) {
+	tlsConfig, err := TLSConfig(opts.TLS)
+	if err != nil {
+		return nil, err
+	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:             opts.Addr,
+		TLS:              tlsConfig,
 		Protocol:         clickhouse.Native,
 		Auth:             clickhouse.Auth{Username: opts.Username, Password: opts.Password},
 		Settings:         settings,
@@ -194,7 +228,16 @@ func classify(err error) error {
 	}
 	var netErr net.Error
 	var exc *clickhouse.Exception
+	var verify *tls.CertificateVerificationError
+	var hostname x509.HostnameError
+	var authority x509.UnknownAuthorityError
+	var record tls.RecordHeaderError
 	switch {
+	case errors.As(err, &verify), errors.As(err, &hostname), errors.As(err, &authority):
+		// A certificate the configuration does not trust: retrying cannot help.
+		return fmt.Errorf("clickhouse TLS: the server's certificate is not trusted (check clickhouse.tls.ca_file and server_name): %w", err)
+	case errors.As(err, &record):
+		return fmt.Errorf("clickhouse TLS: the server did not answer in TLS (is clickhouse.addr its tcp_port_secure?): %w", err)
 	case errors.As(err, &exc):
 		switch code := proto.Error(exc.Code); code {
 		case proto.ErrAuthenticationFailed, proto.ErrUnknownUser, proto.ErrWrongPassword,

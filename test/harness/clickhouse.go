@@ -23,6 +23,8 @@ import (
 type ClickHouse struct {
 	Port     int    // native protocol port on 127.0.0.1
 	HTTPPort int    // HTTP interface port on 127.0.0.1
+	// SecurePort is the native protocol over TLS (Options.TLS), else 0.
+	SecurePort int
 	Dir      string // holds config.xml, users.xml, data/ and log/
 
 	opt    Options
@@ -62,11 +64,14 @@ func StartClickHouse(ctx context.Context, opt Options) (*ClickHouse, error) {
 		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		ports, err := freePorts(2)
+		ports, err := freePorts(3)
 		if err != nil {
 			return nil, err
 		}
 		c.Port, c.HTTPPort = ports[0], ports[1]
+		if opt.TLS != nil {
+			c.SecurePort = ports[2]
+		}
 		if err := c.writeConfig(); err != nil {
 			return nil, err
 		}
@@ -106,6 +111,10 @@ func (c *ClickHouse) writeConfig() error {
 	}
 	dir := esc(c.Dir)
 	conf := fmt.Sprintf(clickhouseConfig, dir, c.Port, c.HTTPPort)
+	if t := c.opt.TLS; t != nil {
+		secure := fmt.Sprintf(clickhouseTLS, c.SecurePort, esc(t.ServerCert), esc(t.ServerKey), esc(t.CA))
+		conf = strings.Replace(conf, "</yandex>", secure+"</yandex>", 1)
+	}
 	return os.WriteFile(filepath.Join(c.Dir, "config.xml"), []byte(conf), 0o644)
 }
 
@@ -144,8 +153,29 @@ const clickhouseConfig = `<?xml version="1.0"?>
 </yandex>
 `
 
-// clickhouseUsers is users.xml: user default without password, reachable
-// from loopback only, with thread counts sized for a small machine.
+// clickhouseTLS opens the native protocol over TLS; its verbs are the port,
+// the certificate, its key and the CA that verifies client certificates.
+const clickhouseTLS = `    <tcp_port_secure>%d</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>%s</certificateFile>
+            <privateKeyFile>%s</privateKeyFile>
+            <caConfig>%s</caConfig>
+            <verificationMode>relaxed</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+`
+
+// SecureAddr returns host:port of the TLS native port.
+func (c *ClickHouse) SecureAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.SecurePort) }
+
+// clickhouseUsers is users.xml: user default without password and user
+// secured with password s3cret-pw, reachable from loopback only, with
+// thread counts sized for a small machine.
 const clickhouseUsers = `<?xml version="1.0"?>
 <yandex>
     <profiles>
@@ -159,6 +189,15 @@ const clickhouseUsers = `<?xml version="1.0"?>
         </default>
     </profiles>
     <users>
+        <secured>
+            <password>s3cret-pw</password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </secured>
         <default>
             <password></password>
             <networks>

@@ -30,6 +30,10 @@ type Options struct {
 	// PGBinDir holds initdb, postgres and psql; /usr/lib/postgresql/15/bin
 	// when empty.
 	PGBinDir string
+	// TLS, when set, makes Postgres accept TLS (ssl = on, client
+	// certificates verified against TLS.CA when presented) and ClickHouse
+	// open a TLS native port (SecurePort).
+	TLS *TLSFiles
 }
 
 // DefaultPGBinDir is where Debian's postgresql-15 installs its binaries.

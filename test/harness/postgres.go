@@ -161,6 +161,31 @@ func (p *Postgres) initdb(ctx context.Context) error {
 		set("synchronous_commit", "off")
 		set("full_page_writes", "off")
 	}
+	if t := p.opt.TLS; t != nil {
+		// The server's own copies: its key must belong to the server's user.
+		dir := filepath.Join(p.Dir, "tls")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		for name, src := range map[string]string{"server.pem": t.ServerCert, "server.key": t.ServerKey, "ca.pem": t.CA} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+				return err
+			}
+		}
+		if p.cred != nil {
+			if err := chownTree(dir, p.cred); err != nil {
+				return err
+			}
+		}
+		set("ssl", "on")
+		set("ssl_cert_file", filepath.Join(dir, "server.pem"))
+		set("ssl_key_file", filepath.Join(dir, "server.key"))
+		set("ssl_ca_file", filepath.Join(dir, "ca.pem"))
+	}
 	keys := make([]string, 0, len(p.opt.PGSettings))
 	for k := range p.opt.PGSettings {
 		keys = append(keys, k)
