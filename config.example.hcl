@@ -31,6 +31,16 @@ clickhouse {
 
   username = "default"  # default "default"
   password = ""         # e.g. env("CLICKHOUSE_PASSWORD")
+  # password_file = "/run/secrets/clickhouse"  # its first line; instead of password
+
+  # The native protocol over TLS (the server's tcp_port_secure, often 9440);
+  # never a fallback to plaintext.
+  # tls {
+  #   ca_file   = "/etc/replicator/ca.pem"      # default: the system's roots
+  #   cert_file = "/etc/replicator/client.pem"  # a client certificate, with key_file
+  #   key_file  = "/etc/replicator/client.key"
+  #   server_name = "clickhouse.internal"       # default: the host of addr
+  # }
 }
 
 batch {

@@ -3,6 +3,7 @@ package config_test
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -221,6 +222,16 @@ func TestParseErrors(t *testing.T) {
 		{"empty addr", pg + "clickhouse {\n  addr = []\n}\n" + table, []string{"clickhouse.addr"}},
 		{"addr without port", pg + "clickhouse {\n  addr = [\"a:1\", \"localhost\"]\n}\n" + table, []string{"clickhouse.addr[1]", `"localhost"`}},
 		{"bad database", pg + "clickhouse {\n  database = \"my-db\"\n}\n" + table, []string{"clickhouse.database", `"my-db"`}},
+		{"password and password_file", pg + "clickhouse {\n  password = \"x\"\n  password_file = \"/dev/null\"\n}\n" + table,
+			[]string{"clickhouse.password_file", "either"}},
+		{"missing password_file", pg + "clickhouse {\n  password_file = \"/nonexistent/pw\"\n}\n" + table,
+			[]string{"clickhouse.password_file", "/nonexistent/pw"}},
+		{"empty password_file", pg + "clickhouse {\n  password_file = \"/dev/null\"\n}\n" + table,
+			[]string{"clickhouse.password_file", "empty"}},
+		{"missing ca_file", pg + "clickhouse {\n  tls {\n    ca_file = \"/nonexistent/ca.pem\"\n  }\n}\n" + table,
+			[]string{"clickhouse.tls.ca_file", "/nonexistent/ca.pem"}},
+		{"cert without key", pg + "clickhouse {\n  tls {\n    cert_file = \"/dev/null\"\n  }\n}\n" + table,
+			[]string{"clickhouse.tls", "cert_file and key_file"}},
 		{"zero max_rows", pg + "batch {\n  max_rows = 0\n}\n" + table, []string{"batch.max_rows"}},
 		{"negative max_delay", pg + "batch {\n  max_delay = \"-1s\"\n}\n" + table, []string{"batch.max_delay"}},
 		{"bad log level", pg + "log {\n  level = \"loud\"\n}\n" + table, []string{"log.level", `"loud"`}},
@@ -254,6 +265,19 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("Error() = %q, want %q", msg, "config: "+ce.Problems[0])
 			}
 		})
+	}
+}
+
+// TestPasswordFile reads the ClickHouse password from a file's first line.
+func TestPasswordFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(f, []byte("s3cret\nignored\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := parse(t, "postgres {\n  dsn = \"postgres://u@h/db\"\n}\nclickhouse {\n  password_file = \""+f+"\"\n  tls {\n    server_name = \"ch\"\n  }\n}\n"+
+		"table \"public.t\" {\n  order_by = [\"id\"]\n}\n", func(string) string { return "" })
+	if cfg.ClickHouse.Password != "s3cret" || cfg.ClickHouse.TLS == nil || cfg.ClickHouse.TLS.ServerName != "ch" {
+		t.Errorf("clickhouse = %+v", cfg.ClickHouse)
 	}
 }
 
