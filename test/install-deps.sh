@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs from Debian's packages what the tests and the demo need and is
 # missing: PostgreSQL 15 (server, pgbench, psql, pg_recvlogical) and
-# ClickHouse (server and client). Prints nothing when all is present.
+# ClickHouse (server and client), and openssl for the TLS test's CA. Prints
+# nothing when all is present.
 # The servers are not started here; test/harness starts private ones.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ declare -A need=(
 	[/usr/lib/postgresql/15/bin/pg_recvlogical]=postgresql-client-15
 	[/usr/sbin/clickhouse-server]=clickhouse-server
 	[/usr/bin/clickhouse-client]=clickhouse-client
+	[/usr/bin/openssl]=openssl
 )
 
 missing=()
