@@ -4,14 +4,28 @@
 GO      ?= go
 BIN     := bin/replicator
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+COMMIT  := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+DATE    := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 PKGS    := ./...
 
-.PHONY: all build deps demo test test-unit test-e2e chaos bench fuzz lint check-mod clean
+.PHONY: all build dist deps demo test test-unit test-e2e chaos bench fuzz lint check-mod clean
 
 all: build
 
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/replicator
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/replicator
+
+# Static binaries for linux amd64 and arm64 in dist/, with version, commit
+# and build date in `replicator version`, and their SHA-256 sums.
+dist:
+	rm -rf dist && mkdir -p dist
+	for arch in amd64 arm64; do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" \
+			-o dist/replicator-linux-$$arch ./cmd/replicator || exit 1; \
+	done
+	cd dist && sha256sum replicator-linux-* > SHA256SUMS
+	@cat dist/SHA256SUMS
 
 # Installs Postgres 15 and ClickHouse from Debian's packages when missing.
 deps:
@@ -66,4 +80,4 @@ check-mod:
 	git diff --exit-code go.mod go.sum
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

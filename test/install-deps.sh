@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs from Debian's packages what the tests and the demo need and is
 # missing: PostgreSQL 15 (server, pgbench, psql, pg_recvlogical) and
-# ClickHouse (server and client), and openssl for the TLS test's CA. Prints
-# nothing when all is present.
+# ClickHouse (server and client), openssl for the TLS test's CA and
+# promtool (prometheus) for the alert rules' test. Prints nothing when all
+# is present.
 # The servers are not started here; test/harness starts private ones.
 set -euo pipefail
 
@@ -16,6 +17,7 @@ declare -A need=(
 	[/usr/sbin/clickhouse-server]=clickhouse-server
 	[/usr/bin/clickhouse-client]=clickhouse-client
 	[/usr/bin/openssl]=openssl
+	[/usr/bin/promtool]=prometheus
 )
 
 missing=()

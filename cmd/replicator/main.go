@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -32,8 +33,39 @@ import (
 	"github.com/replicator/replicator/verify"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version, commit and date are set at build time (make build, make dist)
+// with -ldflags "-X main.version=... -X main.commit=... -X main.date=...";
+// a build without them reports the module's VCS stamp where Go recorded one.
+var (
+	version = "dev"
+	commit  = ""
+	date    = ""
+)
+
+// versionLine describes the binary: version, commit, build date, Go.
+func versionLine() string {
+	c, d := commit, date
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			switch {
+			case s.Key == "vcs.revision" && c == "":
+				c = s.Value
+				if len(c) > 12 {
+					c = c[:12]
+				}
+			case s.Key == "vcs.time" && d == "":
+				d = s.Value
+			}
+		}
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	if d == "" {
+		d = "unknown"
+	}
+	return fmt.Sprintf("replicator %s (commit %s, built %s, %s %s/%s)", version, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
 
 const usage = `usage: replicator <command> [flags]
 
@@ -61,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, args := args[0], args[1:]
 	switch cmd {
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "replicator", version)
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
