@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/replicator/replicator/mapping"
 )
@@ -129,6 +130,18 @@ func (c *Conn) describeType(ctx context.Context, oid uint32, depth int) (pgType,
 	return pgType{oid: oid, mod: -1}, nil
 }
 
+// publicationError describes a failed change of the publication; a role
+// without the right to make it (the tables' owner's) gets the statement
+// to run as their owner.
+func publicationError(what, stmt string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		return fmt.Errorf("%s: %s: this role may not change the publication (that takes the tables' owner): "+
+			"as their owner, run %s; then run `replicator setup` again", what, pgErr.Message, stmt)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
 // checkIdentity refuses a replica identity (pg_class.relreplident) under
 // which deletes carry no key.
 func checkIdentity(table, ident string, hasPK bool) error {
@@ -181,8 +194,9 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 		if viaRootKnown {
 			with = " WITH (publish_via_partition_root = true)"
 		}
-		if _, err := c.pg.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s%s", QuoteIdent(pub), strings.Join(names, ", "), with)); err != nil {
-			return report, fmt.Errorf("create publication %s: %w", pub, err)
+		stmt := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s%s", QuoteIdent(pub), strings.Join(names, ", "), with)
+		if _, err := c.pg.Exec(ctx, stmt); err != nil {
+			return report, publicationError(fmt.Sprintf("create publication %s", pub), stmt, err)
 		}
 		say("created publication %s for %s", pub, strings.Join(names, ", "))
 		return report, nil
@@ -213,8 +227,9 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 		if in {
 			continue
 		}
-		if _, err := c.pg.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", QuoteIdent(pub), QuoteTable(t))); err != nil {
-			return report, fmt.Errorf("add %s to publication %s: %w", t, pub, err)
+		stmt := fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", QuoteIdent(pub), QuoteTable(t))
+		if _, err := c.pg.Exec(ctx, stmt); err != nil {
+			return report, publicationError(fmt.Sprintf("add %s to publication %s", t, pub), stmt, err)
 		}
 		say("added %s to publication %s", t, pub)
 	}
@@ -223,8 +238,9 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 		return report, err
 	}
 	for _, t := range extra {
-		if _, err := c.pg.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s DROP TABLE %s", QuoteIdent(pub), QuoteTable(t))); err != nil {
-			return report, fmt.Errorf("remove %s from publication %s: %w", t, pub, err)
+		stmt := fmt.Sprintf("ALTER PUBLICATION %s DROP TABLE %s", QuoteIdent(pub), QuoteTable(t))
+		if _, err := c.pg.Exec(ctx, stmt); err != nil {
+			return report, publicationError(fmt.Sprintf("remove %s from publication %s", t, pub), stmt, err)
 		}
 		say("removed %s from publication %s: it is no longer configured, so its replication stops; "+
 			"its ClickHouse table, if any, is kept (DROP TABLE it there when it is no longer needed)", t, pub)

@@ -173,9 +173,10 @@ const clickhouseTLS = `    <tcp_port_secure>%d</tcp_port_secure>
 // SecureAddr returns host:port of the TLS native port.
 func (c *ClickHouse) SecureAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.SecurePort) }
 
-// clickhouseUsers is users.xml: user default without password and user
-// secured with password s3cret-pw, reachable from loopback only, with
-// thread counts sized for a small machine.
+// clickhouseUsers is users.xml: user default without password, and user
+// secured with password s3cret-pw that reaches only the databases tls and
+// least_privilege, both from loopback only, with thread counts sized for a
+// small machine.
 const clickhouseUsers = `<?xml version="1.0"?>
 <yandex>
     <profiles>
@@ -197,6 +198,10 @@ const clickhouseUsers = `<?xml version="1.0"?>
             </networks>
             <profile>default</profile>
             <quota>default</quota>
+            <allow_databases>
+                <database>tls</database>
+                <database>least_privilege</database>
+            </allow_databases>
         </secured>
         <default>
             <password></password>
