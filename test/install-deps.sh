@@ -2,8 +2,8 @@
 # Installs from Debian's packages what the tests and the demo need and is
 # missing: PostgreSQL 15 (server, pgbench, psql, pg_recvlogical) and
 # ClickHouse (server and client), openssl for the TLS test's CA and
-# promtool (prometheus) for the alert rules' test. Prints nothing when all
-# is present.
+# promtool (prometheus) for the alert rules' test, and ZooKeeper (with a
+# Java runtime) for ClickHouse clusters. Prints nothing when all is present.
 # The servers are not started here; test/harness starts private ones.
 set -euo pipefail
 
@@ -18,11 +18,13 @@ declare -A need=(
 	[/usr/bin/clickhouse-client]=clickhouse-client
 	[/usr/bin/openssl]=openssl
 	[/usr/bin/promtool]=prometheus
+	[/usr/share/java/zookeeper.jar]=zookeeper
+	[/usr/bin/java]=default-jre-headless
 )
 
 missing=()
 for file in "${!need[@]}"; do
-	if [[ ! -x $file ]]; then
+	if [[ ! -e $file ]]; then
 		missing+=("${need[$file]}")
 	fi
 done
@@ -44,7 +46,7 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 
 for file in "${!need[@]}"; do
-	if [[ ! -x $file ]]; then
+	if [[ ! -e $file ]]; then
 		echo "install-deps: $file still missing after installing ${need[$file]}" >&2
 		exit 1
 	fi

@@ -28,6 +28,10 @@ type ClickHouse struct {
 	Dir      string // holds config.xml, users.xml, data/ and log/
 
 	opt    Options
+	// extra is XML inserted into config.xml (a cluster's), and ports the
+	// ports to use (native, HTTP, interserver) instead of free ones.
+	extra  string
+	ports  []int
 	server string // clickhouse-server binary
 	client string // clickhouse-client binary
 
@@ -51,7 +55,11 @@ func clickhouseBinaries() (server, client string, err error) {
 // starts clickhouse-server with it on free ports. The server runs until
 // Stop, Kill or Close, or until this process exits.
 func StartClickHouse(ctx context.Context, opt Options) (*ClickHouse, error) {
-	c := &ClickHouse{opt: opt}
+	return startClickHouse(ctx, &ClickHouse{opt: opt})
+}
+
+func startClickHouse(ctx context.Context, c *ClickHouse) (*ClickHouse, error) {
+	opt := c.opt
 	var err error
 	if c.server, c.client, err = clickhouseBinaries(); err != nil {
 		return nil, err
@@ -64,9 +72,11 @@ func StartClickHouse(ctx context.Context, opt Options) (*ClickHouse, error) {
 		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		ports, err := freePorts(3)
-		if err != nil {
-			return nil, err
+		ports := c.ports
+		if ports == nil {
+			if ports, err = freePorts(3); err != nil {
+				return nil, err
+			}
 		}
 		c.Port, c.HTTPPort = ports[0], ports[1]
 		if opt.TLS != nil {
@@ -79,7 +89,7 @@ func StartClickHouse(ctx context.Context, opt Options) (*ClickHouse, error) {
 		if err == nil {
 			break
 		}
-		if attempt == 3 || !inUse(err.Error()) {
+		if attempt == 3 || c.ports != nil || !inUse(err.Error()) {
 			return nil, err
 		}
 	}
@@ -114,6 +124,9 @@ func (c *ClickHouse) writeConfig() error {
 	if t := c.opt.TLS; t != nil {
 		secure := fmt.Sprintf(clickhouseTLS, c.SecurePort, esc(t.ServerCert), esc(t.ServerKey), esc(t.CA))
 		conf = strings.Replace(conf, "</yandex>", secure+"</yandex>", 1)
+	}
+	if c.extra != "" {
+		conf = strings.Replace(conf, "</yandex>", c.extra+"</yandex>", 1)
 	}
 	return os.WriteFile(filepath.Join(c.Dir, "config.xml"), []byte(conf), 0o644)
 }
