@@ -21,13 +21,13 @@ import (
 // ClickHouse is a private clickhouse-server. Its user "default" has no
 // password.
 type ClickHouse struct {
-	Port     int    // native protocol port on 127.0.0.1
-	HTTPPort int    // HTTP interface port on 127.0.0.1
+	Port     int // native protocol port on 127.0.0.1
+	HTTPPort int // HTTP interface port on 127.0.0.1
 	// SecurePort is the native protocol over TLS (Options.TLS), else 0.
 	SecurePort int
-	Dir      string // holds config.xml, users.xml, data/ and log/
+	Dir        string // holds config.xml, users.xml, data/ and log/
 
-	opt    Options
+	opt Options
 	// extra is XML inserted into config.xml (a cluster's), and ports the
 	// ports to use (native, HTTP, interserver) instead of free ones.
 	extra  string
