@@ -82,6 +82,11 @@ type ClickHouse struct {
 	// TLS, when set, connects over TLS (the server's tcp_port_secure);
 	// there is no fallback to plaintext.
 	TLS *TLS
+	// Cluster names a cluster of the server's remote_servers: targets are
+	// replicated and sharded across it (see ddl.Database); ZooKeeperPath
+	// is the ZooKeeper path pattern of a target's local table.
+	Cluster       string
+	ZooKeeperPath string
 }
 
 // TLS configures the native protocol over TLS.
@@ -183,6 +188,8 @@ type chBlock struct {
 	Password     *string   `hcl:"password,optional"`
 	PasswordFile *string   `hcl:"password_file,optional"`
 	TLS          *tlsBlock `hcl:"tls,block"`
+	Cluster      *string   `hcl:"cluster,optional"`
+	ZKPath       *string   `hcl:"zookeeper_path,optional"`
 }
 
 type tlsBlock struct {
@@ -401,6 +408,8 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		setString(&cfg.ClickHouse.Username, c.Username)
 		setString(&cfg.ClickHouse.Password, c.Password)
 		setString(&cfg.ClickHouse.PasswordFile, c.PasswordFile)
+		setString(&cfg.ClickHouse.Cluster, c.Cluster)
+		setString(&cfg.ClickHouse.ZooKeeperPath, c.ZKPath)
 		if t := c.TLS; t != nil {
 			cfg.ClickHouse.TLS = &TLS{}
 			setString(&cfg.ClickHouse.TLS.CAFile, t.CAFile)
@@ -586,6 +595,12 @@ func (c *Config) validate() []string {
 	}
 	if !chIdent.MatchString(c.ClickHouse.Database) {
 		add("clickhouse.database: %q is not a valid identifier", c.ClickHouse.Database)
+	}
+	if cl := c.ClickHouse.Cluster; cl != "" && !chIdent.MatchString(cl) {
+		add("clickhouse.cluster: %q is not a valid identifier", cl)
+	}
+	if p := c.ClickHouse.ZooKeeperPath; p != "" && (!strings.HasPrefix(p, "/") || !strings.Contains(p, "{shard}") || strings.Contains(p, "'")) {
+		add("clickhouse.zookeeper_path: %q must start with / and contain {shard} (and may use {database} and {table})", p)
 	}
 	if f := c.ClickHouse.PasswordFile; f != "" {
 		if c.ClickHouse.Password != "" {

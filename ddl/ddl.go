@@ -41,13 +41,50 @@ func Quote(name string) string {
 // Database renders statements for one ClickHouse database.
 type Database struct {
 	Name string
+	// Cluster, when set, makes targets ReplicatedReplacingMergeTree local
+	// tables (LocalName) under Distributed tables of the target's name,
+	// sharded by a hash of the sorting key; the replicator's own tables
+	// are replicated on every node; and every DDL runs ON CLUSTER.
+	Cluster string
+	// ZKPath is the ZooKeeper path of a target's local table: {database}
+	// and {table} are filled in here, {shard} is the server's macro.
+	ZKPath string
+}
+
+// DefaultZKPath is the default of Database.ZKPath.
+const DefaultZKPath = "/clickhouse/tables/{shard}/{database}/{table}"
+
+// LocalName names the local (sharded, replicated) table of a target on a
+// cluster.
+func LocalName(target string) string { return target + "_local" }
+
+// on is the ON CLUSTER clause of a DDL, empty without a cluster.
+func (d Database) on() string {
+	if d.Cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + Quote(d.Cluster)
+}
+
+// engine returns the ReplacingMergeTree engine of a table keeping the
+// highest version: on a cluster replicated, per shard for a target,
+// across every node for one of the replicator's own tables (shared).
+func (d Database) engine(version, table string, shared bool) string {
+	if d.Cluster == "" {
+		return "ReplacingMergeTree(" + version + ")"
+	}
+	path, replica := strings.NewReplacer("{database}", d.Name, "{table}", table).Replace(d.ZKPath), "{replica}"
+	if shared {
+		path, replica = "/clickhouse/tables/replicator/"+d.Name+"/"+table, "{shard}-{replica}"
+	}
+	return fmt.Sprintf("ReplicatedReplacingMergeTree('%s', '%s', %s)", path, replica, version)
 }
 
 // Table returns the quoted, database-qualified name of a table.
 func (d Database) Table(name string) string { return Quote(d.Name) + "." + Quote(name) }
 
 // Create returns the statement that creates the database.
-func (d Database) Create() string { return "CREATE DATABASE IF NOT EXISTS " + Quote(d.Name) }
+func (d Database) Create() string { return "CREATE DATABASE IF NOT EXISTS " + Quote(d.Name) + d.on() }
 
 // Insert returns the head of an INSERT into table that names its columns
 // (ClickHouse 18.16 needs the names).
@@ -60,19 +97,28 @@ func (d Database) Insert(table string, columns []string) string {
 }
 
 // Truncate returns the statement that empties a table.
-func (d Database) Truncate(table string) string { return "TRUNCATE TABLE " + d.Table(table) }
+func (d Database) Truncate(table string) string {
+	if d.Cluster != "" {
+		return "TRUNCATE TABLE " + d.Table(LocalName(table)) + d.on()
+	}
+	return "TRUNCATE TABLE " + d.Table(table)
+}
 
 // CreateTable returns the DDL of the ReplacingMergeTree target of t.
 func (d Database) CreateTable(t *mapping.Table) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s\n(\n", d.Table(t.Target))
+	name := t.Target
+	if d.Cluster != "" {
+		name = LocalName(t.Target)
+	}
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s%s\n(\n", d.Table(name), d.on())
 	for _, c := range t.Columns {
 		fmt.Fprintf(&b, "    %s %s%s,\n", Quote(c.Name), c.Type, defaultClause(c.Type))
 	}
 	fmt.Fprintf(&b, "    %s UInt64,\n", Quote(mapping.VersionColumn))
 	fmt.Fprintf(&b, "    %s UInt8 DEFAULT 0,\n", Quote(mapping.DeletedColumn))
 	fmt.Fprintf(&b, "    %s UInt64 DEFAULT 0\n", Quote(mapping.SeqColumn))
-	fmt.Fprintf(&b, ")\nENGINE = ReplacingMergeTree(%s)\n", mapping.VersionColumn)
+	fmt.Fprintf(&b, ")\nENGINE = %s\n", d.engine(mapping.VersionColumn, t.Target, false))
 	if t.PartitionBy != "" {
 		fmt.Fprintf(&b, "PARTITION BY %s\n", t.PartitionBy)
 	}
@@ -82,6 +128,32 @@ func (d Database) CreateTable(t *mapping.Table) string {
 	}
 	fmt.Fprintf(&b, "ORDER BY (%s)\n", strings.Join(keys, ", "))
 	return b.String()
+}
+
+// CreateDistributed returns the DDL of the Distributed table that readers
+// and the replicator use on a cluster, over the target's local tables,
+// sharded by a hash of the sorting key (every version of a key on one
+// shard); empty without a cluster.
+func (d Database) CreateDistributed(t *mapping.Table) string {
+	if d.Cluster == "" {
+		return ""
+	}
+	keys := make([]string, len(t.OrderBy))
+	for i, k := range t.OrderBy {
+		keys[i] = Quote(k)
+	}
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s AS %s\nENGINE = Distributed(%s, %s, %s, sipHash64(%s))\n",
+		d.Table(t.Target), d.on(), d.Table(LocalName(t.Target)), Quote(d.Cluster), Quote(d.Name), Quote(LocalName(t.Target)),
+		strings.Join(keys, ", "))
+}
+
+// CreateTarget returns the statements that create t's target: the table,
+// and on a cluster the Distributed table over it.
+func (d Database) CreateTarget(t *mapping.Table) []string {
+	if d.Cluster == "" {
+		return []string{d.CreateTable(t)}
+	}
+	return []string{d.CreateTable(t), d.CreateDistributed(t)}
 }
 
 func defaultClause(t mapping.Type) string {
@@ -133,7 +205,7 @@ func (d Database) Rename(from, to string) string {
 }
 
 // Drop returns the statement that drops a table or view if it exists.
-func (d Database) Drop(table string) string { return "DROP TABLE IF EXISTS " + d.Table(table) }
+func (d Database) Drop(table string) string { return "DROP TABLE IF EXISTS " + d.Table(table) + d.on() }
 
 // CreateView returns the DDL of the view that shows one live row per key:
 // the newest version of each key, without deleted rows. A partitioned
@@ -149,13 +221,13 @@ func (d Database) CreateView(t *mapping.Table) string {
 // column was added): ClickHouse before 20 has no CREATE OR REPLACE VIEW,
 // so readers of the view get an error between the two.
 func (d Database) ReplaceView(t *mapping.Table, columns []string) []string {
-	return []string{"DROP TABLE IF EXISTS " + d.Table(ViewName(t)), d.CreateViewOf(t.Target, t.PartitionBy, t.OrderBy, columns)}
+	return []string{d.Drop(ViewName(t)), d.CreateViewOf(t.Target, t.PartitionBy, t.OrderBy, columns)}
 }
 
 // CreateViewOf returns the DDL of the live view of target, whose sorting
 // key is orderBy, showing columns (see CreateView).
 func (d Database) CreateViewOf(target, partitionBy string, orderBy, columns []string) string {
-	view := d.Table(ViewOf(target))
+	view := d.Table(ViewOf(target)) + d.on()
 	cols := make([]string, len(columns))
 	for i, c := range columns {
 		cols[i] = Quote(c)
@@ -195,9 +267,9 @@ func (d Database) CreateCheckpointTable() string {
     commit_time DateTime('UTC'),
     written_at DateTime('UTC')
 )
-ENGINE = ReplacingMergeTree(lsn)
+ENGINE = %s
 ORDER BY slot
-`, d.Table(CheckpointTable))
+`, d.Table(CheckpointTable)+d.on(), d.engine("lsn", CheckpointTable, true))
 }
 
 // DeleteCheckpoints returns the mutation that removes every checkpoint of
@@ -217,9 +289,9 @@ func (d Database) CreateTruncationTable() string {
     seq UInt64,
     written_at DateTime('UTC')
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = %s
 ORDER BY (slot, source)
-`, d.Table(TruncationTable))
+`, d.Table(TruncationTable)+d.on(), d.engine("version", TruncationTable, true))
 }
 
 // DeleteTruncations returns the mutation that removes every truncation of
@@ -236,9 +308,9 @@ func (d Database) CreateProgressTable() string {
     updated_us UInt64,
     oldest_unstored_us UInt64
 )
-ENGINE = ReplacingMergeTree(updated_us)
+ENGINE = %s
 ORDER BY slot
-`, d.Table(ProgressTable))
+`, d.Table(ProgressTable)+d.on(), d.engine("updated_us", ProgressTable, true))
 }
 
 // ChunkColumnsAdded are the columns of the chunk table that an earlier
@@ -272,9 +344,9 @@ func (d Database) CreateChunkTable() string {
     whole_lsn UInt64 DEFAULT 0,
     target String DEFAULT ''
 )
-ENGINE = ReplacingMergeTree(updated)
+ENGINE = %s
 ORDER BY (slot, source, chunk)
-`, d.Table(ChunkTable))
+`, d.Table(ChunkTable)+d.on(), d.engine("updated", ChunkTable, true))
 }
 
 // DeleteChunks returns the mutation that removes every chunk of the slot
@@ -287,17 +359,29 @@ func (d Database) DeleteChunks() string {
 // AddColumn returns the ALTER that adds column c to target after the
 // column after, with def (a literal, see Literal) as default when not
 // empty.
-func (d Database) AddColumn(target string, c mapping.Column, def, after string) string {
-	s := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", d.Table(target), Quote(c.Name), c.Type)
-	if def != "" {
-		s += " DEFAULT " + def
+func (d Database) AddColumn(target string, c mapping.Column, def, after string) []string {
+	add := func(table string) string {
+		s := fmt.Sprintf("ALTER TABLE %s%s ADD COLUMN %s %s", d.Table(table), d.on(), Quote(c.Name), c.Type)
+		if def != "" {
+			s += " DEFAULT " + def
+		}
+		return s + " AFTER " + Quote(after)
 	}
-	return s + " AFTER " + Quote(after)
+	if d.Cluster != "" {
+		return []string{add(LocalName(target)), add(target)}
+	}
+	return []string{add(target)}
 }
 
 // ModifyColumn returns the ALTER that changes the type of column c.
-func (d Database) ModifyColumn(target string, c mapping.Column) string {
-	return fmt.Sprintf("ALTER TABLE %s MODIFY COLUMN %s %s", d.Table(target), Quote(c.Name), c.Type)
+func (d Database) ModifyColumn(target string, c mapping.Column) []string {
+	modify := func(table string) string {
+		return fmt.Sprintf("ALTER TABLE %s%s MODIFY COLUMN %s %s", d.Table(table), d.on(), Quote(c.Name), c.Type)
+	}
+	if d.Cluster != "" {
+		return []string{modify(LocalName(target)), modify(target)}
+	}
+	return []string{modify(target)}
 }
 
 // Literal renders a mapped value of type t as a ClickHouse literal.
@@ -374,7 +458,7 @@ func (d Database) CreateColumnTable() string {
     columns Array(String),
     updated UInt64
 )
-ENGINE = ReplacingMergeTree(updated)
+ENGINE = %s
 ORDER BY (slot, source)
-`, d.Table(ColumnTable))
+`, d.Table(ColumnTable)+d.on(), d.engine("updated", ColumnTable, true))
 }

@@ -52,6 +52,10 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 	if tc == nil {
 		return nil, fmt.Errorf("--table %q is not a configured table (configured: %s)", source, strings.Join(names, ", "))
 	}
+	if cfg.ClickHouse.Cluster != "" {
+		return nil, fmt.Errorf("resync is not available on a ClickHouse cluster (clickhouse.cluster) yet: drop the slot and " +
+			"run `replicator setup`, which copies every table again")
+	}
 
 	srv, err := openServers(ctx, cfg, log)
 	if err != nil {

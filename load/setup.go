@@ -83,8 +83,10 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			}
 			say("ClickHouse table %s.%s exists", db.Name, t.Target)
 		} else {
-			if err := client.Exec(ctx, db.CreateTable(t)); err != nil {
-				return report, fmt.Errorf("create ClickHouse table %s: %w", t.Target, err)
+			for _, stmt := range db.CreateTarget(t) {
+				if err := client.Exec(ctx, stmt); err != nil {
+					return report, fmt.Errorf("create ClickHouse table %s: %w", t.Target, err)
+				}
 			}
 			say("created ClickHouse table %s.%s", db.Name, t.Target)
 			created[t.Source] = true

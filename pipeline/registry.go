@@ -118,6 +118,9 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		return nil, err
 	}
 	for _, tc := range tables {
+		if client.DB().Cluster != "" {
+			break // resync, which makes shadows, does not run on a cluster
+		}
 		complete := func(ctx context.Context) (bool, error) {
 			chunks, err := store.LoadChunks(ctx)
 			return checkpoint.CopiedInto(chunks[tc.Name], ddl.ShadowName(tc.Target)), err
@@ -388,9 +391,9 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 			return fmt.Errorf("table %s column %s: ClickHouse has %s, the changed Postgres column maps to %s, which is not "+
 				"a widening; if every value fits, run %s and restart, else copy the table again with "+
 				"`replicator resync --config FILE --table %s`",
-				source, rt.Column.Name, rt.Have, rt.Column.Type, db.ModifyColumn(t.Target, rt.Column), source)
+				source, rt.Column.Name, rt.Have, rt.Column.Type, strings.Join(db.ModifyColumn(t.Target, rt.Column), "; "), source)
 		}
-		stmts = append(stmts, db.ModifyColumn(t.Target, rt.Column))
+		stmts = append(stmts, db.ModifyColumn(t.Target, rt.Column)...)
 	}
 	after := lastMapped(r.targets[idx])
 	view := mappedNames(r.targets[idx])
@@ -399,7 +402,7 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 		if err != nil {
 			return err
 		}
-		stmts = append(stmts, db.AddColumn(t.Target, c, def, after))
+		stmts = append(stmts, db.AddColumn(t.Target, c, def, after)...)
 		after = c.Name
 		view = append(view, c.Name)
 	}

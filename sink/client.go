@@ -54,6 +54,8 @@ type Client struct {
 	conn     driver.Conn
 	database string
 	version  driver.ServerVersion
+	// cluster and zkPath place the tables on a cluster (see ddl.Database).
+	cluster, zkPath string
 }
 
 // Open connects to the configured server and probes its version. It does
@@ -68,15 +70,53 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse server version: %w", classify(err))
 	}
+	settings := clickhouse.Settings{}
 	if v.Version.Major < 19 {
 		// LowCardinality is experimental before 19.0 and needs a session setting.
-		conn.Close()
-		conn, err = open(ctx, opts, clickhouse.Settings{"allow_experimental_low_cardinality_type": 1})
+		settings["allow_experimental_low_cardinality_type"] = 1
+	}
+	if opts.Cluster != "" {
+		// An INSERT returns once every shard it touched stored its rows,
+		// on as many replicas as the smallest shard has, and reads see
+		// only such rows: a checkpoint saved after it covers durable data
+		// and survives the loss of a replica.
+		replicas, err := clusterReplicas(ctx, conn, opts.Cluster)
 		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		settings["insert_distributed_sync"] = 1
+		if replicas > 1 {
+			settings["insert_quorum"] = int(replicas)
+			settings["select_sequential_consistency"] = 1
+		}
+	}
+	if len(settings) > 0 {
+		conn.Close()
+		if conn, err = open(ctx, opts, settings); err != nil {
 			return nil, err
 		}
 	}
-	return &Client{conn: conn, database: opts.Database, version: *v}, nil
+	zkPath := opts.ZooKeeperPath
+	if zkPath == "" {
+		zkPath = ddl.DefaultZKPath
+	}
+	return &Client{conn: conn, database: opts.Database, version: *v, cluster: opts.Cluster, zkPath: zkPath}, nil
+}
+
+// clusterReplicas returns the replicas of the cluster's smallest shard, as
+// the server knows the cluster; an error when it does not.
+func clusterReplicas(ctx context.Context, conn driver.Conn, cluster string) (uint64, error) {
+	var shards, replicas uint64
+	err := conn.QueryRow(ctx, "SELECT count(), min(n) FROM (SELECT shard_num, count() AS n FROM system.clusters "+
+		"WHERE cluster = ? GROUP BY shard_num)", cluster).Scan(&shards, &replicas)
+	if err != nil {
+		return 0, fmt.Errorf("read cluster %s: %w", cluster, classify(err))
+	}
+	if shards == 0 {
+		return 0, fmt.Errorf("clickhouse.cluster: the server has no cluster %q in its remote_servers", cluster)
+	}
+	return replicas, nil
 }
 
 func open(ctx context.Context, opts config.ClickHouse, settings clickhouse.Settings) (driver.Conn, error) {
@@ -125,7 +165,7 @@ func (c *Client) DB() ddl.Database {
 	if c == nil {
 		return ddl.Database{}
 	}
-	return ddl.Database{Name: c.database}
+	return ddl.Database{Name: c.database, Cluster: c.cluster, ZKPath: c.zkPath}
 }
 
 // Version returns the server version, e.g. "18.16.1".

@@ -200,6 +200,8 @@ const clickhouseUsers = `<?xml version="1.0"?>
             <background_schedule_pool_size>4</background_schedule_pool_size>
             <use_uncompressed_cache>0</use_uncompressed_cache>
             <load_balancing>random</load_balancing>
+            <!-- For DDL ON CLUSTER, which each node runs with this profile. -->
+            <allow_experimental_low_cardinality_type>1</allow_experimental_low_cardinality_type>
         </default>
     </profiles>
     <users>

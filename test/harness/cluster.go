@@ -152,9 +152,22 @@ func StartCluster(ctx context.Context, opt Options, name string, shards, replica
 				return nil, fmt.Errorf("cluster node shard %d replica %d: %w", s+1, r+1, err)
 			}
 			row = append(row, node)
-			c.Nodes = append(c.Nodes[:s], row)
+			c.Nodes = append(c.Nodes[:s], row) // so that Close stops it on an error
 		}
 	}
+	// Every node reaches ZooKeeper before the cluster is used.
+	for _, n := range c.All() {
+		for deadline := time.Now().Add(startTimeout); ; time.Sleep(200 * time.Millisecond) {
+			_, err := n.Query(ctx, "SELECT count() FROM system.zookeeper WHERE path = '/'")
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("cluster node %s does not reach ZooKeeper: %w", n.Addr(), err)
+			}
+		}
+	}
+	opt.logf("cluster %s of %d shards × %d replicas ready", name, shards, replicas)
 	return c, nil
 }
 
