@@ -33,6 +33,10 @@ clickhouse {
   password = ""         # e.g. env("CLICKHOUSE_PASSWORD")
   # password_file = "/run/secrets/clickhouse"  # its first line; instead of password
 
+  # A cluster of the servers' remote_servers: replicated, sharded targets.
+  # cluster        = "analytics"
+  # zookeeper_path = "/clickhouse/tables/{shard}/{database}/{table}"
+
   # The native protocol over TLS (the server's tcp_port_secure, often 9440);
   # never a fallback to plaintext.
   # tls {

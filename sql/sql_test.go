@@ -94,6 +94,18 @@ func TestGeneratedDDL(t *testing.T) {
 			golden(t, tc.file, strings.TrimSpace(db.CreateTable(tbl))+";\n\n"+strings.TrimSpace(db.CreateView(tbl))+";\n")
 		})
 	}
+	t.Run("clickhouse/events_cluster.sql", func(t *testing.T) {
+		tbl, err := mapping.Resolve(spec, eventsColumns, mapping.Caps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cdb := ddl.Database{Name: cfg.ClickHouse.Database, Cluster: "analytics", ZKPath: ddl.DefaultZKPath}
+		var b strings.Builder
+		for _, stmt := range append(cdb.CreateTarget(tbl), cdb.CreateView(tbl), cdb.CreateCheckpointTable(), cdb.Truncate(tbl.Target)) {
+			b.WriteString(strings.TrimSpace(stmt) + ";\n\n")
+		}
+		golden(t, "clickhouse/events_cluster.sql", strings.TrimSpace(b.String())+"\n")
+	})
 	t.Run("checkpoints", func(t *testing.T) {
 		golden(t, "clickhouse/replicator_checkpoints.sql", strings.TrimSpace(db.CreateCheckpointTable())+";\n\n"+
 			strings.TrimSpace(db.CreateProgressTable())+";\n")
