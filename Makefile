@@ -9,7 +9,7 @@ DATE    := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 PKGS    := ./...
 
-.PHONY: all build dist deps demo test test-unit test-e2e chaos bench fuzz lint check-mod clean
+.PHONY: all build dist deps demo test test-unit test-e2e test-cluster chaos bench fuzz lint check-mod clean
 
 all: build
 
@@ -48,6 +48,12 @@ test-unit:
 
 test-e2e: deps
 	REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 25m -v ./test/
+
+# The long cluster run: ZooKeeper and a 2 × 2 ClickHouse cluster under
+# writers, with kill -9 of a replica and of the daemon, ending in an exact
+# comparison and verify. (`make test` runs the short cluster scenario.)
+test-cluster: deps
+	CLUSTER=long REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 20m -run '^TestCluster' -v ./test/
 
 # The long chaos run: >= 20 kill -9 (and a crash point between data and
 # checkpoint), 3 ClickHouse restarts, ClickHouse unreachable for 30s, 3

@@ -88,6 +88,9 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 		settings["insert_distributed_sync"] = 1
 		if replicas > 1 {
 			settings["insert_quorum"] = int(replicas)
+			// A replica killed keeps its ZooKeeper session for a while: an
+			// INSERT waiting for it fails after this, and is retried.
+			settings["insert_quorum_timeout"] = 30000
 			settings["select_sequential_consistency"] = 1
 		}
 	}
@@ -285,7 +288,11 @@ func classify(err error) error {
 			return fmt.Errorf("clickhouse authentication failed for the configured user: %w", err)
 		case proto.ErrTimeoutExceeded, proto.ErrSocketTimeout, proto.ErrNetworkError,
 			proto.ErrTooManySimultaneousQueries, proto.ErrNoFreeConnection, proto.ErrTooManyParts,
-			proto.ErrMemoryLimitExceeded, proto.ErrTableIsReadOnly:
+			proto.ErrMemoryLimitExceeded, proto.ErrTableIsReadOnly,
+			// A replica, shard or ZooKeeper of a cluster down or catching up.
+			proto.ErrNoZookeeper, proto.ErrKeeperException, proto.ErrAllConnectionTriesFailed, proto.ErrTooFewLiveReplicas,
+			proto.ErrUnsatisfiedQuorumForPreviousWrite, proto.ErrUnknownStatusOfInsert, proto.ErrAllReplicasAreStale,
+			proto.ErrAllReplicasLost, proto.ErrNoReplicaHasPart:
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		return err

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
@@ -81,6 +82,76 @@ func TestClusterReplicate(t *testing.T) {
 		"(SELECT id FROM remote('127.0.0.1:"+fmt.Sprint(c.Nodes[1][0].Port)+"', "+db+".events_local))")
 	if err != nil || first != "0" {
 		t.Errorf("keys on both shards: %s (%v)", first, err)
+	}
+	d.stop(t)
+}
+
+// TestClusterFailures (make test-cluster) streams into a 2 × 2 cluster
+// under writers while a replica is killed with SIGKILL and started again
+// (INSERTs lack their quorum meanwhile: the daemon retries and
+// acknowledges nothing new) and while the daemon is killed and started
+// again: ClickHouse ends equal to Postgres, verify agrees, and the
+// replicas of each shard hold the same rows.
+func TestClusterFailures(t *testing.T) {
+	if os.Getenv("CLUSTER") != "long" {
+		t.Skip("the long cluster run: make test-cluster")
+	}
+	e := newEnv(t, "")
+	c := e.startCluster()
+	e.insertEvents(5000)
+	e.setup()
+	d := e.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := e.workload(ctx, 43, 2)
+	time.Sleep(3 * time.Second)
+
+	replica := c.Nodes[0][1]
+	if err := replica.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// INSERTs into the shard lack their quorum: the daemon retries.
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if logs := d.Logs(); strings.Contains(logs, "connection lost; reconnecting") && strings.Contains(logs, "quorum") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not retry while a replica was down:\n%s", tail(d.Logs(), 3000))
+		}
+	}
+	time.Sleep(3 * time.Second)
+	if err := replica.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	d.kill()
+	time.Sleep(time.Second)
+	d = e.start()
+	time.Sleep(3 * time.Second)
+	cancel()
+	txns := wait()
+	e.converge(fmt.Sprintf("events on a cluster after a replica and the daemon were killed (%d transactions)", txns), 3*convergeTimeout)
+	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify on a cluster: exit %d\n%s\n%s", code, out, errs)
+	}
+	db := "db_" + e.name
+	for s, row := range c.Nodes {
+		var counts []string
+		for _, n := range row {
+			if _, err := n.Query(context.Background(), "SYSTEM SYNC REPLICA "+db+".events_local"); err != nil {
+				t.Fatal(err)
+			}
+			got, err := n.Query(context.Background(), "SELECT count(), sum(_version) FROM "+db+".events_local")
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts = append(counts, got)
+		}
+		if counts[0] != counts[1] {
+			t.Errorf("shard %d replicas hold %q and %q", s+1, counts[0], counts[1])
+		}
+	}
+	if logs := d.Logs(); strings.Contains(logs, "[ERROR]") {
+		t.Errorf("the daemon logged an error:\n%s", tail(logs, 3000))
 	}
 	d.stop(t)
 }
