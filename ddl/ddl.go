@@ -368,9 +368,21 @@ func (d Database) AddColumn(target string, c mapping.Column, def, after string) 
 		return s + " AFTER " + Quote(after)
 	}
 	if d.Cluster != "" {
-		return []string{add(LocalName(target)), add(target)}
+		return []string{add(LocalName(target))} // then RecreateDistributed
 	}
 	return []string{add(target)}
+}
+
+// RecreateDistributed returns, on a cluster, the statements that give the
+// Distributed table of target the columns of its local tables after they
+// changed: ClickHouse refuses ALTER ON CLUSTER of a Distributed table over
+// replicated shards, and it holds no rows (INSERTs are synchronous), so it
+// is made again. Empty without a cluster.
+func (d Database) RecreateDistributed(target string, orderBy []string) []string {
+	if d.Cluster == "" {
+		return nil
+	}
+	return []string{d.Drop(target), d.CreateDistributed(&mapping.Table{Target: target, OrderBy: orderBy})}
 }
 
 // ModifyColumn returns the ALTER that changes the type of column c.
@@ -379,7 +391,7 @@ func (d Database) ModifyColumn(target string, c mapping.Column) []string {
 		return fmt.Sprintf("ALTER TABLE %s%s MODIFY COLUMN %s %s", d.Table(table), d.on(), Quote(c.Name), c.Type)
 	}
 	if d.Cluster != "" {
-		return []string{modify(LocalName(target)), modify(target)}
+		return []string{modify(LocalName(target))} // then RecreateDistributed
 	}
 	return []string{modify(target)}
 }

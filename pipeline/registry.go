@@ -406,6 +406,7 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 		after = c.Name
 		view = append(view, c.Name)
 	}
+	stmts = append(stmts, db.RecreateDistributed(t.Target, t.OrderBy)...)
 	if len(d.Added) > 0 {
 		stmts = append(stmts, db.ReplaceView(t, view)...)
 	}

@@ -54,9 +54,15 @@ func TestClusterReplicate(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := e.workload(ctx, 41, 2)
 	e.insertEvents(100)
+	// A column added while streaming reaches the local and the
+	// Distributed tables of every node.
+	e.exec("ALTER TABLE events ADD COLUMN note text DEFAULT 'old'")
+	e.insertEvents(50)
 	cancel()
 	txns := wait()
 	e.converge(fmt.Sprintf("events on a cluster after %d transactions", txns), convergeTimeout)
+	e.sameRows("the added column on a cluster", "SELECT id || '|' || note FROM events",
+		fmt.Sprintf("SELECT concat(toString(id), '|', note) FROM db_%s.events_live", e.name))
 	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
 		t.Errorf("verify on a cluster: exit %d\n%s\n%s", code, out, errs)
 	}
