@@ -105,10 +105,13 @@ func (c *Column) Policy() string { return c.spec.Invalid }
 // Invalid returns, per column, how many values its invalid option stored
 // instead of stopping.
 func (t *Table) Invalid() map[string]uint64 {
-	out := map[string]uint64{}
+	var out map[string]uint64 // nil, without an allocation, in the usual case
 	for i := range t.Columns {
 		if c := &t.Columns[i]; c.invalid != nil {
 			if n := c.invalid.Load(); n > 0 {
+				if out == nil {
+					out = map[string]uint64{}
+				}
 				out[c.Name] = n
 			}
 		}

@@ -17,15 +17,12 @@ import (
 // a target exists.
 func swapIn(ctx context.Context, client *sink.Client, target string, complete func(context.Context) (bool, error)) error {
 	db := client.DB()
-	shadow, err := client.Schema(ctx, ddl.ShadowName(target))
+	shadow, replaced := ddl.ShadowName(target), ddl.ReplacedName(target)
+	exists, err := client.Existing(ctx, target, shadow, replaced)
 	if err != nil {
 		return err
 	}
-	cur, err := client.Schema(ctx, target)
-	if err != nil {
-		return err
-	}
-	if shadow.Exists() {
+	if exists[shadow] {
 		ok, err := complete(ctx)
 		if err != nil {
 			return err
@@ -35,17 +32,17 @@ func swapIn(ctx context.Context, client *sink.Client, target string, complete fu
 				return err
 			}
 			swap := db.SwapIn(target)
-			if !cur.Exists() {
-				swap = db.Rename(ddl.ShadowName(target), target)
+			if !exists[target] {
+				swap = db.Rename(shadow, target)
 			}
 			if err := client.Exec(ctx, swap); err != nil {
 				return err
 			}
-			return client.Exec(ctx, db.Drop(ddl.ReplacedName(target)))
+			return client.Exec(ctx, db.Drop(replaced))
 		}
 	}
-	if !cur.Exists() {
+	if !exists[target] || !exists[replaced] {
 		return nil
 	}
-	return client.Exec(ctx, db.Drop(ddl.ReplacedName(target)))
+	return client.Exec(ctx, db.Drop(replaced))
 }

@@ -38,6 +38,20 @@ func (c *Client) Schema(ctx context.Context, table string) (Schema, error) {
 	return s, nil
 }
 
+// Existing returns which of the named tables (or views) exist in the
+// target database, in one query.
+func (c *Client) Existing(ctx context.Context, names ...string) (map[string]bool, error) {
+	rows, err := c.Query(ctx, "SELECT name FROM system.tables WHERE database = ? AND has(?, name)", c.database, names)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		out[r[0].(string)] = true
+	}
+	return out, nil
+}
+
 // metaTypes are the types of the meta columns.
 var metaTypes = map[string]string{mapping.VersionColumn: "UInt64", mapping.DeletedColumn: "UInt8", mapping.SeqColumn: "UInt64"}
 

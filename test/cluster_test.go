@@ -40,6 +40,28 @@ func (e *env) startCluster() *harness.Cluster {
 	return c
 }
 
+// sameReplicas checks that both replicas of each shard hold the same rows
+// of the events target, and that every shard holds some.
+func sameReplicas(t *testing.T, c *harness.Cluster, db string) {
+	t.Helper()
+	for s, row := range c.Nodes {
+		var counts []string
+		for _, n := range row {
+			if _, err := n.Query(context.Background(), "SYSTEM SYNC REPLICA "+db+".events_local"); err != nil {
+				t.Fatal(err)
+			}
+			got, err := n.Query(context.Background(), "SELECT count(), sum(_version) FROM "+db+".events_local")
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts = append(counts, got)
+		}
+		if counts[0] != counts[1] || strings.HasPrefix(counts[0], "0\t") {
+			t.Errorf("shard %d replicas hold %q and %q", s+1, counts[0], counts[1])
+		}
+	}
+}
+
 // TestClusterReplicate sets up and streams events into a 2 × 2 cluster:
 // replicated local tables under a Distributed table, sharded by the key;
 // the live view on another node equals Postgres, every key's versions sit
@@ -67,22 +89,7 @@ func TestClusterReplicate(t *testing.T) {
 		t.Errorf("verify on a cluster: exit %d\n%s\n%s", code, out, errs)
 	}
 	db := "db_" + e.name
-	var counts [2][2]string
-	for s, row := range c.Nodes {
-		for r, n := range row {
-			if _, err := n.Query(context.Background(), "SYSTEM SYNC REPLICA "+db+".events_local"); err != nil {
-				t.Fatal(err)
-			}
-			got, err := n.Query(context.Background(), "SELECT count(), sum(_version) FROM "+db+".events_local")
-			if err != nil {
-				t.Fatal(err)
-			}
-			counts[s][r] = got
-		}
-		if counts[s][0] != counts[s][1] || strings.HasPrefix(counts[s][0], "0\t") {
-			t.Errorf("shard %d replicas hold %q and %q", s+1, counts[s][0], counts[s][1])
-		}
-	}
+	sameReplicas(t, c, db)
 	// Every key lives on one shard.
 	first, err := c.Nodes[0][0].Query(context.Background(), "SELECT count() FROM "+db+".events_local WHERE id IN "+
 		"(SELECT id FROM remote('127.0.0.1:"+fmt.Sprint(c.Nodes[1][0].Port)+"', "+db+".events_local))")
@@ -139,23 +146,7 @@ func TestClusterFailures(t *testing.T) {
 	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
 		t.Errorf("verify on a cluster: exit %d\n%s\n%s", code, out, errs)
 	}
-	db := "db_" + e.name
-	for s, row := range c.Nodes {
-		var counts []string
-		for _, n := range row {
-			if _, err := n.Query(context.Background(), "SYSTEM SYNC REPLICA "+db+".events_local"); err != nil {
-				t.Fatal(err)
-			}
-			got, err := n.Query(context.Background(), "SELECT count(), sum(_version) FROM "+db+".events_local")
-			if err != nil {
-				t.Fatal(err)
-			}
-			counts = append(counts, got)
-		}
-		if counts[0] != counts[1] {
-			t.Errorf("shard %d replicas hold %q and %q", s+1, counts[0], counts[1])
-		}
-	}
+	sameReplicas(t, c, "db_"+e.name)
 	if logs := d.Logs(); strings.Contains(logs, "[ERROR]") {
 		t.Errorf("the daemon logged an error:\n%s", tail(logs, 3000))
 	}
