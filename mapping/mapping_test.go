@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -637,42 +638,84 @@ func TestCheckIdentity(t *testing.T) {
 		name      string
 		orderBy   []string
 		partition string
-		bad       []string // names in the error; nil means no error
+		placed    []string // key columns outside the identity
+		ident     []string // columns a row is found by
+		err       string   // in the error; "" means no error
 	}{
-		{"identity key", []string{"id"}, "", nil},
-		{"two identity columns", []string{"tenant", "id"}, "", nil},
-		{"order_by non-identity", []string{"created_at", "id"}, "", []string{"created_at"}},
-		{"partition non-identity", []string{"id"}, "toYYYYMM(created_at)", []string{"created_at"}},
-		{"partition identity", []string{"id"}, "intDiv(id, 1000)", nil},
-		{"partition two identity columns", []string{"id"}, "(tenant, intDiv(id, 1000000))", nil},
-		{"partition string literal is not a column", []string{"id"}, "(tenant, 'kind')", nil},
-		{"partition quoted column", []string{"id"}, "toYYYYMM(`created_at`)", []string{"created_at"}},
-		{"partition double-quoted column", []string{"id"}, `toYYYYMM("created_at")`, []string{"created_at"}},
-		{"both", []string{"kind", "id"}, "toYYYYMM(created_at)", []string{"kind", "created_at"}},
-		{"same column in both", []string{"created_at"}, "toYYYYMM(created_at)", []string{"created_at"}},
+		{"identity key", []string{"id"}, "", nil, []string{"id"}, ""},
+		{"two identity columns", []string{"tenant", "id"}, "", nil, []string{"tenant", "id"}, ""},
+		{"partition identity", []string{"id"}, "intDiv(id, 1000)", nil, []string{"id"}, ""},
+		{"partition two identity columns", []string{"id"}, "(tenant, intDiv(id, 1000000))", nil, []string{"id"}, ""},
+		{"partition string literal is not a column", []string{"id"}, "(tenant, 'kind')", nil, []string{"id"}, ""},
+		{"order_by non-identity with the identity", []string{"created_at", "tenant", "id"}, "", []string{"created_at"}, []string{"tenant", "id"}, ""},
+		{"sort and partition outside the identity", []string{"kind", "id", "created_at", "tenant"}, "toYYYYMM(created_at)", []string{"kind", "created_at"}, []string{"id", "tenant"}, ""},
+		{"partition outside the identity", []string{"tenant", "id"}, "toYYYYMM(`created_at`)", []string{"created_at"}, []string{"tenant", "id"}, ""},
+		{"order_by lacks an identity column", []string{"created_at", "id"}, "", []string{"created_at"}, nil, "order_by must hold the replica identity column(s) tenant"},
+		{"partition outside, order_by lacks tenant", []string{"id"}, `toYYYYMM("created_at")`, []string{"created_at"}, nil, "use created_at, which"},
+		{"same column in both", []string{"created_at"}, "toYYYYMM(created_at)", []string{"created_at"}, nil, "tenant"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tbl, err := Resolve(TableSpec{Source: "public.events", Target: "events", OrderBy: tc.orderBy, PartitionBy: tc.partition}, src, noCaps)
 			if err != nil {
 				t.Fatal(err)
 			}
+			var placed []string
+			for _, i := range tbl.PlacedColumns() {
+				placed = append(placed, tbl.Columns[i].Name)
+			}
+			if !slices.Equal(placed, tc.placed) || tbl.Placed() != (tc.placed != nil) {
+				t.Errorf("placed columns %v (Placed %v), want %v", placed, tbl.Placed(), tc.placed)
+			}
 			err = tbl.CheckIdentity()
-			if tc.bad == nil {
+			if tc.err == "" {
 				if err != nil {
 					t.Errorf("CheckIdentity: %v", err)
+				}
+				var ident []string
+				for _, i := range tbl.Ident() {
+					ident = append(ident, tbl.Columns[i].Name)
+				}
+				if !slices.Equal(ident, tc.ident) {
+					t.Errorf("identifying columns %v, want %v", ident, tc.ident)
 				}
 				return
 			}
 			if err == nil {
-				t.Fatalf("CheckIdentity: no error, want one naming %v", tc.bad)
+				t.Fatalf("CheckIdentity: no error, want one with %q", tc.err)
 			}
-			if want := "use " + strings.Join(tc.bad, ", ") + ", which"; !strings.Contains(err.Error(), want) {
-				t.Errorf("error %q does not contain %q", err, want)
-			}
-			if !strings.Contains(err.Error(), "public.events") {
-				t.Errorf("error %q does not name the table", err)
+			if !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "public.events") {
+				t.Errorf("error %q does not contain %q and the table", err, tc.err)
 			}
 		})
+	}
+}
+
+func TestPlacedTombstone(t *testing.T) {
+	src := []SourceColumn{
+		{Name: "id", TypeOID: pgInt8, Identity: true},
+		{Name: "author_id", TypeOID: pgInt4},
+		{Name: "created_at", TypeOID: pgTimestamptz},
+		{Name: "note", TypeOID: pgText},
+	}
+	tbl, err := Resolve(TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"author_id", "created_at", "id"},
+		PartitionBy: "toYYYYMM(created_at)"}, src, dt64Caps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tomb := tbl.NewRow()
+	if err := tbl.Tombstone([]Value{text("5"), nullValue, nullValue, nullValue}, tomb); err != nil {
+		t.Fatalf("a delete that carries only the identity: %v", err)
+	}
+	if got := tbl.IdentString(tomb); got != "id=5" {
+		t.Errorf("IdentString = %q, want id=5", got)
+	}
+	image := tbl.NewRow()
+	if _, err := tbl.Row([]Value{text("5"), text("42"), text("2026-10-05 10:00:00+00"), text("x")}, image, nil); err != nil {
+		t.Fatal(err)
+	}
+	tbl.TakePlacement(tomb, image)
+	if tbl.Placement(tomb) != tbl.Placement(image) || tomb[3] != "" {
+		t.Errorf("tombstone %#v after TakePlacement, want the image's key values %#v and a default note", tomb, image)
 	}
 }
 

@@ -98,8 +98,16 @@ type Table struct {
 	Key []int
 	// partKey holds the indexes of the partition columns not in Key.
 	partKey []int
-	// identity holds the indexes carried by a delete's old tuple.
+	// identity marks the columns carried by a delete's old tuple.
 	identity []bool
+	// ident holds the indexes of the columns that identify a row, in
+	// sorting key order: the replica identity when the keys use other
+	// columns (see Placed), else Key. Earlier images of a row are looked
+	// up by them.
+	ident []int
+	// placed holds the indexes of the sorting and partition key columns
+	// outside the replica identity (see Placed).
+	placed []int
 }
 
 // Resolve builds the mapping of spec for a source table with columns src.
@@ -154,34 +162,95 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 			t.partKey = append(t.partKey, i)
 		}
 	}
+	t.ident = t.Key
+	for _, i := range append(slices.Clone(t.Key), t.partKey...) {
+		if !t.identity[i] {
+			t.placed = append(t.placed, i)
+		}
+	}
+	if len(t.placed) > 0 && t.identityInKey() {
+		t.ident = nil
+		for _, i := range t.Key {
+			if t.identity[i] {
+				t.ident = append(t.ident, i)
+			}
+		}
+	}
 	return t, nil
 }
 
-// CheckIdentity verifies that every column of the sorting and partition keys
-// is part of the replica identity, so that a delete's tombstone lands in the
-// same partition and sorting key as the row it deletes. ReplacingMergeTree
-// only collapses rows within one partition: a tombstone with a default value
-// in a key column would leave the deleted row alive forever.
+// identityInKey reports whether the sorting key holds every replica
+// identity column, so that one sorting key is one row.
+func (t *Table) identityInKey() bool {
+	n := 0
+	for i, id := range t.identity {
+		if id {
+			n++
+			if !slices.Contains(t.Key, i) {
+				return false
+			}
+		}
+	}
+	return n > 0
+}
+
+// Placed reports whether the sorting or partition key uses columns
+// outside the replica identity, which a delete, and an update that keeps
+// the identity, do not carry: the tombstone of such a change takes them
+// from the row's latest image, and an update that changes them writes a
+// tombstone at the row's old place (see Ident, TakePlacement).
+func (t *Table) Placed() bool { return len(t.placed) > 0 }
+
+// Ident returns the indexes of the columns that identify a row, in
+// sorting key order (Key unless Placed).
+func (t *Table) Ident() []int { return t.ident }
+
+// IdentString renders the identifying columns of a mapped row (see Ident),
+// as KeyString renders the sorting key.
+func (t *Table) IdentString(row []any) string { return t.render(t.ident, row) }
+
+// TakePlacement copies into the tombstone dst the sorting and partition
+// key values outside the replica identity from image, a row of the same
+// identity.
+func (t *Table) TakePlacement(dst, image []any) {
+	for _, i := range t.placed {
+		dst[i] = image[i]
+	}
+}
+
+// PlacedColumns returns the indexes of the sorting and partition key
+// columns outside the replica identity (see Placed).
+func (t *Table) PlacedColumns() []int { return t.placed }
+
+// CheckIdentity verifies that the table's changes can be placed. A delete
+// carries only the replica identity, and ReplacingMergeTree collapses rows
+// only within one partition and sorting key, so a tombstone must land where
+// the row it deletes lives: either every sorting and partition key column
+// is part of the replica identity, or the sorting key holds the whole
+// replica identity (one sorting key is one row) and the other key values
+// come from the row's latest image (see Placed).
 func (t *Table) CheckIdentity() error {
-	var bad []string
-	for _, i := range t.Key {
-		if !t.identity[i] {
-			bad = append(bad, t.Columns[i].Name)
-		}
-	}
-	for _, name := range t.PartitionColumns() {
-		i := t.ColumnIndex(name)
-		if i >= 0 && !t.identity[i] && !contains(bad, name) {
-			bad = append(bad, name)
-		}
-	}
-	if len(bad) == 0 {
+	if len(t.placed) == 0 || t.identityInKey() {
 		return nil
 	}
-	return fmt.Errorf("table %s: order_by/partition_by use %s, which a delete does not carry: "+
-		"ReplacingMergeTree collapses rows only within one partition and sorting key, so the tombstone "+
-		"of a deleted row would not replace it; use only replica identity columns (the primary key), "+
-		"or set REPLICA IDENTITY FULL on the Postgres table", t.Source, strings.Join(bad, ", "))
+	var ident, keys []string
+	for i, id := range t.identity {
+		if id && !slices.Contains(t.Key, i) {
+			ident = append(ident, t.Columns[i].Name)
+		}
+	}
+	for _, i := range t.placed {
+		keys = append(keys, t.Columns[i].Name)
+	}
+	if len(ident) == 0 {
+		return fmt.Errorf("table %s: order_by/partition_by use %s, which a delete does not carry, and the table has no replica identity "+
+			"columns to find the deleted row by: add a primary key, or set REPLICA IDENTITY FULL on the Postgres table",
+			t.Source, strings.Join(keys, ", "))
+	}
+	return fmt.Errorf("table %s: order_by must hold the replica identity column(s) %s: order_by/partition_by use %s, "+
+		"which a delete does not carry, so a delete finds its row by the replica identity, and one sorting key must be one row; "+
+		"add %s to order_by, or set REPLICA IDENTITY FULL on the Postgres table",
+		t.Source, strings.Join(ident, ", "), strings.Join(keys, ", "), strings.Join(ident, ", "))
 }
 
 // ColumnNames returns the target column names, followed by the meta
@@ -384,7 +453,8 @@ func (t *Table) Row(vals []Value, dst []any, unchanged []int) ([]int, error) {
 }
 
 // Tombstone maps the identity columns of a delete's old tuple into dst; every
-// other column gets its default.
+// other column gets its default (for a Placed table, the caller then takes
+// the other key values from the row's latest image).
 func (t *Table) Tombstone(old []Value, dst []any) error {
 	if len(old) != len(t.Columns) {
 		return fmt.Errorf("old tuple has %d columns, table %s has %d", len(old), t.Source, len(t.Columns))
@@ -401,7 +471,7 @@ func (t *Table) Tombstone(old []Value, dst []any) error {
 		}
 		dst[i] = v
 	}
-	for _, k := range t.Key {
+	for _, k := range t.ident {
 		if old[k].Kind != ValueText {
 			return &ColumnError{Column: t.Columns[k].Name, Err: fmt.Errorf("delete carries no value for sorting key column; check the table's REPLICA IDENTITY")}
 		}
@@ -409,10 +479,26 @@ func (t *Table) Tombstone(old []Value, dst []any) error {
 	return nil
 }
 
+// TombstoneOf returns a tombstone of the row that a mapped row identifies
+// (see Ident): its identifying values, every other column at its default.
+func (t *Table) TombstoneOf(row []any) []any {
+	tomb := t.NewRow()
+	for i := range t.Columns {
+		tomb[i] = t.Columns[i].zero
+	}
+	for _, i := range t.ident {
+		tomb[i] = row[i]
+	}
+	return tomb
+}
+
 // KeyString renders the sorting key of a mapped row, for deduplication and messages.
-func (t *Table) KeyString(row []any) string {
+func (t *Table) KeyString(row []any) string { return t.render(t.Key, row) }
+
+// render renders the columns cols of a mapped row as name=value pairs.
+func (t *Table) render(cols []int, row []any) string {
 	var b strings.Builder
-	for n, i := range t.Key {
+	for n, i := range cols {
 		if n > 0 {
 			b.WriteString(", ")
 		}

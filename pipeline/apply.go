@@ -248,6 +248,9 @@ func (a *applier) change(ctx context.Context, c *replication.Change) (int, error
 		return idx, nil
 	}
 	fail := func(vals []mapping.Value, err error) error { return mapping.NewRowError(t, vals, version, err) }
+	if t.Placed() {
+		return idx, a.placedChange(idx, t, c, tombSeq, fail)
+	}
 	var tomb []any
 	var oldKey string
 	if c.Old != nil {
@@ -303,6 +306,93 @@ func (a *applier) change(ctx context.Context, c *replication.Change) (int, error
 	a.writer.Put(idx, key, row, fill)
 	a.markBuffered()
 	return idx, nil
+}
+
+// placedChange maps a change of a Placed table, whose sorting or partition
+// key uses columns that a delete, and an update that keeps the replica
+// identity, do not carry (without REPLICA IDENTITY FULL). The row before
+// the change is found by its identity: its latest image in the buffer,
+// else a Place tombstone that Flush completes from the newest stored image
+// before the change. Its tombstone is written at the old place unless the
+// update's new row is at the same place; the update's unchanged TOAST
+// values come from the same image.
+func (a *applier) placedChange(idx int, t *mapping.Table, c *replication.Change, tombSeq uint64,
+	fail func([]mapping.Value, error) error) error {
+	version := uint64(a.pos.version)
+	below := a.pos.version < a.reg.horizons[idx]
+	var tomb, row []any
+	var unchanged []int
+	if c.Old != nil {
+		// A delete, or an update that changed the identity.
+		tomb = t.NewRow()
+		if err := t.Tombstone(c.Old, tomb); err != nil {
+			return fail(c.Old, err)
+		}
+	}
+	newPlace := ""
+	if c.Op != replication.OpDelete {
+		row = t.NewRow()
+		var err error
+		unchanged, err = t.Row(c.New, row, a.unchanged[:0])
+		a.unchanged = unchanged
+		if err != nil {
+			return fail(c.New, err)
+		}
+		for _, k := range append(slices.Clone(t.Key), t.PlacedColumns()...) {
+			if slices.Contains(unchanged, k) {
+				return fail(c.New, &mapping.ColumnError{Column: t.Columns[k].Name,
+					Err: errors.New("unchanged TOAST value in a sorting or partition key column; set REPLICA IDENTITY FULL on the table")})
+			}
+		}
+		t.SetMeta(row, version, false, tombSeq+1)
+		newPlace = t.Placement(row)
+		if c.Op == replication.OpUpdate && tomb == nil {
+			// The update kept the identity: the row before it has the new
+			// row's identity.
+			tomb = t.TombstoneOf(row)
+		}
+	}
+	var fill *sink.Fill
+	if tomb != nil {
+		t.SetMeta(tomb, version, true, tombSeq)
+		ident := t.IdentString(tomb)
+		prev, prevFill, ok := a.writer.Latest(idx, ident)
+		switch {
+		case ok && !t.IsTombstone(prev):
+			t.TakePlacement(tomb, prev)
+			if oldPlace := t.Placement(tomb); oldPlace != newPlace {
+				a.writer.Put(idx, oldPlace, tomb, nil)
+			}
+			if len(unchanged) > 0 && !below {
+				var rest []int
+				for _, col := range unchanged {
+					if prevFill != nil && slices.Contains(prevFill.Cols, col) {
+						rest = append(rest, col)
+						continue
+					}
+					row[col] = prev[col]
+				}
+				if len(rest) > 0 {
+					fill = &sink.Fill{Cols: rest, Key: prevFill.Key, KeyRow: prevFill.KeyRow, Version: prevFill.Version, Seq: prevFill.Seq}
+				}
+			}
+		case ok && !below:
+			return fail(c.New, &mapping.ColumnError{Column: t.Columns[t.PlacedColumns()[0]].Name, Err: sink.ErrNoPlace})
+		default:
+			a.writer.Put(idx, sink.PendingKey(ident, tombSeq), tomb, &sink.Fill{Cols: t.PlacedColumns(), Key: ident, KeyRow: tomb,
+				Version: version, Seq: tombSeq, Place: true, Moved: newPlace, Lenient: below})
+			if len(unchanged) > 0 && !below {
+				fill = &sink.Fill{Cols: slices.Clone(unchanged), Key: ident, KeyRow: tomb, Version: version, Seq: tombSeq}
+			}
+		}
+	}
+	if row != nil && !below {
+		// Below the table's copy horizon the copy holds the row's later
+		// state: only the tombstone at its old place counts.
+		a.writer.Put(idx, newPlace, row, fill)
+	}
+	a.markBuffered()
+	return nil
 }
 
 // superseded writes the tombstone of an update below the table's horizon

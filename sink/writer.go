@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +38,9 @@ type tableBuffer struct {
 	rows   [][]any
 	fills  []*Fill // per row: values still to look up, or nil
 	index  map[string]int
+	// latest maps the identity (mapping.Table.IdentString) of a Placed
+	// table's row to its newest buffered image.
+	latest map[string]int
 }
 
 // Fill names the columns of a buffered row whose values come from the
@@ -45,13 +49,32 @@ type tableBuffer struct {
 type Fill struct {
 	// Cols are the indexes of the columns to fill.
 	Cols []int
-	// Key is the sorting key of the image (the old key for a key move) and
-	// KeyRow a row that holds its values at the table's key indexes.
+	// Key identifies the image's row (mapping.Table.IdentString; the old
+	// key for a key move) and KeyRow is a row that holds its values at the
+	// table's identifying indexes (mapping.Table.Ident).
 	Key    string
 	KeyRow []any
 	// Version and Seq identify the change: the image is the newest row with
 	// (_version, _seq) below them.
 	Version, Seq uint64
+	// Place marks the tombstone of a change of a Placed table whose old
+	// place (its sorting and partition key values outside the replica
+	// identity) comes from the image: Cols are those columns. It is
+	// dropped when the image is at Moved (the place of the update's new
+	// row; "" for a delete), when a buffered row of a later change is at
+	// that place, when this is a replay (only rows at or after the change
+	// are stored: its first attempt wrote the tombstone) and, when
+	// Lenient (a change below the table's copy horizon, whose copy holds
+	// the row's later state or none), when there is no image.
+	Place   bool
+	Moved   string
+	Lenient bool
+}
+
+// PendingKey is the buffer key of a Place tombstone, whose place is not
+// known before Flush: one per change (seq), so it never replaces a row.
+func PendingKey(ident string, seq uint64) string {
+	return "\x00" + strconv.FormatUint(seq, 10) + "\x00" + ident
 }
 
 // NewWriter returns a writer for the given tables; Put addresses them by
@@ -71,37 +94,52 @@ func (w *Writer) SetTable(i int, t *mapping.Table) {
 	b := w.tables[i]
 	b.table = t
 	b.insert = w.client.DB().Insert(t.Target, t.ColumnNames())
+	if t.Placed() && b.latest == nil {
+		b.latest = make(map[string]int)
+	}
 }
 
 // Put buffers row (the mapped columns followed by the meta columns) under
-// key, replacing any buffered row with the same key. fill, when not nil,
-// names the columns Flush must fill from an earlier image. The writer keeps
-// row and fill; the caller must not reuse them.
+// key, its place (mapping.Table.Placement), replacing any buffered row with
+// the same key. fill, when not nil, names the columns Flush must fill from
+// an earlier image. The writer keeps row and fill; the caller must not
+// reuse them. For a Placed table the row becomes the latest image of its
+// identity, unless it is a Lenient Place tombstone.
 func (w *Writer) Put(table int, key string, row []any, fill *Fill) {
 	b := w.tables[table]
 	w.bytes += rowBytes(row)
 	if fill != nil {
 		w.waiting++
 	}
-	if i, ok := b.index[key]; ok {
+	i, ok := b.index[key]
+	if ok {
 		w.bytes -= rowBytes(b.rows[i])
 		if b.fills[i] != nil {
 			w.waiting--
 		}
 		b.rows[i], b.fills[i] = row, fill
-		return
+	} else {
+		i = len(b.rows)
+		b.index[key] = i
+		b.rows = append(b.rows, row)
+		b.fills = append(b.fills, fill)
+		w.rows++
 	}
-	b.index[key] = len(b.rows)
-	b.rows = append(b.rows, row)
-	b.fills = append(b.fills, fill)
-	w.rows++
+	if b.latest != nil && (fill == nil || !fill.Lenient) {
+		b.latest[b.table.IdentString(row)] = i
+	}
 }
 
 // Latest returns the buffered row for key, if any, with the columns it
-// still waits for (nil: none).
+// still waits for (nil: none). For a Placed table, key is the row's
+// identity (mapping.Table.IdentString) and the row its latest image.
 func (w *Writer) Latest(table int, key string) (row []any, fill *Fill, ok bool) {
 	b := w.tables[table]
-	i, ok := b.index[key]
+	index := b.index
+	if b.latest != nil {
+		index = b.latest
+	}
+	i, ok := index[key]
 	if !ok {
 		return nil, nil, false
 	}
@@ -221,6 +259,7 @@ func (b *tableBuffer) reset() {
 	clear(b.fills)
 	b.rows, b.fills = b.rows[:0], b.fills[:0]
 	clear(b.index)
+	clear(b.latest)
 }
 
 // FillBatch is how many keys one image lookup asks for. ClickHouse reads
@@ -251,6 +290,13 @@ func (w *Writer) fill(ctx context.Context, b *tableBuffer) error {
 		for _, i := range pending[:n] {
 			f, row := b.fills[i], b.rows[i]
 			image, later := imageFor(t, images[f.Key], f.Version, f.Seq)
+			if f.Place {
+				if err := b.place(i, image, later); err != nil {
+					return err
+				}
+				b.fills[i] = nil
+				continue
+			}
 			switch {
 			case image == nil || t.IsTombstone(image) && !later:
 				return &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: f.Key,
@@ -273,6 +319,33 @@ func (w *Writer) fill(ctx context.Context, b *tableBuffer) error {
 	return nil
 }
 
+// place completes the Place tombstone at i from image, the newest stored
+// row of its identity before its change (later: only rows at or after it
+// are stored), or drops it (see Fill.Place).
+func (b *tableBuffer) place(i int, image []any, later bool) error {
+	t, f, tomb := b.table, b.fills[i], b.rows[i]
+	if image == nil || later || t.IsTombstone(image) {
+		if later || f.Lenient {
+			b.rows[i] = nil
+			return nil
+		}
+		return &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: f.Key,
+			LSN: pglogrepl.LSN(f.Version), Err: ErrNoPlace}
+	}
+	t.TakePlacement(tomb, image)
+	p := t.Placement(tomb)
+	if _, newer := b.index[p]; newer || p == f.Moved {
+		b.rows[i] = nil
+	}
+	return nil
+}
+
+// ErrNoPlace is a delete, or an update, of a row whose sorting or
+// partition key values the change does not carry and whose earlier image
+// exists neither in the buffer nor in ClickHouse.
+var ErrNoPlace = errors.New("the change carries only the replica identity, and no earlier image of the row in the buffer or in ClickHouse " +
+	"holds its sorting and partition key values; resync the table")
+
 // ErrNoImage is a row with unchanged TOAST values whose earlier image
 // exists neither in the buffer nor in ClickHouse.
 var ErrNoImage = errors.New("unchanged TOAST value and no earlier image of the row in the buffer or in ClickHouse; resync the table")
@@ -283,8 +356,9 @@ var ErrNoImage = errors.New("unchanged TOAST value and no earlier image of the r
 // BY, costs more than sending the few versions merges leave), and it also
 // returns the rows a replay's first attempt wrote (see imageFor).
 func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, idx []int) (map[string][][]any, int, error) {
-	keys := make([]string, len(t.Key))
-	for i, k := range t.Key {
+	ident := t.Ident()
+	keys := make([]string, len(ident))
+	for i, k := range ident {
 		keys[i] = ddl.Quote(t.Columns[k].Name)
 	}
 	seen := make(map[string]bool, len(idx))
@@ -295,8 +369,8 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 			continue
 		}
 		seen[f.Key] = true
-		vals := make([]any, len(t.Key))
-		for j, k := range t.Key {
+		vals := make([]any, len(ident))
+		for j, k := range ident {
 			vals[j] = f.KeyRow[k]
 		}
 		sets = append(sets, clickhouse.GroupSet{Value: vals})
@@ -313,7 +387,7 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 	out := make(map[string][][]any, len(sets))
 	size := 0
 	for _, r := range rows {
-		k := t.KeyString(r)
+		k := t.IdentString(r)
 		out[k] = append(out[k], r)
 		size += rowBytes(r)
 	}
@@ -328,7 +402,10 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 // That is the change's own row from the first attempt (exactly the values
 // it needs) or a later change's row, which the replay writes again after
 // this one and which supersedes it (a later tombstone: the caller drops
-// the row).
+// the row). The same holds when the newest older row is a tombstone but
+// rows at or after the change are stored: a row that moved to another
+// sorting key leaves its tombstones at its old places, and a merge folded
+// its image into the first attempt's rows at the image's place.
 func imageFor(t *mapping.Table, rows [][]any, version, seq uint64) (image []any, later bool) {
 	var older, newer []any
 	var ov, os, nv, ns uint64
@@ -342,7 +419,7 @@ func imageFor(t *mapping.Table, rows [][]any, version, seq uint64) (image []any,
 			newer, nv, ns = r, v, s
 		}
 	}
-	if older != nil {
+	if older != nil && (newer == nil || !t.IsTombstone(older)) {
 		return older, false
 	}
 	return newer, newer != nil

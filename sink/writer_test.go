@@ -1,6 +1,11 @@
 package sink
 
-import "testing"
+import (
+	"errors"
+	"testing"
+
+	"github.com/replicator/replicator/mapping"
+)
 
 // TestImageFor checks the image rule: the newest stored row strictly
 // older than the change by (_version, _seq), never the change's own row
@@ -36,6 +41,9 @@ func TestImageFor(t *testing.T) {
 		{"nothing stored", nil, 100, 0, "", false},
 		{"merged: the own row", merged, 200, 10, "own row of the first attempt", true},
 		{"merged: only a later delete", merged[1:], 200, 10, "later delete", true},
+		{"merged into the own tombstone, an older tombstone at another place", [][]any{row("old place", 150, 1, 3), row("own tombstone", 200, 1, 10)},
+			200, 10, "own tombstone", true},
+		{"an older tombstone and nothing after", [][]any{row("old place", 150, 1, 3)}, 200, 10, "old place", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, later := imageFor(tbl, tc.rows, tc.version, tc.seq)
@@ -54,5 +62,67 @@ func TestRowBytesCountsStrings(t *testing.T) {
 	large := rowBytes([]any{uint64(1), string(make([]byte, 100_000)), uint64(2), uint8(0), uint64(0)})
 	if large-small != 100_000-1 {
 		t.Errorf("rowBytes grows by %d for a 100 kB string, want %d", large-small, 100_000-1)
+	}
+}
+
+// TestPlace checks how Flush completes the tombstone of a delete, or of an
+// update that keeps the identity, of a table sorted by (author_id, id):
+// from the image before the change, dropped when the row did not move,
+// when a later buffered row is at the old place, or on a replay; an error
+// when no image exists, unless the change is below the copy horizon.
+func TestPlace(t *testing.T) {
+	tbl, err := mapping.Resolve(mapping.TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"author_id", "id"},
+		Columns: map[string]mapping.ColumnSpec{"id": {Type: "UInt64"}, "author_id": {Type: "UInt64"}}},
+		[]mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "author_id", TypeOID: 20}, {Name: "note", TypeOID: 25}}, mapping.Caps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := func(author uint64, version uint64, deleted uint8, seq uint64) []any {
+		return []any{uint64(7), author, "", version, deleted, seq}
+	}
+	for _, tc := range []struct {
+		name     string
+		image    []any
+		later    bool
+		moved    string
+		buffered string // a buffered row's place
+		lenient  bool
+		want     uint64 // the tombstone's author_id; 0: dropped
+		err      bool
+	}{
+		{"delete", row(3, 90, 0, 1), false, "", "", false, 3, false},
+		{"update that moved the row", row(3, 90, 0, 1), false, "author_id=4, id=7", "", false, 3, false},
+		{"update in place", row(3, 90, 0, 1), false, "author_id=3, id=7", "", false, 0, false},
+		{"a later change's row is buffered there", row(3, 90, 0, 1), false, "", "author_id=3, id=7", false, 0, false},
+		{"replay", row(3, 100, 1, 200), true, "", "", false, 0, false},
+		{"no image", nil, false, "", "", false, 0, true},
+		{"deleted image", row(3, 90, 1, 1), false, "", "", false, 0, true},
+		{"no image below the horizon", nil, false, "", "", true, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tomb := []any{uint64(7), uint64(0), "", uint64(100), uint8(1), uint64(200)}
+			b := &tableBuffer{table: tbl, index: map[string]int{PendingKey("id=7", 200): 0}, rows: [][]any{tomb},
+				fills: []*Fill{{Cols: tbl.PlacedColumns(), Key: "id=7", Version: 100, Seq: 200, Place: true, Moved: tc.moved, Lenient: tc.lenient}}}
+			if tc.buffered != "" {
+				b.index[tc.buffered] = 1
+				b.rows, b.fills = append(b.rows, row(3, 100, 0, 301)), append(b.fills, nil)
+			}
+			err := b.place(0, tc.image, tc.later)
+			if tc.err {
+				if !errors.Is(err, ErrNoPlace) {
+					t.Errorf("error %v, want ErrNoPlace", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch got := b.rows[0]; {
+			case tc.want == 0 && got != nil:
+				t.Errorf("tombstone %v kept, want it dropped", got)
+			case tc.want != 0 && (got == nil || got[1] != tc.want):
+				t.Errorf("tombstone %v, want author_id %d", got, tc.want)
+			}
+		})
 	}
 }
