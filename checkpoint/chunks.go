@@ -127,6 +127,17 @@ func (s *Store) DeleteChunks(ctx context.Context, source string) error {
 	}
 }
 
+// Into reports whether a table's copy state, complete or not, writes
+// into the ClickHouse table target (a resync's shadow).
+func Into(chunks []Chunk, target string) bool {
+	for _, c := range chunks {
+		if c.Target == target {
+			return true
+		}
+	}
+	return false
+}
+
 // CopiedInto reports whether a table's copy is complete and was written
 // into the ClickHouse table target.
 func CopiedInto(chunks []Chunk, target string) bool {

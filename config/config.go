@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -112,6 +113,8 @@ type Table struct {
 	OrderBy     []string
 	PartitionBy string
 	Columns     map[string]mapping.ColumnSpec
+	// Exclude names Postgres columns that are not replicated.
+	Exclude []string
 	// SchemaChanges is "apply" (the default: a column added or widened in
 	// Postgres is added or widened in ClickHouse) or "stop".
 	SchemaChanges string
@@ -147,7 +150,8 @@ func Default() Config {
 
 // Spec returns the mapping spec of a table.
 func (t Table) Spec() mapping.TableSpec {
-	return mapping.TableSpec{Source: t.Name, Target: t.Target, OrderBy: t.OrderBy, PartitionBy: t.PartitionBy, Columns: t.Columns}
+	return mapping.TableSpec{Source: t.Name, Target: t.Target, OrderBy: t.OrderBy, PartitionBy: t.PartitionBy, Columns: t.Columns,
+		Exclude: t.Exclude}
 }
 
 // SourceParts splits the table name into schema and table.
@@ -206,11 +210,13 @@ type tableBlk struct {
 	OrderBy       []string    `hcl:"order_by"`
 	PartitionBy   *string     `hcl:"partition_by,optional"`
 	SchemaChanges *string     `hcl:"schema_changes,optional"`
+	Exclude       []string    `hcl:"exclude,optional"`
 	Columns       []columnBlk `hcl:"column,block"`
 }
 
 type columnBlk struct {
 	Name      string  `hcl:"name,label"`
+	Rename    *string `hcl:"name,optional"`
 	Type      *string `hcl:"type,optional"`
 	Transform *string `hcl:"transform,optional"`
 	Nullable  *bool   `hcl:"nullable,optional"`
@@ -461,7 +467,7 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		setString(&cfg.Log.Format, l.Format)
 	}
 	for _, tb := range f.Tables {
-		t := Table{Name: tb.Name, OrderBy: tb.OrderBy, Columns: map[string]mapping.ColumnSpec{}, SchemaChanges: "apply"}
+		t := Table{Name: tb.Name, OrderBy: tb.OrderBy, Columns: map[string]mapping.ColumnSpec{}, SchemaChanges: "apply", Exclude: tb.Exclude}
 		_, t.Target, _ = strings.Cut(tb.Name, ".")
 		setString(&t.Target, tb.Target)
 		setString(&t.PartitionBy, tb.PartitionBy)
@@ -471,6 +477,10 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 				*problems = append(*problems, fmt.Sprintf("table %q column %q: defined twice", tb.Name, cb.Name))
 			}
 			var cs mapping.ColumnSpec
+			if cb.Rename != nil && *cb.Rename == "" {
+				*problems = append(*problems, fmt.Sprintf("table %q column %q.name: \"\" is empty", tb.Name, cb.Name))
+			}
+			setString(&cs.Name, cb.Rename)
 			setString(&cs.Type, cb.Type)
 			if cb.Transform != nil {
 				cs.Transform = mapping.Transform(*cb.Transform)
@@ -666,8 +676,8 @@ func (c *Config) validate() []string {
 			add("%s: defined twice", key)
 		}
 		seenSource[t.Name] = true
-		if !chIdent.MatchString(t.Target) {
-			add("%s.target: %q is not a valid ClickHouse identifier", key, t.Target)
+		if problem := identProblem(t.Target); problem != "" {
+			add("%s.target: %q %s", key, t.Target, problem)
 		} else if seenTarget[t.Target] {
 			add("%s.target: %q is used by another table", key, t.Target)
 		}
@@ -678,14 +688,34 @@ func (c *Config) validate() []string {
 		if t.SchemaChanges != "apply" && t.SchemaChanges != "stop" {
 			add("%s.schema_changes: %q is not \"apply\" or \"stop\"", key, t.SchemaChanges)
 		}
+		for i, n := range t.Exclude {
+			switch {
+			case slices.Contains(t.Exclude[:i], n):
+				add("%s.exclude: %q is named twice", key, n)
+			case slices.Contains(t.OrderBy, n):
+				add("%s.exclude: %q is in order_by", key, n)
+			}
+			if _, ok := t.Columns[n]; ok {
+				add("%s.exclude: %q has a column block", key, n)
+			}
+		}
 		names := make([]string, 0, len(t.Columns))
 		for n := range t.Columns {
 			names = append(names, n)
 		}
 		sort.Strings(names)
+		chNames := map[string]string{}
 		for _, n := range names {
 			cs := t.Columns[n]
 			ckey := fmt.Sprintf("%s.column %q", key, n)
+			if cs.Name != "" {
+				if problem := identProblem(cs.Name); problem != "" {
+					add("%s.name: %q %s", ckey, cs.Name, problem)
+				} else if other, dup := chNames[cs.Name]; dup {
+					add("%s.name: %q is also the name of column %q", ckey, cs.Name, other)
+				}
+				chNames[cs.Name] = n
+			}
 			var typ mapping.Type
 			if cs.Type != "" {
 				var err error
@@ -715,6 +745,32 @@ func (c *Config) validate() []string {
 		}
 	}
 	return p
+}
+
+// identProblem says what makes name unusable as the name of a ClickHouse
+// table or column, or "" when it is usable. Any character is, quoted: the
+// replicator quotes every name. ClickHouse stores a table in a directory
+// named after it, with every byte outside [A-Za-z0-9_] written as %XX,
+// and the replicator adds suffixes of up to 9 bytes ("_replaced").
+func identProblem(name string) string {
+	if name == "" {
+		return "is empty"
+	}
+	n := 0
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c < 0x20 || c == 0x7f:
+			return "contains a control character"
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
+			n++
+		default:
+			n += 3
+		}
+	}
+	if n > 200 {
+		return "is too long: ClickHouse's file name for it would exceed 200 bytes"
+	}
+	return ""
 }
 
 // redactedParseError returns pgconn's message without the connection string,

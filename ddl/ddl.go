@@ -77,7 +77,8 @@ func (d Database) engine(version, table string, shared bool) string {
 	if shared {
 		path, replica = "/clickhouse/tables/replicator/"+d.Name+"/"+table, "{shard}-{replica}"
 	}
-	return fmt.Sprintf("ReplicatedReplacingMergeTree('%s', '%s', %s)", path, replica, version)
+	str := func(s string) string { return Literal(s, mapping.Type{Kind: mapping.KindString}) }
+	return fmt.Sprintf("ReplicatedReplacingMergeTree(%s, %s, %s)", str(path), str(replica), version)
 }
 
 // Table returns the quoted, database-qualified name of a table.

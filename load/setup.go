@@ -59,6 +59,7 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 
 	db := client.DB()
 	created := make(map[string]bool) // source tables whose target this run created
+	schemas := make(map[string]sink.Schema)
 	if err := client.Exec(ctx, db.Create()); err != nil {
 		return report, fmt.Errorf("create ClickHouse database %s: %w", db.Name, err)
 	}
@@ -81,6 +82,7 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			if err := schema.Check(t); err != nil {
 				return report, err
 			}
+			schemas[t.Source] = schema
 			say("ClickHouse table %s.%s exists", db.Name, t.Target)
 		} else {
 			for _, stmt := range db.CreateTarget(t) {
@@ -128,6 +130,11 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	for _, t := range tables {
 		if resyncing(chunks[t.Source], t.Target) {
 			say("table %s is being copied again by `replicator resync`: run it again if it stopped", t.Source)
+			continue
+		}
+		spec := mapping.TableSpec{Source: t.Source, Target: t.Target, OrderBy: t.OrderBy, PartitionBy: t.PartitionBy}
+		if err := schemas[t.Source].CheckKeys(spec); err != nil {
+			return report, err
 		}
 	}
 
@@ -299,12 +306,7 @@ func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Op
 // resyncing reports whether a table's copy state is that of a resync (its
 // copy goes into the shadow of target) not yet swapped in.
 func resyncing(cs []checkpoint.Chunk, target string) bool {
-	for _, c := range cs {
-		if c.Target == ddl.ShadowName(target) {
-			return true
-		}
-	}
-	return false
+	return checkpoint.Into(cs, ddl.ShadowName(target))
 }
 
 // shadows returns the shadow tables a table's copy state writes into.

@@ -31,7 +31,7 @@ func (t *Table) CopyColumns() []string {
 	out := make([]string, len(t.Columns))
 	for i := range t.Columns {
 		c := &t.Columns[i]
-		q := quoteIdent(c.Name)
+		q := quoteIdent(c.Source)
 		switch {
 		case decodesBinary(c):
 			out[i] = q

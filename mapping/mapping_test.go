@@ -848,3 +848,70 @@ func TestWidens(t *testing.T) {
 		}
 	}
 }
+
+func TestExcludeAndRename(t *testing.T) {
+	src := []SourceColumn{
+		{Name: "id", TypeOID: pgInt8, Identity: true},
+		{Name: "secret", TypeOID: pgText},
+		{Name: "Author Id", TypeOID: pgInt4},
+		{Name: "note", TypeOID: pgText},
+	}
+	spec := TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"author_id", "id"},
+		Columns: map[string]ColumnSpec{"Author Id": {Name: "author_id"}}, Exclude: []string{"secret"}}
+	tbl, err := Resolve(spec, src, noCaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tbl.MappedNames(); !slices.Equal(got, []string{"id", "author_id", "note"}) {
+		t.Errorf("mapped names %v, want id, author_id, note", got)
+	}
+	row := tbl.NewRow()
+	if _, err := tbl.Row([]Value{text("5"), text("hidden"), text("42"), text("n")}, row, nil); err != nil {
+		t.Fatal(err)
+	}
+	if row[0] != int64(5) || row[1] != int32(42) || row[2] != "n" {
+		t.Errorf("row %#v, want id 5, author_id 42, note n", row)
+	}
+	if got := tbl.KeyOf([]Value{text("5"), text("hidden"), text("42"), text("n")}); got != "author_id=42, id=5" {
+		t.Errorf("KeyOf = %q", got)
+	}
+	tomb := tbl.NewRow()
+	if err := tbl.Tombstone([]Value{text("5"), nullValue, nullValue, nullValue}, tomb); err != nil || tomb[0] != int64(5) {
+		t.Errorf("tombstone %#v, %v", tomb, err)
+	}
+	if cols := strings.Join(tbl.CopyColumns(), ", "); !strings.Contains(cols, `"Author Id"`) || strings.Contains(cols, "secret") {
+		t.Errorf("copy selects %s, want the Postgres names without the excluded column", cols)
+	}
+	if got := tbl.Tuple(nil, []int{1}, []Value{text("7")}); len(got) != 4 || string(got[2].Data) != "7" || got[0].Kind != ValueNull {
+		t.Errorf("Tuple = %v", got)
+	}
+	// The excluded column may change or go: the mapping does not see it.
+	if _, err := Resolve(spec, []SourceColumn{src[0], src[2], src[3]}, noCaps); err != nil {
+		t.Errorf("without the excluded column: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		spec TableSpec
+		err  string
+	}{
+		{"excluded identity", TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"note"}, Exclude: []string{"id"}},
+			`column "id" is part of the replica identity`},
+		{"order_by by the Postgres name", TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"Author Id", "id"},
+			Columns: spec.Columns}, `order_by names ClickHouse columns: "Author Id" is named "author_id" there`},
+		{"order_by an excluded column", TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"secret", "id"},
+			Exclude: []string{"secret"}}, `order_by column "secret" is excluded`},
+		{"partition_by an excluded column", TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"id"},
+			PartitionBy: "cityHash64(secret) % 4", Exclude: []string{"secret"}}, `partition_by column "secret" is excluded`},
+		{"two columns under one name", TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"id"},
+			Columns: map[string]ColumnSpec{"note": {Name: "secret"}}}, `two columns are named "secret"`},
+		{"renamed into a meta column", TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"id"},
+			Columns: map[string]ColumnSpec{"note": {Name: "_version"}}}, `collides with the replicator's own column`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Resolve(tc.spec, src, noCaps)
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("error %v, want %q", err, tc.err)
+			}
+		})
+	}
+}

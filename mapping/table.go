@@ -20,6 +20,8 @@ const (
 
 // ColumnSpec is what the configuration says about one column.
 type ColumnSpec struct {
+	// Name is the ClickHouse column name; empty means the Postgres name.
+	Name string
 	// Type is the ClickHouse type; empty means the default for the source type.
 	Type      string
 	Transform Transform
@@ -35,10 +37,15 @@ type TableSpec struct {
 	// Source is the qualified Postgres name, "schema.table".
 	Source string
 	// Target is the ClickHouse table name.
-	Target      string
+	Target string
+	// OrderBy names ClickHouse columns; PartitionBy is a ClickHouse
+	// expression over them.
 	OrderBy     []string
 	PartitionBy string
-	Columns     map[string]ColumnSpec
+	// Columns are keyed by Postgres column name.
+	Columns map[string]ColumnSpec
+	// Exclude names Postgres columns that are not replicated.
+	Exclude []string
 }
 
 // SourceColumn is a Postgres column as the catalog or a pgoutput Relation
@@ -72,7 +79,9 @@ type Caps struct {
 
 // Column is one resolved target column.
 type Column struct {
+	// Name is the ClickHouse name, Source the Postgres name.
 	Name      string
+	Source    string
 	Type      Type
 	Transform Transform
 	SourceOID uint32
@@ -82,12 +91,15 @@ type Column struct {
 	zero any
 	// spec is the column's configuration.
 	spec ColumnSpec
+	// pos is the column's position in the source tuple.
+	pos int
 	// invalid counts the values stored by spec.Invalid (nil: "error").
 	invalid *invalidCount
 }
 
 // Table is the resolved mapping of one Postgres table to one ClickHouse table.
-// Its columns are in the source table's column order.
+// Its columns are in the source table's column order, without the
+// excluded ones.
 type Table struct {
 	Source      string
 	Target      string
@@ -108,17 +120,40 @@ type Table struct {
 	// placed holds the indexes of the sorting and partition key columns
 	// outside the replica identity (see Placed).
 	placed []int
+	// width is the number of columns of a source tuple.
+	width int
 }
 
 // Resolve builds the mapping of spec for a source table with columns src.
 func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
-	t := &Table{Source: spec.Source, Target: spec.Target, OrderBy: spec.OrderBy, PartitionBy: spec.PartitionBy}
-	byName := make(map[string]int, len(src))
+	t := &Table{Source: spec.Source, Target: spec.Target, OrderBy: spec.OrderBy, PartitionBy: spec.PartitionBy, width: len(src)}
+	full := true // REPLICA IDENTITY FULL: every column is marked
 	for _, sc := range src {
-		if strings.HasPrefix(sc.Name, "_") && contains(MetaColumns, sc.Name) {
-			return nil, fmt.Errorf("table %s: column %q collides with the replicator's own column", spec.Source, sc.Name)
+		full = full && sc.Identity
+	}
+	byName := make(map[string]int, len(src))
+	sourceNames := make(map[string]string, len(src))
+	for pos, sc := range src {
+		sourceNames[sc.Name] = ""
+		if slices.Contains(spec.Exclude, sc.Name) {
+			if sc.Identity && !full {
+				return nil, fmt.Errorf("table %s: column %q is part of the replica identity, which finds the rows that updates and deletes change: "+
+					"it cannot be excluded", spec.Source, sc.Name)
+			}
+			continue
 		}
 		cs := spec.Columns[sc.Name]
+		name := sc.Name
+		if cs.Name != "" {
+			name = cs.Name
+			sourceNames[sc.Name] = name
+		}
+		if strings.HasPrefix(name, "_") && contains(MetaColumns, name) {
+			return nil, fmt.Errorf("table %s: column %q collides with the replicator's own column; rename it with name = \"...\"", spec.Source, name)
+		}
+		if _, dup := byName[name]; dup {
+			return nil, fmt.Errorf("table %s: two columns are named %q in ClickHouse", spec.Source, name)
+		}
 		src := sc.Source()
 		typ, err := targetType(src, cs, caps)
 		if err != nil {
@@ -132,30 +167,54 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 		if err != nil {
 			return nil, fmt.Errorf("table %s column %s: %w", spec.Source, sc.Name, err)
 		}
-		byName[sc.Name] = len(t.Columns)
+		byName[name] = len(t.Columns)
 		t.Columns = append(t.Columns, Column{
-			Name: sc.Name, Type: typ, Transform: cs.Transform, SourceOID: sc.TypeOID, Src: src, spec: cs,
-			conv: conv, zero: zeroValue(typ), invalid: count,
+			Name: name, Source: sc.Name, Type: typ, Transform: cs.Transform, SourceOID: sc.TypeOID, Src: src, spec: cs,
+			conv: conv, zero: zeroValue(typ), invalid: count, pos: pos,
 		})
 		t.identity = append(t.identity, sc.Identity)
 	}
 	for name := range spec.Columns {
-		if _, ok := byName[name]; !ok {
+		if _, ok := sourceNames[name]; !ok {
 			return nil, fmt.Errorf("table %s: configured column %q does not exist in Postgres", spec.Source, name)
 		}
+		if slices.Contains(spec.Exclude, name) {
+			return nil, fmt.Errorf("table %s: column %q is both configured and excluded", spec.Source, name)
+		}
+	}
+	// (An excluded column that Postgres no longer has is no error: a
+	// schema change of an excluded column is ignored.)
+	keyColumn := func(key, name string) (int, error) {
+		i, ok := byName[name]
+		switch {
+		case ok:
+			return i, nil
+		case slices.Contains(spec.Exclude, name):
+			return 0, fmt.Errorf("table %s: %s column %q is excluded", spec.Source, key, name)
+		case sourceNames[name] != "":
+			return 0, fmt.Errorf("table %s: %s names ClickHouse columns: %q is named %q there", spec.Source, key, name, sourceNames[name])
+		}
+		return 0, fmt.Errorf("table %s: %s column %q does not exist in Postgres", spec.Source, key, name)
 	}
 	if len(spec.OrderBy) == 0 {
 		return nil, fmt.Errorf("table %s: order_by is empty", spec.Source)
 	}
 	for _, name := range spec.OrderBy {
-		i, ok := byName[name]
-		if !ok {
-			return nil, fmt.Errorf("table %s: order_by column %q does not exist in Postgres", spec.Source, name)
+		i, err := keyColumn("order_by", name)
+		if err != nil {
+			return nil, err
 		}
 		if t.Columns[i].Type.Nullable {
 			return nil, fmt.Errorf("table %s: order_by column %q cannot be nullable", spec.Source, name)
 		}
 		t.Key = append(t.Key, i)
+	}
+	for _, id := range identifiers(t.PartitionBy) {
+		if t.ColumnIndex(id) < 0 && (slices.Contains(spec.Exclude, id) || sourceNames[id] != "") {
+			if _, err := keyColumn("partition_by", id); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, name := range t.PartitionColumns() {
 		if i := t.ColumnIndex(name); !slices.Contains(t.Key, i) {
@@ -428,14 +487,15 @@ type Value struct {
 // unchanged (appended to the passed slice), to be filled from the row's
 // latest image by the caller.
 func (t *Table) Row(vals []Value, dst []any, unchanged []int) ([]int, error) {
-	if len(vals) != len(t.Columns) {
-		return unchanged, fmt.Errorf("tuple has %d columns, table %s has %d", len(vals), t.Source, len(t.Columns))
+	if len(vals) != t.width {
+		return unchanged, fmt.Errorf("tuple has %d columns, table %s has %d", len(vals), t.Source, t.width)
 	}
 	for i := range t.Columns {
 		c := &t.Columns[i]
-		switch vals[i].Kind {
+		val := vals[c.pos]
+		switch val.Kind {
 		case ValueText:
-			v, err := c.conv(vals[i].Data)
+			v, err := c.conv(val.Data)
 			if err != nil {
 				return unchanged, &ColumnError{Column: c.Name, Err: err}
 			}
@@ -446,33 +506,46 @@ func (t *Table) Row(vals []Value, dst []any, unchanged []int) ([]int, error) {
 			dst[i] = nil
 			unchanged = append(unchanged, i)
 		default:
-			return unchanged, &ColumnError{Column: c.Name, Err: fmt.Errorf("unsupported value kind %q", byte(vals[i].Kind))}
+			return unchanged, &ColumnError{Column: c.Name, Err: fmt.Errorf("unsupported value kind %q", byte(val.Kind))}
 		}
 	}
 	return unchanged, nil
+}
+
+// Tuple returns a source tuple (reusing buf) that holds the values read of
+// the columns cols (indexes in Columns), NULL elsewhere, for Row.
+func (t *Table) Tuple(buf []Value, cols []int, read []Value) []Value {
+	buf = slices.Grow(buf[:0], t.width)[:t.width]
+	for i := range buf {
+		buf[i] = Value{Kind: ValueNull}
+	}
+	for i, val := range read {
+		buf[t.Columns[cols[i]].pos] = val
+	}
+	return buf
 }
 
 // Tombstone maps the identity columns of a delete's old tuple into dst; every
 // other column gets its default (for a Placed table, the caller then takes
 // the other key values from the row's latest image).
 func (t *Table) Tombstone(old []Value, dst []any) error {
-	if len(old) != len(t.Columns) {
-		return fmt.Errorf("old tuple has %d columns, table %s has %d", len(old), t.Source, len(t.Columns))
+	if len(old) != t.width {
+		return fmt.Errorf("old tuple has %d columns, table %s has %d", len(old), t.Source, t.width)
 	}
 	for i := range t.Columns {
 		c := &t.Columns[i]
 		dst[i] = c.zero
-		if !t.identity[i] || old[i].Kind != ValueText {
+		if !t.identity[i] || old[c.pos].Kind != ValueText {
 			continue
 		}
-		v, err := c.conv(old[i].Data)
+		v, err := c.conv(old[c.pos].Data)
 		if err != nil {
 			return &ColumnError{Column: c.Name, Err: err}
 		}
 		dst[i] = v
 	}
 	for _, k := range t.ident {
-		if old[k].Kind != ValueText {
+		if old[t.Columns[k].pos].Kind != ValueText {
 			return &ColumnError{Column: t.Columns[k].Name, Err: fmt.Errorf("delete carries no value for sorting key column; check the table's REPLICA IDENTITY")}
 		}
 	}
@@ -539,8 +612,8 @@ func (t *Table) KeyOf(vals []Value) string {
 		}
 		b.WriteString(t.Columns[i].Name)
 		b.WriteByte('=')
-		if i < len(vals) && vals[i].Kind == ValueText {
-			b.Write(vals[i].Data)
+		if p := t.Columns[i].pos; p < len(vals) && vals[p].Kind == ValueText {
+			b.Write(vals[p].Data)
 		} else {
 			b.WriteString("?")
 		}

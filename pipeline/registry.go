@@ -138,6 +138,12 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		if !schema.Exists() {
 			return nil, fmt.Errorf("ClickHouse table %s.%s does not exist: run `replicator setup`", client.DB().Name, tc.Target)
 		}
+		if !checkpoint.Into(chunks[tc.Name], ddl.ShadowName(tc.Target)) {
+			// (A resync's new table has the configured keys.)
+			if err := schema.CheckKeys(tc.Spec()); err != nil {
+				return nil, err
+			}
+		}
 		targets[i] = schema
 	}
 	r := newRegistry(tables, targets, client.Caps())
@@ -435,7 +441,7 @@ func (r *registry) addedDefault(ctx context.Context, relID uint32, source string
 	if r.catalog == nil {
 		return "", nil
 	}
-	d, err := r.catalog.AddedDefault(ctx, relID, c.Name)
+	d, err := r.catalog.AddedDefault(ctx, relID, c.Source)
 	if err != nil {
 		return "", err
 	}

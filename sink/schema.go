@@ -4,13 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
 )
 
-// Schema is the column list of a ClickHouse table, as DESCRIBE shows it.
+// Schema is the column list of a ClickHouse table, as DESCRIBE shows it,
+// and its keys as system.tables shows them (of the local tables on a
+// cluster).
 type Schema struct {
 	Names, Types []string
+	// SortingKey and PartitionKey are the table's keys as ClickHouse
+	// renders them ("author_id, created_at, id"; "toYYYYMM(created_at)").
+	SortingKey, PartitionKey string
 }
 
 // Exists reports whether the table exists (a table has columns).
@@ -19,18 +26,32 @@ func (s Schema) Exists() bool { return len(s.Names) > 0 }
 // Schema reads the columns of a table of the target database; the zero
 // Schema when the table does not exist.
 func (c *Client) Schema(ctx context.Context, table string) (Schema, error) {
-	exists, err := c.Query(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", c.database, table)
+	keysOf := table
+	if c.DB().Cluster != "" && table != ddl.ChunkTable {
+		keysOf = ddl.LocalName(table)
+	}
+	keys, err := c.Query(ctx, "SELECT name, sorting_key, partition_key FROM system.tables WHERE database = ? AND name IN (?, ?)",
+		c.database, table, keysOf)
 	if err != nil {
 		return Schema{}, err
 	}
-	if len(exists) == 0 || exists[0][0].(uint64) == 0 {
+	var s Schema
+	found := false
+	for _, r := range keys {
+		if r[0].(string) == table {
+			found = true
+		}
+		if r[0].(string) == keysOf {
+			s.SortingKey, s.PartitionKey = r[1].(string), r[2].(string)
+		}
+	}
+	if !found {
 		return Schema{}, nil
 	}
 	rows, err := c.Query(ctx, "DESCRIBE TABLE "+c.DB().Table(table))
 	if err != nil {
 		return Schema{}, err
 	}
-	var s Schema
 	for _, r := range rows {
 		s.Names = append(s.Names, r[0].(string))
 		s.Types = append(s.Types, r[1].(string))
@@ -82,6 +103,42 @@ func (s Schema) Check(t *mapping.Table) error {
 		return fmt.Errorf("ClickHouse table %s was created by an earlier version and has %w: run `replicator setup`, which adds it", t.Target, ErrNoSeq)
 	}
 	return nil
+}
+
+// CheckKeys verifies that the table is sorted and partitioned as t says
+// (the configuration's order_by and partition_by), comparing the keys as
+// ClickHouse renders them without spaces and quotes. A table whose keys
+// are unknown (a view) passes. The keys of a table cannot change: a new
+// key takes a new copy into a new table, which resync makes.
+func (s Schema) CheckKeys(t mapping.TableSpec) error {
+	if s.SortingKey == "" {
+		return nil
+	}
+	quoted := make([]string, len(t.OrderBy))
+	for i, k := range t.OrderBy {
+		quoted[i] = ddl.Quote(k)
+	}
+	if sameKey(s.SortingKey, strings.Join(quoted, ", ")) && sameKey(s.PartitionKey, t.PartitionBy) {
+		return nil
+	}
+	have := "ORDER BY (" + s.SortingKey + ")"
+	if s.PartitionKey != "" {
+		have = "PARTITION BY " + s.PartitionKey + " " + have
+	}
+	want := "ORDER BY (" + strings.Join(t.OrderBy, ", ") + ")"
+	if t.PartitionBy != "" {
+		want = "PARTITION BY " + t.PartitionBy + " " + want
+	}
+	return fmt.Errorf("ClickHouse table %s is %s, but the configuration of %s says %s: a table's keys cannot change; "+
+		"run `replicator resync --config FILE --table %s` to copy the table into a new one with the configured keys, "+
+		"or set order_by and partition_by back", t.Target, have, t.Source, want, t.Source)
+}
+
+// sameKey compares two renderings of a key expression without spaces and
+// identifier quotes.
+func sameKey(a, b string) bool {
+	norm := strings.NewReplacer(" ", "", "`", "", `"`, "")
+	return norm.Replace(a) == norm.Replace(b)
 }
 
 // Adopt makes t write, in each column whose type in the table is the one

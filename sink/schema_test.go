@@ -88,3 +88,29 @@ func TestSchemaCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckKeys(t *testing.T) {
+	spec := mapping.TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"author_id", "created_at", "id"}, PartitionBy: "toYYYYMM(created_at)"}
+	for _, tc := range []struct {
+		name       string
+		sort, part string
+		ok         bool
+	}{
+		{"same", "author_id, created_at, id", "toYYYYMM(created_at)", true},
+		{"quoted and spaced otherwise", "`author_id`, `created_at`, id", "toYYYYMM( created_at )", true},
+		{"unknown (a view)", "", "", true},
+		{"other sorting key", "id", "toYYYYMM(created_at)", false},
+		{"other order", "created_at, author_id, id", "toYYYYMM(created_at)", false},
+		{"no partition", "author_id, created_at, id", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Schema{Names: []string{"id"}, SortingKey: tc.sort, PartitionKey: tc.part}.CheckKeys(spec)
+			if tc.ok != (err == nil) {
+				t.Fatalf("CheckKeys = %v, want ok %v", err, tc.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "replicator resync --config FILE --table public.events") {
+				t.Errorf("error %q does not name the resync", err)
+			}
+		})
+	}
+}

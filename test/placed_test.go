@@ -97,4 +97,30 @@ func TestAnySortingKey(t *testing.T) {
 		t.Errorf("%d tombstones with author_id 0", zero)
 	}
 	t.Logf("%d kill -9, %d workload transactions, converged", kills, txns)
+
+	// Back to a table sorted by id alone: the keys of a table cannot
+	// change, so the daemon and setup stop and name resync, which copies
+	// the table into a new one with the configured keys.
+	e.setConfig(placedConfig, `order_by = ["id"]
+  column "id"`)
+	d = e.start()
+	if code := d.wait(t, convergeTimeout); code == 0 || !strings.Contains(d.Logs(), "replicator resync --config FILE --table public.events") {
+		t.Errorf("daemon on a target with other keys: exit %d\n%s", code, tail(d.Logs(), 2000))
+	}
+	if out, errs, code := e.cli("setup", "--config", e.config); code == 0 || !strings.Contains(errs, "is ReplacingMergeTree") && !strings.Contains(errs, "ORDER BY (author_id, created_at, id)") {
+		t.Errorf("setup on a target with other keys: exit %d\n%s\n%s", code, out, errs)
+	}
+	if out, errs, code := e.cli("resync", "--config", e.config, "--table", "public.events"); code != 0 {
+		t.Fatalf("resync: exit %d\n%s\n%s", code, out, errs)
+	}
+	e.exec("DELETE FROM events WHERE id % 10 = 3")
+	d = e.start()
+	e.converge("after the resync to the new keys", convergeTimeout)
+	d.stop(t)
+	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT engine_full FROM system.tables WHERE database = 'db_%s' AND name = 'events'", e.name)).Scan(&engine); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(engine, "PARTITION BY") || !strings.Contains(engine, "ORDER BY id") {
+		t.Errorf("target engine after the resync %q, want ORDER BY id alone", engine)
+	}
 }

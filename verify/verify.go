@@ -159,7 +159,7 @@ func (v *verifier) prepare() error {
 // mapping Postgres cannot compute (e.g. xxhash64) or whose text form is not
 // stable across the two (floats).
 func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
-	col := postgres.QuoteIdent(c.Name)
+	col := postgres.QuoteIdent(c.Source)
 	qc := ddl.Quote(c.Name)
 	typ := c.Type
 	var def string
@@ -203,7 +203,7 @@ func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
 // NULL elements as the element's default (or NULL when they are Nullable),
 // a NULL array as [].
 func arrayChecksumExprs(c mapping.Column) (pg, ch string, ok bool) {
-	col := postgres.QuoteIdent(c.Name)
+	col := postgres.QuoteIdent(c.Source)
 	qc := ddl.Quote(c.Name)
 	typ := c.Type
 	elem := "e::text"
@@ -341,8 +341,8 @@ func (v *verifier) source() string { return postgres.QuoteTable(v.t.Source) }
 func (v *verifier) target() string { return v.ch.DB().Table(v.t.Target) }
 
 func (v *verifier) keyName() (pg, ch string) {
-	name := v.t.Columns[v.key].Name
-	return postgres.QuoteIdent(name), ddl.Quote(name)
+	c := v.t.Columns[v.key]
+	return postgres.QuoteIdent(c.Source), ddl.Quote(c.Name)
 }
 
 func (v *verifier) keyBounds(ctx context.Context, s *snap) (lo, hi int64, err error) {
@@ -488,18 +488,13 @@ func (v *verifier) all() []int {
 func (v *verifier) pgRows(ctx context.Context, s *postgres.Snapshot, where string, cols []int) (map[string][]any, error) {
 	names := make([]string, len(cols))
 	for i, c := range cols {
-		names[i] = v.t.Columns[c].Name
+		names[i] = v.t.Columns[c].Source
 	}
 	out := map[string][]any{}
 	n := len(v.t.Columns)
-	vals := make([]mapping.Value, n)
+	var vals []mapping.Value
 	err := s.Rows(ctx, v.t.Source, names, where, func(read []mapping.Value) error {
-		for i := range vals {
-			vals[i] = mapping.Value{Kind: mapping.ValueNull}
-		}
-		for i, val := range read {
-			vals[cols[i]] = val
-		}
+		vals = v.t.Tuple(vals, cols, read)
 		row := make([]any, n)
 		if _, err := v.t.Row(vals, row, nil); err != nil {
 			return fmt.Errorf("map %s %s: %w", v.t.Source, v.t.KeyOf(vals), err)
