@@ -115,6 +115,8 @@ type Table struct {
 	Columns     map[string]mapping.ColumnSpec
 	// Exclude names Postgres columns that are not replicated.
 	Exclude []string
+	// Storage holds the target's indexes, projections and TTL.
+	Storage mapping.Storage
 	// SchemaChanges is "apply" (the default: a column added or widened in
 	// Postgres is added or widened in ClickHouse) or "stop".
 	SchemaChanges string
@@ -151,7 +153,7 @@ func Default() Config {
 // Spec returns the mapping spec of a table.
 func (t Table) Spec() mapping.TableSpec {
 	return mapping.TableSpec{Source: t.Name, Target: t.Target, OrderBy: t.OrderBy, PartitionBy: t.PartitionBy, Columns: t.Columns,
-		Exclude: t.Exclude}
+		Exclude: t.Exclude, Storage: t.Storage}
 }
 
 // SourceParts splits the table name into schema and table.
@@ -205,13 +207,28 @@ type tlsBlock struct {
 }
 
 type tableBlk struct {
-	Name          string      `hcl:"name,label"`
-	Target        *string     `hcl:"target,optional"`
-	OrderBy       []string    `hcl:"order_by"`
-	PartitionBy   *string     `hcl:"partition_by,optional"`
-	SchemaChanges *string     `hcl:"schema_changes,optional"`
-	Exclude       []string    `hcl:"exclude,optional"`
-	Columns       []columnBlk `hcl:"column,block"`
+	Name          string          `hcl:"name,label"`
+	Target        *string         `hcl:"target,optional"`
+	OrderBy       []string        `hcl:"order_by"`
+	PartitionBy   *string         `hcl:"partition_by,optional"`
+	SchemaChanges *string         `hcl:"schema_changes,optional"`
+	Exclude       []string        `hcl:"exclude,optional"`
+	TTL           *string         `hcl:"ttl,optional"`
+	Columns       []columnBlk     `hcl:"column,block"`
+	Indexes       []indexBlk      `hcl:"index,block"`
+	Projections   []projectionBlk `hcl:"projection,block"`
+}
+
+type indexBlk struct {
+	Name        string `hcl:"name,label"`
+	Expression  string `hcl:"expression"`
+	Type        string `hcl:"type"`
+	Granularity *int   `hcl:"granularity,optional"`
+}
+
+type projectionBlk struct {
+	Name  string `hcl:"name,label"`
+	Query string `hcl:"query"`
 }
 
 type columnBlk struct {
@@ -472,6 +489,17 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		setString(&t.Target, tb.Target)
 		setString(&t.PartitionBy, tb.PartitionBy)
 		setString(&t.SchemaChanges, tb.SchemaChanges)
+		setString(&t.Storage.TTL, tb.TTL)
+		for _, ib := range tb.Indexes {
+			ix := mapping.Index{Name: ib.Name, Expression: ib.Expression, Type: ib.Type, Granularity: 1}
+			if ib.Granularity != nil {
+				ix.Granularity = *ib.Granularity
+			}
+			t.Storage.Indexes = append(t.Storage.Indexes, ix)
+		}
+		for _, pb := range tb.Projections {
+			t.Storage.Projections = append(t.Storage.Projections, mapping.Projection{Name: pb.Name, Query: pb.Query})
+		}
 		for _, cb := range tb.Columns {
 			if _, dup := t.Columns[cb.Name]; dup {
 				*problems = append(*problems, fmt.Sprintf("table %q column %q: defined twice", tb.Name, cb.Name))
@@ -688,6 +716,7 @@ func (c *Config) validate() []string {
 		if t.SchemaChanges != "apply" && t.SchemaChanges != "stop" {
 			add("%s.schema_changes: %q is not \"apply\" or \"stop\"", key, t.SchemaChanges)
 		}
+		t.validateStorage(key, add)
 		for i, n := range t.Exclude {
 			switch {
 			case slices.Contains(t.Exclude[:i], n):
@@ -745,6 +774,44 @@ func (c *Config) validate() []string {
 		}
 	}
 	return p
+}
+
+// validateStorage checks the index and projection blocks of the table at key.
+func (t Table) validateStorage(key string, add func(string, ...any)) {
+	seen := map[string]bool{}
+	for _, ix := range t.Storage.Indexes {
+		ikey := fmt.Sprintf("%s.index %q", key, ix.Name)
+		if problem := identProblem(ix.Name); problem != "" {
+			add("%s: the name %s", ikey, problem)
+		}
+		if seen[ix.Name] {
+			add("%s: defined twice", ikey)
+		}
+		seen[ix.Name] = true
+		if strings.TrimSpace(ix.Expression) == "" {
+			add("%s.expression: is empty", ikey)
+		}
+		if strings.TrimSpace(ix.Type) == "" {
+			add("%s.type: is empty (e.g. \"minmax\", \"set(100)\", \"bloom_filter\")", ikey)
+		}
+		if ix.Granularity < 1 {
+			add("%s.granularity: %d is not a positive number", ikey, ix.Granularity)
+		}
+	}
+	seen = map[string]bool{}
+	for _, p := range t.Storage.Projections {
+		pkey := fmt.Sprintf("%s.projection %q", key, p.Name)
+		if problem := identProblem(p.Name); problem != "" {
+			add("%s: the name %s", pkey, problem)
+		}
+		if seen[p.Name] {
+			add("%s: defined twice", pkey)
+		}
+		seen[p.Name] = true
+		if !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(p.Query)), "SELECT ") {
+			add("%s.query: %q is not a SELECT (e.g. \"SELECT * ORDER BY author_id, created_at\")", pkey, p.Query)
+		}
+	}
 }
 
 // identProblem says what makes name unusable as the name of a ClickHouse

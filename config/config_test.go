@@ -248,6 +248,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad target", pg + "table \"public.t\" {\n  target = \"t\\n1\"\n  order_by = [\"id\"]\n}\n", []string{`table "public.t".target`, `control character`}},
 		{"empty column name", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    name = \"\"\n  }\n}\n", []string{`column "a".name`, "is empty"}},
 		{"two columns, one name", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    name = \"x\"\n  }\n  column \"b\" {\n    name = \"x\"\n  }\n}\n", []string{`column "b".name`, `also the name of column "a"`}},
+		{"bad storage", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  index \"i\" {\n    expression = \"\"\n    type = \"minmax\"\n    granularity = 0\n  }\n  index \"i\" {\n    expression = \"a\"\n    type = \"\"\n  }\n  projection \"p\" {\n    query = \"ORDER BY a\"\n  }\n}\n",
+			[]string{`index "i".expression: is empty`, `index "i".granularity: 0`, `index "i": defined twice`, `index "i".type: is empty`, `projection "p".query: "ORDER BY a" is not a SELECT`}},
 		{"excluded key", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  exclude = [\"id\", \"b\", \"b\"]\n  column \"b\" {\n  }\n}\n", []string{`exclude: "id" is in order_by`, `exclude: "b" is named twice`, `exclude: "b" has a column block`}},
 		{"duplicate column", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n  }\n  column \"a\" {\n    type = \"UInt64\"\n  }\n}\n", []string{`column "a": defined twice`}},
 		{"bad column type", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    type = \"Decimal(40,2)\"\n  }\n}\n", []string{`column "a".type`, "Decimal(40,2)"}},
@@ -460,6 +462,40 @@ func TestSecretsNotInErrors(t *testing.T) {
 				t.Errorf("error %q leaks the password", msg)
 			}
 		})
+	}
+}
+
+func TestStorageBlocks(t *testing.T) {
+	src := `postgres { dsn = "postgres://u@h/db" }
+table "public.events" {
+  order_by = ["author_id", "created_at", "id"]
+  ttl      = "toDateTime(created_at) + INTERVAL 1 YEAR"
+  index "project_id_index" {
+    expression  = "project_id"
+    type        = "minmax"
+    granularity = 10
+  }
+  index "target" {
+    expression = "target_type"
+    type       = "set(100)"
+  }
+  projection "events_by_authors" {
+    query = "SELECT * ORDER BY author_id, created_at"
+  }
+}
+`
+	cfg, err := config.Parse("t.hcl", []byte(src), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mapping.Storage{
+		Indexes: []mapping.Index{{Name: "project_id_index", Expression: "project_id", Type: "minmax", Granularity: 10},
+			{Name: "target", Expression: "target_type", Type: "set(100)", Granularity: 1}},
+		Projections: []mapping.Projection{{Name: "events_by_authors", Query: "SELECT * ORDER BY author_id, created_at"}},
+		TTL:         "toDateTime(created_at) + INTERVAL 1 YEAR",
+	}
+	if got := cfg.Tables[0].Spec().Storage; !reflect.DeepEqual(got, want) {
+		t.Errorf("storage %+v, want %+v", got, want)
 	}
 }
 

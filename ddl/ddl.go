@@ -49,6 +49,43 @@ type Database struct {
 	// ZKPath is the ZooKeeper path of a target's local table: {database}
 	// and {table} are filled in here, {shard} is the server's macro.
 	ZKPath string
+	// Server is the version of the ClickHouse server (major, minor),
+	// which decides the storage features a target may use.
+	Server [2]int
+}
+
+// The first ClickHouse versions with each storage feature of a target
+// (mapping.Storage): data skipping indexes without an experimental
+// setting, table TTLs, projections, and the setting that keeps
+// projections of a ReplacingMergeTree correct when merges replace rows
+// (from which on a projection needs it).
+var (
+	minIndexes        = [2]int{20, 1}
+	minTTL            = [2]int{19, 6}
+	minProjections    = [2]int{22, 3}
+	minProjectionMode = [2]int{24, 8}
+)
+
+func (d Database) atLeast(v [2]int) bool {
+	return d.Server[0] > v[0] || d.Server[0] == v[0] && d.Server[1] >= v[1]
+}
+
+// CheckStorage says which storage feature of t the server lacks, naming
+// the first version that has it.
+func (d Database) CheckStorage(t *mapping.Table) error {
+	need := func(what string, v [2]int) error {
+		return fmt.Errorf("table %s: %s need ClickHouse %d.%d or later; the server is %d.%d: remove them from the configuration",
+			t.Source, what, v[0], v[1], d.Server[0], d.Server[1])
+	}
+	switch st := t.Storage; {
+	case len(st.Indexes) > 0 && !d.atLeast(minIndexes):
+		return need("data skipping indexes (index blocks)", minIndexes)
+	case len(st.Projections) > 0 && !d.atLeast(minProjections):
+		return need("projections (projection blocks)", minProjections)
+	case st.TTL != "" && !d.atLeast(minTTL):
+		return need("TTLs (ttl)", minTTL)
+	}
+	return nil
 }
 
 // DefaultZKPath is the default of Database.ZKPath.
@@ -118,8 +155,14 @@ func (d Database) CreateTable(t *mapping.Table) string {
 	}
 	fmt.Fprintf(&b, "    %s UInt64,\n", Quote(mapping.VersionColumn))
 	fmt.Fprintf(&b, "    %s UInt8 DEFAULT 0,\n", Quote(mapping.DeletedColumn))
-	fmt.Fprintf(&b, "    %s UInt64 DEFAULT 0\n", Quote(mapping.SeqColumn))
-	fmt.Fprintf(&b, ")\nENGINE = %s\n", d.engine(mapping.VersionColumn, t.Target, false))
+	fmt.Fprintf(&b, "    %s UInt64 DEFAULT 0", Quote(mapping.SeqColumn))
+	for _, ix := range t.Storage.Indexes {
+		fmt.Fprintf(&b, ",\n    INDEX %s %s TYPE %s GRANULARITY %d", Quote(ix.Name), ix.Expression, ix.Type, ix.Granularity)
+	}
+	for _, p := range t.Storage.Projections {
+		fmt.Fprintf(&b, ",\n    PROJECTION %s (%s)", Quote(p.Name), p.Query)
+	}
+	fmt.Fprintf(&b, "\n)\nENGINE = %s\n", d.engine(mapping.VersionColumn, t.Target, false))
 	if t.PartitionBy != "" {
 		fmt.Fprintf(&b, "PARTITION BY %s\n", t.PartitionBy)
 	}
@@ -128,7 +171,44 @@ func (d Database) CreateTable(t *mapping.Table) string {
 		keys[i] = Quote(k)
 	}
 	fmt.Fprintf(&b, "ORDER BY (%s)\n", strings.Join(keys, ", "))
+	if t.Storage.TTL != "" {
+		fmt.Fprintf(&b, "TTL %s\n", t.Storage.TTL)
+	}
+	if len(t.Storage.Projections) > 0 && d.atLeast(minProjectionMode) {
+		// Merges replace rows: rebuild the projections' parts from the
+		// merged rows instead of refusing the projection.
+		b.WriteString("SETTINGS deduplicate_merge_projection_mode = 'rebuild'\n")
+	}
 	return b.String()
+}
+
+// AlterStorage returns the statements that give an existing target t's
+// indexes, projections and TTL: each added when missing and built for the
+// parts written before (a mutation that ClickHouse runs in the
+// background), the TTL set. Indexes and projections already there under
+// the same name are kept as they are.
+func (d Database) AlterStorage(t *mapping.Table) []string {
+	name := t.Target
+	if d.Cluster != "" {
+		name = LocalName(t.Target)
+	}
+	alter := "ALTER TABLE " + d.Table(name) + d.on()
+	var out []string
+	for _, ix := range t.Storage.Indexes {
+		out = append(out, fmt.Sprintf("%s ADD INDEX IF NOT EXISTS %s %s TYPE %s GRANULARITY %d", alter, Quote(ix.Name), ix.Expression, ix.Type, ix.Granularity),
+			fmt.Sprintf("%s MATERIALIZE INDEX %s", alter, Quote(ix.Name)))
+	}
+	if len(t.Storage.Projections) > 0 && d.atLeast(minProjectionMode) {
+		out = append(out, alter+" MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'")
+	}
+	for _, p := range t.Storage.Projections {
+		out = append(out, fmt.Sprintf("%s ADD PROJECTION IF NOT EXISTS %s (%s)", alter, Quote(p.Name), p.Query),
+			fmt.Sprintf("%s MATERIALIZE PROJECTION %s", alter, Quote(p.Name)))
+	}
+	if t.Storage.TTL != "" {
+		out = append(out, fmt.Sprintf("%s MODIFY TTL %s", alter, t.Storage.TTL))
+	}
+	return out
 }
 
 // CreateDistributed returns the DDL of the Distributed table that readers

@@ -72,5 +72,8 @@ func (s *servers) resolve(ctx context.Context, tc config.Table) (*mapping.Table,
 	if err := t.CheckIdentity(); err != nil {
 		return nil, err
 	}
+	if err := s.ch.DB().CheckStorage(t); err != nil {
+		return nil, err
+	}
 	return t, nil
 }

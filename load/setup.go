@@ -84,6 +84,12 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			}
 			schemas[t.Source] = schema
 			say("ClickHouse table %s.%s exists", db.Name, t.Target)
+			for _, stmt := range db.AlterStorage(t) {
+				if err := client.Exec(ctx, stmt); err != nil {
+					return report, fmt.Errorf("ClickHouse table %s: %s: %w", t.Target, stmt, err)
+				}
+				say("%s", stmt)
+			}
 		} else {
 			for _, stmt := range db.CreateTarget(t) {
 				if err := client.Exec(ctx, stmt); err != nil {

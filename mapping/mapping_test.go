@@ -904,6 +904,8 @@ func TestExcludeAndRename(t *testing.T) {
 			PartitionBy: "cityHash64(secret) % 4", Exclude: []string{"secret"}}, `partition_by column "secret" is excluded`},
 		{"two columns under one name", TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"id"},
 			Columns: map[string]ColumnSpec{"note": {Name: "secret"}}}, `two columns are named "secret"`},
+		{"ttl outside the keys", TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"id"},
+			Storage: Storage{TTL: "toDate(note) + INTERVAL 1 DAY"}}, `ttl uses column "note"`},
 		{"renamed into a meta column", TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"id"},
 			Columns: map[string]ColumnSpec{"note": {Name: "_version"}}}, `collides with the replicator's own column`},
 	} {

@@ -46,6 +46,30 @@ type TableSpec struct {
 	Columns map[string]ColumnSpec
 	// Exclude names Postgres columns that are not replicated.
 	Exclude []string
+	// Storage is how ClickHouse stores and indexes the target beyond its
+	// keys.
+	Storage Storage
+}
+
+// Storage is the part of a target's ClickHouse definition that changes
+// neither its rows nor where they live: data skipping indexes,
+// projections, a TTL.
+type Storage struct {
+	Indexes     []Index
+	Projections []Projection
+	// TTL is a ClickHouse TTL expression for the table's rows.
+	TTL string
+}
+
+// Index is a data skipping index.
+type Index struct {
+	Name, Expression, Type string
+	Granularity            int
+}
+
+// Projection is a projection: Query is its SELECT (e.g. "SELECT * ORDER BY author_id, created_at").
+type Projection struct {
+	Name, Query string
 }
 
 // SourceColumn is a Postgres column as the catalog or a pgoutput Relation
@@ -106,6 +130,7 @@ type Table struct {
 	Columns     []Column
 	OrderBy     []string
 	PartitionBy string
+	Storage     Storage
 	// Key holds the indexes of the ORDER BY columns in Columns.
 	Key []int
 	// partKey holds the indexes of the partition columns not in Key.
@@ -126,7 +151,8 @@ type Table struct {
 
 // Resolve builds the mapping of spec for a source table with columns src.
 func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
-	t := &Table{Source: spec.Source, Target: spec.Target, OrderBy: spec.OrderBy, PartitionBy: spec.PartitionBy, width: len(src)}
+	t := &Table{Source: spec.Source, Target: spec.Target, OrderBy: spec.OrderBy, PartitionBy: spec.PartitionBy, Storage: spec.Storage,
+		width: len(src)}
 	full := true // REPLICA IDENTITY FULL: every column is marked
 	for _, sc := range src {
 		full = full && sc.Identity
@@ -219,6 +245,12 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 	for _, name := range t.PartitionColumns() {
 		if i := t.ColumnIndex(name); !slices.Contains(t.Key, i) {
 			t.partKey = append(t.partKey, i)
+		}
+	}
+	for _, id := range identifiers(spec.Storage.TTL) {
+		if i := t.ColumnIndex(id); i >= 0 && !slices.Contains(t.Key, i) && !slices.Contains(t.partKey, i) {
+			return nil, fmt.Errorf("table %s: ttl uses column %q, which a delete's tombstone does not carry: the tombstone would expire "+
+				"before the row it deletes, which would be visible again; use only order_by and partition_by columns in ttl", spec.Source, id)
 		}
 	}
 	t.ident = t.Key

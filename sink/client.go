@@ -168,7 +168,8 @@ func (c *Client) DB() ddl.Database {
 	if c == nil {
 		return ddl.Database{}
 	}
-	return ddl.Database{Name: c.database, Cluster: c.cluster, ZKPath: c.zkPath}
+	v := c.version.Version
+	return ddl.Database{Name: c.database, Cluster: c.cluster, ZKPath: c.zkPath, Server: [2]int{int(v.Major), int(v.Minor)}}
 }
 
 // Version returns the server version, e.g. "18.16.1".

@@ -106,6 +106,38 @@ func TestGeneratedDDL(t *testing.T) {
 		}
 		golden(t, "clickhouse/events_cluster.sql", strings.TrimSpace(b.String())+"\n")
 	})
+	t.Run("clickhouse/events_gitlab_current.sql", func(t *testing.T) {
+		// The seed's design on a current ClickHouse: sorted by author and
+		// time, partitioned by month, a minmax index on project_id, a
+		// projection sorted by project, a year of history.
+		gs := spec
+		gs.OrderBy, gs.PartitionBy = []string{"author_id", "created_at", "id"}, "toYYYYMM(created_at)"
+		gs.Storage = mapping.Storage{
+			Indexes:     []mapping.Index{{Name: "project_id_index", Expression: "project_id", Type: "minmax", Granularity: 10}},
+			Projections: []mapping.Projection{{Name: "events_by_project", Query: "SELECT * ORDER BY project_id, created_at"}},
+			TTL:         "toDateTime(created_at) + INTERVAL 1 YEAR",
+		}
+		tbl, err := mapping.Resolve(gs, eventsColumns, mapping.Caps{DateTime64: true, Bool: true, Date32: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tbl.CheckIdentity(); err != nil || !tbl.Placed() {
+			t.Fatalf("CheckIdentity: %v, Placed %v", err, tbl.Placed())
+		}
+		current := ddl.Database{Name: cfg.ClickHouse.Database, Server: [2]int{24, 8}}
+		if err := current.CheckStorage(tbl); err != nil {
+			t.Fatal(err)
+		}
+		old := ddl.Database{Name: cfg.ClickHouse.Database, Server: [2]int{18, 16}}
+		if err := old.CheckStorage(tbl); err == nil || !strings.Contains(err.Error(), "need ClickHouse 20.1 or later; the server is 18.16") {
+			t.Errorf("CheckStorage on 18.16: %v", err)
+		}
+		var b strings.Builder
+		for _, stmt := range append([]string{current.CreateTable(tbl), current.CreateView(tbl)}, current.AlterStorage(tbl)...) {
+			b.WriteString(strings.TrimSpace(stmt) + ";\n\n")
+		}
+		golden(t, "clickhouse/events_gitlab_current.sql", strings.TrimSpace(b.String())+"\n")
+	})
 	t.Run("checkpoints", func(t *testing.T) {
 		golden(t, "clickhouse/replicator_checkpoints.sql", strings.TrimSpace(db.CreateCheckpointTable())+";\n\n"+
 			strings.TrimSpace(db.CreateProgressTable())+";\n")

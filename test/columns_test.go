@@ -100,3 +100,24 @@ func TestColumnsAndIdentifiers(t *testing.T) {
 	}
 	d.stop(t)
 }
+
+// TestStorageNeedsNewerServer asks 18.16 for an index, a projection and a
+// TTL: setup refuses, naming the version that has them, before it changes
+// anything.
+func TestStorageNeedsNewerServer(t *testing.T) {
+	e := newEnv(t, "")
+	e.setConfig(`order_by = ["id"]`, `order_by = ["id"]
+  index "project_id_index" {
+    expression  = "project_id"
+    type        = "minmax"
+    granularity = 10
+  }`)
+	out, errs, code := e.cli("setup", "--config", e.config)
+	if code == 0 || !strings.Contains(errs, "data skipping indexes (index blocks) need ClickHouse 20.1 or later; the server is 18.16") {
+		t.Fatalf("setup with an index on 18.16: exit %d\n%s\n%s", code, out, errs)
+	}
+	var n uint64
+	if err := e.ch.QueryRow(context.Background(), "SELECT count() FROM system.tables WHERE database = 'db_"+e.name+"'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("setup created %d tables before refusing (%v)", n, err)
+	}
+}
