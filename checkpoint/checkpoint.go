@@ -45,6 +45,9 @@ func NewStore(client *sink.Client, slot string) *Store {
 	return &Store{client: client, slot: slot}
 }
 
+// Slot returns the slot whose checkpoints the store keeps.
+func (s *Store) Slot() string { return s.slot }
+
 // Load returns the newest checkpoint; found is false when there is none.
 func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) {
 	rows, err := s.client.Query(ctx, fmt.Sprintf(

@@ -297,25 +297,36 @@ func (d Database) CreateView(t *mapping.Table) string {
 	return d.CreateViewOf(t.Target, t.PartitionBy, t.OrderBy, t.MappedNames())
 }
 
-// ReplaceView returns the statements that replace the live view of t's
+// ReplaceView returns the statements that replace the views of t's
 // target by one that shows columns (the target's columns, e.g. after a
 // column was added): ClickHouse before 20 has no CREATE OR REPLACE VIEW,
 // so readers of the view get an error between the two.
-func (d Database) ReplaceView(t *mapping.Table, columns []string) []string {
-	return []string{d.Drop(ViewName(t)), d.CreateViewOf(t.Target, t.PartitionBy, t.OrderBy, columns)}
+func (d Database) ReplaceView(t *mapping.Table, columns []string, slot string) []string {
+	return append(d.DropViews(t.Target), d.CreateViewsOf(t.Target, t.PartitionBy, slot, t.OrderBy, columns)...)
 }
 
 // CreateViewOf returns the DDL of the live view of target, whose sorting
 // key is orderBy, showing columns (see CreateView).
 func (d Database) CreateViewOf(target, partitionBy string, orderBy, columns []string) string {
 	view := d.Table(ViewOf(target)) + d.on()
+	if partitionBy == "" {
+		cols := make([]string, len(columns))
+		for i, c := range columns {
+			cols[i] = Quote(c)
+		}
+		return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM %s FINAL\nWHERE %s = 0\n",
+			view, strings.Join(cols, ", "), d.Table(target), mapping.DeletedColumn)
+	}
+	return d.latestView(view, target, orderBy, columns, "")
+}
+
+// latestView returns the DDL of a view named view that shows, of the rows
+// of target matching where (all when empty), the newest by (_version,
+// _seq) of each sorting key, without deleted ones.
+func (d Database) latestView(view, target string, orderBy, columns []string, where string) string {
 	cols := make([]string, len(columns))
 	for i, c := range columns {
 		cols[i] = Quote(c)
-	}
-	if partitionBy == "" {
-		return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM %s FINAL\nWHERE %s = 0\n",
-			view, strings.Join(cols, ", "), d.Table(target), mapping.DeletedColumn)
 	}
 	latest := fmt.Sprintf("(%s, %s)", Quote(mapping.VersionColumn), Quote(mapping.SeqColumn))
 	keys := make([]string, len(orderBy))
@@ -329,9 +340,46 @@ func (d Database) CreateViewOf(target, partitionBy string, orderBy, columns []st
 		}
 	}
 	picks = append(picks, fmt.Sprintf("argMax(%s, %s) AS %s", Quote(mapping.DeletedColumn), latest, Quote(liveDeleted)))
-	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM\n(\n    SELECT %s,\n           %s\n    FROM %s\n    GROUP BY %s\n)\nWHERE %s = 0\n",
+	if where != "" {
+		where = "\n    WHERE " + where
+	}
+	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM\n(\n    SELECT %s,\n           %s\n    FROM %s%s\n    GROUP BY %s\n)\nWHERE %s = 0\n",
 		view, strings.Join(cols, ", "), strings.Join(keys, ", "), strings.Join(picks, ",\n           "),
-		d.Table(target), strings.Join(keys, ", "), Quote(liveDeleted))
+		d.Table(target), where, strings.Join(keys, ", "), Quote(liveDeleted))
+}
+
+// CommittedOf names the committed view of target (see CreateCommittedViewOf).
+func CommittedOf(target string) string { return target + "_committed" }
+
+// CreateCommittedViewOf returns the DDL of the committed view of target:
+// the table exactly as of the newest checkpoint of slot. Its rows are
+// those of transactions that committed at or below a commit checkpoint
+// (below a position checkpoint, at which a transaction may still commit),
+// so a reader never sees part of a transaction, and the committed views
+// of the tables of one slot show one and the same commit (within one
+// query, each view reads the checkpoint when the query starts). It costs
+// a GROUP BY where the live view reads FINAL.
+func (d Database) CreateCommittedViewOf(target, slot string, orderBy, columns []string) string {
+	bound := fmt.Sprintf("%s < (SELECT max(lsn + commit) FROM %s WHERE slot = %s)",
+		Quote(mapping.VersionColumn), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}))
+	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, orderBy, columns, bound)
+}
+
+// CreateViews returns the DDL of the live and the committed views of t's
+// target for slot.
+func (d Database) CreateViews(t *mapping.Table, slot string) []string {
+	return d.CreateViewsOf(t.Target, t.PartitionBy, slot, t.OrderBy, t.MappedNames())
+}
+
+// CreateViewsOf is CreateViews for a target whose keys are partitionBy and
+// orderBy, showing columns.
+func (d Database) CreateViewsOf(target, partitionBy, slot string, orderBy, columns []string) []string {
+	return []string{d.CreateViewOf(target, partitionBy, orderBy, columns), d.CreateCommittedViewOf(target, slot, orderBy, columns)}
+}
+
+// DropViews returns the statements that drop the views of target.
+func (d Database) DropViews(target string) []string {
+	return []string{d.Drop(ViewOf(target)), d.Drop(CommittedOf(target))}
 }
 
 // liveDeleted names the deletion mark inside the argMax form of a view.

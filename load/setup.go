@@ -63,6 +63,10 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	if err := client.Exec(ctx, db.Create()); err != nil {
 		return report, fmt.Errorf("create ClickHouse database %s: %w", db.Name, err)
 	}
+	// (The committed views read the checkpoint table.)
+	if err := checkpoint.EnsureTables(ctx, client); err != nil {
+		return report, err
+	}
 	for _, t := range tables {
 		schema, err := client.Schema(ctx, t.Target)
 		if err != nil {
@@ -99,13 +103,13 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			say("created ClickHouse table %s.%s", db.Name, t.Target)
 			created[t.Source] = true
 		}
-		if err := client.Exec(ctx, db.CreateView(t)); err != nil {
-			return report, fmt.Errorf("create ClickHouse view %s: %w", ddl.ViewName(t), err)
+		for _, stmt := range db.CreateViews(t, cfg.Postgres.Slot) {
+			if err := client.Exec(ctx, stmt); err != nil {
+				return report, fmt.Errorf("create the ClickHouse views of %s: %w", t.Target, err)
+			}
 		}
-		say("ClickHouse view %s.%s shows one live row per key", db.Name, ddl.ViewName(t))
-	}
-	if err := checkpoint.EnsureTables(ctx, client); err != nil {
-		return report, err
+		say("ClickHouse view %s.%s shows one live row per key, and %s the rows as of the newest checkpoint",
+			db.Name, ddl.ViewName(t), ddl.CommittedOf(t.Target))
 	}
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
 	pos, hasCheckpoint, err := store.Load(ctx)

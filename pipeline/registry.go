@@ -23,7 +23,9 @@ import (
 // columns the message carries, checks it against the ClickHouse target,
 // and keeps each table's newest truncation.
 type registry struct {
-	caps    mapping.Caps
+	caps mapping.Caps
+	// slot is the slot whose checkpoints the committed views show.
+	slot    string
 	index   map[string]int // source name -> table index
 	specs   []mapping.TableSpec
 	tables  []*mapping.Table
@@ -147,12 +149,15 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		targets[i] = schema
 	}
 	r := newRegistry(tables, targets, client.Caps())
-	r.ch = client
+	r.ch, r.slot = client, store.Slot()
 	for i, tc := range tables {
-		// A daemon stopped between dropping a live view and creating it
-		// again (after adding a column) left none.
-		if err := client.Exec(ctx, client.DB().CreateViewOf(tc.Target, tc.PartitionBy, tc.OrderBy, mappedNames(targets[i]))); err != nil {
-			return nil, fmt.Errorf("create the live view of %s: %w", tc.Target, err)
+		// A daemon stopped between dropping a view and creating it again
+		// (after adding a column) left none; a daemon of an earlier
+		// version made no committed view.
+		for _, stmt := range client.DB().CreateViewsOf(tc.Target, tc.PartitionBy, r.slot, tc.OrderBy, mappedNames(targets[i])) {
+			if err := client.Exec(ctx, stmt); err != nil {
+				return nil, fmt.Errorf("create the views of %s: %w", tc.Target, err)
+			}
 		}
 	}
 	cuts, err := store.LoadTruncations(ctx)
@@ -414,7 +419,7 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 	}
 	stmts = append(stmts, db.RecreateDistributed(t.Target, t.OrderBy)...)
 	if len(d.Added) > 0 {
-		stmts = append(stmts, db.ReplaceView(t, view)...)
+		stmts = append(stmts, db.ReplaceView(t, view, r.slot)...)
 	}
 	if r.policies[idx] == "stop" {
 		return fmt.Errorf("table %s changed in Postgres and schema_changes is \"stop\": run %s in ClickHouse, then restart",

@@ -28,8 +28,10 @@ func swapIn(ctx context.Context, client *sink.Client, target string, complete fu
 			return err
 		}
 		if ok {
-			if err := client.Exec(ctx, db.Drop(ddl.ViewOf(target))); err != nil {
-				return err
+			for _, stmt := range db.DropViews(target) {
+				if err := client.Exec(ctx, stmt); err != nil {
+					return err
+				}
 			}
 			swap := db.SwapIn(target)
 			if !exists[target] {

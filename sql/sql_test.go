@@ -91,7 +91,11 @@ func TestGeneratedDDL(t *testing.T) {
 			if err := tbl.CheckIdentity(); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.file, strings.TrimSpace(db.CreateTable(tbl))+";\n\n"+strings.TrimSpace(db.CreateView(tbl))+";\n")
+			var b strings.Builder
+			for _, stmt := range append([]string{db.CreateTable(tbl)}, db.CreateViews(tbl, cfg.Postgres.Slot)...) {
+				b.WriteString(strings.TrimSpace(stmt) + ";\n\n")
+			}
+			golden(t, tc.file, strings.TrimSpace(b.String())+"\n")
 		})
 	}
 	t.Run("clickhouse/events_cluster.sql", func(t *testing.T) {
@@ -101,7 +105,8 @@ func TestGeneratedDDL(t *testing.T) {
 		}
 		cdb := ddl.Database{Name: cfg.ClickHouse.Database, Cluster: "analytics", ZKPath: ddl.DefaultZKPath}
 		var b strings.Builder
-		for _, stmt := range append(cdb.CreateTarget(tbl), cdb.CreateView(tbl), cdb.CreateCheckpointTable(), cdb.Truncate(tbl.Target)) {
+		stmts := append(cdb.CreateTarget(tbl), cdb.CreateViews(tbl, cfg.Postgres.Slot)...)
+		for _, stmt := range append(stmts, cdb.CreateCheckpointTable(), cdb.Truncate(tbl.Target)) {
 			b.WriteString(strings.TrimSpace(stmt) + ";\n\n")
 		}
 		golden(t, "clickhouse/events_cluster.sql", strings.TrimSpace(b.String())+"\n")
@@ -133,7 +138,7 @@ func TestGeneratedDDL(t *testing.T) {
 			t.Errorf("CheckStorage on 18.16: %v", err)
 		}
 		var b strings.Builder
-		for _, stmt := range append([]string{current.CreateTable(tbl), current.CreateView(tbl)}, current.AlterStorage(tbl)...) {
+		for _, stmt := range append(append([]string{current.CreateTable(tbl)}, current.CreateViews(tbl, cfg.Postgres.Slot)...), current.AlterStorage(tbl)...) {
 			b.WriteString(strings.TrimSpace(stmt) + ";\n\n")
 		}
 		golden(t, "clickhouse/events_gitlab_current.sql", strings.TrimSpace(b.String())+"\n")

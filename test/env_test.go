@@ -396,9 +396,12 @@ func (e *env) expected() []row {
 }
 
 // actual reads the live view in ClickHouse.
-func (e *env) actual() ([]row, error) {
+func (e *env) actual() ([]row, error) { return e.actualIn("events_live") }
+
+// actualIn reads events through the named view in ClickHouse.
+func (e *env) actualIn(view string) ([]row, error) {
 	rows, err := e.ch.Query(context.Background(), fmt.Sprintf(`SELECT id, project_id, group_id, author_id, target_id,
-		target_type, action, fingerprint, toUnixTimestamp(created_at), toUnixTimestamp(updated_at) FROM db_%s.events_live`, e.name))
+		target_type, action, fingerprint, toUnixTimestamp(created_at), toUnixTimestamp(updated_at) FROM db_%s.%s`, e.name, view))
 	if err != nil {
 		return nil, err
 	}

@@ -21,3 +21,24 @@ CREATE VIEW IF NOT EXISTS `analytics`.`events_live` AS
 SELECT `id`, `project_id`, `author_id`, `target_id`, `created_at`, `updated_at`, `action`, `target_type`, `group_id`, `fingerprint`
 FROM `analytics`.`events` FINAL
 WHERE _deleted = 0;
+
+CREATE VIEW IF NOT EXISTS `analytics`.`events_committed` AS
+SELECT `id`, `project_id`, `author_id`, `target_id`, `created_at`, `updated_at`, `action`, `target_type`, `group_id`, `fingerprint`
+FROM
+(
+    SELECT `id`,
+           argMax(`project_id`, (`_version`, `_seq`)) AS `project_id`,
+           argMax(`author_id`, (`_version`, `_seq`)) AS `author_id`,
+           argMax(`target_id`, (`_version`, `_seq`)) AS `target_id`,
+           argMax(`created_at`, (`_version`, `_seq`)) AS `created_at`,
+           argMax(`updated_at`, (`_version`, `_seq`)) AS `updated_at`,
+           argMax(`action`, (`_version`, `_seq`)) AS `action`,
+           argMax(`target_type`, (`_version`, `_seq`)) AS `target_type`,
+           argMax(`group_id`, (`_version`, `_seq`)) AS `group_id`,
+           argMax(`fingerprint`, (`_version`, `_seq`)) AS `fingerprint`,
+           argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
+    FROM `analytics`.`events`
+    WHERE `_version` < (SELECT max(lsn + commit) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'replicator_events')
+    GROUP BY `id`
+)
+WHERE `_deleted_latest` = 0;

@@ -40,6 +40,25 @@ FROM
 )
 WHERE `_deleted_latest` = 0;
 
+CREATE VIEW IF NOT EXISTS `analytics`.`events_committed` AS
+SELECT `id`, `project_id`, `author_id`, `target_id`, `created_at`, `updated_at`, `action`, `target_type`, `group_id`, `fingerprint`
+FROM
+(
+    SELECT `author_id`, `created_at`, `id`,
+           argMax(`project_id`, (`_version`, `_seq`)) AS `project_id`,
+           argMax(`target_id`, (`_version`, `_seq`)) AS `target_id`,
+           argMax(`updated_at`, (`_version`, `_seq`)) AS `updated_at`,
+           argMax(`action`, (`_version`, `_seq`)) AS `action`,
+           argMax(`target_type`, (`_version`, `_seq`)) AS `target_type`,
+           argMax(`group_id`, (`_version`, `_seq`)) AS `group_id`,
+           argMax(`fingerprint`, (`_version`, `_seq`)) AS `fingerprint`,
+           argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
+    FROM `analytics`.`events`
+    WHERE `_version` < (SELECT max(lsn + commit) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'replicator_events')
+    GROUP BY `author_id`, `created_at`, `id`
+)
+WHERE `_deleted_latest` = 0;
+
 ALTER TABLE `analytics`.`events` ADD INDEX IF NOT EXISTS `project_id_index` project_id TYPE minmax GRANULARITY 10;
 
 ALTER TABLE `analytics`.`events` MATERIALIZE INDEX `project_id_index`;
