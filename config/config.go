@@ -117,6 +117,11 @@ type Table struct {
 	Exclude []string
 	// Storage holds the target's indexes, projections and TTL.
 	Storage mapping.Storage
+	// Mode is "latest" (the default: one row per key) or "history" (a row
+	// per change); Ignore names "delete" and "truncate" when those are
+	// not written.
+	Mode   string
+	Ignore []string
 	// SchemaChanges is "apply" (the default: a column added or widened in
 	// Postgres is added or widened in ClickHouse) or "stop".
 	SchemaChanges string
@@ -153,7 +158,7 @@ func Default() Config {
 // Spec returns the mapping spec of a table.
 func (t Table) Spec() mapping.TableSpec {
 	return mapping.TableSpec{Source: t.Name, Target: t.Target, OrderBy: t.OrderBy, PartitionBy: t.PartitionBy, Columns: t.Columns,
-		Exclude: t.Exclude, Storage: t.Storage}
+		Exclude: t.Exclude, Storage: t.Storage, Mode: t.Mode, Ignore: t.Ignore}
 }
 
 // SourceParts splits the table name into schema and table.
@@ -214,6 +219,8 @@ type tableBlk struct {
 	SchemaChanges *string         `hcl:"schema_changes,optional"`
 	Exclude       []string        `hcl:"exclude,optional"`
 	TTL           *string         `hcl:"ttl,optional"`
+	Mode          *string         `hcl:"mode,optional"`
+	Ignore        []string        `hcl:"ignore,optional"`
 	Columns       []columnBlk     `hcl:"column,block"`
 	Indexes       []indexBlk      `hcl:"index,block"`
 	Projections   []projectionBlk `hcl:"projection,block"`
@@ -484,7 +491,9 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		setString(&cfg.Log.Format, l.Format)
 	}
 	for _, tb := range f.Tables {
-		t := Table{Name: tb.Name, OrderBy: tb.OrderBy, Columns: map[string]mapping.ColumnSpec{}, SchemaChanges: "apply", Exclude: tb.Exclude}
+		t := Table{Name: tb.Name, OrderBy: tb.OrderBy, Columns: map[string]mapping.ColumnSpec{}, SchemaChanges: "apply", Exclude: tb.Exclude,
+			Mode: mapping.ModeLatest, Ignore: tb.Ignore}
+		setString(&t.Mode, tb.Mode)
 		_, t.Target, _ = strings.Cut(tb.Name, ".")
 		setString(&t.Target, tb.Target)
 		setString(&t.PartitionBy, tb.PartitionBy)
@@ -717,6 +726,14 @@ func (c *Config) validate() []string {
 			add("%s.schema_changes: %q is not \"apply\" or \"stop\"", key, t.SchemaChanges)
 		}
 		t.validateStorage(key, add)
+		if t.Mode != mapping.ModeLatest && t.Mode != mapping.ModeHistory {
+			add("%s.mode: %q is not \"latest\" or \"history\"", key, t.Mode)
+		}
+		for _, kind := range t.Ignore {
+			if kind != mapping.IgnoreDelete && kind != mapping.IgnoreTruncate {
+				add("%s.ignore: %q is not \"delete\" or \"truncate\"", key, kind)
+			}
+		}
 		for i, n := range t.Exclude {
 			switch {
 			case slices.Contains(t.Exclude[:i], n):

@@ -113,7 +113,7 @@ func TestDefaults(t *testing.T) {
 	cfg := parse(t, minimal, noEnv)
 	want := config.Default()
 	want.Postgres.DSN = "postgres://u@h:5432/db"
-	want.Tables = []config.Table{{Name: "public.t", Target: "t", OrderBy: []string{"id"}, Columns: map[string]mapping.ColumnSpec{}, SchemaChanges: "apply"}}
+	want.Tables = []config.Table{{Name: "public.t", Target: "t", OrderBy: []string{"id"}, Columns: map[string]mapping.ColumnSpec{}, SchemaChanges: "apply", Mode: "latest"}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Parse(minimal) =\n%+v\nwant\n%+v", cfg, want)
 	}
@@ -183,13 +183,13 @@ monitor {
 	want.Log = config.Log{Level: "debug", Format: "json"}
 	want.Monitor = config.Monitor{Listen: "127.0.0.1:19187", ReadyMaxLag: 45 * time.Second, HeartbeatInterval: 0, RetainedWALWarning: 512 << 20}
 	want.Tables = []config.Table{
-		{Name: "app.users", Target: "users_v2", OrderBy: []string{"tenant", "id"}, PartitionBy: "intDiv(id, 1000)", SchemaChanges: "stop",
+		{Name: "app.users", Target: "users_v2", OrderBy: []string{"tenant", "id"}, PartitionBy: "intDiv(id, 1000)", SchemaChanges: "stop", Mode: "latest",
 			Columns: map[string]mapping.ColumnSpec{
 				"note": {Nullable: true},
 				"fp":   {Transform: mapping.TransformXXHash64},
 				"kind": {Type: "Nullable(String)", Nullable: true},
 			}},
-		{Name: "app.orders", Target: "orders", OrderBy: []string{"id"}, Columns: map[string]mapping.ColumnSpec{}, SchemaChanges: "apply"},
+		{Name: "app.orders", Target: "orders", OrderBy: []string{"id"}, Columns: map[string]mapping.ColumnSpec{}, SchemaChanges: "apply", Mode: "latest"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", cfg, want)

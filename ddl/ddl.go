@@ -104,8 +104,9 @@ func (d Database) on() string {
 }
 
 // engine returns the ReplacingMergeTree engine of a table keeping the
-// highest version: on a cluster replicated, per shard for a target,
-// across every node for one of the replicator's own tables (shared).
+// highest version (without one, the last inserted of equal rows): on a
+// cluster replicated, per shard for a target, across every node for one of
+// the replicator's own tables (shared).
 func (d Database) engine(version, table string, shared bool) string {
 	if d.Cluster == "" {
 		return "ReplacingMergeTree(" + version + ")"
@@ -115,6 +116,9 @@ func (d Database) engine(version, table string, shared bool) string {
 		path, replica = "/clickhouse/tables/replicator/"+d.Name+"/"+table, "{shard}-{replica}"
 	}
 	str := func(s string) string { return Literal(s, mapping.Type{Kind: mapping.KindString}) }
+	if version == "" {
+		return fmt.Sprintf("ReplicatedReplacingMergeTree(%s, %s)", str(path), str(replica))
+	}
 	return fmt.Sprintf("ReplicatedReplacingMergeTree(%s, %s, %s)", str(path), str(replica), version)
 }
 
@@ -156,19 +160,25 @@ func (d Database) CreateTable(t *mapping.Table) string {
 	fmt.Fprintf(&b, "    %s UInt64,\n", Quote(mapping.VersionColumn))
 	fmt.Fprintf(&b, "    %s UInt8 DEFAULT 0,\n", Quote(mapping.DeletedColumn))
 	fmt.Fprintf(&b, "    %s UInt64 DEFAULT 0", Quote(mapping.SeqColumn))
+	version, keys := mapping.VersionColumn, make([]string, len(t.OrderBy))
+	for i, k := range t.OrderBy {
+		keys[i] = Quote(k)
+	}
+	if t.History {
+		// Every change is a row of its own, kept under its (_version,
+		// _seq); the engine only folds a change written twice (a replay).
+		fmt.Fprintf(&b, ",\n    %s %s DEFAULT 'snapshot'", Quote(mapping.OpColumn), OpType)
+		version, keys = "", append(keys, Quote(mapping.VersionColumn), Quote(mapping.SeqColumn))
+	}
 	for _, ix := range t.Storage.Indexes {
 		fmt.Fprintf(&b, ",\n    INDEX %s %s TYPE %s GRANULARITY %d", Quote(ix.Name), ix.Expression, ix.Type, ix.Granularity)
 	}
 	for _, p := range t.Storage.Projections {
 		fmt.Fprintf(&b, ",\n    PROJECTION %s (%s)", Quote(p.Name), p.Query)
 	}
-	fmt.Fprintf(&b, "\n)\nENGINE = %s\n", d.engine(mapping.VersionColumn, t.Target, false))
+	fmt.Fprintf(&b, "\n)\nENGINE = %s\n", d.engine(version, t.Target, false))
 	if t.PartitionBy != "" {
 		fmt.Fprintf(&b, "PARTITION BY %s\n", t.PartitionBy)
-	}
-	keys := make([]string, len(t.OrderBy))
-	for i, k := range t.OrderBy {
-		keys[i] = Quote(k)
 	}
 	fmt.Fprintf(&b, "ORDER BY (%s)\n", strings.Join(keys, ", "))
 	if t.Storage.TTL != "" {
@@ -210,6 +220,9 @@ func (d Database) AlterStorage(t *mapping.Table) []string {
 	}
 	return out
 }
+
+// OpType is the type of a history table's OpColumn.
+const OpType = "Enum8('snapshot' = 0, 'insert' = 1, 'update' = 2, 'delete' = 3)"
 
 // CreateDistributed returns the DDL of the Distributed table that readers
 // and the replicator use on a cluster, over the target's local tables,
@@ -302,6 +315,9 @@ func (d Database) CreateView(t *mapping.Table) string {
 // column was added): ClickHouse before 20 has no CREATE OR REPLACE VIEW,
 // so readers of the view get an error between the two.
 func (d Database) ReplaceView(t *mapping.Table, columns []string, slot string) []string {
+	if t.History {
+		return append(d.DropViews(t.Target), d.historyViews(t, slot, columns)...)
+	}
 	return append(d.DropViews(t.Target), d.CreateViewsOf(t.Target, t.PartitionBy, slot, t.OrderBy, columns)...)
 }
 
@@ -360,15 +376,36 @@ func CommittedOf(target string) string { return target + "_committed" }
 // query, each view reads the checkpoint when the query starts). It costs
 // a GROUP BY where the live view reads FINAL.
 func (d Database) CreateCommittedViewOf(target, slot string, orderBy, columns []string) string {
-	bound := fmt.Sprintf("%s < (SELECT max(lsn + commit) FROM %s WHERE slot = %s)",
+	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, orderBy, columns, d.committedBound(slot))
+}
+
+// committedBound is the condition on a row of a committed view: its
+// transaction committed at or below the newest commit checkpoint of slot,
+// or below its newest position checkpoint.
+func (d Database) committedBound(slot string) string {
+	return fmt.Sprintf("%s < (SELECT max(lsn + commit) FROM %s WHERE slot = %s)",
 		Quote(mapping.VersionColumn), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}))
-	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, orderBy, columns, bound)
 }
 
 // CreateViews returns the DDL of the live and the committed views of t's
 // target for slot.
 func (d Database) CreateViews(t *mapping.Table, slot string) []string {
+	if t.History {
+		return d.historyViews(t, slot, t.MappedNames())
+	}
 	return d.CreateViewsOf(t.Target, t.PartitionBy, slot, t.OrderBy, t.MappedNames())
+}
+
+// historyViews returns the DDL of the views of a history table: the
+// newest change of each row by its identity (see mapping.Table.Ident),
+// without deleted rows, showing columns.
+func (d Database) historyViews(t *mapping.Table, slot string, columns []string) []string {
+	keys := make([]string, len(t.Ident()))
+	for i, k := range t.Ident() {
+		keys[i] = t.Columns[k].Name
+	}
+	return []string{d.latestView(d.Table(ViewOf(t.Target))+d.on(), t.Target, keys, columns, ""),
+		d.latestView(d.Table(CommittedOf(t.Target))+d.on(), t.Target, keys, columns, d.committedBound(slot))}
 }
 
 // CreateViewsOf is CreateViews for a target whose keys are partitionBy and

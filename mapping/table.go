@@ -49,7 +49,38 @@ type TableSpec struct {
 	// Storage is how ClickHouse stores and indexes the target beyond its
 	// keys.
 	Storage Storage
+	// Mode is ModeLatest (or empty) or ModeHistory.
+	Mode string
+	// Ignore names the kinds of changes not written: IgnoreDelete,
+	// IgnoreTruncate.
+	Ignore []string
 }
+
+// Table modes: the latest state of each row, or every change as its own row.
+const (
+	ModeLatest  = "latest"
+	ModeHistory = "history"
+)
+
+// Kinds of changes a table may ignore.
+const (
+	IgnoreDelete   = "delete"
+	IgnoreTruncate = "truncate"
+)
+
+// OpColumn is the column of a history table that says what a change did:
+// Op values, or "snapshot" for a row of a copy (the column's default).
+const OpColumn = "_op"
+
+// Op is what a change did to a row, as a history table's OpColumn holds it.
+type Op string
+
+// Ops of a history table's changes.
+const (
+	OpInsert Op = "insert"
+	OpUpdate Op = "update"
+	OpDelete Op = "delete"
+)
 
 // Storage is the part of a target's ClickHouse definition that changes
 // neither its rows nor where they live: data skipping indexes,
@@ -131,6 +162,11 @@ type Table struct {
 	OrderBy     []string
 	PartitionBy string
 	Storage     Storage
+	// History makes the target keep every change as its own row, with
+	// OpColumn (see ModeHistory); rows of one key are found by Ident.
+	History bool
+	// IgnoreDelete and IgnoreTruncate skip deletes and truncations.
+	IgnoreDelete, IgnoreTruncate bool
 	// Key holds the indexes of the ORDER BY columns in Columns.
 	Key []int
 	// partKey holds the indexes of the partition columns not in Key.
@@ -152,7 +188,8 @@ type Table struct {
 // Resolve builds the mapping of spec for a source table with columns src.
 func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 	t := &Table{Source: spec.Source, Target: spec.Target, OrderBy: spec.OrderBy, PartitionBy: spec.PartitionBy, Storage: spec.Storage,
-		width: len(src)}
+		History: spec.Mode == ModeHistory, IgnoreDelete: slices.Contains(spec.Ignore, IgnoreDelete),
+		IgnoreTruncate: slices.Contains(spec.Ignore, IgnoreTruncate), width: len(src)}
 	full := true // REPLICA IDENTITY FULL: every column is marked
 	for _, sc := range src {
 		full = full && sc.Identity
@@ -174,7 +211,7 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 			name = cs.Name
 			sourceNames[sc.Name] = name
 		}
-		if strings.HasPrefix(name, "_") && contains(MetaColumns, name) {
+		if strings.HasPrefix(name, "_") && (contains(MetaColumns, name) || name == OpColumn) {
 			return nil, fmt.Errorf("table %s: column %q collides with the replicator's own column; rename it with name = \"...\"", spec.Source, name)
 		}
 		if _, dup := byName[name]; dup {
@@ -266,6 +303,18 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 				t.ident = append(t.ident, i)
 			}
 		}
+	} else if len(t.placed) > 0 && t.History && !full {
+		// A history table keeps a row per change at any key: its rows
+		// are found by the replica identity alone.
+		t.ident, t.placed = nil, nil
+		for i, id := range t.identity {
+			if id {
+				t.ident = append(t.ident, i)
+			}
+		}
+	}
+	if t.History {
+		t.placed = nil // every change is its own row: nothing to delete at an old place
 	}
 	return t, nil
 }
@@ -321,7 +370,7 @@ func (t *Table) PlacedColumns() []int { return t.placed }
 // replica identity (one sorting key is one row) and the other key values
 // come from the row's latest image (see Placed).
 func (t *Table) CheckIdentity() error {
-	if len(t.placed) == 0 || t.identityInKey() {
+	if len(t.placed) == 0 || t.identityInKey() || t.History {
 		return nil
 	}
 	var ident, keys []string
@@ -350,6 +399,18 @@ func (t *Table) ColumnNames() []string {
 	return append(t.MappedNames(), MetaColumns...)
 }
 
+// WriteNames returns the columns of the rows the stream writes: those of
+// ColumnNames, then, for a history table, OpColumn.
+func (t *Table) WriteNames() []string {
+	if t.History {
+		return append(t.ColumnNames(), OpColumn)
+	}
+	return t.ColumnNames()
+}
+
+// SetOp sets the OpColumn of a history table's row (see NewRow).
+func (t *Table) SetOp(row []any, op Op) { row[len(t.Columns)+len(MetaColumns)] = string(op) }
+
 // MappedNames returns the target column names without the meta columns.
 func (t *Table) MappedNames() []string {
 	names := make([]string, len(t.Columns), len(t.Columns)+len(MetaColumns))
@@ -360,7 +421,13 @@ func (t *Table) MappedNames() []string {
 }
 
 // NewRow returns a row of t: the mapped columns, then the meta columns.
-func (t *Table) NewRow() []any { return make([]any, len(t.Columns)+len(MetaColumns)) }
+// A history table's row ends with OpColumn.
+func (t *Table) NewRow() []any {
+	if t.History {
+		return make([]any, len(t.Columns)+len(MetaColumns)+1)
+	}
+	return make([]any, len(t.Columns)+len(MetaColumns))
+}
 
 // SetMeta sets the meta columns of a row of t.
 func (t *Table) SetMeta(row []any, version uint64, deleted bool, seq uint64) {

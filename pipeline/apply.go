@@ -248,6 +248,12 @@ func (a *applier) change(ctx context.Context, c *replication.Change) (int, error
 		return idx, nil
 	}
 	fail := func(vals []mapping.Value, err error) error { return mapping.NewRowError(t, vals, version, err) }
+	if c.Op == replication.OpDelete && t.IgnoreDelete {
+		return idx, nil
+	}
+	if t.History {
+		return idx, a.historyChange(idx, t, c, tombSeq, fail)
+	}
 	if t.Placed() {
 		return idx, a.placedChange(idx, t, c, tombSeq, fail)
 	}
@@ -395,6 +401,106 @@ func (a *applier) placedChange(idx int, t *mapping.Table, c *replication.Change,
 	return nil
 }
 
+// historyChange maps a change of a history table into rows of their own,
+// each under its own buffer key: a delete's row (its old tuple, marked
+// deleted), an update that changed the identity as the old identity's
+// delete and the new row, an insert or update as the new row with its
+// unchanged TOAST values from the row's image before the change (the full
+// old row, else the previous change's row in the buffer, else a stored
+// row that Flush looks up). Below the table's copy horizon only deletes
+// are written, as in the latest state.
+func (a *applier) historyChange(idx int, t *mapping.Table, c *replication.Change, tombSeq uint64,
+	fail func([]mapping.Value, error) error) error {
+	version := uint64(a.pos.version)
+	var tomb, row []any
+	var unchanged []int
+	if c.Old != nil {
+		tomb = t.NewRow()
+		if err := t.Tombstone(c.Old, tomb); err != nil {
+			return fail(c.Old, err)
+		}
+		t.SetMeta(tomb, version, true, tombSeq)
+		t.SetOp(tomb, mapping.OpDelete)
+	}
+	if c.Op != replication.OpDelete {
+		row = t.NewRow()
+		var err error
+		unchanged, err = t.Row(c.New, row, a.unchanged[:0])
+		a.unchanged = unchanged
+		if err != nil {
+			return fail(c.New, err)
+		}
+		if tomb != nil && t.IdentString(tomb) == t.IdentString(row) {
+			tomb = nil // the full old row of an update that kept the identity
+		}
+	}
+	if c.Op == replication.OpDelete || a.pos.version < a.reg.horizons[idx] {
+		if tomb != nil {
+			a.writer.Put(idx, sink.PendingKey(t.IdentString(tomb), tombSeq), tomb, nil)
+			a.markBuffered()
+		}
+		return nil
+	}
+	op := mapping.OpUpdate
+	if c.Op == replication.OpInsert {
+		op = mapping.OpInsert
+	}
+	t.SetMeta(row, version, false, tombSeq+1)
+	t.SetOp(row, op)
+	var fill *sink.Fill
+	if len(unchanged) > 0 {
+		image := row
+		if tomb != nil {
+			image = tomb
+		}
+		var err error
+		if fill, err = a.historyImage(idx, t, c, image, row, unchanged, tombSeq); err != nil {
+			return fail(c.New, err)
+		}
+	}
+	if tomb != nil {
+		a.writer.Put(idx, sink.PendingKey(t.IdentString(tomb), tombSeq), tomb, nil)
+	}
+	a.writer.Put(idx, sink.PendingKey(t.IdentString(row), tombSeq+1), row, fill)
+	a.markBuffered()
+	return nil
+}
+
+// historyImage sets the unchanged TOAST values cols of a history table's
+// row from the image of the row identified by image before the change c
+// (see fillUnchanged), or returns the Fill that Flush completes.
+func (a *applier) historyImage(idx int, t *mapping.Table, c *replication.Change, image, row []any, cols []int, seq uint64) (*sink.Fill, error) {
+	if c.OldFull {
+		old := t.NewRow()
+		if missing, err := t.Row(c.Old, old, nil); err == nil && len(missing) == 0 {
+			for _, col := range cols {
+				row[col] = old[col]
+			}
+			return nil, nil
+		}
+	}
+	ident := t.IdentString(image)
+	prev, prevFill, ok := a.writer.Latest(idx, ident)
+	if !ok {
+		return &sink.Fill{Cols: slices.Clone(cols), Key: ident, KeyRow: image, Version: uint64(a.pos.version), Seq: seq}, nil
+	}
+	if t.IsTombstone(prev) {
+		return nil, &mapping.ColumnError{Column: t.Columns[cols[0]].Name, Err: sink.ErrNoImage}
+	}
+	var rest []int
+	for _, col := range cols {
+		if prevFill != nil && slices.Contains(prevFill.Cols, col) {
+			rest = append(rest, col)
+			continue
+		}
+		row[col] = prev[col]
+	}
+	if len(rest) == 0 {
+		return nil, nil
+	}
+	return &sink.Fill{Cols: rest, Key: prevFill.Key, KeyRow: prevFill.KeyRow, Version: prevFill.Version, Seq: prevFill.Seq}, nil
+}
+
 // superseded writes the tombstone of an update below the table's horizon
 // when the update moved the row to another sorting key or partition.
 func (a *applier) superseded(idx int, t *mapping.Table, c *replication.Change, tomb []any, oldKey string) error {
@@ -469,7 +575,7 @@ func (a *applier) truncate(ctx context.Context, m *replication.Truncate) error {
 		if err != nil {
 			return err
 		}
-		if a.awaited(rel.ID) || idx < 0 {
+		if a.awaited(rel.ID) || idx < 0 || slices.Contains(a.reg.specs[idx].Ignore, mapping.IgnoreTruncate) {
 			continue
 		}
 		if prev, ok := a.reg.cuts[idx]; ok && prev.Covers(cut.Version, cut.Seq) {

@@ -153,7 +153,12 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 	for i, tc := range tables {
 		// A daemon stopped between dropping a view and creating it again
 		// (after adding a column) left none; a daemon of an earlier
-		// version made no committed view.
+		// version made no committed view. (The views of a history table
+		// group by the replica identity, which its first Relation
+		// message tells: see table.)
+		if tc.Mode == mapping.ModeHistory {
+			continue
+		}
 		for _, stmt := range client.DB().CreateViewsOf(tc.Target, tc.PartitionBy, r.slot, tc.OrderBy, mappedNames(targets[i])) {
 			if err := client.Exec(ctx, stmt); err != nil {
 				return nil, fmt.Errorf("create the views of %s: %w", tc.Target, err)
@@ -318,6 +323,13 @@ func (r *registry) table(ctx context.Context, relID uint32) (idx int, t *mapping
 	if err := t.CheckIdentity(); err != nil {
 		return 0, nil, false, err
 	}
+	if t.History && r.ch != nil {
+		for _, stmt := range r.ch.DB().CreateViews(t, r.slot) {
+			if err := r.ch.Exec(ctx, stmt); err != nil {
+				return 0, nil, false, fmt.Errorf("create the views of %s: %w", t.Target, err)
+			}
+		}
+	}
 	if names := t.MappedNames(); !slices.Equal(names, r.columns[idx]) {
 		if r.saveColumns != nil {
 			if err := r.saveColumns(ctx, r.specs[idx].Source, names); err != nil {
@@ -478,7 +490,7 @@ func lastMapped(s sink.Schema) string {
 func mappedNames(s sink.Schema) []string {
 	var names []string
 	for _, n := range s.Names {
-		if !slices.Contains(mapping.MetaColumns, n) {
+		if !slices.Contains(mapping.MetaColumns, n) && n != mapping.OpColumn {
 			names = append(names, n)
 		}
 	}

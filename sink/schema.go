@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/replicator/replicator/ddl"
@@ -111,12 +112,28 @@ func (s Schema) Check(t *mapping.Table) error {
 // are unknown (a view) passes. The keys of a table cannot change: a new
 // key takes a new copy into a new table, which resync makes.
 func (s Schema) CheckKeys(t mapping.TableSpec) error {
+	if !s.Exists() {
+		return nil
+	}
+	history := t.Mode == mapping.ModeHistory
+	if slices.Contains(s.Names, mapping.OpColumn) != history {
+		have, want := "the latest state of each row", "mode = \"history\""
+		if !history {
+			have, want = "every change (history)", "mode = \"latest\""
+		}
+		return fmt.Errorf("ClickHouse table %s keeps %s, but the configuration of %s says %s: "+
+			"run `replicator resync --config FILE --table %s` to copy the table into a new one, or set mode back",
+			t.Target, have, t.Source, want, t.Source)
+	}
 	if s.SortingKey == "" {
 		return nil
 	}
 	quoted := make([]string, len(t.OrderBy))
 	for i, k := range t.OrderBy {
 		quoted[i] = ddl.Quote(k)
+	}
+	if history {
+		quoted = append(quoted, ddl.Quote(mapping.VersionColumn), ddl.Quote(mapping.SeqColumn))
 	}
 	if sameKey(s.SortingKey, strings.Join(quoted, ", ")) && sameKey(s.PartitionKey, t.PartitionBy) {
 		return nil
@@ -211,6 +228,9 @@ func (s Schema) Diff(t *mapping.Table) Diff {
 			d.Retyped = append(d.Retyped, Retype{Column: mapping.Column{Name: n, Type: want}, Have: typ})
 		}
 		mapped[n] = true
+	}
+	if t.History {
+		mapped[mapping.OpColumn] = true
 	}
 	for _, n := range s.Names {
 		if !mapped[n] {

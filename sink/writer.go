@@ -93,8 +93,8 @@ func NewWriter(client *Client, tables []*mapping.Table) *Writer {
 func (w *Writer) SetTable(i int, t *mapping.Table) {
 	b := w.tables[i]
 	b.table = t
-	b.insert = w.client.DB().Insert(t.Target, t.ColumnNames())
-	if t.Placed() && b.latest == nil {
+	b.insert = w.client.DB().Insert(t.Target, t.WriteNames())
+	if (t.Placed() || t.History) && b.latest == nil {
 		b.latest = make(map[string]int)
 	}
 }
@@ -104,7 +104,8 @@ func (w *Writer) SetTable(i int, t *mapping.Table) {
 // the same key. fill, when not nil, names the columns Flush must fill from
 // an earlier image. The writer keeps row and fill; the caller must not
 // reuse them. For a Placed table the row becomes the latest image of its
-// identity, unless it is a Lenient Place tombstone.
+// identity, unless it is a Lenient Place tombstone; so does a history
+// table's.
 func (w *Writer) Put(table int, key string, row []any, fill *Fill) {
 	b := w.tables[table]
 	w.bytes += rowBytes(row)
@@ -131,8 +132,8 @@ func (w *Writer) Put(table int, key string, row []any, fill *Fill) {
 }
 
 // Latest returns the buffered row for key, if any, with the columns it
-// still waits for (nil: none). For a Placed table, key is the row's
-// identity (mapping.Table.IdentString) and the row its latest image.
+// still waits for (nil: none). For a Placed or history table, key is the
+// row's identity (mapping.Table.IdentString) and the row its latest image.
 func (w *Writer) Latest(table int, key string) (row []any, fill *Fill, ok bool) {
 	b := w.tables[table]
 	index := b.index

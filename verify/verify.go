@@ -37,6 +37,8 @@ type Report struct {
 	FirstKeys  map[string][]string
 	Duration   time.Duration
 	RowsPerSec float64
+	// NotVerified says why the table was not compared.
+	NotVerified string
 }
 
 // Equal reports whether no difference was found.
@@ -89,6 +91,16 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 			continue
 		}
 		found = true
+		if tc.Mode == mapping.ModeHistory {
+			reports = append(reports, &Report{Table: tc.Name,
+				NotVerified: "a history table keeps every change, and verify compares the latest state of each row"})
+			continue
+		}
+		if len(tc.Ignore) > 0 {
+			reports = append(reports, &Report{Table: tc.Name,
+				NotVerified: "the table ignores " + strings.Join(tc.Ignore, " and ") + ", so ClickHouse keeps rows that Postgres no longer has"})
+			continue
+		}
 		cols, err := pg.Columns(ctx, tc.Name)
 		if err != nil {
 			return nil, err

@@ -328,6 +328,10 @@ func printStatus(w io.Writer, st *status.Report) {
 }
 
 func printVerify(w io.Writer, r *verify.Report) {
+	if r.NotVerified != "" {
+		fmt.Fprintf(w, "table %s: not verified: %s\n", r.Table, r.NotVerified)
+		return
+	}
 	verdict := "equal"
 	if !r.Equal() {
 		verdict = "DIFFERENT"
