@@ -309,26 +309,11 @@ func TestShippedQueries(t *testing.T) {
 	e := newEnv(t, "")
 	e.insertEvents(100)
 	e.setup()
-	src, err := os.ReadFile("../sql/clickhouse/queries.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for _, stmt := range strings.Split(string(src), ";") {
-		var lines []string
-		for _, l := range strings.Split(stmt, "\n") {
-			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-				lines = append(lines, l)
-			}
-		}
-		q := strings.TrimSpace(strings.Join(lines, "\n"))
-		if q == "" {
-			continue
-		}
-		q = strings.ReplaceAll(q, "analytics.", "db_"+e.name+".")
+	for i, q := range statements(t, "../sql/clickhouse/queries.sql", "db_"+e.name) {
 		rows, err := e.ch.Query(context.Background(), q)
 		if err != nil {
-			t.Errorf("query %d fails: %v\n%s", n, err, q)
+			t.Errorf("query %d fails: %v\n%s", i, err, q)
 			continue
 		}
 		rows.Close()

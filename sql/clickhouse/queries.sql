@@ -68,10 +68,45 @@ GROUP BY author_id, target_type, action;
 
 -- A user's contributions, newest first, by keyset pagination
 -- (pass the last page's created_at and id).
-SELECT *
+SELECT id, project_id, action, target_type, created_at
 FROM analytics.events_live
 WHERE author_id = 4
   AND (created_at < toDateTime('2023-06-01 00:00:00', 'UTC')
        OR created_at = toDateTime('2023-06-01 00:00:00', 'UTC') AND id < 123456)
 ORDER BY created_at DESC, id DESC
 LIMIT 20;
+
+-- On a table sorted by the seed's key, (author_id, created_at, id) (see
+-- README, "Sorting and partition keys"), filters on sorting key columns
+-- may go inside the argMax subquery when it groups by the whole sorting
+-- key: every version of a group has the same author_id and created_at, so
+-- the filter keeps all of a group's versions or none, and ClickHouse reads
+-- only the user's part of the primary index. Other filters stay outside.
+SELECT toDate(created_at) AS day, count() AS contributions
+FROM
+(
+    SELECT author_id, created_at, id,
+           argMax(action, (_version, _seq))      AS action,
+           argMax(target_type, (_version, _seq)) AS target_type,
+           argMax(_deleted, (_version, _seq))    AS deleted
+    FROM analytics.events
+    WHERE author_id = 1
+      AND created_at BETWEEN '2022-01-17 23:00:00' AND '2023-01-18 22:59:59'
+    GROUP BY author_id, created_at, id
+)
+WHERE deleted = 0
+  AND (action = 5
+       OR (action IN (1, 3) AND target_type IN ('Issue', 'WorkItem'))
+       OR (action IN (7, 1, 3) AND target_type = 'MergeRequest')
+       OR action = 6)
+GROUP BY day
+ORDER BY day;
+
+-- The committed view shows the table as of the newest checkpoint: never a
+-- part of a transaction (the live view shows a large one as it is
+-- written). It reads with GROUP BY, as the argMax form.
+SELECT author_id, target_type, action, count() AS events
+FROM analytics.events_committed
+WHERE created_at BETWEEN '2022-01-17 23:00:00' AND '2023-03-18 22:59:59'
+  AND project_id IN (1, 2, 3)
+GROUP BY author_id, target_type, action;
