@@ -67,3 +67,15 @@ FROM events
 WHERE created_at BETWEEN '2022-01-17 23:00:00+00' AND '2023-03-18 22:59:59+00'
   AND project_id IN (1, 2, 3)
 GROUP BY author_id, target_type, action;
+
+-- (The contribution calendar, for the committed form grouped by the sorting key.)
+SELECT date(created_at AT TIME ZONE 'UTC') AS day, count(*) AS contributions
+FROM events
+WHERE author_id = 1
+  AND created_at BETWEEN '2022-01-17 23:00:00+00' AND '2023-01-18 22:59:59+00'
+  AND (action = 5
+       OR (action IN (1, 3) AND target_type IN ('Issue', 'WorkItem'))
+       OR (action IN (7, 1, 3) AND target_type = 'MergeRequest')
+       OR action = 6)
+GROUP BY day
+ORDER BY day;

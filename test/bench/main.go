@@ -54,7 +54,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the working directory (daemon logs and configs) and print its path")
 	loadRows := flag.Int("load-rows", 5000000, "rows of the events table that the initial-load run copies")
 	only := flag.String("only", "", "comma-separated short names of the workloads to run ("+strings.Join(workloadKeys(), ", ")+
-		", load, lag); empty: all")
+		", load, views, lag); empty: all")
 	flag.Parse()
 	selected, err := selection(*only)
 	if err != nil {
@@ -81,7 +81,7 @@ func selection(only string) (map[string]bool, error) {
 	if strings.TrimSpace(only) == "" {
 		return nil, nil
 	}
-	known := map[string]bool{"load": true, "lag": true}
+	known := map[string]bool{"load": true, "lag": true, "views": true}
 	for _, k := range workloadKeys() {
 		known[k] = true
 	}
@@ -89,7 +89,7 @@ func selection(only string) (map[string]bool, error) {
 	for _, k := range strings.Split(only, ",") {
 		k = strings.TrimSpace(k)
 		if !known[k] {
-			return nil, fmt.Errorf("--only: unknown workload %q (known: %s, load, lag)", k, strings.Join(workloadKeys(), ", "))
+			return nil, fmt.Errorf("--only: unknown workload %q (known: %s, load, views, lag)", k, strings.Join(workloadKeys(), ", "))
 		}
 		sel[k] = true
 	}
@@ -155,6 +155,11 @@ func run(binary, output string, lagSeconds, lagRate, loadRows int, selected map[
 			return fmt.Errorf("initial load: %w", err)
 		}
 	}
+	if selected == nil || selected["views"] {
+		if err := b.views(ctx); err != nil {
+			return fmt.Errorf("views: %w", err)
+		}
+	}
 	if selected != nil && !selected["lag"] {
 		return nil
 	}
@@ -173,6 +178,10 @@ type workload struct {
 	docs    int
 	docSize int
 	run     func(ctx context.Context, b *bench, db string) error
+	// seedKeys sorts events by the seed's key, (author_id, created_at,
+	// id), partitioned by month: deletes and updates find their rows'
+	// old places.
+	seedKeys bool
 	// note, when set, is printed after the peak RSS (in bytes).
 	note func(peakRSS int64) string
 }
@@ -199,18 +208,14 @@ func workloads() []workload {
 INSERT INTO events (project_id, author_id, action, target_type, fingerprint) VALUES (:a, :a, 1, 'Issue', '\x0102');`,
 			})
 		}},
-		{key: "mix", name: "3: mix 50% ins 35% upd 15% del", prefill: 200000, run: func(ctx context.Context, b *bench, db string) error {
-			return b.pgbench(ctx, db, []string{"-c", "4", "-j", "2", "-t", "2000"}, map[string]string{
-				"insert.sql@50": `\set n random(1, 50)
-INSERT INTO events (project_id, author_id, action, target_type, fingerprint) SELECT g, :n, 1, 'Issue', '\x0102' FROM generate_series(1, :n) g;`,
-				"update.sql@35": `\set n random(1, 50)
-\set s random(1, 200000)
-UPDATE events SET fingerprint = '\x0304', action = 2, updated_at = now() WHERE id BETWEEN :s AND :s + :n - 1;`,
-				"delete.sql@15": `\set n random(1, 50)
-\set s random(1, 200000)
-DELETE FROM events WHERE id BETWEEN :s AND :s + :n - 1;`,
-			})
-		}},
+		{key: "mix", name: "3: mix 50% ins 35% upd 15% del", prefill: 200000, run: mixWorkload},
+		// The mix on the seed's design: each update and delete, which
+		// carries only the id, finds the row's place (author and time) in
+		// the buffer or in ClickHouse.
+		{key: "mix-seed", name: "3b: mix, sorted by author and time", prefill: 200000, seedKeys: true,
+			run: func(ctx context.Context, b *bench, db string) error {
+				return mixWorkload(ctx, b, db)
+			}},
 		// Every change of the update lacks body (unchanged TOAST): the daemon
 		// takes it from the image stored in ClickHouse by the copy.
 		{key: "toast-update", name: "4: 100k-row update, TOAST unchanged", docs: 100000, docSize: 4096,
@@ -249,6 +254,25 @@ DELETE FROM events WHERE id BETWEEN :s AND :s + :n - 1;`,
 			}},
 	}
 }
+
+// mixWorkload is 4 clients that insert (50%), update (35%) and delete
+// (15%) 1 to 50 events per transaction.
+func mixWorkload(ctx context.Context, b *bench, db string) error {
+	return b.pgbench(ctx, db, []string{"-c", "4", "-j", "2", "-t", "2000"}, map[string]string{
+		"insert.sql@50": `\set n random(1, 50)
+INSERT INTO events (project_id, author_id, action, target_type, fingerprint) SELECT g, :n, 1, 'Issue', '\x0102' FROM generate_series(1, :n) g;`,
+		"update.sql@35": `\set n random(1, 50)
+\set s random(1, 200000)
+UPDATE events SET fingerprint = '\x0304', action = 2, updated_at = now() WHERE id BETWEEN :s AND :s + :n - 1;`,
+		"delete.sql@15": `\set n random(1, 50)
+\set s random(1, 200000)
+DELETE FROM events WHERE id BETWEEN :s AND :s + :n - 1;`,
+	})
+}
+
+// seedKeys is the events table block's keys for the seed's design.
+const seedKeys = `order_by     = ["author_id", "created_at", "id"]
+  partition_by = "toYYYYMM(created_at)"`
 
 // docsDDL is a table whose body is stored out of line (TOAST, no
 // compression): an update that leaves body alone sends it as "unchanged".
@@ -305,6 +329,11 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 	cfg, err := b.config(db, extra)
 	if err != nil {
 		return err
+	}
+	if w.seedKeys {
+		if err := b.seedKeys(cfg); err != nil {
+			return err
+		}
 	}
 	if out, err := b.cmd("setup", "--config", cfg).CombinedOutput(); err != nil {
 		return fmt.Errorf("setup: %v\n%s", err, out)
@@ -499,6 +528,15 @@ table "public.events" {
 %s`, b.pg.DSN(db), name, name, b.ch.Addr(), name, extra)
 	path := filepath.Join(b.dir, name+".hcl")
 	return path, os.WriteFile(path, []byte(src), 0o644)
+}
+
+// seedKeys makes the config at path sort events by the seed's key.
+func (b *bench) seedKeys(path string) error {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(strings.Replace(string(src), `order_by = ["id"]`, seedKeys, 1)), 0o644)
 }
 
 func (b *bench) cmd(args ...string) *exec.Cmd {
