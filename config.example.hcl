@@ -97,14 +97,34 @@ table "public.events" {
   # ClickHouse table name in the database above. Default: the table name.
   target = "events"
 
-  # ClickHouse sorting key: the columns that identify a row. They must be part
-  # of the replica identity (the primary key), so that a delete's tombstone
-  # replaces the row it deletes.
+  # ClickHouse sorting key, by ClickHouse column names. It may use any
+  # replicated columns; when it uses columns outside the replica identity
+  # (the primary key), it must hold the whole replica identity, and a
+  # delete's tombstone takes the other values from the row's latest image.
+  # GitLab's queries read by author and time:
+  #   order_by = ["author_id", "created_at", "id"]
   order_by = ["id"]
 
-  # Optional PARTITION BY expression. It may only use replica identity
-  # columns, for the same reason; `setup` refuses anything else.
-  # partition_by = "intDiv(id, 100000000)"
+  # Optional PARTITION BY expression over ClickHouse columns, e.g. by month:
+  # partition_by = "toYYYYMM(created_at)"
+
+  # "latest" (one row per key) or "history" (a row per change, with _op).
+  # mode = "latest"
+  # Changes not written: "delete", "truncate".
+  # ignore = []
+  # Postgres columns not replicated:
+  # exclude = ["group_id"]
+
+  # Storage on newer ClickHouse servers (setup names the version needed):
+  # ttl = "toDateTime(created_at) + INTERVAL 1 YEAR"
+  # index "project_id_index" {
+  #   expression  = "project_id"
+  #   type        = "minmax"
+  #   granularity = 10
+  # }
+  # projection "events_by_project" {
+  #   query = "SELECT * ORDER BY project_id, created_at"
+  # }
 
   # Columns not listed map by default rules: smallint -> Int16, integer ->
   # Int32, bigint -> Int64, boolean -> UInt8, real/double -> Float32/Float64,
@@ -124,6 +144,9 @@ table "public.events" {
     type      = "UInt64"
     transform = "xxhash64"
   }
+
+  # A column may have another name in ClickHouse:
+  # column "target_type" { name = "kind" }
 
   # A column may keep NULLs instead of defaults:
   # column "target_id" {

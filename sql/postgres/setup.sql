@@ -10,9 +10,11 @@
 --    CREATE ROLE replicator WITH LOGIN REPLICATION PASSWORD '...';
 --    GRANT SELECT ON public.events TO replicator;
 
--- 3. Deletes must carry the sorting key: the primary key (REPLICA IDENTITY
+-- 3. Deletes must identify their row: the primary key (REPLICA IDENTITY
 --    DEFAULT) does for events. Tables without one need:
 --    ALTER TABLE public.some_table REPLICA IDENTITY FULL;
+--    (FULL also spares the lookups of a row's place when order_by or
+--    partition_by use columns outside the primary key.)
 
 -- 4. The publication (setup creates it if missing; needs table ownership).
 CREATE PUBLICATION replicator_events FOR TABLE public.events;
