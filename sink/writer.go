@@ -27,6 +27,7 @@ type Writer struct {
 	rows    int
 	bytes   int
 	waiting int // rows whose fill is pending
+	imaging int // of which take values from an image (not Place tombstones)
 	// imageBytes estimates the size of an image a fill reads, from the
 	// last lookup (a cautious guess before the first one).
 	imageBytes int
@@ -109,15 +110,11 @@ func (w *Writer) SetTable(i int, t *mapping.Table) {
 func (w *Writer) Put(table int, key string, row []any, fill *Fill) {
 	b := w.tables[table]
 	w.bytes += rowBytes(row)
-	if fill != nil {
-		w.waiting++
-	}
+	w.count(fill, 1)
 	i, ok := b.index[key]
 	if ok {
 		w.bytes -= rowBytes(b.rows[i])
-		if b.fills[i] != nil {
-			w.waiting--
-		}
+		w.count(b.fills[i], -1)
 		b.rows[i], b.fills[i] = row, fill
 	} else {
 		i = len(b.rows)
@@ -152,7 +149,18 @@ func (w *Writer) Latest(table int, key string) (row []any, fill *Fill, ok bool) 
 // wait: flush when FillBatch rows wait, so that one lookup reads each
 // ClickHouse granule once.
 func (w *Writer) Size() (rows, bytes, waiting int) {
-	return w.rows, w.bytes + w.waiting*w.imageBytes, w.waiting
+	return w.rows, w.bytes + w.imaging*w.imageBytes, w.waiting
+}
+
+// count adds n to the counts of rows that wait for a fill.
+func (w *Writer) count(f *Fill, n int) {
+	if f == nil {
+		return
+	}
+	w.waiting += n
+	if !f.Place {
+		w.imaging += n
+	}
 }
 
 // rowBytes estimates the memory of a row: its values and their headers.
@@ -198,7 +206,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 		}
 		b.reset()
 	}
-	w.rows, w.bytes, w.waiting = 0, 0, 0
+	w.rows, w.bytes, w.waiting, w.imaging = 0, 0, 0, 0
 	return nil
 }
 
@@ -241,9 +249,7 @@ func (w *Writer) Truncate(ctx context.Context, table int) error {
 	b := w.tables[table]
 	for i, row := range b.rows {
 		w.bytes -= rowBytes(row)
-		if b.fills[i] != nil {
-			w.waiting--
-		}
+		w.count(b.fills[i], -1)
 	}
 	w.rows -= len(b.rows)
 	b.reset()
@@ -362,10 +368,19 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 	for i, k := range ident {
 		keys[i] = ddl.Quote(t.Columns[k].Name)
 	}
+	// Read only the columns the fills need: the identity, the columns to
+	// fill (a Place tombstone's are its key values) and the meta columns.
+	need := make([]bool, len(t.Columns))
+	for _, k := range ident {
+		need[k] = true
+	}
 	seen := make(map[string]bool, len(idx))
 	var sets []clickhouse.GroupSet
 	for _, i := range idx {
 		f := fills[i]
+		for _, col := range f.Cols {
+			need[col] = true
+		}
 		if seen[f.Key] {
 			continue
 		}
@@ -376,9 +391,15 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 		}
 		sets = append(sets, clickhouse.GroupSet{Value: vals})
 	}
-	cols := t.ColumnNames()
-	for i := range cols {
-		cols[i] = ddl.Quote(cols[i])
+	var cols []string
+	var at []int // the row index of each selected column
+	for i, c := range t.Columns {
+		if need[i] {
+			cols, at = append(cols, ddl.Quote(c.Name)), append(at, i)
+		}
+	}
+	for i, m := range mapping.MetaColumns {
+		cols, at = append(cols, ddl.Quote(m)), append(at, len(t.Columns)+i)
 	}
 	rows, err := c.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE (%s) IN (?)", strings.Join(cols, ", "),
 		c.DB().Table(t.Target), strings.Join(keys, ", ")), sets)
@@ -388,8 +409,12 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 	out := make(map[string][][]any, len(sets))
 	size := 0
 	for _, r := range rows {
-		k := t.IdentString(r)
-		out[k] = append(out[k], r)
+		full := make([]any, len(t.Columns)+len(mapping.MetaColumns))
+		for j, v := range r {
+			full[at[j]] = v
+		}
+		k := t.IdentString(full)
+		out[k] = append(out[k], full)
 		size += rowBytes(r)
 	}
 	return out, size, nil
