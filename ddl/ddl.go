@@ -368,13 +368,14 @@ func (d Database) latestView(view, target string, orderBy, columns []string, whe
 func CommittedOf(target string) string { return target + "_committed" }
 
 // CreateCommittedViewOf returns the DDL of the committed view of target:
-// the table exactly as of the newest checkpoint of slot. Its rows are
-// those of transactions that committed at or below a commit checkpoint
-// (below a position checkpoint, at which a transaction may still commit),
-// so a reader never sees part of a transaction, and the committed views
-// of the tables of one slot show one and the same commit (within one
-// query, each view reads the checkpoint when the query starts). It costs
-// a GROUP BY where the live view reads FINAL.
+// the table as of the newest checkpoint of slot. Its rows are those of
+// transactions that committed at or below a commit checkpoint (below a
+// position checkpoint, at which a transaction may still commit), so a
+// reader never sees part of a transaction (each view reads the checkpoint
+// when its query starts). A row whose older version a merge folded into
+// a version above the checkpoint is missing until the checkpoint covers
+// it. It costs a GROUP BY where the live view of an unpartitioned table
+// reads FINAL.
 func (d Database) CreateCommittedViewOf(target, slot string, orderBy, columns []string) string {
 	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, orderBy, columns, d.committedBound(slot))
 }

@@ -477,6 +477,16 @@ func (c timeCheck) check(t time.Time, err error, text func() string) (time.Time,
 		y, m, d := t.Date()
 		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC), nil
 	}
+	// The value ClickHouse stores: whole seconds in a DateTime, the
+	// precision's digits in a DateTime64. Keys and places compare mapped
+	// values with values read back (see Table.Placement).
+	precision := 0
+	if c.typ.Kind == KindDateTime64 {
+		precision = c.typ.Precision
+	}
+	if precision < 9 {
+		t = t.Truncate(time.Duration(math.Pow10(9 - precision)))
+	}
 	return t, nil
 }
 

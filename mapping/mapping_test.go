@@ -690,6 +690,17 @@ func TestCheckIdentity(t *testing.T) {
 	}
 }
 
+func TestHistoryWithoutIdentity(t *testing.T) {
+	src := []SourceColumn{{Name: "id", TypeOID: pgInt8}, {Name: "at", TypeOID: pgTimestamptz}}
+	tbl, err := Resolve(TableSpec{Source: "public.log", Target: "log", OrderBy: []string{"at"}, Mode: ModeHistory}, src, noCaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.CheckIdentity(); err == nil || !strings.Contains(err.Error(), "no replica identity") {
+		t.Errorf("CheckIdentity = %v, want an error naming the missing replica identity", err)
+	}
+}
+
 func TestPlacedTombstone(t *testing.T) {
 	src := []SourceColumn{
 		{Name: "id", TypeOID: pgInt8, Identity: true},
@@ -915,5 +926,32 @@ func TestExcludeAndRename(t *testing.T) {
 				t.Errorf("error %v, want %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// TestTimesAsStored checks that a timestamp maps to the value its column
+// stores, so that keys and places built from mapped values equal those
+// read back from ClickHouse.
+func TestTimesAsStored(t *testing.T) {
+	for _, tc := range []struct {
+		typ  string
+		want time.Time
+	}{
+		{"DateTime('UTC')", time.Date(2024, 5, 1, 10, 11, 12, 0, time.UTC)},
+		{"DateTime64(3, 'UTC')", time.Date(2024, 5, 1, 10, 11, 12, 123000000, time.UTC)},
+		{"DateTime64(6, 'UTC')", time.Date(2024, 5, 1, 10, 11, 12, 123456000, time.UTC)},
+	} {
+		typ, err := ParseType(tc.typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv, err := newConverter(Source{OID: pgTimestamptz, Mod: -1}, typ, TransformNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := conv([]byte("2024-05-01 10:11:12.123456+00"))
+		if err != nil || !got.(time.Time).Equal(tc.want) {
+			t.Errorf("%s: %v (%v), want %v", tc.typ, got, err, tc.want)
+		}
 	}
 }

@@ -370,6 +370,10 @@ func (t *Table) PlacedColumns() []int { return t.placed }
 // replica identity (one sorting key is one row) and the other key values
 // come from the row's latest image (see Placed).
 func (t *Table) CheckIdentity() error {
+	if len(t.ident) == 0 {
+		return fmt.Errorf("table %s has no replica identity columns to find its rows by: add a primary key, "+
+			"or set REPLICA IDENTITY FULL on the Postgres table", t.Source)
+	}
 	if len(t.placed) == 0 || t.identityInKey() || t.History {
 		return nil
 	}

@@ -95,7 +95,9 @@ func (w *Writer) SetTable(i int, t *mapping.Table) {
 	b := w.tables[i]
 	b.table = t
 	b.insert = w.client.DB().Insert(t.Target, t.WriteNames())
-	if (t.Placed() || t.History) && b.latest == nil {
+	if !t.Placed() && !t.History {
+		b.latest = nil
+	} else if b.latest == nil {
 		b.latest = make(map[string]int)
 	}
 }
@@ -296,14 +298,15 @@ func (w *Writer) fill(ctx context.Context, b *tableBuffer) error {
 		read := 0
 		for _, i := range pending[:n] {
 			f, row := b.fills[i], b.rows[i]
-			image, later := imageFor(t, images[f.Key], f.Version, f.Seq)
 			if f.Place {
+				image, later := imageFor(t, images[f.Key], f.Version, f.Seq)
 				if err := b.place(i, image, later); err != nil {
 					return err
 				}
 				b.fills[i] = nil
 				continue
 			}
+			image, later := valuesFor(t, images[f.Key], f.Version, f.Seq)
 			switch {
 			case image == nil || t.IsTombstone(image) && !later:
 				return &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: f.Key,
@@ -418,6 +421,37 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 		size += rowBytes(r)
 	}
 	return out, size, nil
+}
+
+// valuesFor returns the image whose values a row of the change at
+// (version, seq), seq being its tombstone's, takes (see imageFor): when rows
+// at or after the change are stored (a replay), the oldest of them, not the
+// change's own tombstone (which holds no values): its own row from the
+// first attempt (a merge may have folded the rows between the newest older
+// one and it: the older one is stale), or a later change's row or
+// tombstone, which supersedes it. Else the newest older row; a tombstone
+// there, or none, is no image (an own tombstone alone means the first
+// attempt stored only the tombstone and a merge folded the image into it).
+func valuesFor(t *mapping.Table, rows [][]any, version, seq uint64) (image []any, later bool) {
+	var older, newer []any
+	var ov, os, nv, ns uint64
+	for _, r := range rows {
+		v, deleted, s := t.Meta(r)
+		switch {
+		case v == version && s == seq && deleted:
+			continue // the change's own tombstone
+		case v < version || v == version && s < seq:
+			if older == nil || v > ov || v == ov && s > os {
+				older, ov, os = r, v, s
+			}
+		case newer == nil || v < nv || v == nv && s < ns:
+			newer, nv, ns = r, v, s
+		}
+	}
+	if newer != nil {
+		return newer, true
+	}
+	return older, false
 }
 
 // imageFor returns the image that a change at (version, seq) takes its

@@ -126,3 +126,38 @@ func TestPlace(t *testing.T) {
 		})
 	}
 }
+
+// TestValuesFor checks where a row with unchanged TOAST values takes them
+// from: on a replay, its own row of the first attempt even when an older
+// row survived a partial merge; never its own tombstone.
+func TestValuesFor(t *testing.T) {
+	tbl := eventsTable(t)
+	row := func(body string, version uint64, deleted uint8, seq uint64) []any {
+		return []any{uint64(7), body, version, deleted, seq}
+	}
+	for _, tc := range []struct {
+		name  string
+		rows  [][]any
+		want  string // "" for none
+		later bool
+	}{
+		{"the newest older row", [][]any{row("copied", 99, 0, 0), row("first", 150, 0, 5)}, "first", false},
+		{"a partial merge left a stale older row", [][]any{row("stale", 99, 0, 0), row("own row", 200, 0, 11)}, "own row", true},
+		{"own tombstone and own row", [][]any{row("", 200, 1, 10), row("own row", 200, 0, 11)}, "own row", true},
+		{"own tombstone alone", [][]any{row("", 150, 1, 3), row("", 200, 1, 10)}, "", false},
+		{"a later change's tombstone", [][]any{row("stale", 99, 0, 0), row("", 300, 1, 4)}, "", true},
+		{"nothing", nil, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, later := valuesFor(tbl, tc.rows, 200, 10)
+			switch {
+			case tc.want == "" && !tc.later && got != nil && !tbl.IsTombstone(got):
+				t.Errorf("valuesFor = %v, want no image", got)
+			case tc.want == "" && tc.later && (got == nil || !tbl.IsTombstone(got) || !later):
+				t.Errorf("valuesFor = %v later %v, want a later tombstone", got, later)
+			case tc.want != "" && (got == nil || got[1] != tc.want || later != tc.later):
+				t.Errorf("valuesFor = %v later %v, want %q later %v", got, later, tc.want, tc.later)
+			}
+		})
+	}
+}
