@@ -124,3 +124,34 @@ func TestAnySortingKey(t *testing.T) {
 		t.Errorf("target engine after the resync %q, want ORDER BY id alone", engine)
 	}
 }
+
+// TestPlacedMicroseconds sorts a table whose replica identity holds a
+// timestamp with microseconds by (author_id, created_at, id) on a server
+// whose DateTime keeps whole seconds: deletes and moves of rows stored
+// earlier find them, and a row moved away and back within one flush stays.
+func TestPlacedMicroseconds(t *testing.T) {
+	e := newEnv(t, `
+table "public.pevents" {
+  order_by     = ["author_id", "created_at", "id"]
+  partition_by = "toYYYYMM(created_at)"
+  column "id" { type = "UInt64" }
+}
+`)
+	e.exec(peventsDDL)
+	e.exec(`INSERT INTO pevents SELECT g, '2026-10-01 10:00:00.123456+00'::timestamptz + g * interval '1 hour 0.000001 second', g % 5, 'n'
+		FROM generate_series(1, 200) g`)
+	e.setup()
+	d := e.start()
+	e.convergePevents("copy")
+	e.exec("DELETE FROM pevents WHERE id % 10 = 1")
+	e.exec("UPDATE pevents SET author_id = author_id + 10 WHERE id % 10 = 2")
+	e.exec("UPDATE pevents SET note = 'x' WHERE id % 10 = 3")
+	e.exec(`BEGIN;
+		UPDATE pevents SET created_at = created_at + interval '0.4 second' WHERE id % 10 = 4;
+		UPDATE pevents SET created_at = created_at - interval '0.4 second' WHERE id % 10 = 4;
+		COMMIT`)
+	e.convergePevents("deletes and moves of rows with microseconds")
+	d.stop(t)
+	e.chExec(fmt.Sprintf("OPTIMIZE TABLE db_%s.pevents FINAL", e.name))
+	e.convergePevents("after a merge")
+}
