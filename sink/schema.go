@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
 )
@@ -50,6 +53,10 @@ func (c *Client) Schema(ctx context.Context, table string) (Schema, error) {
 		return Schema{}, nil
 	}
 	rows, err := c.Query(ctx, "DESCRIBE TABLE "+c.DB().Table(table))
+	var exc *clickhouse.Exception
+	if errors.As(err, &exc) && proto.Error(exc.Code) == proto.ErrUnknownTable {
+		return Schema{}, nil // dropped or renamed since (a resync's swap)
+	}
 	if err != nil {
 		return Schema{}, err
 	}
