@@ -370,17 +370,7 @@ func (a *applier) placedChange(idx int, t *mapping.Table, c *replication.Change,
 				a.writer.Put(idx, oldPlace, tomb, nil)
 			}
 			if len(unchanged) > 0 && !below {
-				var rest []int
-				for _, col := range unchanged {
-					if prevFill != nil && slices.Contains(prevFill.Cols, col) {
-						rest = append(rest, col)
-						continue
-					}
-					row[col] = prev[col]
-				}
-				if len(rest) > 0 {
-					fill = &sink.Fill{Cols: rest, Key: prevFill.Key, KeyRow: prevFill.KeyRow, Version: prevFill.Version, Seq: prevFill.Seq}
-				}
+				fill = fromBuffered(prev, prevFill, row, unchanged)
 			}
 		case ok && !below:
 			return fail(c.New, &mapping.ColumnError{Column: t.Columns[t.PlacedColumns()[0]].Name, Err: sink.ErrNoPlace})
@@ -487,6 +477,13 @@ func (a *applier) historyImage(idx int, t *mapping.Table, c *replication.Change,
 	if t.IsTombstone(prev) {
 		return nil, &mapping.ColumnError{Column: t.Columns[cols[0]].Name, Err: sink.ErrNoImage}
 	}
+	return fromBuffered(prev, prevFill, row, cols), nil
+}
+
+// fromBuffered sets the columns cols of row from prev, the buffered image
+// of its row, and returns the Fill of those that prev itself still waits
+// for (prevFill), which the same lookup completes; nil when none.
+func fromBuffered(prev []any, prevFill *sink.Fill, row []any, cols []int) *sink.Fill {
 	var rest []int
 	for _, col := range cols {
 		if prevFill != nil && slices.Contains(prevFill.Cols, col) {
@@ -496,9 +493,9 @@ func (a *applier) historyImage(idx int, t *mapping.Table, c *replication.Change,
 		row[col] = prev[col]
 	}
 	if len(rest) == 0 {
-		return nil, nil
+		return nil
 	}
-	return &sink.Fill{Cols: rest, Key: prevFill.Key, KeyRow: prevFill.KeyRow, Version: prevFill.Version, Seq: prevFill.Seq}, nil
+	return &sink.Fill{Cols: rest, Key: prevFill.Key, KeyRow: prevFill.KeyRow, Version: prevFill.Version, Seq: prevFill.Seq}
 }
 
 // superseded writes the tombstone of an update below the table's horizon
@@ -550,18 +547,7 @@ func (a *applier) fillUnchanged(idx int, c *replication.Change, imageKey string,
 		return nil, &mapping.ColumnError{Column: t.Columns[cols[0]].Name, Err: sink.ErrNoImage}
 	}
 	// Columns the buffered row still waits for come from the same lookup.
-	var rest []int
-	for _, col := range cols {
-		if prevFill != nil && slices.Contains(prevFill.Cols, col) {
-			rest = append(rest, col)
-			continue
-		}
-		row[col] = prev[col]
-	}
-	if len(rest) == 0 {
-		return nil, nil
-	}
-	return &sink.Fill{Cols: rest, Key: prevFill.Key, KeyRow: prevFill.KeyRow, Version: prevFill.Version, Seq: prevFill.Seq}, nil
+	return fromBuffered(prev, prevFill, row, cols), nil
 }
 
 // truncate empties the targets of the truncated tables. Each truncation is
