@@ -378,7 +378,7 @@ func (a *applier) placedChange(idx int, t *mapping.Table, c *replication.Change,
 			a.writer.Put(idx, sink.PendingKey(ident, tombSeq), tomb, &sink.Fill{Cols: t.PlacedColumns(), Key: ident, KeyRow: tomb,
 				Version: version, Seq: tombSeq, Place: true, Moved: newPlace, Lenient: below})
 			if len(unchanged) > 0 && !below {
-				fill = &sink.Fill{Cols: slices.Clone(unchanged), Key: ident, KeyRow: tomb, Version: version, Seq: tombSeq}
+				fill = withOwn(t, &sink.Fill{Cols: slices.Clone(unchanged), Key: ident, KeyRow: tomb, Version: version, Seq: tombSeq}, row)
 			}
 		}
 	}
@@ -472,12 +472,22 @@ func (a *applier) historyImage(idx int, t *mapping.Table, c *replication.Change,
 	ident := t.IdentString(image)
 	prev, prevFill, ok := a.writer.Latest(idx, ident)
 	if !ok {
-		return &sink.Fill{Cols: slices.Clone(cols), Key: ident, KeyRow: image, Version: uint64(a.pos.version), Seq: seq}, nil
+		return withOwn(t, &sink.Fill{Cols: slices.Clone(cols), Key: ident, KeyRow: image, Version: uint64(a.pos.version), Seq: seq}, row), nil
 	}
 	if t.IsTombstone(prev) {
 		return nil, &mapping.ColumnError{Column: t.Columns[cols[0]].Name, Err: sink.ErrNoImage}
 	}
 	return fromBuffered(prev, prevFill, row, cols), nil
+}
+
+// withOwn completes f, the fill of row, with row's identity when the image
+// is another row's (a key move): a replay finds its first attempt's row
+// there (see sink.Fill.Own).
+func withOwn(t *mapping.Table, f *sink.Fill, row []any) *sink.Fill {
+	if own := t.IdentString(row); own != f.Key {
+		f.Own, f.OwnRow = own, row
+	}
+	return f
 }
 
 // fromBuffered sets the columns cols of row from prev, the buffered image
@@ -540,8 +550,8 @@ func (a *applier) fillUnchanged(idx int, c *replication.Change, imageKey string,
 	}
 	prev, prevFill, ok := a.writer.Latest(idx, imageKey)
 	if !ok {
-		return &sink.Fill{Cols: slices.Clone(cols), Key: t.KeyString(imageRow), KeyRow: imageRow,
-			Version: uint64(a.pos.version), Seq: seq}, nil
+		return withOwn(t, &sink.Fill{Cols: slices.Clone(cols), Key: t.KeyString(imageRow), KeyRow: imageRow,
+			Version: uint64(a.pos.version), Seq: seq}, row), nil
 	}
 	if t.IsTombstone(prev) {
 		return nil, &mapping.ColumnError{Column: t.Columns[cols[0]].Name, Err: sink.ErrNoImage}

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"slices"
 	"context"
 	"errors"
 	"fmt"
@@ -58,6 +59,11 @@ type Fill struct {
 	// Version and Seq identify the change: the image is the newest row with
 	// (_version, _seq) below them.
 	Version, Seq uint64
+	// Own identifies the change's own row when it is another row than the
+	// image's (a key move), and OwnRow holds its identifying values: a
+	// replay takes the values from that row of the first attempt.
+	Own    string
+	OwnRow []any
 	// Place marks the tombstone of a change of a Placed table whose old
 	// place (its sorting and partition key values outside the replica
 	// identity) comes from the image: Cols are those columns. It is
@@ -306,7 +312,15 @@ func (w *Writer) fill(ctx context.Context, b *tableBuffer) error {
 				b.fills[i] = nil
 				continue
 			}
-			image, later := valuesFor(t, images[f.Key], f.Version, f.Seq)
+			rows := images[f.Key]
+			if f.Own != "" {
+				for _, r := range images[f.Own] {
+					if v, _, s := t.Meta(r); v == f.Version && s == f.Seq+1 {
+						rows = append(slices.Clone(rows), r) // the own row of a first attempt
+					}
+				}
+			}
+			image, later := valuesFor(t, rows, f.Version, f.Seq)
 			switch {
 			case image == nil || t.IsTombstone(image) && !later:
 				return &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: f.Key,
@@ -379,20 +393,26 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 	}
 	seen := make(map[string]bool, len(idx))
 	var sets []clickhouse.GroupSet
+	add := func(key string, row []any) {
+		if seen[key] {
+			return
+		}
+		seen[key] = true
+		vals := make([]any, len(ident))
+		for j, k := range ident {
+			vals[j] = row[k]
+		}
+		sets = append(sets, clickhouse.GroupSet{Value: vals})
+	}
 	for _, i := range idx {
 		f := fills[i]
 		for _, col := range f.Cols {
 			need[col] = true
 		}
-		if seen[f.Key] {
-			continue
+		add(f.Key, f.KeyRow)
+		if f.Own != "" {
+			add(f.Own, f.OwnRow)
 		}
-		seen[f.Key] = true
-		vals := make([]any, len(ident))
-		for j, k := range ident {
-			vals[j] = f.KeyRow[k]
-		}
-		sets = append(sets, clickhouse.GroupSet{Value: vals})
 	}
 	var cols []string
 	var at []int // the row index of each selected column

@@ -415,3 +415,25 @@ func TestStartWhileSlotHeld(t *testing.T) {
 	}
 	d.stop(t)
 }
+
+// TestKeyMoveReplayAfterMerge crashes after a flush stored an update that
+// moved a row to another key with its TOASTed body unchanged, and merges
+// the old key's image into the update's tombstone: the replay takes the
+// body from the row its first attempt stored under the new key.
+func TestKeyMoveReplayAfterMerge(t *testing.T) {
+	e := newDocsEnv(t, 10, 6000, 20000)
+	d := e.start()
+	e.convergeDocs("initial copy", convergeTimeout)
+	d.stop(t)
+	e.exec(`UPDATE docs SET id = id + 1000 WHERE id = 3`)
+	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
+	crashed.wait(t, convergeTimeout)
+	if n := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.docs WHERE id = 1003", e.name)); n == 0 {
+		t.Fatalf("the crashed run did not store the moved row:\n%s", tail(crashed.Logs(), 3000))
+	}
+	e.chExec(fmt.Sprintf("OPTIMIZE TABLE db_%s.docs FINAL", e.name))
+	e.exec(`INSERT INTO docs (id, body) VALUES (999, 'after the replay')`)
+	d = e.start()
+	e.convergeDocs("replay of a key move after a merge", convergeTimeout)
+	d.stop(t)
+}
