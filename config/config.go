@@ -795,16 +795,23 @@ func (c *Config) validate() []string {
 
 // validateStorage checks the index and projection blocks of the table at key.
 func (t Table) validateStorage(key string, add func(string, ...any)) {
-	seen := map[string]bool{}
+	named := func(kind string) func(name string) string {
+		seen := map[string]bool{}
+		return func(name string) string {
+			k := fmt.Sprintf("%s.%s %q", key, kind, name)
+			if problem := identProblem(name); problem != "" {
+				add("%s: the name %s", k, problem)
+			}
+			if seen[name] {
+				add("%s: defined twice", k)
+			}
+			seen[name] = true
+			return k
+		}
+	}
+	index := named("index")
 	for _, ix := range t.Storage.Indexes {
-		ikey := fmt.Sprintf("%s.index %q", key, ix.Name)
-		if problem := identProblem(ix.Name); problem != "" {
-			add("%s: the name %s", ikey, problem)
-		}
-		if seen[ix.Name] {
-			add("%s: defined twice", ikey)
-		}
-		seen[ix.Name] = true
+		ikey := index(ix.Name)
 		if strings.TrimSpace(ix.Expression) == "" {
 			add("%s.expression: is empty", ikey)
 		}
@@ -815,16 +822,9 @@ func (t Table) validateStorage(key string, add func(string, ...any)) {
 			add("%s.granularity: %d is not a positive number", ikey, ix.Granularity)
 		}
 	}
-	seen = map[string]bool{}
+	projection := named("projection")
 	for _, p := range t.Storage.Projections {
-		pkey := fmt.Sprintf("%s.projection %q", key, p.Name)
-		if problem := identProblem(p.Name); problem != "" {
-			add("%s: the name %s", pkey, problem)
-		}
-		if seen[p.Name] {
-			add("%s: defined twice", pkey)
-		}
-		seen[p.Name] = true
+		pkey := projection(p.Name)
 		if !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(p.Query)), "SELECT ") {
 			add("%s.query: %q is not a SELECT (e.g. \"SELECT * ORDER BY author_id, created_at\")", pkey, p.Query)
 		}

@@ -453,13 +453,22 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 // there, or none, is no image (an own tombstone alone means the first
 // attempt stored only the tombstone and a merge folded the image into it).
 func valuesFor(t *mapping.Table, rows [][]any, version, seq uint64) (image []any, later bool) {
-	var older, newer []any
+	older, newer := around(t, rows, version, seq, true)
+	if newer != nil {
+		return newer, true
+	}
+	return older, false
+}
+
+// around returns the newest row strictly older than (version, seq) and
+// the oldest at or after it; skipOwn passes over the change's own
+// tombstone, the row at exactly (version, seq).
+func around(t *mapping.Table, rows [][]any, version, seq uint64, skipOwn bool) (older, newer []any) {
 	var ov, os, nv, ns uint64
 	for _, r := range rows {
 		v, deleted, s := t.Meta(r)
 		switch {
-		case v == version && s == seq && deleted:
-			continue // the change's own tombstone
+		case skipOwn && v == version && s == seq && deleted:
 		case v < version || v == version && s < seq:
 			if older == nil || v > ov || v == ov && s > os {
 				older, ov, os = r, v, s
@@ -468,10 +477,7 @@ func valuesFor(t *mapping.Table, rows [][]any, version, seq uint64) (image []any
 			newer, nv, ns = r, v, s
 		}
 	}
-	if newer != nil {
-		return newer, true
-	}
-	return older, false
+	return older, newer
 }
 
 // imageFor returns the image that a change at (version, seq) takes its
@@ -487,18 +493,7 @@ func valuesFor(t *mapping.Table, rows [][]any, version, seq uint64) (image []any
 // sorting key leaves its tombstones at its old places, and a merge folded
 // its image into the first attempt's rows at the image's place.
 func imageFor(t *mapping.Table, rows [][]any, version, seq uint64) (image []any, later bool) {
-	var older, newer []any
-	var ov, os, nv, ns uint64
-	for _, r := range rows {
-		v, _, s := t.Meta(r)
-		if v < version || v == version && s < seq {
-			if older == nil || v > ov || v == ov && s > os {
-				older, ov, os = r, v, s
-			}
-		} else if newer == nil || v < nv || v == nv && s < ns {
-			newer, nv, ns = r, v, s
-		}
-	}
+	older, newer := around(t, rows, version, seq, false)
 	if older != nil && (newer == nil || !t.IsTombstone(older)) {
 		return older, false
 	}
