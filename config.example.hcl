@@ -54,6 +54,22 @@ batch {
   max_bytes = "64MiB"
   # ...or when the oldest buffered change has waited this long (default "1s").
   max_delay = "1s"
+  # Complete transactions are written as soon as the previous flush has
+  # finished, but flushes start at most this often, so that ClickHouse gets
+  # few enough parts to merge (default "200ms").
+  min_interval = "200ms"
+}
+
+stream {
+  # Receive large transactions while they run (PostgreSQL 14 and later,
+  # pgoutput protocol version 2), so that they are written within moments of
+  # their commit instead of after Postgres decodes them (default true).
+  enabled = true
+  # Streamed transactions are kept here until their commit or abort once
+  # they exceed `memory`; at most `spill_limit` bytes of files.
+  spill_dir   = "/var/lib/replicator/spill"   # default: $TMPDIR/replicator-spill
+  spill_limit = "10GiB"
+  memory      = "32MiB"
 }
 
 load {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -33,6 +34,7 @@ type Config struct {
 	ClickHouse ClickHouse
 	Tables     []Table
 	Batch      Batch
+	Stream     Stream
 	Load       LoadOptions
 	Log        Log
 	Monitor    Monitor
@@ -134,6 +136,24 @@ type Batch struct {
 	// they reach it.
 	MaxBytes uint64
 	MaxDelay time.Duration
+	// MinInterval is the least time between the starts of two flushes of
+	// complete transactions: a flush starts as soon as a transaction is
+	// complete and the previous flush has finished, but not sooner, so
+	// that ClickHouse gets few enough parts to merge.
+	MinInterval time.Duration
+}
+
+// Stream controls how in-progress transactions are received.
+type Stream struct {
+	// Enabled asks Postgres (14 and later) to send the changes of a large
+	// transaction while it runs (pgoutput protocol version 2), so that it
+	// is written soon after its commit.
+	Enabled bool
+	// SpillDir holds the streamed transactions that do not fit in Memory
+	// until they commit or abort; SpillLimit bounds the files there.
+	SpillDir   string
+	SpillLimit uint64
+	Memory     uint64
 }
 
 // Log controls logging.
@@ -147,9 +167,11 @@ func Default() Config {
 	return Config{
 		Postgres:   Postgres{Slot: "replicator", Publication: "replicator"},
 		ClickHouse: ClickHouse{Addr: []string{"127.0.0.1:9000"}, Database: "default", Username: "default"},
-		Batch:      Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxDelay: time.Second},
-		Load:       LoadOptions{Workers: 3, ChunkSize: 16 << 20},
-		Log:        Log{Level: "info", Format: "text"},
+		Batch:      Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxDelay: time.Second, MinInterval: 200 * time.Millisecond},
+		Stream: Stream{Enabled: true, SpillDir: filepath.Join(os.TempDir(), "replicator-spill"), SpillLimit: 10 << 30,
+			Memory: 32 << 20},
+		Load: LoadOptions{Workers: 3, ChunkSize: 16 << 20},
+		Log:  Log{Level: "info", Format: "text"},
 		Monitor: Monitor{Listen: "127.0.0.1:9187", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
 			RetainedWALWarning: 10 << 30},
 	}
@@ -170,13 +192,14 @@ func (t Table) SourceParts() (schema, name string) {
 // file mirrors the HCL syntax; pointers and optional keys let Load tell an
 // omitted key from a zero value.
 type file struct {
-	Postgres   *pgBlock    `hcl:"postgres,block"`
-	ClickHouse *chBlock    `hcl:"clickhouse,block"`
-	Tables     []tableBlk  `hcl:"table,block"`
-	Batch      *batchBlock `hcl:"batch,block"`
-	Load       *loadBlock  `hcl:"load,block"`
-	Log        *logBlock   `hcl:"log,block"`
-	Monitor    *monBlock   `hcl:"monitor,block"`
+	Postgres   *pgBlock     `hcl:"postgres,block"`
+	ClickHouse *chBlock     `hcl:"clickhouse,block"`
+	Tables     []tableBlk   `hcl:"table,block"`
+	Batch      *batchBlock  `hcl:"batch,block"`
+	Stream     *streamBlock `hcl:"stream,block"`
+	Load       *loadBlock   `hcl:"load,block"`
+	Log        *logBlock    `hcl:"log,block"`
+	Monitor    *monBlock    `hcl:"monitor,block"`
 }
 
 type monBlock struct {
@@ -248,9 +271,17 @@ type columnBlk struct {
 }
 
 type batchBlock struct {
-	MaxRows  *int    `hcl:"max_rows,optional"`
-	MaxBytes *string `hcl:"max_bytes,optional"`
-	MaxDelay *string `hcl:"max_delay,optional"`
+	MaxRows     *int    `hcl:"max_rows,optional"`
+	MaxBytes    *string `hcl:"max_bytes,optional"`
+	MaxDelay    *string `hcl:"max_delay,optional"`
+	MinInterval *string `hcl:"min_interval,optional"`
+}
+
+type streamBlock struct {
+	Enabled    *bool   `hcl:"enabled,optional"`
+	SpillDir   *string `hcl:"spill_dir,optional"`
+	SpillLimit *string `hcl:"spill_limit,optional"`
+	Memory     *string `hcl:"memory,optional"`
 }
 
 type loadBlock struct {
@@ -471,6 +502,28 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 				cfg.Batch.MaxDelay = d
 			}
 		}
+		setDuration(&cfg.Batch.MinInterval, b.MinInterval, "batch.min_interval", problems)
+	}
+	if st := f.Stream; st != nil {
+		if st.Enabled != nil {
+			cfg.Stream.Enabled = *st.Enabled
+		}
+		setString(&cfg.Stream.SpillDir, st.SpillDir)
+		for _, sz := range []struct {
+			key string
+			v   *string
+			to  *uint64
+		}{{"stream.spill_limit", st.SpillLimit, &cfg.Stream.SpillLimit}, {"stream.memory", st.Memory, &cfg.Stream.Memory}} {
+			if sz.v == nil {
+				continue
+			}
+			n, err := ParseSize(*sz.v)
+			if err != nil {
+				*problems = append(*problems, fmt.Sprintf("%s: %v", sz.key, err))
+			} else {
+				*sz.to = n
+			}
+		}
 	}
 	f.Load.apply(&cfg.Load, problems)
 	if m := f.Monitor; m != nil {
@@ -679,6 +732,17 @@ func (c *Config) validate() []string {
 	}
 	if c.Batch.MaxDelay <= 0 {
 		add("batch.max_delay: must be positive, got %s", c.Batch.MaxDelay)
+	}
+	if c.Batch.MinInterval < 0 || c.Batch.MinInterval > c.Batch.MaxDelay {
+		add("batch.min_interval: must be between 0 and batch.max_delay (%s), got %s", c.Batch.MaxDelay, c.Batch.MinInterval)
+	}
+	if c.Stream.Enabled {
+		if c.Stream.SpillDir == "" {
+			add("stream.spill_dir: must name a directory")
+		}
+		if c.Stream.SpillLimit < 1<<20 {
+			add("stream.spill_limit: must be at least 1MiB, got %d bytes", c.Stream.SpillLimit)
+		}
 	}
 	p = append(p, c.Load.validate()...)
 	if c.Monitor.Listen != "" {

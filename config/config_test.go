@@ -78,8 +78,8 @@ func TestExample(t *testing.T) {
 	if cfg.ClickHouse.Database != "analytics" || cfg.ClickHouse.Username != "default" || cfg.ClickHouse.Password != "" {
 		t.Errorf("clickhouse = %+v", cfg.ClickHouse)
 	}
-	if cfg.Batch != (config.Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxDelay: time.Second}) {
-		t.Errorf("batch = %+v, want 50000 rows / 64MiB / 1s", cfg.Batch)
+	if cfg.Batch != (config.Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxDelay: time.Second, MinInterval: 200 * time.Millisecond}) {
+		t.Errorf("batch = %+v, want 50000 rows / 64MiB / 1s / 200ms", cfg.Batch)
 	}
 	if cfg.Log != (config.Log{Level: "info", Format: "text"}) {
 		t.Errorf("log = %+v", cfg.Log)
@@ -143,6 +143,13 @@ batch {
   max_rows  = 5
   max_bytes = "16MiB"
   max_delay = "250ms"
+  min_interval = "100ms"
+}
+stream {
+  enabled     = false
+  spill_dir   = "/var/lib/replicator/spill"
+  spill_limit = "2GiB"
+  memory      = "8MiB"
 }
 log {
   level  = "debug"
@@ -179,7 +186,8 @@ monitor {
 	want := config.Default()
 	want.Postgres = config.Postgres{DSN: "host=pg user=u dbname=d", Slot: "s1", Publication: "p_1"}
 	want.ClickHouse = config.ClickHouse{Addr: []string{"a:9000", "[::1]:9440"}, Database: "Analytics_2", Username: "writer", Password: "pw"}
-	want.Batch = config.Batch{MaxRows: 5, MaxBytes: 16 << 20, MaxDelay: 250 * time.Millisecond}
+	want.Batch = config.Batch{MaxRows: 5, MaxBytes: 16 << 20, MaxDelay: 250 * time.Millisecond, MinInterval: 100 * time.Millisecond}
+	want.Stream = config.Stream{SpillDir: "/var/lib/replicator/spill", SpillLimit: 2 << 30, Memory: 8 << 20}
 	want.Log = config.Log{Level: "debug", Format: "json"}
 	want.Monitor = config.Monitor{Listen: "127.0.0.1:19187", ReadyMaxLag: 45 * time.Second, HeartbeatInterval: 0, RetainedWALWarning: 512 << 20}
 	want.Tables = []config.Table{
@@ -234,6 +242,9 @@ func TestParseErrors(t *testing.T) {
 			[]string{"clickhouse.tls", "cert_file and key_file"}},
 		{"zero max_rows", pg + "batch {\n  max_rows = 0\n}\n" + table, []string{"batch.max_rows"}},
 		{"negative max_delay", pg + "batch {\n  max_delay = \"-1s\"\n}\n" + table, []string{"batch.max_delay"}},
+		{"min_interval over max_delay", pg + "batch {\n  min_interval = \"2s\"\n}\n" + table, []string{"batch.min_interval", "max_delay"}},
+		{"bad spill limit", pg + "stream {\n  spill_limit = \"lots\"\n}\n" + table, []string{"stream.spill_limit"}},
+		{"unknown stream key", pg + "stream {\n  spill = \"/x\"\n}\n" + table, []string{"spill"}},
 		{"bad log level", pg + "log {\n  level = \"loud\"\n}\n" + table, []string{"log.level", `"loud"`}},
 		{"bad log format", pg + "log {\n  format = \"xml\"\n}\n" + table, []string{"log.format", `"xml"`}},
 		{"missing table", pg, []string{"at least one table"}},

@@ -236,12 +236,16 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	}
 	stream := replication.NewStream(conn, replication.StreamOptions{
 		Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Logger: r.log.Named("stream"),
+		Streaming: cfg.Stream.Enabled,
+		Spool: replication.SpoolOptions{Dir: cfg.Stream.SpillDir, Prefix: cfg.Postgres.Slot,
+			Memory: int64(cfg.Stream.Memory), Limit: int64(cfg.Stream.SpillLimit)},
 	})
 	if err := stream.Start(ctx, resume.LSN); err != nil {
 		return err
 	}
+	defer stream.Close()
 	r.metrics.SetStreaming(true)
-	r.log.Info("replicating", "from", resume.LSN, "clickhouse", client.Version())
+	r.log.Info("replicating", "from", resume.LSN, "clickhouse", client.Version(), "protocol", stream.Protocol())
 
 	runErr := stream.Run(ctx, a)
 	if runErr != nil {

@@ -188,7 +188,12 @@ func (s *Snapshot) Lock(ctx context.Context, tables []string) error {
 
 // ServerVersion returns the server's major version (e.g. 15).
 func (c *Conn) ServerVersion() int {
-	v := c.pg.PgConn().ParameterStatus("server_version")
+	return MajorVersion(c.pg.PgConn().ParameterStatus("server_version"))
+}
+
+// MajorVersion returns the major version in a server_version parameter
+// (e.g. 15 of "15.4 (Debian 15.4-1)"), 0 when it has none.
+func MajorVersion(v string) int {
 	if i := strings.IndexAny(v, ". "); i >= 0 {
 		v = v[:i]
 	}

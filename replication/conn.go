@@ -85,3 +85,9 @@ func (c *Conn) DropSlot(ctx context.Context, slot string) error {
 	}
 	return nil
 }
+
+// ServerVersion returns the server's major version (e.g. 15), 0 when the
+// server did not report it.
+func (c *Conn) ServerVersion() int {
+	return postgres.MajorVersion(c.pg.ParameterStatus("server_version"))
+}

@@ -11,7 +11,9 @@ import (
 )
 
 // Message is a decoded pgoutput message: *Begin, *Commit, *Relation,
-// *Change, *Truncate or *LogicalMessage.
+// *Change, *Truncate, *LogicalMessage, or one of the messages of a streamed
+// transaction (protocol version 2): *StreamStart, *StreamStop,
+// *StreamCommit, *StreamAbort.
 type Message interface{ isMessage() }
 
 // Begin starts a transaction. FinalLSN is the LSN of its commit record,
@@ -85,6 +87,36 @@ type LogicalMessage struct {
 	Content       []byte
 }
 
+// StreamStart opens a block of changes of the in-progress transaction Xid
+// (protocol version 2). Until StreamStop, every message belongs to it and
+// carries the xid of its (sub)transaction.
+type StreamStart struct {
+	Xid   uint32
+	First bool
+}
+
+// StreamStop closes a block of a streamed transaction.
+type StreamStop struct{}
+
+// StreamCommit commits the streamed transaction Xid.
+type StreamCommit struct {
+	Xid        uint32
+	CommitLSN  pglogrepl.LSN
+	EndLSN     pglogrepl.LSN
+	CommitTime time.Time
+}
+
+// StreamAbort aborts the streamed transaction Xid (SubXid == Xid) or its
+// subtransaction SubXid (ROLLBACK TO SAVEPOINT).
+type StreamAbort struct {
+	Xid    uint32
+	SubXid uint32
+}
+
+func (*StreamStart) isMessage()    {}
+func (*StreamStop) isMessage()     {}
+func (*StreamCommit) isMessage()   {}
+func (*StreamAbort) isMessage()    {}
 func (*Begin) isMessage()          {}
 func (*Commit) isMessage()         {}
 func (*Relation) isMessage()       {}
@@ -92,7 +124,7 @@ func (*Change) isMessage()         {}
 func (*Truncate) isMessage()       {}
 func (*LogicalMessage) isMessage() {}
 
-// Decoder decodes pgoutput protocol version 1 messages. It keeps the
+// Decoder decodes pgoutput protocol version 1 and 2 messages. It keeps the
 // relations seen so far. It is pure: it performs no I/O.
 type Decoder struct {
 	relations map[uint32]*Relation
@@ -116,15 +148,52 @@ func (e *DecodeError) Error() string {
 	return fmt.Sprintf("decode pgoutput message %q: %s", e.Type, e.Msg)
 }
 
-// Decode decodes one message. It returns nil, nil for messages the
-// replicator does not use (Origin, Type).
-func (d *Decoder) Decode(data []byte) (Message, error) {
+// Decode decodes one message outside a block of a streamed transaction.
+// It returns nil, nil for messages the replicator does not use (Origin,
+// Type).
+func (d *Decoder) Decode(data []byte) (Message, error) { return d.decode(data, false) }
+
+// DecodeStreamed decodes a message of a streamed transaction's block: a
+// Relation, Type, change, Truncate or logical message preceded by the xid
+// of its (sub)transaction.
+func (d *Decoder) DecodeStreamed(data []byte) (Message, error) { return d.decode(data, true) }
+
+// StreamedXid returns the (sub)transaction xid of a message of a streamed
+// transaction's block.
+func StreamedXid(data []byte) (uint32, error) {
+	if len(data) < 5 {
+		return 0, &DecodeError{Type: '?', Msg: "streamed message too short"}
+	}
+	switch data[0] {
+	case 'R', 'Y', 'I', 'U', 'D', 'T', 'M':
+		return binary.BigEndian.Uint32(data[1:5]), nil
+	}
+	return 0, &DecodeError{Type: data[0], Msg: "unexpected message inside a streamed transaction's block"}
+}
+
+func (d *Decoder) decode(data []byte, streamed bool) (Message, error) {
 	if len(data) == 0 {
 		return nil, &DecodeError{Type: '?', Msg: "empty message"}
 	}
 	r := reader{typ: data[0], buf: data[1:]}
+	if streamed {
+		if _, err := StreamedXid(data); err != nil {
+			return nil, err
+		}
+		r.u32()
+	}
 	var m Message
 	switch data[0] {
+	case 'S':
+		m = &StreamStart{Xid: r.u32(), First: r.u8() == 1}
+	case 'E':
+		m = &StreamStop{}
+	case 'c':
+		x := r.u32()
+		r.u8()
+		m = &StreamCommit{Xid: x, CommitLSN: pglogrepl.LSN(r.u64()), EndLSN: pglogrepl.LSN(r.u64()), CommitTime: pgTime(int64(r.u64()))}
+	case 'A':
+		m = &StreamAbort{Xid: r.u32(), SubXid: r.u32()}
 	case 'B':
 		m = &Begin{FinalLSN: pglogrepl.LSN(r.u64()), CommitTime: pgTime(int64(r.u64())), Xid: r.u32()}
 	case 'C':

@@ -501,7 +501,7 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"empty", nil, '?', "empty message"},
 		{"unknown type", []byte{'Z', 0, 0, 0, 1}, 'Z', "unknown message type"},
-		{"stream start (protocol v2)", msg('S').u32(1).u8(1).bytes(), 'S', "unknown message type"},
+		{"short stream commit", msg('c').u32(1).u8(0).bytes(), 'c', "message too short"},
 		{"insert unknown relation", insertMsg(4242, tuple(txt("1"), txt("a"))), 'I', "unknown relation 4242"},
 		{"update unknown relation", updateMsg(4242, 0, nil, tuple(txt("1"), txt("a"))), 'U', "unknown relation 4242"},
 		{"delete unknown relation", deleteMsg(4242, 'K', tuple(txt("1"), null)), 'D', "unknown relation 4242"},

@@ -45,6 +45,16 @@ type Stream struct {
 	walEnd     pglogrepl.LSN
 	sentAck    pglogrepl.LSN
 	nextStatus time.Time
+
+	// streaming is true when Postgres sends in-progress transactions
+	// (protocol version 2); spool keeps them until their commit or abort,
+	// and block is the transaction of the open block.
+	streaming bool
+	spool     *Spool
+	spoolOpt  SpoolOptions
+	inBlock   bool
+	block     uint32
+	protocol  string
 }
 
 // StreamOptions configures a Stream.
@@ -54,6 +64,11 @@ type StreamOptions struct {
 	// StatusInterval is the longest time between two standby status updates.
 	StatusInterval time.Duration
 	Logger         hclog.Logger
+	// Streaming asks for the messages of in-progress transactions when the
+	// server can send them (PostgreSQL 14 and later); Spool says where to
+	// keep them until their commit.
+	Streaming bool
+	Spool     SpoolOptions
 }
 
 // NewStream returns a stream over conn. It starts nothing.
@@ -65,15 +80,44 @@ func NewStream(conn *Conn, opts StreamOptions) *Stream {
 		opts.Logger = hclog.NewNullLogger()
 	}
 	return &Stream{conn: conn, slot: opts.Slot, pub: opts.Publication, interval: opts.StatusInterval,
-		log: opts.Logger, dec: NewDecoder()}
+		log: opts.Logger, dec: NewDecoder(), streaming: opts.Streaming, spoolOpt: opts.Spool}
 }
+
+// StreamingVersion is the first PostgreSQL major version that streams
+// in-progress transactions (pgoutput protocol version 2).
+const StreamingVersion = 14
+
+// Protocol describes the protocol a server and a streaming choice lead
+// to, as the log and `replicator status` show it.
+func Protocol(serverMajor int, streaming bool) string {
+	switch {
+	case streaming && serverMajor >= StreamingVersion:
+		return "2 (in-progress transactions streamed)"
+	case streaming:
+		return fmt.Sprintf("1 (PostgreSQL %d sends a transaction after its commit; streaming needs %d or later)", serverMajor, StreamingVersion)
+	}
+	return "1 (streaming turned off by stream.enabled)"
+}
+
+// Protocol returns the protocol the stream started with.
+func (s *Stream) Protocol() string { return s.protocol }
 
 // Start issues START_REPLICATION from start. Postgres resends every
 // transaction whose commit LSN is at or above max(start, confirmed_flush_lsn).
 func (s *Stream) Start(ctx context.Context, start pglogrepl.LSN) error {
-	err := pglogrepl.StartReplication(ctx, s.conn.pg, s.slot, start, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", s.pub), "messages 'true'"},
-	})
+	major := s.conn.ServerVersion()
+	s.streaming = s.streaming && major >= StreamingVersion
+	s.protocol = Protocol(major, s.streaming)
+	args := []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", s.pub), "messages 'true'"}
+	if s.streaming {
+		spool, err := NewSpool(s.spoolOpt)
+		if err != nil {
+			return err
+		}
+		s.spool = spool
+		args = []string{"proto_version '2'", "streaming 'on'", fmt.Sprintf("publication_names '%s'", s.pub), "messages 'true'"}
+	}
+	err := pglogrepl.StartReplication(ctx, s.conn.pg, s.slot, start, pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
 		return fmt.Errorf("start replication on slot %s: %w", s.slot, postgres.Describe(err, s.slot, s.pub))
 	}
@@ -148,20 +192,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 				if err != nil {
 					return fmt.Errorf("parse xlog data: %w", err)
 				}
-				m, err := s.dec.Decode(xld.WALData)
-				if err != nil {
-					return fmt.Errorf("at WAL %s: %w", xld.WALStart, err)
-				}
-				if m == nil {
-					continue
-				}
-				switch m := m.(type) {
-				case *Change:
-					m.LSN = xld.WALStart
-				case *Truncate:
-					m.LSN = xld.WALStart
-				}
-				if err := h.Handle(ctx, m); err != nil {
+				if err := s.message(ctx, h, xld.WALStart, xld.WALData); err != nil {
 					return err
 				}
 			}
@@ -171,6 +202,106 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 			return fmt.Errorf("replication stream: server ended the stream: %w", postgres.ErrConnection)
 		}
 	}
+}
+
+// message passes one pgoutput message to h, or to the spool while a block
+// of a streamed transaction is open.
+func (s *Stream) message(ctx context.Context, h Handler, lsn pglogrepl.LSN, data []byte) error {
+	if s.spool != nil && len(data) > 0 {
+		if s.inBlock && data[0] != 'E' {
+			if err := s.spool.Add(s.block, lsn, data); err != nil {
+				return fmt.Errorf("at WAL %s: %w", lsn, err)
+			}
+			return nil
+		}
+		switch data[0] {
+		case 'S', 'E', 'c', 'A':
+			m, err := s.dec.Decode(data)
+			if err != nil {
+				return fmt.Errorf("at WAL %s: %w", lsn, err)
+			}
+			return s.streamed(ctx, h, lsn, m)
+		}
+	}
+	m, err := s.dec.Decode(data)
+	if err != nil {
+		return fmt.Errorf("at WAL %s: %w", lsn, err)
+	}
+	return s.handle(ctx, h, lsn, m)
+}
+
+func (s *Stream) handle(ctx context.Context, h Handler, lsn pglogrepl.LSN, m Message) error {
+	switch m := m.(type) {
+	case nil:
+		return nil
+	case *Change:
+		m.LSN = lsn
+	case *Truncate:
+		m.LSN = lsn
+	case *StreamStart, *StreamStop, *StreamCommit, *StreamAbort:
+		return fmt.Errorf("at WAL %s: message of a streamed transaction on a stream started with protocol version 1", lsn)
+	}
+	return h.Handle(ctx, m)
+}
+
+// streamed handles the messages that open, close, commit and abort the
+// blocks of streamed transactions. A commit passes the transaction to h as
+// Postgres would have sent it after its commit: Begin, its messages in WAL
+// order, Commit.
+func (s *Stream) streamed(ctx context.Context, h Handler, lsn pglogrepl.LSN, m Message) error {
+	switch m := m.(type) {
+	case *StreamStart:
+		if err := s.spool.Start(m.Xid, m.First); err != nil {
+			return fmt.Errorf("at WAL %s: %w", lsn, err)
+		}
+		s.inBlock, s.block = true, m.Xid
+	case *StreamStop:
+		s.inBlock = false
+	case *StreamAbort:
+		if err := s.spool.Abort(m.Xid, m.SubXid); err != nil {
+			return fmt.Errorf("at WAL %s: %w", lsn, err)
+		}
+	case *StreamCommit:
+		if err := h.Handle(ctx, &Begin{FinalLSN: m.CommitLSN, CommitTime: m.CommitTime, Xid: m.Xid}); err != nil {
+			return err
+		}
+		n := 0
+		err := s.spool.Replay(m.Xid, func(at pglogrepl.LSN, data []byte) error {
+			msg, err := s.dec.DecodeStreamed(data)
+			if err != nil {
+				return fmt.Errorf("at WAL %s: %w", at, err)
+			}
+			if n++; n%4096 == 0 && !time.Now().Before(s.nextStatus) {
+				// A long replay does not starve the walsender of replies.
+				if err := s.SendStatus(ctx, h.Durable()); err != nil {
+					return err
+				}
+			}
+			return s.handle(ctx, h, at, msg)
+		})
+		if err != nil {
+			return err
+		}
+		return h.Handle(ctx, &Commit{CommitLSN: m.CommitLSN, EndLSN: m.EndLSN, CommitTime: m.CommitTime})
+	}
+	return nil
+}
+
+// Close removes what the stream spilled.
+func (s *Stream) Close() error {
+	if s.spool == nil {
+		return nil
+	}
+	return s.spool.Close()
+}
+
+// Spooled returns the number of streamed transactions held until their
+// commit and the bytes they hold in memory and in files.
+func (s *Stream) Spooled() (txns int, memory, disk int64) {
+	if s.spool == nil {
+		return 0, 0, 0
+	}
+	return s.spool.Open()
 }
 
 // SendStatus acknowledges lsn as written, flushed and applied. Callers must

@@ -18,7 +18,10 @@ import (
 
 // Report is the replication state read from Postgres and ClickHouse.
 type Report struct {
-	Slot              string        `json:"slot"`
+	Slot string `json:"slot"`
+	// Protocol is the pgoutput protocol the daemon uses with this server
+	// and configuration.
+	Protocol          string        `json:"protocol"`
 	SlotExists        bool          `json:"slot_exists"`
 	SlotActive        bool          `json:"slot_active"`
 	WALStatus         string        `json:"wal_status"`
@@ -83,6 +86,7 @@ func Read(ctx context.Context, cfg config.Config) (*Report, error) {
 	if st.CurrentWALLSN, err = pg.CurrentWAL(ctx); err != nil {
 		return nil, err
 	}
+	st.Protocol = replication.Protocol(pg.ServerVersion(), cfg.Stream.Enabled)
 	slot, err := pg.Slot(ctx, cfg.Postgres.Slot)
 	switch {
 	case errors.Is(err, postgres.ErrSlotMissing):

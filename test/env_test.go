@@ -65,7 +65,8 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "build replicator:", err)
 		return 1
 	}
-	pgServer, err = harness.StartPostgres(ctx, harness.Options{Fast: true, Log: os.Stderr})
+	pgServer, err = harness.StartPostgres(ctx, harness.Options{Fast: true, Log: os.Stderr,
+		PGSettings: map[string]string{"logical_decoding_work_mem": testDecodingWorkMem}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start postgres:", err)
 		return 1

@@ -261,6 +261,7 @@ func lsnOrEmpty(ok bool, s fmt.Stringer) string {
 func statusFields(st *status.Report) map[string]any {
 	m := map[string]any{
 		"slot":                st.Slot,
+		"protocol":            st.Protocol,
 		"slot_exists":         st.SlotExists,
 		"slot_active":         st.SlotActive,
 		"wal_status":          st.WALStatus,
@@ -290,7 +291,7 @@ func printJSON(w io.Writer, st *status.Report) error {
 func printStatus(w io.Writer, st *status.Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	f := statusFields(st)
-	for _, k := range []string{"slot", "slot_active", "wal_status", "current_wal_lsn", "confirmed_flush_lsn",
+	for _, k := range []string{"slot", "protocol", "slot_active", "wal_status", "current_wal_lsn", "confirmed_flush_lsn",
 		"restart_lsn", "checkpoint_lsn", "lag_bytes", "lag_seconds", "retained_wal_bytes", "last_commit_time"} {
 		v := f[k]
 		if v == nil || v == "" {

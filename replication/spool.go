@@ -1,0 +1,355 @@
+package replication
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// Spool keeps the messages of streamed transactions from their first block
+// to their commit or abort. Each transaction's messages stay in memory
+// until all of them together exceed the memory bound; then the largest
+// transaction moves to a file in the spill directory, where it grows until
+// it ends. A spool belongs to one session: Postgres sends every
+// transaction that commits after the acknowledged position again, from its
+// start, so the files of an earlier run are of no use and NewSpool removes
+// them.
+type Spool struct {
+	dir, prefix string
+	memory      int64
+	diskLimit   int64
+
+	txns map[uint32]*spooled
+	mem  int64 // bytes of records held in memory
+	disk int64 // bytes of records in files
+	rec  []byte
+}
+
+// spooled is the record sequence of one streamed transaction. A record is
+// the message's WAL position (8 bytes), its length (4 bytes) and the
+// message as pgoutput sent it.
+type spooled struct {
+	xid  uint32
+	buf  []byte // the records, while in memory
+	file *os.File
+	w    *bufio.Writer
+	size int64
+	// first holds the offset of each subtransaction's first record: a
+	// subtransaction's abort discards everything from there, as its
+	// changes and those of the subtransactions it started follow it.
+	first map[uint32]int64
+}
+
+// SpoolOptions configures a Spool.
+type SpoolOptions struct {
+	// Dir is the spill directory, Prefix names this spool's files in it
+	// (the slot: daemons of other slots may share the directory).
+	Dir, Prefix string
+	// Memory bounds the records held in memory; Limit bounds those in
+	// files (0: no bound).
+	Memory, Limit int64
+}
+
+// ErrSpillFull is returned when the streamed transactions need more disk
+// than the spill limit allows, or than the disk has.
+var ErrSpillFull = errors.New("stream spill directory full")
+
+const recordHeader = 12
+
+// spillSuffix ends the names of spill files.
+const spillSuffix = ".spill"
+
+// NewSpool returns an empty spool and removes the spill files an earlier
+// run with the same prefix left behind.
+func NewSpool(opt SpoolOptions) (*Spool, error) {
+	if err := os.MkdirAll(opt.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("stream.spill_dir: %w", err)
+	}
+	old, err := filepath.Glob(filepath.Join(opt.Dir, globEscape(opt.Prefix)+"-*"+spillSuffix))
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range old {
+		if err := os.Remove(f); err != nil {
+			return nil, fmt.Errorf("remove spill file of an earlier run: %w", err)
+		}
+	}
+	return &Spool{dir: opt.Dir, prefix: opt.Prefix, memory: opt.Memory, diskLimit: opt.Limit, txns: make(map[uint32]*spooled)}, nil
+}
+
+func globEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`)
+	return r.Replace(s)
+}
+
+// Start opens the next block of transaction xid. The first block of a
+// transaction starts its record sequence; a later block of a transaction
+// the spool does not hold means that its earlier blocks were lost.
+func (s *Spool) Start(xid uint32, first bool) error {
+	_, ok := s.txns[xid]
+	switch {
+	case first && ok:
+		return fmt.Errorf("streamed transaction %d started twice", xid)
+	case !first && !ok:
+		return fmt.Errorf("block of streamed transaction %d whose first block was not received", xid)
+	case first:
+		s.txns[xid] = &spooled{xid: xid, first: make(map[uint32]int64)}
+	}
+	return nil
+}
+
+// Add appends a message of a block of transaction xid.
+func (s *Spool) Add(xid uint32, lsn pglogrepl.LSN, data []byte) error {
+	t, ok := s.txns[xid]
+	if !ok {
+		return fmt.Errorf("message of streamed transaction %d outside its blocks", xid)
+	}
+	sub, err := StreamedXid(data)
+	if err != nil {
+		return err
+	}
+	if _, ok := t.first[sub]; !ok {
+		t.first[sub] = t.size
+	}
+	var h [recordHeader]byte
+	binary.BigEndian.PutUint64(h[:8], uint64(lsn))
+	binary.BigEndian.PutUint32(h[8:], uint32(len(data)))
+	n := int64(recordHeader + len(data))
+	t.size += n
+	if t.file == nil {
+		t.buf = append(append(t.buf, h[:]...), data...)
+		s.mem += n
+		for s.mem > s.memory {
+			if err := s.spill(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	s.disk += n
+	if s.diskLimit > 0 && s.disk > s.diskLimit {
+		return fmt.Errorf("%w: streamed transactions need more than stream.spill_limit (%d bytes) in %s; "+
+			"raise stream.spill_limit or give the directory more room", ErrSpillFull, s.diskLimit, s.dir)
+	}
+	if _, err := t.w.Write(h[:]); err != nil {
+		return s.writeError(err)
+	}
+	if _, err := t.w.Write(data); err != nil {
+		return s.writeError(err)
+	}
+	return nil
+}
+
+func (s *Spool) writeError(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %s: %v; free space there or set stream.spill_dir to a larger disk", ErrSpillFull, s.dir, err)
+	}
+	return fmt.Errorf("write stream spill file in %s: %w", s.dir, err)
+}
+
+// spill moves the largest transaction held in memory to a file.
+func (s *Spool) spill() error {
+	var big *spooled
+	for _, t := range s.txns {
+		if t.file == nil && (big == nil || len(t.buf) > len(big.buf)) {
+			big = t
+		}
+	}
+	if big == nil {
+		return nil
+	}
+	f, err := os.OpenFile(s.path(big.xid), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create stream spill file: %w", err)
+	}
+	big.file, big.w = f, bufio.NewWriterSize(f, 256<<10)
+	s.mem -= int64(len(big.buf))
+	s.disk += int64(len(big.buf))
+	if s.diskLimit > 0 && s.disk > s.diskLimit {
+		return fmt.Errorf("%w: streamed transactions need more than stream.spill_limit (%d bytes) in %s; "+
+			"raise stream.spill_limit or give the directory more room", ErrSpillFull, s.diskLimit, s.dir)
+	}
+	if _, err := big.w.Write(big.buf); err != nil {
+		return s.writeError(err)
+	}
+	big.buf = nil
+	return nil
+}
+
+func (s *Spool) path(xid uint32) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%s-%d%s", s.prefix, xid, spillSuffix))
+}
+
+// Abort discards transaction xid when sub is xid, else the records of its
+// subtransaction sub and of everything after sub's first record.
+func (s *Spool) Abort(xid, sub uint32) error {
+	t, ok := s.txns[xid]
+	if !ok {
+		return nil // nothing of it was streamed in this session
+	}
+	if sub == xid {
+		return s.discard(t)
+	}
+	off, ok := t.first[sub]
+	if !ok {
+		return nil
+	}
+	// Relation messages in the discarded range stay: pgoutput sends a
+	// relation's schema once per streamed transaction, so the changes that
+	// follow the rollback may need it.
+	keep, err := s.relations(t, off)
+	if err != nil {
+		return err
+	}
+	for x, o := range t.first {
+		if o >= off {
+			delete(t.first, x)
+		}
+	}
+	cut := t.size - off
+	t.size = off
+	if t.file == nil {
+		t.buf = t.buf[:off]
+		s.mem -= cut
+		return s.append(t, keep)
+	}
+	s.disk -= cut
+	if err := t.w.Flush(); err != nil {
+		return s.writeError(err)
+	}
+	if err := t.file.Truncate(off); err != nil {
+		return fmt.Errorf("truncate stream spill file: %w", err)
+	}
+	if _, err := t.file.Seek(off, io.SeekStart); err != nil {
+		return fmt.Errorf("seek stream spill file: %w", err)
+	}
+	return s.append(t, keep)
+}
+
+// relations returns the Relation records of t from offset off on.
+func (s *Spool) relations(t *spooled, off int64) ([]byte, error) {
+	tail := t.buf
+	if t.file != nil {
+		if err := t.w.Flush(); err != nil {
+			return nil, s.writeError(err)
+		}
+		tail = make([]byte, t.size)
+		if _, err := t.file.ReadAt(tail[off:], off); err != nil {
+			return nil, fmt.Errorf("read stream spill file: %w", err)
+		}
+	}
+	var keep []byte
+	for b := tail[off:t.size]; len(b) > 0; {
+		n := recordHeader + int(binary.BigEndian.Uint32(b[8:12]))
+		if b[recordHeader] == 'R' {
+			keep = append(keep, b[:n]...)
+		}
+		b = b[n:]
+	}
+	return keep, nil
+}
+
+// append adds whole records to t without marking any subtransaction's
+// start.
+func (s *Spool) append(t *spooled, recs []byte) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	n := int64(len(recs))
+	t.size += n
+	if t.file == nil {
+		t.buf = append(t.buf, recs...)
+		s.mem += n
+		return nil
+	}
+	s.disk += n
+	if _, err := t.w.Write(recs); err != nil {
+		return s.writeError(err)
+	}
+	return nil
+}
+
+// Replay passes the records of transaction xid to fn in order, then
+// discards the transaction. The data passed to fn is valid only until fn
+// returns.
+func (s *Spool) Replay(xid uint32, fn func(lsn pglogrepl.LSN, data []byte) error) error {
+	t, ok := s.txns[xid]
+	if !ok {
+		return fmt.Errorf("commit of streamed transaction %d whose blocks were not received", xid)
+	}
+	defer s.discard(t)
+	if t.file == nil {
+		for b := t.buf; len(b) > 0; {
+			n := int(binary.BigEndian.Uint32(b[8:12]))
+			if err := fn(pglogrepl.LSN(binary.BigEndian.Uint64(b[:8])), b[recordHeader:recordHeader+n]); err != nil {
+				return err
+			}
+			b = b[recordHeader+n:]
+		}
+		return nil
+	}
+	if err := t.w.Flush(); err != nil {
+		return s.writeError(err)
+	}
+	if _, err := t.file.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read stream spill file: %w", err)
+	}
+	r := bufio.NewReaderSize(io.LimitReader(t.file, t.size), 1<<20)
+	var h [recordHeader]byte
+	for {
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return fmt.Errorf("read stream spill file: %w", err)
+		}
+		n := int(binary.BigEndian.Uint32(h[8:]))
+		if cap(s.rec) < n {
+			s.rec = make([]byte, n)
+		}
+		data := s.rec[:n]
+		if _, err := io.ReadFull(r, data); err != nil {
+			return fmt.Errorf("read stream spill file: %w", err)
+		}
+		if err := fn(pglogrepl.LSN(binary.BigEndian.Uint64(h[:8])), data); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Spool) discard(t *spooled) error {
+	delete(s.txns, t.xid)
+	if t.file == nil {
+		s.mem -= int64(len(t.buf))
+		return nil
+	}
+	s.disk -= t.size
+	t.file.Close()
+	if err := os.Remove(t.file.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stream spill file: %w", err)
+	}
+	return nil
+}
+
+// Close discards every transaction and removes their files.
+func (s *Spool) Close() error {
+	var first error
+	for _, t := range s.txns {
+		if err := s.discard(t); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Open returns the number of streamed transactions held and the bytes
+// they hold in memory and in files.
+func (s *Spool) Open() (txns int, memory, disk int64) { return len(s.txns), s.mem, s.disk }
