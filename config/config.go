@@ -503,6 +503,10 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 			}
 		}
 		setDuration(&cfg.Batch.MinInterval, b.MinInterval, "batch.min_interval", problems)
+		if b.MinInterval == nil && cfg.Batch.MinInterval > cfg.Batch.MaxDelay {
+			// The default interval never outlasts a shorter max_delay.
+			cfg.Batch.MinInterval = cfg.Batch.MaxDelay
+		}
 	}
 	if st := f.Stream; st != nil {
 		if st.Enabled != nil {

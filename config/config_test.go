@@ -243,6 +243,7 @@ func TestParseErrors(t *testing.T) {
 		{"zero max_rows", pg + "batch {\n  max_rows = 0\n}\n" + table, []string{"batch.max_rows"}},
 		{"negative max_delay", pg + "batch {\n  max_delay = \"-1s\"\n}\n" + table, []string{"batch.max_delay"}},
 		{"min_interval over max_delay", pg + "batch {\n  min_interval = \"2s\"\n}\n" + table, []string{"batch.min_interval", "max_delay"}},
+		{"min_interval over a set max_delay", pg + "batch {\n  max_delay = \"50ms\"\n  min_interval = \"60ms\"\n}\n" + table, []string{"batch.min_interval"}},
 		{"bad spill limit", pg + "stream {\n  spill_limit = \"lots\"\n}\n" + table, []string{"stream.spill_limit"}},
 		{"unknown stream key", pg + "stream {\n  spill = \"/x\"\n}\n" + table, []string{"spill"}},
 		{"bad log level", pg + "log {\n  level = \"loud\"\n}\n" + table, []string{"log.level", `"loud"`}},
@@ -524,5 +525,14 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := config.Load(path+".missing", noEnv); err == nil || !strings.Contains(err.Error(), "read config") {
 		t.Errorf("Load of a missing file: %v", err)
+	}
+}
+
+// TestDefaultMinIntervalFollowsMaxDelay: a max_delay below the default
+// min_interval lowers the interval instead of failing.
+func TestDefaultMinIntervalFollowsMaxDelay(t *testing.T) {
+	cfg := parse(t, "postgres {\n  dsn = \"host=pg\"\n}\nbatch {\n  max_delay = \"50ms\"\n}\ntable \"public.t\" {\n  order_by = [\"id\"]\n}\n", noEnv)
+	if cfg.Batch.MinInterval != 50*time.Millisecond {
+		t.Errorf("min_interval = %s, want 50ms", cfg.Batch.MinInterval)
 	}
 }

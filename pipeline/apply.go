@@ -59,8 +59,12 @@ type applier struct {
 	maxRows  int
 	maxBytes int
 	maxDelay time.Duration
-	idleGap  time.Duration
-	since    time.Time // when the buffer became non-empty
+	// minInterval is the least time between the starts of two flushes of
+	// complete transactions; lastFlush is when the previous one started.
+	minInterval time.Duration
+	lastFlush   time.Time
+	idleGap     time.Duration
+	since       time.Time // when the buffer became non-empty
 	// slot names the slot, whose resync messages hold the checkpoint.
 	slot string
 	hold hold
@@ -71,10 +75,7 @@ type applier struct {
 func (a *applier) Durable() pglogrepl.LSN { return a.pos.durable.LSN }
 
 func (a *applier) Deadline() time.Time {
-	var d time.Time
-	if !a.since.IsZero() {
-		d = a.since.Add(a.maxDelay)
-	}
+	d := a.flushDue()
 	if a.hold.held() && (d.IsZero() || a.hold.nextPoll.Before(d)) {
 		d = a.hold.nextPoll
 	}
@@ -151,7 +152,7 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 	if err := a.rep.observe(ctx, false, a.pos.walEnd, a.pos.durable.LSN); err != nil {
 		return err
 	}
-	if !a.since.IsZero() && !now.Before(a.since.Add(a.maxDelay)) {
+	if due := a.flushDue(); !due.IsZero() && !now.Before(due) {
 		return a.flush(ctx)
 	}
 	return a.idleCheckpoint(ctx, now)
@@ -179,6 +180,24 @@ func (a *applier) idleCheckpoint(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// flushDue returns when the buffer is to be flushed (zero: nothing to
+// flush). Complete transactions are flushed as soon as the previous flush
+// started minInterval ago: the lag is the time the work takes, not a
+// timer's. Rows of a transaction still being received wait until
+// max_delay, the bound for everything.
+func (a *applier) flushDue() time.Time {
+	if a.since.IsZero() {
+		return time.Time{}
+	}
+	due := a.since.Add(a.maxDelay)
+	if a.pos.pending {
+		if soon := a.lastFlush.Add(a.minInterval); soon.Before(due) {
+			due = soon
+		}
+	}
+	return due
+}
+
 func (a *applier) markBuffered() {
 	if a.since.IsZero() {
 		a.since = time.Now()
@@ -190,6 +209,7 @@ func (a *applier) markBuffered() {
 // transaction still being received are written, but not checkpointed.
 func (a *applier) flush(ctx context.Context) error {
 	start := time.Now()
+	a.lastFlush = start
 	rows, _, _ := a.writer.Size()
 	if rows > 0 {
 		if err := a.writer.Flush(ctx); err != nil {

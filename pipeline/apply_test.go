@@ -155,3 +155,32 @@ func TestMappingErrorNamesTableColumnKeyAndLSN(t *testing.T) {
 		}
 	}
 }
+
+// TestFlushDue: complete transactions are flushed once the previous flush
+// started min_interval ago; rows of an open transaction wait for
+// max_delay, which bounds both.
+func TestFlushDue(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	ms := func(n int) time.Time { return now.Add(time.Duration(n) * time.Millisecond) }
+	for _, tc := range []struct {
+		name      string
+		since     time.Time
+		pending   bool
+		lastFlush time.Time
+		want      time.Time
+	}{
+		{"nothing buffered", time.Time{}, false, ms(-50), time.Time{}},
+		{"open transaction only", ms(0), false, ms(-5000), ms(1000)},
+		{"complete, previous flush long ago", ms(0), true, ms(-5000), ms(-4800)},
+		{"complete, previous flush just started", ms(0), true, ms(-50), ms(150)},
+		{"max_delay sooner than the interval", ms(-900), true, ms(-50), ms(100)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &applier{maxDelay: time.Second, minInterval: 200 * time.Millisecond, since: tc.since, lastFlush: tc.lastFlush}
+			a.pos.pending = tc.pending
+			if got := a.flushDue(); !got.Equal(tc.want) {
+				t.Errorf("flushDue = %s, want %s", got.Sub(now), tc.want.Sub(now))
+			}
+		})
+	}
+}

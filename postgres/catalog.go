@@ -27,7 +27,7 @@ func (c *Conn) Columns(ctx context.Context, table string) ([]mapping.SourceColum
 		return nil, fmt.Errorf("table %s does not exist in Postgres", table)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read table %s: %w", table, err)
+		return nil, fmt.Errorf("read table %s: %w", table, Describe(err, "", ""))
 	}
 	if err := checkIdentity(table, ident, hasPK); err != nil {
 		return nil, err
@@ -42,20 +42,20 @@ func (c *Conn) Columns(ctx context.Context, table string) ([]mapping.SourceColum
 		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 		ORDER BY a.attnum`, schema, name)
 	if err != nil {
-		return nil, fmt.Errorf("read columns of %s: %w", table, err)
+		return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
 	}
 	var cols []mapping.SourceColumn
 	for rows.Next() {
 		var col mapping.SourceColumn
 		var oid int64
 		if err := rows.Scan(&col.Name, &oid, &col.TypeMod, &col.Identity); err != nil {
-			return nil, fmt.Errorf("read columns of %s: %w", table, err)
+			return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
 		}
 		col.TypeOID = uint32(oid)
 		cols = append(cols, col)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read columns of %s: %w", table, err)
+		return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
 	}
 	if err := c.DescribeTypes(ctx, cols); err != nil {
 		return nil, err
@@ -113,7 +113,7 @@ func (c *Conn) describeType(ctx context.Context, oid uint32, depth int) (pgType,
 	err := c.pg.QueryRow(ctx, "SELECT typtype::text, typcategory::text, typelem, typbasetype, typtypmod FROM pg_type WHERE oid = $1",
 		oid).Scan(&typtype, &category, &elem, &base, &mod)
 	if err != nil {
-		return pgType{}, fmt.Errorf("read type %d: %w", oid, err)
+		return pgType{}, fmt.Errorf("read type %d: %w", oid, Describe(err, "", ""))
 	}
 	switch {
 	case typtype == "d":
@@ -202,7 +202,7 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 		return report, nil
 	}
 	if err != nil {
-		return report, fmt.Errorf("read publication %s: %w", pub, err)
+		return report, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
 	}
 	if !ins || !upd || !del {
 		return report, fmt.Errorf("publication %s does not publish every insert, update and delete: "+
@@ -222,7 +222,7 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 		var in bool
 		if err := c.pg.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)",
 			pub, schema, name).Scan(&in); err != nil {
-			return report, fmt.Errorf("read publication %s: %w", pub, err)
+			return report, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
 		}
 		if in {
 			continue
@@ -256,14 +256,14 @@ func (c *Conn) publishedOnly(ctx context.Context, pub string, tables []string) (
 		JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class cl ON cl.oid = pr.prrelid
 		JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE p.pubname = $1 ORDER BY 1`, pub)
 	if err != nil {
-		return nil, fmt.Errorf("read publication %s: %w", pub, err)
+		return nil, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
 		var t string
 		if err := rows.Scan(&t); err != nil {
-			return nil, fmt.Errorf("read publication %s: %w", pub, err)
+			return nil, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
 		}
 		if !slices.Contains(tables, t) {
 			out = append(out, t)

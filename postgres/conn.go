@@ -106,7 +106,7 @@ func currentWAL(ctx context.Context, q interface {
 }) (pglogrepl.LSN, error) {
 	var text string
 	if err := q.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&text); err != nil {
-		return 0, fmt.Errorf("read current WAL position: %w", err)
+		return 0, fmt.Errorf("read current WAL position: %w", Describe(err, "", ""))
 	}
 	return pglogrepl.ParseLSN(text)
 }

@@ -155,7 +155,7 @@ func (s *Snapshot) Relation(ctx context.Context, table string) (Relation, error)
 		pg_relation_filenode(c.oid), CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 0 END
 		FROM pg_class c WHERE c.oid = $1::regclass`, QuoteTable(table)).Scan(&pages, &r.Filenode, &r.RowsPerPage)
 	if err != nil {
-		return Relation{}, fmt.Errorf("read size of %s: %w", table, err)
+		return Relation{}, fmt.Errorf("read size of %s: %w", table, Describe(err, "", ""))
 	}
 	r.Pages = uint32(min(pages, 1<<32-1))
 	return r, nil
@@ -167,7 +167,7 @@ func (s *Snapshot) Relation(ctx context.Context, table string) (Relation, error)
 func (s *Snapshot) Xids(ctx context.Context) (xmin, xmax uint64, err error) {
 	err = s.tx.QueryRow(ctx, "SELECT txid_snapshot_xmin(txid_current_snapshot()), txid_snapshot_xmax(txid_current_snapshot())").Scan(&xmin, &xmax)
 	if err != nil {
-		return 0, 0, fmt.Errorf("read snapshot: %w", err)
+		return 0, 0, fmt.Errorf("read snapshot: %w", Describe(err, "", ""))
 	}
 	return xmin, xmax, nil
 }

@@ -20,7 +20,7 @@ func (c *Conn) TableOIDs(ctx context.Context, tables []string) (map[string]uint3
 				return nil, fmt.Errorf("table %s does not exist in Postgres (renamed or dropped?): "+
 					"change its table block to the table's current name, or remove it", t)
 			}
-			return nil, fmt.Errorf("read table %s: %w", t, err)
+			return nil, fmt.Errorf("read table %s: %w", t, Describe(err, "", ""))
 		}
 		out[t] = oid
 	}
@@ -38,7 +38,7 @@ func (c *Conn) Ancestor(ctx context.Context, relid uint32, of []uint32) (ancesto
 		return 0, false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("read the parents of relation %d: %w", relid, err)
+		return 0, false, fmt.Errorf("read the parents of relation %d: %w", relid, Describe(err, "", ""))
 	}
 	return ancestor, true, nil
 }
@@ -47,7 +47,7 @@ func (c *Conn) Ancestor(ctx context.Context, relid uint32, of []uint32) (ancesto
 func (c *Conn) Partitioned(ctx context.Context, table string) (bool, error) {
 	var kind string
 	if err := c.pg.QueryRow(ctx, "SELECT relkind::text FROM pg_class WHERE oid = $1::regclass", QuoteTable(table)).Scan(&kind); err != nil {
-		return false, fmt.Errorf("read table %s: %w", table, err)
+		return false, fmt.Errorf("read table %s: %w", table, Describe(err, "", ""))
 	}
 	return kind == "p", nil
 }
@@ -63,14 +63,14 @@ func (s *Snapshot) Partitions(ctx context.Context, table string) ([]string, erro
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind NOT IN ('p', 'I') ORDER BY c.oid`, QuoteTable(table))
 	if err != nil {
-		return nil, fmt.Errorf("read partitions of %s: %w", table, err)
+		return nil, fmt.Errorf("read partitions of %s: %w", table, Describe(err, "", ""))
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
-			return nil, fmt.Errorf("read partitions of %s: %w", table, err)
+			return nil, fmt.Errorf("read partitions of %s: %w", table, Describe(err, "", ""))
 		}
 		out = append(out, name)
 	}
@@ -105,7 +105,7 @@ func (c *Conn) AddedDefault(ctx context.Context, relid uint32, column string) (A
 		return AddedDefault{}, fmt.Errorf("column %s of relation %d no longer exists", column, relid)
 	}
 	if err != nil {
-		return AddedDefault{}, fmt.Errorf("read the default of column %s of relation %d: %w", column, relid, err)
+		return AddedDefault{}, fmt.Errorf("read the default of column %s of relation %d: %w", column, relid, Describe(err, "", ""))
 	}
 	if d.Missing || expr == nil {
 		return d, nil

@@ -31,7 +31,7 @@ const slotSQL = "SELECT plugin, database, active, active_pid, confirmed_flush_ls
 func ReadSlot(ctx context.Context, pg *pgconn.PgConn, name string) (Slot, error) {
 	vals, found, err := queryRow(ctx, pg, slotSQL+quoteLiteral(name))
 	if err != nil {
-		return Slot{}, fmt.Errorf("read slot %s: %w", name, err)
+		return Slot{}, fmt.Errorf("read slot %s: %w", name, Describe(err, "", ""))
 	}
 	return parseSlot(name, vals, found)
 }
@@ -55,7 +55,7 @@ func parseSlot(name string, vals []*string, found bool) (Slot, error) {
 		}
 		lsn, err := pglogrepl.ParseLSN(*f.src)
 		if err != nil {
-			return Slot{}, fmt.Errorf("read slot %s: %w", name, err)
+			return Slot{}, fmt.Errorf("read slot %s: %w", name, Describe(err, "", ""))
 		}
 		*f.dst = lsn
 	}

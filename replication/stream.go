@@ -254,6 +254,9 @@ func (s *Stream) streamed(ctx context.Context, h Handler, lsn pglogrepl.LSN, m M
 		if err := s.spool.Start(m.Xid, m.First); err != nil {
 			return fmt.Errorf("at WAL %s: %w", lsn, err)
 		}
+		if m.First {
+			s.log.Debug("streamed transaction started", "xid", m.Xid, "lsn", lsn)
+		}
 		s.inBlock, s.block = true, m.Xid
 	case *StreamStop:
 		s.inBlock = false
@@ -261,6 +264,7 @@ func (s *Stream) streamed(ctx context.Context, h Handler, lsn pglogrepl.LSN, m M
 		if err := s.spool.Abort(m.Xid, m.SubXid); err != nil {
 			return fmt.Errorf("at WAL %s: %w", lsn, err)
 		}
+		s.log.Debug("streamed transaction aborted", "xid", m.Xid, "subxid", m.SubXid, "lsn", lsn)
 	case *StreamCommit:
 		if err := h.Handle(ctx, &Begin{FinalLSN: m.CommitLSN, CommitTime: m.CommitTime, Xid: m.Xid}); err != nil {
 			return err
@@ -282,6 +286,7 @@ func (s *Stream) streamed(ctx context.Context, h Handler, lsn pglogrepl.LSN, m M
 		if err != nil {
 			return err
 		}
+		s.log.Debug("streamed transaction committed", "xid", m.Xid, "commit", m.CommitLSN, "messages", n)
 		return h.Handle(ctx, &Commit{CommitLSN: m.CommitLSN, EndLSN: m.EndLSN, CommitTime: m.CommitTime})
 	}
 	return nil

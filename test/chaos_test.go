@@ -259,7 +259,8 @@ func (e *env) chaosConverge(halted *atomic.Bool, timeout time.Duration) {
 
 // chaosWorkload writes random transactions until ctx is done: inserts with
 // NULLs, updates of fingerprints and ids, single and bulk deletes, and now
-// and then a big transaction.
+// and then a big transaction: committed, with a savepoint rolled back, or
+// rolled back.
 func (e *env) chaosWorkload(ctx context.Context, rng *rand.Rand, bigRows int, txns *atomic.Int64) {
 	for ctx.Err() == nil {
 		var q string
@@ -269,6 +270,22 @@ func (e *env) chaosWorkload(ctx context.Context, rng *rand.Rand, bigRows int, tx
 				SELECT NULLIF(g %% 7, 0), g %% 50 + 1, NULLIF(g %% 5, 0), g %% 10, CASE WHEN g %% 3 = 0 THEN NULL ELSE 'Issue' END,
 				       CASE WHEN g %% 7 = 0 THEN g END, CASE WHEN g %% 2 = 0 THEN decode(md5(g::text), 'hex') END
 				FROM generate_series(1, %d) g`, bigRows)
+		case p < 5:
+			// Streamed (the test server streams transactions over 64kB)
+			// with a rolled-back savepoint.
+			q = fmt.Sprintf(`BEGIN;
+				INSERT INTO events (author_id, action, target_type) SELECT g %% 50 + 1, 3, 'Saved' FROM generate_series(1, %d) g;
+				SAVEPOINT s;
+				INSERT INTO events (author_id, action, target_type) SELECT g %% 50 + 1, 4, 'RolledBack' FROM generate_series(1, %d) g;
+				UPDATE events SET action = 5 WHERE id IN (SELECT id FROM events ORDER BY random() LIMIT 50);
+				ROLLBACK TO s;
+				UPDATE events SET action = 6 WHERE id IN (SELECT id FROM events ORDER BY random() LIMIT 50);
+				COMMIT`, bigRows/2, bigRows/2)
+		case p < 6:
+			q = fmt.Sprintf(`BEGIN;
+				INSERT INTO events (author_id, action, target_type) SELECT g %% 50 + 1, 7, 'Aborted' FROM generate_series(1, %d) g;
+				DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY random() LIMIT 50);
+				ROLLBACK`, bigRows)
 		case p < 450:
 			q = fmt.Sprintf(`INSERT INTO events (project_id, author_id, target_id, action, target_type, fingerprint)
 				SELECT %s, %d, %s, %d, %s, %s FROM generate_series(1, %d)`,

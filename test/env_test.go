@@ -297,6 +297,15 @@ func (e *env) startWith(config string, environ ...string) *daemon {
 		}
 		if e.t.Failed() {
 			e.t.Logf("daemon log:\n%s", tail(d.Logs(), 4000))
+			if dir := os.Getenv("E2E_LOG_DIR"); dir != "" {
+				// The whole log, for a failure the tail does not explain.
+				f, err := os.CreateTemp(dir, e.name+"-*.log")
+				if err == nil {
+					f.WriteString(d.Logs())
+					f.Close()
+					e.t.Logf("whole daemon log: %s", f.Name())
+				}
+			}
 		}
 	})
 	return d

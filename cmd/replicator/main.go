@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -184,6 +185,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "run":
+		if path := os.Getenv(cpuProfileEnv); path != "" {
+			stop, err := startCPUProfile(path)
+			if err != nil {
+				log.Error("cpu profile", "error", err)
+				return 1
+			}
+			defer stop()
+		}
 		runner := pipeline.NewRunner(cfg, log)
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
@@ -347,4 +356,20 @@ func printVerify(w io.Writer, r *verify.Report) {
 			fmt.Fprintf(w, "  first %s: %s\n", kind, strings.Join(keys, ", "))
 		}
 	}
+}
+
+// cpuProfileEnv names a file that `run` writes a CPU profile of its whole
+// run to (go tool pprof reads it), for measuring where the time goes.
+const cpuProfileEnv = "REPLICATOR_CPU_PROFILE"
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
