@@ -301,7 +301,10 @@ func (w *Writer) fill(ctx context.Context, b *tableBuffer) error {
 		if err != nil {
 			return err
 		}
-		read := 0
+		returned := 0
+		for _, rows := range images {
+			returned += len(rows)
+		}
 		for _, i := range pending[:n] {
 			f, row := b.fills[i], b.rows[i]
 			if f.Place {
@@ -331,12 +334,14 @@ func (w *Writer) fill(ctx context.Context, b *tableBuffer) error {
 				for _, col := range f.Cols {
 					row[col] = image[col]
 				}
-				read++
 			}
 			b.fills[i] = nil
 		}
-		if read > 0 {
-			w.imageBytes = max(size/read, 256)
+		if returned > 0 {
+			// A filled row holds one image's values: the size of a row
+			// read, not of all the versions read per fill (a key changed
+			// often has many until ClickHouse merges them).
+			w.imageBytes = max(size/returned, 256)
 		}
 		pending = pending[n:]
 	}
