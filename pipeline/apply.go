@@ -60,7 +60,9 @@ type applier struct {
 	maxBytes int
 	maxDelay time.Duration
 	// minInterval is the least time between the starts of two flushes of
-	// complete transactions; lastFlush is when the previous one started.
+	// complete transactions; lastFlush is when the previous one started
+	// (the session's start before the first: a backlog is caught up in
+	// batches from the start).
 	minInterval time.Duration
 	lastFlush   time.Time
 	idleGap     time.Duration

@@ -271,7 +271,7 @@ func newApplier(cfg config.Config, w rowWriter, store positionStore, reg *regist
 		log: log.Named("apply"), writer: w, store: store, reg: reg, pos: newPosition(resume), slot: cfg.Postgres.Slot,
 		rep:     newReporter(cfg.Tables, store, log.Named("apply"), m),
 		faults:  loadFaults(),
-		maxRows: cfg.Batch.MaxRows, maxBytes: int(cfg.Batch.MaxBytes), maxDelay: cfg.Batch.MaxDelay, minInterval: cfg.Batch.MinInterval, idleGap: max(cfg.Batch.MaxDelay, time.Second),
+		maxRows: cfg.Batch.MaxRows, maxBytes: int(cfg.Batch.MaxBytes), maxDelay: cfg.Batch.MaxDelay, minInterval: cfg.Batch.MinInterval, lastFlush: time.Now(), idleGap: max(cfg.Batch.MaxDelay, time.Second),
 	}
 }
 

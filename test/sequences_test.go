@@ -28,6 +28,15 @@ func newDocsEnv(t *testing.T, n, size, maxRows int) *env {
 	return e
 }
 
+// oneFlush makes the daemon's first flush wait 2 seconds after its start,
+// so that it writes every transaction a test made before starting it in
+// one flush (complete transactions are otherwise flushed at once).
+func (e *env) oneFlush() {
+	e.t.Helper()
+	e.setConfig(`max_delay = "200ms"`, `max_delay = "2s"
+  min_interval = "2s"`)
+}
+
 // chRows runs a ClickHouse query and returns its rows as text, sorted.
 func (e *env) chRows(q string) []string {
 	e.t.Helper()
@@ -200,6 +209,7 @@ func TestToastReplaySkipsLaterRows(t *testing.T) {
 			e.exec(`UPDATE docs SET flag = 9 WHERE id = 8`)
 			e.exec(`UPDATE docs SET flag = 3 WHERE id = 9`)
 
+			e.oneFlush()
 			crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
 			crashed.wait(t, convergeTimeout)
 			if n := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.docs WHERE id = 7 AND _deleted = 1", e.name)); n == 0 {
@@ -229,6 +239,7 @@ func TestTruncateReplay(t *testing.T) {
 	e.exec(`BEGIN; TRUNCATE docs; INSERT INTO docs (id, body) SELECT g, ` + docBody("g", "new", 6000) + ` FROM generate_series(100, 105) g; COMMIT`)
 	e.exec(`UPDATE docs SET flag = 2 WHERE id = 101`)
 
+	e.oneFlush()
 	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
 	crashed.wait(t, convergeTimeout)
 	// Converging on this row proves that the replay got past the others.
@@ -426,6 +437,7 @@ func TestKeyMoveReplayAfterMerge(t *testing.T) {
 	e.convergeDocs("initial copy", convergeTimeout)
 	d.stop(t)
 	e.exec(`UPDATE docs SET id = id + 1000 WHERE id = 3`)
+	e.oneFlush()
 	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
 	crashed.wait(t, convergeTimeout)
 	if n := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.docs WHERE id = 1003", e.name)); n == 0 {

@@ -179,6 +179,26 @@ func TestStreamedTransactions(t *testing.T) {
 	stopWriter()
 	e.converge("transaction open across a kill -9", convergeTimeout)
 
+	// 4b. The same with a savepoint whose changes were streamed before the
+	// kill and that is rolled back after the restart.
+	stopWriter = writer()
+	x = tx()
+	run(x, bulk(1500, 42, "OpenSaved"))
+	run(x, `SAVEPOINT a`)
+	run(x, bulk(3000, 43, "OpenRolledBack"))
+	waitSpilled(t, spill)
+	time.Sleep(300 * time.Millisecond)
+	d.kill()
+	d = e.start()
+	time.Sleep(time.Second)
+	run(x, `ROLLBACK TO a`)
+	run(x, bulk(500, 44, "OpenAfter"))
+	if err := x.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopWriter()
+	e.converge("savepoint rolled back after a kill -9", convergeTimeout)
+
 	// 5. Crash in the middle of writing a streamed transaction after its
 	// commit: rows are written, the checkpoint is not.
 	if code, _ := d.stop(t); code != 0 {
