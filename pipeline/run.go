@@ -239,6 +239,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		Streaming: cfg.Stream.Enabled,
 		Spool: replication.SpoolOptions{Dir: cfg.Stream.SpillDir, Prefix: cfg.Postgres.Slot,
 			Memory: int64(cfg.Stream.Memory), Limit: int64(cfg.Stream.SpillLimit)},
+		Aborted: pg.Aborted,
 	})
 	if err := stream.Start(ctx, resume.LSN); err != nil {
 		return err

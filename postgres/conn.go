@@ -194,3 +194,37 @@ func str(p *string) string {
 	}
 	return *p
 }
+
+// Aborted returns which of the given transaction ids, 32-bit ids of recent
+// (sub)transactions as pgoutput sends them, aborted according to the
+// commit log. The ids are widened with the current epoch. An id whose
+// status the server no longer knows is an error.
+func (c *Conn) Aborted(ctx context.Context, xids []uint32) (map[uint32]bool, error) {
+	ids := make([]int64, len(xids))
+	for i, x := range xids {
+		ids[i] = int64(x)
+	}
+	rows, err := c.pg.Query(ctx, `WITH cur AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS nxt)
+		SELECT x, pg_xact_status(((((cur.nxt >> 32) - CASE WHEN x > (cur.nxt & 4294967295) THEN 1 ELSE 0 END) << 32) | x)::text::xid8)
+		FROM cur, unnest($1::bigint[]) AS x`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read the status of transactions: %w", Describe(err, "", ""))
+	}
+	defer rows.Close()
+	out := make(map[uint32]bool, len(xids))
+	for rows.Next() {
+		var x int64
+		var status *string
+		if err := rows.Scan(&x, &status); err != nil {
+			return nil, fmt.Errorf("read the status of transactions: %w", Describe(err, "", ""))
+		}
+		if status == nil {
+			return nil, fmt.Errorf("the status of transaction %d is no longer known to Postgres", x)
+		}
+		out[uint32(x)] = *status == "aborted"
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the status of transactions: %w", Describe(err, "", ""))
+	}
+	return out, nil
+}

@@ -277,19 +277,41 @@ func (s *Spool) append(t *spooled, recs []byte) error {
 	return nil
 }
 
-// Replay passes the records of transaction xid to fn in order, then
-// discards the transaction. The data passed to fn is valid only until fn
-// returns.
-func (s *Spool) Replay(xid uint32, fn func(lsn pglogrepl.LSN, data []byte) error) error {
+// Subtransactions returns the subtransactions of xid that have messages
+// in the spool.
+func (s *Spool) Subtransactions(xid uint32) []uint32 {
+	t, ok := s.txns[xid]
+	if !ok {
+		return nil
+	}
+	var subs []uint32
+	for x := range t.first {
+		if x != xid {
+			subs = append(subs, x)
+		}
+	}
+	return subs
+}
+
+// Replay passes the records of transaction xid to fn in order, except the
+// changes of the subtransactions in skip, then discards the transaction.
+// The data passed to fn is valid only until fn returns.
+func (s *Spool) Replay(xid uint32, skip map[uint32]bool, fn func(lsn pglogrepl.LSN, data []byte) error) error {
 	t, ok := s.txns[xid]
 	if !ok {
 		return fmt.Errorf("commit of streamed transaction %d whose blocks were not received", xid)
 	}
 	defer s.discard(t)
+	pass := func(lsn pglogrepl.LSN, data []byte) error {
+		if len(skip) > 0 && data[0] != 'R' && skip[binary.BigEndian.Uint32(data[1:5])] {
+			return nil
+		}
+		return fn(lsn, data)
+	}
 	if t.file == nil {
 		for b := t.buf; len(b) > 0; {
 			n := int(binary.BigEndian.Uint32(b[8:12]))
-			if err := fn(pglogrepl.LSN(binary.BigEndian.Uint64(b[:8])), b[recordHeader:recordHeader+n]); err != nil {
+			if err := pass(pglogrepl.LSN(binary.BigEndian.Uint64(b[:8])), b[recordHeader:recordHeader+n]); err != nil {
 				return err
 			}
 			b = b[recordHeader+n:]
@@ -319,7 +341,7 @@ func (s *Spool) Replay(xid uint32, fn func(lsn pglogrepl.LSN, data []byte) error
 		if _, err := io.ReadFull(r, data); err != nil {
 			return fmt.Errorf("read stream spill file: %w", err)
 		}
-		if err := fn(pglogrepl.LSN(binary.BigEndian.Uint64(h[:8])), data); err != nil {
+		if err := pass(pglogrepl.LSN(binary.BigEndian.Uint64(h[:8])), data); err != nil {
 			return err
 		}
 	}

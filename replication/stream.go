@@ -52,6 +52,7 @@ type Stream struct {
 	streaming bool
 	spool     *Spool
 	spoolOpt  SpoolOptions
+	aborted   func(ctx context.Context, xids []uint32) (map[uint32]bool, error)
 	inBlock   bool
 	block     uint32
 	protocol  string
@@ -69,6 +70,12 @@ type StreamOptions struct {
 	// keep them until their commit.
 	Streaming bool
 	Spool     SpoolOptions
+	// Aborted reports which of the given (sub)transaction ids aborted. At
+	// a streamed transaction's commit the stream asks it about the
+	// subtransactions still spooled: Postgres 15 does not always send the
+	// abort of a rolled-back subtransaction whose changes it streamed from
+	// its own spill files.
+	Aborted func(ctx context.Context, xids []uint32) (map[uint32]bool, error)
 }
 
 // NewStream returns a stream over conn. It starts nothing.
@@ -80,7 +87,7 @@ func NewStream(conn *Conn, opts StreamOptions) *Stream {
 		opts.Logger = hclog.NewNullLogger()
 	}
 	return &Stream{conn: conn, slot: opts.Slot, pub: opts.Publication, interval: opts.StatusInterval,
-		log: opts.Logger, dec: NewDecoder(), streaming: opts.Streaming, spoolOpt: opts.Spool}
+		log: opts.Logger, dec: NewDecoder(), streaming: opts.Streaming, spoolOpt: opts.Spool, aborted: opts.Aborted}
 }
 
 // StreamingVersion is the first PostgreSQL major version that streams
@@ -266,11 +273,24 @@ func (s *Stream) streamed(ctx context.Context, h Handler, lsn pglogrepl.LSN, m M
 		}
 		s.log.Debug("streamed transaction aborted", "xid", m.Xid, "subxid", m.SubXid, "lsn", lsn)
 	case *StreamCommit:
+		var skip map[uint32]bool
+		if subs := s.spool.Subtransactions(m.Xid); len(subs) > 0 && s.aborted != nil {
+			var err error
+			if skip, err = s.aborted(ctx, subs); err != nil {
+				return fmt.Errorf("commit of streamed transaction %d at WAL %s: %w", m.Xid, m.CommitLSN, err)
+			}
+			for x, a := range skip {
+				if a {
+					s.log.Warn("Postgres did not send the abort of a rolled-back subtransaction; its changes are discarded",
+						"xid", m.Xid, "subxid", x, "commit", m.CommitLSN)
+				}
+			}
+		}
 		if err := h.Handle(ctx, &Begin{FinalLSN: m.CommitLSN, CommitTime: m.CommitTime, Xid: m.Xid}); err != nil {
 			return err
 		}
 		n := 0
-		err := s.spool.Replay(m.Xid, func(at pglogrepl.LSN, data []byte) error {
+		err := s.spool.Replay(m.Xid, skip, func(at pglogrepl.LSN, data []byte) error {
 			msg, err := s.dec.DecodeStreamed(data)
 			if err != nil {
 				return fmt.Errorf("at WAL %s: %w", at, err)

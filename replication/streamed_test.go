@@ -215,3 +215,40 @@ func TestSpoolErrors(t *testing.T) {
 		t.Errorf("abort of a transaction with nothing streamed: %v", err)
 	}
 }
+
+// TestStreamCommitSkipsAbortedSubtransactions: a subtransaction that the
+// commit log says aborted, with no Stream Abort for it, is not written.
+func TestStreamCommitSkipsAbortedSubtransactions(t *testing.T) {
+	spool, err := replication.NewSpool(replication.SpoolOptions{Dir: t.TempDir(), Prefix: "s", Memory: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := replication.NewSpooledStream(spool)
+	var asked []uint32
+	s.SetAborted(func(_ context.Context, xids []uint32) (map[uint32]bool, error) {
+		asked = append(asked, xids...)
+		return map[uint32]bool{901: true, 902: false}, nil
+	})
+	h := &recorder{}
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for i, m := range [][]byte{
+		streamStart(900, true),
+		inStream(900, eventsRelation()),
+		inStream(900, ins("1")),
+		inStream(901, ins("2")),
+		inStream(902, ins("3")),
+		streamStop(),
+		streamCommit(900, 0x500, 0x508, at),
+	} {
+		if err := s.Feed(context.Background(), h, pglogrepl.LSN(0x400+i*0x10), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"begin 0/500", "relation public.events", "I 1 @0/420", "I 3 @0/440", "commit 0/500"}
+	if !reflect.DeepEqual(h.got, want) {
+		t.Errorf("handled %q, want %q", h.got, want)
+	}
+	if len(asked) != 2 {
+		t.Errorf("asked about %v, want the two subtransactions", asked)
+	}
+}
