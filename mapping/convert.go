@@ -507,6 +507,9 @@ func timeConverter(typ Type) converter {
 // parseTimestamp parses Postgres' ISO output of date, timestamp and
 // timestamptz ("2024-05-01 10:11:12.123456+00"); values without a zone are UTC.
 func parseTimestamp(b []byte) (time.Time, error) {
+	if t, ok := parseISOFast(b); ok {
+		return t, nil
+	}
 	s := string(b)
 	if s == "infinity" || s == "-infinity" || len(s) > 3 && s[len(s)-3:] == " BC" {
 		return time.Time{}, &infiniteError{text: s, negative: s != "infinity"}
@@ -517,6 +520,93 @@ func parseTimestamp(b []byte) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("value %q is not an ISO timestamp", s)
+}
+
+// parseISOFast parses the common shape of Postgres' ISO output,
+// "YYYY-MM-DD HH:MM:SS[.fraction][±HH[:MM[:SS]]]", without allocating;
+// ok is false for anything else (dates alone, years past 9999, BC,
+// infinity, malformed text), which parseTimestamp's layouts then decide.
+func parseISOFast(b []byte) (time.Time, bool) {
+	if len(b) < 19 || b[4] != '-' || b[7] != '-' || b[10] != ' ' || b[13] != ':' || b[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(s []byte) (int, bool) {
+		n := 0
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(b[0:4])
+	month, ok2 := num(b[5:7])
+	day, ok3 := num(b[8:10])
+	hour, ok4 := num(b[11:13])
+	minute, ok5 := num(b[14:16])
+	sec, ok6 := num(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	rest := b[19:]
+	nsec := 0
+	if len(rest) > 0 && rest[0] == '.' {
+		i := 1
+		for ; i < len(rest) && rest[i] >= '0' && rest[i] <= '9'; i++ {
+		}
+		digits := rest[1:i]
+		if len(digits) == 0 || len(digits) > 9 {
+			return time.Time{}, false
+		}
+		nsec, _ = num(digits)
+		for k := len(digits); k < 9; k++ {
+			nsec *= 10
+		}
+		rest = rest[i:]
+	}
+	offset := 0
+	if len(rest) > 0 {
+		if rest[0] != '+' && rest[0] != '-' {
+			return time.Time{}, false
+		}
+		sign := 1
+		if rest[0] == '-' {
+			sign = -1
+		}
+		parts := rest[1:]
+		var fields [3]int
+		n := 0
+		for len(parts) > 0 {
+			if n == 3 || len(parts) < 2 {
+				return time.Time{}, false
+			}
+			v, ok := num(parts[:2])
+			if !ok {
+				return time.Time{}, false
+			}
+			fields[n], n = v, n+1
+			parts = parts[2:]
+			if len(parts) > 0 {
+				if parts[0] != ':' {
+					return time.Time{}, false
+				}
+				parts = parts[1:]
+				if len(parts) == 0 {
+					return time.Time{}, false
+				}
+			}
+		}
+		if n == 0 || fields[1] > 59 || fields[2] > 59 {
+			return time.Time{}, false
+		}
+		offset = sign * (fields[0]*3600 + fields[1]*60 + fields[2])
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if t.Day() != day {
+		return time.Time{}, false // e.g. February 30: the layouts report it
+	}
+	return t.Add(-time.Duration(offset) * time.Second), true
 }
 
 var timestampLayouts = []string{

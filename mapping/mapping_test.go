@@ -3,6 +3,7 @@ package mapping
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -952,6 +953,47 @@ func TestTimesAsStored(t *testing.T) {
 		got, err := conv([]byte("2024-05-01 10:11:12.123456+00"))
 		if err != nil || !got.(time.Time).Equal(tc.want) {
 			t.Errorf("%s: %v (%v), want %v", tc.typ, got, err, tc.want)
+		}
+	}
+}
+
+// TestParseISOFast: the fast path agrees with the layouts on every shape
+// Postgres prints, and leaves the rest to them.
+func TestParseISOFast(t *testing.T) {
+	slow := func(s string) (time.Time, bool) {
+		for _, layout := range timestampLayouts {
+			if v, err := time.Parse(layout, s); err == nil {
+				return v.UTC(), true
+			}
+		}
+		return time.Time{}, false
+	}
+	inputs := []string{
+		"2024-05-01 10:11:12", "2024-05-01 10:11:12.5", "2024-05-01 10:11:12.123456", "2024-05-01 10:11:12.123456789",
+		"2024-05-01 10:11:12+00", "2024-05-01 10:11:12.000001+02", "2024-05-01 10:11:12-07", "2024-05-01 10:11:12.25+05:30",
+		"1900-12-31 23:59:59-00:00:36", "0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+14",
+		"2024-02-29 00:00:00", "2023-02-29 00:00:00", "2024-13-01 00:00:00", "2024-05-01 24:00:00", "2024-05-01 10:11:12.",
+		"2024-05-01 10:11:12.1234567890", "2024-05-01 10:11:12+0", "2024-05-01 10:11:12+05:", "2024-05-01 10:11:12 BC",
+		"12024-05-01 10:11:12", "2024-05-01", "infinity", "2024-05-01T10:11:12Z", "2024-05-01 10:11:12+05:30:15:01",
+	}
+	for _, in := range inputs {
+		got, ok := parseISOFast([]byte(in))
+		want, wok := slow(in)
+		if ok && (!wok || !got.Equal(want)) {
+			t.Errorf("%q: fast %s, layouts %s (ok %v)", in, got, want, wok)
+		}
+		if !ok && wok && len(in) >= 19 && in[10] == ' ' && !strings.HasSuffix(in, " BC") && len(in) <= 35 && in[4] == '-' {
+			t.Logf("%q: left to the layouts", in)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 20000; i++ {
+		v := time.Unix(rng.Int64N(400*365*86400)-200*365*86400, int64(rng.IntN(1000000))*1000).UTC()
+		off := (rng.IntN(29) - 14) * 3600
+		in := v.In(time.FixedZone("", off)).Format("2006-01-02 15:04:05.999999-07")
+		got, ok := parseISOFast([]byte(in))
+		if !ok || !got.Equal(v) {
+			t.Fatalf("%q: fast %s ok %v, want %s", in, got, ok, v)
 		}
 	}
 }

@@ -32,7 +32,7 @@ func eventsRegistry(maxRows int) (config.Config, *registry) {
 	tables := []config.Table{{Name: "public.events", Target: "events", OrderBy: []string{"id"},
 		Columns: map[string]mapping.ColumnSpec{"id": {Type: "UInt64"}, "action": {Type: "UInt8"}}}}
 	targets := []sink.Schema{{Names: []string{"id", "action", "_version", "_deleted", "_seq"}, Types: []string{"UInt64", "UInt8"}}}
-	cfg := config.Config{Tables: tables, Batch: config.Batch{MaxRows: maxRows, MaxBytes: 1 << 30, MaxDelay: time.Hour}}
+	cfg := config.Config{Tables: tables, Batch: config.Batch{MaxRows: maxRows, MaxBytes: 1 << 30, MaxDelay: time.Hour, MinInterval: time.Hour}}
 	return cfg, newRegistry(tables, targets, mapping.Caps{})
 }
 

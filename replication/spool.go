@@ -37,9 +37,11 @@ type Spool struct {
 // the message's WAL position (8 bytes), its length (4 bytes) and the
 // message as pgoutput sent it.
 type spooled struct {
-	xid  uint32
-	buf  []byte // the records, while in memory
-	file *os.File
+	xid uint32
+	// chunks hold the records while in memory; a record never spans two
+	// chunks, so that growing never copies what is held.
+	chunks [][]byte
+	file   *os.File
 	w    *bufio.Writer
 	size int64
 	// first holds the offset of each subtransaction's first record: a
@@ -125,7 +127,7 @@ func (s *Spool) Add(xid uint32, lsn pglogrepl.LSN, data []byte) error {
 	n := int64(recordHeader + len(data))
 	t.size += n
 	if t.file == nil {
-		t.buf = append(append(t.buf, h[:]...), data...)
+		t.put(h[:], data)
 		s.mem += n
 		for s.mem > s.memory {
 			if err := s.spill(); err != nil {
@@ -159,7 +161,7 @@ func (s *Spool) writeError(err error) error {
 func (s *Spool) spill() error {
 	var big *spooled
 	for _, t := range s.txns {
-		if t.file == nil && (big == nil || len(t.buf) > len(big.buf)) {
+		if t.file == nil && (big == nil || t.size > big.size) {
 			big = t
 		}
 	}
@@ -171,16 +173,18 @@ func (s *Spool) spill() error {
 		return fmt.Errorf("create stream spill file: %w", err)
 	}
 	big.file, big.w = f, bufio.NewWriterSize(f, 256<<10)
-	s.mem -= int64(len(big.buf))
-	s.disk += int64(len(big.buf))
+	s.mem -= big.size
+	s.disk += big.size
 	if s.diskLimit > 0 && s.disk > s.diskLimit {
 		return fmt.Errorf("%w: streamed transactions need more than stream.spill_limit (%d bytes) in %s; "+
 			"raise stream.spill_limit or give the directory more room", ErrSpillFull, s.diskLimit, s.dir)
 	}
-	if _, err := big.w.Write(big.buf); err != nil {
-		return s.writeError(err)
+	for _, c := range big.chunks {
+		if _, err := big.w.Write(c); err != nil {
+			return s.writeError(err)
+		}
 	}
-	big.buf = nil
+	big.chunks = nil
 	return nil
 }
 
@@ -217,7 +221,7 @@ func (s *Spool) Abort(xid, sub uint32) error {
 	cut := t.size - off
 	t.size = off
 	if t.file == nil {
-		t.buf = t.buf[:off]
+		t.truncate(off)
 		s.mem -= cut
 		return s.append(t, keep)
 	}
@@ -236,25 +240,84 @@ func (s *Spool) Abort(xid, sub uint32) error {
 
 // relations returns the Relation records of t from offset off on.
 func (s *Spool) relations(t *spooled, off int64) ([]byte, error) {
-	tail := t.buf
-	if t.file != nil {
-		if err := t.w.Flush(); err != nil {
-			return nil, s.writeError(err)
-		}
-		tail = make([]byte, t.size)
-		if _, err := t.file.ReadAt(tail[off:], off); err != nil {
-			return nil, fmt.Errorf("read stream spill file: %w", err)
-		}
-	}
 	var keep []byte
-	for b := tail[off:t.size]; len(b) > 0; {
-		n := recordHeader + int(binary.BigEndian.Uint32(b[8:12]))
-		if b[recordHeader] == 'R' {
-			keep = append(keep, b[:n]...)
+	collect := func(rec []byte) error {
+		if rec[recordHeader] == 'R' {
+			keep = append(keep, rec...)
 		}
+		return nil
+	}
+	if t.file == nil {
+		return keep, t.records(off, collect)
+	}
+	if err := t.w.Flush(); err != nil {
+		return nil, s.writeError(err)
+	}
+	tail := make([]byte, t.size-off)
+	if _, err := t.file.ReadAt(tail, off); err != nil {
+		return nil, fmt.Errorf("read stream spill file: %w", err)
+	}
+	for b := tail; len(b) > 0; {
+		n := recordHeader + int(binary.BigEndian.Uint32(b[8:12]))
+		collect(b[:n])
 		b = b[n:]
 	}
 	return keep, nil
+}
+
+// chunkSize is the size of a chunk of records held in memory.
+const chunkSize = 1 << 20
+
+// put appends one record, given in parts, to t's chunks.
+func (t *spooled) put(parts ...[]byte) {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if len(t.chunks) == 0 || cap(t.chunks[len(t.chunks)-1])-len(t.chunks[len(t.chunks)-1]) < n {
+		t.chunks = append(t.chunks, make([]byte, 0, max(chunkSize, n)))
+	}
+	last := &t.chunks[len(t.chunks)-1]
+	for _, p := range parts {
+		*last = append(*last, p...)
+	}
+}
+
+// records passes the records held in memory from offset off on to fn.
+func (t *spooled) records(off int64, fn func(rec []byte) error) error {
+	var at int64
+	for _, c := range t.chunks {
+		if at+int64(len(c)) <= off {
+			at += int64(len(c))
+			continue
+		}
+		b := c
+		if off > at {
+			b = c[off-at:]
+		}
+		at += int64(len(c))
+		for len(b) > 0 {
+			n := recordHeader + int(binary.BigEndian.Uint32(b[8:12]))
+			if err := fn(b[:n]); err != nil {
+				return err
+			}
+			b = b[n:]
+		}
+	}
+	return nil
+}
+
+// truncate drops the records held in memory from offset off on.
+func (t *spooled) truncate(off int64) {
+	var at int64
+	for i, c := range t.chunks {
+		if at+int64(len(c)) >= off {
+			t.chunks[i] = c[:off-at]
+			t.chunks = t.chunks[:i+1]
+			return
+		}
+		at += int64(len(c))
+	}
 }
 
 // append adds whole records to t without marking any subtransaction's
@@ -266,7 +329,11 @@ func (s *Spool) append(t *spooled, recs []byte) error {
 	n := int64(len(recs))
 	t.size += n
 	if t.file == nil {
-		t.buf = append(t.buf, recs...)
+		for b := recs; len(b) > 0; {
+			n := recordHeader + int(binary.BigEndian.Uint32(b[8:12]))
+			t.put(b[:n])
+			b = b[n:]
+		}
 		s.mem += n
 		return nil
 	}
@@ -309,14 +376,9 @@ func (s *Spool) Replay(xid uint32, skip map[uint32]bool, fn func(lsn pglogrepl.L
 		return fn(lsn, data)
 	}
 	if t.file == nil {
-		for b := t.buf; len(b) > 0; {
-			n := int(binary.BigEndian.Uint32(b[8:12]))
-			if err := pass(pglogrepl.LSN(binary.BigEndian.Uint64(b[:8])), b[recordHeader:recordHeader+n]); err != nil {
-				return err
-			}
-			b = b[recordHeader+n:]
-		}
-		return nil
+		return t.records(0, func(rec []byte) error {
+			return pass(pglogrepl.LSN(binary.BigEndian.Uint64(rec[:8])), rec[recordHeader:])
+		})
 	}
 	if err := t.w.Flush(); err != nil {
 		return s.writeError(err)
@@ -350,7 +412,7 @@ func (s *Spool) Replay(xid uint32, skip map[uint32]bool, fn func(lsn pglogrepl.L
 func (s *Spool) discard(t *spooled) error {
 	delete(s.txns, t.xid)
 	if t.file == nil {
-		s.mem -= int64(len(t.buf))
+		s.mem -= t.size
 		return nil
 	}
 	s.disk -= t.size

@@ -138,6 +138,8 @@ func (s *Stream) Start(ctx context.Context, start pglogrepl.LSN) error {
 // occurs. Standby status updates carry h.Durable() and are sent when it
 // changes, when the server asks, and at least every StatusInterval.
 func (s *Stream) Run(ctx context.Context, h Handler) error {
+	var recv receiveContext
+	defer recv.close()
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -159,9 +161,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		if d := h.Deadline(); !d.IsZero() && d.Before(deadline) {
 			deadline = d
 		}
-		rctx, cancel := context.WithDeadline(ctx, deadline)
-		raw, err := s.conn.pg.ReceiveMessage(rctx)
-		cancel()
+		raw, err := s.conn.pg.ReceiveMessage(recv.until(ctx, deadline))
 		if err != nil {
 			if pgconn.Timeout(err) || ctx.Err() != nil {
 				if ctx.Err() != nil {
@@ -208,6 +208,29 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		case *pgproto3.CopyDone:
 			return fmt.Errorf("replication stream: server ended the stream: %w", postgres.ErrConnection)
 		}
+	}
+}
+
+// receiveContext is the context of receives until one deadline: one per
+// deadline, not per message, since a context with a deadline costs a timer.
+type receiveContext struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	deadline time.Time
+}
+
+func (r *receiveContext) until(parent context.Context, deadline time.Time) context.Context {
+	if r.ctx == nil || !deadline.Equal(r.deadline) {
+		r.close()
+		r.ctx, r.cancel = context.WithDeadline(parent, deadline)
+		r.deadline = deadline
+	}
+	return r.ctx
+}
+
+func (r *receiveContext) close() {
+	if r.cancel != nil {
+		r.cancel()
 	}
 }
 
@@ -273,6 +296,7 @@ func (s *Stream) streamed(ctx context.Context, h Handler, lsn pglogrepl.LSN, m M
 		}
 		s.log.Debug("streamed transaction aborted", "xid", m.Xid, "subxid", m.SubXid, "lsn", lsn)
 	case *StreamCommit:
+		s.log.Debug("streamed transaction commit received", "xid", m.Xid, "commit", m.CommitLSN)
 		var skip map[uint32]bool
 		if subs := s.spool.Subtransactions(m.Xid); len(subs) > 0 && s.aborted != nil {
 			var err error

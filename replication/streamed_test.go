@@ -252,3 +252,64 @@ func TestStreamCommitSkipsAbortedSubtransactions(t *testing.T) {
 		t.Errorf("asked about %v, want the two subtransactions", asked)
 	}
 }
+
+// TestSpoolChunks: a transaction held in memory across many chunks, with
+// a subtransaction rolled back from the middle of one, replays exactly
+// what is left, in order, held in memory or spilled.
+func TestSpoolChunks(t *testing.T) {
+	pad := strings.Repeat("p", 1000)
+	for _, memory := range []int64{64 << 20, 2 << 20} {
+		spool, err := replication.NewSpool(replication.SpoolOptions{Dir: t.TempDir(), Prefix: "s", Memory: memory})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := spool.Start(7, true); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for i := 0; i < 4000; i++ {
+			sub := uint32(7)
+			if i >= 1500 && i < 2500 {
+				sub = 8 // rolled back below
+			}
+			m := inStream(sub, insertMsg(eventsRel, tuple(txt(fmt.Sprint(i)), txt(pad))))
+			if err := spool.Add(7, pglogrepl.LSN(i+1), m); err != nil {
+				t.Fatal(err)
+			}
+			if i == 2499 {
+				if err := spool.Abort(7, 8); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if sub == 7 {
+				want = append(want, fmt.Sprint(i))
+			}
+		}
+		var got []string
+		d := replication.NewDecoder()
+		d.Decode(eventsRelation())
+		err = spool.Replay(7, nil, func(_ pglogrepl.LSN, data []byte) error {
+			m, err := d.DecodeStreamed(data)
+			if err != nil {
+				return err
+			}
+			got = append(got, string(m.(*replication.Change).New[0].Data))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("memory %d: replayed %d records, want %d (first difference near %v)", memory, len(got), len(want), firstDiff(got, want))
+		}
+	}
+}
+
+func firstDiff(a, b []string) string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return fmt.Sprintf("%d: %s vs %s", i, a[i], b[i])
+		}
+	}
+	return "the end"
+}

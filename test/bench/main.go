@@ -950,10 +950,15 @@ func (b *bench) lag(ctx context.Context, seconds, rate int) error {
 		return fmt.Errorf("setup: %v\n%s", err, out)
 	}
 	d := b.cmd("run", "--config", cfg)
+	logPath := filepath.Join(b.dir, db+".log")
+	logf, _ := os.Create(logPath)
+	d.Stdout, d.Stderr = logf, logf
 	if err := d.Start(); err != nil {
 		return err
 	}
-	defer func() { d.Process.Signal(syscall.SIGTERM); d.Wait() }()
+	exited := make(chan struct{})
+	go func() { d.Wait(); close(exited) }()
+	defer func() { d.Process.Signal(syscall.SIGTERM); <-exited; logf.Close() }()
 	time.Sleep(2 * time.Second)
 
 	loadErr := make(chan error, 1)
@@ -1016,6 +1021,18 @@ func (b *bench) lag(ctx context.Context, seconds, rate int) error {
 	b.printf("\nsustained load: target %d tx/s for %ds, achieved %s tx/s (pgbench, 4 clients); %d sampled rows, commit -> visible in ClickHouse:\n",
 		rate, seconds, tps, len(lags))
 	b.printf("  p50 %s  p99 %s  max %s  (default batch settings: min_interval 200ms, max_delay 1s)\n", pct(lags, 50), pct(lags, 99), lags[len(lags)-1].Round(time.Millisecond))
+	// Parts: a flush per min_interval must leave ClickHouse able to merge.
+	var maxParts, parts uint64
+	if err := b.chConn.QueryRow(ctx, fmt.Sprintf(`SELECT max(c), sum(c) FROM (SELECT partition, count() AS c FROM system.parts
+		WHERE database = '%s' AND table = 'events' AND active GROUP BY partition)`, db)).Scan(&maxParts, &parts); err != nil {
+		return err
+	}
+	select {
+	case <-exited:
+		return fmt.Errorf("the daemon exited during the sustained load (see %s)", logPath)
+	default:
+	}
+	b.printf("  active parts of events at the end: %d (most in one partition: %d); the daemon ran throughout\n", parts, maxParts)
 	return nil
 }
 
