@@ -42,8 +42,8 @@ type spooled struct {
 	// chunks, so that growing never copies what is held.
 	chunks [][]byte
 	file   *os.File
-	w    *bufio.Writer
-	size int64
+	w      *bufio.Writer
+	size   int64
 	// first holds the offset of each subtransaction's first record: a
 	// subtransaction's abort discards everything from there, as its
 	// changes and those of the subtransactions it started follow it.
