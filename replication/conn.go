@@ -3,6 +3,8 @@ package replication
 import (
 	"context"
 	"fmt"
+	"net"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,11 +27,42 @@ func Connect(ctx context.Context, dsn string) (*Conn, error) {
 	}
 	pc := cfg.Config.Copy()
 	pc.RuntimeParams["replication"] = "database"
+	if dial := pc.DialFunc; dial != nil {
+		pc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &gatheringConn{Conn: c}, nil
+		}
+	}
 	pg, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to postgres for replication: %w", postgres.Describe(err, "", ""))
 	}
 	return &Conn{pg: pg}, nil
+}
+
+// gatheringConn pauses briefly before a read that follows a short one.
+// A walsender sends each message as it decodes it: read at once, a stream
+// costs a system call (and a wake-up) per message, which made reading the
+// largest part of the daemon's CPU. The pause lets a few dozen messages
+// gather in the socket at the cost of readPause of latency.
+type gatheringConn struct {
+	net.Conn
+	short bool
+}
+
+// readPause is the pause before a read that follows a short one.
+const readPause = time.Millisecond
+
+func (c *gatheringConn) Read(p []byte) (int, error) {
+	if c.short {
+		time.Sleep(readPause)
+	}
+	n, err := c.Conn.Read(p)
+	c.short = n < len(p)/2
+	return n, err
 }
 
 // Close closes the connection. It is safe to call more than once.

@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -359,11 +360,13 @@ func printVerify(w io.Writer, r *verify.Report) {
 }
 
 // cpuProfileEnv names a file that `run` writes a CPU profile of its whole
-// run to (go tool pprof reads it), for measuring where the time goes.
+// run to (go tool pprof reads it), for measuring where the time goes; "%p"
+// in the name stands for the process id.
 const cpuProfileEnv = "REPLICATOR_CPU_PROFILE"
 
 func startCPUProfile(path string) (stop func(), err error) {
-	f, err := os.Create(path)
+	// "%p" stands for the process id, for a profile per run.
+	f, err := os.Create(strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid())))
 	if err != nil {
 		return nil, err
 	}
