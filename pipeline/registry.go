@@ -32,6 +32,10 @@ type registry struct {
 	targets []sink.Schema
 	rels    map[uint32]int                // relation id -> table index, -1 for unconfigured
 	pending map[int]*replication.Relation // table index -> Relation not yet resolved
+	// resolved holds the Relation each table's current mapping was
+	// resolved from: the same Relation again (Postgres sends one in every
+	// streamed transaction) changes nothing and flushes nothing.
+	resolved map[int]*replication.Relation
 	cuts    map[int]checkpoint.Truncation // table index -> newest truncation
 	// horizons holds, per table index, the position below which changes
 	// write only their tombstones (see checkpoint.Horizon).
@@ -206,7 +210,7 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 
 func newRegistry(tables []config.Table, targets []sink.Schema, caps mapping.Caps) *registry {
 	r := &registry{caps: caps, index: map[string]int{}, targets: targets, rels: map[uint32]int{},
-		pending: map[int]*replication.Relation{}, cuts: map[int]checkpoint.Truncation{},
+		pending: map[int]*replication.Relation{}, resolved: map[int]*replication.Relation{}, cuts: map[int]checkpoint.Truncation{},
 		horizons: map[int]pglogrepl.LSN{}, exact: map[int]bool{}, waiting: map[int]bool{}, added: map[uint32]string{}}
 	r.log = hclog.NewNullLogger()
 	for i, tc := range tables {
@@ -275,8 +279,28 @@ func (r *registry) bind(ctx context.Context, rel *replication.Relation) error {
 		return nil
 	}
 	r.rels[rel.ID] = idx
+	if prev := r.resolved[idx]; prev != nil && sameRelation(prev, rel) {
+		delete(r.pending, idx)
+		return nil
+	}
 	r.pending[idx] = rel
 	return nil
+}
+
+// sameRelation reports whether two Relation messages describe the same
+// relation with the same columns.
+func sameRelation(a, b *replication.Relation) bool {
+	if a.ID != b.ID || a.Namespace != b.Namespace || a.Name != b.Name || a.ReplicaIdentity != b.ReplicaIdentity ||
+		len(a.Columns) != len(b.Columns) {
+		return false
+	}
+	for i, c := range a.Columns {
+		d := b.Columns[i]
+		if c.Name != d.Name || c.TypeOID != d.TypeOID || c.TypeMod != d.TypeMod || c.Identity != d.Identity {
+			return false
+		}
+	}
+	return true
 }
 
 // lookup returns the table index of a relation (-1: not configured); an
@@ -339,6 +363,7 @@ func (r *registry) table(ctx context.Context, relID uint32) (idx int, t *mapping
 		r.columns[idx] = names
 	}
 	r.tables[idx] = t
+	r.resolved[idx] = rel
 	delete(r.pending, idx)
 	return idx, t, true, nil
 }
