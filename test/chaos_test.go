@@ -41,7 +41,8 @@ type chaosPlan struct {
 	docsBigRows                 int
 	docsBigEvery, truncateEvery time.Duration
 	// converge bounds the catch-up after the faults stop; the crash point
-	// stays armed during it.
+	// stays armed during it, and each crash makes Postgres send the open
+	// streamed transactions again from their start.
 	converge time.Duration
 }
 
@@ -58,7 +59,7 @@ func plan() chaosPlan {
 	return chaosPlan{kills: 4, chRestarts: 1, walsenderKills: 1, pgRestarts: 1, chDown: 3 * time.Second,
 		crashAfterInsert: 0.05, bigTxnRows: 20000, maxRows: 2000, maxBytes: "8MiB",
 		docs: 4000, docSize: 6000, docsBigRows: 3000, docsBigEvery: 2 * time.Second, truncateEvery: 5 * time.Second,
-		converge: 3 * convergeTimeout}
+		converge: 4 * convergeTimeout}
 }
 
 // TestChaos runs a randomized workload on events and on docs, whose body
