@@ -360,3 +360,22 @@ func TestChangesBelowAnExactCopyWriteNothing(t *testing.T) {
 		t.Errorf("stored %v, want only id=6", rec.stored)
 	}
 }
+
+// TestSameRelationAgainFlushesNothing: a Relation message equal to the one
+// the mapping came from (Postgres sends one per streamed transaction)
+// leaves the buffer alone; a changed one flushes it before the next change.
+func TestSameRelationAgainFlushesNothing(t *testing.T) {
+	a, rec := newOrderApplier(t, 100, checkpoint.Position{LSN: 100})
+	again := *eventsRel
+	again.Columns = slices.Clone(eventsRel.Columns)
+	rec.run(a, []step{
+		begin(1000), {msg: eventsRel}, insert("1", "1"), commit(1000),
+		begin(2000), {msg: &again}, insert("2", "1"), commit(2000),
+	})
+	wantCalls(t, rec)
+	changed := *eventsRel
+	changed.Columns = slices.Clone(eventsRel.Columns)
+	changed.Columns[1].TypeMod = 7
+	rec.run(a, []step{begin(3000), {msg: &changed}, insert("3", "1"), commit(3000)})
+	wantCalls(t, rec, "flush 2", "save 2000 commit")
+}
