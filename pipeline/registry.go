@@ -36,7 +36,7 @@ type registry struct {
 	// resolved from: the same Relation again (Postgres sends one in every
 	// streamed transaction) changes nothing and flushes nothing.
 	resolved map[int]*replication.Relation
-	cuts    map[int]checkpoint.Truncation // table index -> newest truncation
+	cuts     map[int]checkpoint.Truncation // table index -> newest truncation
 	// horizons holds, per table index, the position below which changes
 	// write only their tombstones (see checkpoint.Horizon).
 	horizons map[int]pglogrepl.LSN
