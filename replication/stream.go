@@ -344,15 +344,6 @@ func (s *Stream) Close() error {
 	return s.spool.Close()
 }
 
-// Spooled returns the number of streamed transactions held until their
-// commit and the bytes they hold in memory and in files.
-func (s *Stream) Spooled() (txns int, memory, disk int64) {
-	if s.spool == nil {
-		return 0, 0, 0
-	}
-	return s.spool.Open()
-}
-
 // SendStatus acknowledges lsn as written, flushed and applied. Callers must
 // pass only positions stored durably in ClickHouse.
 func (s *Stream) SendStatus(ctx context.Context, lsn pglogrepl.LSN) error {

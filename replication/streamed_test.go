@@ -128,7 +128,7 @@ func TestStreamedTransactions(t *testing.T) {
 			if !reflect.DeepEqual(h.got, want) {
 				t.Errorf("handled\n%s\nwant\n%s", strings.Join(h.got, "\n"), strings.Join(want, "\n"))
 			}
-			if n, mem, disk := s.Spooled(); n != 0 || mem != 0 || disk != 0 {
+			if n, mem, disk := spool.Open(); n != 0 || mem != 0 || disk != 0 {
 				t.Errorf("after the commit the spool holds %d transactions, %d bytes in memory, %d on disk", n, mem, disk)
 			}
 			if files, _ := os.ReadDir(dir); len(files) != 0 {

@@ -399,21 +399,8 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 	exited := make(chan struct{})
 	go func() { d.Wait(); close(exited) }()
 	q := fmt.Sprintf("SELECT count() FROM %s.%s WHERE id = %s AND _deleted = 0", db, table, marker)
-	for {
-		var c uint64
-		if err := b.chConn.QueryRow(ctx, q).Scan(&c); err == nil && c == 1 {
-			break
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(logf.Name())
-			return fmt.Errorf("replicator exited before delivering the workload:\n%s", log)
-		default:
-		}
-		if time.Since(t0) > 30*time.Minute {
-			return fmt.Errorf("replicator did not deliver the workload in 30 minutes")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := b.waitVisible(ctx, q, exited, logf.Name(), t0, 30*time.Minute, 20*time.Millisecond); err != nil {
+		return fmt.Errorf("the workload: %w", err)
 	}
 	repl := time.Since(t0)
 	d.Process.Signal(syscall.SIGTERM)
@@ -439,6 +426,28 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 	}
 	_, err = b.pg.Psql(ctx, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()")
 	return err
+}
+
+// waitVisible polls q until it counts one row. It fails when the daemon
+// exits first (with the daemon's log) or limit after start.
+func (b *bench) waitVisible(ctx context.Context, q string, exited <-chan struct{}, logPath string, start time.Time,
+	limit, poll time.Duration) error {
+	for {
+		var c uint64
+		if err := b.chConn.QueryRow(ctx, q).Scan(&c); err == nil && c == 1 {
+			return nil
+		}
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(logPath)
+			return fmt.Errorf("replicator exited before it was visible:\n%s", log)
+		default:
+		}
+		if time.Since(start) > limit {
+			return fmt.Errorf("not visible after %s", limit)
+		}
+		time.Sleep(poll)
+	}
 }
 
 // checkDocs compares the live docs in ClickHouse with Postgres by count,

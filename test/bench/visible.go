@@ -77,21 +77,8 @@ func (b *bench) visible(ctx context.Context, streaming bool) error {
 	committed := time.Now()
 	run := committed.Sub(t0)
 	q := fmt.Sprintf("SELECT count() FROM %s.events WHERE author_id = 434343", db)
-	for {
-		var c uint64
-		if err := b.chConn.QueryRow(ctx, q).Scan(&c); err == nil && c == 1 {
-			break
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(logf.Name())
-			return fmt.Errorf("replicator exited before the transaction was visible:\n%s", log)
-		default:
-		}
-		if time.Since(committed) > 10*time.Minute {
-			return fmt.Errorf("transaction not visible 10 minutes after its commit")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := b.waitVisible(ctx, q, exited, logf.Name(), committed, 10*time.Minute, 10*time.Millisecond); err != nil {
+		return fmt.Errorf("the transaction: %w", err)
 	}
 	visible := time.Since(committed)
 	var rows uint64
