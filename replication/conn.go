@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -33,7 +32,7 @@ func Connect(ctx context.Context, dsn string) (*Conn, error) {
 			if err != nil {
 				return nil, err
 			}
-			return &gatheringConn{Conn: c}, nil
+			return newGatheringConn(c), nil
 		}
 	}
 	pg, err := pgconn.ConnectConfig(ctx, pc)
@@ -41,28 +40,6 @@ func Connect(ctx context.Context, dsn string) (*Conn, error) {
 		return nil, fmt.Errorf("connect to postgres for replication: %w", postgres.Describe(err, "", ""))
 	}
 	return &Conn{pg: pg}, nil
-}
-
-// gatheringConn pauses briefly before a read that follows a short one.
-// A walsender sends each message as it decodes it: read at once, a stream
-// costs a system call (and a wake-up) per message, which made reading the
-// largest part of the daemon's CPU. The pause lets a few dozen messages
-// gather in the socket at the cost of readPause of latency.
-type gatheringConn struct {
-	net.Conn
-	short bool
-}
-
-// readPause is the pause before a read that follows a short one.
-const readPause = time.Millisecond
-
-func (c *gatheringConn) Read(p []byte) (int, error) {
-	if c.short {
-		time.Sleep(readPause)
-	}
-	n, err := c.Conn.Read(p)
-	c.short = n < len(p)/2
-	return n, err
 }
 
 // Close closes the connection. It is safe to call more than once.

@@ -138,7 +138,7 @@ func (s *Stream) Start(ctx context.Context, start pglogrepl.LSN) error {
 // occurs. Standby status updates carry h.Durable() and are sent when it
 // changes, when the server asks, and at least every StatusInterval.
 func (s *Stream) Run(ctx context.Context, h Handler) error {
-	var recv receiveContext
+	recv := newReceiver(ctx, s.conn.pg)
 	defer recv.close()
 	for {
 		if ctx.Err() != nil {
@@ -161,7 +161,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		if d := h.Deadline(); !d.IsZero() && d.Before(deadline) {
 			deadline = d
 		}
-		raw, err := s.conn.pg.ReceiveMessage(recv.until(ctx, deadline))
+		raw, err := recv.receive(ctx, deadline)
 		if err != nil {
 			if pgconn.Timeout(err) || ctx.Err() != nil {
 				if ctx.Err() != nil {
@@ -211,27 +211,50 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 	}
 }
 
-// receiveContext is the context of receives until one deadline: one per
-// deadline, not per message, since a context with a deadline costs a timer.
-type receiveContext struct {
-	ctx      context.Context
-	cancel   context.CancelFunc
+// receiver receives with the connection's read deadline set directly: a
+// receive under a context costs pgconn a context watcher per message. The
+// end of the run's context sets the deadline to now, which interrupts a
+// receive as a timeout.
+type receiver struct {
+	pg       *pgconn.PgConn
 	deadline time.Time
+	stop     func() bool
+	fired    chan struct{}
 }
 
-func (r *receiveContext) until(parent context.Context, deadline time.Time) context.Context {
-	if r.ctx == nil || !deadline.Equal(r.deadline) {
-		r.close()
-		r.ctx, r.cancel = context.WithDeadline(parent, deadline)
+func newReceiver(ctx context.Context, pg *pgconn.PgConn) *receiver {
+	r := &receiver{pg: pg, fired: make(chan struct{})}
+	r.stop = context.AfterFunc(ctx, func() {
+		defer close(r.fired)
+		pg.Conn().SetReadDeadline(time.Now())
+	})
+	return r
+}
+
+// receive returns the next message, or a timeout error at deadline or when
+// ctx ends.
+func (r *receiver) receive(ctx context.Context, deadline time.Time) (pgproto3.BackendMessage, error) {
+	if !deadline.Equal(r.deadline) {
+		if err := r.pg.Conn().SetReadDeadline(deadline); err != nil {
+			return nil, err
+		}
 		r.deadline = deadline
+		// The end of ctx may have set its deadline before this one
+		// replaced it.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 	}
-	return r.ctx
+	return r.pg.ReceiveMessage(context.Background())
 }
 
-func (r *receiveContext) close() {
-	if r.cancel != nil {
-		r.cancel()
+// close leaves the connection without a read deadline, usable after the
+// run.
+func (r *receiver) close() {
+	if !r.stop() {
+		<-r.fired
 	}
+	r.pg.Conn().SetReadDeadline(time.Time{})
 }
 
 // message passes one pgoutput message to h, or to the spool while a block
