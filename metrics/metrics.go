@@ -34,6 +34,9 @@ type Metrics struct {
 	Heartbeats    prometheus.Counter
 	Held          prometheus.Gauge
 	Invalid       *prometheus.CounterVec
+	StreamedOpen  prometheus.Gauge
+	SpoolMemory   prometheus.Gauge
+	SpoolDisk     prometheus.Gauge
 
 	mu        sync.Mutex
 	streaming bool
@@ -73,8 +76,15 @@ func New() *Metrics {
 	m.Invalid = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_invalid_values_total",
 		Help: "Values a column's type cannot hold, stored as its default or nearest value by the column's invalid option."},
 		[]string{"table", "column"})
+	m.StreamedOpen = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_streamed_transactions_open",
+		Help: "Transactions Postgres is streaming before their commit (protocol 2), held until it or their abort comes."})
+	m.SpoolMemory = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_stream_spool_memory_bytes",
+		Help: "Bytes of open streamed transactions held in memory (bounded by stream.memory)."})
+	m.SpoolDisk = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_stream_spool_disk_bytes",
+		Help: "Bytes of open streamed transactions spilled to files in stream.spill_dir (bounded by stream.spill_limit)."})
 	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
-		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Errors, m.Heartbeats, m.Held, m.Invalid} {
+		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Errors, m.Heartbeats, m.Held, m.Invalid,
+		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk} {
 		f(c)
 	}
 	for _, k := range []string{"postgres", "clickhouse", "mapping", "other"} {
@@ -91,6 +101,17 @@ func (m *Metrics) SetStreaming(up bool) {
 	m.mu.Lock()
 	m.streaming = up
 	m.mu.Unlock()
+}
+
+// SetSpool records the streamed transactions held until their commit and
+// the bytes they hold in memory and on disk.
+func (m *Metrics) SetSpool(txns int, memory, disk int64) {
+	if m == nil {
+		return
+	}
+	m.StreamedOpen.Set(float64(txns))
+	m.SpoolMemory.Set(float64(memory))
+	m.SpoolDisk.Set(float64(disk))
 }
 
 // SetLag records the current lag.

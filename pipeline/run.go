@@ -240,11 +240,15 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		Spool: replication.SpoolOptions{Dir: cfg.Stream.SpillDir, Prefix: cfg.Postgres.Slot,
 			Memory: int64(cfg.Stream.Memory), Limit: int64(cfg.Stream.SpillLimit)},
 		Aborted: pg.Aborted,
+		Spooled: r.metrics.SetSpool,
 	})
 	if err := stream.Start(ctx, resume.LSN); err != nil {
 		return err
 	}
-	defer stream.Close()
+	defer func() {
+		stream.Close()
+		r.metrics.SetSpool(0, 0, 0)
+	}()
 	r.metrics.SetStreaming(true)
 	r.log.Info("replicating", "from", resume.LSN, "clickhouse", client.Version(), "protocol", stream.Protocol())
 

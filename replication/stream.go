@@ -53,6 +53,7 @@ type Stream struct {
 	spool     *Spool
 	spoolOpt  SpoolOptions
 	aborted   func(ctx context.Context, xids []uint32) (map[uint32]bool, error)
+	spooled   func(txns int, memory, disk int64)
 	inBlock   bool
 	block     uint32
 	protocol  string
@@ -76,6 +77,9 @@ type StreamOptions struct {
 	// abort of a rolled-back subtransaction whose changes it streamed from
 	// its own spill files.
 	Aborted func(ctx context.Context, xids []uint32) (map[uint32]bool, error)
+	// Spooled, when set, is told what the spool holds after each block,
+	// commit and abort of a streamed transaction (see Spool.Open).
+	Spooled func(txns int, memory, disk int64)
 }
 
 // NewStream returns a stream over conn. It starts nothing.
@@ -87,7 +91,8 @@ func NewStream(conn *Conn, opts StreamOptions) *Stream {
 		opts.Logger = hclog.NewNullLogger()
 	}
 	return &Stream{conn: conn, slot: opts.Slot, pub: opts.Publication, interval: opts.StatusInterval,
-		log: opts.Logger, dec: NewDecoder(), streaming: opts.Streaming, spoolOpt: opts.Spool, aborted: opts.Aborted}
+		log: opts.Logger, dec: NewDecoder(), streaming: opts.Streaming, spoolOpt: opts.Spool, aborted: opts.Aborted,
+		spooled: opts.Spooled}
 }
 
 // StreamingVersion is the first PostgreSQL major version that streams
@@ -302,6 +307,9 @@ func (s *Stream) handle(ctx context.Context, h Handler, lsn pglogrepl.LSN, m Mes
 // Postgres would have sent it after its commit: Begin, its messages in WAL
 // order, Commit.
 func (s *Stream) streamed(ctx context.Context, h Handler, lsn pglogrepl.LSN, m Message) error {
+	if s.spooled != nil {
+		defer func() { s.spooled(s.spool.Open()) }()
+	}
 	switch m := m.(type) {
 	case *StreamStart:
 		if err := s.spool.Start(m.Xid, m.First); err != nil {

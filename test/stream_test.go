@@ -44,6 +44,20 @@ func spillFiles(t *testing.T, dir string) []string {
 	return names
 }
 
+// waitSpool waits until the spool's metrics satisfy ok.
+func waitSpool(t *testing.T, e *env, ok func(open, disk float64) bool, what string) {
+	t.Helper()
+	var m string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		m = e.scrape()
+		if ok(metric(m, "replicator_streamed_transactions_open"), metric(m, "replicator_stream_spool_disk_bytes")) {
+			return
+		}
+	}
+	t.Fatalf("the metrics do not show %s: open %v, memory %v, disk %v", what, metric(m, "replicator_streamed_transactions_open"),
+		metric(m, "replicator_stream_spool_memory_bytes"), metric(m, "replicator_stream_spool_disk_bytes"))
+}
+
 // waitSpilled waits until a spill file exists: the daemon holds part of a
 // transaction that has not committed.
 func waitSpilled(t *testing.T, dir string) string {
@@ -103,6 +117,8 @@ func TestStreamedTransactions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A failed step leaves no open transaction to block the cleanup.
+		t.Cleanup(func() { x.Rollback(context.Background()) })
 		return x
 	}
 	run := func(x pgx.Tx, sql string) {
@@ -121,6 +137,7 @@ func TestStreamedTransactions(t *testing.T) {
 	x := tx()
 	run(x, bulk(3000, 10, "Big"))
 	waitSpilled(t, spill)
+	waitSpool(t, e, func(open, disk float64) bool { return open >= 1 && disk > 0 }, "an open streamed transaction with bytes on disk")
 	time.Sleep(200 * time.Millisecond)
 	run(x, `UPDATE events SET action = 11 WHERE target_type = 'Big' AND id % 3 = 0`)
 	run(x, `UPDATE events SET action = 12, target_id = 5 WHERE target_type = 'Big' AND id % 9 = 0`)
@@ -128,6 +145,8 @@ func TestStreamedTransactions(t *testing.T) {
 	if err := x.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
+
+	waitSpool(t, e, func(open, disk float64) bool { return open == 0 && disk == 0 }, "nothing held after the commit")
 
 	// 2. An aborted one.
 	x = tx()
