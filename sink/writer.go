@@ -17,7 +17,7 @@ import (
 )
 
 // Writer buffers mapped rows per target table and writes them with one
-// INSERT per table per Flush (several for more than 16 MiB). It keeps only the latest row per buffer key:
+// INSERT per table per Flush, sent in blocks of at most 4 MiB. It keeps only the latest row per buffer key:
 // a later Put of the same key replaces the earlier row. A row may wait for
 // values from an earlier image of its key (unchanged TOAST values): Flush
 // looks those images up in ClickHouse in bulk before it writes. Writer never
@@ -205,12 +205,8 @@ func (w *Writer) Flush(ctx context.Context) error {
 		}
 	}
 	for _, b := range w.tables {
-		for i := 0; i < len(b.rows); {
-			n, err := w.client.insert(ctx, b, b.rows[i:])
-			if err != nil {
-				return err
-			}
-			i += n
+		if err := w.client.insert(ctx, b); err != nil {
+			return err
 		}
 		b.reset()
 	}
@@ -218,37 +214,47 @@ func (w *Writer) Flush(ctx context.Context) error {
 	return nil
 }
 
-// blockBytes bounds one INSERT: a flush of more rows sends several, so that
-// the driver's copy of a block and its compressed form stay small next to
-// the buffer.
-const blockBytes = 16 << 20
+// blockBytes bounds one block of an INSERT: a flush of more rows sends
+// several blocks in one INSERT, so that the driver's copy of a block and
+// its compressed form stay small next to the buffer. ClickHouse squashes
+// the blocks of one INSERT into parts of min_insert_block_size_rows or
+// _bytes, so smaller blocks do not make more parts.
+const blockBytes = 4 << 20
 
-// insert writes the first rows up to blockBytes (at least one) with one
-// INSERT and returns how many it wrote, after ClickHouse acknowledged them.
-func (c *Client) insert(ctx context.Context, b *tableBuffer, rows [][]any) (int, error) {
+// insert writes the rows of b with one INSERT and returns after ClickHouse
+// acknowledged them.
+func (c *Client) insert(ctx context.Context, b *tableBuffer) error {
 	batch, err := c.conn.PrepareBatch(ctx, b.insert)
 	if err != nil {
-		return 0, fmt.Errorf("prepare insert into %s: %w", b.table.Target, classify(err))
+		return fmt.Errorf("prepare insert into %s: %w", b.table.Target, classify(err))
 	}
 	n, size := 0, 0
-	for ; n < len(rows) && (n == 0 || size < blockBytes); n++ {
-		if rows[n] == nil {
+	for _, row := range b.rows {
+		if row == nil {
 			continue // superseded (see Client.fill)
 		}
-		if err := batch.Append(rows[n]...); err != nil {
-			batch.Abort()
-			return 0, fmt.Errorf("append row %s to %s: %w", b.table.KeyString(rows[n]), b.table.Target, err)
+		if size >= blockBytes {
+			if err := batch.Flush(); err != nil {
+				batch.Abort()
+				return fmt.Errorf("insert %d rows into %s: %w", n, b.table.Target, classify(err))
+			}
+			size = 0
 		}
-		size += rowBytes(rows[n])
+		if err := batch.Append(row...); err != nil {
+			batch.Abort()
+			return fmt.Errorf("append row %s to %s: %w", b.table.KeyString(row), b.table.Target, err)
+		}
+		size += rowBytes(row)
+		n++
 	}
-	if size == 0 {
+	if n == 0 {
 		batch.Abort()
-		return n, nil
+		return nil
 	}
 	if err := batch.Send(); err != nil {
-		return 0, fmt.Errorf("insert %d rows into %s: %w", n, b.table.Target, classify(err))
+		return fmt.Errorf("insert %d rows into %s: %w", n, b.table.Target, classify(err))
 	}
-	return n, nil
+	return nil
 }
 
 // Truncate drops the table's buffered rows, which the truncation
