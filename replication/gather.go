@@ -38,6 +38,7 @@ type gatheringConn struct {
 
 	mu       sync.Mutex
 	deadline time.Time // the caller's read deadline
+	waitEnd  time.Time // the end of the gathering wait under way, if any
 
 	gathering bool // the low-water mark is gatherBytes
 }
@@ -123,10 +124,16 @@ func (c *gatheringConn) setReadDeadline(wait time.Time) error {
 	if !d.IsZero() && !time.Now().Before(d) {
 		return os.ErrDeadlineExceeded
 	}
-	if wait.IsZero() || (!d.IsZero() && d.Before(wait)) {
-		wait = d
+	c.waitEnd = wait
+	return c.Conn.SetReadDeadline(earliest(d, wait))
+}
+
+// earliest returns the earlier of two deadlines, zero meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
 	}
-	return c.Conn.SetReadDeadline(wait)
+	return a
 }
 
 // readWhenReady waits until the poller reports the socket readable, then
@@ -144,7 +151,7 @@ func (c *gatheringConn) readWhenReady() (int, error) {
 		n, rerr = syscall.Read(int(fd), c.buf)
 		return rerr != syscall.EAGAIN
 	})
-	return result(n, rerr, err)
+	return c.result(n, rerr, err)
 }
 
 // readNow reads what is queued without waiting: (0, nil) when nothing is.
@@ -158,15 +165,20 @@ func (c *gatheringConn) readNow() (int, error) {
 	if rerr == syscall.EAGAIN {
 		return 0, nil
 	}
-	return result(n, rerr, err)
+	return c.result(n, rerr, err)
 }
 
-func result(n int, rerr, err error) (int, error) {
+// result maps a raw read to what a net.Conn returns: a failure is a
+// *net.OpError, as pgconn and the daemon's retry rules expect of a lost
+// connection.
+func (c *gatheringConn) result(n int, rerr, err error) (int, error) {
 	switch {
-	case err != nil:
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		return 0, err
+	case err != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 	case rerr != nil:
-		return 0, os.NewSyscallError("read", rerr)
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
 	case n == 0:
 		return 0, io.EOF
 	}
@@ -195,16 +207,18 @@ func (c *gatheringConn) gather(on bool) {
 
 // SetDeadline sets the caller's read deadline and the write deadline.
 func (c *gatheringConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.deadline = t
-	return c.Conn.SetDeadline(t)
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
 }
 
-// SetReadDeadline sets the caller's read deadline.
+// SetReadDeadline sets the caller's read deadline. A gathering wait under
+// way keeps its end: a later deadline, or none, must not let it wait for
+// gatherBytes past it.
 func (c *gatheringConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.deadline = t
-	return c.Conn.SetReadDeadline(t)
+	return c.Conn.SetReadDeadline(earliest(t, c.waitEnd))
 }

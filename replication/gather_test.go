@@ -3,6 +3,7 @@ package replication
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -147,5 +148,70 @@ func TestGatheringConnOnlyTCP(t *testing.T) {
 	defer b.Close()
 	if _, ok := newGatheringConn(a).(*gatheringConn); ok {
 		t.Fatal("a pipe was wrapped")
+	}
+}
+
+// TestGatheringConnDeadlineDuringWait: a deadline cleared or moved later
+// while a gathering wait is under way, as another goroutine may do, does
+// not make the wait last until gatherBytes arrive: a small message is still
+// read.
+func TestGatheringConnDeadlineDuringWait(t *testing.T) {
+	g, peer := tcpPair(t)
+	p := make([]byte, 100)
+	for i := 0; i < 20; i++ {
+		g.gather(true)
+		stop := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					g.SetReadDeadline(time.Time{})
+					g.SetDeadline(time.Now().Add(time.Hour))
+				}
+			}
+		}()
+		time.AfterFunc(5*time.Millisecond, func() { peer.Write([]byte("small")) })
+		done := make(chan error, 1)
+		go func() {
+			n, err := g.Read(p)
+			if err == nil && string(p[:n]) != "small" {
+				err = fmt.Errorf("read %q", p[:n])
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			close(stop)
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(2 * time.Second):
+			close(stop)
+			t.Fatal("a small message was not read: the wait lost its end to a deadline set meanwhile")
+		}
+		g.SetDeadline(time.Time{})
+	}
+}
+
+// TestGatheringConnReset: a connection reset by the peer is a *net.OpError,
+// which the daemon's retry rules take for a lost connection.
+func TestGatheringConnReset(t *testing.T) {
+	for _, gathering := range []bool{false, true} {
+		g, peer := tcpPair(t)
+		g.gather(gathering)
+		peer.(*net.TCPConn).SetLinger(0)
+		peer.Write([]byte("x"))
+		peer.Close()
+		p := make([]byte, 100)
+		var err error
+		for i := 0; i < 3 && err == nil; i++ {
+			_, err = g.Read(p)
+		}
+		var op *net.OpError
+		if err == io.EOF || !errors.As(err, &op) {
+			t.Fatalf("gathering %v: read after a reset returned %T %v, not a *net.OpError", gathering, err, err)
+		}
 	}
 }
