@@ -172,14 +172,16 @@ func (c *gatheringConn) readNow() (int, error) {
 // *net.OpError, as pgconn and the daemon's retry rules expect of a lost
 // connection.
 func (c *gatheringConn) result(n int, rerr, err error) (int, error) {
-	switch {
-	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, err
-	case err != nil:
+	}
+	if err == nil && rerr != nil {
+		err = os.NewSyscallError("read", rerr)
+	}
+	if err != nil {
 		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
-	case rerr != nil:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
-	case n == 0:
+	}
+	if n == 0 {
 		return 0, io.EOF
 	}
 	return n, nil

@@ -365,7 +365,6 @@ func printVerify(w io.Writer, r *verify.Report) {
 const cpuProfileEnv = "REPLICATOR_CPU_PROFILE"
 
 func startCPUProfile(path string) (stop func(), err error) {
-	// "%p" stands for the process id, for a profile per run.
 	f, err := os.Create(strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid())))
 	if err != nil {
 		return nil, err
