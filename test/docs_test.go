@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -149,4 +150,23 @@ func docsDiff(want, got []docRow) string {
 		}
 	}
 	return b.String()
+}
+
+// TestLargeFlushIsOnePart: a flush of more than one INSERT block (4 MiB)
+// of large rows is one INSERT, which ClickHouse writes as one part. Before,
+// a flush above 16 MiB was split into INSERTs of one part each.
+func TestLargeFlushIsOnePart(t *testing.T) {
+	e := newEnv(t, docsConfig)
+	e.exec(docsDDL)
+	e.setup()
+	e.oneFlush()
+	e.chExec(fmt.Sprintf("SYSTEM STOP MERGES %s.docs", "db_"+e.name))
+	e.insertDocs(1, 1000, 32768) // 32 MB in one transaction, below max_bytes
+	d := e.start()
+	defer d.stop(t)
+	e.convergeDocs("after one flush of 1,000 rows of 32 KB", time.Minute)
+	parts := e.chCount(fmt.Sprintf("SELECT count() FROM system.parts WHERE database = '%s' AND table = 'docs' AND active AND rows > 0", "db_"+e.name))
+	if parts != 1 {
+		t.Errorf("one flush of 32 MB left %d parts, want 1", parts)
+	}
 }
