@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -994,6 +995,23 @@ func TestParseISOFast(t *testing.T) {
 		got, ok := parseISOFast([]byte(in))
 		if !ok || !got.Equal(v) {
 			t.Fatalf("%q: fast %s ok %v, want %s", in, got, ok, v)
+		}
+	}
+}
+
+// TestAppendPair checks that the values keys are rendered from without fmt
+// read as fmt's %v would render them.
+func TestAppendPair(t *testing.T) {
+	tbl := &Table{Columns: []Column{{Name: "c"}}}
+	loc := time.FixedZone("X", -(3*3600 + 30*60))
+	for _, v := range []any{
+		uint64(math.MaxUint64), int64(math.MinInt64), uint32(math.MaxUint32), int32(math.MinInt32),
+		uint16(65535), int16(-32768), uint8(255), int8(-128), float64(1.5), true, nil, []byte{1, 2},
+		time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC), time.Date(1900, 12, 31, 23, 59, 59, 123456000, loc),
+		time.Date(2024, 1, 2, 3, 4, 5, 1, time.UTC),
+	} {
+		if got, want := string(tbl.appendPair(nil, 0, v)), fmt.Sprintf("c=%v", v); got != want {
+			t.Errorf("appendPair(%T) = %q, want %q", v, got, want)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Transform is a function applied to a source value before it is stored.
@@ -673,36 +674,69 @@ func (t *Table) KeyString(row []any) string { return t.render(t.Key, row) }
 
 // render renders the columns cols of a mapped row as name=value pairs.
 func (t *Table) render(cols []int, row []any) string {
-	var b strings.Builder
+	var b []byte
 	for n, i := range cols {
 		if n > 0 {
-			b.WriteString(", ")
+			b = append(b, ", "...)
 		}
-		b.WriteString(t.Columns[i].Name)
-		b.WriteByte('=')
-		switch v := row[i].(type) {
-		case uint64:
-			b.WriteString(strconv.FormatUint(v, 10))
-		case int64:
-			b.WriteString(strconv.FormatInt(v, 10))
-		case string:
-			b.WriteString(strconv.Quote(v))
-		default:
-			fmt.Fprint(&b, v)
-		}
+		b = t.appendPair(b, i, row[i])
 	}
-	return b.String()
+	return string(b)
+}
+
+// appendPair appends name=value for column i, the value formatted as
+// fmt's %v would, with the common types formatted without fmt: keys are
+// rendered once per change.
+func (t *Table) appendPair(b []byte, i int, v any) []byte {
+	b = append(b, t.Columns[i].Name...)
+	b = append(b, '=')
+	switch v := v.(type) {
+	case uint64:
+		return strconv.AppendUint(b, v, 10)
+	case int64:
+		return strconv.AppendInt(b, v, 10)
+	case uint32:
+		return strconv.AppendUint(b, uint64(v), 10)
+	case int32:
+		return strconv.AppendInt(b, int64(v), 10)
+	case uint16:
+		return strconv.AppendUint(b, uint64(v), 10)
+	case int16:
+		return strconv.AppendInt(b, int64(v), 10)
+	case uint8:
+		return strconv.AppendUint(b, uint64(v), 10)
+	case int8:
+		return strconv.AppendInt(b, int64(v), 10)
+	case string:
+		return strconv.AppendQuote(b, v)
+	case time.Time:
+		// time.Time.String without a monotonic reading, which mapped
+		// values never carry.
+		return v.AppendFormat(b, "2006-01-02 15:04:05.999999999 -0700 MST")
+	default:
+		return fmt.Append(b, v)
+	}
 }
 
 // Placement renders where a mapped row lives in ClickHouse: its sorting
 // key and its partition. Two rows collapse into one only when both agree,
 // so an update that changes either must delete the row at its old place.
 func (t *Table) Placement(row []any) string {
-	s := t.KeyString(row)
-	for _, i := range t.partKey {
-		s += fmt.Sprintf(", %s=%v", t.Columns[i].Name, row[i])
+	if len(t.partKey) == 0 {
+		return t.KeyString(row)
 	}
-	return s
+	var b []byte
+	for n, i := range t.Key {
+		if n > 0 {
+			b = append(b, ", "...)
+		}
+		b = t.appendPair(b, i, row[i])
+	}
+	for _, i := range t.partKey {
+		b = append(b, ", "...)
+		b = t.appendPair(b, i, row[i])
+	}
+	return string(b)
 }
 
 // KeyOf renders the sorting key of a source tuple's text values, for error
