@@ -29,13 +29,17 @@ type rowWriter interface {
 	Latest(table int, key string) (row []any, fill *sink.Fill, ok bool)
 	// Size returns the number of buffered rows and the memory they hold.
 	Size() (rows, bytes, waiting int)
-	Flush(ctx context.Context) error
+	// Take detaches the buffered rows and empties the buffer; write stores
+	// them and returns only after ClickHouse acknowledged them. write may
+	// run while rows are Put.
+	Take() (rows int, write func(ctx context.Context) error)
 	// Truncate drops the table's buffered rows and empties its target.
 	Truncate(ctx context.Context, table int) error
 }
 
 // positionStore saves checkpoints and progress reports (*checkpoint.Store).
-// Save returns only after ClickHouse acknowledged the checkpoint.
+// Save returns only after ClickHouse acknowledged the checkpoint; it is
+// called from a flight while the applier may call the other methods.
 type positionStore interface {
 	Save(ctx context.Context, pos checkpoint.Position) error
 	SaveProgress(ctx context.Context, oldestUnstored time.Time) error
@@ -72,11 +76,19 @@ type applier struct {
 	hold hold
 
 	unchanged []int
+
+	// fly is the flush under way (nil: none); failed is the error of a
+	// flush that failed, which ends the session.
+	fly    *flight
+	failed error
 }
 
 func (a *applier) Durable() pglogrepl.LSN { return a.pos.durable.LSN }
 
 func (a *applier) Deadline() time.Time {
+	if a.fly != nil {
+		return a.fly.poll
+	}
 	d := a.flushDue()
 	if a.hold.held() && (d.IsZero() || a.hold.nextPoll.Before(d)) {
 		d = a.hold.nextPoll
@@ -85,6 +97,18 @@ func (a *applier) Deadline() time.Time {
 }
 
 func (a *applier) Handle(ctx context.Context, m replication.Message) error {
+	switch m.(type) {
+	case *replication.Change, *replication.Begin, *replication.Commit:
+		if err := a.land(ctx, false); err != nil {
+			return err
+		}
+	default:
+		// Schema changes, truncations and checkpoints wait for the rows
+		// before them to be stored.
+		if err := a.land(ctx, true); err != nil {
+			return err
+		}
+	}
 	switch m := m.(type) {
 	case *replication.Begin:
 		if err := a.pos.begin(m); err != nil {
@@ -110,12 +134,14 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 			return nil
 		}
 		if a.reg.pendingFor(m.Relation.ID) {
-			// The table may switch to another set of columns: write the
+			// The table may switch to another set of columns: store the
 			// rows buffered under the current one first.
 			if rows, _, _ := a.writer.Size(); rows > 0 {
-				if err := a.flush(ctx); err != nil {
+				if err := a.drain(ctx); err != nil {
 					return err
 				}
+			} else if err := a.land(ctx, true); err != nil {
+				return err
 			}
 		}
 		idx, err := a.change(ctx, m)
@@ -123,9 +149,7 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 			return err
 		}
 		a.rep.change(idx, m.Op)
-		if rows, bytes, waiting := a.writer.Size(); rows >= a.maxRows || bytes >= a.maxBytes || waiting >= sink.FillBatch {
-			return a.flush(ctx)
-		}
+		return a.flushFull(ctx)
 	case *replication.Truncate:
 		if !a.pos.applying() {
 			return nil
@@ -148,6 +172,14 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 	now := time.Now()
 	a.pos.keepalive(walEnd)
+	if err := a.land(ctx, false); err != nil {
+		return err
+	}
+	if a.fly != nil {
+		// Its landing observes; what is due is flushed after it.
+		a.fly.poll = now.Add(flightPoll)
+		return nil
+	}
 	if err := a.pollHold(ctx, now); err != nil {
 		return err
 	}
@@ -171,7 +203,7 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 func (a *applier) idleCheckpoint(ctx context.Context, now time.Time) error {
 	rows, _, _ := a.writer.Size()
 	pos, ok := a.pos.idleCheckpoint(now, rows, a.idleGap)
-	if !ok || a.hold.held() {
+	if !ok || a.hold.held() || a.fly != nil {
 		return nil
 	}
 	if err := a.store.Save(ctx, pos); err != nil {
@@ -200,49 +232,27 @@ func (a *applier) flushDue() time.Time {
 	return due
 }
 
+// flushFull flushes when the buffer is full: max_rows rows, FillBatch
+// rows waiting for images, or max_bytes together with the flight's buffer,
+// which then lands first (the memory of both stays within max_bytes).
+func (a *applier) flushFull(ctx context.Context) error {
+	rows, bytes, waiting := a.writer.Size()
+	if rows < a.maxRows && bytes+a.flying() < a.maxBytes && waiting < sink.FillBatch {
+		return nil
+	}
+	if err := a.land(ctx, true); err != nil {
+		return err
+	}
+	if rows < a.maxRows && bytes < a.maxBytes && waiting < sink.FillBatch {
+		return nil
+	}
+	return a.flush(ctx)
+}
+
 func (a *applier) markBuffered() {
 	if a.since.IsZero() {
 		a.since = time.Now()
 	}
-}
-
-// flush writes the buffered rows, then checkpoints the newest complete
-// transaction. A checkpoint never points inside a transaction: rows of a
-// transaction still being received are written, but not checkpointed.
-func (a *applier) flush(ctx context.Context) error {
-	start := time.Now()
-	a.lastFlush = start
-	rows, _, _ := a.writer.Size()
-	if rows > 0 {
-		if err := a.writer.Flush(ctx); err != nil {
-			return err
-		}
-		a.faults.afterInsert()
-	}
-	if a.pos.pending && !a.hold.held() {
-		if err := a.store.Save(ctx, a.pos.complete); err != nil {
-			return err
-		}
-		a.faults.afterCheckpoint()
-		a.pos.checkpointed()
-	}
-	a.rep.invalid(a.reg.tables)
-	a.since = time.Time{}
-	var open time.Time
-	if a.pos.inTxn {
-		// The open transaction is not stored until its commit is checkpointed.
-		open = a.pos.commitTime
-		if rows > 0 {
-			a.markBuffered()
-		}
-	}
-	a.rep.stored(open)
-	a.rep.flushed(rows, time.Since(start), a.pos.durable.LSN)
-	a.log.Debug("flushed", "rows", rows, "checkpoint", a.pos.durable.LSN, "duration", time.Since(start))
-	if rows > 0 || !a.pos.inTxn {
-		return a.rep.observe(ctx, true, a.pos.walEnd, a.pos.durable.LSN)
-	}
-	return nil
 }
 
 // change maps one change into rows of its table's buffer and returns the

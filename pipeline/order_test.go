@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,14 +21,17 @@ import (
 
 // recorder is an in-memory rowWriter and positionStore that records the
 // order of the calls that reach ClickHouse, and checks at every checkpoint
-// that no row the checkpoint covers is still only buffered.
+// that no row the checkpoint covers is still only buffered. A flush's
+// write and checkpoint run on the flight's goroutine: mu guards the state.
 type recorder struct {
 	t        *testing.T
+	mu       sync.Mutex
 	calls    []string
 	buffer   map[string][]any
 	stored   map[string][]any
 	saved    checkpoint.Position // newest saved checkpoint
 	failNext string              // "flush" or "save": fail that call once
+	gate     chan struct{}       // when set, a write waits for it
 }
 
 func newRecorder(t *testing.T, resume checkpoint.Position) *recorder {
@@ -36,33 +40,53 @@ func newRecorder(t *testing.T, resume checkpoint.Position) *recorder {
 
 func (r *recorder) SetTable(int, *mapping.Table) {}
 
-func (r *recorder) Put(_ int, key string, row []any, _ *sink.Fill) { r.buffer[key] = row }
+func (r *recorder) Put(_ int, key string, row []any, _ *sink.Fill) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.buffer[key] = row
+}
 
 func (r *recorder) Latest(_ int, key string) ([]any, *sink.Fill, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	row, ok := r.buffer[key]
 	return row, nil, ok
 }
 
-func (r *recorder) Size() (int, int, int) { return len(r.buffer), 0, 0 }
+func (r *recorder) Size() (int, int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.buffer), 0, 0
+}
 
-func (r *recorder) Flush(context.Context) error {
-	if r.failNext == "flush" {
-		r.failNext = ""
-		r.calls = append(r.calls, "flush failed")
-		return errors.New("clickhouse down")
-	}
-	if len(r.buffer) == 0 {
+func (r *recorder) Take() (int, func(context.Context) error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	taken := r.buffer
+	r.buffer = map[string][]any{}
+	gate := r.gate
+	return len(taken), func(context.Context) error {
+		if gate != nil {
+			<-gate
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.failNext == "flush" {
+			r.failNext = ""
+			r.calls = append(r.calls, "flush failed")
+			return errors.New("clickhouse down")
+		}
+		r.calls = append(r.calls, fmt.Sprintf("flush %d", len(taken)))
+		for k, row := range taken {
+			r.stored[k] = row
+		}
 		return nil
 	}
-	r.calls = append(r.calls, fmt.Sprintf("flush %d", len(r.buffer)))
-	for k, row := range r.buffer {
-		r.stored[k] = row
-	}
-	clear(r.buffer)
-	return nil
 }
 
 func (r *recorder) Truncate(_ context.Context, table int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.calls = append(r.calls, fmt.Sprintf("truncate %d", table))
 	clear(r.buffer)
 	clear(r.stored)
@@ -70,11 +94,15 @@ func (r *recorder) Truncate(_ context.Context, table int) error {
 }
 
 func (r *recorder) SaveTruncation(_ context.Context, source string, tr checkpoint.Truncation) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.calls = append(r.calls, fmt.Sprintf("save truncation of %s at %d/%d", source, tr.Version, tr.Seq))
 	return nil
 }
 
 func (r *recorder) Save(_ context.Context, pos checkpoint.Position) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.failNext == "save" {
 		r.failNext = ""
 		r.calls = append(r.calls, "save failed")
@@ -116,7 +144,8 @@ func tick(walEnd pglogrepl.LSN) step { return step{tick: walEnd} }
 
 // run feeds the steps as the stream does and checks after each one that
 // the position the stream would acknowledge (Durable) is never above the
-// newest checkpoint saved in the store.
+// newest checkpoint saved in the store. At the end it waits for the flush
+// under way to land.
 func (r *recorder) run(a *applier, steps []step) {
 	r.t.Helper()
 	ctx := context.Background()
@@ -130,9 +159,15 @@ func (r *recorder) run(a *applier, steps []step) {
 		if (err != nil) != s.expErr {
 			r.t.Fatalf("step %d (%T): error %v, want error %v", i, s.msg, err, s.expErr)
 		}
-		if a.Durable() > r.saved.LSN {
-			r.t.Fatalf("step %d: Durable() = %s is above the stored checkpoint %s", i, a.Durable(), r.saved.LSN)
+		r.mu.Lock()
+		saved := r.saved.LSN
+		r.mu.Unlock()
+		if a.Durable() > saved {
+			r.t.Fatalf("step %d: Durable() = %s is above the stored checkpoint %s", i, a.Durable(), saved)
 		}
+	}
+	if err := a.land(ctx, true); err != nil {
+		r.t.Fatalf("landing the last flush: %v", err)
 	}
 }
 
@@ -146,6 +181,8 @@ func newOrderApplier(t *testing.T, maxRows int, resume checkpoint.Position) (*ap
 
 func wantCalls(t *testing.T, rec *recorder, want ...string) {
 	t.Helper()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
 	if !slices.Equal(rec.calls, want) {
 		t.Errorf("calls:\n  %s\nwant:\n  %s", strings.Join(rec.calls, "\n  "), strings.Join(want, "\n  "))
 	}
@@ -166,7 +203,7 @@ func TestDataIsFlushedBeforeItsCheckpoint(t *testing.T) {
 	if a.Durable() != 1000 {
 		t.Errorf("Durable() = %s, want 0/3E8", a.Durable())
 	}
-	if err := a.flush(context.Background()); err != nil {
+	if err := a.drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "flush 2", "flush 2", "save 1000 commit", "flush 1", "save 2000 commit")
@@ -176,34 +213,54 @@ func TestDataIsFlushedBeforeItsCheckpoint(t *testing.T) {
 }
 
 // TestFailedWritesAcknowledgeNothing fails a flush, then a checkpoint: the
-// durable position stays at the last saved checkpoint each time, and the
-// checkpoint is retried only after its data is stored.
+// durable position stays at the last saved checkpoint each time, the
+// failure ends the session (every later call fails), and the next session
+// writes the transaction again before its checkpoint.
 func TestFailedWritesAcknowledgeNothing(t *testing.T) {
-	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
 	ctx := context.Background()
-	rec.run(a, []step{begin(1000), {msg: eventsRel}, insert("1", "1"), commit(1000)})
-
-	rec.failNext = "flush"
-	if err := a.flush(ctx); err == nil {
-		t.Fatal("flush succeeded with a failing writer")
+	resume := checkpoint.Position{LSN: 100}
+	txn := []step{begin(1000), {msg: eventsRel}, insert("1", "1"), commit(1000)}
+	session := func(fail string) error {
+		a, rec := newOrderApplier(t, 1<<20, resume)
+		rec.calls = nil
+		rec.run(a, txn)
+		rec.failNext = fail
+		err := a.drain(ctx)
+		if fail == "" {
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantCalls(t, rec, "flush 1", "save 1000 commit")
+			if a.Durable() != 1000 {
+				t.Errorf("Durable() = %s, want 0/3E8", a.Durable())
+			}
+			return nil
+		}
+		if err == nil {
+			t.Fatalf("flush succeeded with a failing %s", fail)
+		}
+		if a.Durable() != 100 {
+			t.Errorf("Durable() = %s after a failed %s, want 0/64", a.Durable(), fail)
+		}
+		if err := a.Handle(ctx, &replication.Begin{FinalLSN: 2000}); err == nil {
+			t.Errorf("a change was handled after a failed %s", fail)
+		}
+		if err := a.Tick(ctx, 3000); err == nil {
+			t.Errorf("a tick succeeded after a failed %s", fail)
+		}
+		if a.Durable() != 100 {
+			t.Errorf("Durable() = %s after a failed %s, want 0/64", a.Durable(), fail)
+		}
+		if fail == "flush" {
+			wantCalls(t, rec, "flush failed")
+		} else {
+			wantCalls(t, rec, "flush 1", "save failed")
+		}
+		return err
 	}
-	if a.Durable() != 100 {
-		t.Errorf("Durable() = %s after a failed flush, want 0/64", a.Durable())
-	}
-	rec.failNext = "save"
-	if err := a.flush(ctx); err == nil {
-		t.Fatal("flush succeeded with a failing checkpoint")
-	}
-	if a.Durable() != 100 {
-		t.Errorf("Durable() = %s after a failed checkpoint, want 0/64", a.Durable())
-	}
-	if err := a.flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	wantCalls(t, rec, "flush failed", "flush 1", "save failed", "save 1000 commit")
-	if a.Durable() != 1000 {
-		t.Errorf("Durable() = %s, want 0/3E8", a.Durable())
-	}
+	session("flush")
+	session("save")
+	session("")
 }
 
 // TestIdleCheckpointOnlyWhenNothingIsOpen ticks with keepalive positions
@@ -218,7 +275,7 @@ func TestIdleCheckpointOnlyWhenNothingIsOpen(t *testing.T) {
 		commit(1000), tick(1100), tick(1200), // buffered rows: nothing
 	})
 	wantCalls(t, rec, "save 500 idle")
-	if err := a.flush(context.Background()); err != nil {
+	if err := a.drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	rec.run(a, []step{tick(1300)})
@@ -239,7 +296,7 @@ func TestTruncateIsRecordedBeforeTheTargetIsEmptied(t *testing.T) {
 		{msg: &replication.Truncate{Relations: []*replication.Relation{eventsRel}}},
 		insert("3", "1"), commit(1000),
 	})
-	if err := a.flush(context.Background()); err != nil {
+	if err := a.drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "save truncation of public.events at 1000/0", "truncate 0", "flush 1", "save 1000 commit")
@@ -253,7 +310,7 @@ func TestSkippedTransactionsWriteNothing(t *testing.T) {
 		begin(900), {msg: eventsRel}, insert("1", "1"), insert("2", "1"), commit(900),
 		begin(1000), insert("3", "1"), commit(1000),
 	})
-	if err := a.flush(context.Background()); err != nil {
+	if err := a.drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec)
@@ -280,7 +337,7 @@ func TestReplayAfterTruncationSkipsWhatItEmptied(t *testing.T) {
 		begin(900), {msg: eventsRel}, insertAt("1", 10), truncateAt(20), insertAt("2", 30), commit(900),
 		begin(1000), insertAt("3", 40), truncateAt(50), insertAt("4", 60), commit(1000),
 	})
-	if err := a.flush(context.Background()); err != nil {
+	if err := a.drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "save truncation of public.events at 1000/100", "truncate 0", "flush 1", "save 1000 commit")
@@ -310,7 +367,7 @@ func TestChangesBelowTheCopyHorizonWriteOnlyTombstones(t *testing.T) {
 		commit(900),
 		begin(1000), insert("6", "1"), commit(1000),
 	})
-	if err := a.flush(context.Background()); err != nil {
+	if err := a.drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "flush 3", "save 1000 commit")
@@ -352,7 +409,7 @@ func TestChangesBelowAnExactCopyWriteNothing(t *testing.T) {
 		commit(900),
 		begin(1000), {msg: eventsRel}, insert("6", "1"), commit(1000),
 	})
-	if err := a.flush(context.Background()); err != nil {
+	if err := a.drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "flush 1", "save 1000 commit")
@@ -378,4 +435,59 @@ func TestSameRelationAgainFlushesNothing(t *testing.T) {
 	changed.Columns[1].TypeMod = 7
 	rec.run(a, []step{begin(3000), {msg: &changed}, insert("3", "1"), commit(3000)})
 	wantCalls(t, rec, "flush 2", "save 2000 commit")
+}
+
+// TestChangesAreBufferedWhileAFlushIsUnderWay holds a flush's write: the
+// next transaction is mapped and buffered meanwhile, nothing is
+// acknowledged, no second flush starts, and when the flush lands the
+// durable position is the checkpoint it saved, not the newer transaction.
+func TestChangesAreBufferedWhileAFlushIsUnderWay(t *testing.T) {
+	ctx := context.Background()
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	a.minInterval = 0
+	gate := make(chan struct{})
+	rec.gate = gate
+	feed := func(s step) {
+		t.Helper()
+		var err error
+		if s.msg != nil {
+			err = a.Handle(ctx, s.msg)
+		} else {
+			err = a.Tick(ctx, s.tick)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []step{begin(1000), {msg: eventsRel}, insert("1", "1"), commit(1000), tick(1000)} {
+		feed(s)
+	}
+	if a.fly == nil {
+		t.Fatal("no flush under way after a tick with a complete transaction buffered")
+	}
+	for _, s := range []step{begin(2000), insert("2", "1"), commit(2000), tick(2000), tick(2000)} {
+		feed(s)
+		if a.Durable() != 100 {
+			t.Fatalf("Durable() = %s while the flush is under way, want 0/64", a.Durable())
+		}
+	}
+	if rows, _, _ := rec.Size(); rows != 1 {
+		t.Errorf("%d rows buffered while the flush is under way, want 1", rows)
+	}
+	wantCalls(t, rec)
+	close(gate)
+	if err := a.land(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush 1", "save 1000 commit")
+	if a.Durable() != 1000 {
+		t.Errorf("Durable() = %s after the flush landed, want 0/3E8", a.Durable())
+	}
+	if err := a.drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush 1", "save 1000 commit", "flush 1", "save 2000 commit")
+	if a.Durable() != 2000 {
+		t.Errorf("Durable() = %s, want 0/7D0", a.Durable())
+	}
 }

@@ -89,11 +89,16 @@ func (p *position) idleCheckpoint(now time.Time, rows int, gap time.Duration) (c
 	return checkpoint.Position{LSN: p.idlePos, Commit: false, CommitTime: p.durable.CommitTime}, true
 }
 
-// checkpointed records that the complete transaction was saved as a
-// checkpoint.
-func (p *position) checkpointed() {
-	p.durable = p.complete
+// take returns the newest complete transaction's position for a flush to
+// save: it is no longer pending.
+func (p *position) take() checkpoint.Position {
 	p.pending = false
+	return p.complete
+}
+
+// checkpointed records that a flush saved pos (from take) as a checkpoint.
+func (p *position) checkpointed(pos checkpoint.Position) {
+	p.durable = pos
 }
 
 // idleSaved records that the idle position pos was saved at now.

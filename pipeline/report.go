@@ -27,7 +27,11 @@ type reporter struct {
 	stats stats
 	// unstored is the commit time of the oldest received, unstored
 	// transaction; zero when everything received is stored.
-	unstored    time.Time
+	unstored time.Time
+	// later is the commit time of the oldest transaction received after
+	// the flush under way took the buffer, or open then: what that flush
+	// leaves unstored.
+	later       time.Time
 	lastSummary time.Time
 	// seenInvalid holds the invalid counts already reported, per mapping.
 	seenInvalid map[*mapping.Table]map[string]uint64
@@ -90,11 +94,19 @@ func (r *reporter) received(t time.Time) {
 	if r.unstored.IsZero() {
 		r.unstored = t
 	}
+	if r.later.IsZero() {
+		r.later = t
+	}
 }
 
-// stored notes that a flush stored everything received, except the open
-// transaction that committed at open (zero: none).
-func (r *reporter) stored(open time.Time) { r.unstored = open }
+// taken notes that a flush took the buffer while the transaction that
+// committed at open (zero: none) was open.
+func (r *reporter) taken(open time.Time) { r.later = open }
+
+// stored notes that the flush that took the buffer last stored its rows:
+// what is unstored is what was received after it, and the transaction
+// open then.
+func (r *reporter) stored() { r.unstored = r.later }
 
 // change counts one applied change of table idx (-1: not configured).
 func (r *reporter) change(idx int, op replication.Op) {

@@ -229,6 +229,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	reg.setOIDs(oids, pg)
 	reg.log = r.log.Named("schema")
 	a := newApplier(cfg, sink.NewWriter(client, reg.tables), store, reg, resume, r.log, r.metrics)
+	defer a.abort()
 	for idx := range reg.waiting {
 		r.log.Warn("the copy of the table is not complete: the checkpoint is held until it is, and its changes "+
 			"are written then", "table", cfg.Tables[idx].Name, "checkpoint", resume.LSN)
@@ -260,7 +261,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	// under a fresh deadline.
 	fctx, cancel := context.WithTimeout(context.Background(), r.shutdownTimeout)
 	defer cancel()
-	if err := a.flush(fctx); err != nil {
+	if err := a.drain(fctx); err != nil {
 		return fmt.Errorf("final flush: %w", err)
 	}
 	if err := stream.SendStatus(fctx, a.Durable()); err != nil {
