@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,10 @@ type Writer struct {
 	// last lookup (a cautious guess before the first one). A write under
 	// way sets it while rows are Put.
 	imageBytes atomic.Int64
+	// spare holds the emptied buffers of the last finished write (see
+	// spareBuffers); mu guards it.
+	mu    sync.Mutex
+	spare []*tableBuffer
 }
 
 type tableBuffer struct {
@@ -206,16 +211,21 @@ func rowBytes(row []any) int {
 func (w *Writer) Take() (rows int, write func(ctx context.Context) error) {
 	taken := w.tables
 	rows = w.rows
-	w.tables = make([]*tableBuffer, len(taken))
+	w.tables = w.spareBuffers(len(taken))
 	for i, b := range taken {
-		w.tables[i] = &tableBuffer{table: b.table, insert: b.insert, index: make(map[string]int)}
-		if b.latest != nil {
-			w.tables[i].latest = make(map[string]int)
+		nb := w.tables[i]
+		nb.table, nb.insert = b.table, b.insert
+		switch {
+		case b.latest == nil:
+			nb.latest = nil
+		case nb.latest == nil:
+			nb.latest = make(map[string]int)
 		}
 	}
 	w.rows, w.bytes, w.waiting, w.imaging = 0, 0, 0, 0
 	return rows, func(ctx context.Context) error {
 		if rows == 0 {
+			w.recycle(taken)
 			return nil
 		}
 		if w.client == nil {
@@ -231,8 +241,34 @@ func (w *Writer) Take() (rows int, write func(ctx context.Context) error) {
 				return err
 			}
 		}
+		w.recycle(taken)
 		return nil
 	}
+}
+
+// spareBuffers returns n empty table buffers: those of the last write
+// that finished, whose slices and maps keep their capacity (growing them
+// again for every flush cost a tenth of the daemon's CPU), or new ones.
+func (w *Writer) spareBuffers(n int) []*tableBuffer {
+	w.mu.Lock()
+	bufs := w.spare
+	w.spare = nil
+	w.mu.Unlock()
+	for len(bufs) < n {
+		bufs = append(bufs, &tableBuffer{index: make(map[string]int)})
+	}
+	return bufs[:n]
+}
+
+// recycle empties the buffers of a finished write and keeps them for a
+// later Take.
+func (w *Writer) recycle(bufs []*tableBuffer) {
+	for _, b := range bufs {
+		b.reset()
+	}
+	w.mu.Lock()
+	w.spare = bufs
+	w.mu.Unlock()
 }
 
 // blockBytes bounds one block of an INSERT: a flush of more rows sends
