@@ -17,7 +17,8 @@ import (
 )
 
 // rowWriter buffers mapped rows per table and stores them in ClickHouse
-// (*sink.Writer). Flush returns only after ClickHouse acknowledged the rows.
+// (*sink.Writer). A flush takes the buffered rows (Take) and writes them
+// while the next rows are buffered.
 type rowWriter interface {
 	// SetTable replaces the mapping of table (after a Relation message).
 	SetTable(table int, t *mapping.Table)
@@ -86,10 +87,12 @@ type applier struct {
 func (a *applier) Durable() pglogrepl.LSN { return a.pos.durable.LSN }
 
 func (a *applier) Deadline() time.Time {
+	var d time.Time
 	if a.fly != nil {
-		return a.fly.poll
+		d = a.fly.poll
+	} else {
+		d = a.flushDue()
 	}
-	d := a.flushDue()
 	if a.hold.held() && (d.IsZero() || a.hold.nextPoll.Before(d)) {
 		d = a.hold.nextPoll
 	}
@@ -97,17 +100,8 @@ func (a *applier) Deadline() time.Time {
 }
 
 func (a *applier) Handle(ctx context.Context, m replication.Message) error {
-	switch m.(type) {
-	case *replication.Change, *replication.Begin, *replication.Commit:
-		if err := a.land(ctx, false); err != nil {
-			return err
-		}
-	default:
-		// Schema changes, truncations and checkpoints wait for the rows
-		// before them to be stored.
-		if err := a.land(ctx, true); err != nil {
-			return err
-		}
+	if err := a.land(ctx, false); err != nil {
+		return err
 	}
 	switch m := m.(type) {
 	case *replication.Begin:
@@ -154,6 +148,10 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		if !a.pos.applying() {
 			return nil
 		}
+		// The rows before it are stored before the target is emptied.
+		if err := a.land(ctx, true); err != nil {
+			return err
+		}
 		return a.truncate(ctx, m)
 	case *replication.LogicalMessage:
 		if m.Prefix == replication.ResyncPrefix {
@@ -176,9 +174,10 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 		return err
 	}
 	if a.fly != nil {
-		// Its landing observes; what is due is flushed after it.
+		// Its landing observes; what is due is flushed after it. A held
+		// checkpoint is released even when flights run back to back.
 		a.fly.poll = now.Add(flightPoll)
-		return nil
+		return a.pollHold(ctx, now)
 	}
 	if err := a.pollHold(ctx, now); err != nil {
 		return err

@@ -66,10 +66,10 @@ func (a *applier) flush(ctx context.Context) error {
 		defer close(f.done)
 		defer func() { f.took = time.Since(start) }()
 		defer cancel()
+		if f.err = write(fctx); f.err != nil {
+			return
+		}
 		if rows > 0 {
-			if f.err = write(fctx); f.err != nil {
-				return
-			}
 			a.faults.afterInsert()
 		}
 		if save != nil {
@@ -91,7 +91,7 @@ func (a *applier) drain(ctx context.Context) error {
 }
 
 // land completes the flight that is up, if it has ended or, with wait,
-// once it ends (or ctx does: the flight is then aborted). A failed flight
+// once it ends (or ctx does: an error, the flight still up). A failed flight
 // fails every later call: the session ends and the next one resumes from
 // the durable checkpoint.
 func (a *applier) land(ctx context.Context, wait bool) error {
@@ -105,10 +105,14 @@ func (a *applier) land(ctx context.Context, wait bool) error {
 	if wait {
 		select {
 		case <-f.done:
-		case <-ctx.Done():
-			a.abort()
-			a.failed = ctx.Err()
-			return a.failed
+		default:
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				// The flight goes on: a soft stop lands it (drain), an
+				// error ends it (abort).
+				return ctx.Err()
+			}
 		}
 	} else {
 		select {

@@ -71,6 +71,9 @@ func (r *recorder) Take() (int, func(context.Context) error) {
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		if len(taken) == 0 {
+			return nil
+		}
 		if r.failNext == "flush" {
 			r.failNext = ""
 			r.calls = append(r.calls, "flush failed")
@@ -489,5 +492,104 @@ func TestChangesAreBufferedWhileAFlushIsUnderWay(t *testing.T) {
 	wantCalls(t, rec, "flush 1", "save 1000 commit", "flush 1", "save 2000 commit")
 	if a.Durable() != 2000 {
 		t.Errorf("Durable() = %s, want 0/7D0", a.Durable())
+	}
+}
+
+// noChunks is a copy state with no table copies.
+type noChunks struct{}
+
+func (noChunks) LoadChunks(context.Context) (map[string][]checkpoint.Chunk, error) {
+	return map[string][]checkpoint.Chunk{}, nil
+}
+
+// TestHeldCheckpointIsReleasedUnderBackToBackFlights holds the checkpoint
+// for a table that a setup elsewhere no longer adds, while every change
+// fills the buffer and starts a flight as soon as the previous one landed:
+// the stream loop's ticks still poll the copy state and end the hold.
+func TestHeldCheckpointIsReleasedUnderBackToBackFlights(t *testing.T) {
+	ctx := context.Background()
+	a, rec := newOrderApplier(t, 1, checkpoint.Position{LSN: 100})
+	a.reg.chunks = noChunks{}
+	a.hold.addedTable("public.other", time.Now()) // its first poll restarts
+	a.hold.nextPoll = time.Now().Add(50 * time.Millisecond)
+	a.hold.nextWarn = a.hold.nextPoll.Add(time.Hour)
+	gate := make(chan struct{})
+	rec.gate = gate
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // ClickHouse takes 3 ms per write
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(3 * time.Millisecond):
+			}
+			select {
+			case gate <- struct{}{}:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	for _, s := range []step{begin(1000), {msg: eventsRel}} {
+		if err := a.Handle(ctx, s.msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n, end := 0, time.Now().Add(2*time.Second); time.Now().Before(end); n++ {
+		// The stream loop: a tick when the deadline passed, then a message.
+		if d := a.Deadline(); !d.IsZero() && !time.Now().Before(d) {
+			if err := a.Tick(ctx, 0); errors.Is(err, errRestart) {
+				return
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Handle(ctx, insert(fmt.Sprint(n), "1").msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Error("the held checkpoint was not released in 2 s of back-to-back flights")
+}
+
+// TestStopWhileWaitingLandsTheFlight ends the session's context while the
+// applier waits for a flight: the wait fails, but the flight goes on, and
+// the soft stop's drain lands it and its checkpoint. A flight that had
+// already ended lands even when the context has ended.
+func TestStopWhileWaitingLandsTheFlight(t *testing.T) {
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	gate := make(chan struct{})
+	rec.gate = gate
+	rec.run(a, []step{begin(1000), {msg: eventsRel}, insert("1", "1"), commit(1000)})
+	if err := a.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.land(ctx, true); !errors.Is(err, context.Canceled) {
+		t.Fatalf("land with an ended context = %v, want context.Canceled", err)
+	}
+	if a.fly == nil || a.failed != nil {
+		t.Fatalf("the flight was dropped (failed: %v)", a.failed)
+	}
+	close(gate)
+	if err := a.drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush 1", "save 1000 commit")
+	if a.Durable() != 1000 {
+		t.Errorf("Durable() = %s after the drain, want 0/3E8", a.Durable())
+	}
+
+	for range 50 {
+		a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+		rec.run(a, []step{begin(1000), {msg: eventsRel}, insert("1", "1"), commit(1000)})
+		if err := a.flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		<-a.fly.done
+		if err := a.land(ctx, true); err != nil || a.Durable() != 1000 {
+			t.Fatalf("an ended flight with an ended context: land = %v, Durable() = %s, want nil, 0/3E8", err, a.Durable())
+		}
 	}
 }

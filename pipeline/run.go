@@ -254,7 +254,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	r.log.Info("replicating", "from", resume.LSN, "clickhouse", client.Version(), "protocol", stream.Protocol())
 
 	runErr := stream.Run(ctx, a)
-	if runErr != nil {
+	if runErr != nil && (ctx.Err() == nil || !errors.Is(runErr, context.Canceled)) {
 		return runErr
 	}
 	// Soft stop: store what is complete, checkpoint it and acknowledge it
