@@ -1008,10 +1008,24 @@ func TestAppendPair(t *testing.T) {
 		uint64(math.MaxUint64), int64(math.MinInt64), uint32(math.MaxUint32), int32(math.MinInt32),
 		uint16(65535), int16(-32768), uint8(255), int8(-128), float64(1.5), true, nil, []byte{1, 2},
 		time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC), time.Date(1900, 12, 31, 23, 59, 59, 123456000, loc),
-		time.Date(2024, 1, 2, 3, 4, 5, 1, time.UTC),
+		time.Date(2024, 1, 2, 3, 4, 5, 1, time.UTC), time.Date(2024, 1, 2, 3, 4, 5, 120000000, time.UTC),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Unix(1700000000, 123456000).UTC(), time.Date(2024, 5, 1, 0, 0, 0, 0, time.Local),
 	} {
 		if got, want := string(tbl.appendPair(nil, 0, v)), fmt.Sprintf("c=%v", v); got != want {
 			t.Errorf("appendPair(%T) = %q, want %q", v, got, want)
+		}
+	}
+	// Random UTC times, fractions of every length included.
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		v := time.Unix(r.Int64N(253402300800+62135596800)-62135596800, r.Int64N(1e9)).UTC()
+		if r.IntN(3) == 0 {
+			v = v.Truncate(time.Duration(r.IntN(10)) * time.Millisecond)
+		}
+		if got, want := string(tbl.appendPair(nil, 0, v)), fmt.Sprintf("c=%v", v); got != want {
+			t.Fatalf("appendPair(%v) = %q, want %q", v, got, want)
 		}
 	}
 }

@@ -712,10 +712,56 @@ func (t *Table) appendPair(b []byte, i int, v any) []byte {
 	case time.Time:
 		// time.Time.String without a monotonic reading, which mapped
 		// values never carry.
+		if y := v.Year(); v.Location() == time.UTC && y >= 0 && y <= 9999 {
+			return appendUTC(b, v)
+		}
 		return v.AppendFormat(b, "2006-01-02 15:04:05.999999999 -0700 MST")
 	default:
 		return fmt.Append(b, v)
 	}
+}
+
+// appendUTC appends t, in UTC and of a four-digit year, as time.Time.String
+// renders it, at a fraction of AppendFormat's cost.
+func appendUTC(b []byte, t time.Time) []byte {
+	y, mo, d := t.Date()
+	h, mi, sec := t.Clock()
+	b = appendDigits(b, y, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(mo), 2)
+	b = append(b, '-')
+	b = appendDigits(b, d, 2)
+	b = append(b, ' ')
+	b = appendDigits(b, h, 2)
+	b = append(b, ':')
+	b = appendDigits(b, mi, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	if ns := t.Nanosecond(); ns != 0 {
+		n := 9
+		for ns%10 == 0 {
+			ns /= 10
+			n--
+		}
+		b = append(b, '.')
+		b = appendDigits(b, ns, n)
+	}
+	return append(b, " +0000 UTC"...)
+}
+
+// appendDigits appends v (non-negative) with at least n digits.
+func appendDigits(b []byte, v, n int) []byte {
+	var buf [20]byte
+	i := len(buf)
+	for v >= 10 || n > 1 {
+		i--
+		buf[i] = byte('0' + v%10)
+		v /= 10
+		n--
+	}
+	i--
+	buf[i] = byte('0' + v)
+	return append(b, buf[i:]...)
 }
 
 // Placement renders where a mapped row lives in ClickHouse: its sorting
