@@ -43,6 +43,9 @@ type bench struct {
 	pg     *harness.Postgres
 	ch     *harness.ClickHouse
 	chConn driver.Conn
+	// chAddr is the ClickHouse address the daemon dials: the server's, or
+	// the delaying proxy's (--ch-delay).
+	chAddr string
 	out    io.Writer
 }
 
@@ -53,6 +56,8 @@ func main() {
 	lagRate := flag.Int("lag-rate", 1000, "target transactions/s of the sustained-load run")
 	keep := flag.Bool("keep", false, "keep the working directory (daemon logs and configs) and print its path")
 	loadRows := flag.Int("load-rows", 5000000, "rows of the events table that the initial-load run copies")
+	chDelay := flag.Duration("ch-delay", 0, "delay each direction of the daemon's ClickHouse connections by this much "+
+		"(a proxy; e.g. 10ms: ClickHouse 20 ms away)")
 	only := flag.String("only", "", "comma-separated short names of the workloads to run ("+strings.Join(workloadKeys(), ", ")+
 		", load, views, visible, lag); empty: all")
 	flag.Parse()
@@ -61,7 +66,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
-	if err := run(*binary, *output, *lagSeconds, *lagRate, *loadRows, selected, *keep); err != nil {
+	if err := run(*binary, *output, *lagSeconds, *lagRate, *loadRows, *chDelay, selected, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -96,7 +101,7 @@ func selection(only string) (map[string]bool, error) {
 	return sel, nil
 }
 
-func run(binary, output string, lagSeconds, lagRate, loadRows int, selected map[string]bool, keep bool) error {
+func run(binary, output string, lagSeconds, lagRate, loadRows int, chDelay time.Duration, selected map[string]bool, keep bool) error {
 	ctx := context.Background()
 	bin, err := filepath.Abs(binary)
 	if err != nil {
@@ -134,9 +139,15 @@ func run(binary, output string, lagSeconds, lagRate, loadRows int, selected map[
 	if err != nil {
 		return err
 	}
-	b := &bench{bin: bin, dir: dir, pg: pg, ch: ch, chConn: chConn, out: io.MultiWriter(os.Stdout, f)}
+	b := &bench{bin: bin, dir: dir, pg: pg, ch: ch, chConn: chConn, chAddr: ch.Addr(), out: io.MultiWriter(os.Stdout, f)}
 	b.printf("replicator benchmark, %s, %d cores; Postgres 15 and ClickHouse %s on this machine\n",
 		time.Now().UTC().Format(time.RFC3339), numCPU(), chVersion(ctx, chConn))
+	if chDelay > 0 {
+		if b.chAddr, err = delayProxy(ch.Addr(), chDelay); err != nil {
+			return err
+		}
+		b.printf("the daemon reaches ClickHouse through a proxy that delays each direction by %s\n", chDelay)
+	}
 	header := false
 	for _, w := range workloads() {
 		if selected != nil && !selected[w.key] {
@@ -541,7 +552,7 @@ table "public.events" {
     transform = "xxhash64"
   }
 }
-%s`, b.pg.DSN(db), name, name, b.ch.Addr(), name, extra)
+%s`, b.pg.DSN(db), name, name, b.chAddr, name, extra)
 	path := filepath.Join(b.dir, name+".hcl")
 	return path, os.WriteFile(path, []byte(src), 0o644)
 }
