@@ -31,7 +31,7 @@ type recorder struct {
 	stored   map[string][]any
 	saved    checkpoint.Position // newest saved checkpoint
 	failNext string              // "flush" or "save": fail that call once
-	gate     chan struct{}       // when set, a write waits for it
+	gate     chan struct{}       // when set, a write waits for it (or its context's end)
 }
 
 func newRecorder(t *testing.T, resume checkpoint.Position) *recorder {
@@ -65,9 +65,13 @@ func (r *recorder) Take() (int, func(context.Context) error) {
 	taken := r.buffer
 	r.buffer = map[string][]any{}
 	gate := r.gate
-	return len(taken), func(context.Context) error {
+	return len(taken), func(ctx context.Context) error {
 		if gate != nil {
-			<-gate
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
