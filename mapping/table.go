@@ -674,14 +674,19 @@ func (t *Table) KeyString(row []any) string { return t.render(t.Key, row) }
 
 // render renders the columns cols of a mapped row as name=value pairs.
 func (t *Table) render(cols []int, row []any) string {
-	var b []byte
-	for n, i := range cols {
-		if n > 0 {
+	return string(t.appendPairs(nil, cols, row))
+}
+
+// appendPairs appends the columns cols of row as name=value pairs to b,
+// after a separator when b is not empty.
+func (t *Table) appendPairs(b []byte, cols []int, row []any) []byte {
+	for _, i := range cols {
+		if len(b) > 0 {
 			b = append(b, ", "...)
 		}
 		b = t.appendPair(b, i, row[i])
 	}
-	return string(b)
+	return b
 }
 
 // appendPair appends name=value for column i, the value formatted as
@@ -727,24 +732,19 @@ func appendUTC(b []byte, t time.Time) []byte {
 	y, mo, d := t.Date()
 	h, mi, sec := t.Clock()
 	b = appendDigits(b, y, 4)
-	b = append(b, '-')
-	b = appendDigits(b, int(mo), 2)
-	b = append(b, '-')
-	b = appendDigits(b, d, 2)
-	b = append(b, ' ')
-	b = appendDigits(b, h, 2)
-	b = append(b, ':')
-	b = appendDigits(b, mi, 2)
-	b = append(b, ':')
-	b = appendDigits(b, sec, 2)
+	for _, f := range [...]struct {
+		sep byte
+		v   int
+	}{{'-', int(mo)}, {'-', d}, {' ', h}, {':', mi}, {':', sec}} {
+		b = appendDigits(append(b, f.sep), f.v, 2)
+	}
 	if ns := t.Nanosecond(); ns != 0 {
 		n := 9
 		for ns%10 == 0 {
 			ns /= 10
 			n--
 		}
-		b = append(b, '.')
-		b = appendDigits(b, ns, n)
+		b = appendDigits(append(b, '.'), ns, n)
 	}
 	return append(b, " +0000 UTC"...)
 }
@@ -768,21 +768,7 @@ func appendDigits(b []byte, v, n int) []byte {
 // key and its partition. Two rows collapse into one only when both agree,
 // so an update that changes either must delete the row at its old place.
 func (t *Table) Placement(row []any) string {
-	if len(t.partKey) == 0 {
-		return t.KeyString(row)
-	}
-	var b []byte
-	for n, i := range t.Key {
-		if n > 0 {
-			b = append(b, ", "...)
-		}
-		b = t.appendPair(b, i, row[i])
-	}
-	for _, i := range t.partKey {
-		b = append(b, ", "...)
-		b = t.appendPair(b, i, row[i])
-	}
-	return string(b)
+	return string(t.appendPairs(t.appendPairs(nil, t.Key, row), t.partKey, row))
 }
 
 // KeyOf renders the sorting key of a source tuple's text values, for error

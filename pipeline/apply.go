@@ -173,14 +173,14 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 	if err := a.land(ctx, false); err != nil {
 		return err
 	}
-	if a.fly != nil {
-		// Its landing observes; what is due is flushed after it. A held
-		// checkpoint is released even when flights run back to back.
-		a.fly.poll = now.Add(flightPoll)
-		return a.pollHold(ctx, now)
-	}
+	// A held checkpoint is released even when flights run back to back.
 	if err := a.pollHold(ctx, now); err != nil {
 		return err
+	}
+	if a.fly != nil {
+		// Its landing observes; what is due is flushed after it.
+		a.fly.poll = now.Add(flightPoll)
+		return nil
 	}
 	if err := a.rep.observe(ctx, false, a.pos.walEnd, a.pos.durable.LSN); err != nil {
 		return err
@@ -236,14 +236,14 @@ func (a *applier) flushDue() time.Time {
 // which then lands first (the memory of both stays within max_bytes).
 func (a *applier) flushFull(ctx context.Context) error {
 	rows, bytes, waiting := a.writer.Size()
-	if rows < a.maxRows && bytes+a.flying() < a.maxBytes && waiting < sink.FillBatch {
+	full := func(flying int) bool {
+		return rows >= a.maxRows || bytes+flying >= a.maxBytes || waiting >= sink.FillBatch
+	}
+	if !full(a.flying()) {
 		return nil
 	}
-	if err := a.land(ctx, true); err != nil {
+	if err := a.land(ctx, true); err != nil || !full(0) {
 		return err
-	}
-	if rows < a.maxRows && bytes < a.maxBytes && waiting < sink.FillBatch {
-		return nil
 	}
 	return a.flush(ctx)
 }

@@ -102,23 +102,18 @@ func (a *applier) land(ctx context.Context, wait bool) error {
 	if f == nil {
 		return nil
 	}
-	if wait {
-		select {
-		case <-f.done:
-		default:
-			select {
-			case <-f.done:
-			case <-ctx.Done():
-				// The flight goes on: a soft stop lands it (drain), an
-				// error ends it (abort).
-				return ctx.Err()
-			}
-		}
-	} else {
-		select {
-		case <-f.done:
-		default:
+	select {
+	case <-f.done:
+	default:
+		if !wait {
 			return nil
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			// The flight goes on: a soft stop lands it (drain), an error
+			// ends it (abort).
+			return ctx.Err()
 		}
 	}
 	a.fly = nil

@@ -247,8 +247,9 @@ func (w *Writer) Take() (rows int, write func(ctx context.Context) error) {
 }
 
 // spareBuffers returns n empty table buffers: those of the last write
-// that finished, whose slices and maps keep their capacity (growing them
-// again for every flush cost a tenth of the daemon's CPU), or new ones.
+// that finished, whose slices and maps keep their capacity (growing the
+// maps again for every flush took 0.22 s of a 3.5 s profile of a 1M-row
+// transaction), or new ones.
 func (w *Writer) spareBuffers(n int) []*tableBuffer {
 	w.mu.Lock()
 	bufs := w.spare
