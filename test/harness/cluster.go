@@ -2,13 +2,16 @@ package harness
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -22,7 +25,9 @@ type ZooKeeper struct {
 }
 
 // StartZooKeeper starts a ZooKeeper on a free port under a new directory
-// in opt.Dir and waits until it answers "ruok".
+// in opt.Dir and waits until it serves sessions: it answers "ruok" as soon
+// as it listens, before it accepts a session, and a ClickHouse started then
+// fails its handshake (18.16 may crash on it).
 func StartZooKeeper(ctx context.Context, opt Options) (*ZooKeeper, error) {
 	java, err := lookBinary("java", "/usr/bin")
 	if err == nil {
@@ -40,7 +45,7 @@ func StartZooKeeper(ctx context.Context, opt Options) (*ZooKeeper, error) {
 		return nil, err
 	}
 	conf := fmt.Sprintf("tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"+
-		"admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\nmaxClientCnxns=200\n", filepath.Join(z.Dir, "data"), z.Port)
+		"admin.enableServer=false\n4lw.commands.whitelist=srvr\nmaxClientCnxns=200\n", filepath.Join(z.Dir, "data"), z.Port)
 	if err := os.MkdirAll(filepath.Join(z.Dir, "data"), 0o755); err != nil {
 		return nil, err
 	}
@@ -62,7 +67,8 @@ func StartZooKeeper(ctx context.Context, opt Options) (*ZooKeeper, error) {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	for {
-		if z.ruok() {
+		err := z.session(ctx)
+		if err == nil {
 			break
 		}
 		if z.proc.exited() {
@@ -71,7 +77,7 @@ func StartZooKeeper(ctx context.Context, opt Options) (*ZooKeeper, error) {
 		select {
 		case <-ctx.Done():
 			z.Close()
-			return nil, fmt.Errorf("zookeeper did not answer within %s: %s", startTimeout, tailFile(filepath.Join(z.Dir, "zookeeper.log"), 2000))
+			return nil, fmt.Errorf("zookeeper served no session within %s (last error: %v): %s", startTimeout, err, tailFile(filepath.Join(z.Dir, "zookeeper.log"), 2000))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -82,19 +88,70 @@ func StartZooKeeper(ctx context.Context, opt Options) (*ZooKeeper, error) {
 // zookeeperJar is where Debian's zookeeper package installs the server.
 const zookeeperJar = "/usr/share/java/zookeeper.jar"
 
-func (z *ZooKeeper) ruok() bool {
-	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", z.Port), time.Second)
+// session opens a ZooKeeper session, reads the root node in it and closes
+// it: the capability ClickHouse needs, in ZooKeeper's own protocol
+// (length-prefixed jute records).
+func (z *ZooKeeper) session(ctx context.Context) error {
+	d := net.Dialer{Timeout: time.Second}
+	conn, err := d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", z.Port))
 	if err != nil {
-		return false
+		return err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := conn.Write([]byte("ruok")); err != nil {
-		return false
+	// ConnectRequest: protocol version, last zxid seen, timeout (ms),
+	// session id, password (16 zero bytes).
+	var req []byte
+	req = binary.BigEndian.AppendUint32(req, 0)
+	req = binary.BigEndian.AppendUint64(req, 0)
+	req = binary.BigEndian.AppendUint32(req, 10000)
+	req = binary.BigEndian.AppendUint64(req, 0)
+	req = binary.BigEndian.AppendUint32(req, 16)
+	req = append(req, make([]byte, 16)...)
+	resp, err := zkRoundTrip(conn, req)
+	if err != nil {
+		return fmt.Errorf("session handshake: %w", err)
 	}
-	buf := make([]byte, 4)
-	n, _ := conn.Read(buf)
-	return string(buf[:n]) == "imok"
+	// ConnectResponse: protocol version, negotiated timeout, session id.
+	if len(resp) < 16 || int32(binary.BigEndian.Uint32(resp[4:])) <= 0 || binary.BigEndian.Uint64(resp[8:]) == 0 {
+		return fmt.Errorf("session handshake refused (%d bytes)", len(resp))
+	}
+	// exists("/") with xid 1 (op 3), then closeSession with xid 2 (op -11).
+	req = binary.BigEndian.AppendUint32(nil, 1)
+	req = binary.BigEndian.AppendUint32(req, 3)
+	req = binary.BigEndian.AppendUint32(req, 1)
+	req = append(req, '/', 0)
+	if resp, err = zkRoundTrip(conn, req); err != nil {
+		return fmt.Errorf("exists /: %w", err)
+	}
+	// ReplyHeader: xid, zxid, error code.
+	if len(resp) < 16 || binary.BigEndian.Uint32(resp) != 1 || binary.BigEndian.Uint32(resp[12:]) != 0 {
+		return fmt.Errorf("exists /: unexpected reply %x", resp)
+	}
+	closeReq := binary.BigEndian.AppendUint32(nil, 2)
+	closeReq = binary.BigEndian.AppendUint32(closeReq, uint32(0xfffffff5)) // -11
+	_, _ = zkRoundTrip(conn, closeReq)
+	return nil
+}
+
+// zkRoundTrip sends one length-prefixed request and returns the body of
+// the length-prefixed reply.
+func zkRoundTrip(conn net.Conn, body []byte) ([]byte, error) {
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
+	if _, err := conn.Write(append(frame, body...)); err != nil {
+		return nil, err
+	}
+	var size [4]byte
+	if _, err := io.ReadFull(conn, size[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(size[:])
+	if n > 1<<20 {
+		return nil, fmt.Errorf("reply of %d bytes", n)
+	}
+	resp := make([]byte, n)
+	_, err := io.ReadFull(conn, resp)
+	return resp, err
 }
 
 // Close stops the server and removes its directory.
@@ -155,7 +212,19 @@ func StartCluster(ctx context.Context, opt Options, name string, shards, replica
 			c.Nodes = append(c.Nodes[:s], row) // so that Close stops it on an error
 		}
 	}
-	// Every node reaches ZooKeeper before the cluster is used.
+	began := time.Now()
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
+	opt.logf("cluster %s of %d shards × %d replicas ready (ZooKeeper and distributed DDL in %s)", name, shards, replicas, time.Since(began).Round(time.Millisecond))
+	return c, nil
+}
+
+// ready waits until every node reaches ZooKeeper, then runs a distributed
+// DDL query: the first thing the tests ask of a cluster, through every
+// node's ZooKeeper session. (Its database is left in place: a DROP ... ON
+// CLUSTER makes 18.16's shutdown take 9 s.)
+func (c *Cluster) ready(ctx context.Context) error {
 	for _, n := range c.All() {
 		for deadline := time.Now().Add(startTimeout); ; time.Sleep(200 * time.Millisecond) {
 			_, err := n.Query(ctx, "SELECT count() FROM system.zookeeper WHERE path = '/'")
@@ -163,12 +232,19 @@ func StartCluster(ctx context.Context, opt Options, name string, shards, replica
 				break
 			}
 			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("cluster node %s does not reach ZooKeeper: %w", n.Addr(), err)
+				return fmt.Errorf("cluster node %s does not reach ZooKeeper: %w%s", n.Addr(), err, n.logTails())
 			}
 		}
 	}
-	opt.logf("cluster %s of %d shards × %d replicas ready", name, shards, replicas)
-	return c, nil
+	q := "CREATE DATABASE IF NOT EXISTS harness_ready ON CLUSTER " + c.Name
+	if _, err := c.Nodes[0][0].Query(ctx, q); err != nil {
+		var logs strings.Builder
+		for _, n := range c.All() {
+			logs.WriteString(n.logTails())
+		}
+		return fmt.Errorf("cluster %s: %s: %w%s", c.Name, q, err, logs.String())
+	}
+	return nil
 }
 
 // clusterXML is a node's part of a cluster; its verbs are the ZooKeeper
@@ -200,12 +276,19 @@ func (c *Cluster) All() []*ClickHouse {
 	return out
 }
 
-// Close stops every server.
+// Close stops every server, the ClickHouse nodes at once.
 func (c *Cluster) Close() error {
-	var errs []error
-	for _, n := range c.All() {
-		errs = append(errs, n.Close())
+	nodes := c.All()
+	errs := make([]error, len(nodes), len(nodes)+1)
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = n.Close()
+		}()
 	}
+	wg.Wait()
 	if c.ZK != nil {
 		errs = append(errs, c.ZK.Close())
 	}
