@@ -31,6 +31,9 @@ func openServers(ctx context.Context, cfg config.Config, log hclog.Logger) (_ *s
 	if s.ch, err = sink.Open(ctx, cfg.ClickHouse); err != nil {
 		return nil, err
 	}
+	if err := s.ch.CheckWritable(); err != nil {
+		return nil, err
+	}
 	if !s.ch.Caps().DateTime64 {
 		log.Warn("ClickHouse has no DateTime64 (needs >= 20.1): timestamps are stored as DateTime('UTC') and lose sub-second precision",
 			"version", s.ch.Version())

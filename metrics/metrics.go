@@ -30,6 +30,8 @@ type Metrics struct {
 	RetainedWAL   prometheus.Gauge
 	CheckpointLSN prometheus.Gauge
 	Reconnects    prometheus.Counter
+	Retries       *prometheus.CounterVec
+	Retrying      prometheus.Gauge
 	Errors        *prometheus.CounterVec
 	Heartbeats    prometheus.Counter
 	Held          prometheus.Gauge
@@ -67,6 +69,11 @@ func New() *Metrics {
 		Help: "The newest checkpoint saved in ClickHouse, as a number."})
 	m.Reconnects = prometheus.NewCounter(prometheus.CounterOpts{Name: "replicator_reconnects_total",
 		Help: "Reconnects after a lost connection to Postgres or ClickHouse."})
+	m.Retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_retries_total",
+		Help: "Sessions ended by a transient error and retried from the checkpoint, by reason (replica_unavailable, quorum_not_met, zookeeper_unavailable, clickhouse_connection, postgres_connection, ...)."},
+		[]string{"reason"})
+	m.Retrying = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_retrying",
+		Help: "1 from a transient error until a new session streams again: nothing new is acknowledged meanwhile."})
 	m.Errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_errors_total",
 		Help: "Errors by kind: postgres, clickhouse, mapping, other."}, []string{"kind"})
 	m.Heartbeats = prometheus.NewCounter(prometheus.CounterOpts{Name: "replicator_heartbeats_total",
@@ -83,7 +90,7 @@ func New() *Metrics {
 	m.SpoolDisk = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_stream_spool_disk_bytes",
 		Help: "Bytes of open streamed transactions spilled to files in stream.spill_dir (bounded by stream.spill_limit)."})
 	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
-		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Errors, m.Heartbeats, m.Held, m.Invalid,
+		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Retries, m.Retrying, m.Errors, m.Heartbeats, m.Held, m.Invalid,
 		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk} {
 		f(c)
 	}

@@ -8,14 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/replicator/replicator/failure"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/sink"
 )
 
 func TestRetryable(t *testing.T) {
-	pgLost := fmt.Errorf("%w: unexpected EOF", postgres.ErrConnection)
-	chDown := fmt.Errorf("%w: connection refused", sink.ErrUnavailable)
+	pgLost := failure.Lost("postgres").Apply(fmt.Errorf("%w: unexpected EOF", postgres.ErrConnection))
+	chDown := failure.Lost("clickhouse").Apply(fmt.Errorf("%w: connection refused", sink.ErrUnavailable))
 	inUse := &postgres.SlotInUseError{Slot: "s1", PID: "4242"}
 	for _, tc := range []struct {
 		name   string

@@ -13,6 +13,7 @@ import (
 
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/failure"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/metrics"
 	"github.com/replicator/replicator/postgres"
@@ -153,7 +154,11 @@ func (r *Runner) replicate(ctx context.Context) error {
 			r.log.Warn("replication slot is in use; waiting for it", "waited", time.Since(inUseSince).Round(time.Millisecond), "error", err)
 		} else {
 			lostAt = time.Now()
-			r.log.Warn("connection lost; reconnecting", "attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
+			reason, _ := failure.Retryable(err)
+			r.metrics.Retries.WithLabelValues(reason).Inc()
+			r.metrics.Retrying.Set(1)
+			r.log.Warn("connection lost; reconnecting: the session starts again from the checkpoint and acknowledges nothing new until then",
+				"reason", reason, "attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
 		}
 		r.metrics.Reconnects.Inc()
 		select {
@@ -174,6 +179,9 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		return err
 	}
 	defer client.Close()
+	if err := client.CheckWritable(); err != nil {
+		return err
+	}
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
 	// Tables of the replicator's own that an earlier version's setup did
 	// not create.
@@ -251,6 +259,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		r.metrics.SetSpool(0, 0, 0)
 	}()
 	r.metrics.SetStreaming(true)
+	r.metrics.Retrying.Set(0)
 	r.log.Info("replicating", "from", resume.LSN, "clickhouse", client.Version(), "protocol", stream.Protocol())
 
 	runErr := stream.Run(ctx, a)
@@ -300,7 +309,8 @@ func retryable(err error, lostAt, inUseSince time.Time) bool {
 	if slotInUse(err) {
 		return !lostAt.IsZero() && time.Since(lostAt) < slotWaitAfterLoss || time.Since(inUseSince) < slotWait
 	}
-	return postgres.IsRetryable(err) || sink.IsRetryable(err)
+	_, ok := failure.Retryable(err)
+	return ok
 }
 
 func slotInUse(err error) bool {

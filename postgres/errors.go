@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/replicator/replicator/failure"
 )
 
 // ErrSlotMissing is returned when the configured slot does not exist.
@@ -123,15 +125,17 @@ func Describe(err error, slot, pub string) error {
 			if strings.Contains(pgErr.Message, "wal_level") {
 				return fmt.Errorf("%s: set wal_level = logical and restart Postgres", pgErr.Message)
 			}
-		case "57P01", "57P02", "57P03", "08006", "08003", "08000", "08001", "08004", "53300":
-			return fmt.Errorf("%w: %s", ErrConnection, pgErr.Message)
 		}
-		return err
+		rule := failure.Postgres(pgErr.Code)
+		if rule.Action == failure.Retry {
+			return rule.Apply(fmt.Errorf("%w: %s", ErrConnection, pgErr.Message))
+		}
+		return rule.Apply(err)
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		pgconn.SafeToRetry(err) || isConnectError(err) {
-		return fmt.Errorf("%w: %v", ErrConnection, err)
+		return failure.Lost("postgres").Apply(fmt.Errorf("%w: %v", ErrConnection, err))
 	}
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/replicator/replicator/failure"
 	"github.com/replicator/replicator/postgres"
 )
 
@@ -211,7 +212,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		case *pgproto3.ErrorResponse:
 			return fmt.Errorf("replication stream: %w", postgres.Describe(pgconn.ErrorResponseToPgError(msg), s.slot, s.pub))
 		case *pgproto3.CopyDone:
-			return fmt.Errorf("replication stream: server ended the stream: %w", postgres.ErrConnection)
+			return failure.Lost("postgres").Apply(fmt.Errorf("replication stream: server ended the stream: %w", postgres.ErrConnection))
 		}
 	}
 }

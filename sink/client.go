@@ -14,12 +14,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/ddl"
+	"github.com/replicator/replicator/failure"
 	"github.com/replicator/replicator/mapping"
 )
 
@@ -56,6 +56,8 @@ type Client struct {
 	version  driver.ServerVersion
 	// cluster and zkPath place the tables on a cluster (see ddl.Database).
 	cluster, zkPath string
+	// user and its readonly setting, as the server reported it at Open.
+	user, readonly string
 }
 
 // Open connects to the configured server and probes its version. It does
@@ -69,6 +71,14 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse server version: %w", classify(err))
+	}
+	// A settings profile with readonly = 1 refuses the session settings
+	// below with READONLY, the code of a replica without its ZooKeeper
+	// session too: read it first, on a connection without settings.
+	var readonly string
+	if err := conn.QueryRow(ctx, "SELECT value FROM system.settings WHERE name = 'readonly'").Scan(&readonly); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("read the session's readonly setting: %w", classify(err))
 	}
 	settings := clickhouse.Settings{}
 	if v.Version.Major < 19 {
@@ -95,6 +105,10 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 		}
 	}
 	if len(settings) > 0 {
+		if readonly == "1" {
+			conn.Close()
+			return nil, readonlyError(opts.Username, readonly)
+		}
 		conn.Close()
 		if conn, err = open(ctx, opts, settings); err != nil {
 			return nil, err
@@ -104,7 +118,27 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 	if zkPath == "" {
 		zkPath = ddl.DefaultZKPath
 	}
-	return &Client{conn: conn, database: opts.Database, version: *v, cluster: opts.Cluster, zkPath: zkPath}, nil
+	return &Client{conn: conn, database: opts.Database, version: *v, cluster: opts.Cluster, zkPath: zkPath,
+		user: opts.Username, readonly: readonly}, nil
+}
+
+// CheckWritable returns an error naming the setting to change when the
+// session cannot write: a user whose settings profile sets readonly. (A
+// READONLY error met later is then a replica without its ZooKeeper
+// session, which failure's table retries.)
+func (c *Client) CheckWritable() error {
+	if c.readonly != "0" {
+		return readonlyError(c.user, c.readonly)
+	}
+	return nil
+}
+
+func readonlyError(user, readonly string) error {
+	if user == "" {
+		user = "default"
+	}
+	return fmt.Errorf("clickhouse user %q has readonly = %s in its settings profile, and the replicator writes: "+
+		"give clickhouse.username a profile with readonly = 0", user, readonly)
 }
 
 // clusterReplicas returns the replicas of the cluster's smallest shard, as
@@ -266,6 +300,9 @@ var ErrUnavailable = errors.New("clickhouse unavailable")
 // IsRetryable reports whether err is a transient ClickHouse error.
 func IsRetryable(err error) bool { return errors.Is(err, ErrUnavailable) }
 
+// classify marks err by the action failure's table gives it: transient
+// errors wrap ErrUnavailable in a *failure.Transient, configuration errors
+// say what to change.
 func classify(err error) error {
 	if err == nil || errors.Is(err, ErrUnavailable) {
 		return err
@@ -283,24 +320,15 @@ func classify(err error) error {
 	case errors.As(err, &record):
 		return fmt.Errorf("clickhouse TLS: the server did not answer in TLS (is clickhouse.addr its tcp_port_secure?): %w", err)
 	case errors.As(err, &exc):
-		switch code := proto.Error(exc.Code); code {
-		case proto.ErrAuthenticationFailed, proto.ErrUnknownUser, proto.ErrWrongPassword,
-			proto.ErrRequiredPassword, proto.ErrIPAddressNotAllowed:
-			return fmt.Errorf("clickhouse authentication failed for the configured user: %w", err)
-		case proto.ErrTimeoutExceeded, proto.ErrSocketTimeout, proto.ErrNetworkError,
-			proto.ErrTooManySimultaneousQueries, proto.ErrNoFreeConnection, proto.ErrTooManyParts,
-			proto.ErrMemoryLimitExceeded, proto.ErrTableIsReadOnly,
-			// A replica, shard or ZooKeeper of a cluster down or catching up.
-			proto.ErrNoZookeeper, proto.ErrKeeperException, proto.ErrAllConnectionTriesFailed, proto.ErrTooFewLiveReplicas,
-			proto.ErrUnsatisfiedQuorumForPreviousWrite, proto.ErrUnknownStatusOfInsert, proto.ErrAllReplicasAreStale,
-			proto.ErrAllReplicasLost, proto.ErrNoReplicaHasPart:
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		rule := failure.ClickHouse(exc.Code)
+		if rule.Action == failure.Retry {
+			return rule.Apply(fmt.Errorf("%w: %w", ErrUnavailable, err))
 		}
-		return err
+		return rule.Apply(err)
 	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, clickhouse.ErrAcquireConnTimeout):
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return failure.Lost("clickhouse").Apply(fmt.Errorf("%w: %w", ErrUnavailable, err))
 	}
 	return err
 }

@@ -186,9 +186,10 @@ const clickhouseTLS = `    <tcp_port_secure>%d</tcp_port_secure>
 // SecureAddr returns host:port of the TLS native port.
 func (c *ClickHouse) SecureAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.SecurePort) }
 
-// clickhouseUsers is users.xml: user default without password, and user
+// clickhouseUsers is users.xml: user default without password, user
 // secured with password s3cret-pw that reaches only the databases tls and
-// least_privilege, both from loopback only, with thread counts sized for a
+// least_privilege, and user reader without password whose profile sets
+// readonly = 1, all from loopback only, with thread counts sized for a
 // small machine.
 const clickhouseUsers = `<?xml version="1.0"?>
 <yandex>
@@ -203,6 +204,9 @@ const clickhouseUsers = `<?xml version="1.0"?>
             <!-- For DDL ON CLUSTER, which each node runs with this profile. -->
             <allow_experimental_low_cardinality_type>1</allow_experimental_low_cardinality_type>
         </default>
+        <readonly>
+            <readonly>1</readonly>
+        </readonly>
     </profiles>
     <users>
         <secured>
@@ -218,6 +222,15 @@ const clickhouseUsers = `<?xml version="1.0"?>
                 <database>least_privilege</database>
             </allow_databases>
         </secured>
+        <reader>
+            <password></password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>readonly</profile>
+            <quota>default</quota>
+        </reader>
         <default>
             <password></password>
             <networks>
