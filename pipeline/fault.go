@@ -10,14 +10,19 @@ import (
 
 // faultEnv names the environment variable that arms test-only fault points,
 // e.g. REPLICATOR_TEST_FAULT="crash-after-insert:0.2" (between a flush's
-// data and its checkpoint) or "crash-after-checkpoint:1" (after a commit
-// checkpoint, before it is acknowledged). It is unset, and the fault points
+// data and its checkpoint), "crash-after-insert-of-flush:2" (there, in the
+// process's second flush that wrote rows) or "crash-after-checkpoint:1"
+// (after a commit checkpoint, before it is acknowledged). It is unset, and the fault points
 // do nothing, unless a test sets it.
 const faultEnv = "REPLICATOR_TEST_FAULT"
 
 type faults struct {
 	crashAfterInsert     float64
 	crashAfterCheckpoint float64
+	// crashAtFlush is the number of the flush with rows to crash after
+	// (1: the first), 0 for none; flushes counts them. Flights run one at a
+	// time, so the count needs no lock.
+	crashAtFlush, flushes int
 }
 
 func loadFaults() faults {
@@ -33,6 +38,8 @@ func loadFaults() faults {
 			f.crashAfterInsert = prob
 		case "crash-after-checkpoint":
 			f.crashAfterCheckpoint = prob
+		case "crash-after-insert-of-flush":
+			f.crashAtFlush = int(prob)
 		}
 	}
 	return f
@@ -40,11 +47,17 @@ func loadFaults() faults {
 
 // afterInsert is the fault point between a flush's data INSERTs and its
 // checkpoint: when armed it kills the process as a crash would.
-func (f faults) afterInsert() { crash(f.crashAfterInsert) }
+func (f *faults) afterInsert() {
+	f.flushes++
+	if f.crashAtFlush > 0 && f.flushes == f.crashAtFlush {
+		crash(1)
+	}
+	crash(f.crashAfterInsert)
+}
 
 // afterCheckpoint is the fault point between a commit checkpoint and its
 // acknowledgement.
-func (f faults) afterCheckpoint() { crash(f.crashAfterCheckpoint) }
+func (f *faults) afterCheckpoint() { crash(f.crashAfterCheckpoint) }
 
 func crash(p float64) {
 	if p > 0 && rand.Float64() < p {

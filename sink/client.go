@@ -243,12 +243,24 @@ func (c *Client) Insert(ctx context.Context, stmt string, rows ...[]any) error {
 	return classify(batch.Send())
 }
 
+// targetInsert returns ctx with the settings of an INSERT into a target:
+// no insert deduplication. Replicated tables (a cluster, ClickHouse Cloud,
+// or a MergeTree with non_replicated_deduplication_window) drop a block
+// equal to an earlier one; a replay that splits a transaction into other
+// INSERTs could then have its last block of a key dropped while an
+// earlier, different block of the same version lands after it, and merges
+// would keep that older image. Duplicate rows are harmless under
+// ReplacingMergeTree.
+func targetInsert(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplicate": 0}))
+}
+
 // InsertColumns writes rows of t given column by column, the mapped
 // columns followed by the meta columns, each a slice of the column's Go
 // type (see mapping.Block.Columns), with one INSERT. It returns only after
 // ClickHouse acknowledged it.
 func (c *Client) InsertColumns(ctx context.Context, t *mapping.Table, cols []any) error {
-	batch, err := c.conn.PrepareBatch(ctx, c.DB().Insert(t.Target, t.ColumnNames()))
+	batch, err := c.conn.PrepareBatch(targetInsert(ctx), c.DB().Insert(t.Target, t.ColumnNames()))
 	if err != nil {
 		return fmt.Errorf("prepare insert into %s: %w", t.Target, classify(err))
 	}

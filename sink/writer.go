@@ -282,7 +282,7 @@ const blockBytes = 4 << 20
 // insert writes the rows of b with one INSERT and returns after ClickHouse
 // acknowledged them.
 func (c *Client) insert(ctx context.Context, b *tableBuffer) error {
-	batch, err := c.conn.PrepareBatch(ctx, b.insert)
+	batch, err := c.conn.PrepareBatch(targetInsert(ctx), b.insert)
 	if err != nil {
 		return fmt.Errorf("prepare insert into %s: %w", b.table.Target, classify(err))
 	}

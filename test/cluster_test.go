@@ -159,3 +159,79 @@ func TestClusterFailures(t *testing.T) {
 	}
 	d.stop(t)
 }
+
+// TestClusterReplayIsNotDeduplicated: a replay that splits a transaction
+// into other flushes than its first attempt writes every block again.
+// Replicated tables drop an INSERT whose block equals an earlier one: if
+// the replay's last block of a key (equal to the first attempt's) were
+// dropped while its earlier, different block landed anew, the newest part
+// would hold the key's older image of the same version, and FINAL and
+// merges would keep it for good.
+//
+// With max_rows = 40, the first attempt flushes T0's 21 events rows with
+// the first image of key K and 18 rows of fill (flush 1, checkpoint T0),
+// then fill's other 21 rows and K's last image (flush 2), and crashes
+// before that checkpoint. The replay from T0 flushes K's first image with
+// 39 fill rows, then K's last image alone: the block of flush 2 again.
+func TestClusterReplayIsNotDeduplicated(t *testing.T) {
+	e := newEnv(t, `table "public.fill" {
+  order_by = ["id"]
+}`)
+	c := e.startCluster()
+	e.exec("CREATE TABLE fill (id bigint PRIMARY KEY, n int)")
+	e.insertEvents(200)
+	e.setConfig("max_rows  = 20000", "max_rows  = 40")
+	e.oneFlush()
+	e.setup()
+	const k = 150
+	e.exec("UPDATE events SET action = 7 WHERE id BETWEEN 100 AND 120")
+	tx, err := e.pg.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		fmt.Sprintf("UPDATE events SET action = 1 WHERE id = %d", k),
+		"INSERT INTO fill SELECT g, g FROM generate_series(1, 39) g",
+		fmt.Sprintf("UPDATE events SET action = 2 WHERE id = %d", k),
+	} {
+		if _, err := tx.Exec(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := tx.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert-of-flush:2")
+	if code := crashed.wait(t, 60*time.Second); code != -1 {
+		t.Fatalf("the daemon armed to crash after its second flush exited %d:\n%s", code, tail(crashed.Logs(), 3000))
+	}
+	// The first attempt stored the transaction's rows, not its checkpoint.
+	var version uint64
+	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT max(_version) FROM db_%s.events WHERE id = %d", e.name, k)).Scan(&version); err != nil || version == 0 {
+		t.Fatalf("the first attempt did not write key id=%d (%v)", k, err)
+	}
+	if l := e.checkpointLSN(); l >= version {
+		t.Fatalf("checkpoint %d already covers the transaction at %d", l, version)
+	}
+	d := e.start()
+	for deadline := time.Now().Add(convergeTimeout); e.checkpointLSN() < version; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the replay did not checkpoint the transaction at %d:\n%s", version, tail(d.Logs(), 3000))
+		}
+	}
+	e.converge("events after a replay with other flush boundaries", convergeTimeout)
+	d.stop(t)
+	// FINAL keeps, of rows of one version, the one inserted last, as
+	// merges do.
+	for _, row := range c.Nodes {
+		for _, n := range row {
+			if _, err := n.Query(context.Background(), "SYSTEM SYNC REPLICA db_"+e.name+".events_local"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var action uint8
+	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT action FROM db_%s.events FINAL WHERE id = %d", e.name, k)).Scan(&action); err != nil || action != 2 {
+		t.Errorf("key id=%d after the replay: action %d (%v), want 2, its last image", k, action, err)
+	}
+}
