@@ -224,6 +224,20 @@ func (s *Store) LoadColumns(ctx context.Context) (map[string][]string, error) {
 	return out, nil
 }
 
+// Sync makes the reads that follow see every write to the replicator's own
+// tables acknowledged before it, on a cluster whose nodes replicate them
+// (sink.Client.SyncReplica): a stale checkpoint would stop the daemon as
+// "behind the slot", a missed truncation would write rows it emptied back,
+// a missed copy state would hold or copy again.
+func (s *Store) Sync(ctx context.Context) error {
+	for _, t := range []string{ddl.CheckpointTable, ddl.TruncationTable, ddl.ChunkTable, ddl.ColumnTable} {
+		if err := s.client.SyncReplica(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // EnsureTables creates the replicator's own tables in ClickHouse, and
 // brings those an earlier version made up to date.
 func EnsureTables(ctx context.Context, client *sink.Client) error {

@@ -68,6 +68,9 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 		return nil, err
 	}
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
+	if err := store.Sync(ctx); err != nil {
+		return nil, err
+	}
 	pos, found, err := store.Load(ctx)
 	if err != nil {
 		return nil, err

@@ -112,6 +112,9 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			db.Name, ddl.ViewName(t), ddl.CommittedOf(t.Target))
 	}
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
+	if err := store.Sync(ctx); err != nil {
+		return report, err
+	}
 	pos, hasCheckpoint, err := store.Load(ctx)
 	if err != nil {
 		return report, err

@@ -188,6 +188,9 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	if err := checkpoint.EnsureTables(ctx, client); err != nil {
 		return err
 	}
+	if err := store.Sync(ctx); err != nil {
+		return err
+	}
 	resume, found, err := store.Load(ctx)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -102,6 +103,15 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 			// INSERT waiting for it fails after this, and is retried.
 			settings["insert_quorum_timeout"] = 30000
 			settings["select_sequential_consistency"] = 1
+			// Parallel quorum inserts (the default where the setting
+			// exists) leave sequentially consistent reads without their
+			// guarantee: a read could miss an acknowledged write.
+			if has, err := hasSetting(ctx, conn, "insert_quorum_parallel"); err != nil {
+				conn.Close()
+				return nil, err
+			} else if has {
+				settings["insert_quorum_parallel"] = 0
+			}
 		}
 	}
 	if len(settings) > 0 {
@@ -140,6 +150,39 @@ func readonlyError(user, readonly string) error {
 	return fmt.Errorf("clickhouse user %q has readonly = %s in its settings profile, and the replicator writes: "+
 		"give clickhouse.username a profile with readonly = 0", user, readonly)
 }
+
+// hasSetting reports whether the server knows a setting.
+func hasSetting(ctx context.Context, conn driver.Conn, name string) (bool, error) {
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.settings WHERE name = ?", name).Scan(&n); err != nil {
+		return false, fmt.Errorf("read setting %s: %w", name, classify(err))
+	}
+	return n > 0, nil
+}
+
+// SyncReplica waits, on a cluster, until the connected node's replica of
+// one of the replicator's own tables (replicated on every node) has
+// fetched every part its replication log names: a read after it sees every
+// write acknowledged before it. It does nothing without a cluster. A
+// replica that cannot catch up within the timeout is a transient error.
+func (c *Client) SyncReplica(ctx context.Context, table string) error {
+	if c.cluster == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	if err := c.conn.Exec(ctx, "SYSTEM SYNC REPLICA "+c.DB().Table(table)); err != nil {
+		err = classify(err)
+		if ctx.Err() != nil {
+			err = failure.ClickHouse(int32(proto.ErrTimeoutExceeded)).Apply(fmt.Errorf("%w: %w", ErrUnavailable, err))
+		}
+		return fmt.Errorf("sync the replica of %s: %w", table, err)
+	}
+	return nil
+}
+
+// syncTimeout bounds SyncReplica.
+const syncTimeout = time.Minute
 
 // clusterReplicas returns the replicas of the cluster's smallest shard, as
 // the server knows the cluster; an error when it does not.
