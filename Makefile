@@ -49,11 +49,14 @@ test-unit:
 test-e2e: deps
 	REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 25m -v ./test/
 
-# The long cluster run: ZooKeeper and a 2 × 2 ClickHouse cluster under
-# writers, with kill -9 of a replica and of the daemon, ending in an exact
-# comparison and verify. (`make test` runs the short cluster scenario.)
+# The cluster tests again and again (`make test` runs each once): the
+# harness's cluster 20 times, then the replicator's cluster scenarios
+# (a replica and the daemon killed under writers, replays on replicated
+# storage) CLUSTER_COUNT times.
+CLUSTER_COUNT ?= 5
 test-cluster: deps
-	CLUSTER=long REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 20m -run '^TestCluster' -v ./test/
+	REPLICATOR_E2E=1 $(GO) test -count=20 -timeout 20m -run '^TestCluster$$' ./test/harness/
+	REPLICATOR_E2E=1 $(GO) test -count=$(CLUSTER_COUNT) -timeout 60m -run '^TestCluster' -v ./test/
 
 # The long chaos run: >= 20 kill -9 (and a crash point between data and
 # checkpoint), 3 ClickHouse restarts, ClickHouse unreachable for 30s, 3

@@ -106,16 +106,13 @@ func TestClusterReplicate(t *testing.T) {
 	d.stop(t)
 }
 
-// TestClusterFailures (make test-cluster) streams into a 2 × 2 cluster
+// TestClusterFailures streams into a 2 × 2 cluster
 // under writers while a replica is killed with SIGKILL and started again
 // (INSERTs lack their quorum meanwhile: the daemon retries and
 // acknowledges nothing new) and while the daemon is killed and started
 // again: ClickHouse ends equal to Postgres, verify agrees, and the
 // replicas of each shard hold the same rows.
 func TestClusterFailures(t *testing.T) {
-	if os.Getenv("CLUSTER") != "long" {
-		t.Skip("the long cluster run: make test-cluster")
-	}
 	e := newEnv(t, "")
 	c := e.startCluster()
 	e.insertEvents(5000)
@@ -143,6 +140,11 @@ func TestClusterFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second)
+	select {
+	case <-d.done:
+		t.Fatalf("the daemon stopped while a replica was down: %v\n%s", d.err, tail(d.Logs(), 3000))
+	default:
+	}
 	d.kill()
 	time.Sleep(time.Second)
 	d = e.start()
