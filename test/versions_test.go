@@ -59,8 +59,11 @@ func TestLargeTransactionsOnEveryProtocol(t *testing.T) {
 	if st["protocol"] != wantProto {
 		t.Errorf("PostgreSQL %d: status protocol = %q, want %q", major, st["protocol"], wantProto)
 	}
-	if logs := d.Logs(); !strings.Contains(logs, fmt.Sprintf("protocol=%q", wantProto)) {
-		t.Errorf("PostgreSQL %d: the daemon does not log protocol %q\n%s", major, wantProto, tail(logs, 2000))
+	logged := fmt.Sprintf("protocol=%q", wantProto)
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(d.Logs(), logged); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("PostgreSQL %d: the daemon does not log protocol %q\n%s", major, wantProto, tail(d.Logs(), 2000))
+		}
 	}
 
 	ctx := context.Background()
