@@ -9,7 +9,7 @@ DATE    := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 PKGS    := ./...
 
-.PHONY: all build dist deps demo test test-unit test-e2e test-cluster chaos bench fuzz lint check-mod clean
+.PHONY: all build dist deps demo test test-unit test-e2e test-matrix test-cluster chaos bench fuzz lint check-mod clean
 
 all: build
 
@@ -37,10 +37,15 @@ deps:
 demo: deps build
 	$(GO) run ./test/demo --binary $(BIN)
 
-# Unit tests and end-to-end tests against real servers started by test/.
-# REPLICATOR_E2E=1 makes a missing server a failure instead of a skip.
+# Unit tests and end-to-end tests against real servers started by test/,
+# on Debian's Postgres 15; then the core end-to-end tests (test-matrix) on
+# TEST_PG_VERSIONS: 13, whose paths differ most (protocol 1, no logical
+# messages, copies not split), about 90 s here. REPLICATOR_E2E=1 makes a
+# missing server a failure instead of a skip.
+TEST_PG_VERSIONS ?= 13
 test: deps
 	REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 25m $(PKGS)
+	@$(MAKE) --no-print-directory test-matrix PG_VERSIONS="$(TEST_PG_VERSIONS)"
 
 # Unit tests only; needs no server.
 test-unit:
@@ -48,6 +53,23 @@ test-unit:
 
 test-e2e: deps
 	REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 25m -v ./test/
+
+# The core end-to-end tests (MATRIX_TESTS: copy, kill -9, large and
+# streamed transactions, a schema change, a partitioned table, a resync,
+# heartbeats) on each PostgreSQL version of PG_VERSIONS, one after the
+# other (50-110 s each here); `make test` runs every test on Debian's 15
+# and these on 13. test/install-pg.sh installs each version from the npm
+# registry into .cache/postgres.
+PG_VERSIONS  ?= 13 14 16 17 18
+MATRIX_TESTS := ^(TestCopyInChunks|TestKill9DuringWorkload|TestLargeTransactionsOnEveryProtocol|TestStreamedTransactions|TestSchemaChangesWhileRunning|TestPartitionedTable|TestResyncMarksTheStream|TestHeartbeatAdvancesIdleSlot)$$
+test-matrix: deps
+	@failed=""; for v in $(PG_VERSIONS); do \
+		bash test/install-pg.sh $$v >/dev/null || exit 1; \
+		echo "== PostgreSQL $$v"; start=$$(date +%s); \
+		PG_VERSION=$$v REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 20m -run '$(MATRIX_TESTS)' ./test/ || failed="$$failed $$v"; \
+		echo "== PostgreSQL $$v: $$(( $$(date +%s) - start ))s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-matrix failed on PostgreSQL$$failed"; exit 1; fi
 
 # The cluster tests again and again (`make test` runs each once): the
 # harness's cluster 20 times, then the replicator's cluster scenarios

@@ -30,7 +30,11 @@ const swapWait = 2 * time.Minute
 // into the WAL, then copies in the snapshot of a temporary slot, whose
 // consistent point C is after the message. A running daemon holds its
 // checkpoint from the message on (one started later finds the pending copy
-// and holds it from its start), so the checkpoint stays below C. With the
+// and holds it from its start), so the checkpoint stays below C. On a
+// server whose pgoutput sends no logical messages (PostgreSQL 13) the mark
+// is a row of postgres.MarkTable instead, committed before the temporary
+// slot is made: the daemon holds from that transaction on, whose commit
+// LSN is below C as well. With the
 // copy complete, the daemon swaps the shadow in and starts again from the
 // held checkpoint: changes of the table below C write only their
 // tombstones, those from C on are written as usual. Run again after it
@@ -85,6 +89,11 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 		}
 		return nil, err
 	}
+	if postgres.NeedsMarkTable(pg.ServerVersion()) {
+		if err := pg.CheckMarkTable(ctx, cfg.Postgres.Publication); err != nil {
+			return nil, err
+		}
+	}
 	chunks, err := store.LoadChunks(ctx)
 	if err != nil {
 		return nil, err
@@ -113,13 +122,24 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 	}
 	say("created ClickHouse table %s.%s for the new copy of %s", db.Name, shadow.Target, source)
 	state := map[string][]checkpoint.Chunk{source: {mark}}
-	at, err := pg.EmitMessage(ctx, replication.ResyncPrefix,
-		replication.ResyncMessage{Slot: cfg.Postgres.Slot, Table: source}.Encode())
-	if err != nil {
-		return report, err
+	if major := pg.ServerVersion(); postgres.NeedsMarkTable(major) {
+		// No logical messages: a row committed now marks the stream at
+		// its commit LSN, below the copy's consistent point.
+		at, err := pg.MarkResync(ctx, cfg.Postgres.Slot, source)
+		if err != nil {
+			return report, err
+		}
+		say("resync of %s marked in the WAL by a row of %s committed below %s: `replicator run` keeps replicating and "+
+			"holds its checkpoint until the copy is complete", source, postgres.MarkTable, at)
+	} else {
+		at, err := pg.EmitMessage(ctx, replication.ResyncPrefix,
+			replication.ResyncMessage{Slot: cfg.Postgres.Slot, Table: source}.Encode())
+		if err != nil {
+			return report, err
+		}
+		say("resync of %s marked in the WAL at %s: `replicator run` keeps replicating and holds its checkpoint until the copy is complete",
+			source, at)
 	}
-	say("resync of %s marked in the WAL at %s: `replicator run` keeps replicating and holds its checkpoint until the copy is complete",
-		source, at)
 
 	c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal)}
 	if err := resume(ctx, c, pg, []*mapping.Table{&shadow}, state, load, say); err != nil {

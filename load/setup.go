@@ -173,7 +173,20 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			return report, err
 		}
 	}
-	lines, perr := pg.EnsurePublication(ctx, cfg.Postgres.Publication, names)
+	published := names
+	if major := pg.ServerVersion(); postgres.NeedsMarkTable(major) {
+		// Its pgoutput sends no logical messages: a resync marks the
+		// stream with a row of this table instead.
+		made, err := pg.EnsureMarkTable(ctx)
+		if err != nil {
+			return report, err
+		}
+		if made {
+			say("created table %s: it marks resyncs in the stream, as PostgreSQL %d sends no logical messages", postgres.MarkTable, major)
+		}
+		published = append(slices.Clip(names), postgres.MarkTable)
+	}
+	lines, perr := pg.EnsurePublication(ctx, cfg.Postgres.Publication, published)
 	for _, line := range lines {
 		say("%s", line)
 	}
@@ -431,7 +444,7 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 	}
 	c.snap = snap
 	c.tables = tables
-	tidRange := pg.ServerVersion() >= 14
+	tidRange := pg.ServerVersion() >= postgres.TIDRangeVersion
 	var jobs []job
 	for _, t := range tables {
 		tp, err := planTable(ctx, ps, t, chunks[t.Source], c.cfg.Load.ChunkSize, tidRange, load)

@@ -124,6 +124,12 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		if !a.pos.inTxn {
 			return fmt.Errorf("change of %s outside a transaction", m.Relation.QualifiedName())
 		}
+		if mark, ok := replication.ParseMark(m); ok {
+			// A resync's mark on a server without logical messages, at
+			// its transaction's commit LSN.
+			a.resync(replication.MarkMessage(mark, a.pos.version))
+			return nil
+		}
 		if a.pos.skip || a.awaited(m.Relation.ID) {
 			return nil
 		}

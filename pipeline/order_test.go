@@ -597,3 +597,56 @@ func TestStopWhileWaitingLandsTheFlight(t *testing.T) {
 		}
 	}
 }
+
+// TestResyncMarkRowHoldsAtItsCommit: on a server without logical messages
+// (PostgreSQL 13) a resync is marked by a row of postgres.MarkTable. Its
+// insert holds the checkpoint below the mark's commit, as the message does
+// at its position: the transaction before it is checkpointed, the mark's
+// and later ones are not; the copy must complete above the commit LSN.
+// Replayed after the copy completed above it, the mark holds nothing, and
+// a mark for another slot or table is ignored.
+func TestResyncMarkRowHoldsAtItsCommit(t *testing.T) {
+	marks := &replication.Relation{ID: 99, Namespace: "public", Name: "replicator_marks", Columns: []mapping.SourceColumn{
+		{Name: "slot", TypeOID: 25}, {Name: "source", TypeOID: 25}, {Name: "marked_at", TypeOID: 1184}}}
+	mark := func(slot, table string) step {
+		return step{msg: &replication.Change{Op: replication.OpInsert, Relation: marks,
+			New: []mapping.Value{text(slot), text(table), text("2026-01-01 00:00:00+00")}}}
+	}
+	t.Run("holds", func(t *testing.T) {
+		a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+		a.slot = "s1"
+		rec.run(a, []step{
+			begin(1000), {msg: eventsRel}, insert("1", "1"), commit(1000),
+			begin(1500), {msg: marks}, mark("s2", "public.events"), mark("s1", "public.other"), commit(1500),
+		})
+		if a.hold.held() {
+			t.Fatal("a mark for another slot or an unconfigured table holds the checkpoint")
+		}
+		if err := a.drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		rec.run(a, []step{
+			begin(2000), mark("s1", "public.events"), commit(2000),
+			begin(3000), insert("2", "1"), commit(3000),
+		})
+		if err := a.drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if !a.hold.held() || a.hold.after[0] != 2000 {
+			t.Fatalf("hold = %+v, want held until a copy above the mark's commit 0/7D0", a.hold)
+		}
+		wantCalls(t, rec, "flush 1", "save 1500 commit", "flush 1")
+		if a.Durable() != 1500 {
+			t.Errorf("Durable() = %s, want the last commit before the mark", a.Durable())
+		}
+	})
+	t.Run("replayed after the copy", func(t *testing.T) {
+		a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+		a.slot = "s1"
+		a.reg.horizons[0] = 2500 // the copy's consistent point, minus one
+		rec.run(a, []step{begin(2000), {msg: marks}, mark("s1", "public.events"), commit(2000)})
+		if a.hold.held() {
+			t.Errorf("a mark below the completed copy's horizon holds the checkpoint: %+v", a.hold)
+		}
+	})
+}

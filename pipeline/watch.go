@@ -14,7 +14,10 @@ const heartbeatPrefix = "replicator_heartbeat"
 
 // watch emits heartbeats and checks the slot's WAL retention once a minute,
 // over its own SQL connection. Heartbeats (pg_logical_emit_message) keep the
-// slot advancing when the published tables are quiet; a slot whose
+// slot advancing when the published tables are quiet: from PostgreSQL 14
+// on the stream carries them, and on 13, whose pgoutput sends no logical
+// messages, the WAL they write moves the keepalives' position, which the
+// idle checkpoint follows as well; a slot whose
 // wal_status is lost stops the daemon. Connection problems are logged and
 // retried at the next tick: they never stop replication.
 func (r *Runner) watch(ctx context.Context) error {
@@ -88,7 +91,7 @@ func (r *Runner) checkRetention(ctx context.Context, conn *postgres.Conn) error 
 		return err
 	}
 	if slot.Lost() {
-		return postgres.LostSlotError(name)
+		return slot.LostError()
 	}
 	if retained, ok := slot.RetainedWAL(); ok {
 		r.metrics.RetainedWAL.Set(float64(retained))

@@ -113,14 +113,16 @@ func currentWAL(ctx context.Context, q interface {
 
 // EmitHeartbeat writes a non-transactional logical message with the given
 // prefix (pg_logical_emit_message), which moves the slot when the published
-// tables are quiet.
+// tables are quiet: the stream carries it from MessagesVersion on; before,
+// the WAL it writes moves the position of the walsender's keepalives.
 func (c *Conn) EmitHeartbeat(ctx context.Context, prefix string) error {
 	_, err := c.pg.Exec(ctx, "SELECT pg_logical_emit_message(false, $1, now()::text)", prefix)
 	return err
 }
 
 // EmitMessage writes a non-transactional logical message that every
-// slot's stream receives in WAL order, and returns its position.
+// slot's stream receives in WAL order, and returns its position. Streams
+// carry messages from MessagesVersion on only (see MarkResync).
 func (c *Conn) EmitMessage(ctx context.Context, prefix, content string) (pglogrepl.LSN, error) {
 	var text string
 	if err := c.pg.QueryRow(ctx, "SELECT pg_logical_emit_message(false, $1, $2)::text", prefix, content).Scan(&text); err != nil {

@@ -61,12 +61,17 @@ func CheckServer(ctx context.Context, pg *pgconn.PgConn) error {
 	if !found || len(vals) < 2 {
 		return fmt.Errorf("check postgres settings: current role not found in pg_roles")
 	}
-	return checkSettings(str(vals[0]), str(vals[1]) == "t")
+	return checkSettings(MajorVersion(pg.ParameterStatus("server_version")), str(vals[0]), str(vals[1]) == "t")
 }
 
 // checkSettings returns a *ServerError listing what to change, or nil.
-func checkSettings(walLevel string, canReplicate bool) error {
+// A major version of 0 is unknown and not checked.
+func checkSettings(major int, walLevel string, canReplicate bool) error {
 	var problems []string
+	if major > 0 && major < MinVersion {
+		problems = append(problems, fmt.Sprintf("PostgreSQL %d is not supported: the replicator needs PostgreSQL %d or later "+
+			"(wal_status of replication slots, publish_via_partition_root, pg_current_snapshot)", major, MinVersion))
+	}
 	if walLevel != "logical" {
 		problems = append(problems, fmt.Sprintf("wal_level is %q: set wal_level = logical in postgresql.conf "+
 			"(ALTER SYSTEM SET wal_level = logical) and restart Postgres", walLevel))

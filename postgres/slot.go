@@ -21,15 +21,27 @@ type Slot struct {
 	WALStatus  string
 	// WALPosition is pg_current_wal_lsn() when the row was read.
 	WALPosition pglogrepl.LSN
+	// InvalidationReason is why Postgres invalidated the slot (e.g.
+	// wal_removed, idle_timeout); empty when it did not, or when the
+	// server does not say (before InvalidationReasonVersion).
+	InvalidationReason string
 }
 
-const slotSQL = "SELECT plugin, database, active, active_pid, confirmed_flush_lsn, restart_lsn, wal_status, " +
-	"pg_current_wal_lsn() FROM pg_replication_slots WHERE slot_name = "
+// slotSQL returns the query of a slot's row on a server of major version
+// major, with the columns parseSlot reads.
+func slotSQL(major int, name string) string {
+	reason := "NULL::text"
+	if major >= InvalidationReasonVersion {
+		reason = "invalidation_reason"
+	}
+	return "SELECT plugin, database, active, active_pid, confirmed_flush_lsn, restart_lsn, wal_status, " +
+		"pg_current_wal_lsn(), " + reason + " FROM pg_replication_slots WHERE slot_name = " + quoteLiteral(name)
+}
 
 // ReadSlot reads the row of a slot over pg, an SQL or a replication
 // connection. A missing slot is an error that wraps ErrSlotMissing.
 func ReadSlot(ctx context.Context, pg *pgconn.PgConn, name string) (Slot, error) {
-	vals, found, err := queryRow(ctx, pg, slotSQL+quoteLiteral(name))
+	vals, found, err := queryRow(ctx, pg, slotSQL(MajorVersion(pg.ParameterStatus("server_version")), name))
 	if err != nil {
 		return Slot{}, fmt.Errorf("read slot %s: %w", name, Describe(err, "", ""))
 	}
@@ -41,11 +53,11 @@ func parseSlot(name string, vals []*string, found bool) (Slot, error) {
 	if !found {
 		return Slot{}, fmt.Errorf("slot %s: %w", name, ErrSlotMissing)
 	}
-	if len(vals) != 8 {
-		return Slot{}, fmt.Errorf("read slot %s: %d columns, want 8", name, len(vals))
+	if len(vals) != 9 {
+		return Slot{}, fmt.Errorf("read slot %s: %d columns, want 9", name, len(vals))
 	}
 	s := Slot{Name: name, Plugin: str(vals[0]), Database: str(vals[1]), Active: str(vals[2]) == "t",
-		ActivePID: str(vals[3]), WALStatus: str(vals[6])}
+		ActivePID: str(vals[3]), WALStatus: str(vals[6]), InvalidationReason: str(vals[8])}
 	for _, f := range []struct {
 		dst *pglogrepl.LSN
 		src *string
@@ -75,7 +87,18 @@ func (s Slot) RetainedWAL() (bytes uint64, ok bool) {
 }
 
 // Lost reports whether Postgres invalidated the slot.
-func (s Slot) Lost() bool { return s.WALStatus == "lost" }
+func (s Slot) Lost() bool { return s.WALStatus == "lost" || s.InvalidationReason != "" }
+
+// LostError is the error of a lost slot (see Lost), with the reason
+// Postgres gives.
+func (s Slot) LostError() error {
+	if s.InvalidationReason != "" && s.InvalidationReason != "wal_removed" {
+		return fmt.Errorf("slot %s: %w (invalidation_reason = %s): Postgres invalidated the slot, so changes may be missing "+
+			"from ClickHouse; drop the slot, truncate the target tables and run `replicator setup` to copy them again",
+			s.Name, ErrSlotLost, s.InvalidationReason)
+	}
+	return LostSlotError(s.Name)
+}
 
 // CheckResume refuses to stream from a slot that is taken, lost, not
 // pgoutput, or whose confirmed position is beyond the checkpoint resume:
@@ -88,7 +111,7 @@ func (s Slot) CheckResume(resume pglogrepl.LSN) error {
 		return &SlotInUseError{Slot: s.Name, PID: s.ActivePID}
 	}
 	if s.Lost() {
-		return LostSlotError(s.Name)
+		return s.LostError()
 	}
 	if s.ConfirmedFlushLSN > resume {
 		return fmt.Errorf("replication slot %s has confirmed_flush_lsn %s, beyond the ClickHouse checkpoint %s: "+

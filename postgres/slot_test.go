@@ -14,7 +14,7 @@ import (
 func sp(s string) *string { return &s }
 
 func fullSlotRow() []*string {
-	return []*string{sp("pgoutput"), sp("db"), sp("t"), sp("1234"), sp("0/16B3748"), sp("0/16B3700"), sp("reserved"), sp("0/16B4000")}
+	return []*string{sp("pgoutput"), sp("db"), sp("t"), sp("1234"), sp("0/16B3748"), sp("0/16B3700"), sp("reserved"), sp("0/16B4000"), nil}
 }
 
 func TestParseSlot(t *testing.T) {
@@ -29,8 +29,12 @@ func TestParseSlot(t *testing.T) {
 		missing bool   // the error wraps ErrSlotMissing
 	}{
 		{name: "not found", found: false, wantErr: "s1", missing: true},
-		{name: "too few columns", vals: fullSlotRow()[:7], found: true, wantErr: "7 columns"},
-		{name: "too many columns", vals: append(fullSlotRow(), sp("x")), found: true, wantErr: "9 columns"},
+		{name: "too few columns", vals: fullSlotRow()[:8], found: true, wantErr: "8 columns"},
+		{name: "too many columns", vals: append(fullSlotRow(), sp("x")), found: true, wantErr: "10 columns"},
+		{name: "invalidated", vals: func() []*string { v := fullSlotRow(); v[6], v[8] = sp("lost"), sp("idle_timeout"); return v }(), found: true, want: Slot{
+			Name: "s1", Plugin: "pgoutput", Database: "db", Active: true, ActivePID: "1234",
+			ConfirmedFlushLSN: 0x16B3748, RestartLSN: 0x16B3700, WALStatus: "lost", WALPosition: 0x16B4000, InvalidationReason: "idle_timeout",
+		}},
 		{name: "full row", vals: fullSlotRow(), found: true, want: Slot{
 			Name: "s1", Plugin: "pgoutput", Database: "db", Active: true, ActivePID: "1234",
 			ConfirmedFlushLSN: 0x16B3748, RestartLSN: 0x16B3700, WALStatus: "reserved", WALPosition: 0x16B4000,
@@ -120,7 +124,13 @@ func TestCheckResume(t *testing.T) {
 		{name: "active", slot: with(func(s *Slot) { s.Active, s.ActivePID = true, "4242" }), resume: 1000,
 			contains: []string{"s1", "4242"}, inUsePID: "4242"},
 		{name: "lost", slot: with(func(s *Slot) { s.WALStatus = "lost" }), resume: 1000,
-			contains: []string{"s1"}, lost: true},
+			contains: []string{"s1", "removed WAL"}, lost: true},
+		{name: "wal removed (17+)", slot: with(func(s *Slot) { s.WALStatus, s.InvalidationReason = "lost", "wal_removed" }), resume: 1000,
+			contains: []string{"s1", "removed WAL"}, lost: true},
+		{name: "idle timeout (18)", slot: with(func(s *Slot) { s.WALStatus, s.InvalidationReason = "lost", "idle_timeout" }), resume: 1000,
+			contains: []string{"s1", "invalidation_reason = idle_timeout", "replicator setup"}, lost: true},
+		{name: "invalidated, wal status not lost", slot: with(func(s *Slot) { s.InvalidationReason = "rows_removed" }), resume: 1000,
+			contains: []string{"rows_removed"}, lost: true},
 		{name: "confirmed beyond checkpoint", slot: ok, resume: 999,
 			contains: []string{"s1", "beyond the ClickHouse checkpoint", "pg_drop_replication_slot('s1')", "0/3E8", "0/3E7"}},
 		{name: "plugin checked before active", slot: with(func(s *Slot) { s.Plugin, s.Active = "test_decoding", true }), resume: 1000,
@@ -191,21 +201,26 @@ func TestCheckIdentity(t *testing.T) {
 }
 
 func TestCheckSettings(t *testing.T) {
-	const walProblem, roleProblem = "wal_level", "REPLICATION attribute"
+	const walProblem, roleProblem, versionProblem = "wal_level", "REPLICATION attribute", "needs PostgreSQL 13 or later"
 	for _, tc := range []struct {
 		name         string
+		major        int
 		walLevel     string
 		canReplicate bool
 		want         []string // one substring per problem, in order; nil: no error
 	}{
 		{name: "all fine", walLevel: "logical", canReplicate: true},
+		{name: "oldest supported", major: 13, walLevel: "logical", canReplicate: true},
+		{name: "newest", major: 18, walLevel: "logical", canReplicate: true},
+		{name: "too old", major: 12, walLevel: "logical", canReplicate: true, want: []string{versionProblem}},
+		{name: "too old and replica", major: 10, walLevel: "replica", canReplicate: true, want: []string{versionProblem, walProblem}},
 		{name: "replica wal level", walLevel: "replica", canReplicate: true, want: []string{walProblem}},
 		{name: "empty wal level", walLevel: "", canReplicate: true, want: []string{walProblem}},
 		{name: "no replication role", walLevel: "logical", canReplicate: false, want: []string{roleProblem}},
 		{name: "both", walLevel: "minimal", canReplicate: false, want: []string{walProblem, roleProblem}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkSettings(tc.walLevel, tc.canReplicate)
+			err := checkSettings(tc.major, tc.walLevel, tc.canReplicate)
 			if tc.want == nil {
 				if err != nil {
 					t.Errorf("checkSettings = %v, want nil", err)
@@ -341,5 +356,35 @@ func TestQuoteLiteral(t *testing.T) {
 				t.Errorf("quoteLiteral(%q) = %s, want %s", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestSlotSQL(t *testing.T) {
+	for _, tc := range []struct {
+		major  int
+		reason bool // reads invalidation_reason
+	}{{13, false}, {14, false}, {16, false}, {17, true}, {18, true}} {
+		t.Run(fmt.Sprint(tc.major), func(t *testing.T) {
+			q := slotSQL(tc.major, "it's")
+			if got := strings.Contains(q, "invalidation_reason"); got != tc.reason {
+				t.Errorf("slotSQL(%d) reads invalidation_reason = %v, want %v: %s", tc.major, got, tc.reason, q)
+			}
+			for _, col := range []string{"wal_status", "confirmed_flush_lsn", "restart_lsn", "'it''s'"} {
+				if !strings.Contains(q, col) {
+					t.Errorf("slotSQL(%d) lacks %s: %s", tc.major, col, q)
+				}
+			}
+			if n := strings.Count(q[:strings.Index(q, " FROM ")], ",") + 1; n != 9 {
+				t.Errorf("slotSQL(%d) selects %d columns, parseSlot reads 9: %s", tc.major, n, q)
+			}
+		})
+	}
+}
+
+func TestNeedsMarkTable(t *testing.T) {
+	for major, want := range map[int]bool{13: true, 14: false, 15: false, 16: false, 17: false, 18: false} {
+		if got := NeedsMarkTable(major); got != want {
+			t.Errorf("NeedsMarkTable(%d) = %v, want %v", major, got, want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -98,7 +99,7 @@ func NewStream(conn *Conn, opts StreamOptions) *Stream {
 
 // StreamingVersion is the first PostgreSQL major version that streams
 // in-progress transactions (pgoutput protocol version 2).
-const StreamingVersion = 14
+const StreamingVersion = postgres.StreamingVersion
 
 // Protocol describes the protocol a server and a streaming choice lead
 // to, as the log and `replicator status` show it.
@@ -112,6 +113,25 @@ func Protocol(serverMajor int, streaming bool) string {
 	return "1 (streaming turned off by stream.enabled)"
 }
 
+// PluginArgs returns the pgoutput options of START_REPLICATION for a
+// server of major version serverMajor: protocol version 2 with streaming
+// when streaming (which the caller has gated by StreamingVersion), and
+// logical messages from MessagesVersion on. Before that pgoutput rejects
+// the option and has no messages to send: heartbeats still move the
+// keepalives' WAL position, and resyncs are marked by a row of
+// postgres.MarkTable (see ParseMark).
+func PluginArgs(serverMajor int, publication string, streaming bool) []string {
+	args := []string{"proto_version '1'"}
+	if streaming {
+		args = []string{"proto_version '2'", "streaming 'on'"}
+	}
+	args = append(args, fmt.Sprintf("publication_names '%s'", strings.ReplaceAll(publication, "'", "''")))
+	if serverMajor >= postgres.MessagesVersion {
+		args = append(args, "messages 'true'")
+	}
+	return args
+}
+
 // Protocol returns the protocol the stream started with.
 func (s *Stream) Protocol() string { return s.protocol }
 
@@ -119,17 +139,17 @@ func (s *Stream) Protocol() string { return s.protocol }
 // transaction whose commit LSN is at or above max(start, confirmed_flush_lsn).
 func (s *Stream) Start(ctx context.Context, start pglogrepl.LSN) error {
 	major := s.conn.ServerVersion()
-	s.streaming = s.streaming && major >= StreamingVersion
+	// The protocol names what was asked and what the server allows.
 	s.protocol = Protocol(major, s.streaming)
-	args := []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", s.pub), "messages 'true'"}
+	s.streaming = s.streaming && major >= StreamingVersion
 	if s.streaming {
 		spool, err := NewSpool(s.spoolOpt)
 		if err != nil {
 			return err
 		}
 		s.spool = spool
-		args = []string{"proto_version '2'", "streaming 'on'", fmt.Sprintf("publication_names '%s'", s.pub), "messages 'true'"}
 	}
+	args := PluginArgs(major, s.pub, s.streaming)
 	err := pglogrepl.StartReplication(ctx, s.conn.pg, s.slot, start, pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
 		return fmt.Errorf("start replication on slot %s: %w", s.slot, postgres.Describe(err, s.slot, s.pub))

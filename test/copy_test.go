@@ -134,12 +134,18 @@ func TestCopyInChunks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := e.workload(ctx, 11, 2)
 	out := e.setup()
-	if m := regexp.MustCompile(`copying public.events with version \S+: (\d+) of (\d+) chunks whole`).FindStringSubmatch(out); m == nil || atoi(m[2]) < 4 {
-		t.Errorf("setup did not copy events in several chunks:\n%s", out)
+	// Chunks are ranges of pages, which PostgreSQL scans from 14 on; 13
+	// copies each table whole.
+	minEvents, minTotal := 4, 6
+	if pgMajor(t) < 14 {
+		minEvents, minTotal = 1, 3
+	}
+	if m := regexp.MustCompile(`copying public.events with version \S+: (\d+) of (\d+) chunks whole`).FindStringSubmatch(out); m == nil || atoi(m[2]) < minEvents {
+		t.Errorf("setup did not copy events in at least %d chunks:\n%s", minEvents, out)
 	}
 	done, total := e.copiedChunks()
-	if done != total || total < 6 {
-		t.Errorf("copy state: %d of %d chunks done, want all of at least 6", done, total)
+	if done != total || total < minTotal {
+		t.Errorf("copy state: %d of %d chunks done, want all of at least %d", done, total, minTotal)
 	}
 	d := e.start()
 	time.Sleep(time.Second)

@@ -1,10 +1,12 @@
 // Package harness starts private servers for tests and for the demo: a
-// PostgreSQL 15 cluster with wal_level=logical and a ClickHouse server, each
+// PostgreSQL cluster with wal_level=logical and a ClickHouse server, each
 // in its own temp directory and listening only on a free port of 127.0.0.1.
 // It never touches a system-wide cluster: it does not read or change
 // /var/lib/postgresql, /var/lib/clickhouse or any service, and it only reads
 // binaries installed from Debian's packages (test/install-deps.sh installs
-// them).
+// them) or, for a PostgreSQL version other than Debian's 15 chosen with
+// PG_VERSION, from the npm builds test/install-pg.sh installs under
+// .cache/postgres.
 //
 // Both servers run as direct children of the calling process, in their own
 // process group, with a parent-death signal of SIGKILL, so they do not

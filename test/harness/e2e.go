@@ -18,7 +18,11 @@ func Required() bool { return os.Getenv(E2EEnv) == "1" }
 // the error (wrapping ErrNotInstalled) says which package is missing.
 func Installed() error {
 	_, _, chErr := clickhouseBinaries()
-	return errors.Join(postgresInstalled(DefaultPGBinDir), chErr)
+	bin, err := PGBinDir()
+	if err != nil {
+		return errors.Join(err, chErr)
+	}
+	return errors.Join(postgresInstalled(bin), chErr)
 }
 
 // E2E is the three-way switch of end-to-end tests. It returns the reason

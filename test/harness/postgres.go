@@ -25,6 +25,10 @@ type Postgres struct {
 	Port int    // TCP port on Host
 	Host string // always 127.0.0.1
 	Dir  string // holds data/, sock/ and postgres.log
+	// Version is the server's version (server_version, e.g. "13.23"), and
+	// Major its major version (13).
+	Version string
+	Major   int
 
 	opt  Options
 	bin  string              // directory of initdb, postgres, psql
@@ -34,14 +38,20 @@ type Postgres struct {
 	proc *process
 }
 
-// postgresInstalled checks that bin holds the Postgres binaries the
-// harness runs.
+// postgresInstalled checks that bin holds the server binaries the harness
+// runs, and that psql is there or in Debian's installation.
 func postgresInstalled(bin string) error {
-	for _, b := range []string{"initdb", "postgres", "psql"} {
-		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-			return fmt.Errorf("postgres: %s missing in %s (apt-get install -y postgresql-15 postgresql-client-15, or run test/install-deps.sh): %w",
-				b, bin, ErrNotInstalled)
+	for _, b := range []string{"initdb", "postgres"} {
+		if !fileExists(filepath.Join(bin, b)) {
+			how := "apt-get install -y postgresql-15 postgresql-client-15, or run test/install-deps.sh"
+			if bin != DefaultPGBinDir {
+				how = "run test/install-pg.sh <major version>, as `make test-matrix` does"
+			}
+			return fmt.Errorf("postgres: %s missing in %s (%s): %w", b, bin, how, ErrNotInstalled)
 		}
+	}
+	if psql := clientBin(bin, "psql"); !fileExists(psql) {
+		return fmt.Errorf("postgres: %s missing (apt-get install -y postgresql-client-15): %w", psql, ErrNotInstalled)
 	}
 	return nil
 }
@@ -52,7 +62,11 @@ func postgresInstalled(bin string) error {
 func StartPostgres(ctx context.Context, opt Options) (*Postgres, error) {
 	p := &Postgres{Host: "127.0.0.1", opt: opt, bin: opt.PGBinDir}
 	if p.bin == "" {
-		p.bin = DefaultPGBinDir
+		bin, err := PGBinDir()
+		if err != nil {
+			return nil, err
+		}
+		p.bin = bin
 	}
 	if err := postgresInstalled(p.bin); err != nil {
 		return nil, err
@@ -85,7 +99,7 @@ func StartPostgres(ctx context.Context, opt Options) (*Postgres, error) {
 			return nil, err
 		}
 	}
-	opt.logf("postgres ready on %s:%d in %s (dir %s)", p.Host, p.Port, time.Since(began).Round(time.Millisecond), p.Dir)
+	opt.logf("postgres %s ready on %s:%d in %s (dir %s)", p.Version, p.Host, p.Port, time.Since(began).Round(time.Millisecond), p.Dir)
 	return p, nil
 }
 
@@ -245,6 +259,7 @@ func (p *Postgres) start(ctx context.Context) error {
 	}
 }
 
+// ping connects as the tests do and reads the server's version.
 func (p *Postgres) ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -252,6 +267,12 @@ func (p *Postgres) ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var num int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, current_setting('server_version')").Scan(&num, &p.Version); err != nil {
+		conn.Close(ctx)
+		return err
+	}
+	p.Major = num / 10000
 	return conn.Close(ctx)
 }
 
@@ -319,7 +340,7 @@ func (p *Postgres) Close() error {
 // and columns separated by '|'. It stops at the first error, which the
 // returned error quotes.
 func (p *Postgres) Psql(ctx context.Context, db, sql string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(p.bin, "psql"),
+	cmd := exec.CommandContext(ctx, p.Client("psql"),
 		"-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", p.DSN(db), "-c", sql)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -328,6 +349,11 @@ func (p *Postgres) Psql(ctx context.Context, db, sql string) (string, error) {
 	}
 	return strings.TrimSpace(stdout.String()), nil
 }
+
+// Client returns the path of a client tool (psql, pgbench, pg_recvlogical)
+// to use with this server: its installation's own, or Debian's 15 when the
+// installation has none (the npm builds of other versions).
+func (p *Postgres) Client(name string) string { return clientBin(p.bin, name) }
 
 // chownTree gives a directory tree to the credential's user.
 func chownTree(dir string, cred *syscall.Credential) error {
