@@ -42,9 +42,7 @@ var clickhouse = map[proto.Error]Rule{
 	proto.ErrTimeoutExceeded:            {Retry, "clickhouse_timeout", ""},
 	proto.ErrSocketTimeout:              {Retry, "clickhouse_timeout", ""},
 	proto.ErrNetworkError:               {Retry, "clickhouse_network", ""},
-	proto.ErrAttemptToReadAfterEOF:      {Retry, "clickhouse_network", ""},
-	proto.ErrCannotReadAllData:          {Retry, "clickhouse_network", ""},
-	proto.ErrUnexpectedEndOfFile:        {Retry, "clickhouse_network", ""},
+	proto.ErrAttemptToReadAfterEOF:      {Retry, "clickhouse_network", ""}, // a node of a cluster ended a connection
 	proto.ErrQueryWasCancelled:          {Retry, "clickhouse_shutdown", ""},
 	proto.ErrAborted:                    {Retry, "clickhouse_shutdown", ""},
 	proto.ErrTooManySimultaneousQueries: {Retry, "clickhouse_overloaded", ""},
@@ -69,6 +67,11 @@ var clickhouse = map[proto.Error]Rule{
 	proto.ErrAllReplicasAreStale:               {Retry, "replica_unavailable", ""},
 	proto.ErrAllReplicasLost:                   {Retry, "replica_unavailable", ""},
 	proto.ErrNoReplicaHasPart:                  {Retry, "replica_unavailable", ""},
+	// The server could not read a part or a block: it would fail again.
+	proto.ErrCannotReadAllData: {Stop, "clickhouse_damaged",
+		"the server could not read all of a part or a block: its log names it; check system.parts and detach a damaged part"},
+	proto.ErrUnexpectedEndOfFile: {Stop, "clickhouse_damaged",
+		"the server met the end of a file or block too early: its log names it; check system.parts and detach a damaged part"},
 	// Configuration: retrying cannot help.
 	proto.ErrAuthenticationFailed: {Stop, "clickhouse_auth", "check clickhouse.username and clickhouse.password"},
 	proto.ErrUnknownUser:          {Stop, "clickhouse_auth", "check clickhouse.username and clickhouse.password"},

@@ -72,9 +72,6 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 		return nil, err
 	}
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
-	if err := store.Sync(ctx); err != nil {
-		return nil, err
-	}
 	pos, found, err := store.Load(ctx)
 	if err != nil {
 		return nil, err

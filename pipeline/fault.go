@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -19,11 +20,13 @@ const faultEnv = "REPLICATOR_TEST_FAULT"
 type faults struct {
 	crashAfterInsert     float64
 	crashAfterCheckpoint float64
-	// crashAtFlush is the number of the flush with rows to crash after
-	// (1: the first), 0 for none; flushes counts them. Flights run one at a
-	// time, so the count needs no lock.
-	crashAtFlush, flushes int
+	// crashAtFlush is the number of the process's flush with rows to crash
+	// after (1: the first), 0 for none.
+	crashAtFlush int64
 }
+
+// flushes counts the process's flushes with rows, across sessions.
+var flushes atomic.Int64
 
 func loadFaults() faults {
 	var f faults
@@ -39,7 +42,7 @@ func loadFaults() faults {
 		case "crash-after-checkpoint":
 			f.crashAfterCheckpoint = prob
 		case "crash-after-insert-of-flush":
-			f.crashAtFlush = int(prob)
+			f.crashAtFlush = int64(prob)
 		}
 	}
 	return f
@@ -47,9 +50,8 @@ func loadFaults() faults {
 
 // afterInsert is the fault point between a flush's data INSERTs and its
 // checkpoint: when armed it kills the process as a crash would.
-func (f *faults) afterInsert() {
-	f.flushes++
-	if f.crashAtFlush > 0 && f.flushes == f.crashAtFlush {
+func (f faults) afterInsert() {
+	if n := flushes.Add(1); f.crashAtFlush > 0 && n == f.crashAtFlush {
 		crash(1)
 	}
 	crash(f.crashAfterInsert)
@@ -57,7 +59,7 @@ func (f *faults) afterInsert() {
 
 // afterCheckpoint is the fault point between a commit checkpoint and its
 // acknowledgement.
-func (f *faults) afterCheckpoint() { crash(f.crashAfterCheckpoint) }
+func (f faults) afterCheckpoint() { crash(f.crashAfterCheckpoint) }
 
 func crash(p float64) {
 	if p > 0 && rand.Float64() < p {

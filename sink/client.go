@@ -96,6 +96,12 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 			conn.Close()
 			return nil, err
 		}
+		// Distributed INSERTs reach the other shards as the user of the
+		// cluster's remote_servers, whose READONLY would be retried.
+		if err := remoteWritable(ctx, conn, opts.Cluster); err != nil {
+			conn.Close()
+			return nil, err
+		}
 		settings["insert_distributed_sync"] = 1
 		if replicas > 1 {
 			settings["insert_quorum"] = int(replicas)
@@ -151,6 +157,23 @@ func readonlyError(user, readonly string) error {
 		"give clickhouse.username a profile with readonly = 0", user, readonly)
 }
 
+// remoteWritable returns an error when a node of the cluster sessions as
+// a user whose profile sets readonly: the user of remote_servers, whom
+// Distributed INSERTs reach the shards as.
+func remoteWritable(ctx context.Context, conn driver.Conn, cluster string) error {
+	var readonly string
+	err := conn.QueryRow(ctx, "SELECT max(value) FROM cluster(?, system.settings) WHERE name = 'readonly'", cluster).Scan(&readonly)
+	if err != nil {
+		return fmt.Errorf("read the readonly setting of the nodes of cluster %s: %w", cluster, classify(err))
+	}
+	if readonly != "0" {
+		return fmt.Errorf("the nodes of clickhouse.cluster %q take the replicator's writes as a user with readonly = %s "+
+			"(the <user> of the cluster in remote_servers, default when none is named): give that user a profile with readonly = 0",
+			cluster, readonly)
+	}
+	return nil
+}
+
 // hasSetting reports whether the server knows a setting.
 func hasSetting(ctx context.Context, conn driver.Conn, name string) (bool, error) {
 	var n uint64
@@ -172,6 +195,11 @@ func (c *Client) SyncReplica(ctx context.Context, table string) error {
 	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	if err := c.conn.Exec(ctx, "SYSTEM SYNC REPLICA "+c.DB().Table(table)); err != nil {
+		var exc *clickhouse.Exception
+		if errors.As(err, &exc) && proto.Error(exc.Code) == proto.ErrAccessDenied {
+			return fmt.Errorf("sync the replica of %s: %w (run GRANT SYSTEM SYNC REPLICA ON %s.* TO the clickhouse.username user)",
+				table, err, ddl.Quote(c.database))
+		}
 		err = classify(err)
 		if ctx.Err() != nil {
 			err = failure.ClickHouse(int32(proto.ErrTimeoutExceeded)).Apply(fmt.Errorf("%w: %w", ErrUnavailable, err))
@@ -273,21 +301,52 @@ func (c *Client) Exec(ctx context.Context, sql string, args ...any) error {
 // Insert writes rows with one INSERT; stmt names the columns
 // ("INSERT INTO t (a, b)"). It returns after ClickHouse acknowledged it.
 func (c *Client) Insert(ctx context.Context, stmt string, rows ...[]any) error {
-	batch, err := c.conn.PrepareBatch(ctx, stmt)
-	if err != nil {
-		return classify(err)
-	}
-	for _, r := range rows {
-		if err := batch.Append(r...); err != nil {
-			batch.Abort()
-			return err
+	return afterQuorum(ctx, func() error {
+		batch, err := c.conn.PrepareBatch(ctx, stmt)
+		if err != nil {
+			return classify(err)
 		}
-	}
-	return classify(batch.Send())
+		for _, r := range rows {
+			if err := batch.Append(r...); err != nil {
+				batch.Abort()
+				return err
+			}
+		}
+		return classify(batch.Send())
+	})
 }
 
+// afterQuorum runs insert again while ClickHouse refuses it because
+// another quorum INSERT into the table is still waiting for its replicas
+// (UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE, which writes nothing): parallel
+// copy workers and the writers of the replicator's own tables meet it
+// among themselves. It gives up after quorumWait, with that error: a
+// replica is down.
+func afterQuorum(ctx context.Context, insert func() error) error {
+	wait := 20 * time.Millisecond
+	deadline := time.Now().Add(quorumWait)
+	for {
+		err := insert()
+		var exc *clickhouse.Exception
+		if !errors.As(err, &exc) || proto.Error(exc.Code) != proto.ErrUnsatisfiedQuorumForPreviousWrite || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// quorumWait bounds afterQuorum: as long as a quorum INSERT waits for its
+// replicas (insert_quorum_timeout).
+const quorumWait = 30 * time.Second
+
 // targetInsert returns ctx with the settings of an INSERT into a target:
-// no insert deduplication. Replicated tables (a cluster, ClickHouse Cloud,
+// no insert deduplication. (clickhouse.WithSettings replaces the settings
+// a context carries: ctx must carry none.) Replicated tables (a cluster, ClickHouse Cloud,
 // or a MergeTree with non_replicated_deduplication_window) drop a block
 // equal to an earlier one; a replay that splits a transaction into other
 // INSERTs could then have its last block of a key dropped while an
@@ -303,21 +362,23 @@ func targetInsert(ctx context.Context) context.Context {
 // type (see mapping.Block.Columns), with one INSERT. It returns only after
 // ClickHouse acknowledged it.
 func (c *Client) InsertColumns(ctx context.Context, t *mapping.Table, cols []any) error {
-	batch, err := c.conn.PrepareBatch(targetInsert(ctx), c.DB().Insert(t.Target, t.ColumnNames()))
-	if err != nil {
-		return fmt.Errorf("prepare insert into %s: %w", t.Target, classify(err))
-	}
-	names := t.ColumnNames()
-	for i, col := range cols {
-		if err := batch.Column(i).Append(col); err != nil {
-			batch.Abort()
-			return fmt.Errorf("insert into %s column %s: %w", t.Target, names[i], err)
+	return afterQuorum(ctx, func() error {
+		batch, err := c.conn.PrepareBatch(targetInsert(ctx), c.DB().Insert(t.Target, t.ColumnNames()))
+		if err != nil {
+			return fmt.Errorf("prepare insert into %s: %w", t.Target, classify(err))
 		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert into %s: %w", t.Target, classify(err))
-	}
-	return nil
+		names := t.ColumnNames()
+		for i, col := range cols {
+			if err := batch.Column(i).Append(col); err != nil {
+				batch.Abort()
+				return fmt.Errorf("insert into %s column %s: %w", t.Target, names[i], err)
+			}
+		}
+		if err := batch.Send(); err != nil {
+			return fmt.Errorf("insert into %s: %w", t.Target, classify(err))
+		}
+		return nil
+	})
 }
 
 // Query runs a query and returns all rows, each as a slice of typed values.

@@ -62,15 +62,17 @@ func sameReplicas(t *testing.T, c *harness.Cluster, db string) {
 	}
 }
 
-// TestClusterReplicate sets up and streams events into a 2 × 2 cluster:
+// TestClusterReplicate copies events in chunks with several workers and
+// streams them into a 2 × 2 cluster:
 // replicated local tables under a Distributed table, sharded by the key;
 // the live view on another node equals Postgres, every key's versions sit
 // on one shard, both replicas of a shard hold the same rows, and verify
 // agrees.
 func TestClusterReplicate(t *testing.T) {
-	e := newEnv(t, "")
+	// Several copy workers write chunks into one replicated table at once.
+	e := newEnv(t, copyConfig)
 	c := e.startCluster()
-	e.insertEvents(2000)
+	e.insertEvents(40000)
 	e.setup()
 	d := e.start()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -128,7 +130,7 @@ func TestClusterFailures(t *testing.T) {
 	}
 	// INSERTs into the shard lack their quorum: the daemon retries.
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if logs := d.Logs(); strings.Contains(logs, "connection lost; reconnecting") && strings.Contains(logs, "quorum") {
+		if logs := d.Logs(); strings.Contains(logs, "transient error; reconnecting") && strings.Contains(logs, "quorum") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -235,5 +237,27 @@ func TestClusterReplayIsNotDeduplicated(t *testing.T) {
 	var action uint8
 	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT action FROM db_%s.events FINAL WHERE id = %d", e.name, k)).Scan(&action); err != nil || action != 2 {
 		t.Errorf("key id=%d after the replay: action %d (%v), want 2, its last image", k, action, err)
+	}
+}
+
+// TestClusterReadOnlyRemoteUser: a Distributed INSERT reaches the other
+// shards as the user of the cluster's remote_servers. When that user's
+// profile sets readonly, the shards answer READONLY, the code of a replica
+// without its ZooKeeper session too: setup and the daemon ask the nodes
+// and stop, naming the setting, instead of retrying for ever.
+func TestClusterReadOnlyRemoteUser(t *testing.T) {
+	e := newEnv(t, "")
+	e.startCluster()
+	e.insertEvents(10)
+	e.setup()
+	e.setConfig(`cluster  = "replicated"`, `cluster  = "replicated_readonly"`)
+	const says = `take the replicator's writes as a user with readonly = 1`
+	if out, errs, code := e.cli("setup", "--config", e.config); code == 0 || !strings.Contains(errs, says) {
+		t.Errorf("setup on a cluster whose nodes write as a read-only user: exit %d\n%s\n%s", code, out, errs)
+	}
+	d := e.start()
+	e.insertEvents(100)
+	if code := d.wait(t, 30*time.Second); code == 0 || !strings.Contains(d.Logs(), says) || strings.Contains(d.Logs(), "reconnecting") {
+		t.Errorf("the daemon on a cluster whose nodes write as a read-only user: exit %d\n%s", code, tail(d.Logs(), 3000))
 	}
 }

@@ -104,7 +104,9 @@ table "public.events" {
 // TestReadOnlyUserStops: a ClickHouse user whose profile sets readonly
 // answers writes with READONLY, the code of a replica that lost its
 // ZooKeeper session too. setup and the daemon ask the server, stop at once
-// and name the setting to change, instead of retrying for ever.
+// and name the setting to change, instead of retrying for ever: with
+// readonly = 1 the session settings are refused too, with readonly = 2
+// only the writes.
 func TestReadOnlyUserStops(t *testing.T) {
 	e := newEnv(t, "")
 	e.insertEvents(10)
@@ -114,21 +116,24 @@ func TestReadOnlyUserStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := fmt.Sprintf("database = %q", "db_"+e.name)
-	config := filepath.Join(e.dir, "reader.hcl")
-	if err := os.WriteFile(config, []byte(strings.Replace(string(src), db, db+"\n  username = \"reader\"", 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	const says = `has readonly = 1 in its settings profile, and the replicator writes: give clickhouse.username a profile with readonly = 0`
-	if out, errs, code := e.cli("setup", "--config", config); code == 0 || !strings.Contains(errs, says) {
-		t.Errorf("setup as a read-only user: exit %d\n%s\n%s", code, out, errs)
-	}
-	d := e.startWith(config)
-	select {
-	case <-d.done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the daemon of a read-only user still runs after 30 s:\n%s", tail(d.Logs(), 3000))
-	}
-	if logs := d.Logs(); d.err == nil || !strings.Contains(logs, says) || strings.Contains(logs, "reconnecting") {
-		t.Errorf("the daemon of a read-only user: %v\n%s", d.err, tail(logs, 3000))
+	for user, level := range map[string]string{"reader": "1", "reader2": "2"} {
+		config := filepath.Join(e.dir, user+".hcl")
+		if err := os.WriteFile(config, []byte(strings.Replace(string(src), db, db+"\n  username = \""+user+"\"", 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		says := "has readonly = " + level + " in its settings profile, and the replicator writes: give clickhouse.username a profile with readonly = 0"
+		if out, errs, code := e.cli("setup", "--config", config); code == 0 || !strings.Contains(errs, says) {
+			t.Errorf("setup as %s: exit %d\n%s\n%s", user, code, out, errs)
+		}
+		d := e.startWith(config)
+		e.insertEvents(10)
+		select {
+		case <-d.done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the daemon of %s still runs after 30 s:\n%s", user, tail(d.Logs(), 3000))
+		}
+		if logs := d.Logs(); d.err == nil || !strings.Contains(logs, says) || strings.Contains(logs, "reconnecting") {
+			t.Errorf("the daemon of %s: %v\n%s", user, d.err, tail(logs, 3000))
+		}
 	}
 }

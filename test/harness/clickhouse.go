@@ -188,8 +188,9 @@ func (c *ClickHouse) SecureAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.
 
 // clickhouseUsers is users.xml: user default without password, user
 // secured with password s3cret-pw that reaches only the databases tls and
-// least_privilege, and user reader without password whose profile sets
-// readonly = 1, all from loopback only, with thread counts sized for a
+// least_privilege, and users reader and reader2 without password whose
+// profiles set readonly = 1 and readonly = 2 (settings may change, data
+// may not), all from loopback only, with thread counts sized for a
 // small machine.
 const clickhouseUsers = `<?xml version="1.0"?>
 <yandex>
@@ -207,6 +208,9 @@ const clickhouseUsers = `<?xml version="1.0"?>
         <readonly>
             <readonly>1</readonly>
         </readonly>
+        <readonly_settable>
+            <readonly>2</readonly>
+        </readonly_settable>
     </profiles>
     <users>
         <secured>
@@ -231,6 +235,15 @@ const clickhouseUsers = `<?xml version="1.0"?>
             <profile>readonly</profile>
             <quota>default</quota>
         </reader>
+        <reader2>
+            <password></password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>readonly_settable</profile>
+            <quota>default</quota>
+        </reader2>
         <default>
             <password></password>
             <networks>

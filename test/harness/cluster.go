@@ -166,7 +166,9 @@ func (z *ZooKeeper) Close() error {
 
 // Cluster is a ZooKeeper and ClickHouse servers in shards of replicas,
 // configured as one cluster (remote_servers Name, internal_replication,
-// macros {cluster}, {shard} and {replica}, distributed DDL).
+// macros {cluster}, {shard} and {replica}, distributed DDL), and as its
+// twin Name_readonly, whose nodes reach each other as a user whose
+// profile sets readonly.
 type Cluster struct {
 	Name string
 	ZK   *ZooKeeper
@@ -189,16 +191,22 @@ func StartCluster(ctx context.Context, opt Options, name string, shards, replica
 	if err != nil {
 		return nil, err
 	}
+	// The cluster, and its twin <name>_readonly whose nodes connect to
+	// each other as the user reader (readonly = 1).
 	var remote strings.Builder
-	fmt.Fprintf(&remote, "    <remote_servers>\n        <%s>\n", name)
-	for s := 0; s < shards; s++ {
-		remote.WriteString("            <shard>\n                <internal_replication>true</internal_replication>\n")
-		for r := 0; r < replicas; r++ {
-			fmt.Fprintf(&remote, "                <replica><host>127.0.0.1</host><port>%d</port></replica>\n", ports[3*(s*replicas+r)])
+	remote.WriteString("    <remote_servers>\n")
+	for _, twin := range []struct{ name, user string }{{name, ""}, {name + "_readonly", "<user>reader</user>"}} {
+		fmt.Fprintf(&remote, "        <%s>\n", twin.name)
+		for s := 0; s < shards; s++ {
+			remote.WriteString("            <shard>\n                <internal_replication>true</internal_replication>\n")
+			for r := 0; r < replicas; r++ {
+				fmt.Fprintf(&remote, "                <replica><host>127.0.0.1</host><port>%d</port>%s</replica>\n", ports[3*(s*replicas+r)], twin.user)
+			}
+			remote.WriteString("            </shard>\n")
 		}
-		remote.WriteString("            </shard>\n")
+		fmt.Fprintf(&remote, "        </%s>\n", twin.name)
 	}
-	fmt.Fprintf(&remote, "        </%s>\n    </remote_servers>\n", name)
+	remote.WriteString("    </remote_servers>\n")
 	for s := 0; s < shards; s++ {
 		var row []*ClickHouse
 		for r := 0; r < replicas; r++ {
