@@ -516,7 +516,7 @@ func (e *env) convergeDocsOrExit(d *daemon, what string, timeout time.Duration) 
 		}
 		select {
 		case <-d.done:
-			e.t.Fatalf("%s: the daemon exited with %d:\n%s", what, d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
+			e.t.Fatalf("%s: the daemon exited with %d:\n%s\n%s", what, d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000), e.haltReport(d.Logs()))
 		default:
 		}
 		if time.Now().After(deadline) {
