@@ -410,17 +410,12 @@ func (w *Writer) fill(ctx context.Context, b *tableBuffer) error {
 				b.fills[i] = nil
 				continue
 			}
-			image, later := valuesFor(t, f, images)
-			switch {
-			case image == nil || t.IsTombstone(image) && !later:
-				return &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: f.Key,
-					LSN: pglogrepl.LSN(f.Version), Err: ErrNoImage}
-			case t.IsTombstone(image):
+			keep, err := f.Complete(t, row, images)
+			if err != nil {
+				return err
+			}
+			if !keep {
 				b.rows[i] = nil
-			default:
-				for _, col := range f.Cols {
-					row[col] = image[col]
-				}
 			}
 			b.fills[i] = nil
 		}
@@ -560,6 +555,27 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 		size += rowBytes(r)
 	}
 	return out, size, nil
+}
+
+// Complete sets the columns f names in row, a buffered row waiting for
+// them, from images: every stored row of the fill's keys (Key and those of
+// Own), by identity, as a flush reads them. It returns false when the row
+// is not to be written: on a replay, a later change's tombstone supersedes
+// it. An image that does not exist is a *mapping.RowError (ErrNoImage).
+// Complete is pure: the flush's lookup is its only I/O.
+func (f *Fill) Complete(t *mapping.Table, row []any, images map[string][][]any) (keep bool, err error) {
+	image, later := valuesFor(t, f, images)
+	switch {
+	case image == nil || t.IsTombstone(image) && !later:
+		return false, &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: f.Key,
+			LSN: pglogrepl.LSN(f.Version), Err: ErrNoImage}
+	case t.IsTombstone(image):
+		return false, nil
+	}
+	for _, col := range f.Cols {
+		row[col] = image[col]
+	}
+	return true, nil
 }
 
 // valuesFor returns the image whose values the row waiting for fill f
