@@ -528,3 +528,38 @@ func (e *env) convergeDocsOrExit(d *daemon, what string, timeout time.Duration) 
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestMoveIntoVacatedKeyReplay replays, after merges, a transaction that
+// deletes key 5 and moves row 3 there with its body unchanged: the first
+// attempt stores it in one flush (the move's tombstone at 3, its row at 5),
+// a merge folds row 3's image into that tombstone, and a replay that
+// splits the transaction after the delete stores the delete's tombstone at
+// 5 after the first attempt's row there. Both have the transaction's
+// version, so the next merge keeps the tombstone, inserted last (DESIGN.md,
+// invariant 1), and no stored row holds the moved body any more: the replay
+// of the move stops with ErrNoImage, on every restart.
+//
+// Known limitation, skipped until fixed. A fix needs merges that do not
+// depend on insertion order (an engine version of (_version, _seq), which
+// 18.16 lacks), or replays that never store a row of a transaction after a
+// stored row of the same transaction and key with a higher _seq.
+func TestMoveIntoVacatedKeyReplay(t *testing.T) {
+	t.Skip("known limitation: a replay that splits a transaction can lose the body of a row moved into a key the transaction vacated (see the comment)")
+	e := newDocsEnv(t, 10, 6000, 20000)
+	d := e.start()
+	e.convergeDocs("initial copy", convergeTimeout)
+	d.stop(t)
+	db := "db_" + e.name
+	e.exec(`BEGIN; DELETE FROM docs WHERE id = 5; UPDATE docs SET id = 5 WHERE id = 3; COMMIT`)
+	e.crashAfterOneFlush(fmt.Sprintf("SELECT count() FROM %s.docs WHERE id = 5 AND _deleted = 0 AND length(body) > 0", db))
+	e.chExec(fmt.Sprintf("OPTIMIZE TABLE %s.docs FINAL", db))
+	// The replay's first flush holds only the delete's tombstone.
+	e.setConfig("max_rows  = 20000", "max_rows  = 1")
+	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
+	crashed.wait(t, convergeTimeout)
+	e.chExec(fmt.Sprintf("OPTIMIZE TABLE %s.docs FINAL", db))
+	e.exec(`INSERT INTO docs (id, body) VALUES (999, 'after the replay')`)
+	d = e.start()
+	e.convergeDocsOrExit(d, "replay of a move into a deleted key", convergeTimeout)
+	d.stop(t)
+}
