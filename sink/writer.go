@@ -595,7 +595,7 @@ func (f *Fill) Complete(t *mapping.Table, row []any, images map[string][][]any) 
 // tombstone holds none, and after a key move the old key's later rows are
 // another source row's. Else the image is the newest row of the key
 // strictly older than the change; a tombstone there, or none, is no image.
-// Ties are broken by (_version, _seq), as merges and FINAL break them.
+// Rows are ordered by (_version, _seq), as the argMax readers order them.
 func valuesFor(t *mapping.Table, f *Fill, images map[string][][]any) (image []any, later bool) {
 	for i := len(f.Own) - 1; i >= 0; i-- {
 		o := f.Own[i]
