@@ -407,7 +407,7 @@ func (a *applier) placedChange(idx int, t *mapping.Table, c *replication.Change,
 				a.writer.Put(idx, oldPlace, tomb, nil)
 			}
 			if len(unchanged) > 0 && !below {
-				fill = fromBuffered(prev, prevFill, row, unchanged)
+				fill = fromBuffered(t, prev, prevFill, row, unchanged)
 			}
 		case ok && !below:
 			return fail(c.New, &mapping.ColumnError{Column: t.Columns[t.PlacedColumns()[0]].Name, Err: sink.ErrNoPlace})
@@ -514,23 +514,31 @@ func (a *applier) historyImage(idx int, t *mapping.Table, c *replication.Change,
 	if t.IsTombstone(prev) {
 		return nil, &mapping.ColumnError{Column: t.Columns[cols[0]].Name, Err: sink.ErrNoImage}
 	}
-	return fromBuffered(prev, prevFill, row, cols), nil
+	return fromBuffered(t, prev, prevFill, row, cols), nil
 }
 
-// withOwn completes f, the fill of row, with row's identity when the image
-// is another row's (a key move): a replay finds its first attempt's row
-// there (see sink.Fill.Own).
+// withOwn completes f, the fill of row, with where row is stored: at its
+// identity from its own (_version, _seq) on. A replay finds its first
+// attempt's row there (see sink.Fill.Own).
 func withOwn(t *mapping.Table, f *sink.Fill, row []any) *sink.Fill {
-	if own := t.IdentString(row); own != f.Key {
-		f.Own, f.OwnRow = own, row
-	}
+	f.Own = []sink.Span{ownSpan(t, row)}
 	return f
+}
+
+// ownSpan is the span of row, a change's row: its identity from its own
+// (_version, _seq) on.
+func ownSpan(t *mapping.Table, row []any) sink.Span {
+	v, _, s := t.Meta(row)
+	return sink.Span{Key: t.IdentString(row), KeyRow: row, FromVersion: v, FromSeq: s}
 }
 
 // fromBuffered sets the columns cols of row from prev, the buffered image
 // of its row, and returns the Fill of those that prev itself still waits
-// for (prevFill), which the same lookup completes; nil when none.
-func fromBuffered(prev []any, prevFill *sink.Fill, row []any, cols []int) *sink.Fill {
+// for (prevFill), which the same lookup completes; nil when none. The
+// Fill keeps prevFill's image and spans, and a new span when row's change
+// moved the row to another identity: a replay finds the values in the rows
+// stored at either (see sink.Fill.Own).
+func fromBuffered(t *mapping.Table, prev []any, prevFill *sink.Fill, row []any, cols []int) *sink.Fill {
 	var rest []int
 	for _, col := range cols {
 		if prevFill != nil && slices.Contains(prevFill.Cols, col) {
@@ -542,7 +550,15 @@ func fromBuffered(prev []any, prevFill *sink.Fill, row []any, cols []int) *sink.
 	if len(rest) == 0 {
 		return nil
 	}
-	return &sink.Fill{Cols: rest, Key: prevFill.Key, KeyRow: prevFill.KeyRow, Version: prevFill.Version, Seq: prevFill.Seq}
+	own := slices.Clone(prevFill.Own)
+	if n := len(own); n > 0 && own[n-1].Key != t.IdentString(row) {
+		// The row moved: its span at the old identity ends at this
+		// change's tombstone there.
+		v, _, s := t.Meta(row)
+		own[n-1].ToVersion, own[n-1].ToSeq = v, s-1
+		own = append(own, ownSpan(t, row))
+	}
+	return &sink.Fill{Cols: rest, Key: prevFill.Key, KeyRow: prevFill.KeyRow, Version: prevFill.Version, Seq: prevFill.Seq, Own: own}
 }
 
 // superseded writes the tombstone of an update below the table's horizon
@@ -594,7 +610,7 @@ func (a *applier) fillUnchanged(idx int, c *replication.Change, imageKey string,
 		return nil, &mapping.ColumnError{Column: t.Columns[cols[0]].Name, Err: sink.ErrNoImage}
 	}
 	// Columns the buffered row still waits for come from the same lookup.
-	return fromBuffered(prev, prevFill, row, cols), nil
+	return fromBuffered(t, prev, prevFill, row, cols), nil
 }
 
 // truncate empties the targets of the truncated tables. Each truncation is

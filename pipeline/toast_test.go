@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -119,6 +120,34 @@ func TestUnchangedToastValues(t *testing.T) {
 		_, fill, _ := buffered(a).Latest(0, "id=1000007")
 		if fill == nil || fill.Key != "id=7" || fill.KeyRow[0] != uint64(7) {
 			t.Errorf("fill = %+v, want a lookup of id=7", fill)
+		}
+	})
+	t.Run("changes after a key move wait for its lookup and keep where its rows are", func(t *testing.T) {
+		a := newDocsApplier(t)
+		for _, c := range []*replication.Change{
+			docChange(replication.OpUpdate, 0x40, []mapping.Value{text("7"), null, null},
+				[]mapping.Value{text("8"), text("0"), unchanged}),
+			docChange(replication.OpUpdate, 0x50, nil, []mapping.Value{text("8"), text("1"), unchanged}),
+			docChange(replication.OpUpdate, 0x60, []mapping.Value{text("8"), null, null},
+				[]mapping.Value{text("9"), text("1"), unchanged}),
+		} {
+			if err := a.Handle(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, fill, _ := buffered(a).Latest(0, "id=9")
+		want := []sink.Span{
+			{Key: "id=8", FromVersion: 1000, FromSeq: 0x81, ToVersion: 1000, ToSeq: 0xc0},
+			{Key: "id=9", FromVersion: 1000, FromSeq: 0xc1},
+		}
+		if fill == nil || fill.Key != "id=7" || fill.Seq != 0x80 || len(fill.Own) != len(want) {
+			t.Fatalf("fill = %+v, want the image of id=7 below the first move, with rows at %+v", fill, want)
+		}
+		for i, o := range fill.Own {
+			o.KeyRow = nil
+			if !reflect.DeepEqual(o, want[i]) {
+				t.Errorf("span %d = %+v, want %+v", i, o, want[i])
+			}
 		}
 	})
 	t.Run("full old row", func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,14 +65,18 @@ type Fill struct {
 	// table's identifying indexes (mapping.Table.Ident).
 	Key    string
 	KeyRow []any
-	// Version and Seq identify the change: the image is the newest row with
-	// (_version, _seq) below them.
+	// Version and Seq identify the change (its tombstone's seq): the image
+	// is the newest row with (_version, _seq) below them. A buffered row
+	// that takes the columns from the buffered row of an earlier change,
+	// itself waiting for them, waits for that change's image.
 	Version, Seq uint64
-	// Own identifies the change's own row when it is another row than the
-	// image's (a key move), and OwnRow holds its identifying values: a
-	// replay takes the values from that row of the first attempt.
-	Own    string
-	OwnRow []any
+	// Own lists where the rows of the change that looked the image up, and
+	// of each later change whose buffered row took the values from it, are
+	// stored, oldest first: a span per identity the row held (more than one
+	// when a change moved it to another key). A replay finds the values in
+	// the rows its first attempt stored there, which a merge may have kept
+	// instead of the image (see valuesFor). Empty for a Place tombstone.
+	Own []Span
 	// Place marks the tombstone of a change of a Placed table whose old
 	// place (its sorting and partition key values outside the replica
 	// identity) comes from the image: Cols are those columns. It is
@@ -87,6 +90,27 @@ type Fill struct {
 	Moved   string
 	Lenient bool
 }
+
+// Span is where a row was stored while it held one identity: the rows of
+// Key with (_version, _seq) from From on, below To when the row then moved
+// to another identity (To is the tombstone of that change; zero: the row
+// is still there). Every row of Key in [From, To) is a row of the same
+// changes of the same source row.
+type Span struct {
+	// Key is the identity (mapping.Table.IdentString) and KeyRow a row
+	// that holds its values at the table's identifying indexes.
+	Key    string
+	KeyRow []any
+	// From is the (_version, _seq) of the row the change that put the row
+	// at Key wrote there.
+	FromVersion, FromSeq uint64
+	// To is the (_version, _seq) of the tombstone the change that moved
+	// the row away wrote at Key; zero while the row is at Key.
+	ToVersion, ToSeq uint64
+}
+
+// Closed reports whether the row moved away from the span's identity.
+func (s Span) Closed() bool { return s.ToVersion != 0 || s.ToSeq != 0 }
 
 // PendingKey is the buffer key of a Place tombstone, whose place is not
 // known before the flush: one per change (seq), so it never replaces a row.
@@ -386,25 +410,12 @@ func (w *Writer) fill(ctx context.Context, b *tableBuffer) error {
 				b.fills[i] = nil
 				continue
 			}
-			rows := images[f.Key]
-			if f.Own != "" {
-				for _, r := range images[f.Own] {
-					if v, _, s := t.Meta(r); v == f.Version && s == f.Seq+1 {
-						rows = append(slices.Clone(rows), r) // the own row of a first attempt
-					}
-				}
+			keep, err := f.Complete(t, row, images)
+			if err != nil {
+				return err
 			}
-			image, later := valuesFor(t, rows, f.Version, f.Seq)
-			switch {
-			case image == nil || t.IsTombstone(image) && !later:
-				return &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: f.Key,
-					LSN: pglogrepl.LSN(f.Version), Err: ErrNoImage}
-			case t.IsTombstone(image):
+			if !keep {
 				b.rows[i] = nil
-			default:
-				for _, col := range f.Cols {
-					row[col] = image[col]
-				}
 			}
 			b.fills[i] = nil
 		}
@@ -505,8 +516,8 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 		if err := add(f.Key, f.KeyRow); err != nil {
 			return nil, 0, err
 		}
-		if f.Own != "" {
-			if err := add(f.Own, f.OwnRow); err != nil {
+		for _, o := range f.Own {
+			if err := add(o.Key, o.KeyRow); err != nil {
 				return nil, 0, err
 			}
 		}
@@ -546,22 +557,72 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 	return out, size, nil
 }
 
-// valuesFor returns the image whose values a row of the change at
-// (version, seq), seq being its tombstone's, takes (see imageFor): when rows
-// at or after the change are stored (a replay), the oldest of them, not the
-// change's own tombstone (which holds no values): its own row from the
-// first attempt (a merge may have folded the rows between the newest older
-// one and it: the older one is stale), or a later change's row or
-// tombstone, which supersedes it. Else the newest older row; a tombstone
-// there, or none, is no image (an own tombstone alone means the first
-// attempt stored only the tombstone and a merge folded the image into it).
-func valuesFor(t *mapping.Table, rows [][]any, version, seq uint64) (image []any, later bool) {
-	older, newer := around(t, rows, version, seq, true)
-	if newer != nil {
-		return newer, true
+// Complete sets the columns f names in row, a buffered row waiting for
+// them, from images: every stored row of the fill's keys (Key and those of
+// Own), by identity, as a flush reads them. It returns false when the row
+// is not to be written: on a replay, a later change's tombstone supersedes
+// it. An image that does not exist is a *mapping.RowError (ErrNoImage).
+// Complete is pure: the flush's lookup is its only I/O.
+func (f *Fill) Complete(t *mapping.Table, row []any, images map[string][][]any) (keep bool, err error) {
+	image, later := valuesFor(t, f, images)
+	switch {
+	case image == nil || t.IsTombstone(image) && !later:
+		return false, &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: f.Key,
+			LSN: pglogrepl.LSN(f.Version), Err: ErrNoImage}
+	case t.IsTombstone(image):
+		return false, nil
 	}
+	for _, col := range f.Cols {
+		row[col] = image[col]
+	}
+	return true, nil
+}
+
+// valuesFor returns the image whose values the row waiting for fill f
+// takes, from the stored rows of the fill's keys (by identity); later
+// reports a row at or after the change, which is a replay's.
+//
+// On a replay, rows of the first attempt at or after the change may be
+// stored, and a merge may have folded the image into them: at the image's
+// key into the change's own tombstone (a key move) or own row, leaving
+// nothing older or a stale older row there. The rows of the spans of f.Own
+// come first: at the row's current identity the oldest at or after its
+// span's start, which is the row of one of the changes whose values it
+// carries (exactly those values) or the row of a later change of the same
+// row, which supersedes it (a later tombstone: the caller drops the row);
+// at an identity the row moved away from, any row of the span. Rows of the
+// image's key at or after the change are never the values: its own
+// tombstone holds none, and after a key move the old key's later rows are
+// another source row's. Else the image is the newest row of the key
+// strictly older than the change; a tombstone there, or none, is no image.
+// Rows are ordered by (_version, _seq), as the argMax readers order them.
+func valuesFor(t *mapping.Table, f *Fill, images map[string][][]any) (image []any, later bool) {
+	for i := len(f.Own) - 1; i >= 0; i-- {
+		o := f.Own[i]
+		var found []any
+		var fv, fs uint64
+		for _, r := range images[o.Key] {
+			v, deleted, s := t.Meta(r)
+			if less(v, s, o.FromVersion, o.FromSeq) {
+				continue
+			}
+			if o.Closed() && (deleted || !less(v, s, o.ToVersion, o.ToSeq)) {
+				continue
+			}
+			if found == nil || less(v, s, fv, fs) {
+				found, fv, fs = r, v, s
+			}
+		}
+		if found != nil {
+			return found, true
+		}
+	}
+	older, _ := around(t, images[f.Key], f.Version, f.Seq, true)
 	return older, false
 }
+
+// less reports whether (v1, s1) sorts before (v2, s2).
+func less(v1, s1, v2, s2 uint64) bool { return v1 < v2 || v1 == v2 && s1 < s2 }
 
 // around returns the newest row strictly older than (version, seq) and
 // the oldest at or after it; skipOwn passes over the change's own

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/replicator/replicator/mapping"
@@ -128,28 +129,68 @@ func TestPlace(t *testing.T) {
 }
 
 // TestValuesFor checks where a row with unchanged TOAST values takes them
-// from: on a replay, its own row of the first attempt even when an older
-// row survived a partial merge; never its own tombstone.
+// from: the newest older row of the image's key; on a replay, a row its
+// first attempt stored at or after the change, even when an older row
+// survived a partial merge or a merge folded the image into the change's
+// tombstone; never its own tombstone, nor a row another source row later
+// stored at a key the row moved away from.
 func TestValuesFor(t *testing.T) {
 	tbl := eventsTable(t)
-	row := func(body string, version uint64, deleted uint8, seq uint64) []any {
-		return []any{uint64(7), body, version, deleted, seq}
+	row := func(id uint64, body string, version uint64, deleted uint8, seq uint64) []any {
+		return []any{id, body, version, deleted, seq}
 	}
+	span := func(id, version, seq uint64) Span {
+		return Span{Key: fmt.Sprintf("id=%d", id), KeyRow: []any{id}, FromVersion: version, FromSeq: seq}
+	}
+	closed := func(s Span, version, seq uint64) Span {
+		s.ToVersion, s.ToSeq = version, seq
+		return s
+	}
+	// The change at (200, 10) updates id 7 (inPlace) or moves id 7 to id 8
+	// (moved); a later change at (250, 20) moves id 8 on to id 9, and its
+	// row waits for the first change's image (movedTwice).
+	inPlace := []Span{span(7, 200, 11)}
+	moved := []Span{span(8, 200, 11)}
+	movedTwice := []Span{closed(span(8, 200, 11), 250, 20), span(9, 250, 21)}
 	for _, tc := range []struct {
 		name  string
+		own   []Span
 		rows  [][]any
 		want  string // "" for none
 		later bool
 	}{
-		{"the newest older row", [][]any{row("copied", 99, 0, 0), row("first", 150, 0, 5)}, "first", false},
-		{"a partial merge left a stale older row", [][]any{row("stale", 99, 0, 0), row("own row", 200, 0, 11)}, "own row", true},
-		{"own tombstone and own row", [][]any{row("", 200, 1, 10), row("own row", 200, 0, 11)}, "own row", true},
-		{"own tombstone alone", [][]any{row("", 150, 1, 3), row("", 200, 1, 10)}, "", false},
-		{"a later change's tombstone", [][]any{row("stale", 99, 0, 0), row("", 300, 1, 4)}, "", true},
-		{"nothing", nil, "", false},
+		{"the newest older row", inPlace, [][]any{row(7, "copied", 99, 0, 0), row(7, "first", 150, 0, 5)}, "first", false},
+		{"a partial merge left a stale older row", inPlace, [][]any{row(7, "stale", 99, 0, 0), row(7, "own row", 200, 0, 11)}, "own row", true},
+		{"a later change's tombstone", inPlace, [][]any{row(7, "stale", 99, 0, 0), row(7, "", 300, 1, 4)}, "", true},
+		{"nothing", inPlace, nil, "", false},
+		{"moved: the old key's row", moved, [][]any{row(7, "copied", 99, 0, 0), row(7, "", 200, 1, 10)}, "copied", false},
+		{"moved: own tombstone and own row", moved, [][]any{row(7, "", 200, 1, 10), row(8, "own row", 200, 0, 11)}, "own row", true},
+		{"moved: own tombstone alone", moved, [][]any{row(7, "", 150, 1, 3), row(7, "", 200, 1, 10)}, "", false},
+		{"moved: own row merged into a later change's row", moved,
+			[][]any{row(7, "", 200, 1, 10), row(8, "later update", 220, 0, 7)}, "later update", true},
+		{"moved: a later delete of the new key", moved,
+			[][]any{row(7, "stale", 99, 0, 0), row(7, "", 200, 1, 10), row(8, "", 220, 1, 6)}, "", true},
+		{"moved: an older row of another source row at the new key", moved,
+			[][]any{row(7, "copied", 99, 0, 0), row(8, "other", 120, 0, 3), row(8, "", 130, 1, 3)}, "copied", false},
+		{"moved: another source row at the old key later", moved,
+			[][]any{row(7, "", 200, 1, 10), row(7, "inserted later", 300, 0, 9)}, "", false},
+		{"moved twice: the last key's row", movedTwice,
+			[][]any{row(7, "", 200, 1, 10), row(8, "", 250, 1, 20), row(9, "own row", 250, 0, 21)}, "own row", true},
+		{"moved twice: only the first move stored", movedTwice,
+			[][]any{row(7, "", 200, 1, 10), row(8, "first move", 200, 0, 11)}, "first move", true},
+		{"moved twice: another source row at the middle key later", movedTwice,
+			[][]any{row(7, "", 200, 1, 10), row(8, "", 250, 1, 20), row(8, "inserted later", 300, 0, 5)}, "", false},
+		{"moved twice: another source row at the last key before", movedTwice,
+			[][]any{row(7, "copied", 99, 0, 0), row(7, "", 200, 1, 10), row(8, "first move", 200, 0, 11), row(9, "", 230, 1, 4)}, "first move", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, later := valuesFor(tbl, tc.rows, 200, 10)
+			images := map[string][][]any{}
+			for _, r := range tc.rows {
+				k := tbl.IdentString(r)
+				images[k] = append(images[k], r)
+			}
+			f := &Fill{Cols: []int{1}, Key: "id=7", KeyRow: []any{uint64(7)}, Version: 200, Seq: 10, Own: tc.own}
+			got, later := valuesFor(tbl, f, images)
 			switch {
 			case tc.want == "" && !tc.later && got != nil && !tbl.IsTombstone(got):
 				t.Errorf("valuesFor = %v, want no image", got)

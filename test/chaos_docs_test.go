@@ -2,13 +2,24 @@ package test
 
 import (
 	"context"
+	"crypto/md5"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/replication"
 )
 
 // movedBase is added to a doc's id to move it to another sorting key; ids
@@ -247,4 +258,171 @@ func (d *docsChaos) truncate(rng *rand.Rand) {
 			}
 		}
 	}
+}
+
+// haltKey matches the key of docs that a halt's error names.
+var haltKey = regexp.MustCompile(`table public\.docs .*key id=(\d+) in transaction`)
+
+// haltReport describes, for a daemon that halted on a change of docs, the
+// history of the key its error names: every change of the replay window
+// (the slot's changes not yet acknowledged) that touched the key or a key
+// it moved to or from, and every stored ClickHouse row of those keys. A
+// halt is a path the sequences tests do not cover; this is what reduces
+// it to one. It fails nothing: the caller reports the halt.
+func (e *env) haltReport(logs string) string {
+	m := haltKey.FindStringSubmatch(logs)
+	if m == nil {
+		return ""
+	}
+	id, _ := strconv.ParseUint(m[1], 10, 64)
+	ids := map[uint64]bool{id: true, id + movedBase: true}
+	if id > movedBase {
+		ids[id-movedBase] = true
+	}
+	var b strings.Builder
+	changes, err := e.docsWindow()
+	if err != nil {
+		fmt.Fprintf(&b, "replay window: %v\n", err)
+	}
+	// A key moved to or from a key of the set joins it.
+	for grown := true; grown; {
+		grown = false
+		for _, c := range changes {
+			if c.old != 0 && c.new != 0 && ids[c.old] != ids[c.new] {
+				ids[c.old], ids[c.new], grown = true, true, true
+			}
+		}
+	}
+	fmt.Fprintf(&b, "changes of docs ids %v in the replay window (%d changes of docs):\n", slices.Sorted(maps.Keys(ids)), len(changes))
+	for _, c := range changes {
+		if ids[c.old] || ids[c.new] {
+			fmt.Fprintf(&b, "  %s\n", c)
+		}
+	}
+	var in []string
+	for k := range ids {
+		in = append(in, strconv.FormatUint(k, 10))
+	}
+	q := fmt.Sprintf(`SELECT id, flag, lower(hex(MD5(body))), length(body), _version, _deleted, _seq, _part FROM db_%s.docs
+		WHERE id IN (%s) ORDER BY id, _version, _seq`, e.name, strings.Join(in, ", "))
+	rows, err := e.ch.Query(context.Background(), q)
+	if err != nil {
+		fmt.Fprintf(&b, "clickhouse rows: %v\n", err)
+		return b.String()
+	}
+	defer rows.Close()
+	b.WriteString("clickhouse rows (id flag md5(body) length version deleted seq part):\n")
+	for rows.Next() {
+		var id, version, seq uint64
+		var length uint64
+		var flag, deleted uint8
+		var sum, part string
+		if err := rows.Scan(&id, &flag, &sum, &length, &version, &deleted, &seq, &part); err != nil {
+			fmt.Fprintf(&b, "  %v\n", err)
+			break
+		}
+		fmt.Fprintf(&b, "  %d %d %.8s %d %s %d %d %s\n", id, flag, sum, length, pglogrepl.LSN(version), deleted, seq, part)
+	}
+	return b.String()
+}
+
+// docChange is one change of docs in the replay window: its transaction's
+// commit LSN (the rows' version), its own LSN (half the tombstone's seq),
+// the old and new id (0: none) and what it says about the body.
+type docChange struct {
+	version, lsn pglogrepl.LSN
+	op           replication.Op
+	old, new     uint64
+	flag, body   string
+}
+
+func (c docChange) String() string {
+	return fmt.Sprintf("version %s lsn %s (seq %d) %c %d -> %d flag %s body %s", c.version, c.lsn, 2*uint64(c.lsn), c.op, c.old, c.new, c.flag, c.body)
+}
+
+// docsWindow decodes the changes of docs that the daemon's slot still
+// holds (peeked: the slot is not advanced).
+func (e *env) docsWindow() ([]docChange, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var rows pgx.Rows
+	var err error
+	// The walsender of the daemon that exited may still hold the slot.
+	for i := 0; i < 50; i++ {
+		rows, err = e.pg.Query(ctx, `SELECT lsn, data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL,
+			'proto_version', '1', 'publication_names', $2)`, "slot_"+e.name, "pub_"+e.name)
+		if err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	dec := replication.NewDecoder()
+	var out []docChange
+	var version pglogrepl.LSN
+	for rows.Next() {
+		var lsn pglogrepl.LSN
+		var data []byte
+		if err := rows.Scan(&lsn, &data); err != nil {
+			return out, err
+		}
+		m, err := dec.Decode(data)
+		if err != nil {
+			return out, err
+		}
+		switch m := m.(type) {
+		case *replication.Begin:
+			version = m.FinalLSN
+		case *replication.Change:
+			if m.Relation.Name != "docs" {
+				continue
+			}
+			c := docChange{version: version, lsn: lsn, op: m.Op}
+			if m.Old != nil {
+				c.old = docsValue(m.Relation, m.Old, "id").id()
+			}
+			if m.New != nil {
+				c.new = docsValue(m.Relation, m.New, "id").id()
+				c.flag = docsValue(m.Relation, m.New, "flag").String()
+				c.body = docsValue(m.Relation, m.New, "body").String()
+			}
+			out = append(out, c)
+		}
+	}
+	return out, rows.Err()
+}
+
+// docValue is a column of a decoded docs tuple.
+type docValue mapping.Value
+
+func docsValue(rel *replication.Relation, vals []mapping.Value, name string) docValue {
+	for i, c := range rel.Columns {
+		if c.Name == name && i < len(vals) {
+			return docValue(vals[i])
+		}
+	}
+	return docValue{}
+}
+
+func (v docValue) id() uint64 {
+	n, _ := strconv.ParseUint(string(v.Data), 10, 64)
+	return n
+}
+
+// String is the value, a body by its MD5 (as the test compares it) and
+// length, or "unchanged", "null".
+func (v docValue) String() string {
+	switch v.Kind {
+	case mapping.ValueUnchanged:
+		return "unchanged"
+	case mapping.ValueText:
+		if len(v.Data) > 16 {
+			return fmt.Sprintf("%.8x (%d bytes)", md5.Sum(v.Data), len(v.Data))
+		}
+		return string(v.Data)
+	}
+	return "null"
 }

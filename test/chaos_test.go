@@ -130,7 +130,7 @@ func TestChaos(t *testing.T) {
 				}
 			} else if d.cmd.ProcessState.ExitCode() != 0 {
 				halted.Store(true)
-				t.Errorf("daemon exited with %d (not a crash):\n%s", d.cmd.ProcessState.ExitCode(), tail(logs, 6000))
+				t.Errorf("daemon exited with %d (not a crash):\n%s\n%s", d.cmd.ProcessState.ExitCode(), tail(logs, 6000), e.haltReport(logs))
 				return
 			}
 			restarts.Add(1)

@@ -430,22 +430,136 @@ func TestStartWhileSlotHeld(t *testing.T) {
 // TestKeyMoveReplayAfterMerge crashes after a flush stored an update that
 // moved a row to another key with its TOASTed body unchanged, and merges
 // the old key's image into the update's tombstone: the replay takes the
-// body from the row its first attempt stored under the new key.
+// body from the rows its first attempt stored under the new key. When a
+// later update of the moved row (body unchanged) was stored too, the merge
+// also folds the move's own row into that update's row: the replay takes
+// the body from the later row, whether it replays both changes in one
+// flush (the later one waits for the move's lookup) or in two. A row moved
+// twice, of which the first attempt stored only the first move, takes the
+// body from the first move's row. A row inserted at the old key after the
+// move is another row: its body is never the moved row's.
 func TestKeyMoveReplayAfterMerge(t *testing.T) {
+	const move, update = `UPDATE docs SET id = id + 1000 WHERE id = 3`, `UPDATE docs SET flag = 1 WHERE id = 1003`
+	for _, tc := range []struct {
+		name string
+		// stored are the changes the crashed run stores; the last one
+		// leaves a row of id with flag 1 (0 for a move alone).
+		stored []string
+		id     int
+		// later are changes made after the crash, replayed with the others.
+		later []string
+		// merged are the rows (id|_deleted) of ids 3 and 1003 left by the merge.
+		merged []string
+		// split replays with max_rows = 2: each change is a flush of its own.
+		split bool
+	}{
+		{name: "move", stored: []string{move}, id: 1003, merged: []string{"1003|0", "3|1"}},
+		{name: "move then update", stored: []string{move, update}, id: 1003, merged: []string{"1003|0", "3|1"}},
+		{name: "move then update, replayed in two flushes", stored: []string{move, update}, id: 1003, merged: []string{"1003|0", "3|1"}, split: true},
+		{name: "moved twice, the second move after the crash", stored: []string{move}, id: 1003,
+			later: []string{`UPDATE docs SET id = 2003, flag = 1 WHERE id = 1003`}, merged: []string{"1003|0", "3|1"}},
+		{name: "a new row at the old key after a move", id: 1003, stored: []string{move,
+			`INSERT INTO docs (id, body) VALUES (3, 'another row')`, update}, merged: []string{"1003|0", "3|0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newDocsEnv(t, 10, 6000, 20000)
+			d := e.start()
+			e.convergeDocs("initial copy", convergeTimeout)
+			d.stop(t)
+			for _, q := range tc.stored {
+				e.exec(q)
+			}
+			db := "db_" + e.name
+			e.crashAfterOneFlush(fmt.Sprintf("SELECT count() FROM %s.docs WHERE id = %d AND flag = %d", db, tc.id, min(len(tc.stored)-1, 1)))
+			e.chExec(fmt.Sprintf("OPTIMIZE TABLE %s.docs FINAL", db))
+			if rows := e.chRows(fmt.Sprintf("SELECT id, _deleted FROM %s.docs WHERE id IN (3, 1003)", db)); strings.Join(rows, ",") != strings.Join(tc.merged, ",") {
+				t.Fatalf("after the merge: rows (id|_deleted) %v, want %v", rows, tc.merged)
+			}
+			for _, q := range tc.later {
+				e.exec(q)
+			}
+			if tc.split {
+				e.setConfig("max_rows  = 20000", "max_rows  = 2")
+			}
+			// Converging on this row proves that the replay got past the others.
+			e.exec(`INSERT INTO docs (id, body) VALUES (999, 'after the replay')`)
+			d = e.start()
+			e.convergeDocsOrExit(d, "replay of a key move after a merge", convergeTimeout)
+			d.stop(t)
+		})
+	}
+}
+
+// crashAfterOneFlush runs the daemon until its first flush stored the
+// changes made while it was stopped and it crashed before the checkpoint;
+// the ClickHouse query counts stored rows that prove it.
+func (e *env) crashAfterOneFlush(count string) {
+	e.t.Helper()
+	e.oneFlush()
+	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
+	crashed.wait(e.t, convergeTimeout)
+	if n := e.chCount(count); n == 0 {
+		e.t.Fatalf("the crashed run did not store the rows (%s):\n%s", count, tail(crashed.Logs(), 3000))
+	}
+}
+
+// convergeDocsOrExit is convergeDocs that fails at once, with the log,
+// when the daemon d exits.
+func (e *env) convergeDocsOrExit(d *daemon, what string, timeout time.Duration) {
+	e.t.Helper()
+	want := e.docsExpected()
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err := e.docsActual()
+		if err == nil && fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		select {
+		case <-d.done:
+			e.t.Fatalf("%s: the daemon exited with %d:\n%s\n%s", what, d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000), e.haltReport(d.Logs()))
+		default:
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				e.t.Fatalf("%s: read clickhouse docs: %v", what, err)
+			}
+			e.t.Fatalf("%s: clickhouse docs did not converge within %s: %s", what, timeout, docsDiff(want, got))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestMoveIntoVacatedKeyReplay replays, after merges, a transaction that
+// deletes key 5 and moves row 3 there with its body unchanged: the first
+// attempt stores it in one flush (the move's tombstone at 3, its row at 5),
+// a merge folds row 3's image into that tombstone, and a replay that
+// splits the transaction after the delete stores the delete's tombstone at
+// 5 after the first attempt's row there. Both have the transaction's
+// version, so the next merge keeps the tombstone, inserted last (DESIGN.md,
+// invariant 1), and no stored row holds the moved body any more: the replay
+// of the move stops with ErrNoImage, on every restart.
+//
+// Known limitation, skipped until fixed. A fix needs merges that do not
+// depend on insertion order (an engine version of (_version, _seq), which
+// 18.16 lacks), or replays that never store a row of a transaction after a
+// stored row of the same transaction and key with a higher _seq.
+func TestMoveIntoVacatedKeyReplay(t *testing.T) {
+	t.Skip("known limitation: a replay that splits a transaction can lose the body of a row moved into a key the transaction vacated (see the comment)")
 	e := newDocsEnv(t, 10, 6000, 20000)
 	d := e.start()
 	e.convergeDocs("initial copy", convergeTimeout)
 	d.stop(t)
-	e.exec(`UPDATE docs SET id = id + 1000 WHERE id = 3`)
-	e.oneFlush()
+	db := "db_" + e.name
+	e.exec(`BEGIN; DELETE FROM docs WHERE id = 5; UPDATE docs SET id = 5 WHERE id = 3; COMMIT`)
+	e.crashAfterOneFlush(fmt.Sprintf("SELECT count() FROM %s.docs WHERE id = 5 AND _deleted = 0 AND length(body) > 0", db))
+	e.chExec(fmt.Sprintf("OPTIMIZE TABLE %s.docs FINAL", db))
+	// The replay's first flush holds only the delete's tombstone.
+	e.setConfig("max_rows  = 20000", "max_rows  = 1")
 	crashed := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
 	crashed.wait(t, convergeTimeout)
-	if n := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.docs WHERE id = 1003", e.name)); n == 0 {
-		t.Fatalf("the crashed run did not store the moved row:\n%s", tail(crashed.Logs(), 3000))
-	}
-	e.chExec(fmt.Sprintf("OPTIMIZE TABLE db_%s.docs FINAL", e.name))
+	e.chExec(fmt.Sprintf("OPTIMIZE TABLE %s.docs FINAL", db))
 	e.exec(`INSERT INTO docs (id, body) VALUES (999, 'after the replay')`)
 	d = e.start()
-	e.convergeDocs("replay of a key move after a merge", convergeTimeout)
+	e.convergeDocsOrExit(d, "replay of a move into a deleted key", convergeTimeout)
 	d.stop(t)
 }
