@@ -764,6 +764,10 @@ func appendDigits(b []byte, v, n int) []byte {
 	return append(b, buf[i:]...)
 }
 
+// PlacementColumns returns the indexes of the columns that Placement
+// renders: the sorting key, then the partition columns outside it.
+func (t *Table) PlacementColumns() []int { return append(slices.Clone(t.Key), t.partKey...) }
+
 // Placement renders where a mapped row lives in ClickHouse: its sorting
 // key and its partition. Two rows collapse into one only when both agree,
 // so an update that changes either must delete the row at its old place.

@@ -4,7 +4,9 @@
 // features the mapping and the DDL may use), runs statements and queries,
 // reads a table's columns, and classifies errors as retryable by the
 // server's named error codes. Writer buffers mapped rows per target table,
-// keeps the last image per key, and writes them with one INSERT per table.
+// keeps the last image per key, and writes them with one INSERT per table;
+// in a table's replay window it leaves out the rows that a stored row of a
+// later change of their transaction supersedes (Superseded).
 //
 // Sink writes rows; it never writes or advances checkpoints (package
 // checkpoint does, after a flush returned) and never talks to Postgres.

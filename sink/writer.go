@@ -38,9 +38,21 @@ type Writer struct {
 	// way sets it while rows are Put.
 	imageBytes atomic.Int64
 	// spare holds the emptied buffers of the last finished write (see
-	// spareBuffers); mu guards it.
+	// spareBuffers); mu guards it and windows.
 	mu    sync.Mutex
 	spare []*tableBuffer
+	// windows holds per table the replay window that its first write
+	// read (see supersede).
+	windows []window
+}
+
+// window is the replay window of a table: the highest _version stored in
+// its target before the writer first wrote to it. Rows at or below it may
+// be a replay's, whose first attempt may have stored rows of the same
+// transactions already.
+type window struct {
+	read bool
+	upTo uint64
 }
 
 type tableBuffer struct {
@@ -127,6 +139,7 @@ func NewWriter(client *Client, tables []*mapping.Table) *Writer {
 		w.tables = append(w.tables, &tableBuffer{index: make(map[string]int)})
 		w.SetTable(i, t)
 	}
+	w.windows = make([]window, len(tables))
 	return w
 }
 
@@ -230,8 +243,11 @@ func rowBytes(row []any) int {
 // up the images the rows wait for and writes them, one INSERT per table;
 // it returns only after ClickHouse acknowledged every INSERT, and on error
 // nothing may be considered stored. A row whose image does not exist is a
-// *mapping.RowError. write touches only the detached rows (and the image
-// size estimate, atomically), so it may run while rows are Put.
+// *mapping.RowError. In a table's replay window write first drops the rows
+// that a stored row of their transaction supersedes (see supersede).
+// write touches only the detached rows (and, under mu or atomically, the
+// replay windows and the image size estimate), so it may run while rows
+// are Put.
 func (w *Writer) Take() (rows int, write func(ctx context.Context) error) {
 	taken := w.tables
 	rows = w.rows
@@ -255,9 +271,19 @@ func (w *Writer) Take() (rows int, write func(ctx context.Context) error) {
 		if w.client == nil {
 			return fmt.Errorf("flush: writer has no ClickHouse client")
 		}
-		for _, b := range taken {
+		for i, b := range taken {
+			placed, stored, err := w.supersede(ctx, i, b)
+			if err != nil {
+				return err
+			}
 			if err := w.fill(ctx, b); err != nil {
 				return err
+			}
+			// A Place tombstone's place is known once it is filled.
+			for _, j := range placed {
+				if b.rows[j] != nil && Superseded(b.table, b.rows[j], stored[b.table.IdentString(b.rows[j])]) {
+					b.rows[j] = nil
+				}
 			}
 		}
 		for _, b := range taken {
@@ -461,21 +487,166 @@ var ErrNoPlace = errors.New("the change carries only the replica identity, and n
 // exists neither in the buffer nor in ClickHouse.
 var ErrNoImage = errors.New("unchanged TOAST value and no earlier image of the row in the buffer or in ClickHouse; resync the table")
 
+// supersede drops from b, in the table's replay window, the rows that a
+// stored row of their transaction supersedes (see Superseded), before
+// their images are looked up: a replay's first attempt may have stored
+// rows of the same transaction with a higher _seq at the same place, and a
+// row stored after them would win merges over them (among equal versions
+// ReplacingMergeTree keeps the last inserted), losing the values that a
+// later change of the replay takes from them (unchanged TOAST values, the
+// place of a row). Outside the window (rows above the highest _version
+// stored when the writer first wrote to the table) it reads nothing. It
+// returns the Place tombstones in the window, whose place is known only
+// once filled, and the stored rows read, by identity, to check them then.
+func (w *Writer) supersede(ctx context.Context, table int, b *tableBuffer) (placed []int, stored map[string][][]any, err error) {
+	t := b.table
+	if t.History {
+		return nil, nil, nil // the sorting key holds _version and _seq: rows never collapse with another change's
+	}
+	upTo, err := w.window(ctx, table, t)
+	if err != nil || upTo == 0 {
+		return nil, nil, err
+	}
+	var idx []int
+	lo, hi := uint64(0), uint64(0)
+	for i, row := range b.rows {
+		if row == nil {
+			continue
+		}
+		v, _, _ := t.Meta(row)
+		if v > upTo {
+			continue
+		}
+		if len(idx) == 0 || v < lo {
+			lo = v
+		}
+		hi = max(hi, v)
+		idx = append(idx, i)
+	}
+	for len(idx) > 0 {
+		n := min(len(idx), FillBatch)
+		keys := make([]keyRow, 0, n)
+		for _, i := range idx[:n] {
+			keys = append(keys, keyRow{t.IdentString(b.rows[i]), b.rows[i]})
+		}
+		need := make([]bool, len(t.Columns))
+		for _, k := range t.PlacementColumns() {
+			need[k] = true
+		}
+		got, _, err := w.client.storedRows(ctx, t, need, keys, fmt.Sprintf("_version >= %d AND _version <= %d", lo, hi))
+		if err != nil {
+			return nil, nil, fmt.Errorf("read the stored rows of a replay: %w", err)
+		}
+		if stored == nil {
+			stored = got
+		} else {
+			for k, rows := range got {
+				stored[k] = rows
+			}
+		}
+		for _, i := range idx[:n] {
+			if f := b.fills[i]; f != nil && f.Place {
+				placed = append(placed, i)
+				continue
+			}
+			if Superseded(t, b.rows[i], got[t.IdentString(b.rows[i])]) {
+				b.rows[i], b.fills[i] = nil, nil
+			}
+		}
+		idx = idx[n:]
+	}
+	return placed, stored, nil
+}
+
+// window returns the table's replay window (see window), read from its
+// target at the first call.
+func (w *Writer) window(ctx context.Context, table int, t *mapping.Table) (uint64, error) {
+	w.mu.Lock()
+	win := w.windows[table]
+	w.mu.Unlock()
+	if win.read {
+		return win.upTo, nil
+	}
+	rows, err := w.client.Query(ctx, fmt.Sprintf("SELECT max(_version) FROM %s", w.client.DB().Table(t.Target)))
+	if err != nil {
+		return 0, fmt.Errorf("read the newest version stored in %s: %w", t.Target, err)
+	}
+	if len(rows) == 1 && len(rows[0]) == 1 {
+		win.upTo, _ = rows[0][0].(uint64)
+	}
+	win.read = true
+	w.mu.Lock()
+	w.windows[table] = win
+	w.mu.Unlock()
+	return win.upTo, nil
+}
+
+// Superseded reports whether a replay must not store row: a stored row
+// (stored: rows of its identity as a lookup reads them) at its place has
+// its _version and a higher _seq, the row of a later change of its
+// transaction that a first attempt wrote. The replay writes that change
+// again, so the row has no effect on what FINAL reads; stored after it, it
+// would win merges over it. Superseded is pure.
+func Superseded(t *mapping.Table, row []any, stored [][]any) bool {
+	v, _, s := t.Meta(row)
+	place := ""
+	for _, r := range stored {
+		if rv, _, rs := t.Meta(r); rv != v || rs <= s {
+			continue
+		}
+		if place == "" {
+			place = t.Placement(row)
+		}
+		if t.Placement(r) == place {
+			return true
+		}
+	}
+	return false
+}
+
 // images reads every stored row of the keys that the fills at idx wait for,
 // by key, and their total size. One plain read per lookup is the cheapest
 // on the server (picking the newest row per key there, by argMax or LIMIT
 // BY, costs more than sending the few versions merges leave), and it also
 // returns the rows a replay's first attempt wrote (see imageFor).
 func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, idx []int) (map[string][][]any, int, error) {
-	ident := t.Ident()
-	keys := make([]string, len(ident))
-	for i, k := range ident {
-		keys[i] = ddl.Quote(t.Columns[k].Name)
-	}
 	// Read only the columns the fills need: the identity, the columns to
 	// fill (a Place tombstone's are its key values) and the meta columns.
 	need := make([]bool, len(t.Columns))
-	for _, k := range ident {
+	var keys []keyRow
+	for _, i := range idx {
+		f := fills[i]
+		for _, col := range f.Cols {
+			need[col] = true
+		}
+		keys = append(keys, keyRow{f.Key, f.KeyRow})
+		for _, o := range f.Own {
+			keys = append(keys, keyRow{o.Key, o.KeyRow})
+		}
+	}
+	out, size, err := c.storedRows(ctx, t, need, keys, "")
+	if err != nil {
+		return nil, 0, fmt.Errorf("read earlier images: %w", err)
+	}
+	return out, size, nil
+}
+
+// keyRow is an identity (mapping.Table.IdentString) and a row that holds
+// its values at the table's identifying indexes.
+type keyRow struct {
+	key string
+	row []any
+}
+
+// storedRows reads every stored row of the identities keys (with the
+// columns need marks, the identity's and the meta columns; where, when not
+// empty, a condition on them), by identity, and their total size. The
+// other columns of the rows are nil.
+func (c *Client) storedRows(ctx context.Context, t *mapping.Table, need []bool, keys []keyRow, where string) (map[string][][]any, int, error) {
+	ident := t.Ident()
+	quoted := make([]string, len(ident))
+	for i, k := range ident {
+		quoted[i] = ddl.Quote(t.Columns[k].Name)
 		need[k] = true
 	}
 	// The keys travel as a table of their own (external data): ClickHouse
@@ -491,35 +662,20 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 	}
 	keyTable, err := ext.NewTable(keysTable, kcols...)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read earlier images of %s: %w", t.Target, err)
+		return nil, 0, fmt.Errorf("%s: %w", t.Target, err)
 	}
-	seen := make(map[string]bool, len(idx))
+	seen := make(map[string]bool, len(keys))
 	vals := make([]any, len(ident))
-	add := func(key string, row []any) error {
-		if seen[key] {
-			return nil
+	for _, k := range keys {
+		if seen[k.key] {
+			continue
 		}
-		seen[key] = true
-		for j, k := range ident {
-			vals[j] = row[k]
+		seen[k.key] = true
+		for j, i := range ident {
+			vals[j] = k.row[i]
 		}
 		if err := keyTable.Append(vals...); err != nil {
-			return fmt.Errorf("read earlier images of %s: key %s: %w", t.Target, key, err)
-		}
-		return nil
-	}
-	for _, i := range idx {
-		f := fills[i]
-		for _, col := range f.Cols {
-			need[col] = true
-		}
-		if err := add(f.Key, f.KeyRow); err != nil {
-			return nil, 0, err
-		}
-		for _, o := range f.Own {
-			if err := add(o.Key, o.KeyRow); err != nil {
-				return nil, 0, err
-			}
+			return nil, 0, fmt.Errorf("%s: key %s: %w", t.Target, k.key, err)
 		}
 	}
 	var cols []string
@@ -532,16 +688,19 @@ func (c *Client) images(ctx context.Context, t *mapping.Table, fills []*Fill, id
 	for i, m := range mapping.MetaColumns {
 		cols, at = append(cols, ddl.Quote(m)), append(at, len(t.Columns)+i)
 	}
+	if where != "" {
+		where = " AND " + where
+	}
 	// Small blocks: the driver grows a String column's buffer value by
 	// value, which copies it over and over; decoding 8,192 values of 4 KB
 	// in one block took 40 times as long as 1,024 of them.
 	// GLOBAL: on a cluster the initiator sends the keys to every shard.
 	qctx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_block_size": imageBlockRows}),
 		clickhouse.WithExternalTable(keyTable))
-	rows, err := c.Query(qctx, fmt.Sprintf("SELECT %s FROM %s WHERE (%s) GLOBAL IN (SELECT %s FROM %s)", strings.Join(cols, ", "),
-		c.DB().Table(t.Target), strings.Join(keys, ", "), strings.Join(knames, ", "), keysTable))
+	rows, err := c.Query(qctx, fmt.Sprintf("SELECT %s FROM %s WHERE (%s) GLOBAL IN (SELECT %s FROM %s)%s", strings.Join(cols, ", "),
+		c.DB().Table(t.Target), strings.Join(quoted, ", "), strings.Join(knames, ", "), keysTable, where))
 	if err != nil {
-		return nil, 0, fmt.Errorf("read earlier images of %d keys of %s: %w", len(seen), t.Target, err)
+		return nil, 0, fmt.Errorf("%d keys of %s: %w", len(seen), t.Target, err)
 	}
 	out := make(map[string][][]any, len(seen))
 	size := 0

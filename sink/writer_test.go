@@ -202,3 +202,37 @@ func TestValuesFor(t *testing.T) {
 		})
 	}
 }
+
+// TestSuperseded checks which rows a replay drops: those at the place of
+// a stored row of the same version and a higher _seq (a later change of
+// their transaction, which a first attempt stored), and no others.
+func TestSuperseded(t *testing.T) {
+	tbl, err := mapping.Resolve(mapping.TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"author_id", "id"},
+		Columns: map[string]mapping.ColumnSpec{"id": {Type: "UInt64"}, "author_id": {Type: "UInt64"}}},
+		[]mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "author_id", TypeOID: 20}, {Name: "note", TypeOID: 25}}, mapping.Caps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := func(author uint64, version uint64, deleted uint8, seq uint64) []any {
+		return []any{uint64(7), author, "", version, deleted, seq}
+	}
+	for _, tc := range []struct {
+		name   string
+		row    []any
+		stored [][]any
+		want   bool
+	}{
+		{"nothing stored", row(1, 200, 1, 10), nil, false},
+		{"a later change of the transaction at the place", row(1, 200, 1, 10), [][]any{row(1, 100, 0, 3), row(1, 200, 0, 21)}, true},
+		{"the row itself", row(1, 200, 0, 21), [][]any{row(1, 200, 0, 21)}, false},
+		{"an earlier change of the transaction", row(1, 200, 0, 21), [][]any{row(1, 200, 1, 10)}, false},
+		{"a later change at another place", row(1, 200, 1, 10), [][]any{row(2, 200, 0, 21)}, false},
+		{"a later transaction", row(1, 200, 1, 10), [][]any{row(1, 300, 0, 1)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Superseded(tbl, tc.row, tc.stored); got != tc.want {
+				t.Errorf("Superseded = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -532,19 +532,14 @@ func (e *env) convergeDocsOrExit(d *daemon, what string, timeout time.Duration) 
 // TestMoveIntoVacatedKeyReplay replays, after merges, a transaction that
 // deletes key 5 and moves row 3 there with its body unchanged: the first
 // attempt stores it in one flush (the move's tombstone at 3, its row at 5),
-// a merge folds row 3's image into that tombstone, and a replay that
-// splits the transaction after the delete stores the delete's tombstone at
-// 5 after the first attempt's row there. Both have the transaction's
-// version, so the next merge keeps the tombstone, inserted last (DESIGN.md,
-// invariant 1), and no stored row holds the moved body any more: the replay
-// of the move stops with ErrNoImage, on every restart.
-//
-// Known limitation, skipped until fixed. A fix needs merges that do not
-// depend on insertion order (an engine version of (_version, _seq), which
-// 18.16 lacks), or replays that never store a row of a transaction after a
-// stored row of the same transaction and key with a higher _seq.
+// a merge folds row 3's image into that tombstone, and a replay splits the
+// transaction after the delete. Stored after the first attempt's row at 5,
+// the delete's tombstone would win the next merge (equal versions: the
+// last inserted, DESIGN.md invariant 1) and the moved body would be lost
+// (ErrNoImage on every restart); the replay must not store it, since a
+// stored row of its transaction with a higher _seq supersedes it, and the
+// move must find its body in the first attempt's row at 5.
 func TestMoveIntoVacatedKeyReplay(t *testing.T) {
-	t.Skip("known limitation: a replay that splits a transaction can lose the body of a row moved into a key the transaction vacated (see the comment)")
 	e := newDocsEnv(t, 10, 6000, 20000)
 	d := e.start()
 	e.convergeDocs("initial copy", convergeTimeout)
