@@ -72,15 +72,7 @@ func TestRowBytesCountsStrings(t *testing.T) {
 // when a later buffered row is at the old place, or on a replay; an error
 // when no image exists, unless the change is below the copy horizon.
 func TestPlace(t *testing.T) {
-	tbl, err := mapping.Resolve(mapping.TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"author_id", "id"},
-		Columns: map[string]mapping.ColumnSpec{"id": {Type: "UInt64"}, "author_id": {Type: "UInt64"}}},
-		[]mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "author_id", TypeOID: 20}, {Name: "note", TypeOID: 25}}, mapping.Caps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	row := func(author uint64, version uint64, deleted uint8, seq uint64) []any {
-		return []any{uint64(7), author, "", version, deleted, seq}
-	}
+	tbl, row := placedEvents(t)
 	for _, tc := range []struct {
 		name     string
 		image    []any
@@ -203,19 +195,26 @@ func TestValuesFor(t *testing.T) {
 	}
 }
 
-// TestSuperseded checks which rows a replay drops: those at the place of
-// a stored row of the same version and a higher _seq (a later change of
-// their transaction, which a first attempt stored), and no others.
-func TestSuperseded(t *testing.T) {
+// placedEvents returns events sorted by (author_id, id), and a maker of
+// its row id=7 with an author, version, deleted flag and _seq.
+func placedEvents(t *testing.T) (*mapping.Table, func(author, version uint64, deleted uint8, seq uint64) []any) {
+	t.Helper()
 	tbl, err := mapping.Resolve(mapping.TableSpec{Source: "public.events", Target: "events", OrderBy: []string{"author_id", "id"},
 		Columns: map[string]mapping.ColumnSpec{"id": {Type: "UInt64"}, "author_id": {Type: "UInt64"}}},
 		[]mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "author_id", TypeOID: 20}, {Name: "note", TypeOID: 25}}, mapping.Caps{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	row := func(author uint64, version uint64, deleted uint8, seq uint64) []any {
+	return tbl, func(author, version uint64, deleted uint8, seq uint64) []any {
 		return []any{uint64(7), author, "", version, deleted, seq}
 	}
+}
+
+// TestSuperseded checks which rows a replay drops: those at the place of
+// a stored row of the same version and a higher _seq (a later change of
+// their transaction, which a first attempt stored), and no others.
+func TestSuperseded(t *testing.T) {
+	tbl, row := placedEvents(t)
 	for _, tc := range []struct {
 		name   string
 		row    []any
