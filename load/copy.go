@@ -58,7 +58,13 @@ type copier struct {
 	snap     snapshot
 	tables   []*mapping.Table
 	progress *progress
-	log      hclog.Logger
+	// inexact holds the sources whose copy must not count as exact (see
+	// checkpoint.Exact) although it is read whole in one snapshot: a
+	// daemon may have written rows of the table into its target while it
+	// was emptied, and only the tombstones of the changes below the
+	// copy's horizon delete those rows again.
+	inexact map[string]bool
+	log     hclog.Logger
 }
 
 // run copies every job and records each chunk as done in the snapshot once
@@ -195,7 +201,7 @@ func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client 
 	done := j.chunk
 	if j.since == nil {
 		done.Rows, done.Whole = rows, 0
-		if j.fresh {
+		if j.fresh && !c.inexact[t.Source] {
 			done.Whole = c.snap.lsn
 		}
 	}

@@ -119,24 +119,12 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 	}
 	say("created ClickHouse table %s.%s for the new copy of %s", db.Name, shadow.Target, source)
 	state := map[string][]checkpoint.Chunk{source: {mark}}
-	if major := pg.ServerVersion(); postgres.NeedsMarkTable(major) {
-		// No logical messages: a row committed now marks the stream at
-		// its commit LSN, below the copy's consistent point.
-		at, err := pg.MarkResync(ctx, cfg.Postgres.Slot, source)
-		if err != nil {
-			return report, err
-		}
-		say("resync of %s marked in the WAL by a row of %s committed below %s: `replicator run` keeps replicating and "+
-			"holds its checkpoint until the copy is complete", source, postgres.MarkTable, at)
-	} else {
-		at, err := pg.EmitMessage(ctx, replication.ResyncPrefix,
-			replication.ResyncMessage{Slot: cfg.Postgres.Slot, Table: source}.Encode())
-		if err != nil {
-			return report, err
-		}
-		say("resync of %s marked in the WAL at %s: `replicator run` keeps replicating and holds its checkpoint until the copy is complete",
-			source, at)
+	at, err := markStream(ctx, pg, cfg.Postgres.Slot, source)
+	if err != nil {
+		return report, err
 	}
+	say("resync of %s marked in the WAL %s: `replicator run` keeps replicating and holds its checkpoint until the copy is complete",
+		source, at)
 
 	c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal)}
 	if err := resume(ctx, c, pg, []*mapping.Table{&shadow}, state, load, say); err != nil {
@@ -176,4 +164,24 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// markStream marks the copy of source for slot in the stream, below the
+// consistent point of the copy's snapshot, which is made after it: with a
+// logical message (replication.ResyncMessage), or on a server whose
+// pgoutput sends no logical messages with a row of postgres.MarkTable,
+// whose commit LSN is the mark. It returns where, in words.
+func markStream(ctx context.Context, pg *postgres.Conn, slot, source string) (string, error) {
+	if major := pg.ServerVersion(); postgres.NeedsMarkTable(major) {
+		at, err := pg.MarkResync(ctx, slot, source)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("by a row of %s committed below %s", postgres.MarkTable, at), nil
+	}
+	at, err := pg.EmitMessage(ctx, replication.ResyncPrefix, replication.ResyncMessage{Slot: slot, Table: source}.Encode())
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("at %s", at), nil
 }

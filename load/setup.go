@@ -204,7 +204,7 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			say("replication slot %s exists with checkpoint %s: nothing to copy", slotName, pos.LSN)
 			return report, nil
 		}
-		return report, addTables(ctx, cfg, log, opts, pg, store, added, chunks, slot, pos, say)
+		return report, addTables(ctx, cfg, log, opts, pg, store, added, created, chunks, slot, pos, say)
 	case err == nil && slot.Active:
 		return report, &postgres.SlotInUseError{Slot: slotName, PID: slot.ActivePID}
 	case err == nil && resumable(chunks, slot.ConfirmedFlushLSN):
@@ -293,25 +293,44 @@ func addedTables(tables []*mapping.Table, created map[string]bool, chunks map[st
 }
 
 // addTables copies tables added to a replication, in the snapshot of a
-// temporary slot at C, while `replicator run` may keep streaming: their
-// copies were marked as pending before they joined the publication, so a
-// daemon holds its checkpoint from their first change on, below C (see
-// pipeline.hold). Started again with them configured, it resumes at its
-// checkpoint: the tables' changes below C write only their tombstones
+// temporary slot at C, while `replicator run` may keep streaming. Their
+// copies were marked as pending in the copy state, and each is then marked
+// in the stream (markStream) before C: a daemon that meets the mark holds
+// its checkpoint from there, below C, whether or not the publication sent
+// the table's changes before (FOR ALL TABLES, FOR TABLES IN SCHEMA, a
+// table added to the publication first), and a daemon started later finds
+// the pending copy. Started again with them configured, it resumes at its
+// checkpoint: the tables' changes below C write at most their tombstones
 // (their horizon is C), those from C on are written as usual, and changes
-// made before the table joined the publication are not sent at all but
-// are in the copy.
+// made before the table joined the publication are in the copy.
+//
+// A target that exists (a table removed and added back, or created
+// before) is emptied first, since it may hold rows deleted in Postgres
+// meanwhile. Its copy is not exact: a daemon configured with the table
+// before this setup may still store rows of changes below the mark after
+// the target was emptied, and the tombstones written below the horizon
+// delete the rows of those that Postgres deleted.
 func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Options, pg *postgres.Conn,
-	store *checkpoint.Store, added []*mapping.Table, chunks map[string][]checkpoint.Chunk, slot postgres.Slot,
-	pos checkpoint.Position, say func(string, ...any)) error {
+	store *checkpoint.Store, added []*mapping.Table, created map[string]bool, chunks map[string][]checkpoint.Chunk,
+	slot postgres.Slot, pos checkpoint.Position, say func(string, ...any)) error {
 	names := sources(added)
 	load := currentLoad(chunks, pos)
 	state := make(map[string][]checkpoint.Chunk, len(chunks))
 	for source, cs := range chunks {
 		state[source] = cs
 	}
+	c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal), inexact: map[string]bool{}}
+	for _, t := range added {
+		at, err := markStream(ctx, pg, cfg.Postgres.Slot, t.Source)
+		if err != nil {
+			return err
+		}
+		say("copy of %s marked in the WAL %s: a running `replicator run` holds its checkpoint from there until it runs with this configuration", t.Source, at)
+		if !created[t.Source] {
+			c.inexact[t.Source] = true
+		}
+	}
 	say("copying the added tables %s", strings.Join(names, ", "))
-	c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal)}
 	if err := resume(ctx, c, pg, added, state, load, say); err != nil {
 		return err
 	}
@@ -321,7 +340,7 @@ func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Op
 		}
 	}
 	if slot.Active {
-		say("added tables copied: `replicator run` (pid %s) holds its checkpoint from their first change on; "+
+		say("added tables copied: `replicator run` (pid %s) holds its checkpoint from their marks on; "+
 			"restart it with this configuration, or send it SIGHUP once its configuration file names them", slot.ActivePID)
 		return nil
 	}
@@ -452,20 +471,23 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 			return err
 		}
 		cs := tp.chunks
+		// A table without copy state in a resumed copy was added to the
+		// configuration since (or removed and added back), or is copied
+		// again: its target may hold rows of an older copy, among them
+		// rows Postgres deleted since, which no change will delete.
+		stale := chunks != nil && !planned(chunks[t.Source]) && !ddl.IsShadow(t.Target)
 		if tp.rewritten {
 			say("table %s was rewritten since its copy began (a partition's file changed or a partition is gone): copying it again", t.Source)
 			if err := c.store.DeleteChunks(ctx, t.Source); err != nil {
 				return err
 			}
-			cs = nil
+			cs, stale = nil, true
 		}
-		if len(cs) == 0 && chunks != nil {
-			// A table without copy state in a resumed copy was added to the
-			// configuration since, or is copied again: its target may hold
-			// rows of an older copy.
+		if stale {
 			if err := emptyTarget(ctx, c.cfg, t); err != nil {
 				return err
 			}
+			say("emptied ClickHouse table %s before its copy", t.Target)
 		}
 		if tp.rewritten {
 			if tp, err = planTable(ctx, ps, t, nil, c.cfg.Load.ChunkSize, tidRange, load); err != nil {
@@ -571,8 +593,9 @@ func planTable(ctx context.Context, ps *postgres.Snapshot, t *mapping.Table, cs 
 	if tp.size.Pages > 0 {
 		tp.size.RowsPerPage = rows / float64(tp.size.Pages)
 	}
-	if len(cs) == 1 && cs[0].Relation == "" {
-		// The mark of a copy that a setup could not start (see Setup).
+	if !planned(cs) {
+		// Nothing, or the mark of a copy that a setup could not start
+		// (see Setup).
 		cs, tp.chunks = nil, nil
 	}
 	planned := make(map[string]bool)
@@ -596,6 +619,12 @@ func planTable(ctx context.Context, ps *postgres.Snapshot, t *mapping.Table, cs 
 		tp.chunks = append(tp.chunks, added...)
 	}
 	return tp, nil
+}
+
+// planned reports whether a table's copy state holds planned chunks: not
+// nothing, nor only the mark of a copy that a setup could not start.
+func planned(cs []checkpoint.Chunk) bool {
+	return len(cs) > 0 && !(len(cs) == 1 && cs[0].Relation == "")
 }
 
 // emptyTarget truncates the ClickHouse target of t.

@@ -127,8 +127,7 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		if mark, ok := replication.ParseMark(m); ok {
 			// A resync's mark on a server without logical messages, at
 			// its transaction's commit LSN.
-			a.resync(replication.MarkMessage(mark, a.pos.version))
-			return nil
+			return a.mark(ctx, replication.MarkMessage(mark, a.pos.version))
 		}
 		if a.pos.skip || a.awaited(m.Relation.ID) {
 			return nil
@@ -161,7 +160,9 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		return a.truncate(ctx, m)
 	case *replication.LogicalMessage:
 		if m.Prefix == replication.ResyncPrefix {
-			a.resync(m)
+			if err := a.mark(ctx, m); err != nil {
+				return err
+			}
 		}
 		if !m.Transactional && a.pos.heartbeat(m.LSN) {
 			return a.idleCheckpoint(ctx, time.Now())

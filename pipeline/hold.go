@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/replicator/replicator/checkpoint"
+	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/replication"
 )
 
@@ -89,27 +90,58 @@ func (h *hold) complete(chunks map[string][]checkpoint.Chunk, sources []string) 
 	return true
 }
 
-// resyncOf returns the configured table index a resync message names for
-// this slot; false when it names another slot's or an unconfigured table.
-func (r *registry) resyncOf(m *replication.LogicalMessage, slot string) (int, bool) {
+// mark handles the mark that a resync or a setup adding tables writes
+// into the stream before the copy's snapshot (see load.Resync and
+// load.Setup): from the mark on, no checkpoint may cover a change that the
+// copy does not hold, whether or not the stream carried the table's
+// changes before. A resync's copy goes into a shadow table while the
+// target keeps being written; a setup's copy of a table this daemon is
+// configured with goes into the target itself, and the table's changes
+// wait, unwritten, for the restart after it; a setup's copy of a table
+// this daemon is not configured with holds the checkpoint until the
+// daemon runs with a configuration that names it. A mark replayed after
+// the copy completed, or of a copy no longer pending, holds nothing.
+func (a *applier) mark(ctx context.Context, m *replication.LogicalMessage) error {
 	msg, ok := replication.ParseResync(m)
-	if !ok || msg.Slot != slot {
-		return 0, false
+	if !ok || msg.Slot != a.slot {
+		return nil
 	}
-	idx, ok := r.index[msg.Table]
-	return idx, ok
-}
-
-// resync handles the message of a resync: unless the table's copy was
-// completed after it (a replay), the checkpoint is held until it is.
-func (a *applier) resync(m *replication.LogicalMessage) {
-	idx, ok := a.reg.resyncOf(m, a.slot)
-	if !ok || a.reg.horizons[idx] > m.LSN {
-		return
+	idx, configured := a.reg.index[msg.Table]
+	if configured && a.reg.horizons[idx] > m.LSN {
+		return nil
 	}
-	a.log.Warn("a resync of the table began: the checkpoint is held until its copy is complete",
-		"table", a.reg.specs[idx].Source, "lsn", m.LSN, "checkpoint", a.pos.durable.LSN)
+	var cs []checkpoint.Chunk
+	pending := configured // (without copy state to read)
+	if a.reg.chunks != nil {
+		chunks, err := a.reg.chunks.LoadChunks(ctx)
+		if err != nil {
+			return err
+		}
+		cs, pending = chunks[msg.Table]
+	}
+	switch {
+	case !pending:
+		a.log.Warn("a table copy was marked in the stream but has no copy state any more (a setup removed the table since): "+
+			"nothing waits for it", "table", msg.Table, "lsn", m.LSN)
+		return nil
+	case !configured:
+		if a.hold.addedTable(msg.Table, time.Now()) {
+			a.log.Warn("`replicator setup` with another configuration adds a table to the replication: the checkpoint is "+
+				"held until this daemon runs with that configuration; restart it with that file, or update its file and "+
+				"send it SIGHUP", "table", msg.Table, "lsn", m.LSN, "checkpoint", a.pos.durable.LSN)
+		}
+		a.setHeld()
+		return nil
+	case a.reg.chunks != nil && !checkpoint.Into(cs, ddl.ShadowName(a.reg.specs[idx].Target)):
+		a.reg.waiting[idx] = true
+		a.log.Warn("`replicator setup` copies the table into its ClickHouse table: its changes wait for the copy, and "+
+			"the checkpoint is held until it is complete", "table", msg.Table, "lsn", m.LSN, "checkpoint", a.pos.durable.LSN)
+	default:
+		a.log.Warn("a resync of the table began: the checkpoint is held until its copy is complete",
+			"table", msg.Table, "lsn", m.LSN, "checkpoint", a.pos.durable.LSN)
+	}
 	a.holdFor(idx, m.LSN)
+	return nil
 }
 
 // holdFor holds the checkpoint until the copy of table idx completes above

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -647,6 +648,80 @@ func TestResyncMarkRowHoldsAtItsCommit(t *testing.T) {
 		rec.run(a, []step{begin(2000), {msg: marks}, mark("s1", "public.events"), commit(2000)})
 		if a.hold.held() {
 			t.Errorf("a mark below the completed copy's horizon holds the checkpoint: %+v", a.hold)
+		}
+	})
+}
+
+// chunkState is a copy state that a test changes as a setup would.
+type chunkState map[string][]checkpoint.Chunk
+
+func (c chunkState) LoadChunks(context.Context) (map[string][]checkpoint.Chunk, error) {
+	return maps.Clone(c), nil
+}
+
+// TestMarkOfAnAddedTableHoldsWithoutItsRelation: a table the daemon is
+// not configured with is already published (FOR ALL TABLES), so its
+// Relation message came long before a setup elsewhere adds it. The mark
+// that setup writes into the stream before its copy holds the checkpoint
+// at the last commit before it, although no new Relation message comes;
+// a mark replayed once the table's copy state is gone holds nothing.
+func TestMarkOfAnAddedTableHoldsWithoutItsRelation(t *testing.T) {
+	ctx := context.Background()
+	items := &replication.Relation{ID: 21, Namespace: "public", Name: "items", Columns: []mapping.SourceColumn{
+		{Name: "id", TypeOID: 20, Identity: true}}}
+	change := func(id string) step {
+		return step{msg: &replication.Change{Op: replication.OpInsert, Relation: items, New: []mapping.Value{text(id)}}}
+	}
+	mark := func(lsn pglogrepl.LSN, slot string) step {
+		return step{msg: &replication.LogicalMessage{LSN: lsn, Prefix: replication.ResyncPrefix,
+			Content: []byte(replication.ResyncMessage{Slot: slot, Table: "public.items"}.Encode())}}
+	}
+	t.Run("holds", func(t *testing.T) {
+		a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+		a.slot = "s1"
+		state := chunkState{}
+		a.reg.chunks = state
+		rec.run(a, []step{begin(1000), {msg: eventsRel}, {msg: items}, insert("1", "1"), change("1"), commit(1000)})
+		if err := a.drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// The setup: copy state first, then the mark, then the copy at C.
+		state["public.items"] = []checkpoint.Chunk{{Source: "public.items", Target: "items"}}
+		rec.run(a, []step{mark(1500, "s2"), begin(1600), change("2"), insert("2", "1"), commit(1600)})
+		if err := a.drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if a.hold.held() {
+			t.Fatal("a mark for another slot holds the checkpoint")
+		}
+		rec.run(a, []step{mark(1700, "s1"), begin(2000), change("3"), insert("3", "1"), commit(2000)})
+		if err := a.drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !a.hold.held() || !slices.Equal(a.hold.added, []string{"public.items"}) {
+			t.Fatalf("hold = %+v after the mark of an added table, want held for public.items", a.hold)
+		}
+		wantCalls(t, rec, "flush 1", "save 1000 commit", "save 1500 idle", "flush 1", "save 1600 commit", "flush 1")
+		if a.Durable() != 1600 {
+			t.Errorf("Durable() = %s, want the last commit before the mark", a.Durable())
+		}
+		// The setup is undone: the daemon starts again from the checkpoint.
+		delete(state, "public.items")
+		a.hold.nextPoll = time.Time{}
+		if err := a.pollHold(ctx, time.Now()); !errors.Is(err, errRestart) {
+			t.Errorf("pollHold after the copy state went = %v, want errRestart", err)
+		}
+	})
+	t.Run("replayed after the table was removed again", func(t *testing.T) {
+		a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+		a.slot = "s1"
+		a.reg.chunks = chunkState{}
+		rec.run(a, []step{mark(500, "s1"), begin(1000), {msg: eventsRel}, insert("1", "1"), commit(1000)})
+		if err := a.drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if a.hold.held() || a.Durable() != 1000 {
+			t.Errorf("a mark without copy state: held %v, Durable() = %s; want not held, 0/3E8", a.hold.held(), a.Durable())
 		}
 	})
 }
