@@ -149,17 +149,60 @@ func TestRemovedTableBlock(t *testing.T) {
 	if got := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.items", e.name)); got != 1 {
 		t.Errorf("items in ClickHouse = %d rows, want the 1 copied row kept", got)
 	}
-	d.stop(t)
 
-	// Added back: copied again, with the rows written while it was not
-	// replicated.
-	e.exec("UPDATE items SET qty = 9 WHERE id = 1")
+	// While items is not replicated: a delete, a key move and an update,
+	// which the stream does not carry.
+	e.exec("DELETE FROM items WHERE id = 1")
+	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(10, 2000) g")
+	e.exec("UPDATE items SET id = 5000 WHERE id = 2")
+	e.exec("UPDATE items SET qty = 9 WHERE id = 10")
+	e.exec("DELETE FROM items WHERE id BETWEEN 100 AND 199")
+
+	// Added back while the daemon runs and writers change items: copied
+	// again into its emptied target.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	e.itemsWriter(ctx, &wg)
+	e.itemsChurn(ctx, &wg, 2000)
 	e.appendConfig(itemsConfig)
-	if out := e.setup(); !strings.Contains(out, "copying the added tables public.items") {
+	if out := e.setup(); !strings.Contains(out, "copying the added tables public.items") ||
+		!strings.Contains(out, "emptied ClickHouse table items before its copy") {
 		t.Errorf("setup after adding items back:\n%s", out)
 	}
-	d = e.start()
+	e.waitLog(d, "the checkpoint is held until this daemon runs with that configuration")
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(2 * time.Second)
+	cancel()
+	wg.Wait()
 	e.convergeItems("items added back", "id, qty, coalesce(note, '')", "toString(id), '|', toString(qty), '|', note")
+	if vout, verrs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify after adding items back: exit %d\n%s\n%s", code, vout, verrs)
+	}
+	d.stop(t)
+
+	// Removed and added back once more, this time with the daemon
+	// restarted on the configuration that names items before setup runs:
+	// it writes items until setup's mark, setup empties the target under
+	// it, and the copy is not taken as exact.
+	e.setConfig(itemsConfig, "")
+	e.setup()
+	e.exec("DELETE FROM items WHERE id BETWEEN 200 AND 299")
+	e.exec("UPDATE items SET id = id + 2000000 WHERE id BETWEEN 300 AND 310")
+	e.appendConfig(itemsConfig)
+	d = e.start()
+	ctx, cancel = context.WithCancel(context.Background())
+	e.itemsWriter(ctx, &wg)
+	e.itemsChurn(ctx, &wg, 2000)
+	time.Sleep(time.Second)
+	e.setup()
+	time.Sleep(2 * time.Second)
+	cancel()
+	wg.Wait()
+	e.convergeItems("items added back under a daemon that names it", "id, qty, coalesce(note, '')",
+		"toString(id), '|', toString(qty), '|', note")
+	if vout, verrs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify after adding items back under a daemon that names it: exit %d\n%s\n%s", code, vout, verrs)
+	}
 	d.stop(t)
 }
 
