@@ -57,6 +57,14 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		names[i] = tc.Name
 	}
 
+	publication, err := pg.Publication(ctx, cfg.Postgres.Publication)
+	if err != nil {
+		return report, err
+	}
+	if err := publication.CheckFilters(cfg.Postgres.Publication, names); err != nil {
+		return report, err
+	}
+
 	db := client.DB()
 	created := make(map[string]bool) // source tables whose target this run created
 	schemas := make(map[string]sink.Schema)
@@ -156,11 +164,31 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	var added []*mapping.Table
 	if err == nil && hasCheckpoint {
 		// Tables added to a replication: their copies are marked as
-		// pending before the publication sends their changes, so that a
-		// daemon streaming meanwhile holds its checkpoint at their first
-		// change (see pipeline.hold), and a setup run again copies them
-		// although their targets exist by then.
+		// pending before the publication sends their changes and before
+		// their marks in the stream (see addTables), so that a daemon
+		// streaming meanwhile holds its checkpoint, and a setup run again
+		// copies them although their targets exist by then. A table whose
+		// copy is complete but that the publication no longer sends (it
+		// was dropped from it) lost the changes since: it is copied again
+		// as well.
+		var lost []*mapping.Table
+		for _, t := range tables {
+			if publication.Exists && !publication.Tables[t.Source] && planned(chunks[t.Source]) && !resyncing(chunks[t.Source], t.Target) {
+				say("table %s has a copy but is not in publication %s: its changes since it left are not in the stream, "+
+					"so it is copied again", t.Source, cfg.Postgres.Publication)
+				if err := store.DeleteChunks(ctx, t.Source); err != nil {
+					return report, err
+				}
+				delete(chunks, t.Source)
+				lost = append(lost, t)
+			}
+		}
 		added = addedTables(tables, created, chunks)
+		for _, t := range lost {
+			if !slices.Contains(added, t) {
+				added = append(added, t)
+			}
+		}
 		var pending []checkpoint.Chunk
 		for _, t := range added {
 			if len(chunks[t.Source]) == 0 {

@@ -184,6 +184,9 @@ func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 	if err := a.pollHold(ctx, now); err != nil {
 		return err
 	}
+	if err := a.reg.checkPublication(ctx, now); err != nil {
+		return err
+	}
 	if a.fly != nil {
 		// Its landing observes; what is due is flushed after it.
 		a.fly.poll = now.Add(flightPoll)

@@ -70,6 +70,9 @@ type registry struct {
 	added map[uint32]string
 	// chunks reads the copy state (nil: none is read).
 	chunks chunkLoader
+	// publication checks what the publication sends (nil: nothing is
+	// checked).
+	publication *publicationWatch
 }
 
 // chunkLoader reads the copy state (*checkpoint.Store).

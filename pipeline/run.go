@@ -239,6 +239,10 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	}
 	reg.setOIDs(oids, pg)
 	reg.log = r.log.Named("schema")
+	reg.publication = &publicationWatch{pg: pg, name: cfg.Postgres.Publication}
+	if err := reg.checkPublication(ctx, time.Now()); err != nil {
+		return err
+	}
 	a := newApplier(cfg, sink.NewWriter(client, reg.tables), store, reg, resume, r.log, r.metrics)
 	defer a.abort()
 	for idx := range reg.waiting {

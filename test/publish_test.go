@@ -107,3 +107,88 @@ func TestAddTableAlreadyPublished(t *testing.T) {
 		})
 	}
 }
+
+// TestPublicationFilters: a publication that sends some rows or columns
+// of a configured table is refused by setup with the reason, since a copy
+// reads whole tables; one filtered after setup stops the daemon at start.
+func TestPublicationFilters(t *testing.T) {
+	e := newEnv(t, itemsConfig)
+	var major int
+	if err := e.pg.QueryRow(context.Background(), "SELECT current_setting('server_version_num')::int / 10000").Scan(&major); err != nil {
+		t.Fatal(err)
+	}
+	if major < 15 {
+		t.Skip("row filters and column lists came with PostgreSQL 15")
+	}
+	e.exec(itemsDDL)
+	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 100) g")
+	pub := "pub_" + e.name
+	e.exec("CREATE PUBLICATION " + pub + " FOR TABLE events, items WHERE (qty > 50)")
+	out, errs, code := e.cli("setup", "--config", e.config)
+	if code == 0 || !strings.Contains(errs, "publishes table public.items with a filter (rows WHERE (qty > 50))") ||
+		!strings.Contains(errs, `ALTER PUBLICATION \"`+pub+`\" DROP TABLE \"public\".\"items\"`) {
+		t.Errorf("setup with a row filter: exit %d\n%s\n%s", code, out, errs)
+	}
+	e.exec("ALTER PUBLICATION " + pub + " SET TABLE events, items (id, qty)")
+	if out, errs, code := e.cli("setup", "--config", e.config); code == 0 || !strings.Contains(errs, "columns (id, qty)") {
+		t.Errorf("setup with a column list: exit %d\n%s\n%s", code, out, errs)
+	}
+	e.exec("ALTER PUBLICATION " + pub + " SET TABLE events, items")
+	e.setup()
+	d := e.start()
+	e.exec("UPDATE items SET qty = 1 WHERE id = 1")
+	e.convergeItems("items", "id, qty, coalesce(note, '')", "toString(id), '|', toString(qty), '|', note")
+	d.stop(t)
+
+	// Filtered behind the daemon's back: it refuses to go on.
+	e.exec("ALTER PUBLICATION " + pub + " SET TABLE events, items WHERE (id > 10)")
+	d = e.start()
+	select {
+	case <-d.done:
+	case <-time.After(convergeTimeout):
+		t.Fatalf("the daemon runs on a filtered publication\n%s", tail(d.Logs(), 3000))
+	}
+	if logs := d.Logs(); !strings.Contains(logs, "with a filter (rows WHERE (id > 10))") {
+		t.Errorf("the daemon's error does not name the filter\n%s", tail(logs, 3000))
+	}
+}
+
+// TestTableDroppedFromPublication: a configured table dropped from the
+// publication by hand sends nothing more, and the daemon does not see it
+// in the stream. It stops and says to run setup, which publishes the table
+// again and copies it again: ClickHouse ends equal to Postgres.
+func TestTableDroppedFromPublication(t *testing.T) {
+	e := newEnv(t, itemsConfig)
+	e.exec(itemsDDL)
+	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 1000) g")
+	e.setup()
+	d := e.start()
+	e.exec("UPDATE items SET qty = 1 WHERE id < 10")
+	e.convergeItems("items", "id, qty, coalesce(note, '')", "toString(id), '|', toString(qty), '|', note")
+	e.exec("ALTER PUBLICATION pub_" + e.name + " DROP TABLE items")
+	e.exec("DELETE FROM items WHERE id BETWEEN 100 AND 199")
+	e.exec("UPDATE items SET id = id + 5000 WHERE id BETWEEN 200 AND 210")
+	e.insertEvents(5)
+	e.converge("events", convergeTimeout)
+	d.stop(t)
+
+	d = e.start()
+	select {
+	case <-d.done:
+	case <-time.After(convergeTimeout):
+		t.Fatalf("the daemon runs although the publication lost items\n%s", tail(d.Logs(), 3000))
+	}
+	if logs := d.Logs(); !strings.Contains(logs, "no longer publishes table public.items") {
+		t.Errorf("the daemon's error does not say what happened\n%s", tail(logs, 3000))
+	}
+	if out := e.setup(); !strings.Contains(out, "copied again") || !strings.Contains(out, "emptied ClickHouse table items") {
+		t.Errorf("setup after the publication lost items:\n%s", out)
+	}
+	d = e.start()
+	e.exec("UPDATE items SET qty = 2 WHERE id < 20")
+	e.convergeItems("items copied again", "id, qty, coalesce(note, '')", "toString(id), '|', toString(qty), '|', note")
+	if vout, verrs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify: exit %d\n%s\n%s", code, vout, verrs)
+	}
+	d.stop(t)
+}

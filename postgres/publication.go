@@ -1,0 +1,100 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// FilterVersion is the first major version whose publications can filter
+// a table's rows (WHERE) and columns (a column list).
+const FilterVersion = 15
+
+// Publication is what a publication sends, as far as the replication of
+// configured tables depends on it.
+type Publication struct {
+	// Exists reports whether the publication exists.
+	Exists bool
+	// Tables holds the tables it publishes ("schema.name"), by whatever
+	// means: FOR ALL TABLES, FOR TABLES IN SCHEMA, FOR TABLE.
+	Tables map[string]bool
+	// Filtered holds, per table published with a row filter or a column
+	// list, what it filters, in words.
+	Filtered map[string]string
+}
+
+// Publication reads what publication pub sends.
+func (c *Conn) Publication(ctx context.Context, pub string) (Publication, error) {
+	p := Publication{Tables: map[string]bool{}, Filtered: map[string]string{}}
+	err := c.pg.QueryRow(ctx, "SELECT true FROM pg_publication WHERE pubname = $1", pub).Scan(&p.Exists)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, nil
+	}
+	if err != nil {
+		return p, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
+	}
+	rows, err := c.pg.Query(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1", pub)
+	if err != nil {
+		return p, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
+	}
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			rows.Close()
+			return p, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
+		}
+		p.Tables[t] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return p, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
+	}
+	if c.ServerVersion() < FilterVersion {
+		return p, nil
+	}
+	rows, err = c.pg.Query(ctx, `SELECT n.nspname || '.' || cl.relname, coalesce(pg_get_expr(pr.prqual, pr.prrelid), ''),
+			coalesce((SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) FROM pg_attribute a
+				WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs::int2[])), '')
+		FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+		JOIN pg_class cl ON cl.oid = pr.prrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+		WHERE p.pubname = $1 AND (pr.prqual IS NOT NULL OR pr.prattrs IS NOT NULL)`, pub)
+	if err != nil {
+		return p, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t, where, cols string
+		if err := rows.Scan(&t, &where, &cols); err != nil {
+			return p, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
+		}
+		var what []string
+		if where != "" {
+			what = append(what, "rows WHERE "+where)
+		}
+		if cols != "" {
+			what = append(what, "columns ("+cols+")")
+		}
+		p.Filtered[t] = strings.Join(what, " and ")
+	}
+	return p, rows.Err()
+}
+
+// CheckFilters returns an error naming the first of tables that p
+// publishes with a row filter or a column list, and the statement that
+// publishes it whole. A copy reads every row and column of a table, while
+// the stream would carry only some, and a filter changed later changes
+// which rows the stream sends without a change of the rows themselves:
+// neither can keep ClickHouse equal to what Postgres sends.
+func (p Publication) CheckFilters(pub string, tables []string) error {
+	for _, t := range tables {
+		if what, ok := p.Filtered[t]; ok {
+			return fmt.Errorf("publication %s publishes table %s with a filter (%s): the replicator copies and replicates "+
+				"whole tables; run ALTER PUBLICATION %s DROP TABLE %s, then `replicator setup`, which publishes it whole "+
+				"and copies it again", pub, t, what, QuoteIdent(pub), QuoteTable(t))
+		}
+	}
+	return nil
+}
