@@ -13,7 +13,9 @@ import (
 // fakePublication is a publication as Postgres reports it.
 type fakePublication struct{ p postgres.Publication }
 
-func (f *fakePublication) Publication(context.Context, string) (postgres.Publication, error) { return f.p, nil }
+func (f *fakePublication) Publication(context.Context, string) (postgres.Publication, error) {
+	return f.p, nil
+}
 
 // TestCheckPublication: a configured table the publication stopped
 // sending, or sends filtered, stops the daemon at the next check, unless a
