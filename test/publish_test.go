@@ -25,6 +25,16 @@ func (e *env) itemsChurn(ctx context.Context, wg *sync.WaitGroup, rows int) {
 	}()
 }
 
+// pgMajor returns the major version of the test's Postgres.
+func (e *env) pgMajor() int {
+	e.t.Helper()
+	var major int
+	if err := e.pg.QueryRow(context.Background(), "SELECT current_setting('server_version_num')::int / 10000").Scan(&major); err != nil {
+		e.t.Fatal(err)
+	}
+	return major
+}
+
 // waitLog waits until the daemon's log says what.
 func (e *env) waitLog(d *daemon, what string) {
 	e.t.Helper()
@@ -51,13 +61,18 @@ func TestAddTableAlreadyPublished(t *testing.T) {
 		// publication creates the publication before the first setup
 		// (none: setup does), added changes it while the daemon runs.
 		publication, added string
+		// since is the first PostgreSQL version that has it.
+		since int
 	}{
 		{name: "for all tables", publication: "CREATE PUBLICATION %s FOR ALL TABLES WITH (publish_via_partition_root = true)"},
-		{name: "for tables in schema", publication: "CREATE PUBLICATION %s FOR TABLES IN SCHEMA public"},
+		{name: "for tables in schema", publication: "CREATE PUBLICATION %s FOR TABLES IN SCHEMA public", since: 15},
 		{name: "added first", added: "ALTER PUBLICATION %s ADD TABLE items"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, "")
+			if major := e.pgMajor(); major < tc.since {
+				t.Skipf("PostgreSQL %d has no such publication", major)
+			}
 			e.exec(itemsDDL)
 			e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 3000) g")
 			if tc.publication != "" {
@@ -113,11 +128,7 @@ func TestAddTableAlreadyPublished(t *testing.T) {
 // reads whole tables; one filtered after setup stops the daemon at start.
 func TestPublicationFilters(t *testing.T) {
 	e := newEnv(t, itemsConfig)
-	var major int
-	if err := e.pg.QueryRow(context.Background(), "SELECT current_setting('server_version_num')::int / 10000").Scan(&major); err != nil {
-		t.Fatal(err)
-	}
-	if major < 15 {
+	if e.pgMajor() < 15 {
 		t.Skip("row filters and column lists came with PostgreSQL 15")
 	}
 	e.exec(itemsDDL)
