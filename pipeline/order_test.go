@@ -855,6 +855,30 @@ func TestTruncateEmptiesOnlyItsTable(t *testing.T) {
 	}
 }
 
+// TestChangesBelowAnExactCopyDoNotDrain replays, below the horizon of an
+// exact copy of events (after a resync), one transaction that changes
+// events and docs in turn: the events changes write nothing and leave their
+// Relation pending, and must not flush the buffer each time. The docs rows
+// are flushed once, before the first events change above the horizon
+// resolves the Relation.
+func TestChangesBelowAnExactCopyDoNotDrain(t *testing.T) {
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	a.reg.horizons[0], a.reg.exact[0] = 5000, true
+	steps := []step{begin(900), {msg: eventsRel}, {msg: docsRel}}
+	for i := range 20 {
+		steps = append(steps, docInsert(fmt.Sprint(i), "body"), insert(fmt.Sprint(i), "1"))
+	}
+	steps = append(steps, commit(900), begin(5000), insert("100", "1"), commit(5000))
+	rec.run(a, steps)
+	if err := a.drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush 20", "save 900 commit", "flush 1", "save 5000 commit")
+	if _, ok := rec.latest(0, "id=0"); ok {
+		t.Error("an events change below the exact copy's horizon was written")
+	}
+}
+
 // TestEveryCheckpointCoversItsRows feeds random transactions of events
 // and docs (inserts, deletes, updates that leave a doc's body unchanged),
 // keepalives and heartbeats, while ClickHouse takes a while for each
