@@ -214,11 +214,22 @@ func TestResyncReplayIsBatched(t *testing.T) {
 	d := e.start()
 	e.converge("events before the resync", convergeTimeout)
 
+	// Each INSERT into items takes the next block number: their count is
+	// the number of parts written.
+	inserts := func() (n int64) {
+		t.Helper()
+		if err := e.ch.QueryRow(context.Background(), "SELECT max(max_block_number) FROM system.parts WHERE database = ? AND table = 'items'",
+			"db_"+e.name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := e.workload(ctx, 17, 2)
 	var wg sync.WaitGroup
 	e.itemsWriter(ctx, &wg)
 	time.Sleep(500 * time.Millisecond)
+	began, blocks := time.Now(), inserts()
 	first := exec.Command(binary, "resync", "--config", e.config, "--table", "public.events")
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
@@ -254,6 +265,7 @@ func TestResyncReplayIsBatched(t *testing.T) {
 			t.Fatalf("the daemon did not replay past the copy at %s within a minute\n%s", copied, tail(d.Logs(), 3000))
 		}
 	}
+	parts, took := inserts()-blocks, time.Since(began)
 	cancel()
 	txns := wait()
 	wg.Wait()
@@ -266,9 +278,14 @@ func TestResyncReplayIsBatched(t *testing.T) {
 			flushes++
 		}
 	}
-	t.Logf("%d flushes replaying up to the copy at %s (%d events transactions in the test)", flushes, copied, txns)
+	t.Logf("%d flushes replaying up to the copy at %s; %d parts of items in %s (%d events transactions in the test)",
+		flushes, copied, parts, took.Round(time.Millisecond), txns)
 	if flushes > 30 {
 		t.Errorf("%d flushes while replaying up to the copy at %s, want a few batches", flushes, copied)
+	}
+	// At most one flush per min_interval (200ms) streams, plus the replay's.
+	if bound := int64(took/(200*time.Millisecond)) + 30; parts > bound {
+		t.Errorf("%d parts of items written in %s, want at most %d", parts, took.Round(time.Millisecond), bound)
 	}
 	e.converge("events after the resync", convergeTimeout)
 	e.convergeItems("items after the resync", "id, qty, coalesce(note, '')", "toString(id), '|', toString(qty), '|', note")
