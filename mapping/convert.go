@@ -7,6 +7,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -519,7 +520,36 @@ func parseTimestamp(b []byte) (time.Time, error) {
 			return t.UTC(), nil
 		}
 	}
+	if t, ok := parseLongYear(s); ok {
+		return t, nil
+	}
 	return time.Time{}, fmt.Errorf("value %q is not an ISO timestamp", s)
+}
+
+// parseLongYear parses a date or timestamp of a year past 9999, which
+// Postgres prints with all its digits ("10000-01-01 00:00:00+00") and Go's
+// layouts do not take. The value is then a RangeError of every ClickHouse
+// type, as the binary copy's is, not a malformed one: the invalid option
+// applies to both alike.
+func parseLongYear(s string) (time.Time, bool) {
+	i := strings.IndexByte(s, '-')
+	if i < 5 || i > 7 { // Postgres' years end at 294276, 5874897 for dates
+		return time.Time{}, false
+	}
+	year := 0
+	for _, c := range s[:i] {
+		if c < '0' || c > '9' {
+			return time.Time{}, false
+		}
+		year = year*10 + int(c-'0')
+	}
+	// A leap year stands in for the year, so that February 29 parses.
+	for _, layout := range timestampLayouts {
+		if t, err := time.Parse(layout, "2000"+s[i:]); err == nil {
+			return time.Date(year, t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location()).UTC(), true
+		}
+	}
+	return time.Time{}, false
 }
 
 // parseISOFast parses the common shape of Postgres' ISO output,

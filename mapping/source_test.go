@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -234,6 +235,10 @@ func TestInvalidOption(t *testing.T) {
 		{pgTimestamptz, 0, "DateTime('UTC')", "infinity", "", nil, "cannot be stored", false},
 		{pgTimestamptz, 0, "DateTime('UTC')", "-infinity", InvalidClamp, time.Unix(0, 0).UTC(), "", true},
 		{pgTimestamptz, 0, "DateTime('UTC')", "2200-01-01 00:00:00+00", InvalidClamp, time.Unix(4294967295, 0).UTC(), "", true},
+		{pgTimestamptz, 0, "DateTime64(6, 'UTC')", "10000-01-01 00:00:00+00", "", nil, "outside the range of DateTime64", false},
+		{pgTimestamptz, 0, "DateTime64(6, 'UTC')", "10000-01-01 00:00:00+00", InvalidClamp, time.Date(2299, 12, 31, 23, 59, 59, 0, time.UTC), "", true},
+		{pgTimestamp, 0, "DateTime64(6, 'UTC')", "12345-06-07 08:09:10.5", InvalidDefault, epoch, "", true},
+		{pgDate, 0, "Date", "10000-01-01", InvalidClamp, day(2148, 12, 31), "", true},
 		{pgNumeric, 0, "Decimal(5, 2)", "1234.567", InvalidClamp, "999.99", "", true},
 		{pgNumeric, 0, "Decimal(5, 2)", "-1234", InvalidClamp, "-999.99", "", true},
 		{pgNumeric, 0, "Decimal(5, 2)", "1.004", InvalidClamp, "1", "", true},
@@ -318,4 +323,72 @@ func TestInvalidOptionInBlocks(t *testing.T) {
 			t.Errorf("%s: counted %v", policy, n)
 		}
 	}
+}
+
+// TestInvalidOptionSameInStreamAndCopy maps dates and timestamps around
+// and past what every ClickHouse type holds (years past 9999, BC,
+// infinity) under each invalid option both ways: the stream's text through
+// Table.Row and the copy's binary field through Block. Both store the same
+// value and count it, or both fail: a row the copy stored must not stop the
+// stream when it is updated.
+func TestInvalidOptionSameInStreamAndCopy(t *testing.T) {
+	day := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	values := []time.Time{
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(12345, 6, 7, 8, 9, 10, 123456000, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC), time.Date(99999, 12, 31, 0, 0, 0, 0, time.UTC),
+		time.Date(294276, 12, 31, 23, 59, 59, 0, time.UTC), time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2024, 2, 29, 10, 11, 12, 0, time.UTC), time.Date(1899, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-43, 3, 15, 12, 0, 0, 0, time.UTC),
+		time.Date(-4712, 11, 24, 0, 0, 0, 0, time.UTC),
+	}
+	samples := map[uint32][]sample{pgDate: {dateSample(math.MaxInt32), dateSample(math.MinInt32)}}
+	for _, oid := range []uint32{pgTimestamp, pgTimestamptz} {
+		samples[oid] = []sample{timestampSample(math.MaxInt64, false, 0), timestampSample(math.MinInt64, false, 0)}
+	}
+	for i, v := range values {
+		sec := v.Unix() - day.Unix()
+		days := sec / 86400
+		if sec%86400 < 0 {
+			days--
+		}
+		samples[pgDate] = append(samples[pgDate], dateSample(int32(days)))
+		us := sec*1e6 + int64(v.Nanosecond()/1000)
+		samples[pgTimestamp] = append(samples[pgTimestamp], timestampSample(us, false, 0))
+		samples[pgTimestamptz] = append(samples[pgTimestamptz], timestampSample(us, true, i))
+	}
+	compared := 0
+	for oid, ss := range samples {
+		for _, typ := range []string{"Date", "Date32", "DateTime('UTC')", "DateTime64(6, 'UTC')"} {
+			for _, policy := range []string{InvalidError, InvalidDefault, InvalidClamp} {
+				name := fmt.Sprintf("%d/%s/%s", oid, typ, policy)
+				stream, err := resolveColumn(oid, ColumnSpec{Type: typ, Invalid: policy}, allCaps)
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				copied, _ := resolveColumn(oid, ColumnSpec{Type: typ, Invalid: policy}, allCaps)
+				// The copy reads binary fields, or the text of what it selects.
+				bc := blockCase{tbl: copied, binary: copied.CopyColumns()[1] == `"c"`}
+				for _, s := range ss {
+					streamed, copies := stream.Invalid()["c"], copied.Invalid()["c"]
+					want, werr := textRow(stream, s)
+					b := copied.NewBlock()
+					err := b.AppendBinary([][]byte{be64(7), bc.field(s)})
+					if (err == nil) != (werr == nil) {
+						t.Errorf("%s %q: copy error %v, stream error %v", name, s.text, err, werr)
+						continue
+					}
+					if err == nil {
+						if got := cell(b.Columns(0, 0)[1], 0); !sameValue(got, want) {
+							t.Errorf("%s %q: copy stored %v, stream %v", name, s.text, got, want)
+						}
+					}
+					if sn, cn := stream.Invalid()["c"]-streamed, copied.Invalid()["c"]-copies; sn != cn {
+						t.Errorf("%s %q: the stream counted %d invalid values, the copy %d", name, s.text, sn, cn)
+					}
+					compared++
+				}
+			}
+		}
+	}
+	t.Logf("%d values compared", compared)
 }

@@ -132,6 +132,11 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		if a.pos.skip || a.awaited(m.Relation.ID) {
 			return nil
 		}
+		if idx, ok := a.belowExactCopy(m.Relation.ID); ok {
+			// Nothing to write, and its Relation stays pending: no drain.
+			a.rep.change(idx, m.Op)
+			return nil
+		}
 		if a.reg.pendingFor(m.Relation.ID) {
 			// The table may switch to another set of columns: store the
 			// rows buffered under the current one first.
@@ -264,16 +269,27 @@ func (a *applier) markBuffered() {
 	}
 }
 
-// change maps one change into rows of its table's buffer and returns the
-// table's index (-1: a table the replicator does not copy).
-func (a *applier) change(ctx context.Context, c *replication.Change) (int, error) {
-	if idx, err := a.reg.lookup(c.Relation.ID); err == nil && idx >= 0 && a.reg.exact[idx] && a.pos.version < a.reg.horizons[idx] {
-		// The table's copy holds exactly the rows alive at its horizon,
-		// deletes included: this change has nothing to write, and its
-		// Relation (a schema older than the copy's, after a resync) is not
-		// reconciled with the target.
-		return idx, nil
+// belowExactCopy reports whether a change of relation relID in the
+// current transaction falls below the horizon of its table's copy read
+// whole in one snapshot (a resync, an added table), and the table's index.
+// The copy holds exactly the rows alive at its horizon, deletes included:
+// such a change has nothing to write, and its Relation (a schema older than
+// the copy's, after a resync) is not reconciled with the target. It is
+// decided before anything else: a change that leaves its Relation pending
+// must not drain the buffer, or the replay window after a resync flushes
+// once per change of the table.
+func (a *applier) belowExactCopy(relID uint32) (int, bool) {
+	idx, err := a.reg.lookup(relID)
+	if err != nil || idx < 0 {
+		return idx, false
 	}
+	return idx, a.reg.exact[idx] && a.pos.version < a.reg.horizons[idx]
+}
+
+// change maps one change into rows of its table's buffer and returns the
+// table's index (-1: a table the replicator does not copy). A change below
+// the horizon of an exact copy never reaches it (belowExactCopy).
+func (a *applier) change(ctx context.Context, c *replication.Change) (int, error) {
 	idx, t, fresh, err := a.reg.table(ctx, c.Relation.ID)
 	if err != nil || idx < 0 {
 		return idx, err

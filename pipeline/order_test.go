@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -15,56 +16,135 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/replicator/replicator/checkpoint"
+	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/replication"
 	"github.com/replicator/replicator/sink"
 )
 
 // recorder is an in-memory rowWriter and positionStore that records the
-// order of the calls that reach ClickHouse, and checks at every checkpoint
-// that no row the checkpoint covers is still only buffered. A flush's
-// write and checkpoint run on the flight's goroutine: mu guards the state.
+// order of the calls that reach ClickHouse. It keeps every row Put (since
+// its table's last truncation) and every row written, as ClickHouse holds
+// them before merges, and checks at every checkpoint that each row Put
+// that the checkpoint covers was written, or a newer row of its key: a
+// row only buffered, or dropped and never written, fails the test. Rows
+// waiting for a fill take their values from the written rows when they
+// are written, as sink.Writer's do. A flush's write and checkpoint run on
+// the flight's goroutine: mu guards the state.
 type recorder struct {
 	t        *testing.T
 	mu       sync.Mutex
 	calls    []string
-	buffer   map[string][]any
-	stored   map[string][]any
+	tables   map[int]*mapping.Table
+	buffer   map[recKey]recRow
+	put      map[recKey][][]any  // every row Put, per key, oldest first
+	stored   map[recKey][][]any  // every row written, per key, oldest first
 	saved    checkpoint.Position // newest saved checkpoint
 	failNext string              // "flush" or "save": fail that call once
 	gate     chan struct{}       // when set, a write waits for it (or its context's end)
 }
 
+// recKey is a buffer key of a table.
+type recKey struct {
+	table int
+	key   string
+}
+
+// recRow is a buffered row and the columns it waits for.
+type recRow struct {
+	row  []any
+	fill *sink.Fill
+}
+
 func newRecorder(t *testing.T, resume checkpoint.Position) *recorder {
-	return &recorder{t: t, buffer: map[string][]any{}, stored: map[string][]any{}, saved: resume}
+	return &recorder{t: t, tables: map[int]*mapping.Table{}, buffer: map[recKey]recRow{}, put: map[recKey][][]any{},
+		stored: map[recKey][][]any{}, saved: resume}
 }
 
-func (r *recorder) SetTable(int, *mapping.Table) {}
-
-func (r *recorder) Put(_ int, key string, row []any, _ *sink.Fill) {
+func (r *recorder) SetTable(table int, t *mapping.Table) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.buffer[key] = row
+	r.tables[table] = t
 }
 
-func (r *recorder) Latest(_ int, key string) ([]any, *sink.Fill, bool) {
+// meta returns the version and seq of a row of table.
+func (r *recorder) meta(table int, row []any) (version, seq uint64) {
+	v, _, s := r.tables[table].Meta(row)
+	return v, s
+}
+
+func (r *recorder) Put(table int, key string, row []any, fill *sink.Fill) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	row, ok := r.buffer[key]
-	return row, nil, ok
+	if fill != nil && fill.Place {
+		r.t.Errorf("recorder: Place fills are not modelled (key %s)", key)
+	}
+	k := recKey{table, key}
+	r.buffer[k] = recRow{row, fill}
+	r.put[k] = append(r.put[k], row)
+}
+
+func (r *recorder) Latest(table int, key string) ([]any, *sink.Fill, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.buffer[recKey{table, key}]
+	return b.row, b.fill, ok
 }
 
 func (r *recorder) Size() (int, int, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.buffer), 0, 0
+	waiting := 0
+	for _, b := range r.buffer {
+		if b.fill != nil {
+			waiting++
+		}
+	}
+	return len(r.buffer), 0, waiting
+}
+
+// latest returns the newest row written under key of table.
+func (r *recorder) latest(table int, key string) ([]any, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rows := r.stored[recKey{table, key}]
+	if len(rows) == 0 {
+		return nil, false
+	}
+	newest := rows[0]
+	for _, row := range rows[1:] {
+		v, s := r.meta(table, row)
+		if nv, ns := r.meta(table, newest); !less(v, s, nv, ns) {
+			newest = row
+		}
+	}
+	return newest, true
+}
+
+func less(v1, s1, v2, s2 uint64) bool { return v1 < v2 || v1 == v2 && s1 < s2 }
+
+// images returns the written rows of table by identity, as the writer's
+// image lookups return them.
+func (r *recorder) images(table int) map[string][][]any {
+	t := r.tables[table]
+	images := map[string][][]any{}
+	for k, rows := range r.stored {
+		if k.table != table {
+			continue
+		}
+		for _, row := range rows {
+			ident := t.IdentString(row)
+			images[ident] = append(images[ident], row)
+		}
+	}
+	return images
 }
 
 func (r *recorder) Take() (int, func(context.Context) error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	taken := r.buffer
-	r.buffer = map[string][]any{}
+	r.buffer = map[recKey]recRow{}
 	gate := r.gate
 	return len(taken), func(ctx context.Context) error {
 		if gate != nil {
@@ -84,9 +164,31 @@ func (r *recorder) Take() (int, func(context.Context) error) {
 			r.calls = append(r.calls, "flush failed")
 			return errors.New("clickhouse down")
 		}
+		// The rows waiting for a fill take it from the rows written by
+		// earlier flushes only: one INSERT writes all the taken rows.
+		images := map[int]map[string][][]any{}
+		for k, b := range taken {
+			if b.fill == nil {
+				continue
+			}
+			if images[k.table] == nil {
+				images[k.table] = r.images(k.table)
+			}
+			row := slices.Clone(b.row)
+			keep, err := b.fill.Complete(r.tables[k.table], row, images[k.table])
+			if err != nil {
+				r.calls = append(r.calls, "flush failed")
+				return err
+			}
+			if !keep {
+				delete(taken, k)
+				continue
+			}
+			taken[k] = recRow{row: row}
+		}
 		r.calls = append(r.calls, fmt.Sprintf("flush %d", len(taken)))
-		for k, row := range taken {
-			r.stored[k] = row
+		for k, b := range taken {
+			r.stored[k] = append(r.stored[k], b.row)
 		}
 		return nil
 	}
@@ -96,8 +198,18 @@ func (r *recorder) Truncate(_ context.Context, table int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, fmt.Sprintf("truncate %d", table))
-	clear(r.buffer)
-	clear(r.stored)
+	for _, m := range []map[recKey][][]any{r.put, r.stored} {
+		for k := range m {
+			if k.table == table {
+				delete(m, k)
+			}
+		}
+	}
+	for k := range r.buffer {
+		if k.table == table {
+			delete(r.buffer, k)
+		}
+	}
 	return nil
 }
 
@@ -108,6 +220,9 @@ func (r *recorder) SaveTruncation(_ context.Context, source string, tr checkpoin
 	return nil
 }
 
+// Save records a checkpoint after checking that every row Put that it
+// covers (of a transaction committed at or below a commit checkpoint, or
+// below a position) was written, or a newer row of the same key.
 func (r *recorder) Save(_ context.Context, pos checkpoint.Position) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -116,9 +231,22 @@ func (r *recorder) Save(_ context.Context, pos checkpoint.Position) error {
 		r.calls = append(r.calls, "save failed")
 		return errors.New("clickhouse down")
 	}
-	for key, row := range r.buffer {
-		if v := pglogrepl.LSN(row[len(row)-3].(uint64)); !pos.Commit && v < pos.LSN || pos.Commit && v <= pos.LSN {
-			r.t.Errorf("checkpoint %s saved while row %s of version %s is only buffered", pos.LSN, key, v)
+	for k, rows := range r.put {
+		for _, row := range rows {
+			v, s := r.meta(k.table, row)
+			if covered := pglogrepl.LSN(v) < pos.LSN || pos.Commit && pglogrepl.LSN(v) == pos.LSN; !covered {
+				continue
+			}
+			written := false
+			for _, w := range r.stored[k] {
+				if wv, ws := r.meta(k.table, w); !less(wv, ws, v, s) {
+					written = true
+					break
+				}
+			}
+			if !written {
+				r.t.Errorf("checkpoint %s saved while row %s of table %d, version %s, is not written", pos.LSN, k.key, k.table, pglogrepl.LSN(v))
+			}
 		}
 	}
 	kind := "idle"
@@ -179,8 +307,17 @@ func (r *recorder) run(a *applier, steps []step) {
 	}
 }
 
+// newOrderApplier returns an applier over a recorder of public.events
+// (table 0, see eventsRegistry) and public.docs (table 1, see docsRel:
+// id UInt64, flag UInt8, body String) that flushes every maxRows rows.
 func newOrderApplier(t *testing.T, maxRows int, resume checkpoint.Position) (*applier, *recorder) {
 	cfg, reg := eventsRegistry(maxRows)
+	docs := config.Table{Name: "public.docs", Target: "docs", OrderBy: []string{"id"},
+		Columns: map[string]mapping.ColumnSpec{"id": {Type: "UInt64"}, "flag": {Type: "UInt8"}}}
+	cfg.Tables = append(cfg.Tables, docs)
+	reg = newRegistry(cfg.Tables, append(reg.targets,
+		sink.Schema{Names: []string{"id", "flag", "body", "_version", "_deleted", "_seq"}, Types: []string{"UInt64", "UInt8", "String"}}),
+		mapping.Caps{})
 	rec := newRecorder(t, resume)
 	a := newApplier(cfg, rec, rec, reg, resume, hclog.NewNullLogger(), nil)
 	a.idleGap = 0
@@ -349,7 +486,7 @@ func TestReplayAfterTruncationSkipsWhatItEmptied(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "save truncation of public.events at 1000/100", "truncate 0", "flush 1", "save 1000 commit")
-	if _, ok := rec.stored["id=4"]; !ok {
+	if _, ok := rec.latest(0, "id=4"); !ok {
 		t.Errorf("id=4, written after the truncation, is not stored")
 	}
 }
@@ -380,7 +517,7 @@ func TestChangesBelowTheCopyHorizonWriteOnlyTombstones(t *testing.T) {
 	}
 	wantCalls(t, rec, "flush 3", "save 1000 commit")
 	for key, deleted := range map[string]bool{"id=2": true, "id=4": true, "id=6": false} {
-		row, ok := rec.stored[key]
+		row, ok := rec.latest(0, key)
 		if !ok {
 			t.Errorf("%s is not stored", key)
 			continue
@@ -390,7 +527,7 @@ func TestChangesBelowTheCopyHorizonWriteOnlyTombstones(t *testing.T) {
 		}
 	}
 	for _, key := range []string{"id=1", "id=3", "id=5"} {
-		if _, ok := rec.stored[key]; ok {
+		if _, ok := rec.latest(0, key); ok {
 			t.Errorf("%s, a row below the horizon, is stored", key)
 		}
 	}
@@ -421,7 +558,7 @@ func TestChangesBelowAnExactCopyWriteNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "flush 1", "save 1000 commit")
-	if _, ok := rec.stored["id=6"]; !ok || len(rec.stored) != 1 {
+	if _, ok := rec.latest(0, "id=6"); !ok || len(rec.stored) != 1 {
 		t.Errorf("stored %v, want only id=6", rec.stored)
 	}
 }
@@ -724,4 +861,193 @@ func TestMarkOfAnAddedTableHoldsWithoutItsRelation(t *testing.T) {
 			t.Errorf("a mark without copy state: held %v, Durable() = %s; want not held, 0/3E8", a.hold.held(), a.Durable())
 		}
 	})
+}
+
+func docInsert(id, body string) step {
+	return step{msg: &replication.Change{Op: replication.OpInsert, Relation: docsRel, New: []mapping.Value{text(id), text("0"), text(body)}}}
+}
+
+// docFlag updates the flag of a doc and leaves its TOASTed body unchanged.
+func docFlag(id, flag string) step {
+	return step{msg: &replication.Change{Op: replication.OpUpdate, Relation: docsRel, New: []mapping.Value{text(id), text(flag), unchanged}}}
+}
+
+// TestUnchangedValuesComeFromWrittenRows updates a doc, leaving its body
+// unchanged, while the flight that writes the doc's image is up: the
+// update's row waits for the image, which its own flush reads once the
+// earlier one landed, and a later update of the same doc in the buffer
+// waits for the same image.
+func TestUnchangedValuesComeFromWrittenRows(t *testing.T) {
+	ctx := context.Background()
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	gate := make(chan struct{})
+	rec.gate = gate
+	rec.run(a, []step{begin(1000), {msg: docsRel}, docInsert("1", "long body"), commit(1000)})
+	if err := a.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []step{begin(2000), docFlag("1", "1"), commit(2000), begin(3000), docFlag("1", "2"), commit(3000)} {
+		if err := a.Handle(ctx, s.msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, waiting := rec.Size(); waiting != 1 {
+		t.Errorf("%d rows wait for an image while the image's flight is up, want 1", waiting)
+	}
+	close(gate)
+	if err := a.drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush 1", "save 1000 commit", "flush 1", "save 3000 commit")
+	row, ok := rec.latest(1, "id=1")
+	if !ok || row[1] != uint8(2) || row[2] != "long body" {
+		t.Errorf("doc 1 stored as %v, want flag 2 and the body of its image", row)
+	}
+}
+
+// TestTruncateEmptiesOnlyItsTable truncates events, with an event stored
+// and docs buffered: the event is gone, the docs are written and
+// checkpointed with the transaction.
+func TestTruncateEmptiesOnlyItsTable(t *testing.T) {
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	rec.run(a, []step{
+		// docs' first Relation stores the event buffered before it.
+		begin(1000), {msg: eventsRel}, {msg: docsRel}, insert("1", "1"), docInsert("1", "body"), docInsert("2", "body"),
+		{msg: &replication.Truncate{Relations: []*replication.Relation{eventsRel}}},
+		insert("2", "1"), commit(1000),
+	})
+	if err := a.drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush 1", "save truncation of public.events at 1000/0", "truncate 0", "flush 3", "save 1000 commit")
+	for _, id := range []string{"id=1", "id=2"} {
+		if _, ok := rec.latest(1, id); !ok {
+			t.Errorf("doc %s, buffered when events was truncated, is not written", id)
+		}
+	}
+	if _, ok := rec.latest(0, "id=1"); ok {
+		t.Error("the event stored before the truncation of events is still stored")
+	}
+}
+
+// TestChangesBelowAnExactCopyDoNotDrain replays, below the horizon of an
+// exact copy of events (after a resync), one transaction that changes
+// events and docs in turn: the events changes write nothing and leave their
+// Relation pending, and must not flush the buffer each time. The docs rows
+// are flushed once, before the first events change above the horizon
+// resolves the Relation.
+func TestChangesBelowAnExactCopyDoNotDrain(t *testing.T) {
+	a, rec := newOrderApplier(t, 1<<20, checkpoint.Position{LSN: 100})
+	a.reg.horizons[0], a.reg.exact[0] = 5000, true
+	steps := []step{begin(900), {msg: eventsRel}, {msg: docsRel}}
+	for i := range 20 {
+		steps = append(steps, docInsert(fmt.Sprint(i), "body"), insert(fmt.Sprint(i), "1"))
+	}
+	steps = append(steps, commit(900), begin(5000), insert("100", "1"), commit(5000))
+	rec.run(a, steps)
+	if err := a.drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, rec, "flush 20", "save 900 commit", "flush 1", "save 5000 commit")
+	if _, ok := rec.latest(0, "id=0"); ok {
+		t.Error("an events change below the exact copy's horizon was written")
+	}
+}
+
+// TestEveryCheckpointCoversItsRows feeds random transactions of events
+// and docs (inserts, deletes, updates that leave a doc's body unchanged),
+// keepalives and heartbeats, while ClickHouse takes a while for each
+// write, and relies on the recorder alone: every checkpoint must follow
+// the writes of every row it covers, nothing is acknowledged before its
+// checkpoint, and in the end ClickHouse holds the newest row of each key.
+func TestEveryCheckpointCoversItsRows(t *testing.T) {
+	for seed := range int64(20) {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			rnd := rand.New(rand.NewPCG(uint64(seed), 1))
+			a, rec := newOrderApplier(t, 1+rnd.IntN(8), checkpoint.Position{LSN: 100})
+			a.minInterval = 0
+			gate := make(chan struct{})
+			rec.gate = gate
+			stop := make(chan struct{})
+			defer close(stop)
+			wait := rand.New(rand.NewPCG(uint64(seed), 2))
+			go func() { // each write waits up to 0.3 ms
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Duration(wait.IntN(300)) * time.Microsecond):
+					}
+					select {
+					case gate <- struct{}{}:
+					case <-stop:
+						return
+					}
+				}
+			}()
+			want := map[recKey]string{} // newest action of each event, body+flag of each doc; "" deleted
+			steps := []step{tick(150), {msg: eventsRel}, {msg: docsRel}}
+			var docs []string
+			for txn := range 60 {
+				lsn := pglogrepl.LSN(1000 * (txn + 1))
+				steps = append(steps, begin(lsn))
+				for c := range 1 + rnd.IntN(6) {
+					id := fmt.Sprint(rnd.IntN(10))
+					switch n := rnd.IntN(10); {
+					case n < 4:
+						steps = append(steps, insert(id, fmt.Sprint(n)))
+						want[recKey{0, "id=" + id}] = fmt.Sprint(n)
+					case n < 6:
+						steps = append(steps, step{msg: &replication.Change{Op: replication.OpDelete, Relation: eventsRel,
+							Old: []mapping.Value{text(id), null}}})
+						want[recKey{0, "id=" + id}] = ""
+					case n < 8 || len(docs) == 0:
+						body := fmt.Sprint("body ", uint64(lsn))
+						steps = append(steps, docInsert(id, body))
+						want[recKey{1, "id=" + id}] = body + "/0"
+						if !slices.Contains(docs, id) {
+							docs = append(docs, id)
+						}
+					default:
+						id := docs[rnd.IntN(len(docs))]
+						steps = append(steps, docFlag(id, fmt.Sprint(n)))
+						k := recKey{1, "id=" + id}
+						want[k] = strings.Split(want[k], "/")[0] + "/" + fmt.Sprint(n)
+					}
+					// Changes in WAL order: a later change's rows sort after.
+					steps[len(steps)-1].msg.(*replication.Change).LSN = lsn - 1000 + pglogrepl.LSN(8*(c+1))
+					if rnd.IntN(4) == 0 {
+						steps = append(steps, tick(lsn-500)) // inside the transaction
+					}
+				}
+				steps = append(steps, commit(lsn))
+				switch rnd.IntN(3) {
+				case 0:
+					steps = append(steps, tick(lsn+100))
+				case 1: // a heartbeat, often while the flush the tick started is up
+					steps = append(steps, tick(lsn+100), step{msg: &replication.LogicalMessage{LSN: lsn + 200}})
+				}
+			}
+			rec.run(a, steps)
+			if err := a.drain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			for k, w := range want {
+				row, ok := rec.latest(k.table, k.key)
+				var got string
+				switch {
+				case !ok:
+					got = "missing"
+				case row[len(row)-2] == uint8(1):
+				case k.table == 0:
+					got = fmt.Sprint(row[1])
+				default:
+					got = fmt.Sprintf("%v/%v", row[2], row[1])
+				}
+				if got != w {
+					t.Errorf("table %d %s stored as %q, want %q", k.table, k.key, got, w)
+				}
+			}
+		})
+	}
 }

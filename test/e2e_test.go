@@ -111,6 +111,7 @@ func (e *env) status() map[string]any {
 
 func TestResumeAfterStop(t *testing.T) {
 	e := newEnv(t, "")
+	e.startAudit()
 	e.setup()
 	d := e.start()
 	e.insertEvents(500)
@@ -172,6 +173,7 @@ func (e *env) workload(ctx context.Context, seed uint64, writers int) (wait func
 func TestKill9DuringWorkload(t *testing.T) {
 	e := newEnv(t, "")
 	e.insertEvents(2000)
+	e.startAudit()
 	e.setup()
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := e.workload(ctx, 42, 3)

@@ -57,6 +57,7 @@ func TestAnySortingKey(t *testing.T) {
   column "id"`, placedConfig)
 	e.insertEvents(20000)
 	e.exec("UPDATE events SET created_at = '2026-01-01'::timestamptz + (id % 300) * interval '1 day' + (id % 1000) * interval '1 minute'")
+	e.startAudit()
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := e.workload(ctx, 11, 2)
 	var wg sync.WaitGroup

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pglogrepl"
 )
 
 // TestResync tampers with the ClickHouse copy of events (rows Postgres
@@ -187,5 +190,104 @@ func TestResyncAfterStoppedSchemaChange(t *testing.T) {
 	if vout, verrs, code := e.cli("verify", "--config", e.config); code != 0 {
 		t.Errorf("verify after the resync: exit %d\n%s\n%s", code, vout, verrs)
 	}
+	d.stop(t)
+}
+
+// flushLine matches the daemon's debug line of a flush, with the
+// checkpoint it left.
+var flushLine = regexp.MustCompile(`flushed: .*checkpoint=([0-9A-F]+/[0-9A-F]+)`)
+
+// TestResyncReplayIsBatched resyncs events under writers of events and
+// items, kills the resync once the daemon holds its checkpoint for it, and
+// resyncs again seconds later. The daemon holds its checkpoint from the
+// first resync's start until the second copy is complete, then starts
+// again from it: the replay up to the copy's consistent point interleaves
+// changes of events, below its exact copy's horizon, with changes of items.
+// The events changes write nothing, and must not flush the buffer one by
+// one (each flush is a ClickHouse part per table): the replay is flushed in
+// batches, as a stream is.
+func TestResyncReplayIsBatched(t *testing.T) {
+	e := newEnv(t, strings.Replace(copyConfig, "workers    = 3", "workers    = 1", 1)+itemsConfig)
+	e.exec(itemsDDL)
+	e.insertEvents(100000)
+	e.setup()
+	d := e.start()
+	e.converge("events before the resync", convergeTimeout)
+
+	// Each INSERT into items takes the next block number: their count is
+	// the number of parts written.
+	inserts := func() (n int64) {
+		t.Helper()
+		if err := e.ch.QueryRow(context.Background(), "SELECT max(max_block_number) FROM system.parts WHERE database = ? AND table = 'items'",
+			"db_"+e.name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := e.workload(ctx, 17, 2)
+	var wg sync.WaitGroup
+	e.itemsWriter(ctx, &wg)
+	time.Sleep(500 * time.Millisecond)
+	began, blocks := time.Now(), inserts()
+	first := exec.Command(binary, "resync", "--config", e.config, "--table", "public.events")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- first.Wait() }()
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(d.Logs(), "a resync of the table began"); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("the first resync finished (%v) before the daemon held its checkpoint for it", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not see the resync begin\n%s", tail(d.Logs(), 3000))
+		}
+	}
+	first.Process.Kill()
+	<-exited
+	time.Sleep(3 * time.Second)
+	out, errs, code := e.cli("resync", "--config", e.config, "--table", "public.events")
+	if code != 0 {
+		t.Fatalf("resync: exit %d\n%s\n%s", code, out, errs)
+	}
+	// At or above the copy's consistent point: the replay ends below it.
+	var copied pglogrepl.LSN
+	if err := e.pg.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&copied); err != nil {
+		t.Fatal(err)
+	}
+	const restarted = "the awaited table copies are complete"
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(d.Logs(), restarted) ||
+		pglogrepl.LSN(e.checkpointLSN()) < copied; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not replay past the copy at %s within a minute\n%s", copied, tail(d.Logs(), 3000))
+		}
+	}
+	parts, took := inserts()-blocks, time.Since(began)
+	cancel()
+	txns := wait()
+	wg.Wait()
+
+	logs := d.Logs()
+	replay := logs[strings.Index(logs, restarted):]
+	flushes := 0
+	for _, m := range flushLine.FindAllStringSubmatch(replay, -1) {
+		if lsn, err := pglogrepl.ParseLSN(m[1]); err == nil && lsn < copied {
+			flushes++
+		}
+	}
+	t.Logf("%d flushes replaying up to the copy at %s; %d parts of items in %s (%d events transactions in the test)",
+		flushes, copied, parts, took.Round(time.Millisecond), txns)
+	if flushes > 30 {
+		t.Errorf("%d flushes while replaying up to the copy at %s, want a few batches", flushes, copied)
+	}
+	// At most one flush per min_interval (200ms) streams, plus the replay's.
+	if bound := int64(took/(200*time.Millisecond)) + 30; parts > bound {
+		t.Errorf("%d parts of items written in %s, want at most %d", parts, took.Round(time.Millisecond), bound)
+	}
+	e.converge("events after the resync", convergeTimeout)
+	e.convergeItems("items after the resync", "id, qty, coalesce(note, '')", "toString(id), '|', toString(qty), '|', note")
 	d.stop(t)
 }

@@ -222,14 +222,22 @@ func TestStreamedTransactions(t *testing.T) {
 	e.converge("savepoint rolled back after a kill -9", convergeTimeout)
 
 	// 5. Crash in the middle of writing a streamed transaction after its
-	// commit: rows are written, the checkpoint is not.
+	// commit: rows are written, the checkpoint is not. Its rows fill two
+	// flushes (max_rows 20000): the crash follows the second one's INSERT,
+	// the flush that its commit checkpoint belongs to.
 	if code, _ := d.stop(t); code != 0 {
 		t.Fatalf("stop exited %d", code)
 	}
-	d = e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert:1")
+	d = e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-insert-of-flush:2")
 	x = tx()
 	run(x, bulk(30000, 50, "Crash"))
 	run(x, `UPDATE events SET action = 51 WHERE target_type = 'Crash' AND id % 4 = 0`)
+	// Read in another session before the COMMIT: its commit record starts
+	// at or above this position, and every earlier commit below it.
+	var beforeCommit uint64
+	if err := e.pg.QueryRow(ctx, `SELECT pg_current_wal_lsn() - '0/0'`).Scan(&beforeCommit); err != nil {
+		t.Fatal(err)
+	}
 	if err := x.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -240,11 +248,26 @@ func TestStreamedTransactions(t *testing.T) {
 	if code := d.wait(t, convergeTimeout); code == 0 {
 		t.Fatalf("the daemon did not crash after its insert\n%s", tail(d.Logs(), 3000))
 	}
+	// No commit checkpoint names the transaction whose write crashed, and
+	// no position checkpoint is past its commit.
+	if cps := e.checkpoints(); len(cps) > 0 && cps[len(cps)-1] >= beforeCommit {
+		t.Fatalf("commit checkpoint %d names the transaction (WAL %d before its commit) whose write crashed", cps[len(cps)-1], beforeCommit)
+	}
 	if after := e.checkpointLSN(); after >= committed {
 		t.Fatalf("checkpoint %d covers the transaction (WAL %d after its commit) whose write crashed", after, committed)
 	}
 	d = e.start()
 	e.converge("streamed transaction replayed after a crash after insert", convergeTimeout)
+	// The crashed process wrote every row: the restarted one writes them
+	// again and checkpoints the transaction.
+	for deadline := time.Now().Add(convergeTimeout); ; time.Sleep(100 * time.Millisecond) {
+		if cps := e.checkpoints(); len(cps) > 0 && cps[len(cps)-1] >= beforeCommit {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted daemon did not checkpoint the transaction\n%s", tail(d.Logs(), 3000))
+		}
+	}
 
 	if !strings.Contains(d.Logs(), "protocol=\"2 (in-progress transactions streamed)\"") {
 		t.Errorf("the daemon's log does not name protocol 2:\n%s", tail(d.Logs(), 2000))

@@ -48,6 +48,7 @@ func TestLargeTransactionsOnEveryProtocol(t *testing.T) {
 	e := newEnv(t, streamConfig(spill))
 	major := pgMajor(t)
 	e.insertEvents(500)
+	e.startAudit()
 	e.setup()
 	d := e.start()
 	e.converge("before the large transactions", convergeTimeout)
