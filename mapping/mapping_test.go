@@ -643,21 +643,29 @@ func TestCheckIdentity(t *testing.T) {
 		placed    []string // key columns outside the identity
 		ident     []string // columns a row is found by
 		err       string   // in the error; "" means no error
+		unique    []string
 	}{
-		{"identity key", []string{"id"}, "", nil, []string{"id"}, ""},
-		{"two identity columns", []string{"tenant", "id"}, "", nil, []string{"tenant", "id"}, ""},
-		{"partition identity", []string{"id"}, "intDiv(id, 1000)", nil, []string{"id"}, ""},
-		{"partition two identity columns", []string{"id"}, "(tenant, intDiv(id, 1000000))", nil, []string{"id"}, ""},
-		{"partition string literal is not a column", []string{"id"}, "(tenant, 'kind')", nil, []string{"id"}, ""},
-		{"order_by non-identity with the identity", []string{"created_at", "tenant", "id"}, "", []string{"created_at"}, []string{"tenant", "id"}, ""},
-		{"sort and partition outside the identity", []string{"kind", "id", "created_at", "tenant"}, "toYYYYMM(created_at)", []string{"kind", "created_at"}, []string{"id", "tenant"}, ""},
-		{"partition outside the identity", []string{"tenant", "id"}, "toYYYYMM(`created_at`)", []string{"created_at"}, []string{"tenant", "id"}, ""},
-		{"order_by lacks an identity column", []string{"created_at", "id"}, "", []string{"created_at"}, nil, "order_by must hold the replica identity column(s) tenant"},
-		{"partition outside, order_by lacks tenant", []string{"id"}, `toYYYYMM("created_at")`, []string{"created_at"}, nil, "use created_at, which"},
-		{"same column in both", []string{"created_at"}, "toYYYYMM(created_at)", []string{"created_at"}, nil, "tenant"},
+		{"order_by lacks identity tenant", []string{"id"}, "", nil, nil, `order_by does not hold the replica identity column(s) tenant, ` +
+			`so two Postgres rows that differ only there would be one ClickHouse row: add tenant to order_by, or, if the order_by ` +
+			`columns are unique by themselves in Postgres, say so with unique_key = ["id"]`, nil},
+		{"identity key said unique", []string{"id"}, "", nil, []string{"id"}, "", []string{"id"}},
+		{"two identity columns", []string{"tenant", "id"}, "", nil, []string{"tenant", "id"}, "", nil},
+		{"partition by an expression of the identity", []string{"id"}, "intDiv(tenant, 1000)", nil, nil, "tenant", nil},
+		{"partition by the identity column", []string{"id"}, "tenant", nil, []string{"id"}, "", nil},
+		{"partition by the quoted identity column", []string{"id"}, " `tenant` ", nil, []string{"id"}, "", nil},
+		{"partition by a sum of tuples", []string{"id"}, "(tenant) + (id)", nil, nil, "tenant", nil},
+		{"partition two identity columns", []string{"id"}, "(tenant, intDiv(id, 1000000))", nil, []string{"id"}, "", nil},
+		{"partition string literal is not a column", []string{"id"}, "(tenant, 'kind')", nil, []string{"id"}, "", nil},
+		{"order_by non-identity with the identity", []string{"created_at", "tenant", "id"}, "", []string{"created_at"}, []string{"tenant", "id"}, "", nil},
+		{"sort and partition outside the identity", []string{"kind", "id", "created_at", "tenant"}, "toYYYYMM(created_at)", []string{"kind", "created_at"}, []string{"id", "tenant"}, "", nil},
+		{"partition outside the identity", []string{"tenant", "id"}, "toYYYYMM(`created_at`)", []string{"created_at"}, []string{"tenant", "id"}, "", nil},
+		{"order_by lacks an identity column", []string{"created_at", "id"}, "", []string{"created_at"}, nil, "order_by must hold the replica identity column(s) tenant", nil},
+		{"partition outside, order_by lacks tenant", []string{"id"}, `toYYYYMM("created_at")`, []string{"created_at"}, nil, "use created_at, which", nil},
+		{"same column in both", []string{"created_at"}, "toYYYYMM(created_at)", []string{"created_at"}, nil, "tenant", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tbl, err := Resolve(TableSpec{Source: "public.events", Target: "events", OrderBy: tc.orderBy, PartitionBy: tc.partition}, src, noCaps)
+			tbl, err := Resolve(TableSpec{Source: "public.events", Target: "events", OrderBy: tc.orderBy, PartitionBy: tc.partition,
+				UniqueKey: tc.unique}, src, noCaps)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -689,6 +697,19 @@ func TestCheckIdentity(t *testing.T) {
 				t.Errorf("error %q does not contain %q and the table", err, tc.err)
 			}
 		})
+	}
+}
+
+// TestCheckUniqueFullIdentity: REPLICA IDENTITY FULL names no key, so the
+// sorting key is taken to identify a row.
+func TestCheckUniqueFullIdentity(t *testing.T) {
+	src := []SourceColumn{{Name: "id", TypeOID: pgInt8, Identity: true}, {Name: "note", TypeOID: pgText, Identity: true}}
+	tbl, err := Resolve(TableSpec{Source: "public.t", Target: "t", OrderBy: []string{"id"}}, src, noCaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.CheckIdentity(); err != nil {
+		t.Errorf("CheckIdentity = %v, want nil under REPLICA IDENTITY FULL", err)
 	}
 }
 

@@ -55,6 +55,10 @@ type TableSpec struct {
 	// Ignore names the kinds of changes not written: IgnoreDelete,
 	// IgnoreTruncate.
 	Ignore []string
+	// UniqueKey names order_by columns whose values the user says are
+	// unique in Postgres by themselves, although the replica identity has
+	// more columns (see CheckUnique).
+	UniqueKey []string
 }
 
 // Table modes: the latest state of each row, or every change as its own row.
@@ -168,6 +172,8 @@ type Table struct {
 	History bool
 	// IgnoreDelete and IgnoreTruncate skip deletes and truncations.
 	IgnoreDelete, IgnoreTruncate bool
+	// UniqueKey is TableSpec.UniqueKey.
+	UniqueKey []string
 	// Key holds the indexes of the ORDER BY columns in Columns.
 	Key []int
 	// partKey holds the indexes of the partition columns not in Key.
@@ -184,17 +190,20 @@ type Table struct {
 	placed []int
 	// width is the number of columns of a source tuple.
 	width int
+	// full is true under REPLICA IDENTITY FULL: every column is marked.
+	full bool
 }
 
 // Resolve builds the mapping of spec for a source table with columns src.
 func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 	t := &Table{Source: spec.Source, Target: spec.Target, OrderBy: spec.OrderBy, PartitionBy: spec.PartitionBy, Storage: spec.Storage,
 		History: spec.Mode == ModeHistory, IgnoreDelete: slices.Contains(spec.Ignore, IgnoreDelete),
-		IgnoreTruncate: slices.Contains(spec.Ignore, IgnoreTruncate), width: len(src)}
+		IgnoreTruncate: slices.Contains(spec.Ignore, IgnoreTruncate), width: len(src), UniqueKey: spec.UniqueKey}
 	full := true // REPLICA IDENTITY FULL: every column is marked
 	for _, sc := range src {
 		full = full && sc.Identity
 	}
+	t.full = full
 	byName := make(map[string]int, len(src))
 	sourceNames := make(map[string]string, len(src))
 	for pos, sc := range src {
@@ -376,7 +385,7 @@ func (t *Table) CheckIdentity() error {
 			"or set REPLICA IDENTITY FULL on the Postgres table", t.Source)
 	}
 	if len(t.placed) == 0 || t.identityInKey() || t.History {
-		return nil
+		return t.CheckUnique()
 	}
 	var ident, keys []string
 	for i, id := range t.identity {
@@ -396,6 +405,40 @@ func (t *Table) CheckIdentity() error {
 		"which a delete does not carry, so a delete finds its row by the replica identity, and one sorting key must be one row; "+
 		"add %s to order_by, or set REPLICA IDENTITY FULL on the Postgres table",
 		t.Source, strings.Join(ident, ", "), strings.Join(keys, ", "), strings.Join(ident, ", "))
+}
+
+// CheckUnique verifies that one sorting and partition key is one
+// Postgres row. When every key column is part of the replica identity but
+// the identity has more columns (PK (id, created_at), order_by = ["id"],
+// partitioned by month), two rows that differ only in those columns
+// collapse into one ClickHouse row, unless the key columns are unique by
+// themselves, which only the user knows: UniqueKey says so. A partition
+// column counts only when partition_by holds it whole (the column, or an
+// element of a tuple): a partition by an expression of it (a month) holds
+// rows that differ in it. Under REPLICA
+// IDENTITY FULL the identity names no key, and the sorting key is taken to
+// identify a row; a history table keeps every change as its own row.
+func (t *Table) CheckUnique() error {
+	if t.full || t.History || len(t.placed) > 0 || len(t.UniqueKey) > 0 {
+		return nil
+	}
+	var missing, keys []string
+	whole := wholeColumns(t.PartitionBy)
+	for i, id := range t.identity {
+		if id && !slices.Contains(t.Key, i) && !slices.Contains(whole, t.Columns[i].Name) {
+			missing = append(missing, t.Columns[i].Name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	for _, i := range t.Key {
+		keys = append(keys, strconv.Quote(t.Columns[i].Name))
+	}
+	return fmt.Errorf("table %s: order_by does not hold the replica identity column(s) %s, so two Postgres rows "+
+		"that differ only there would be one ClickHouse row: add %s to order_by, or, if the order_by columns are unique by "+
+		"themselves in Postgres, say so with unique_key = [%s] in the table's block",
+		t.Source, strings.Join(missing, ", "), strings.Join(missing, ", "), strings.Join(keys, ", "))
 }
 
 // ColumnNames returns the target column names, followed by the meta
@@ -556,6 +599,48 @@ func identifiers(expr string) []string {
 			i = j
 		default:
 			i++
+		}
+	}
+	return out
+}
+
+// wholeColumns returns the identifiers that expr is, or that are elements
+// of the tuple expr is: "tenant", "(tenant, intDiv(id, 1000))" hold
+// tenant whole, "toYYYYMM(created_at)" holds nothing whole.
+func wholeColumns(expr string) []string {
+	expr = strings.TrimSpace(expr)
+	elems := []string{expr}
+	if strings.HasPrefix(expr, "(") && strings.HasSuffix(expr, ")") {
+		elems = nil
+		depth, start := 0, 1
+		for i := 0; i < len(expr); i++ {
+			switch c := expr[i]; c {
+			case '\'', '`', '"':
+				for i++; i < len(expr) && expr[i] != c; i++ {
+					if expr[i] == '\\' {
+						i++
+					}
+				}
+			case '(', '[':
+				depth++
+			case ')', ']':
+				if depth--; depth == 0 && i != len(expr)-1 {
+					return nil // (a) + (b): not one tuple
+				}
+			case ',':
+				if depth == 1 {
+					elems = append(elems, expr[start:i])
+					start = i + 1
+				}
+			}
+		}
+		elems = append(elems, expr[start:len(expr)-1])
+	}
+	var out []string
+	for _, e := range elems {
+		e = strings.TrimSpace(e)
+		if ids := identifiers(e); len(ids) == 1 && (e == ids[0] || len(e) == len(ids[0])+2 && e[1:len(e)-1] == ids[0]) {
+			out = append(out, ids[0])
 		}
 	}
 	return out
