@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -968,7 +969,7 @@ func TestTimesAsStored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conv, err := newConverter(Source{OID: pgTimestamptz, Mod: -1}, typ, TransformNone)
+		conv, err := newConverter(Source{OID: pgTimestamptz, Mod: -1}, typ, TransformNone, Caps{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1047,6 +1048,98 @@ func TestAppendPair(t *testing.T) {
 		}
 		if got, want := string(tbl.appendPair(nil, 0, v)), fmt.Sprintf("c=%v", v); got != want {
 			t.Fatalf("appendPair(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// TestDateTime64RangeByVersion checks the DateTime64 bounds against the
+// server version: ClickHouse clamps or garbles a value outside its range
+// without an error, so the mapping must refuse (or, with invalid = "clamp",
+// clamp) by the range of the server it writes to.
+func TestDateTime64RangeByVersion(t *testing.T) {
+	type probe struct {
+		text string
+		ok   bool
+	}
+	for _, tc := range []struct {
+		name   string
+		server [2]int
+		typ    string
+		probes []probe
+	}{
+		{"20.1..21.3: 1970..2105", [2]int{21, 3}, "DateTime64(6, 'UTC')", []probe{
+			{"1969-12-31 23:59:59+00", false}, {"1970-01-01 00:00:00+00", true},
+			{"2105-12-31 23:59:59.999999+00", true}, {"2106-01-01 00:00:00+00", false}}},
+		{"21.4: 1925..2283-11-11", [2]int{21, 4}, "DateTime64(6, 'UTC')", []probe{
+			{"1924-12-31 23:59:59.999999+00", false}, {"1925-01-01 00:00:00+00", true},
+			{"2283-11-11 23:59:59.999999+00", true}, {"2283-11-12 00:00:00+00", false}}},
+		{"22.7: 1925..2283-11-11", [2]int{22, 7}, "DateTime64(6, 'UTC')", []probe{
+			{"1900-01-01 00:00:00+00", false}, {"2290-01-01 00:00:00+00", false}}},
+		{"22.8: 1900..2299", [2]int{22, 8}, "DateTime64(6, 'UTC')", []probe{
+			{"1899-12-31 23:59:59+00", false}, {"1900-01-01 00:00:00+00", true},
+			{"2299-12-31 23:59:59.999999+00", true}, {"2300-01-01 00:00:00+00", false}}},
+		{"26.7: 1900..2299", [2]int{26, 7}, "DateTime64(6, 'UTC')", []probe{
+			{"1899-12-31 23:59:59+00", false}, {"2300-01-01 00:00:00+00", false}}},
+		{"26.8: 0000..9999", [2]int{26, 8}, "DateTime64(6, 'UTC')", []probe{
+			{"0001-01-01 00:00:00+00", true}, {"1800-06-01 12:00:00+00", true},
+			{"9999-12-31 23:59:59.999999+00", true}}},
+		{"unknown version: 1900..2299", [2]int{}, "DateTime64(6, 'UTC')", []probe{
+			{"1899-12-31 23:59:59+00", false}, {"1900-01-01 00:00:00+00", true}, {"2300-01-01 00:00:00+00", false}}},
+		{"precision 9: Int64 nanoseconds, 1677..2262", [2]int{26, 8}, "DateTime64(9, 'UTC')", []probe{
+			{"1677-09-21 00:12:43+00", false}, {"1677-09-21 00:12:44+00", true},
+			{"2262-04-11 23:47:15.999999+00", true}, {"2262-04-11 23:47:17+00", false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			typ, err := ParseType(tc.typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			caps := Caps{DateTime64: true, Server: tc.server}
+			conv, err := newConverter(Source{OID: pgTimestamptz, Mod: -1}, typ, TransformNone, caps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clamp, err := newPolicyConverter(Source{OID: pgTimestamptz, Mod: -1}, typ, TransformNone, InvalidClamp, new(invalidCount), caps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lo, hi := caps.dateTime64Bounds(typ.Precision)
+			for _, p := range tc.probes {
+				_, err := conv([]byte(p.text))
+				var re *RangeError
+				if p.ok != (err == nil) || !p.ok && !errors.As(err, &re) {
+					t.Errorf("%s on %d.%d: error %v, want ok %v (a RangeError otherwise)", p.text, tc.server[0], tc.server[1], err, p.ok)
+				}
+				if p.ok {
+					continue
+				}
+				got, err := clamp([]byte(p.text))
+				if s := got.(time.Time).Unix(); err != nil || s != lo && s != hi {
+					t.Errorf("%s clamped on %d.%d: %v (%v), want a bound (%d or %d)", p.text, tc.server[0], tc.server[1], got, err, lo, hi)
+				}
+			}
+		})
+	}
+}
+
+// TestDateTime64RangeBinary: the binary copy checks the same bounds as
+// the stream's text path.
+func TestDateTime64RangeBinary(t *testing.T) {
+	typ, err := ParseType("DateTime64(6, 'UTC')")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1910-01-01 00:00:00 UTC in microseconds since 2000-01-01.
+	us := (time.Date(1910, 1, 1, 0, 0, 0, 0, time.UTC).Unix() - time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()) * 1e6
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(us))
+	for _, tc := range []struct {
+		server [2]int
+		ok     bool
+	}{{[2]int{21, 4}, false}, {[2]int{22, 8}, true}} {
+		_, err := timeDecoder(pgTimestamptz, typ, Caps{DateTime64: true, Server: tc.server})(b)
+		if tc.ok != (err == nil) {
+			t.Errorf("1910-01-01 on %d.%d: error %v, want ok %v", tc.server[0], tc.server[1], err, tc.ok)
 		}
 	}
 }

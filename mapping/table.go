@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,6 +136,58 @@ type Caps struct {
 	DateTime64 bool
 	Bool       bool
 	Date32     bool
+	// Server is the server's version, major and minor; the years a
+	// DateTime64 holds depend on it (see DateTime64Years). Zero: a
+	// server of 22.8 or later.
+	Server [2]int
+}
+
+// DateTime64Years returns the first and last year whose every second a
+// DateTime64 holds on a ClickHouse server of version major.minor (0.0: a
+// server of 22.8 or later). ClickHouse clamps or garbles a value outside
+// them without an error, so the mapping checks them itself:
+//
+//   - 20.1 (the first DateTime64) to 21.3: the range of the date lookup
+//     table, 1970 to 2105;
+//   - 21.4 (ClickHouse#9404, "extended range of DateTime64"): 1925-01-01
+//     to 2283-11-11;
+//   - 22.8 (ClickHouse#39425): 1900 to 2299;
+//   - ClickHouse#107907 (merged 2026-07-13) takes the range to 0000..9999;
+//     it is counted from 26.8, the first release sure to hold it.
+//
+// The last year of 21.4..22.7 ends on November 11 (see dateTime64Bounds).
+func DateTime64Years(major, minor int) (first, last int) {
+	atLeast := func(ma, mi int) bool { return major > ma || major == ma && minor >= mi }
+	switch {
+	case major == 0 && minor == 0:
+		return 1900, 2299
+	case atLeast(26, 8):
+		return 0, 9999
+	case atLeast(22, 8):
+		return 1900, 2299
+	case atLeast(21, 4):
+		return 1925, 2283
+	}
+	return 1970, 2105
+}
+
+// dateTime64Bounds returns the first and last Unix second a DateTime64 of
+// the given precision holds on the server: the server's years, within
+// what its Int64 of 10^-precision ticks holds (1677..2262 at precision 9).
+func (c Caps) dateTime64Bounds(precision int) (lo, hi int64) {
+	first, last := DateTime64Years(c.Server[0], c.Server[1])
+	lo = time.Date(first, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	hi = time.Date(last+1, 1, 1, 0, 0, 0, 0, time.UTC).Unix() - 1
+	if last == 2283 {
+		hi = time.Date(2283, 11, 11, 23, 59, 59, 0, time.UTC).Unix()
+	}
+	if precision >= 0 && precision <= 18 {
+		scale := int64(math.Pow10(precision))
+		// Every fraction of the last second fits too.
+		lo = max(lo, math.MinInt64/scale)
+		hi = min(hi, (math.MaxInt64-(scale-1))/scale)
+	}
+	return lo, hi
 }
 
 // Column is one resolved target column.
@@ -155,6 +208,8 @@ type Column struct {
 	pos int
 	// invalid counts the values stored by spec.Invalid (nil: "error").
 	invalid *invalidCount
+	// caps are those of the server the column is written to.
+	caps Caps
 }
 
 // Table is the resolved mapping of one Postgres table to one ClickHouse table.
@@ -236,14 +291,14 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 		if cs.Invalid != "" && cs.Invalid != InvalidError {
 			count = new(invalidCount)
 		}
-		conv, err := newPolicyConverter(src, typ, cs.Transform, cs.Invalid, count)
+		conv, err := newPolicyConverter(src, typ, cs.Transform, cs.Invalid, count, caps)
 		if err != nil {
 			return nil, fmt.Errorf("table %s column %s: %w", spec.Source, sc.Name, err)
 		}
 		byName[name] = len(t.Columns)
 		t.Columns = append(t.Columns, Column{
 			Name: name, Source: sc.Name, Type: typ, Transform: cs.Transform, SourceOID: sc.TypeOID, Src: src, spec: cs,
-			conv: conv, zero: zeroValue(typ), invalid: count, pos: pos,
+			conv: conv, zero: zeroValue(typ), invalid: count, pos: pos, caps: caps,
 		})
 		t.identity = append(t.identity, sc.Identity)
 	}
@@ -518,7 +573,7 @@ func (t *Table) Retype(i int, typ Type) error {
 	if !typ.Widens(c.Type) {
 		return fmt.Errorf("table %s column %s: %s does not widen %s", t.Source, c.Name, typ, c.Type)
 	}
-	conv, err := newPolicyConverter(c.Src, typ, c.Transform, c.spec.Invalid, c.invalid)
+	conv, err := newPolicyConverter(c.Src, typ, c.Transform, c.spec.Invalid, c.invalid, c.caps)
 	if err != nil {
 		return fmt.Errorf("table %s column %s: %w", t.Source, c.Name, err)
 	}
@@ -549,7 +604,7 @@ func (t *Table) Adopt(name string, have Type, caps Caps) bool {
 	if have != legacy {
 		return false
 	}
-	conv, err := newConverter(c.Src, legacy, TransformNone)
+	conv, err := newConverter(c.Src, legacy, TransformNone, c.caps)
 	if err != nil {
 		return false
 	}
