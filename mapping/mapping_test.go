@@ -1022,7 +1022,7 @@ func TestParseISOFast(t *testing.T) {
 }
 
 // TestAppendPair checks that the values keys are rendered from without fmt
-// read as fmt's %v would render them.
+// read as fmt's %v would render them (a time as its instant in UTC).
 func TestAppendPair(t *testing.T) {
 	tbl := &Table{Columns: []Column{{Name: "c"}}}
 	loc := time.FixedZone("X", -(3*3600 + 30*60))
@@ -1035,7 +1035,12 @@ func TestAppendPair(t *testing.T) {
 		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
 		time.Unix(1700000000, 123456000).UTC(), time.Date(2024, 5, 1, 0, 0, 0, 0, time.Local),
 	} {
-		if got, want := string(tbl.appendPair(nil, 0, v)), fmt.Sprintf("c=%v", v); got != want {
+		want := fmt.Sprintf("c=%v", v)
+		if tv, ok := v.(time.Time); ok {
+			// A time renders by its instant, in UTC.
+			want = fmt.Sprintf("c=%v", tv.UTC())
+		}
+		if got := string(tbl.appendPair(nil, 0, v)); got != want {
 			t.Errorf("appendPair(%T) = %q, want %q", v, got, want)
 		}
 	}
@@ -1141,5 +1146,46 @@ func TestDateTime64RangeBinary(t *testing.T) {
 		if tc.ok != (err == nil) {
 			t.Errorf("1910-01-01 on %d.%d: error %v, want ok %v", tc.server[0], tc.server[1], err, tc.ok)
 		}
+	}
+}
+
+// TestKeysOfTimesReadBack renders keys of date and time columns read back
+// from a ClickHouse server whose zone is not UTC: clickhouse-go returns a
+// zone-less DateTime or DateTime64 in the server's zone and a Date at
+// midnight there. The keys must equal those of the mapped values, in UTC,
+// or the lookups of TOAST values and places find no image.
+func TestKeysOfTimesReadBack(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Skip("no time zone database:", err)
+	}
+	src := []SourceColumn{
+		{Name: "id", TypeOID: pgInt8, Identity: true},
+		{Name: "at", TypeOID: pgTimestamp, Identity: true},
+		{Name: "day", TypeOID: pgDate, Identity: true},
+	}
+	for _, tc := range []struct {
+		at, day string
+		mapped  []any // id, at, day as mapped from Postgres
+		read    []any // as read back from a server in Europe/Berlin
+	}{
+		{"DateTime", "Date", []any{uint64(1), time.Date(2024, 1, 1, 10, 0, 0, 0, time.UTC), time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)},
+			[]any{uint64(1), time.Date(2024, 1, 1, 11, 0, 0, 0, berlin), time.Date(2024, 1, 1, 0, 0, 0, 0, berlin)}},
+		{"DateTime64(6)", "Date32", []any{uint64(1), time.Date(2024, 7, 1, 10, 0, 0, 123456000, time.UTC), time.Date(1950, 7, 1, 0, 0, 0, 0, time.UTC)},
+			[]any{uint64(1), time.Date(2024, 7, 1, 12, 0, 0, 123456000, berlin), time.Date(1950, 7, 1, 0, 0, 0, 0, berlin)}},
+	} {
+		t.Run(tc.at, func(t *testing.T) {
+			tbl, err := Resolve(TableSpec{Source: "public.visits", Target: "visits", OrderBy: []string{"id", "at", "day"},
+				Columns: map[string]ColumnSpec{"at": {Type: tc.at}, "day": {Type: tc.day}}}, src, Caps{DateTime64: true, Date32: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := tbl.KeyString(tc.read), tbl.KeyString(tc.mapped); got != want {
+				t.Errorf("key read back %q, mapped %q", got, want)
+			}
+			if got, want := tbl.Placement(tc.read), tbl.Placement(tc.mapped); got != want {
+				t.Errorf("place read back %q, mapped %q", got, want)
+			}
+		})
 	}
 }

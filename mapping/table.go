@@ -830,8 +830,9 @@ func (t *Table) appendPairs(b []byte, cols []int, row []any) []byte {
 }
 
 // appendPair appends name=value for column i, the value formatted as
-// fmt's %v would, with the common types formatted without fmt: keys are
-// rendered once per change.
+// fmt's %v would (a time as its instant in UTC, a date as its day), with
+// the common types formatted without fmt: keys are rendered once per
+// change.
 func (t *Table) appendPair(b []byte, i int, v any) []byte {
 	b = append(b, t.Columns[i].Name...)
 	b = append(b, '=')
@@ -855,9 +856,21 @@ func (t *Table) appendPair(b []byte, i int, v any) []byte {
 	case string:
 		return strconv.AppendQuote(b, v)
 	case time.Time:
+		// Mapped values are in UTC; clickhouse-go returns a value read back
+		// in its column's zone, the server's when the type names none (a
+		// configured "DateTime", any Date): a time by its instant and a
+		// date by its day render alike from either side.
+		if k := t.Columns[i].Type.Kind; k == KindDate || k == KindDate32 {
+			if v.Location() != time.UTC {
+				y, m, d := v.Date()
+				v = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+			}
+		} else {
+			v = v.UTC()
+		}
 		// time.Time.String without a monotonic reading, which mapped
 		// values never carry.
-		if y := v.Year(); v.Location() == time.UTC && y >= 0 && y <= 9999 {
+		if y := v.Year(); y >= 0 && y <= 9999 {
 			return appendUTC(b, v)
 		}
 		return v.AppendFormat(b, "2006-01-02 15:04:05.999999999 -0700 MST")
