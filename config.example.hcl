@@ -124,6 +124,13 @@ table "public.events" {
   # Optional PARTITION BY expression over ClickHouse columns, e.g. by month:
   # partition_by = "toYYYYMM(created_at)"
 
+  # When the replica identity has columns that order_by lacks (e.g.
+  # PRIMARY KEY (id, created_at) with order_by = ["id"]), two rows that
+  # differ only there would be one ClickHouse row: setup and run refuse
+  # that, unless these order_by columns are unique by themselves in
+  # Postgres (a unique index, or ids from one sequence), which says so:
+  # unique_key = ["id"]
+
   # "latest" (one row per key) or "history" (a row per change, with _op).
   # mode = "latest"
   # Changes not written: "delete", "truncate".

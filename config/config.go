@@ -124,6 +124,10 @@ type Table struct {
 	// not written.
 	Mode   string
 	Ignore []string
+	// UniqueKey names order_by columns that are unique in Postgres by
+	// themselves, when the replica identity has more columns than
+	// order_by (see mapping.Table.CheckUnique).
+	UniqueKey []string
 	// SchemaChanges is "apply" (the default: a column added or widened in
 	// Postgres is added or widened in ClickHouse) or "stop".
 	SchemaChanges string
@@ -180,7 +184,7 @@ func Default() Config {
 // Spec returns the mapping spec of a table.
 func (t Table) Spec() mapping.TableSpec {
 	return mapping.TableSpec{Source: t.Name, Target: t.Target, OrderBy: t.OrderBy, PartitionBy: t.PartitionBy, Columns: t.Columns,
-		Exclude: t.Exclude, Storage: t.Storage, Mode: t.Mode, Ignore: t.Ignore}
+		Exclude: t.Exclude, Storage: t.Storage, Mode: t.Mode, Ignore: t.Ignore, UniqueKey: t.UniqueKey}
 }
 
 // SourceParts splits the table name into schema and table.
@@ -244,6 +248,7 @@ type tableBlk struct {
 	TTL           *string         `hcl:"ttl,optional"`
 	Mode          *string         `hcl:"mode,optional"`
 	Ignore        []string        `hcl:"ignore,optional"`
+	UniqueKey     []string        `hcl:"unique_key,optional"`
 	Columns       []columnBlk     `hcl:"column,block"`
 	Indexes       []indexBlk      `hcl:"index,block"`
 	Projections   []projectionBlk `hcl:"projection,block"`
@@ -549,7 +554,7 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 	}
 	for _, tb := range f.Tables {
 		t := Table{Name: tb.Name, OrderBy: tb.OrderBy, Columns: map[string]mapping.ColumnSpec{}, SchemaChanges: "apply", Exclude: tb.Exclude,
-			Mode: mapping.ModeLatest, Ignore: tb.Ignore}
+			Mode: mapping.ModeLatest, Ignore: tb.Ignore, UniqueKey: tb.UniqueKey}
 		setString(&t.Mode, tb.Mode)
 		_, t.Target, _ = strings.Cut(tb.Name, ".")
 		setString(&t.Target, tb.Target)
@@ -801,6 +806,17 @@ func (c *Config) validate() []string {
 			if kind != mapping.IgnoreDelete && kind != mapping.IgnoreTruncate {
 				add("%s.ignore: %q is not \"delete\" or \"truncate\"", key, kind)
 			}
+		}
+		for i, n := range t.UniqueKey {
+			switch {
+			case slices.Contains(t.UniqueKey[:i], n):
+				add("%s.unique_key: %q is named twice", key, n)
+			case !slices.Contains(t.OrderBy, n):
+				add("%s.unique_key: %q is not in order_by: name the order_by columns that are unique by themselves in Postgres", key, n)
+			}
+		}
+		if t.UniqueKey != nil && len(t.UniqueKey) == 0 {
+			add("%s.unique_key: at least one column is required (or leave the key out)", key)
 		}
 		for i, n := range t.Exclude {
 			switch {

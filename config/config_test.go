@@ -160,6 +160,7 @@ table "app.users" {
   order_by     = ["tenant", "id"]
   partition_by = "intDiv(id, 1000)"
   schema_changes = "stop"
+  unique_key   = ["id"]
   column "note" {
     nullable = true
   }
@@ -192,7 +193,7 @@ monitor {
 	want.Monitor = config.Monitor{Listen: "127.0.0.1:19187", ReadyMaxLag: 45 * time.Second, HeartbeatInterval: 0, RetainedWALWarning: 512 << 20}
 	want.Tables = []config.Table{
 		{Name: "app.users", Target: "users_v2", OrderBy: []string{"tenant", "id"}, PartitionBy: "intDiv(id, 1000)", SchemaChanges: "stop", Mode: "latest",
-			Columns: map[string]mapping.ColumnSpec{
+			UniqueKey: []string{"id"}, Columns: map[string]mapping.ColumnSpec{
 				"note": {Nullable: true},
 				"fp":   {Transform: mapping.TransformXXHash64},
 				"kind": {Type: "Nullable(String)", Nullable: true},
@@ -201,6 +202,9 @@ monitor {
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", cfg, want)
+	}
+	if got := cfg.Tables[0].Spec().UniqueKey; !reflect.DeepEqual(got, []string{"id"}) {
+		t.Errorf("Spec().UniqueKey = %q, want [id]", got)
 	}
 }
 
@@ -263,6 +267,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad storage", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  index \"i\" {\n    expression = \"\"\n    type = \"minmax\"\n    granularity = 0\n  }\n  index \"i\" {\n    expression = \"a\"\n    type = \"\"\n  }\n  projection \"p\" {\n    query = \"ORDER BY a\"\n  }\n}\n",
 			[]string{`index "i".expression: is empty`, `index "i".granularity: 0`, `index "i": defined twice`, `index "i".type: is empty`, `projection "p".query: "ORDER BY a" is not a SELECT`}},
 		{"excluded key", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  exclude = [\"id\", \"b\", \"b\"]\n  column \"b\" {\n  }\n}\n", []string{`exclude: "id" is in order_by`, `exclude: "b" is named twice`, `exclude: "b" has a column block`}},
+		{"unique key outside order_by", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  unique_key = [\"id\", \"id\", \"created_at\"]\n}\n",
+			[]string{`table "public.t".unique_key: "id" is named twice`, `table "public.t".unique_key: "created_at" is not in order_by`}},
+		{"empty unique key", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  unique_key = []\n}\n", []string{`table "public.t".unique_key: at least one column is required`}},
 		{"duplicate column", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n  }\n  column \"a\" {\n    type = \"UInt64\"\n  }\n}\n", []string{`column "a": defined twice`}},
 		{"bad column type", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    type = \"Decimal(40,2)\"\n  }\n}\n", []string{`column "a".type`, "Decimal(40,2)"}},
 		{"bad invalid option", pg + "table \"public.t\" {\n  order_by = [\"id\"]\n  column \"a\" {\n    invalid = \"nearest\"\n  }\n}\n", []string{`column "a".invalid`, `"nearest"`, `"clamp"`}},

@@ -70,10 +70,12 @@ func (w xidWindow) condition() string {
 }
 
 // chunkQuery is the SELECT a binary COPY of a chunk runs: the mapped
-// columns of the chunk's pages, and with since only the row versions
+// columns of the chunk's pages of its relation alone, and with since only the row versions
 // created by transactions in that window.
 func chunkQuery(t *mapping.Table, c checkpoint.Chunk, since *xidWindow) string {
-	q := "SELECT " + strings.Join(t.CopyColumns(), ", ") + " FROM " + postgres.QuoteTable(c.Relation)
+	// ONLY: a leaf is never partitioned, and a table with legacy
+	// inheritance children holds their rows only for a plain SELECT.
+	q := "SELECT " + strings.Join(t.CopyColumns(), ", ") + " FROM ONLY " + postgres.QuoteTable(c.Relation)
 	var where []string
 	if c.FirstPage > 0 {
 		where = append(where, fmt.Sprintf("ctid >= '(%d,0)'::tid", c.FirstPage))

@@ -200,8 +200,8 @@ func floatDecoder[T float32 | float64](oid uint32) func([]byte) (T, error) {
 
 // timeDecoder decodes a binary date, timestamp or timestamptz into a Date,
 // DateTime or DateTime64 value with the text path's range checks.
-func timeDecoder(oid uint32, typ Type) func([]byte) (time.Time, error) {
-	c := newTimeCheck(typ)
+func timeDecoder(oid uint32, typ Type, caps Caps) func([]byte) (time.Time, error) {
+	c := newTimeCheck(typ, caps)
 	return func(b []byte) (time.Time, error) {
 		t, err := readTime(oid, b)
 		return c.check(t, err, func() string { return binaryText(oid, b) })

@@ -168,13 +168,13 @@ func newBlockColumn(c *Column) blockColumn {
 	if typ.Kind == KindDateTime {
 		// Seconds, which clickhouse-go takes for DateTime: a column without
 		// pointers is not scanned by the garbage collector.
-		decode := withPolicy(c.spec.Invalid, epoch, c.invalid, timeDecoder(oid, typ))
+		decode := withPolicy(c.spec.Invalid, epoch, c.invalid, timeDecoder(oid, typ, c.caps))
 		return &column[int64]{nullable: typ.Nullable, decode: func(b []byte) (int64, error) {
 			t, err := decode(b)
 			return t.Unix(), err
 		}}
 	}
-	return newColumn(c, timeDecoder(oid, typ))
+	return newColumn(c, timeDecoder(oid, typ, c.caps))
 }
 
 func integerDecoder[T integer](c *Column) func([]byte) (T, error) {

@@ -126,7 +126,7 @@ type converter func(text []byte) (any, error)
 // errNegative is returned for a negative value into an unsigned column.
 var errNegative = errors.New("negative value into an unsigned column")
 
-func newConverter(src Source, typ Type, tr Transform) (converter, error) {
+func newConverter(src Source, typ Type, tr Transform, caps Caps) (converter, error) {
 	oid := src.OID
 	elem, isArray := src.elem()
 	if typ.Array {
@@ -135,7 +135,7 @@ func newConverter(src Source, typ Type, tr Transform) (converter, error) {
 		}
 		et := typ
 		et.Array = false
-		conv, err := newConverter(elem, et, TransformNone)
+		conv, err := newConverter(elem, et, TransformNone, caps)
 		if err != nil {
 			return nil, err
 		}
@@ -226,7 +226,7 @@ func newConverter(src Source, typ Type, tr Transform) (converter, error) {
 		if oid != oidDate && oid != oidTimestamp && oid != oidTimestamptz {
 			return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
 		}
-		return timeConverter(typ), nil
+		return timeConverter(typ, caps), nil
 	}
 	return nil, fmt.Errorf("cannot map Postgres type %d to %s", oid, typ)
 }
@@ -399,10 +399,10 @@ func parseUUID(b []byte) (uuid.UUID, error) {
 }
 
 // timeBounds returns the first and last Unix second a DateTime or
-// DateTime64 column holds.
-func timeBounds(typ Type) (lo, hi int64) {
+// DateTime64 column holds on a server with caps.
+func timeBounds(typ Type, caps Caps) (lo, hi int64) {
 	if typ.Kind == KindDateTime64 {
-		return -2208988800, 10413791999 // 1900-01-01 .. 2299-12-31
+		return caps.dateTime64Bounds(typ.Precision)
 	}
 	return 0, math.MaxUint32
 }
@@ -430,15 +430,15 @@ func (e *infiniteError) Error() string {
 }
 
 // timeRange returns the first and last Unix second a column of a date or
-// time type holds, and whether it holds days.
-func timeRange(typ Type) (lo, hi int64, date bool) {
+// time type holds on a server with caps, and whether it holds days.
+func timeRange(typ Type, caps Caps) (lo, hi int64, date bool) {
 	switch typ.Kind {
 	case KindDate:
 		return 0, time.Date(2148, 12, 31, 23, 59, 59, 0, time.UTC).Unix(), true
 	case KindDate32:
 		return time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC).Unix(), time.Date(2299, 12, 31, 23, 59, 59, 0, time.UTC).Unix(), true
 	}
-	lo, hi = timeBounds(typ)
+	lo, hi = timeBounds(typ, caps)
 	return lo, hi, false
 }
 
@@ -449,8 +449,8 @@ type timeCheck struct {
 	date   bool
 }
 
-func newTimeCheck(typ Type) timeCheck {
-	lo, hi, date := timeRange(typ)
+func newTimeCheck(typ Type, caps Caps) timeCheck {
+	lo, hi, date := timeRange(typ, caps)
 	return timeCheck{typ: typ, lo: lo, hi: hi, date: date}
 }
 
@@ -492,9 +492,9 @@ func (c timeCheck) check(t time.Time, err error, text func() string) (time.Time,
 }
 
 // timeConverter converts the text of a date, timestamp or timestamptz into
-// a Date, Date32, DateTime or DateTime64 value.
-func timeConverter(typ Type) converter {
-	c := newTimeCheck(typ)
+// a Date, Date32, DateTime or DateTime64 value of a server with caps.
+func timeConverter(typ Type, caps Caps) converter {
+	c := newTimeCheck(typ, caps)
 	return func(b []byte) (any, error) {
 		t, err := parseTimestamp(b)
 		t, err = c.check(t, err, func() string { return string(b) })

@@ -70,9 +70,9 @@ func withPolicy[T any](policy string, zero T, count *invalidCount, decode func([
 
 // newPolicyConverter is newConverter with a column's invalid option
 // applied: to each element of an array, else to the value.
-func newPolicyConverter(src Source, typ Type, tr Transform, policy string, count *invalidCount) (converter, error) {
+func newPolicyConverter(src Source, typ Type, tr Transform, policy string, count *invalidCount, caps Caps) (converter, error) {
 	if policy == "" || policy == InvalidError {
-		return newConverter(src, typ, tr)
+		return newConverter(src, typ, tr, caps)
 	}
 	if policy != InvalidDefault && policy != InvalidClamp {
 		return nil, fmt.Errorf("invalid = %q: want %q, %q or %q", policy, InvalidError, InvalidDefault, InvalidClamp)
@@ -80,11 +80,11 @@ func newPolicyConverter(src Source, typ Type, tr Transform, policy string, count
 	if typ.Array {
 		elem, ok := src.elem()
 		if !ok || tr != TransformNone {
-			return newConverter(src, typ, tr)
+			return newConverter(src, typ, tr, caps)
 		}
 		et := typ
 		et.Array = false
-		conv, err := newConverter(elem, et, TransformNone)
+		conv, err := newConverter(elem, et, TransformNone, caps)
 		if err != nil {
 			return nil, err
 		}
@@ -92,7 +92,7 @@ func newPolicyConverter(src Source, typ Type, tr Transform, policy string, count
 		base.Nullable = false
 		return arrayConverter(et, withPolicy(policy, zeroValue(base), count, conv)), nil
 	}
-	conv, err := newConverter(src, typ, tr)
+	conv, err := newConverter(src, typ, tr, caps)
 	if err != nil {
 		return nil, err
 	}

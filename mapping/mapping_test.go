@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -643,21 +644,29 @@ func TestCheckIdentity(t *testing.T) {
 		placed    []string // key columns outside the identity
 		ident     []string // columns a row is found by
 		err       string   // in the error; "" means no error
+		unique    []string
 	}{
-		{"identity key", []string{"id"}, "", nil, []string{"id"}, ""},
-		{"two identity columns", []string{"tenant", "id"}, "", nil, []string{"tenant", "id"}, ""},
-		{"partition identity", []string{"id"}, "intDiv(id, 1000)", nil, []string{"id"}, ""},
-		{"partition two identity columns", []string{"id"}, "(tenant, intDiv(id, 1000000))", nil, []string{"id"}, ""},
-		{"partition string literal is not a column", []string{"id"}, "(tenant, 'kind')", nil, []string{"id"}, ""},
-		{"order_by non-identity with the identity", []string{"created_at", "tenant", "id"}, "", []string{"created_at"}, []string{"tenant", "id"}, ""},
-		{"sort and partition outside the identity", []string{"kind", "id", "created_at", "tenant"}, "toYYYYMM(created_at)", []string{"kind", "created_at"}, []string{"id", "tenant"}, ""},
-		{"partition outside the identity", []string{"tenant", "id"}, "toYYYYMM(`created_at`)", []string{"created_at"}, []string{"tenant", "id"}, ""},
-		{"order_by lacks an identity column", []string{"created_at", "id"}, "", []string{"created_at"}, nil, "order_by must hold the replica identity column(s) tenant"},
-		{"partition outside, order_by lacks tenant", []string{"id"}, `toYYYYMM("created_at")`, []string{"created_at"}, nil, "use created_at, which"},
-		{"same column in both", []string{"created_at"}, "toYYYYMM(created_at)", []string{"created_at"}, nil, "tenant"},
+		{"order_by lacks identity tenant", []string{"id"}, "", nil, nil, `order_by does not hold the replica identity column(s) tenant, ` +
+			`so two Postgres rows that differ only there would be one ClickHouse row: add tenant to order_by, or, if the order_by ` +
+			`columns are unique by themselves in Postgres, say so with unique_key = ["id"]`, nil},
+		{"identity key said unique", []string{"id"}, "", nil, []string{"id"}, "", []string{"id"}},
+		{"two identity columns", []string{"tenant", "id"}, "", nil, []string{"tenant", "id"}, "", nil},
+		{"partition by an expression of the identity", []string{"id"}, "intDiv(tenant, 1000)", nil, nil, "tenant", nil},
+		{"partition by the identity column", []string{"id"}, "tenant", nil, []string{"id"}, "", nil},
+		{"partition by the quoted identity column", []string{"id"}, " `tenant` ", nil, []string{"id"}, "", nil},
+		{"partition by a sum of tuples", []string{"id"}, "(tenant) + (id)", nil, nil, "tenant", nil},
+		{"partition two identity columns", []string{"id"}, "(tenant, intDiv(id, 1000000))", nil, []string{"id"}, "", nil},
+		{"partition string literal is not a column", []string{"id"}, "(tenant, 'kind')", nil, []string{"id"}, "", nil},
+		{"order_by non-identity with the identity", []string{"created_at", "tenant", "id"}, "", []string{"created_at"}, []string{"tenant", "id"}, "", nil},
+		{"sort and partition outside the identity", []string{"kind", "id", "created_at", "tenant"}, "toYYYYMM(created_at)", []string{"kind", "created_at"}, []string{"id", "tenant"}, "", nil},
+		{"partition outside the identity", []string{"tenant", "id"}, "toYYYYMM(`created_at`)", []string{"created_at"}, []string{"tenant", "id"}, "", nil},
+		{"order_by lacks an identity column", []string{"created_at", "id"}, "", []string{"created_at"}, nil, "order_by must hold the replica identity column(s) tenant", nil},
+		{"partition outside, order_by lacks tenant", []string{"id"}, `toYYYYMM("created_at")`, []string{"created_at"}, nil, "use created_at, which", nil},
+		{"same column in both", []string{"created_at"}, "toYYYYMM(created_at)", []string{"created_at"}, nil, "tenant", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tbl, err := Resolve(TableSpec{Source: "public.events", Target: "events", OrderBy: tc.orderBy, PartitionBy: tc.partition}, src, noCaps)
+			tbl, err := Resolve(TableSpec{Source: "public.events", Target: "events", OrderBy: tc.orderBy, PartitionBy: tc.partition,
+				UniqueKey: tc.unique}, src, noCaps)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -689,6 +698,19 @@ func TestCheckIdentity(t *testing.T) {
 				t.Errorf("error %q does not contain %q and the table", err, tc.err)
 			}
 		})
+	}
+}
+
+// TestCheckUniqueFullIdentity: REPLICA IDENTITY FULL names no key, so the
+// sorting key is taken to identify a row.
+func TestCheckUniqueFullIdentity(t *testing.T) {
+	src := []SourceColumn{{Name: "id", TypeOID: pgInt8, Identity: true}, {Name: "note", TypeOID: pgText, Identity: true}}
+	tbl, err := Resolve(TableSpec{Source: "public.t", Target: "t", OrderBy: []string{"id"}}, src, noCaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.CheckIdentity(); err != nil {
+		t.Errorf("CheckIdentity = %v, want nil under REPLICA IDENTITY FULL", err)
 	}
 }
 
@@ -947,7 +969,7 @@ func TestTimesAsStored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conv, err := newConverter(Source{OID: pgTimestamptz, Mod: -1}, typ, TransformNone)
+		conv, err := newConverter(Source{OID: pgTimestamptz, Mod: -1}, typ, TransformNone, Caps{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1000,7 +1022,7 @@ func TestParseISOFast(t *testing.T) {
 }
 
 // TestAppendPair checks that the values keys are rendered from without fmt
-// read as fmt's %v would render them.
+// read as fmt's %v would render them (a time as its instant in UTC).
 func TestAppendPair(t *testing.T) {
 	tbl := &Table{Columns: []Column{{Name: "c"}}}
 	loc := time.FixedZone("X", -(3*3600 + 30*60))
@@ -1013,7 +1035,12 @@ func TestAppendPair(t *testing.T) {
 		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
 		time.Unix(1700000000, 123456000).UTC(), time.Date(2024, 5, 1, 0, 0, 0, 0, time.Local),
 	} {
-		if got, want := string(tbl.appendPair(nil, 0, v)), fmt.Sprintf("c=%v", v); got != want {
+		want := fmt.Sprintf("c=%v", v)
+		if tv, ok := v.(time.Time); ok {
+			// A time renders by its instant, in UTC.
+			want = fmt.Sprintf("c=%v", tv.UTC())
+		}
+		if got := string(tbl.appendPair(nil, 0, v)); got != want {
 			t.Errorf("appendPair(%T) = %q, want %q", v, got, want)
 		}
 	}
@@ -1027,5 +1054,138 @@ func TestAppendPair(t *testing.T) {
 		if got, want := string(tbl.appendPair(nil, 0, v)), fmt.Sprintf("c=%v", v); got != want {
 			t.Fatalf("appendPair(%v) = %q, want %q", v, got, want)
 		}
+	}
+}
+
+// TestDateTime64RangeByVersion checks the DateTime64 bounds against the
+// server version: ClickHouse clamps or garbles a value outside its range
+// without an error, so the mapping must refuse (or, with invalid = "clamp",
+// clamp) by the range of the server it writes to.
+func TestDateTime64RangeByVersion(t *testing.T) {
+	type probe struct {
+		text string
+		ok   bool
+	}
+	for _, tc := range []struct {
+		name   string
+		server [2]int
+		typ    string
+		probes []probe
+	}{
+		{"20.1..21.3: 1970..2105", [2]int{21, 3}, "DateTime64(6, 'UTC')", []probe{
+			{"1969-12-31 23:59:59+00", false}, {"1970-01-01 00:00:00+00", true},
+			{"2105-12-31 23:59:59.999999+00", true}, {"2106-01-01 00:00:00+00", false}}},
+		{"21.4: 1925..2283-11-11", [2]int{21, 4}, "DateTime64(6, 'UTC')", []probe{
+			{"1924-12-31 23:59:59.999999+00", false}, {"1925-01-01 00:00:00+00", true},
+			{"2283-11-11 23:59:59.999999+00", true}, {"2283-11-12 00:00:00+00", false}}},
+		{"22.7: 1925..2283-11-11", [2]int{22, 7}, "DateTime64(6, 'UTC')", []probe{
+			{"1900-01-01 00:00:00+00", false}, {"2290-01-01 00:00:00+00", false}}},
+		{"22.8: 1900..2299", [2]int{22, 8}, "DateTime64(6, 'UTC')", []probe{
+			{"1899-12-31 23:59:59+00", false}, {"1900-01-01 00:00:00+00", true},
+			{"2299-12-31 23:59:59.999999+00", true}, {"2300-01-01 00:00:00+00", false}}},
+		{"26.7: 1900..2299", [2]int{26, 7}, "DateTime64(6, 'UTC')", []probe{
+			{"1899-12-31 23:59:59+00", false}, {"2300-01-01 00:00:00+00", false}}},
+		{"26.8: 0000..9999", [2]int{26, 8}, "DateTime64(6, 'UTC')", []probe{
+			{"0001-01-01 00:00:00+00", true}, {"1800-06-01 12:00:00+00", true},
+			{"9999-12-31 23:59:59.999999+00", true}}},
+		{"unknown version: 1900..2299", [2]int{}, "DateTime64(6, 'UTC')", []probe{
+			{"1899-12-31 23:59:59+00", false}, {"1900-01-01 00:00:00+00", true}, {"2300-01-01 00:00:00+00", false}}},
+		{"precision 9: Int64 nanoseconds, 1677..2262", [2]int{26, 8}, "DateTime64(9, 'UTC')", []probe{
+			{"1677-09-21 00:12:43+00", false}, {"1677-09-21 00:12:44+00", true},
+			{"2262-04-11 23:47:15.999999+00", true}, {"2262-04-11 23:47:17+00", false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			typ, err := ParseType(tc.typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			caps := Caps{DateTime64: true, Server: tc.server}
+			conv, err := newConverter(Source{OID: pgTimestamptz, Mod: -1}, typ, TransformNone, caps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clamp, err := newPolicyConverter(Source{OID: pgTimestamptz, Mod: -1}, typ, TransformNone, InvalidClamp, new(invalidCount), caps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lo, hi := caps.dateTime64Bounds(typ.Precision)
+			for _, p := range tc.probes {
+				_, err := conv([]byte(p.text))
+				var re *RangeError
+				if p.ok != (err == nil) || !p.ok && !errors.As(err, &re) {
+					t.Errorf("%s on %d.%d: error %v, want ok %v (a RangeError otherwise)", p.text, tc.server[0], tc.server[1], err, p.ok)
+				}
+				if p.ok {
+					continue
+				}
+				got, err := clamp([]byte(p.text))
+				if s := got.(time.Time).Unix(); err != nil || s != lo && s != hi {
+					t.Errorf("%s clamped on %d.%d: %v (%v), want a bound (%d or %d)", p.text, tc.server[0], tc.server[1], got, err, lo, hi)
+				}
+			}
+		})
+	}
+}
+
+// TestDateTime64RangeBinary: the binary copy checks the same bounds as
+// the stream's text path.
+func TestDateTime64RangeBinary(t *testing.T) {
+	typ, err := ParseType("DateTime64(6, 'UTC')")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1910-01-01 00:00:00 UTC in microseconds since 2000-01-01.
+	us := (time.Date(1910, 1, 1, 0, 0, 0, 0, time.UTC).Unix() - time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()) * 1e6
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(us))
+	for _, tc := range []struct {
+		server [2]int
+		ok     bool
+	}{{[2]int{21, 4}, false}, {[2]int{22, 8}, true}} {
+		_, err := timeDecoder(pgTimestamptz, typ, Caps{DateTime64: true, Server: tc.server})(b)
+		if tc.ok != (err == nil) {
+			t.Errorf("1910-01-01 on %d.%d: error %v, want ok %v", tc.server[0], tc.server[1], err, tc.ok)
+		}
+	}
+}
+
+// TestKeysOfTimesReadBack renders keys of date and time columns read back
+// from a ClickHouse server whose zone is not UTC: clickhouse-go returns a
+// zone-less DateTime or DateTime64 in the server's zone and a Date at
+// midnight there. The keys must equal those of the mapped values, in UTC,
+// or the lookups of TOAST values and places find no image.
+func TestKeysOfTimesReadBack(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Skip("no time zone database:", err)
+	}
+	src := []SourceColumn{
+		{Name: "id", TypeOID: pgInt8, Identity: true},
+		{Name: "at", TypeOID: pgTimestamp, Identity: true},
+		{Name: "day", TypeOID: pgDate, Identity: true},
+	}
+	for _, tc := range []struct {
+		at, day string
+		mapped  []any // id, at, day as mapped from Postgres
+		read    []any // as read back from a server in Europe/Berlin
+	}{
+		{"DateTime", "Date", []any{uint64(1), time.Date(2024, 1, 1, 10, 0, 0, 0, time.UTC), time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)},
+			[]any{uint64(1), time.Date(2024, 1, 1, 11, 0, 0, 0, berlin), time.Date(2024, 1, 1, 0, 0, 0, 0, berlin)}},
+		{"DateTime64(6)", "Date32", []any{uint64(1), time.Date(2024, 7, 1, 10, 0, 0, 123456000, time.UTC), time.Date(1950, 7, 1, 0, 0, 0, 0, time.UTC)},
+			[]any{uint64(1), time.Date(2024, 7, 1, 12, 0, 0, 123456000, berlin), time.Date(1950, 7, 1, 0, 0, 0, 0, berlin)}},
+	} {
+		t.Run(tc.at, func(t *testing.T) {
+			tbl, err := Resolve(TableSpec{Source: "public.visits", Target: "visits", OrderBy: []string{"id", "at", "day"},
+				Columns: map[string]ColumnSpec{"at": {Type: tc.at}, "day": {Type: tc.day}}}, src, Caps{DateTime64: true, Date32: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := tbl.KeyString(tc.read), tbl.KeyString(tc.mapped); got != want {
+				t.Errorf("key read back %q, mapped %q", got, want)
+			}
+			if got, want := tbl.Placement(tc.read), tbl.Placement(tc.mapped); got != want {
+				t.Errorf("place read back %q, mapped %q", got, want)
+			}
+		})
 	}
 }

@@ -80,7 +80,7 @@ func TestArrayValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conv, err := newConverter(Source{OID: tc.src}, typ, TransformNone)
+		conv, err := newConverter(Source{OID: tc.src}, typ, TransformNone, Caps{})
 		if err != nil {
 			t.Fatalf("%s from %d: %v", tc.typ, tc.src, err)
 		}

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,10 @@ type TableSpec struct {
 	// Ignore names the kinds of changes not written: IgnoreDelete,
 	// IgnoreTruncate.
 	Ignore []string
+	// UniqueKey names order_by columns whose values the user says are
+	// unique in Postgres by themselves, although the replica identity has
+	// more columns (see CheckUnique).
+	UniqueKey []string
 }
 
 // Table modes: the latest state of each row, or every change as its own row.
@@ -131,6 +136,58 @@ type Caps struct {
 	DateTime64 bool
 	Bool       bool
 	Date32     bool
+	// Server is the server's version, major and minor; the years a
+	// DateTime64 holds depend on it (see DateTime64Years). Zero: a
+	// server of 22.8 or later.
+	Server [2]int
+}
+
+// DateTime64Years returns the first and last year whose every second a
+// DateTime64 holds on a ClickHouse server of version major.minor (0.0: a
+// server of 22.8 or later). ClickHouse clamps or garbles a value outside
+// them without an error, so the mapping checks them itself:
+//
+//   - 20.1 (the first DateTime64) to 21.3: the range of the date lookup
+//     table, 1970 to 2105;
+//   - 21.4 (ClickHouse#9404, "extended range of DateTime64"): 1925-01-01
+//     to 2283-11-11;
+//   - 22.8 (ClickHouse#39425): 1900 to 2299;
+//   - ClickHouse#107907 (merged 2026-07-13) takes the range to 0000..9999;
+//     it is counted from 26.8, the first release sure to hold it.
+//
+// The last year of 21.4..22.7 ends on November 11 (see dateTime64Bounds).
+func DateTime64Years(major, minor int) (first, last int) {
+	atLeast := func(ma, mi int) bool { return major > ma || major == ma && minor >= mi }
+	switch {
+	case major == 0 && minor == 0:
+		return 1900, 2299
+	case atLeast(26, 8):
+		return 0, 9999
+	case atLeast(22, 8):
+		return 1900, 2299
+	case atLeast(21, 4):
+		return 1925, 2283
+	}
+	return 1970, 2105
+}
+
+// dateTime64Bounds returns the first and last Unix second a DateTime64 of
+// the given precision holds on the server: the server's years, within
+// what its Int64 of 10^-precision ticks holds (1677..2262 at precision 9).
+func (c Caps) dateTime64Bounds(precision int) (lo, hi int64) {
+	first, last := DateTime64Years(c.Server[0], c.Server[1])
+	lo = time.Date(first, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	hi = time.Date(last+1, 1, 1, 0, 0, 0, 0, time.UTC).Unix() - 1
+	if last == 2283 {
+		hi = time.Date(2283, 11, 11, 23, 59, 59, 0, time.UTC).Unix()
+	}
+	if precision >= 0 && precision <= 18 {
+		scale := int64(math.Pow10(precision))
+		// Every fraction of the last second fits too.
+		lo = max(lo, math.MinInt64/scale)
+		hi = min(hi, (math.MaxInt64-(scale-1))/scale)
+	}
+	return lo, hi
 }
 
 // Column is one resolved target column.
@@ -151,6 +208,8 @@ type Column struct {
 	pos int
 	// invalid counts the values stored by spec.Invalid (nil: "error").
 	invalid *invalidCount
+	// caps are those of the server the column is written to.
+	caps Caps
 }
 
 // Table is the resolved mapping of one Postgres table to one ClickHouse table.
@@ -168,6 +227,8 @@ type Table struct {
 	History bool
 	// IgnoreDelete and IgnoreTruncate skip deletes and truncations.
 	IgnoreDelete, IgnoreTruncate bool
+	// UniqueKey is TableSpec.UniqueKey.
+	UniqueKey []string
 	// Key holds the indexes of the ORDER BY columns in Columns.
 	Key []int
 	// partKey holds the indexes of the partition columns not in Key.
@@ -184,17 +245,20 @@ type Table struct {
 	placed []int
 	// width is the number of columns of a source tuple.
 	width int
+	// full is true under REPLICA IDENTITY FULL: every column is marked.
+	full bool
 }
 
 // Resolve builds the mapping of spec for a source table with columns src.
 func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 	t := &Table{Source: spec.Source, Target: spec.Target, OrderBy: spec.OrderBy, PartitionBy: spec.PartitionBy, Storage: spec.Storage,
 		History: spec.Mode == ModeHistory, IgnoreDelete: slices.Contains(spec.Ignore, IgnoreDelete),
-		IgnoreTruncate: slices.Contains(spec.Ignore, IgnoreTruncate), width: len(src)}
+		IgnoreTruncate: slices.Contains(spec.Ignore, IgnoreTruncate), width: len(src), UniqueKey: spec.UniqueKey}
 	full := true // REPLICA IDENTITY FULL: every column is marked
 	for _, sc := range src {
 		full = full && sc.Identity
 	}
+	t.full = full
 	byName := make(map[string]int, len(src))
 	sourceNames := make(map[string]string, len(src))
 	for pos, sc := range src {
@@ -227,14 +291,14 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 		if cs.Invalid != "" && cs.Invalid != InvalidError {
 			count = new(invalidCount)
 		}
-		conv, err := newPolicyConverter(src, typ, cs.Transform, cs.Invalid, count)
+		conv, err := newPolicyConverter(src, typ, cs.Transform, cs.Invalid, count, caps)
 		if err != nil {
 			return nil, fmt.Errorf("table %s column %s: %w", spec.Source, sc.Name, err)
 		}
 		byName[name] = len(t.Columns)
 		t.Columns = append(t.Columns, Column{
 			Name: name, Source: sc.Name, Type: typ, Transform: cs.Transform, SourceOID: sc.TypeOID, Src: src, spec: cs,
-			conv: conv, zero: zeroValue(typ), invalid: count, pos: pos,
+			conv: conv, zero: zeroValue(typ), invalid: count, pos: pos, caps: caps,
 		})
 		t.identity = append(t.identity, sc.Identity)
 	}
@@ -376,7 +440,7 @@ func (t *Table) CheckIdentity() error {
 			"or set REPLICA IDENTITY FULL on the Postgres table", t.Source)
 	}
 	if len(t.placed) == 0 || t.identityInKey() || t.History {
-		return nil
+		return t.CheckUnique()
 	}
 	var ident, keys []string
 	for i, id := range t.identity {
@@ -396,6 +460,40 @@ func (t *Table) CheckIdentity() error {
 		"which a delete does not carry, so a delete finds its row by the replica identity, and one sorting key must be one row; "+
 		"add %s to order_by, or set REPLICA IDENTITY FULL on the Postgres table",
 		t.Source, strings.Join(ident, ", "), strings.Join(keys, ", "), strings.Join(ident, ", "))
+}
+
+// CheckUnique verifies that one sorting and partition key is one
+// Postgres row. When every key column is part of the replica identity but
+// the identity has more columns (PK (id, created_at), order_by = ["id"],
+// partitioned by month), two rows that differ only in those columns
+// collapse into one ClickHouse row, unless the key columns are unique by
+// themselves, which only the user knows: UniqueKey says so. A partition
+// column counts only when partition_by holds it whole (the column, or an
+// element of a tuple): a partition by an expression of it (a month) holds
+// rows that differ in it. Under REPLICA
+// IDENTITY FULL the identity names no key, and the sorting key is taken to
+// identify a row; a history table keeps every change as its own row.
+func (t *Table) CheckUnique() error {
+	if t.full || t.History || len(t.placed) > 0 || len(t.UniqueKey) > 0 {
+		return nil
+	}
+	var missing, keys []string
+	whole := wholeColumns(t.PartitionBy)
+	for i, id := range t.identity {
+		if id && !slices.Contains(t.Key, i) && !slices.Contains(whole, t.Columns[i].Name) {
+			missing = append(missing, t.Columns[i].Name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	for _, i := range t.Key {
+		keys = append(keys, strconv.Quote(t.Columns[i].Name))
+	}
+	return fmt.Errorf("table %s: order_by does not hold the replica identity column(s) %s, so two Postgres rows "+
+		"that differ only there would be one ClickHouse row: add %s to order_by, or, if the order_by columns are unique by "+
+		"themselves in Postgres, say so with unique_key = [%s] in the table's block",
+		t.Source, strings.Join(missing, ", "), strings.Join(missing, ", "), strings.Join(keys, ", "))
 }
 
 // ColumnNames returns the target column names, followed by the meta
@@ -475,7 +573,7 @@ func (t *Table) Retype(i int, typ Type) error {
 	if !typ.Widens(c.Type) {
 		return fmt.Errorf("table %s column %s: %s does not widen %s", t.Source, c.Name, typ, c.Type)
 	}
-	conv, err := newPolicyConverter(c.Src, typ, c.Transform, c.spec.Invalid, c.invalid)
+	conv, err := newPolicyConverter(c.Src, typ, c.Transform, c.spec.Invalid, c.invalid, c.caps)
 	if err != nil {
 		return fmt.Errorf("table %s column %s: %w", t.Source, c.Name, err)
 	}
@@ -506,7 +604,7 @@ func (t *Table) Adopt(name string, have Type, caps Caps) bool {
 	if have != legacy {
 		return false
 	}
-	conv, err := newConverter(c.Src, legacy, TransformNone)
+	conv, err := newConverter(c.Src, legacy, TransformNone, c.caps)
 	if err != nil {
 		return false
 	}
@@ -556,6 +654,48 @@ func identifiers(expr string) []string {
 			i = j
 		default:
 			i++
+		}
+	}
+	return out
+}
+
+// wholeColumns returns the identifiers that expr is, or that are elements
+// of the tuple expr is: "tenant", "(tenant, intDiv(id, 1000))" hold
+// tenant whole, "toYYYYMM(created_at)" holds nothing whole.
+func wholeColumns(expr string) []string {
+	expr = strings.TrimSpace(expr)
+	elems := []string{expr}
+	if strings.HasPrefix(expr, "(") && strings.HasSuffix(expr, ")") {
+		elems = nil
+		depth, start := 0, 1
+		for i := 0; i < len(expr); i++ {
+			switch c := expr[i]; c {
+			case '\'', '`', '"':
+				for i++; i < len(expr) && expr[i] != c; i++ {
+					if expr[i] == '\\' {
+						i++
+					}
+				}
+			case '(', '[':
+				depth++
+			case ')', ']':
+				if depth--; depth == 0 && i != len(expr)-1 {
+					return nil // (a) + (b): not one tuple
+				}
+			case ',':
+				if depth == 1 {
+					elems = append(elems, expr[start:i])
+					start = i + 1
+				}
+			}
+		}
+		elems = append(elems, expr[start:len(expr)-1])
+	}
+	var out []string
+	for _, e := range elems {
+		e = strings.TrimSpace(e)
+		if ids := identifiers(e); len(ids) == 1 && (e == ids[0] || len(e) == len(ids[0])+2 && e[1:len(e)-1] == ids[0]) {
+			out = append(out, ids[0])
 		}
 	}
 	return out
@@ -690,8 +830,9 @@ func (t *Table) appendPairs(b []byte, cols []int, row []any) []byte {
 }
 
 // appendPair appends name=value for column i, the value formatted as
-// fmt's %v would, with the common types formatted without fmt: keys are
-// rendered once per change.
+// fmt's %v would (a time as its instant in UTC, a date as its day), with
+// the common types formatted without fmt: keys are rendered once per
+// change.
 func (t *Table) appendPair(b []byte, i int, v any) []byte {
 	b = append(b, t.Columns[i].Name...)
 	b = append(b, '=')
@@ -715,9 +856,21 @@ func (t *Table) appendPair(b []byte, i int, v any) []byte {
 	case string:
 		return strconv.AppendQuote(b, v)
 	case time.Time:
+		// Mapped values are in UTC; clickhouse-go returns a value read back
+		// in its column's zone, the server's when the type names none (a
+		// configured "DateTime", any Date): a time by its instant and a
+		// date by its day render alike from either side.
+		if k := t.Columns[i].Type.Kind; k == KindDate || k == KindDate32 {
+			if v.Location() != time.UTC {
+				y, m, d := v.Date()
+				v = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+			}
+		} else {
+			v = v.UTC()
+		}
 		// time.Time.String without a monotonic reading, which mapped
 		// values never carry.
-		if y := v.Year(); v.Location() == time.UTC && y >= 0 && y <= 9999 {
+		if y := v.Year(); y >= 0 && y <= 9999 {
 			return appendUTC(b, v)
 		}
 		return v.AppendFormat(b, "2006-01-02 15:04:05.999999999 -0700 MST")

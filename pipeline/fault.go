@@ -1,19 +1,23 @@
 package pipeline
 
 import (
+	"context"
 	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // faultEnv names the environment variable that arms test-only fault points,
 // e.g. REPLICATOR_TEST_FAULT="crash-after-insert:0.2" (between a flush's
 // data and its checkpoint), "crash-after-insert-of-flush:2" (there, in the
 // process's second flush that wrote rows) or "crash-after-checkpoint:1"
-// (after a commit checkpoint, before it is acknowledged). It is unset, and the fault points
+// (after a commit checkpoint, before it is acknowledged), or
+// "slow-insert:3" (every flush with rows waits 3 s before its INSERT, as
+// a throttled ClickHouse would). It is unset, and the fault points
 // do nothing, unless a test sets it.
 const faultEnv = "REPLICATOR_TEST_FAULT"
 
@@ -23,6 +27,8 @@ type faults struct {
 	// crashAtFlush is the number of the process's flush with rows to crash
 	// after (1: the first), 0 for none.
 	crashAtFlush int64
+	// slowInsert delays every flush with rows.
+	slowInsert time.Duration
 }
 
 // flushes counts the process's flushes with rows, across sessions.
@@ -43,9 +49,23 @@ func loadFaults() faults {
 			f.crashAfterCheckpoint = prob
 		case "crash-after-insert-of-flush":
 			f.crashAtFlush = int64(prob)
+		case "slow-insert":
+			f.slowInsert = time.Duration(prob * float64(time.Second))
 		}
 	}
 	return f
+}
+
+// beforeInsert is the fault point before a flush's data INSERTs: when
+// armed it waits, as an INSERT that ClickHouse throttles does.
+func (f faults) beforeInsert(ctx context.Context) {
+	if f.slowInsert <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(f.slowInsert):
+	}
 }
 
 // afterInsert is the fault point between a flush's data INSERTs and its

@@ -66,6 +66,9 @@ func (a *applier) flush(ctx context.Context) error {
 		defer close(f.done)
 		defer func() { f.took = time.Since(start) }()
 		defer cancel()
+		if rows > 0 {
+			a.faults.beforeInsert(fctx)
+		}
 		if f.err = write(fctx); f.err != nil {
 			return
 		}

@@ -238,6 +238,20 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		return err
 	}
 	reg.setOIDs(oids, pg)
+	// A sorting key that does not identify a row is refused before any
+	// change, as setup refuses it (a change of the table refuses it again
+	// with the schema the change has).
+	for _, tc := range cfg.Tables {
+		cols, err := pg.Columns(ctx, tc.Name)
+		if err != nil {
+			return err
+		}
+		if t, err := mapping.Resolve(tc.Spec(), cols, client.Caps()); err == nil {
+			if err := t.CheckUnique(); err != nil {
+				return err
+			}
+		}
+	}
 	reg.log = r.log.Named("schema")
 	reg.publication = &publicationWatch{pg: pg, name: cfg.Postgres.Publication}
 	if err := reg.checkPublication(ctx, time.Now()); err != nil {

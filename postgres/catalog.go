@@ -188,7 +188,7 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 	if errors.Is(err, pgx.ErrNoRows) {
 		names := make([]string, len(tables))
 		for i, t := range tables {
-			names[i] = QuoteTable(t)
+			names[i] = publishedName(t, partitioned)
 		}
 		with := ""
 		if viaRootKnown {
@@ -227,7 +227,7 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 		if in {
 			continue
 		}
-		stmt := fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", QuoteIdent(pub), QuoteTable(t))
+		stmt := fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", QuoteIdent(pub), publishedName(t, partitioned))
 		if _, err := c.pg.Exec(ctx, stmt); err != nil {
 			return report, publicationError(fmt.Sprintf("add %s to publication %s", t, pub), stmt, err)
 		}
@@ -247,6 +247,17 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 	}
 	say("publication %s exists", pub)
 	return report, nil
+}
+
+// publishedName is how a publication names table: a partitioned table
+// with its partitions (published via the root), any other table ONLY,
+// without the children of legacy inheritance (INHERITS), which are tables
+// of their own (see Snapshot.Partitions).
+func publishedName(table string, partitioned []string) string {
+	if slices.Contains(partitioned, table) {
+		return QuoteTable(table)
+	}
+	return "ONLY " + QuoteTable(table)
 }
 
 // publishedOnly returns the tables of publication pub that are not among

@@ -3,9 +3,11 @@ package postgres
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -131,13 +133,31 @@ func (c *Conn) EmitMessage(ctx context.Context, prefix, content string) (pglogre
 	return pglogrepl.ParseLSN(text)
 }
 
+// ErrPeekTimeout is the error of a PeekChanges that reached its time
+// limit.
+var ErrPeekTimeout = errors.New("decoding the slot took longer than the time limit")
+
 // PeekChanges passes up to n pgoutput (protocol version 1) messages of an
 // idle slot, without consuming them, to fn, and returns how many it read.
-func (c *Conn) PeekChanges(ctx context.Context, slot, publication string, n int, fn func(data []byte) error) (int, error) {
-	rows, err := c.pg.Query(ctx, "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, "+
+// The peek holds the slot while Postgres decodes from the slot's restart
+// point, which on a backlog takes as long as the backlog: limit (0: none)
+// ends it with ErrPeekTimeout, and the slot is free again then.
+func (c *Conn) PeekChanges(ctx context.Context, slot, publication string, n int, limit time.Duration,
+	fn func(data []byte) error) (int, error) {
+	tx, err := c.pg.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("peek slot %s: %w", slot, Describe(err, slot, publication))
+	}
+	defer tx.Rollback(context.Background())
+	if limit > 0 {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", max(limit.Milliseconds(), 1))); err != nil {
+			return 0, fmt.Errorf("peek slot %s: %w", slot, Describe(err, slot, publication))
+		}
+	}
+	rows, err := tx.Query(ctx, "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, "+
 		"'proto_version', '1', 'publication_names', $3)", slot, n, publication)
 	if err != nil {
-		return 0, fmt.Errorf("peek slot %s: %w", slot, err)
+		return 0, peekError(slot, limit, err)
 	}
 	defer rows.Close()
 	got := 0
@@ -152,9 +172,19 @@ func (c *Conn) PeekChanges(ctx context.Context, slot, publication string, n int,
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return got, fmt.Errorf("peek slot %s: %w", slot, err)
+		return got, peekError(slot, limit, err)
 	}
 	return got, nil
+}
+
+// peekError names the slot, and ErrPeekTimeout when the statement timeout
+// of a limited peek cancelled it.
+func peekError(slot string, limit time.Duration, err error) error {
+	var pgErr *pgconn.PgError
+	if limit > 0 && errors.As(err, &pgErr) && pgErr.Code == "57014" { // query_canceled
+		return fmt.Errorf("peek slot %s: %w (%s)", slot, ErrPeekTimeout, limit)
+	}
+	return fmt.Errorf("peek slot %s: %w", slot, err)
 }
 
 // QuoteTable quotes a qualified table name "schema.table" as an SQL identifier.

@@ -28,11 +28,14 @@ func (c *Conn) TableOIDs(ctx context.Context, tables []string) (map[string]uint3
 }
 
 // Ancestor returns the table among of (OIDs) that relation relid is a
-// partition of, at any depth; found is false when there is none.
+// partition of, at any depth; found is false when there is none. A child
+// of legacy inheritance (INHERITS) is no partition: it is a table of its
+// own, whose rows are not the parent's (see Partitions).
 func (c *Conn) Ancestor(ctx context.Context, relid uint32, of []uint32) (ancestor uint32, found bool, err error) {
 	err = c.pg.QueryRow(ctx, `WITH RECURSIVE up(relid) AS (
 			SELECT $1::oid
-			UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)
+			UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.relid
+				JOIN pg_class c ON c.oid = up.relid AND c.relispartition)
 		SELECT relid FROM up WHERE relid <> $1::oid AND relid = ANY($2::oid[]) LIMIT 1`, relid, of).Scan(&ancestor)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
@@ -54,11 +57,15 @@ func (c *Conn) Partitioned(ctx context.Context, table string) (bool, error) {
 
 // Partitions returns the leaf partitions of a partitioned table, in the
 // snapshot, as "schema.name"; a table that is not partitioned is its own
-// only leaf.
+// only leaf. Only declarative partitions are followed: the children of a
+// table with legacy inheritance (INHERITS) are tables of their own, which
+// Postgres publishes under their own names, and the parent's rows are
+// those of the parent alone (SELECT ... FROM ONLY).
 func (s *Snapshot) Partitions(ctx context.Context, table string) ([]string, error) {
 	rows, err := s.tx.Query(ctx, `WITH RECURSIVE down(relid) AS (
 			SELECT $1::regclass::oid
-			UNION SELECT i.inhrelid FROM pg_inherits i JOIN down ON i.inhparent = down.relid)
+			UNION SELECT i.inhrelid FROM pg_inherits i JOIN down ON i.inhparent = down.relid
+				JOIN pg_class p ON p.oid = down.relid AND p.relkind = 'p')
 		SELECT n.nspname || '.' || c.relname FROM down JOIN pg_class c ON c.oid = down.relid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind NOT IN ('p', 'I') ORDER BY c.oid`, QuoteTable(table))

@@ -47,7 +47,8 @@ func (s *Snapshot) QueryRow(ctx context.Context, sql string, args ...any) pgx.Ro
 	return s.tx.QueryRow(ctx, sql, args...)
 }
 
-// Rows reads the named columns of table ("schema.name") in text format,
+// Rows reads the named columns of table ("schema.name"), without the rows
+// of its inheritance children, in text format,
 // restricted by where (an SQL condition, or empty), and passes each row to
 // fn as mapping values: NULL or text. vals is reused for the next row; fn
 // must not keep it. An error from fn ends the read and is returned as is.
@@ -56,7 +57,17 @@ func (s *Snapshot) Rows(ctx context.Context, table string, cols []string, where 
 	for i, c := range cols {
 		names[i] = QuoteIdent(c)
 	}
-	sql := fmt.Sprintf("SELECT %s FROM %s", strings.Join(names, ", "), QuoteTable(table))
+	from := QuoteTable(table)
+	var kind string
+	if err := s.tx.QueryRow(ctx, "SELECT relkind::text FROM pg_class WHERE oid = $1::regclass", from).Scan(&kind); err != nil {
+		return fmt.Errorf("read table %s: %w", table, Describe(err, "", ""))
+	}
+	if kind != "p" {
+		// The rows of a table with legacy inheritance children are its
+		// own (see Partitions); a partitioned table's are its partitions'.
+		from = "ONLY " + from
+	}
+	sql := fmt.Sprintf("SELECT %s FROM %s", strings.Join(names, ", "), from)
 	if where != "" {
 		sql += " WHERE " + where
 	}

@@ -9,6 +9,9 @@
 // transaction's messages, in memory or in a spill file, until its commit,
 // when Stream hands them to the Handler as one transaction, or its abort,
 // which discards them. Stream acknowledges only the position its Handler
-// reports as durable; it never decides on its own that data is stored,
-// and it never writes to ClickHouse.
+// reports as durable, and while the Handler is busy with one message (a
+// flush that must land first) it repeats the last acknowledged position
+// every second, so that wal_sender_timeout does not end the connection;
+// it never decides on its own that data is stored, and it never writes to
+// ClickHouse.
 package replication

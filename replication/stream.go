@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -47,6 +48,14 @@ type Stream struct {
 	walEnd     pglogrepl.LSN
 	sentAck    pglogrepl.LSN
 	nextStatus time.Time
+
+	// mu serializes the standby status updates of Run's goroutine and of
+	// its answerer (see answer); busy is true while the handler works on a
+	// message, when the answerer alone keeps the walsender's timeout from
+	// expiring. lastSent is when the last update went out.
+	mu       sync.Mutex
+	busy     bool
+	lastSent time.Time
 
 	// streaming is true when Postgres sends in-progress transactions
 	// (protocol version 2); spool keeps them until their commit or abort,
@@ -166,6 +175,8 @@ func (s *Stream) Start(ctx context.Context, start pglogrepl.LSN) error {
 func (s *Stream) Run(ctx context.Context, h Handler) error {
 	recv := newReceiver(ctx, s.conn.pg)
 	defer recv.close()
+	stop := s.answer(ctx)
+	defer stop()
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -174,7 +185,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		// Under a steady stream the receive below never times out: honour
 		// the handler's deadline here too.
 		if d := h.Deadline(); !d.IsZero() && !now.Before(d) {
-			if err := h.Tick(ctx, s.walEnd); err != nil {
+			if err := s.tick(ctx, h); err != nil {
 				return err
 			}
 		}
@@ -193,7 +204,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				if err := h.Tick(ctx, s.walEnd); err != nil {
+				if err := s.tick(ctx, h); err != nil {
 					return err
 				}
 				continue
@@ -214,7 +225,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 				if pkm.ServerWALEnd > s.walEnd {
 					s.walEnd = pkm.ServerWALEnd
 				}
-				if err := h.Tick(ctx, s.walEnd); err != nil {
+				if err := s.tick(ctx, h); err != nil {
 					return err
 				}
 				if pkm.ReplyRequested {
@@ -225,7 +236,10 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 				if err != nil {
 					return fmt.Errorf("parse xlog data: %w", err)
 				}
-				if err := s.message(ctx, h, xld.WALStart, xld.WALData); err != nil {
+				s.setBusy(true)
+				err = s.message(ctx, h, xld.WALStart, xld.WALData)
+				s.setBusy(false)
+				if err != nil {
 					return err
 				}
 			}
@@ -234,6 +248,70 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		case *pgproto3.CopyDone:
 			return failure.Lost("postgres").Apply(fmt.Errorf("replication stream: server ended the stream: %w", postgres.ErrConnection))
 		}
+	}
+}
+
+// busyReply is how often the walsender hears from a stream whose handler
+// is busy with one message (waiting for a flush to land, an ALTER, a
+// TRUNCATE): well within any sensible wal_sender_timeout, which ends a
+// connection that sent nothing for that long.
+const busyReply = time.Second
+
+// tick calls h.Tick, answering the walsender while it runs.
+func (s *Stream) tick(ctx context.Context, h Handler) error {
+	s.setBusy(true)
+	defer s.setBusy(false)
+	return h.Tick(ctx, s.walEnd)
+}
+
+// setBusy marks whether the handler works on a message. Unmarking waits
+// for a status update the answerer is sending, so that Run's goroutine
+// alone uses the connection again.
+func (s *Stream) setBusy(b bool) {
+	s.mu.Lock()
+	s.busy = b
+	s.mu.Unlock()
+}
+
+// answer starts the answerer, which sends a standby status update every
+// busyReply while the handler is busy: Postgres asks for replies while
+// the stream does not read, and ends the connection after
+// wal_sender_timeout without one, whereupon the session would replay
+// from the checkpoint, maybe forever if every flush is that slow. The
+// answerer repeats the position last acknowledged, which is durable; it
+// never reads the handler's state, and the handler's newer durable
+// position is acknowledged by Run once the handler returns. stop ends the
+// answerer and returns when it has.
+func (s *Stream) answer(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(busyReply / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			s.mu.Lock()
+			var err error
+			if s.busy && time.Since(s.lastSent) >= busyReply {
+				err = s.sendLocked(ctx, s.sentAck)
+			}
+			s.mu.Unlock()
+			if err != nil {
+				// Run's next receive or update sees the broken
+				// connection and ends the session.
+				s.log.Debug("status update while busy failed", "error", err)
+				return
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 
@@ -371,7 +449,7 @@ func (s *Stream) streamed(ctx context.Context, h Handler, lsn pglogrepl.LSN, m M
 			if err != nil {
 				return fmt.Errorf("at WAL %s: %w", at, err)
 			}
-			if n++; n%4096 == 0 && !time.Now().Before(s.nextStatus) {
+			if n++; n%4096 == 0 && s.statusDue() {
 				// A long replay does not starve the walsender of replies.
 				if err := s.SendStatus(ctx, h.Durable()); err != nil {
 					return err
@@ -399,6 +477,21 @@ func (s *Stream) Close() error {
 // SendStatus acknowledges lsn as written, flushed and applied. Callers must
 // pass only positions stored durably in ClickHouse.
 func (s *Stream) SendStatus(ctx context.Context, lsn pglogrepl.LSN) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sendLocked(ctx, lsn)
+}
+
+// statusDue reports whether a status update is due by the interval.
+func (s *Stream) statusDue() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !time.Now().Before(s.nextStatus)
+}
+
+// sendLocked sends a standby status update of lsn, never below the
+// position acknowledged before; s.mu is held.
+func (s *Stream) sendLocked(ctx context.Context, lsn pglogrepl.LSN) error {
 	if lsn < s.sentAck {
 		lsn = s.sentAck
 	}
@@ -412,6 +505,7 @@ func (s *Stream) SendStatus(ctx context.Context, lsn pglogrepl.LSN) error {
 		s.log.Trace("acknowledged", "lsn", lsn)
 	}
 	s.sentAck = lsn
-	s.nextStatus = time.Now().Add(s.interval)
+	s.lastSent = time.Now()
+	s.nextStatus = s.lastSent.Add(s.interval)
 	return nil
 }

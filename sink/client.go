@@ -287,7 +287,8 @@ func (c *Client) Version() string {
 func (c *Client) Caps() mapping.Caps {
 	v := c.version.Version
 	atLeast := func(major, minor uint64) bool { return v.Major > major || v.Major == major && v.Minor >= minor }
-	return mapping.Caps{DateTime64: atLeast(20, 1), Bool: atLeast(21, 12), Date32: atLeast(22, 8)}
+	return mapping.Caps{DateTime64: atLeast(20, 1), Bool: atLeast(21, 12), Date32: atLeast(22, 8),
+		Server: [2]int{int(v.Major), int(v.Minor)}}
 }
 
 // Exec runs a statement.

@@ -36,7 +36,11 @@ type Report struct {
 	// LagSeconds is the age of the oldest committed change of the
 	// published tables that is not yet in ClickHouse; 0 when caught up.
 	LagSeconds float64 `json:"lag_seconds"`
-	Tables     []Table `json:"tables"`
+	// LagUpperBound is true when LagSeconds is an upper bound, the age
+	// of the last stored commit: the idle slot's backlog was too large to
+	// read within peekLimit.
+	LagUpperBound bool    `json:"lag_upper_bound,omitempty"`
+	Tables        []Table `json:"tables"`
 }
 
 // Table is the row count of one target table.
@@ -118,11 +122,11 @@ func Read(ctx context.Context, cfg config.Config) (*Report, error) {
 		st.CheckpointLSN = pos.LSN
 		st.LastCommitTime = pos.CommitTime
 		st.LagBytes = bytesAfter(st.CurrentWALLSN, pos.LSN)
-		lag, err := readLag(ctx, pg, cfg, st, pos, store)
+		lag, bound, err := readLag(ctx, pg, cfg, st, pos, store)
 		if err != nil {
 			return nil, err
 		}
-		st.LagSeconds = lag.Seconds()
+		st.LagSeconds, st.LagUpperBound = lag.Seconds(), bound
 	}
 	// Older setups have no chunk state: no copy progress to show.
 	chunks, _ := store.LoadChunks(ctx)
@@ -155,28 +159,50 @@ const progressFresh = 10 * time.Second
 // commit time of the oldest transaction it received and has not stored
 // (replicator_progress, about once a second). While the slot is idle and
 // WAL was written after the checkpoint, the slot itself is read without
-// consuming it: the first transaction after the checkpoint gives the
-// commit time.
+// consuming it, for at most peekLimit: the first transaction after the
+// checkpoint gives the commit time. On a backlog too large for that, the
+// lag is bounded by the last stored commit (bound is true).
 func readLag(ctx context.Context, pg *postgres.Conn, cfg config.Config, st *Report, pos checkpoint.Position,
-	store *checkpoint.Store) (time.Duration, error) {
+	store *checkpoint.Store) (lag time.Duration, bound bool, err error) {
 	now := time.Now()
 	if st.SlotActive {
 		p, found, err := store.LoadProgress(ctx)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
-		return activeLag(now, p, found, st.LagBytes, pos), nil
+		return activeLag(now, p, found, st.LagBytes, pos), false, nil
 	}
 	if !st.SlotExists || st.WALStatus == "lost" || st.LagBytes == 0 {
 		// Nothing to wait for, or nothing to read: peeking would take the
 		// slot for a moment, and a daemon starting then would wait for it.
-		return 0, nil
+		return 0, false, nil
 	}
-	commit, found, err := firstPendingCommit(ctx, pg, cfg, pos)
+	commit, found, err := firstPendingCommit(ctx, pg, cfg, pos, peekLimit)
+	if errors.Is(err, postgres.ErrPeekTimeout) {
+		lag, bound := idleLag(now, pos)
+		return lag, bound, nil
+	}
 	if err != nil || !found {
-		return 0, err
+		return 0, false, err
 	}
-	return max(now.Sub(commit), 0), nil
+	return max(now.Sub(commit), 0), false, nil
+}
+
+// peekLimit bounds the time status holds an idle slot to read its first
+// pending transaction: Postgres decodes the slot from its restart point,
+// which on a backlog of millions of changes takes longer than a starting
+// daemon waits for a slot in use (10 s) before it exits.
+const peekLimit = 2 * time.Second
+
+// idleLag is the lag of an idle slot whose backlog was too large to read:
+// the first pending transaction committed after the last stored one, so
+// the age of that one bounds the lag (bound is false when the checkpoint
+// names no commit time).
+func idleLag(now time.Time, pos checkpoint.Position) (lag time.Duration, bound bool) {
+	if pos.CommitTime.IsZero() || pos.CommitTime.Unix() <= 0 {
+		return 0, false
+	}
+	return max(now.Sub(pos.CommitTime), 0), true
 }
 
 // activeLag is the lag while the daemon streams: from its fresh progress
@@ -196,12 +222,19 @@ func activeLag(now time.Time, p checkpoint.Progress, found bool, lagBytes uint64
 }
 
 // firstPendingCommit peeks at the idle slot for the first transaction that
-// the checkpoint does not cover.
-func firstPendingCommit(ctx context.Context, pg *postgres.Conn, cfg config.Config, pos checkpoint.Position) (time.Time, bool, error) {
+// the checkpoint does not cover, for at most limit in all
+// (postgres.ErrPeekTimeout after that).
+func firstPendingCommit(ctx context.Context, pg *postgres.Conn, cfg config.Config, pos checkpoint.Position,
+	limit time.Duration) (time.Time, bool, error) {
+	end := time.Now().Add(limit)
 	for n := 1; n <= 1<<22; n *= 16 {
 		var commit time.Time
 		found := false
-		got, err := pg.PeekChanges(ctx, cfg.Postgres.Slot, cfg.Postgres.Publication, n, func(data []byte) error {
+		left := time.Until(end)
+		if left <= 0 {
+			return time.Time{}, false, fmt.Errorf("peek slot %s: %w (%s)", cfg.Postgres.Slot, postgres.ErrPeekTimeout, limit)
+		}
+		got, err := pg.PeekChanges(ctx, cfg.Postgres.Slot, cfg.Postgres.Publication, n, left, func(data []byte) error {
 			if found || len(data) == 0 || data[0] != 'B' {
 				return nil
 			}

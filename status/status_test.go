@@ -82,3 +82,24 @@ func TestActiveLag(t *testing.T) {
 		})
 	}
 }
+
+func TestIdleLag(t *testing.T) {
+	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		pos   checkpoint.Position
+		want  time.Duration
+		bound bool
+	}{
+		{name: "last stored commit bounds the lag", pos: checkpoint.Position{CommitTime: now.Add(-time.Hour)}, want: time.Hour, bound: true},
+		{name: "commit time ahead of the clock", pos: checkpoint.Position{CommitTime: now.Add(time.Second)}, want: 0, bound: true},
+		{name: "no commit time", pos: checkpoint.Position{}, want: 0, bound: false},
+		{name: "epoch commit time", pos: checkpoint.Position{CommitTime: time.Unix(0, 0)}, want: 0, bound: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, bound := idleLag(now, tc.pos); got != tc.want || bound != tc.bound {
+				t.Errorf("idleLag = %v, %v; want %v, %v", got, bound, tc.want, tc.bound)
+			}
+		})
+	}
+}

@@ -95,6 +95,45 @@ func TestStatusLag(t *testing.T) {
 	d.stop(t)
 }
 
+// TestStatusOnALargeBacklog gives a stopped daemon's slot one transaction
+// that Postgres takes longer to decode than status may hold the slot (a
+// daemon starting meanwhile waits 10 s for it, then exits): status
+// returns within its limit, with the age of the last stored commit as an
+// upper bound of the lag, and leaves the slot free.
+func TestStatusOnALargeBacklog(t *testing.T) {
+	e := newEnv(t, "")
+	e.setup()
+	d := e.start()
+	e.insertEvents(10)
+	e.converge("before stop", convergeTimeout)
+	d.stop(t)
+	e.exec(`INSERT INTO events (author_id, action) SELECT g, 1 FROM generate_series(1, 3000000) g`)
+	start := time.Now()
+	e.exec(`SELECT count(*) FROM pg_logical_slot_peek_binary_changes($1, NULL, 16, 'proto_version', '1', 'publication_names', $2)`,
+		"slot_"+e.name, "pub_"+e.name)
+	full := time.Since(start)
+	if full < 4*time.Second {
+		t.Fatalf("one peek decodes the backlog in %s: too little backlog for this test", full)
+	}
+	start = time.Now()
+	st, code, errs := e.statusCode()
+	took := time.Since(start)
+	t.Logf("a peek decodes the backlog in %s; status took %s", full.Round(time.Millisecond), took.Round(time.Millisecond))
+	if code != 0 {
+		t.Fatalf("status exited %d: %s", code, errs)
+	}
+	if took > 3500*time.Millisecond {
+		t.Errorf("status took %s, a peek of the backlog %s: it held the slot for the whole backlog", took, full)
+	}
+	if st["lag_upper_bound"] != true || num(st, "lag_seconds") <= 0 {
+		t.Errorf("lag_seconds %v, lag_upper_bound %v; want the age of the last stored commit, as a bound", st["lag_seconds"], st["lag_upper_bound"])
+	}
+	var active bool
+	if err := e.pg.QueryRow(context.Background(), "SELECT active FROM pg_replication_slots WHERE slot_name = $1", "slot_"+e.name).Scan(&active); err != nil || active {
+		t.Errorf("slot active %v (%v) after status, want free", active, err)
+	}
+}
+
 // TestHeartbeatAdvancesIdleSlot writes only to an unpublished table: the
 // slot's confirmed_flush_lsn and the checkpoint must follow the WAL.
 func TestHeartbeatAdvancesIdleSlot(t *testing.T) {

@@ -138,3 +138,55 @@ func TestPartitionChangesNeverDropped(t *testing.T) {
 		t.Errorf("daemon log lacks the partition error:\n%s", tail(logs, 3000))
 	}
 }
+
+// TestInheritanceChildren configures a plain table whose legacy
+// inheritance child (INHERITS) holds rows, under setup's publication and
+// under one FOR ALL TABLES: the target holds the parent's own rows, once,
+// and the child's changes neither land there nor stop the daemon.
+func TestInheritanceChildren(t *testing.T) {
+	for _, tc := range []struct{ name, publication string }{
+		{"setup publication", ""},
+		{"for all tables", "FOR ALL TABLES"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, `
+table "public.animals" {
+  order_by = ["id"]
+  column "id" { type = "UInt64" }
+}
+`)
+			e.exec(`CREATE TABLE animals (id bigint PRIMARY KEY, name text NOT NULL)`)
+			e.exec(`CREATE TABLE dogs (breed text) INHERITS (animals)`)
+			e.exec(`ALTER TABLE dogs ADD PRIMARY KEY (id)`)
+			e.exec(`INSERT INTO animals SELECT g, 'a' || g FROM generate_series(1, 100) g`)
+			e.exec(`INSERT INTO dogs SELECT g, 'd' || g, 'b' FROM generate_series(1001, 1100) g`)
+			if tc.publication != "" {
+				e.exec(fmt.Sprintf("CREATE PUBLICATION pub_%s %s", e.name, tc.publication))
+			}
+			e.setup()
+			own := "SELECT concat_ws('|', id, name) FROM ONLY animals"
+			live := fmt.Sprintf("SELECT concat(toString(id), '|', name) FROM db_%s.animals_live", e.name)
+			e.sameRows("copy", own, live)
+			var n uint64
+			if err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM db_%s.animals", e.name)).Scan(&n); err != nil || n != 100 {
+				t.Fatalf("animals in ClickHouse: %d rows (%v), want the parent's 100, once", n, err)
+			}
+			d := e.start()
+			e.exec(`INSERT INTO dogs VALUES (1101, 'd', 'b')`)
+			e.exec(`UPDATE dogs SET name = 'x' WHERE id = 1001`)
+			e.exec(`DELETE FROM dogs WHERE id = 1002`)
+			e.exec(`INSERT INTO animals VALUES (101, 'a101')`)
+			e.exec(`UPDATE ONLY animals SET name = 'y' WHERE id = 1`)
+			e.exec(`DELETE FROM ONLY animals WHERE id = 2`)
+			e.sameRows("stream", own, live)
+			select {
+			case <-d.done:
+				t.Fatalf("daemon exited: %v", d.err)
+			default:
+			}
+			if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
+				t.Fatalf("verify exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+			}
+		})
+	}
+}

@@ -71,3 +71,37 @@ func TestPermanentErrorsStop(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyThatDoesNotIdentifyARow configures PRIMARY KEY (id, created_at)
+// with order_by = ["id"], partitioned by month: two rows that differ only
+// in created_at within a month would be one ClickHouse row. setup refuses
+// it, naming the column and unique_key; with unique_key = ["id"] it
+// copies the table; without it again the daemon refuses to start.
+func TestKeyThatDoesNotIdentifyARow(t *testing.T) {
+	e := newEnv(t, `
+table "public.visits" {
+  order_by     = ["id"]
+  partition_by = "toYYYYMM(created_at)"
+}
+`)
+	e.exec(`CREATE TABLE visits (id bigint, created_at timestamptz, note text, PRIMARY KEY (id, created_at))`)
+	e.exec(`INSERT INTO visits VALUES (1, '2026-01-01', 'a'), (2, '2026-01-02', 'b')`)
+	says := "table public.visits: order_by does not hold the replica identity column(s) created_at"
+	if out, errs, code := e.cli("setup", "--config", e.config); code == 0 || !strings.Contains(errs, says) ||
+		!strings.Contains(errs, "unique_key = [") {
+		t.Fatalf("setup exited %d, want a refusal with %q and unique_key\nstdout:\n%s\nstderr:\n%s", code, says, out, errs)
+	}
+	e.setConfig(`partition_by = "toYYYYMM(created_at)"`, `partition_by = "toYYYYMM(created_at)"
+  unique_key   = ["id"]`)
+	e.setup()
+	var n uint64
+	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM db_%s.visits FINAL", e.name)).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("visits in ClickHouse: %d rows (%v), want 2", n, err)
+	}
+	e.setConfig(`
+  unique_key   = ["id"]`, "")
+	d := e.start()
+	if code := d.wait(t, 30*time.Second); code == 0 || !strings.Contains(d.Logs(), says) || strings.Contains(d.Logs(), "reconnecting") {
+		t.Fatalf("daemon exited %d, want a refusal with %q", code, says)
+	}
+}

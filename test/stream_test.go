@@ -288,3 +288,53 @@ func TestStreamedTransactions(t *testing.T) {
 	}
 	t.Logf("%d small transactions among the streamed ones", small.Load())
 }
+
+// TestSlowFlushKeepsTheSession runs flushes that take longer than the
+// walsender's timeout while the stream loop waits for them to land (a full
+// buffer waits for the flight before it): the daemon keeps answering, so
+// Postgres does not end the replication connection and the session never
+// replays from its checkpoint.
+func TestSlowFlushKeepsTheSession(t *testing.T) {
+	e := newEnv(t, "")
+	e.setup()
+	src, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := pgServer.DSN(e.name)
+	cfg := strings.Replace(string(src), "max_rows  = 20000", "max_rows  = 5", 1)
+	cfg = strings.Replace(cfg, dsn, dsn+"&options=-c%20wal_sender_timeout%3D2s", 1)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := e.startWith(e.config, "REPLICATOR_TEST_FAULT=slow-insert:4")
+	walsender := func() int32 {
+		var pid *int32
+		if err := e.pg.QueryRow(context.Background(), "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+			"slot_"+e.name).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		if pid == nil {
+			return 0
+		}
+		return *pid
+	}
+	var first int32
+	for deadline := time.Now().Add(20 * time.Second); first == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		first = walsender()
+	}
+	if first == 0 {
+		t.Fatal("the daemon did not start streaming")
+	}
+	for i := 0; i < 20; i++ {
+		e.exec("INSERT INTO events (author_id, action) VALUES ($1, 1)", i)
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.converge("slow flushes", 90*time.Second)
+	if pid := walsender(); pid != first {
+		t.Fatalf("the replication connection was replaced (walsender %d, then %d)", first, pid)
+	}
+	if logs := d.Logs(); strings.Contains(logs, "reconnecting") || strings.Contains(logs, "starting again") {
+		t.Fatalf("the session restarted:\n%s", tail(logs, 3000))
+	}
+}

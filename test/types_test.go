@@ -3,9 +3,14 @@ package test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/replicator/replicator/test/harness"
 )
 
 // typesDDL is a table with a column of every kind of Postgres type the
@@ -207,4 +212,52 @@ func TestEveryType(t *testing.T) {
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
+}
+
+// TestTimeKeysOnAServerNotInUTC replicates a table whose primary key holds
+// a timestamp, configured as a DateTime without a zone, and a date, to a
+// ClickHouse server in Europe/Berlin, which shows those columns in its own
+// zone. Updates that leave a TOASTed value unchanged look up the row's
+// stored image by its key, and deletes write a tombstone at that key: both
+// must match the rows read back, or the daemon stops (no image) or leaves
+// deleted rows alive.
+func TestTimeKeysOnAServerNotInUTC(t *testing.T) {
+	requireServers(t)
+	ctx := context.Background()
+	berlin, err := harness.StartClickHouse(ctx, harness.Options{Log: os.Stderr, TimeZone: "Europe/Berlin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer berlin.Close()
+	e := newEnv(t, `
+table "public.visits" {
+  order_by = ["id", "at", "day"]
+  column "id" { type = "UInt64" }
+  column "at" { type = "DateTime" }
+}
+`)
+	e.setConfig(chServer.Addr(), berlin.Addr())
+	ch, err := clickhouse.Open(&clickhouse.Options{Addr: []string{berlin.Addr()}, Protocol: clickhouse.Native})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	e.ch = ch
+	e.exec(`CREATE TABLE visits (id bigint, at timestamp, day date, body text, flag int NOT NULL DEFAULT 0,
+		PRIMARY KEY (id, at, day))`)
+	e.exec(`INSERT INTO visits SELECT g, '2024-01-01 10:00:00'::timestamp + g * interval '1 hour', '2024-07-01'::date + g,
+		(SELECT string_agg(md5(random()::text || x || g), '') FROM generate_series(1, 200) x) FROM generate_series(1, 10) g`)
+	e.setup()
+	d := e.start()
+	e.exec(`UPDATE visits SET flag = 1 WHERE id <= 3`)
+	e.exec(`DELETE FROM visits WHERE id IN (4, 5)`)
+	e.sameRows("visits on a server in Europe/Berlin",
+		`SELECT concat_ws('|', id, to_char(at, 'YYYY-MM-DD HH24:MI:SS'), day, md5(body), flag) FROM visits`,
+		fmt.Sprintf(`SELECT concat(toString(id), '|', toString(at, 'UTC'), '|', toString(day), '|', lower(hex(MD5(body))), '|',
+			toString(flag)) FROM db_%s.visits_live`, e.name))
+	select {
+	case <-d.done:
+		t.Fatalf("daemon exited: %v\n%s", d.err, tail(d.Logs(), 3000))
+	default:
+	}
 }

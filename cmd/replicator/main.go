@@ -284,6 +284,9 @@ func statusFields(st *status.Report) map[string]any {
 		"retained_wal_bytes":  st.RetainedWALBytes,
 		"tables":              st.Tables,
 	}
+	if st.LagUpperBound {
+		m["lag_upper_bound"] = true
+	}
 	if !st.LastCommitTime.IsZero() && st.LastCommitTime.Unix() > 0 {
 		m["last_commit_time"] = st.LastCommitTime.UTC().Format(time.RFC3339Nano)
 	} else {

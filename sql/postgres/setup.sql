@@ -17,7 +17,7 @@
 --    partition_by use columns outside the primary key.)
 
 -- 4. The publication (setup creates it if missing; needs table ownership).
-CREATE PUBLICATION replicator_events FOR TABLE public.events;
+CREATE PUBLICATION replicator_events FOR TABLE ONLY public.events;
 
 -- 5. The slot is created by `replicator setup` over a replication connection
 --    (CREATE_REPLICATION_SLOT replicator_events LOGICAL pgoutput EXPORT_SNAPSHOT),

@@ -125,6 +125,9 @@ func (c *ClickHouse) writeConfig() error {
 		secure := fmt.Sprintf(clickhouseTLS, c.SecurePort, esc(t.ServerCert), esc(t.ServerKey), esc(t.CA))
 		conf = strings.Replace(conf, "</yandex>", secure+"</yandex>", 1)
 	}
+	if tz := c.opt.TimeZone; tz != "" {
+		conf = strings.Replace(conf, "</yandex>", "    <timezone>"+esc(tz)+"</timezone>\n</yandex>", 1)
+	}
 	if c.extra != "" {
 		conf = strings.Replace(conf, "</yandex>", c.extra+"</yandex>", 1)
 	}

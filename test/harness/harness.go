@@ -30,6 +30,9 @@ type Options struct {
 	// PGBinDir holds initdb, postgres and psql; /usr/lib/postgresql/15/bin
 	// when empty.
 	PGBinDir string
+	// TimeZone, when set, is the ClickHouse server's <timezone>, in which
+	// it shows values of DateTime and Date columns that name no zone.
+	TimeZone string
 	// TLS, when set, makes Postgres accept TLS (ssl = on, client
 	// certificates verified against TLS.CA when presented) and ClickHouse
 	// open a TLS native port (SecurePort).
