@@ -28,6 +28,7 @@ var matrixTests = []string{
 	"TestPartitionedTable",
 	"TestResyncMarksTheStream",
 	"TestHeartbeatAdvancesIdleSlot",
+	"TestAddTableAlreadyPublished",
 }
 
 // pgMajor returns the major version of the shared test server.
