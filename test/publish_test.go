@@ -25,16 +25,6 @@ func (e *env) itemsChurn(ctx context.Context, wg *sync.WaitGroup, rows int) {
 	}()
 }
 
-// pgMajor returns the major version of the test's Postgres.
-func (e *env) pgMajor() int {
-	e.t.Helper()
-	var major int
-	if err := e.pg.QueryRow(context.Background(), "SELECT current_setting('server_version_num')::int / 10000").Scan(&major); err != nil {
-		e.t.Fatal(err)
-	}
-	return major
-}
-
 // heldUntilReload waits until a daemon on a configuration without an
 // added table holds its checkpoint, checks that the checkpoint stays for 3
 // seconds, and sends the daemon SIGHUP (its file names the table by then).
@@ -97,7 +87,7 @@ func TestAddTableAlreadyPublished(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, "")
-			if major := e.pgMajor(); major < tc.since {
+			if major := pgMajor(t); major < tc.since {
 				t.Skipf("PostgreSQL %d has no such publication", major)
 			}
 			e.exec(itemsDDL)
@@ -144,7 +134,7 @@ func TestAddTableAlreadyPublished(t *testing.T) {
 // reads whole tables; one filtered after setup stops the daemon at start.
 func TestPublicationFilters(t *testing.T) {
 	e := newEnv(t, itemsConfig)
-	if e.pgMajor() < 15 {
+	if pgMajor(t) < 15 {
 		t.Skip("row filters and column lists came with PostgreSQL 15")
 	}
 	e.exec(itemsDDL)
