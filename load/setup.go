@@ -149,8 +149,12 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		}
 	}
 	for _, t := range tables {
-		if resyncing(chunks[t.Source], t.Target) {
-			say("table %s is being copied again by `replicator resync`: run it again if it stopped", t.Source)
+		if cs := chunks[t.Source]; resyncing(cs, t.Target) {
+			// (The new copy has the configured keys.)
+			if checkpoint.Horizon(cs) != 0 {
+				say("table %s has a complete new copy in ClickHouse table %s.%s: `replicator run` puts it in place when it starts",
+					t.Source, db.Name, ddl.ShadowName(t.Target))
+			}
 			continue
 		}
 		spec := mapping.TableSpec{Source: t.Source, Target: t.Target, OrderBy: t.OrderBy, PartitionBy: t.PartitionBy}
@@ -169,19 +173,37 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		// streaming meanwhile holds its checkpoint, and a setup run again
 		// copies them although their targets exist by then. A table whose
 		// copy is complete but that the publication no longer sends (it
-		// was dropped from it) lost the changes since: it is copied again
-		// as well.
+		// was dropped from it) lost the changes since, and one whose
+		// ClickHouse table this setup created again lost its rows: each is
+		// copied again as well (a resync of it under way is dropped).
 		var lost []*mapping.Table
 		for _, t := range tables {
-			if publication.Exists && !publication.Tables[t.Source] && planned(chunks[t.Source]) && !resyncing(chunks[t.Source], t.Target) {
-				say("table %s has a copy but is not in publication %s: its changes since it left are not in the stream, "+
-					"so it is copied again", t.Source, cfg.Postgres.Publication)
-				if err := store.DeleteChunks(ctx, t.Source); err != nil {
-					return report, err
-				}
-				delete(chunks, t.Source)
-				lost = append(lost, t)
+			cs := chunks[t.Source]
+			var why string
+			switch {
+			case resyncing(cs, t.Target) && checkpoint.Horizon(cs) == 0 && db.Cluster == "":
+				why = "its copy into a new table did not finish (a resync's or a setup's)"
+			case !planned(cs):
+				continue
+			case publication.Exists && !publication.Tables[t.Source]:
+				why = fmt.Sprintf("is not in publication %s: its changes since it left are not in the stream", cfg.Postgres.Publication)
+			case created[t.Source] && !resyncing(cs, t.Target):
+				why = fmt.Sprintf("had no ClickHouse table %s.%s (dropped?): the rows of its copy are gone", db.Name, t.Target)
+			default:
+				continue
 			}
+			say("table %s has a copy but %s, so it is copied again", t.Source, why)
+			for _, target := range shadows(cs) {
+				if err := client.Exec(ctx, db.Drop(target)); err != nil {
+					return report, fmt.Errorf("drop ClickHouse table %s: %w", target, err)
+				}
+				say("dropped ClickHouse table %s.%s, the unfinished resync of %s", db.Name, target, t.Source)
+			}
+			if err := store.DeleteChunks(ctx, t.Source); err != nil {
+				return report, err
+			}
+			delete(chunks, t.Source)
+			lost = append(lost, t)
 		}
 		added = addedTables(tables, created, chunks)
 		for _, t := range lost {
@@ -192,7 +214,14 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		var pending []checkpoint.Chunk
 		for _, t := range added {
 			if len(chunks[t.Source]) == 0 {
-				mark := checkpoint.Chunk{Source: t.Source, Load: currentLoad(chunks, pos), Target: t.Target}
+				target := t.Target
+				if (!created[t.Source] || slices.Contains(lost, t)) && db.Cluster == "" {
+					// Its ClickHouse table exists, or a daemon may write
+					// into it: the copy goes into a new table, which the
+					// daemon puts in its place (see addTables).
+					target = ddl.ShadowName(t.Target)
+				}
+				mark := checkpoint.Chunk{Source: t.Source, Load: currentLoad(chunks, pos), Target: target}
 				pending = append(pending, mark)
 				chunks[t.Source] = []checkpoint.Chunk{mark}
 			}
@@ -332,12 +361,17 @@ func addedTables(tables []*mapping.Table, created map[string]bool, chunks map[st
 // (their horizon is C), those from C on are written as usual, and changes
 // made before the table joined the publication are in the copy.
 //
-// A target that exists (a table removed and added back, or created
-// before) is emptied first, since it may hold rows deleted in Postgres
-// meanwhile. Its copy is not exact: a daemon configured with the table
-// before this setup may still store rows of changes below the mark after
-// the target was emptied, and the tombstones written below the horizon
-// delete the rows of those that Postgres deleted.
+// A table whose ClickHouse table exists (a table removed and added back,
+// one that left the publication, one created before) is copied into a new
+// table, as a resync's copy is, which the daemon puts in place of the old
+// one when it runs with this configuration and the copy is complete:
+// readers keep the old rows until then, and rows a daemon still writes
+// into the old table (it may replay changes of the table from before its
+// mark) never mix with the copy. The old table may hold rows Postgres
+// deleted while it was not replicated; the new one holds exactly the rows
+// alive at C. On a ClickHouse cluster, where the daemon swaps no tables,
+// the existing table is emptied before the copy instead, which needs the
+// daemon stopped.
 func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Options, pg *postgres.Conn,
 	store *checkpoint.Store, added []*mapping.Table, created map[string]bool, chunks map[string][]checkpoint.Chunk,
 	slot postgres.Slot, pos checkpoint.Position, say func(string, ...any)) error {
@@ -348,23 +382,46 @@ func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Op
 		state[source] = cs
 	}
 	c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal), inexact: map[string]bool{}}
+	copies := make([]*mapping.Table, len(added))
+	for i, t := range added {
+		copies[i] = t
+		switch cs := chunks[t.Source]; {
+		case resyncing(cs, t.Target):
+			if err := createShadow(ctx, cfg, t, say); err != nil {
+				return err
+			}
+			shadow := *t
+			shadow.Target = ddl.ShadowName(t.Target)
+			copies[i] = &shadow
+		case !created[t.Source] && !planned(cs):
+			if slot.Active {
+				return fmt.Errorf("table %s is added back onto its existing ClickHouse table %s, which a ClickHouse cluster "+
+					"copy empties first: stop `replicator run` (pid %s) so that it writes nothing into it meanwhile, then run "+
+					"`replicator setup` again", t.Source, t.Target, slot.ActivePID)
+			}
+			c.inexact[t.Source] = true
+		}
+	}
 	for _, t := range added {
 		at, err := markStream(ctx, pg, cfg.Postgres.Slot, t.Source)
 		if err != nil {
 			return err
 		}
 		say("copy of %s marked in the WAL %s: a running `replicator run` holds its checkpoint from there until it runs with this configuration", t.Source, at)
-		if !created[t.Source] {
-			c.inexact[t.Source] = true
-		}
 	}
 	say("copying the added tables %s", strings.Join(names, ", "))
-	if err := resume(ctx, c, pg, added, state, load, say); err != nil {
+	if err := resume(ctx, c, pg, copies, state, load, say); err != nil {
 		return err
 	}
 	for _, t := range added {
 		if err := store.SaveColumns(ctx, t.Source, t.MappedNames()); err != nil {
 			return err
+		}
+	}
+	for i, t := range copies {
+		if t != added[i] {
+			say("table %s is copied into ClickHouse table %s: `replicator run` puts it in place of %s when it runs with this "+
+				"configuration; readers see the old rows until then", t.Source, t.Target, added[i].Target)
 		}
 	}
 	if slot.Active {
@@ -647,6 +704,27 @@ func planTable(ctx context.Context, ps *postgres.Snapshot, t *mapping.Table, cs 
 		tp.chunks = append(tp.chunks, added...)
 	}
 	return tp, nil
+}
+
+// createShadow creates the new ClickHouse table that the copy of t goes
+// into (ddl.ShadowName), empty.
+func createShadow(ctx context.Context, cfg config.Config, t *mapping.Table, say func(string, ...any)) error {
+	client, err := sink.Open(ctx, cfg.ClickHouse)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	db := client.DB()
+	shadow := *t
+	shadow.Target = ddl.ShadowName(t.Target)
+	if err := client.Exec(ctx, db.Drop(shadow.Target)); err != nil {
+		return fmt.Errorf("drop ClickHouse table %s: %w", shadow.Target, err)
+	}
+	if err := client.Exec(ctx, db.CreateTable(&shadow)); err != nil {
+		return fmt.Errorf("create ClickHouse table %s: %w", shadow.Target, err)
+	}
+	say("created ClickHouse table %s.%s for the new copy of %s", db.Name, shadow.Target, t.Source)
+	return nil
 }
 
 // planned reports whether a table's copy state holds planned chunks: not

@@ -158,20 +158,26 @@ func TestRemovedTableBlock(t *testing.T) {
 	e.exec("DELETE FROM items WHERE id BETWEEN 100 AND 199")
 
 	// Added back while the daemon runs and writers change items: copied
-	// again into its emptied target.
+	// again into a new table, which the daemon puts in place of the old
+	// one; readers see rows throughout.
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	e.itemsWriter(ctx, &wg)
 	e.itemsChurn(ctx, &wg, 2000)
+	rctx, stopReader := context.WithCancel(context.Background())
+	var readers sync.WaitGroup
+	e.readersNeverSeeEmpty(rctx, &readers, "items")
 	e.appendConfig(itemsConfig)
 	if out := e.setup(); !strings.Contains(out, "copying the added tables public.items") ||
-		!strings.Contains(out, "emptied ClickHouse table items before its copy") {
+		!strings.Contains(out, "is copied into ClickHouse table items_resync") {
 		t.Errorf("setup after adding items back:\n%s", out)
 	}
 	e.heldUntilReload(d)
 	cancel()
 	wg.Wait()
 	e.itemsExact("items added back")
+	stopReader()
+	readers.Wait()
 	d.stop(t)
 
 	// Removed and added back once more, this time with the daemon
