@@ -26,6 +26,10 @@ type Storage struct {
 	// CLUSTER, TRUNCATE, ALTER TABLE ... TYPE (unless Postgres proved the
 	// stored bytes stay the same), a volatile ADD COLUMN default.
 	Files map[uint32]uint32 `json:"files"`
+	// Recopy, in a record, says why the daemon started to copy the table
+	// again: until the copy completes and replaces the record, a daemon
+	// started again starts it again.
+	Recopy string `json:"recopy,omitempty"`
 }
 
 // StoredColumn is one live column of a Storage.
