@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -48,6 +49,27 @@ func (d *daemon) waitLog(t *testing.T, timeout time.Duration, want ...string) bo
 	}
 }
 
+// rewriteWriter inserts items and updates the even ones among them until
+// ctx ends: the odd rows keep what a rewrite left in them, which no later
+// change repairs.
+func (e *env) rewriteWriter(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(5, 5))
+		next := 100000
+		for ctx.Err() == nil {
+			next++
+			if rng.IntN(2) == 0 {
+				e.pg.Exec(context.Background(), "INSERT INTO items (id, qty) VALUES ($1, $2)", next, rng.IntN(100))
+			} else {
+				e.pg.Exec(context.Background(), "UPDATE items SET qty = qty + 1 WHERE id % 2 = 0 AND id % 97 = $1", rng.IntN(97))
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+}
+
 // rewriteCase is a rewrite of items under a live writer.
 type rewriteCase struct {
 	// ddl creates items; alter rewrites it (statements run one by one).
@@ -75,7 +97,7 @@ func runRewrite(t *testing.T, c rewriteCase) {
 	e.convergeItems("items before the rewrite", "id, qty, coalesce(note, '')", "toString(id), '|', toString(qty), '|', note")
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	e.itemsWriter(ctx, &wg)
+	e.rewriteWriter(ctx, &wg)
 	time.Sleep(300 * time.Millisecond)
 	for _, stmt := range c.alter {
 		e.exec(stmt)
@@ -179,7 +201,7 @@ func TestRewriteOnClusterStops(t *testing.T) {
 	d := e.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	e.itemsWriter(ctx, &wg)
+	e.rewriteWriter(ctx, &wg)
 	time.Sleep(300 * time.Millisecond)
 	e.exec("ALTER TABLE items ALTER COLUMN qty TYPE integer USING qty * 10")
 	code := d.wait(t, convergeTimeout)
@@ -217,7 +239,7 @@ func TestAddedColumnGoneBeforeTheDaemonSawIt(t *testing.T) {
 	d = e.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	e.itemsWriter(ctx, &wg)
+	e.rewriteWriter(ctx, &wg)
 	time.Sleep(2 * time.Second)
 	cancel()
 	wg.Wait()
