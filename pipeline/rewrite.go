@@ -73,14 +73,22 @@ type rewrites struct {
 	log  hclog.Logger
 	rec  Recovery
 	poke chan struct{}
+	// ensured reports that the replicator's own tables were made.
+	ensured bool
 	// asked holds the re-copies the stream asked for (registry.recopy),
-	// by table, with their reason.
+	// by table.
 	mu    sync.Mutex
-	asked map[string]string
+	asked map[string]askedRecopy
+}
+
+// askedRecopy is a re-copy the stream asked for: why, and when.
+type askedRecopy struct {
+	reason string
+	at     time.Time
 }
 
 func newRewrites(log hclog.Logger) *rewrites {
-	return &rewrites{log: log.Named("rewrites"), poke: make(chan struct{}, 1), asked: map[string]string{}}
+	return &rewrites{log: log.Named("rewrites"), poke: make(chan struct{}, 1), asked: map[string]askedRecopy{}}
 }
 
 // check asks for a check of every table soon.
@@ -94,7 +102,7 @@ func (w *rewrites) check() {
 // recopy asks for a re-copy of table source, and a check soon.
 func (w *rewrites) recopy(source, reason string) {
 	w.mu.Lock()
-	w.asked[source] = reason
+	w.asked[source] = askedRecopy{reason: reason, at: time.Now()}
 	w.mu.Unlock()
 	w.check()
 }
@@ -151,6 +159,13 @@ func (w *rewrites) round(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	defer pg.Close()
+	if !w.ensured {
+		// (The session makes them too, perhaps not yet.)
+		if err := checkpoint.EnsureTables(ctx, client); err != nil {
+			return err
+		}
+		w.ensured = true
+	}
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
 	if err := store.Sync(ctx); err != nil {
 		return err
@@ -195,11 +210,10 @@ func (t *tableCheck) run(ctx context.Context, pg *postgres.Conn, rec postgres.St
 	}
 	t.w.mu.Lock()
 	asked, ok := t.w.asked[t.source]
-	delete(t.w.asked, t.source)
 	t.w.mu.Unlock()
 	switch {
 	case ok:
-		return t.recopy(ctx, rec, asked)
+		return t.recopy(ctx, rec, asked.reason)
 	case recorded && rec.Recopy != "":
 		// A re-copy this daemon (or an earlier run of it) started and
 		// that did not complete.
@@ -283,6 +297,14 @@ func (t *tableCheck) recopy(ctx context.Context, rec postgres.Storage, reason st
 	err := t.w.rec.Recopy(ctx, t.cfg, t.source)
 	switch {
 	case err == nil:
+		// The re-copies the stream asked for until now are done too:
+		// they were about the copy this one replaced.
+		done := time.Now()
+		t.w.mu.Lock()
+		if a, ok := t.w.asked[t.source]; ok && a.at.Before(done) {
+			delete(t.w.asked, t.source)
+		}
+		t.w.mu.Unlock()
 		t.log.Info("the table was copied again after a rewrite", "change", reason)
 		return nil
 	case ctx.Err() != nil:

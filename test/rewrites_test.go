@@ -252,3 +252,72 @@ func TestAddedColumnGoneBeforeTheDaemonSawIt(t *testing.T) {
 		t.Errorf("daemon exit %d\n%s", code, tail(d.Logs(), 4000))
 	}
 }
+
+// TestAddedColumnDefaultChangedBeforeARewrite adds a column with a
+// default, changes the default and rewrites items, all while the daemon is
+// stopped: the rewrite stored the first default in every older row and the
+// catalog no longer says which it was, so the daemon copies items again
+// instead of guessing the current one.
+func TestAddedColumnDefaultChangedBeforeARewrite(t *testing.T) {
+	e := newEnv(t, itemsConfig)
+	e.checkRewritesEvery("2s")
+	e.exec(itemsDDL)
+	e.exec(rewriteFill)
+	e.setup()
+	d := e.start()
+	e.convergeItems("items before", itemsCols, itemsChCols)
+	d.stop(t)
+	e.exec("ALTER TABLE items ADD COLUMN c int DEFAULT 5")
+	e.exec("ALTER TABLE items ALTER COLUMN c SET DEFAULT 6")
+	e.exec("VACUUM FULL items")
+	e.exec("INSERT INTO items (id, qty) VALUES (50000, 1)")
+	d = e.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	e.rewriteWriter(ctx, &wg)
+	d.waitLog(t, convergeTimeout, append([]string{"column c was added before a rewrite of the table"}, recopied...)...)
+	cancel()
+	wg.Wait()
+	e.convergeItems("items after a default changed before a rewrite", itemsCols+", coalesce(c, 0)",
+		itemsChCols+", '|', toString(c)")
+	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("daemon exit %d\n%s", code, tail(d.Logs(), 4000))
+	}
+}
+
+// TestAddedColumnDefaultSetLater adds a column without a default and sets
+// one, while the daemon is stopped: the older rows read NULL, not the
+// default set later, and nothing is copied again.
+func TestAddedColumnDefaultSetLater(t *testing.T) {
+	e := newEnv(t, itemsConfig)
+	e.checkRewritesEvery("2s")
+	e.exec(itemsDDL)
+	e.exec(rewriteFill)
+	e.setup()
+	d := e.start()
+	e.convergeItems("items before", itemsCols, itemsChCols)
+	d.stop(t)
+	e.exec("ALTER TABLE items ADD COLUMN c int")
+	e.exec("ALTER TABLE items ALTER COLUMN c SET DEFAULT 6")
+	e.exec("INSERT INTO items (id, qty) VALUES (50000, 1)")
+	d = e.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	e.rewriteWriter(ctx, &wg)
+	time.Sleep(2 * time.Second)
+	cancel()
+	wg.Wait()
+	e.convergeItems("items after a default set later", itemsCols+", coalesce(c, 0)", itemsChCols+", '|', toString(c)")
+	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	if strings.Contains(d.Logs(), "copying the table again") {
+		t.Errorf("items was copied again\n%s", tail(d.Logs(), 4000))
+	}
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("daemon exit %d\n%s", code, tail(d.Logs(), 4000))
+	}
+}
