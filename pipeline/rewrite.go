@@ -14,6 +14,7 @@ import (
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/failure"
+	"github.com/replicator/replicator/metrics"
 	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/sink"
 )
@@ -70,9 +71,10 @@ func (r *Runner) SetRecovery(rec Recovery) { r.recovery = rec }
 // progress otherwise (an added table, a resync) are left to it. The
 // checks run over their own connections, apart from the stream.
 type rewrites struct {
-	log  hclog.Logger
-	rec  Recovery
-	poke chan struct{}
+	log     hclog.Logger
+	metrics *metrics.Metrics
+	rec     Recovery
+	poke    chan struct{}
 	// ensured reports that the replicator's own tables were made.
 	ensured bool
 	// asked holds the re-copies the stream asked for (registry.recopy),
@@ -87,8 +89,8 @@ type askedRecopy struct {
 	at     time.Time
 }
 
-func newRewrites(log hclog.Logger) *rewrites {
-	return &rewrites{log: log.Named("rewrites"), poke: make(chan struct{}, 1), asked: map[string]askedRecopy{}}
+func newRewrites(log hclog.Logger, m *metrics.Metrics) *rewrites {
+	return &rewrites{log: log.Named("rewrites"), metrics: m, poke: make(chan struct{}, 1), asked: map[string]askedRecopy{}}
 }
 
 // check asks for a check of every table soon.
@@ -105,6 +107,13 @@ func (w *rewrites) recopy(source, reason string) {
 	w.asked[source] = askedRecopy{reason: reason, at: time.Now()}
 	w.mu.Unlock()
 	w.check()
+}
+
+// count counts a rewrite handled by action.
+func (w *rewrites) count(action string) {
+	if w.metrics != nil {
+		w.metrics.Rewrites.WithLabelValues(action).Inc()
+	}
 }
 
 // rewriteStop is an error that stops the daemon.
@@ -239,6 +248,7 @@ func (t *tableCheck) run(ctx context.Context, pg *postgres.Conn, rec postgres.St
 	case rewriteRecord:
 		if reason != "" {
 			t.log.Info("the table's storage changed without a rewrite that changes values: recorded", "change", reason)
+			t.w.count("recorded")
 		}
 		return t.store.SaveStorage(ctx, t.source, now)
 	}
@@ -264,6 +274,7 @@ func (t *tableCheck) verify(ctx context.Context, rec, now postgres.Storage, reas
 		return t.recopy(ctx, rec, reason+", and verify found rows that differ")
 	default:
 		t.log.Info("the table was rewritten and ClickHouse equals Postgres: recorded its new files", "change", reason)
+		t.w.count("verified")
 	}
 	return t.store.SaveStorage(ctx, t.source, now)
 }
@@ -306,6 +317,7 @@ func (t *tableCheck) recopy(ctx context.Context, rec postgres.Storage, reason st
 		}
 		t.w.mu.Unlock()
 		t.log.Info("the table was copied again after a rewrite", "change", reason)
+		t.w.count("recopied")
 		return nil
 	case ctx.Err() != nil:
 		return err

@@ -46,8 +46,9 @@ type Runner struct {
 
 // NewRunner returns a runner; it starts nothing.
 func NewRunner(cfg config.Config, log hclog.Logger) *Runner {
-	return &Runner{cfg: cfg, log: log, metrics: metrics.New(), shutdownTimeout: 10 * time.Second, maxBackoff: 30 * time.Second,
-		current: cfg, rewrites: newRewrites(log)}
+	m := metrics.New()
+	return &Runner{cfg: cfg, log: log, metrics: m, shutdownTimeout: 10 * time.Second, maxBackoff: 30 * time.Second,
+		current: cfg, rewrites: newRewrites(log, m)}
 }
 
 // config returns the configuration of the current session.
