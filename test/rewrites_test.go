@@ -321,3 +321,45 @@ func TestAddedColumnDefaultSetLater(t *testing.T) {
 		t.Errorf("daemon exit %d\n%s", code, tail(d.Logs(), 4000))
 	}
 }
+
+// TestRewritePartitionedTable rewrites a partition (VACUUM FULL: verified,
+// nothing copied), then changes a column of the partitioned table with
+// USING, which rewrites every partition: the table is copied again, while
+// a writer inserts into it.
+func TestRewritePartitionedTable(t *testing.T) {
+	e := newEnv(t, peventsConfig)
+	e.checkRewritesEvery("2s")
+	e.exec(peventsDDL)
+	e.exec(`INSERT INTO pevents SELECT g, '2026-10-01'::timestamptz + (g % 80000) * interval '10 minutes', g % 50,
+		CASE WHEN g % 4 = 0 THEN NULL ELSE md5(g::text) END FROM generate_series(1, 5000) g`)
+	e.setup()
+	d := e.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for id := 1_000_000; ctx.Err() == nil; id++ {
+			e.pg.Exec(context.Background(), "INSERT INTO pevents VALUES ($1, '2026-11-02'::timestamptz + $2 * interval '1 second', 1, 'w')", id, id%100000)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	e.exec("VACUUM FULL pevents_2026_10")
+	d.waitLog(t, convergeTimeout, "the table was rewritten and ClickHouse equals Postgres: recorded its new files")
+	if strings.Contains(d.Logs(), "copying the table again") {
+		t.Errorf("a VACUUM FULL of a partition copied the table again\n%s", tail(d.Logs(), 4000))
+	}
+	e.exec("ALTER TABLE pevents ALTER COLUMN author_id TYPE bigint USING author_id + 1000")
+	d.waitLog(t, convergeTimeout, append([]string{"columns author_id changed type and the table was rewritten"}, recopied...)...)
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	e.convergePevents("pevents after a rewrite of every partition")
+	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("daemon exit %d\n%s", code, tail(d.Logs(), 4000))
+	}
+}
