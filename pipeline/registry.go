@@ -76,7 +76,8 @@ type registry struct {
 	// recopy asks for a table to be copied again online (see rewrites)
 	// because the catalog cannot tell what its older rows read; nil: the
 	// daemon stops with the command instead. poke asks for a check of
-	// the tables' storage, after a schema change (nil: none).
+	// the tables' storage, at each Relation message of a configured
+	// table (nil: none).
 	recopy func(source, reason string)
 	poke   func()
 }
@@ -297,6 +298,12 @@ func (r *registry) bind(ctx context.Context, rel *replication.Relation) error {
 		return nil
 	}
 	r.rels[rel.ID] = idx
+	if r.poke != nil {
+		// Postgres sends a Relation message again after the relation
+		// changed in its catalog, a rewrite too, which the message may
+		// not show (invariant 11): the tables' storage is checked.
+		r.poke()
+	}
 	if prev := r.resolved[idx]; prev != nil && sameRelation(prev, rel) {
 		delete(r.pending, idx)
 		return nil
@@ -383,11 +390,6 @@ func (r *registry) table(ctx context.Context, relID uint32) (idx int, t *mapping
 	r.tables[idx] = t
 	r.resolved[idx] = rel
 	delete(r.pending, idx)
-	if r.poke != nil {
-		// A schema change may come with a rewrite that the Relation
-		// message does not show (invariant 11).
-		r.poke()
-	}
 	return idx, t, true, nil
 }
 

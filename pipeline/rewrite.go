@@ -45,8 +45,10 @@ func (r *Runner) SetRecovery(rec Recovery) { r.recovery = rec }
 //
 // Each table's storage record (postgres.Storage: attribute numbers,
 // types, files) is what its ClickHouse rows agree with: a copy records its
-// snapshot's. At start, after each schema change the stream brings (poke)
-// and every monitor.rewrite_check_interval (a rewritten table may never
+// snapshot's. At start, at each Relation message of a configured table
+// (poke: Postgres sends one again after a change of the relation in its
+// catalog, a rewrite too, before the table's next change) and every
+// monitor.rewrite_check_interval (a rewritten table may never
 // be written again, so no Relation message comes), the catalog is
 // compared with the record:
 //
@@ -212,6 +214,10 @@ type tableCheck struct {
 	log    hclog.Logger
 }
 
+// run compares the table's storage now with its record (rec; recorded is
+// false without one) and does what the difference asks for, unless a
+// copy of the table (chunks) is in progress; a re-copy asked for or left
+// unfinished comes first.
 func (t *tableCheck) run(ctx context.Context, pg *postgres.Conn, rec postgres.Storage, recorded bool, chunks []checkpoint.Chunk) error {
 	now, err := pg.Storage(ctx, t.source)
 	if err != nil {

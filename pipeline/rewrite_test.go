@@ -1,10 +1,13 @@
 package pipeline
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/postgres"
+	"github.com/replicator/replicator/replication"
 )
 
 func TestRewriteAction(t *testing.T) {
@@ -43,5 +46,28 @@ func TestRewriteAction(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBindAsksForACheck: every Relation message of a configured table,
+// the same one again too, asks for a check of the tables' storage; one of
+// another table does not.
+func TestBindAsksForACheck(t *testing.T) {
+	reg := newRegistry(nil, nil, mapping.Caps{})
+	reg.index["public.events"] = 0
+	reg.specs = append(reg.specs, mapping.TableSpec{Source: "public.events"})
+	pokes := 0
+	reg.poke = func() { pokes++ }
+	for _, rel := range []*replication.Relation{
+		{ID: 7, Namespace: "public", Name: "events", Columns: eventsRel.Columns},
+		{ID: 7, Namespace: "public", Name: "events", Columns: eventsRel.Columns},
+		{ID: 8, Namespace: "public", Name: "other"},
+	} {
+		if err := reg.bind(context.Background(), rel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pokes != 2 {
+		t.Errorf("checks asked for = %d, want 2", pokes)
 	}
 }
