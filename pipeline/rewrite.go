@@ -118,6 +118,10 @@ func (w *rewrites) count(action string) {
 	}
 }
 
+// rewriteCheckGap is the least time between the starts of two checks that
+// Relation messages ask for.
+const rewriteCheckGap = time.Second
+
 // rewriteStop is an error that stops the daemon.
 type rewriteStop struct{ err error }
 
@@ -132,13 +136,22 @@ func (r *Runner) checkRewrites(ctx context.Context) error {
 	w.rec = r.recovery
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
 		case <-w.poke:
+			// Relation messages come in bursts (one per streamed
+			// transaction): they share a check.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Until(last.Add(rewriteCheckGap))):
+			}
 		}
+		last = time.Now()
 		cfg := r.config()
 		err := w.round(ctx, cfg)
 		var stop *rewriteStop
