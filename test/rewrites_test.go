@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -114,6 +115,11 @@ func runRewrite(t *testing.T, c rewriteCase) {
 	}
 	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
 		t.Errorf("verify after the rewrite: exit %d\n%s\n%s", code, out, errs)
+	}
+	// A change is copied again once, not at every check.
+	time.Sleep(5 * time.Second)
+	if n := strings.Count(d.Logs(), recopied[0]); n > 1 {
+		t.Errorf("the table was copied again %d times\n%s", n, tail(d.Logs(), 4000))
 	}
 	if code, _ := d.stop(t); code != 0 {
 		t.Errorf("daemon exit %d\n%s", code, tail(d.Logs(), 4000))
@@ -362,4 +368,33 @@ func TestRewritePartitionedTable(t *testing.T) {
 	if code, _ := d.stop(t); code != 0 {
 		t.Errorf("daemon exit %d\n%s", code, tail(d.Logs(), 4000))
 	}
+}
+
+// TestRewriteRecordMigrated starts the daemon on a store made before the
+// storage record existed: it takes the catalog as the record, says so, and
+// notices a later rewrite from it.
+func TestRewriteRecordMigrated(t *testing.T) {
+	e := newEnv(t, itemsConfig)
+	e.checkRewritesEvery("2s")
+	e.exec(itemsDDL)
+	e.exec(rewriteFill)
+	e.setup()
+	e.chExec(fmt.Sprintf("DROP TABLE db_%s.replicator_storage", e.name))
+	d := e.start()
+	d.waitLog(t, convergeTimeout, "no record of the table's storage (set up by an earlier version): the catalog now is its record")
+	e.exec("ALTER TABLE items DROP COLUMN note")
+	e.exec("ALTER TABLE items ADD COLUMN note varchar(20)")
+	d.waitLog(t, convergeTimeout, append([]string{"columns note were dropped and added again"}, recopied...)...)
+	e.convergeItems("items after a rewrite noticed from a migrated record", itemsCols, itemsChCols)
+	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	d.stop(t)
+	// Started again, the daemon finds the record the copy made.
+	d = e.start()
+	time.Sleep(3 * time.Second)
+	if logs := d.Logs(); strings.Contains(logs, "no record of the table's storage") || strings.Contains(logs, recopied[0]) {
+		t.Errorf("the record did not survive the restart\n%s", tail(logs, 4000))
+	}
+	d.stop(t)
 }
