@@ -103,6 +103,12 @@ monitor {
   # Log a warning each minute while the slot retains more WAL than this on
   # the Postgres server (default "10GiB").
   retained_wal_warning = "10GiB"
+
+  # How often each table's storage (column attribute numbers and types, the
+  # files of its rows) is compared with the record of what ClickHouse
+  # holds, to notice rewrites no change announces: VACUUM FULL, CLUSTER, a
+  # type change with USING, a column dropped and added again (default "1m").
+  rewrite_check_interval = "1m"
 }
 
 # One block per replicated table, labelled "schema.table".

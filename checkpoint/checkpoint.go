@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/replicator/replicator/ddl"
+	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/sink"
 )
 
@@ -224,13 +226,49 @@ func (s *Store) LoadColumns(ctx context.Context) (map[string][]string, error) {
 	return out, nil
 }
 
+// SaveStorage records the storage of a source table that its ClickHouse
+// rows agree with (see postgres.Storage): that of a copy's snapshot, or
+// of the catalog once the daemon found no value in doubt. It returns only
+// after ClickHouse acknowledged the INSERT.
+func (s *Store) SaveStorage(ctx context.Context, source string, st postgres.Storage) error {
+	doc, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("save the storage of %s: %w", source, err)
+	}
+	err = s.client.Insert(ctx, s.client.DB().Insert(ddl.StorageTable, []string{"slot", "source", "storage", "updated"}),
+		[]any{s.slot, source, string(doc), uint64(time.Now().UnixNano())})
+	if err != nil {
+		return fmt.Errorf("save the storage of %s: %w", source, err)
+	}
+	return nil
+}
+
+// LoadStorage returns the recorded storage of each source table; a table
+// without a record (set up by an earlier version) is absent.
+func (s *Store) LoadStorage(ctx context.Context) (map[string]postgres.Storage, error) {
+	rows, err := s.client.Query(ctx, fmt.Sprintf("SELECT source, argMax(storage, updated) FROM %s WHERE slot = ? GROUP BY source",
+		s.client.DB().Table(ddl.StorageTable)), s.slot)
+	if err != nil {
+		return nil, fmt.Errorf("load the storage records of slot %s: %w", s.slot, err)
+	}
+	out := make(map[string]postgres.Storage, len(rows))
+	for _, r := range rows {
+		var st postgres.Storage
+		if err := json.Unmarshal([]byte(r[1].(string)), &st); err != nil {
+			return nil, fmt.Errorf("load the storage record of %s: %w", r[0].(string), err)
+		}
+		out[r[0].(string)] = st
+	}
+	return out, nil
+}
+
 // Sync makes the reads that follow see every write to the replicator's own
 // tables acknowledged before it, on a cluster whose nodes replicate them
 // (sink.Client.SyncReplica): a stale checkpoint would stop the daemon as
 // "behind the slot", a missed truncation would write rows it emptied back,
 // a missed copy state would hold or copy again.
 func (s *Store) Sync(ctx context.Context) error {
-	for _, t := range []string{ddl.CheckpointTable, ddl.TruncationTable, ddl.ChunkTable, ddl.ColumnTable} {
+	for _, t := range []string{ddl.CheckpointTable, ddl.TruncationTable, ddl.ChunkTable, ddl.ColumnTable, ddl.StorageTable} {
 		if err := s.client.SyncReplica(ctx, t); err != nil {
 			return err
 		}
@@ -243,7 +281,7 @@ func (s *Store) Sync(ctx context.Context) error {
 func EnsureTables(ctx context.Context, client *sink.Client) error {
 	db := client.DB()
 	for _, stmt := range []string{db.CreateCheckpointTable(), db.CreateProgressTable(), db.CreateTruncationTable(),
-		db.CreateColumnTable(), db.CreateChunkTable()} {
+		db.CreateColumnTable(), db.CreateChunkTable(), db.CreateStorageTable()} {
 		if err := client.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("create the replicator's tables: %w", err)
 		}

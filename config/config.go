@@ -63,6 +63,10 @@ type Monitor struct {
 	// RetainedWALWarning is the WAL retained by the slot above which a
 	// warning is logged each minute.
 	RetainedWALWarning uint64
+	// RewriteCheckInterval is how often the daemon compares the storage of
+	// each table (attribute numbers, types, files) with its record, to
+	// notice rewrites that no Relation message announces.
+	RewriteCheckInterval time.Duration
 }
 
 // Postgres holds the source connection and replication objects.
@@ -177,7 +181,7 @@ func Default() Config {
 		Load: LoadOptions{Workers: 3, ChunkSize: 16 << 20},
 		Log:  Log{Level: "info", Format: "text"},
 		Monitor: Monitor{Listen: "127.0.0.1:9187", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
-			RetainedWALWarning: 10 << 30},
+			RetainedWALWarning: 10 << 30, RewriteCheckInterval: time.Minute},
 	}
 }
 
@@ -211,6 +215,7 @@ type monBlock struct {
 	ReadyMaxLag        *string `hcl:"ready_max_lag,optional"`
 	HeartbeatInterval  *string `hcl:"heartbeat_interval,optional"`
 	RetainedWALWarning *string `hcl:"retained_wal_warning,optional"`
+	RewriteCheck       *string `hcl:"rewrite_check_interval,optional"`
 }
 
 type pgBlock struct {
@@ -539,6 +544,7 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		setString(&cfg.Monitor.Listen, m.Listen)
 		setDuration(&cfg.Monitor.ReadyMaxLag, m.ReadyMaxLag, "monitor.ready_max_lag", problems)
 		setDuration(&cfg.Monitor.HeartbeatInterval, m.HeartbeatInterval, "monitor.heartbeat_interval", problems)
+		setDuration(&cfg.Monitor.RewriteCheckInterval, m.RewriteCheck, "monitor.rewrite_check_interval", problems)
 		if m.RetainedWALWarning != nil {
 			n, err := ParseSize(*m.RetainedWALWarning)
 			if err != nil {
@@ -761,6 +767,9 @@ func (c *Config) validate() []string {
 	}
 	if c.Monitor.ReadyMaxLag <= 0 {
 		add("monitor.ready_max_lag: must be positive")
+	}
+	if c.Monitor.RewriteCheckInterval <= 0 {
+		add("monitor.rewrite_check_interval: must be positive, got %s", c.Monitor.RewriteCheckInterval)
 	}
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":

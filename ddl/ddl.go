@@ -31,6 +31,10 @@ const (
 	// newest Relation message the daemon wrote rows with: a column gone
 	// from the next one was dropped or renamed.
 	ColumnTable = "replicator_columns"
+	// StorageTable holds, per slot and source table, the storage of the
+	// table (attribute numbers, types, file nodes) that the ClickHouse
+	// rows are known to agree with: a rewrite changes it.
+	StorageTable = "replicator_storage"
 )
 
 // Quote quotes a ClickHouse identifier.
@@ -640,4 +644,19 @@ func (d Database) CreateColumnTable() string {
 ENGINE = %s
 ORDER BY (slot, source)
 `, d.Table(ColumnTable)+d.on(), d.engine("updated", ColumnTable, true))
+}
+
+// CreateStorageTable returns the DDL of the storage table: per slot and
+// source table the newest record (a JSON document), kept by merges.
+func (d Database) CreateStorageTable() string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
+(
+    slot String,
+    source String,
+    storage String,
+    updated UInt64
+)
+ENGINE = %s
+ORDER BY (slot, source)
+`, d.Table(StorageTable)+d.on(), d.engine("updated", StorageTable, true))
 }

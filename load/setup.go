@@ -550,9 +550,15 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 	c.tables = tables
 	tidRange := pg.ServerVersion() >= postgres.TIDRangeVersion
 	var jobs []job
+	// The storage of each table in the snapshot: what its copy agrees
+	// with, recorded once the copy is complete (see postgres.Storage).
+	storage := make(map[string]postgres.Storage, len(tables))
 	for _, t := range tables {
 		tp, err := planTable(ctx, ps, t, chunks[t.Source], c.cfg.Load.ChunkSize, tidRange, load)
 		if err != nil {
+			return err
+		}
+		if storage[t.Source], err = ps.Storage(ctx, t.Source); err != nil {
 			return err
 		}
 		cs := tp.chunks
@@ -624,6 +630,9 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 		return err
 	}
 	for _, t := range tables {
+		if err := c.store.SaveStorage(ctx, t.Source, storage[t.Source]); err != nil {
+			return err
+		}
 		for col, n := range t.Invalid() {
 			say("stored %d values of %s column %s that its type cannot hold by its invalid option", n, t.Source, col)
 		}

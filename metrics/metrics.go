@@ -39,6 +39,7 @@ type Metrics struct {
 	StreamedOpen  prometheus.Gauge
 	SpoolMemory   prometheus.Gauge
 	SpoolDisk     prometheus.Gauge
+	Rewrites      *prometheus.CounterVec
 
 	mu        sync.Mutex
 	streaming bool
@@ -89,13 +90,19 @@ func New() *Metrics {
 		Help: "Bytes of open streamed transactions held in memory (bounded by stream.memory)."})
 	m.SpoolDisk = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_stream_spool_disk_bytes",
 		Help: "Bytes of open streamed transactions spilled to files in stream.spill_dir (bounded by stream.spill_limit)."})
+	m.Rewrites = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_rewrites_total",
+		Help: "Table rewrites noticed by the storage check, by what was done: recorded (no value in doubt), verified (equal), recopied."},
+		[]string{"action"})
 	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
 		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Retries, m.Retrying, m.Errors, m.Heartbeats, m.Held, m.Invalid,
-		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk} {
+		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites} {
 		f(c)
 	}
 	for _, k := range []string{"postgres", "clickhouse", "mapping", "other"} {
 		m.Errors.WithLabelValues(k)
+	}
+	for _, a := range []string{"recorded", "verified", "recopied"} {
+		m.Rewrites.WithLabelValues(a)
 	}
 	return m
 }

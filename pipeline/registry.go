@@ -73,6 +73,21 @@ type registry struct {
 	// publication checks what the publication sends (nil: nothing is
 	// checked).
 	publication *publicationWatch
+	// records reads the storage records (nil: none is read, as if no
+	// table was rewritten since its record).
+	records storageLoader
+	// recopy asks for a table to be copied again online (see rewrites)
+	// because the catalog cannot tell what its older rows read; nil: the
+	// daemon stops with the command instead. poke asks for a check of
+	// the tables' storage, at each Relation message of a configured
+	// table (nil: none).
+	recopy func(source, reason string)
+	poke   func()
+}
+
+// storageLoader reads the storage records (*checkpoint.Store).
+type storageLoader interface {
+	LoadStorage(ctx context.Context) (map[string]postgres.Storage, error)
 }
 
 // chunkLoader reads the copy state (*checkpoint.Store).
@@ -91,8 +106,11 @@ type catalog interface {
 	// Ancestor returns the table among of (OIDs) that relation relid is a
 	// partition of, at any depth.
 	Ancestor(ctx context.Context, relid uint32, of []uint32) (ancestor uint32, found bool, err error)
-	// AddedDefault returns what the rows older than a column read in it.
+	// AddedDefault returns what the catalog says now about the rows older
+	// than a column.
 	AddedDefault(ctx context.Context, relid uint32, column string) (postgres.AddedDefault, error)
+	// Storage returns the storage of a table now (see postgres.Storage).
+	Storage(ctx context.Context, table string) (postgres.Storage, error)
 	// DescribeTypes completes columns of types a user created (domains,
 	// enums, arrays of them) from the catalog.
 	DescribeTypes(ctx context.Context, cols []mapping.SourceColumn) error
@@ -197,6 +215,7 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 	}
 	r.saveColumns = store.SaveColumns
 	r.chunks = store
+	r.records = store
 	for source, cs := range chunks {
 		idx, ok := r.index[source]
 		if !ok {
@@ -282,6 +301,12 @@ func (r *registry) bind(ctx context.Context, rel *replication.Relation) error {
 		return nil
 	}
 	r.rels[rel.ID] = idx
+	if r.poke != nil {
+		// Postgres sends a Relation message again after the relation
+		// changed in its catalog, a rewrite too, which the message may
+		// not show (invariant 11): the tables' storage is checked.
+		r.poke()
+	}
 	if prev := r.resolved[idx]; prev != nil && sameRelation(prev, rel) {
 		delete(r.pending, idx)
 		return nil
@@ -448,10 +473,14 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 	}
 	after := lastMapped(r.targets[idx])
 	view := mappedNames(r.targets[idx])
+	var doubts []string // why the older rows' values of added columns are unknown
 	for _, c := range d.Added {
-		def, err := r.addedDefault(ctx, relID, source, c)
+		def, doubt, err := r.addedDefault(ctx, relID, source, c)
 		if err != nil {
 			return err
+		}
+		if doubt != "" {
+			doubts = append(doubts, doubt)
 		}
 		stmts = append(stmts, db.AddColumn(t.Target, c, def, after)...)
 		after = c.Name
@@ -465,6 +494,10 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 		return fmt.Errorf("table %s changed in Postgres and schema_changes is \"stop\": run %s in ClickHouse, then restart",
 			source, strings.Join(stmts, "; "))
 	}
+	if len(doubts) > 0 && r.recopy == nil {
+		return fmt.Errorf("table %s: %s: copy the table again with `replicator resync --config FILE --table %s`",
+			source, strings.Join(doubts, "; "), source)
+	}
 	for _, stmt := range stmts {
 		if err := r.ch.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("apply the schema change of %s: %s: %w", source, stmt, err)
@@ -476,33 +509,77 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 		return fmt.Errorf("read ClickHouse table %s: %w", t.Target, err)
 	}
 	r.targets[idx] = schema
+	for _, doubt := range doubts {
+		r.log.Warn("the older rows' value of an added column is unknown: the table is copied again", "table", source, "reason", doubt)
+		r.recopy(source, doubt)
+	}
 	return nil
 }
 
 // addedDefault returns the ClickHouse default of a column added to source:
 // the value that the rows older than the column read in Postgres, as a
-// literal, or "" when they read NULL (the type's default under the mapping).
-func (r *registry) addedDefault(ctx context.Context, relID uint32, source string, c mapping.Column) (string, error) {
+// literal, or "" when they read NULL (the type's default under the
+// mapping). The catalog is read now, after the Relation message: when it
+// cannot tell that value (the table was rewritten since its storage
+// record, which stores each row's value and clears the one Postgres kept
+// for all), doubt says so, and the table is copied again instead of
+// guessed (a later SET DEFAULT makes the current default a wrong guess).
+func (r *registry) addedDefault(ctx context.Context, relID uint32, source string, c mapping.Column) (def, doubt string, err error) {
 	if r.catalog == nil {
-		return "", nil
+		return "", "", nil
 	}
 	d, err := r.catalog.AddedDefault(ctx, relID, c.Source)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	switch {
-	case d.Volatile:
-		return "", fmt.Errorf("table %s column %s was added with a volatile default (each existing row got its own value, "+
-			"which the stream does not carry): copy the table again with `replicator resync --config FILE --table %s`",
-			source, c.Name, source)
-	case !d.Missing || d.Value == nil:
-		return "", nil
+	case d.Gone:
+		// Dropped (or renamed) since: no later Relation message carries
+		// it, so the rows that carry it carry its values, and no reader
+		// compares the older rows' (a rename stops at the next Relation
+		// message without it, see reconcile).
+		r.log.Info("an added column is gone from the catalog (dropped or renamed since): its older rows read the type's default",
+			"table", source, "column", c.Name)
+		return "", "", nil
+	case d.Missing && d.Value == nil:
+		return "", "", nil
+	case d.Missing:
+		v, err := c.DefaultOf([]byte(*d.Value))
+		if err != nil {
+			return "", "", fmt.Errorf("table %s column %s: default %q: %w", source, c.Name, *d.Value, err)
+		}
+		return ddl.Literal(v, c.Type), "", nil
 	}
-	v, err := c.DefaultOf([]byte(*d.Value))
+	rewritten, err := r.rewrittenSinceRecord(ctx, source)
+	if err != nil || !rewritten {
+		// Not rewritten since the column was added (after the record,
+		// as ClickHouse lacks it): Postgres kept no value for the older
+		// rows, so they read NULL.
+		return "", "", err
+	}
+	return "", fmt.Sprintf("column %s was added before a rewrite of the table (or with a volatile default), so the catalog "+
+		"no longer says what the older rows read in it", c.Name), nil
+}
+
+// rewrittenSinceRecord reports whether a relation of source has another
+// file now than in its storage record; false without a record.
+func (r *registry) rewrittenSinceRecord(ctx context.Context, source string) (bool, error) {
+	if r.records == nil {
+		return false, nil
+	}
+	records, err := r.records.LoadStorage(ctx)
 	if err != nil {
-		return "", fmt.Errorf("table %s column %s: default %q: %w", source, c.Name, *d.Value, err)
+		return false, err
 	}
-	return ddl.Literal(v, c.Type), nil
+	rec, ok := records[source]
+	if !ok {
+		return false, nil
+	}
+	now, err := r.catalog.Storage(ctx, source)
+	if err != nil {
+		return false, err
+	}
+	return !now.SameFiles(rec), nil
 }
 
 // lastMapped returns the last column of a target before the meta columns.

@@ -20,6 +20,10 @@ func (p partitions) AddedDefault(context.Context, uint32, string) (postgres.Adde
 	return postgres.AddedDefault{}, nil
 }
 
+func (p partitions) Storage(context.Context, string) (postgres.Storage, error) {
+	return postgres.Storage{}, nil
+}
+
 func (p partitions) Ancestor(_ context.Context, relid uint32, of []uint32) (uint32, bool, error) {
 	for parent, ok := p[relid]; ok; parent, ok = p[parent] {
 		for _, o := range of {

@@ -37,11 +37,25 @@ type Runner struct {
 	shutdownTimeout time.Duration
 	// maxBackoff caps the wait between reconnects.
 	maxBackoff time.Duration
+	// current is the configuration of the current session; rewrites
+	// checks the tables for rewrites with the actions of recovery.
+	current  config.Config
+	rewrites *rewrites
+	recovery Recovery
 }
 
 // NewRunner returns a runner; it starts nothing.
 func NewRunner(cfg config.Config, log hclog.Logger) *Runner {
-	return &Runner{cfg: cfg, log: log, metrics: metrics.New(), shutdownTimeout: 10 * time.Second, maxBackoff: 30 * time.Second}
+	m := metrics.New()
+	return &Runner{cfg: cfg, log: log, metrics: m, shutdownTimeout: 10 * time.Second, maxBackoff: 30 * time.Second,
+		current: cfg, rewrites: newRewrites(log, m)}
+}
+
+// config returns the configuration of the current session.
+func (r *Runner) config() config.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.current
 }
 
 // Run runs replication, the monitor endpoint, heartbeats and the WAL
@@ -55,6 +69,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.log.Info("serving /metrics, /healthz and /readyz", "addr", addr)
 	}
 	g.Go(func() error { return r.watch(gctx) })
+	g.Go(func() error { return r.checkRewrites(gctx) })
 	g.Go(func() error {
 		err := r.replicate(gctx)
 		if err == nil {
@@ -93,6 +108,7 @@ func (r *Runner) startSession(ctx context.Context, cfg config.Config) (config.Co
 		cfg, r.reload = *r.reload, nil
 		r.log.Info("configuration reloaded", "tables", len(cfg.Tables))
 	}
+	r.current = cfg
 	sctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
 	return cfg, sctx, cancel
@@ -257,6 +273,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	if err := reg.checkPublication(ctx, time.Now()); err != nil {
 		return err
 	}
+	reg.recopy, reg.poke = r.rewrites.recopy, r.rewrites.check
 	a := newApplier(cfg, sink.NewWriter(client, reg.tables), store, reg, resume, r.log, r.metrics)
 	defer a.abort()
 	for idx := range reg.waiting {

@@ -42,6 +42,16 @@ func (d defaults) AddedDefault(_ context.Context, _ uint32, column string) (post
 	return d[column], nil
 }
 
+// Storage serves the storage of events now: its one file is 2.
+func (d defaults) Storage(context.Context, string) (postgres.Storage, error) {
+	return postgres.Storage{Files: map[uint32]uint32{7: 2}}, nil
+}
+
+// records is a storageLoader fake.
+type records map[string]postgres.Storage
+
+func (r records) LoadStorage(context.Context) (map[string]postgres.Storage, error) { return r, nil }
+
 // views returns the statements that make the views of events again with
 // columns.
 func views(columns ...string) []string {
@@ -69,6 +79,11 @@ func TestSchemaChanges(t *testing.T) {
 		target sink.Schema
 		// wantType is the type the mapping writes action in.
 		wantType string
+		// records are the storage records; recopied the tables whose
+		// re-copy is asked for (noRecopy: none can be).
+		records  records
+		recopied []string
+		noRecopy bool
 	}{
 		{name: "unchanged", cols: base},
 		{name: "dropped column", cols: base[:1]},
@@ -78,8 +93,27 @@ func TestSchemaChanges(t *testing.T) {
 		{name: "added without a default", cols: append(base, col("note", 25), col("n", 20)),
 			stmts: append([]string{"ALTER TABLE `db`.`events` ADD COLUMN `note` String AFTER `action`",
 				"ALTER TABLE `db`.`events` ADD COLUMN `n` Int64 AFTER `note`"}, views("id", "action", "note", "n")...)},
-		{name: "added with a volatile default", cols: append(base, col("at", 1184)),
-			defaults: defaults{"at": {Volatile: true}}, wantErr: []string{"column at", "volatile default", "replicator resync --config FILE --table public.events"}},
+		// Without a value kept for the older rows, and no rewrite since
+		// the record: they read NULL, whatever the default is now (SET
+		// DEFAULT after ADD COLUMN).
+		{name: "added without a default, not rewritten", cols: append(base, col("at", 1184)),
+			defaults: defaults{"at": {}}, records: records{"public.events": {Files: map[uint32]uint32{7: 2}}},
+			stmts: append([]string{"ALTER TABLE `db`.`events` ADD COLUMN `at` DateTime('UTC') AFTER `action`"}, views("id", "action", "at")...)},
+		// A rewrite since the record (ADD COLUMN DEFAULT 5, SET DEFAULT
+		// 6, VACUUM FULL; or a volatile default) stored each row's value:
+		// the table is copied again instead of guessed.
+		{name: "added before a rewrite", cols: append(base, col("at", 1184)),
+			defaults: defaults{"at": {}}, records: records{"public.events": {Files: map[uint32]uint32{7: 1}}},
+			stmts:    append([]string{"ALTER TABLE `db`.`events` ADD COLUMN `at` DateTime('UTC') AFTER `action`"}, views("id", "action", "at")...),
+			recopied: []string{"public.events"}},
+		{name: "added before a rewrite, no re-copy", cols: append(base, col("at", 1184)), noRecopy: true,
+			defaults: defaults{"at": {}}, records: records{"public.events": {Files: map[uint32]uint32{7: 1}}},
+			wantErr: []string{"column at was added before a rewrite", "replicator resync --config FILE --table public.events"}},
+		// Added, then dropped before the daemon saw the Relation message:
+		// the rows that carry it carry its values.
+		{name: "added and gone since", cols: append(base, col("tmp", 23)),
+			defaults: defaults{"tmp": {Gone: true}}, records: records{"public.events": {Files: map[uint32]uint32{7: 1}}},
+			stmts: append([]string{"ALTER TABLE `db`.`events` ADD COLUMN `tmp` Int32 AFTER `action`"}, views("id", "action", "tmp")...)},
 		{name: "widened", cols: []mapping.SourceColumn{col("id", 20), col("action", 23)},
 			stmts: []string{"ALTER TABLE `db`.`events` MODIFY COLUMN `action` Int32"}},
 		// A transaction replayed after a crash that followed the widening
@@ -117,6 +151,13 @@ func TestSchemaChanges(t *testing.T) {
 			ch := &clickhouse{schema: target}
 			reg.ch = ch
 			reg.setOIDs(map[string]uint32{"public.events": 7}, tc.defaults)
+			var recopied []string
+			if tc.records != nil {
+				reg.records = tc.records
+			}
+			if !tc.noRecopy {
+				reg.recopy = func(source, _ string) { recopied = append(recopied, source) }
+			}
 			reg.columns[0] = tc.prev
 			if tc.prev == nil {
 				reg.columns[0] = []string{"id", "action"}
@@ -149,6 +190,9 @@ func TestSchemaChanges(t *testing.T) {
 			}
 			if i := mt.ColumnIndex("action"); tc.wantType != "" && (i < 0 || mt.Columns[i].Type.String() != tc.wantType) {
 				t.Errorf("action is written as %v, want %s", mt.Columns, tc.wantType)
+			}
+			if strings.Join(recopied, ",") != strings.Join(tc.recopied, ",") {
+				t.Errorf("re-copies asked for %q, want %q", recopied, tc.recopied)
 			}
 			if strings.Join(ch.stmts, "\n") != strings.Join(tc.stmts, "\n") {
 				t.Errorf("statements\n  %s\nwant\n  %s", strings.Join(ch.stmts, "\n  "), strings.Join(tc.stmts, "\n  "))

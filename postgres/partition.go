@@ -84,61 +84,43 @@ func (s *Snapshot) Partitions(ctx context.Context, table string) ([]string, erro
 	return out, rows.Err()
 }
 
-// AddedDefault describes what the rows that existed before a column was
-// added read in it.
+// AddedDefault describes what the catalog says now about the rows that
+// existed before a column was added.
 type AddedDefault struct {
+	// Gone is true when no column of that name exists now: it was dropped
+	// or renamed since.
+	Gone bool
 	// Missing is true when Postgres stored one value for those rows (a
-	// non-volatile default, PG 11+): Value, nil for NULL.
+	// non-volatile default, PG 11+; on a partitioned table, in its
+	// partitions): Value, nil for NULL. A rewrite of the table clears it
+	// (each row then holds its own value), as does a column added without
+	// a default (the rows read NULL).
 	Missing bool
 	Value   *string
-	// Volatile is true when the column has a default but no stored value:
-	// Postgres computed a value per row (a volatile default) or rewrote
-	// the table since.
-	Volatile bool
 }
 
-// AddedDefault reads the value that the rows older than column of relation
-// relid read. The catalog is read now, possibly after a rewrite of the
-// table (e.g. a later type change) replaced the stored value by one value
-// per row: a default that is a constant (a literal with casts) is then
-// evaluated again, anything else counts as volatile.
+// AddedDefault reads what the rows older than column of relation relid
+// read, as the catalog says now. Without a stored value the catalog cannot
+// tell a column added without a default (NULL) from one whose value a
+// later rewrite stored in every row: the caller tells them apart by the
+// table's files (see Storage). The current default expression says
+// nothing about those rows (SET DEFAULT changes it afterwards), so it is
+// not read.
 func (c *Conn) AddedDefault(ctx context.Context, relid uint32, column string) (AddedDefault, error) {
 	var d AddedDefault
-	var expr *string
-	err := c.pg.QueryRow(ctx, `SELECT a.atthasmissing, (a.attmissingval::text::text[])[1], pg_get_expr(d.adbin, d.adrelid)
-		FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-		WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped`, relid, column).Scan(&d.Missing, &d.Value, &expr)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return AddedDefault{}, fmt.Errorf("column %s of relation %d no longer exists", column, relid)
-	}
+	var found bool
+	err := c.pg.QueryRow(ctx, `WITH RECURSIVE down(relid) AS (
+			SELECT $1::oid
+			UNION SELECT i.inhrelid FROM pg_inherits i JOIN down ON i.inhparent = down.relid)
+		SELECT coalesce(bool_or(a.attrelid = $1::oid), false), coalesce(bool_or(a.atthasmissing), false),
+			(array_agg((a.attmissingval::text::text[])[1]) FILTER (WHERE a.atthasmissing))[1]
+		FROM down JOIN pg_attribute a ON a.attrelid = down.relid AND a.attname = $2 AND NOT a.attisdropped`,
+		relid, column).Scan(&found, &d.Missing, &d.Value)
 	if err != nil {
 		return AddedDefault{}, fmt.Errorf("read the default of column %s of relation %d: %w", column, relid, Describe(err, "", ""))
 	}
-	if d.Missing || expr == nil {
-		return d, nil
+	if !found {
+		return AddedDefault{Gone: true}, nil
 	}
-	if !constant(*expr) {
-		d.Volatile = true
-		return d, nil
-	}
-	if err := c.pg.QueryRow(ctx, "SELECT ("+*expr+")::text").Scan(&d.Value); err != nil {
-		return AddedDefault{}, fmt.Errorf("evaluate the default %s of column %s: %w", *expr, column, err)
-	}
-	d.Missing = true
 	return d, nil
-}
-
-// constant reports whether a default expression, as pg_get_expr prints it,
-// is a literal with casts: no function call outside quoted strings.
-func constant(expr string) bool {
-	quoted := false
-	for i := 0; i < len(expr); i++ {
-		switch {
-		case expr[i] == '\'':
-			quoted = !quoted
-		case !quoted && expr[i] == '(':
-			return false
-		}
-	}
-	return !quoted
 }

@@ -47,10 +47,11 @@ func (e *env) itemsWriter(ctx context.Context, wg *sync.WaitGroup) {
 	}()
 }
 
-// TestSchemaChangesWhileRunning adds a column with a default, widens one,
-// changes varchar(n) to text and drops one while a writer runs, then adds
-// one more while the daemon is stopped: ClickHouse follows, older rows read
-// the default Postgres gives them, and nothing stops.
+// TestSchemaChangesWhileRunning adds a column with a default, widens one
+// (a rewrite: the table is copied again), changes varchar(n) to text and
+// drops one while a writer runs, then adds one more while the daemon is
+// stopped: ClickHouse follows, older rows read the default Postgres gives
+// them, and nothing stops.
 func TestSchemaChangesWhileRunning(t *testing.T) {
 	e := newEnv(t, itemsConfig)
 	e.exec(itemsDDL)
@@ -75,7 +76,9 @@ func TestSchemaChangesWhileRunning(t *testing.T) {
 	wg.Wait()
 	e.convergeItems("after ADD, widen, text, DROP", "id, qty, price", "toString(id), '|', toString(qty), '|', toString(price)")
 	types := e.chRows(fmt.Sprintf("SELECT name, type FROM system.columns WHERE database = 'db_%s' AND table = 'items'", e.name))
-	for _, want := range []string{"price|Int32", "qty|Int32", "note|String"} {
+	// (The widening rewrote the table, which is then copied again: the
+	// new copy lacks note if it began after the DROP.)
+	for _, want := range []string{"price|Int32", "qty|Int32"} {
 		if !slicesContains(types, want) {
 			t.Errorf("ClickHouse items columns %v lack %s", types, want)
 		}

@@ -195,6 +195,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			defer stop()
 		}
 		runner := pipeline.NewRunner(cfg, log)
+		runner.SetRecovery(recovery(log))
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
@@ -228,6 +229,32 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	}
+}
+
+// recovery gives the daemon `replicator resync` and `replicator verify`
+// for the tables a rewrite may have left behind in ClickHouse.
+func recovery(log hclog.Logger) pipeline.Recovery {
+	return pipeline.Recovery{
+		Recopy: func(ctx context.Context, cfg config.Config, source string) error {
+			_, err := load.Resync(ctx, cfg, source, log.Named("resync"), load.Options{})
+			return err
+		},
+		Verify: func(ctx context.Context, cfg config.Config, source string) (bool, string, error) {
+			reports, err := verify.Run(ctx, cfg, verify.Options{Table: source}, log.Named("verify"))
+			if err != nil {
+				return false, "", err
+			}
+			for _, r := range reports {
+				if r.NotVerified != "" {
+					return false, r.NotVerified, nil
+				}
+				if !r.Equal() {
+					return false, "", nil
+				}
+			}
+			return true, "", nil
+		},
 	}
 }
 
