@@ -107,9 +107,30 @@ func (s *Store) DeleteChunks(ctx context.Context, source string) error {
 	if err := s.client.Exec(ctx, s.client.DB().DeleteChunks(), s.slot, source, source); err != nil {
 		return fmt.Errorf("delete copy state of %s: %w", source, err)
 	}
+	return s.waitDeleted(ctx, source, "(source = ? OR ? = '')", source, source)
+}
+
+// ReplaceChunks makes mark, chunk 0 of its source, the source's whole copy
+// state: it supersedes chunk 0 first, then removes the others, so that a
+// setup stopped in between leaves a copy state that is not complete (and
+// is copied again), never none.
+func (s *Store) ReplaceChunks(ctx context.Context, mark Chunk) error {
+	mark.Chunk = 0
+	if err := s.SaveChunks(ctx, mark); err != nil {
+		return err
+	}
+	if err := s.client.Exec(ctx, s.client.DB().DeleteLaterChunks(), s.slot, mark.Source, uint32(1)); err != nil {
+		return fmt.Errorf("delete copy state of %s: %w", mark.Source, err)
+	}
+	return s.waitDeleted(ctx, mark.Source, "source = ? AND chunk >= 1", mark.Source)
+}
+
+// waitDeleted waits until no chunk of the slot matches where (with args)
+// is left.
+func (s *Store) waitDeleted(ctx context.Context, source, where string, args ...any) error {
 	for deadline := time.Now().Add(time.Minute); ; {
-		rows, err := s.client.Query(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE slot = ? AND (source = ? OR ? = '')",
-			s.client.DB().Table(ddl.ChunkTable)), s.slot, source, source)
+		rows, err := s.client.Query(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE slot = ? AND %s",
+			s.client.DB().Table(ddl.ChunkTable), where), append([]any{s.slot}, args...)...)
 		if err != nil {
 			return fmt.Errorf("delete copy state of %s: %w", source, err)
 		}

@@ -527,6 +527,12 @@ func (d Database) DeleteChunks() string {
 	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE slot = ? AND (source = ? OR ? = '')", d.Table(ChunkTable))
 }
 
+// DeleteLaterChunks returns the ALTER that removes the chunks of a source
+// table numbered from a given one on (args: slot, source, first chunk).
+func (d Database) DeleteLaterChunks() string {
+	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE slot = ? AND source = ? AND chunk >= ?", d.Table(ChunkTable))
+}
+
 // AddColumn returns the ALTER that adds column c to target after the
 // column after, with def (a literal, see Literal) as default when not
 // empty.

@@ -57,12 +57,17 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		names[i] = tc.Name
 	}
 
-	publication, err := pg.Publication(ctx, cfg.Postgres.Publication)
+	publication, err := pg.Publication(ctx, cfg.Postgres.Publication, names)
 	if err != nil {
 		return report, err
 	}
 	if err := publication.CheckFilters(cfg.Postgres.Publication, names); err != nil {
 		return report, err
+	}
+	if publication.Exists {
+		if err := publication.CheckActions(cfg.Postgres.Publication, truncates(cfg.Tables)); err != nil {
+			return report, err
+		}
 	}
 
 	db := client.DB()
@@ -148,14 +153,17 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			delete(chunks, source)
 		}
 	}
+	var shadowNames []string
 	for _, t := range tables {
-		if cs := chunks[t.Source]; resyncing(cs, t.Target) {
-			// (The new copy has the configured keys.)
-			if checkpoint.Horizon(cs) != 0 {
-				say("table %s has a complete new copy in ClickHouse table %s.%s: `replicator run` puts it in place when it starts",
-					t.Source, db.Name, ddl.ShadowName(t.Target))
-			}
-			continue
+		shadowNames = append(shadowNames, ddl.ShadowName(t.Target))
+	}
+	newCopies, err := client.Existing(ctx, shadowNames...)
+	if err != nil {
+		return report, err
+	}
+	for _, t := range tables {
+		if resyncing(chunks[t.Source], t.Target) && newCopies[ddl.ShadowName(t.Target)] {
+			continue // (a new copy not yet in place has the configured keys)
 		}
 		spec := mapping.TableSpec{Source: t.Source, Target: t.Target, OrderBy: t.OrderBy, PartitionBy: t.PartitionBy}
 		if err := schemas[t.Source].CheckKeys(spec); err != nil {
@@ -167,66 +175,13 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	slot, err := repl.Slot(ctx, slotName)
 	var added []*mapping.Table
 	if err == nil && hasCheckpoint {
-		// Tables added to a replication: their copies are marked as
-		// pending before the publication sends their changes and before
-		// their marks in the stream (see addTables), so that a daemon
-		// streaming meanwhile holds its checkpoint, and a setup run again
-		// copies them although their targets exist by then. A table whose
-		// copy is complete but that the publication no longer sends (it
-		// was dropped from it) lost the changes since, and one whose
-		// ClickHouse table this setup created again lost its rows: each is
-		// copied again as well (a resync of it under way is dropped).
-		var lost []*mapping.Table
-		for _, t := range tables {
-			cs := chunks[t.Source]
-			var why string
-			switch {
-			case resyncing(cs, t.Target) && checkpoint.Horizon(cs) == 0 && db.Cluster == "":
-				why = "its copy into a new table did not finish (a resync's or a setup's)"
-			case !planned(cs):
-				continue
-			case publication.Exists && !publication.Tables[t.Source]:
-				why = fmt.Sprintf("is not in publication %s: its changes since it left are not in the stream", cfg.Postgres.Publication)
-			case created[t.Source] && !resyncing(cs, t.Target):
-				why = fmt.Sprintf("had no ClickHouse table %s.%s (dropped?): the rows of its copy are gone", db.Name, t.Target)
-			default:
-				continue
-			}
-			say("table %s has a copy but %s, so it is copied again", t.Source, why)
-			for _, target := range shadows(cs) {
-				if err := client.Exec(ctx, db.Drop(target)); err != nil {
-					return report, fmt.Errorf("drop ClickHouse table %s: %w", target, err)
-				}
-				say("dropped ClickHouse table %s.%s, the unfinished resync of %s", db.Name, target, t.Source)
-			}
-			if err := store.DeleteChunks(ctx, t.Source); err != nil {
-				return report, err
-			}
-			delete(chunks, t.Source)
-			lost = append(lost, t)
+		if !publication.Exists {
+			return report, fmt.Errorf("publication %s was dropped after replication slot %s was made: Postgres decodes the "+
+				"slot's changes with the publication of their time, so its stream cannot go on past the drop; drop the slot "+
+				"(SELECT pg_drop_replication_slot('%s')) and run `replicator setup` again, which copies every table again",
+				cfg.Postgres.Publication, slotName, slotName)
 		}
-		added = addedTables(tables, created, chunks)
-		for _, t := range lost {
-			if !slices.Contains(added, t) {
-				added = append(added, t)
-			}
-		}
-		var pending []checkpoint.Chunk
-		for _, t := range added {
-			if len(chunks[t.Source]) == 0 {
-				target := t.Target
-				if (!created[t.Source] || slices.Contains(lost, t)) && db.Cluster == "" {
-					// Its ClickHouse table exists, or a daemon may write
-					// into it: the copy goes into a new table, which the
-					// daemon puts in its place (see addTables).
-					target = ddl.ShadowName(t.Target)
-				}
-				mark := checkpoint.Chunk{Source: t.Source, Load: currentLoad(chunks, pos), Target: target}
-				pending = append(pending, mark)
-				chunks[t.Source] = []checkpoint.Chunk{mark}
-			}
-		}
-		if err := store.SaveChunks(ctx, pending...); err != nil {
+		if added, err = pending(ctx, cfg, store, tables, created, newCopies, publication, chunks, pos, say); err != nil {
 			return report, err
 		}
 	}
@@ -328,25 +283,78 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	return report, finish(ctx, store, tables, lsn, say)
 }
 
-// addedTables returns the tables added to a replication that runs: their
-// target was created by this setup, their copy (by an earlier setup that
-// stopped) is not complete, or they have no copy state while others do.
-func addedTables(tables []*mapping.Table, created map[string]bool, chunks map[string][]checkpoint.Chunk) []*mapping.Table {
+// pending marks the copies that a setup of a running replication makes
+// and returns their tables. A table added to the replication gets the
+// mark of a pending copy before the publication sends its changes and
+// before its mark in the stream (see addTables), so that a daemon
+// streaming meanwhile holds its checkpoint, and a setup run again copies
+// it although its target exists by then. A table whose copy is complete
+// is copied again when the publication no longer sends it (its changes
+// since it left are not in the stream) or when this setup created its
+// ClickHouse table again (the rows are gone), and an unfinished copy into
+// a new table (a resync's or a setup's) starts over: each such table's
+// copy state is replaced by the mark (checkpoint.Store.ReplaceChunks). exists
+// holds the new tables of copies (ddl.ShadowName) that exist.
+func pending(ctx context.Context, cfg config.Config, store *checkpoint.Store, tables []*mapping.Table, created, exists map[string]bool,
+	publication postgres.Publication, chunks map[string][]checkpoint.Chunk, pos checkpoint.Position,
+	say func(string, ...any)) ([]*mapping.Table, error) {
+	single := cfg.ClickHouse.Cluster == ""
+	load := currentLoad(chunks, pos)
+	mark := func(t *mapping.Table) checkpoint.Chunk {
+		target := t.Target
+		if single {
+			// A daemon may write into its ClickHouse table meanwhile (one
+			// that names the table, started at any point of this setup):
+			// the copy goes into a new table, which the daemon puts in
+			// its place (see addTables).
+			target = ddl.ShadowName(t.Target)
+		}
+		return checkpoint.Chunk{Source: t.Source, Load: load, Target: target}
+	}
+	for _, t := range tables {
+		cs := chunks[t.Source]
+		shadow := ddl.ShadowName(t.Target)
+		var why string
+		switch {
+		case single && checkpoint.Into(cs, shadow) && checkpoint.Horizon(cs) == 0:
+			why = "its copy into a new table did not finish (a resync's or a setup's)"
+		case !planned(cs):
+			continue
+		case !publication.Tables[t.Source]:
+			why = fmt.Sprintf("it is not in publication %s: its changes since it left are not in the stream", cfg.Postgres.Publication)
+		case created[t.Source] && !(checkpoint.CopiedInto(cs, shadow) && exists[shadow]):
+			why = fmt.Sprintf("its ClickHouse table %s was gone (dropped?) with the rows of its copy", t.Target)
+		default:
+			continue
+		}
+		say("table %s is copied again: %s", t.Source, why)
+		m := mark(t)
+		if err := store.ReplaceChunks(ctx, m); err != nil {
+			return nil, err
+		}
+		chunks[t.Source] = []checkpoint.Chunk{m}
+	}
 	var added []*mapping.Table
+	var marks []checkpoint.Chunk
 	for _, t := range tables {
 		cs := chunks[t.Source]
 		switch {
-		case resyncing(cs, t.Target):
-			// Its copy is resync's.
-		case created[t.Source], len(cs) > 0 && checkpoint.Horizon(cs) == 0:
-			added = append(added, t)
-		case len(cs) == 0 && len(chunks) > 0:
-			// Copy state exists for other tables only: this one was added
-			// (or removed and added back) after the copies kept state.
-			added = append(added, t)
+		case len(cs) > 0 && checkpoint.Horizon(cs) == 0:
+			// Marked above or by an earlier setup, or its copy stopped.
+		case len(cs) > 0:
+			continue // copied
+		case created[t.Source], len(chunks) > 0:
+			// Added (or removed and added back) after the copies kept
+			// state, or its target was created now.
+			m := mark(t)
+			marks = append(marks, m)
+			chunks[t.Source] = []checkpoint.Chunk{m}
+		default:
+			continue // a replication set up before copies kept state
 		}
+		added = append(added, t)
 	}
-	return added
+	return added, store.SaveChunks(ctx, marks...)
 }
 
 // addTables copies tables added to a replication, in the snapshot of a
@@ -361,16 +369,17 @@ func addedTables(tables []*mapping.Table, created map[string]bool, chunks map[st
 // (their horizon is C), those from C on are written as usual, and changes
 // made before the table joined the publication are in the copy.
 //
-// A table whose ClickHouse table exists (a table removed and added back,
-// one that left the publication, one created before) is copied into a new
-// table, as a resync's copy is, which the daemon puts in place of the old
-// one when it runs with this configuration and the copy is complete:
-// readers keep the old rows until then, and rows a daemon still writes
-// into the old table (it may replay changes of the table from before its
-// mark) never mix with the copy. The old table may hold rows Postgres
-// deleted while it was not replicated; the new one holds exactly the rows
-// alive at C. On a ClickHouse cluster, where the daemon swaps no tables,
-// the existing table is emptied before the copy instead, which needs the
+// Each table is copied into a new table, as a resync's copy is, which the
+// daemon puts in place of its ClickHouse table when it runs with this
+// configuration and the copy is complete. Readers keep the old rows until
+// then (of a table removed and added back, of one that left the
+// publication), and rows that a daemon still writes into the old table
+// (one that names the table may replay its changes from before the mark,
+// a TRUNCATE among them) never mix with the copy: the old table may hold
+// rows Postgres deleted while the stream did not carry the table; the new
+// one holds exactly the rows alive at C. On a ClickHouse cluster, where
+// the daemon swaps no tables, a table is copied into its ClickHouse table
+// itself, which is emptied first when it exists, and that needs the
 // daemon stopped.
 func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Options, pg *postgres.Conn,
 	store *checkpoint.Store, added []*mapping.Table, created map[string]bool, chunks map[string][]checkpoint.Chunk,
@@ -569,7 +578,9 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 		stale := chunks != nil && !planned(chunks[t.Source]) && !ddl.IsShadow(t.Target)
 		if tp.rewritten {
 			say("table %s was rewritten since its copy began (a partition's file changed or a partition is gone): copying it again", t.Source)
-			if err := c.store.DeleteChunks(ctx, t.Source); err != nil {
+			// (A mark, never no state: a daemon on another configuration
+			// holds its checkpoint while the table's copy is pending.)
+			if err := c.store.ReplaceChunks(ctx, checkpoint.Chunk{Source: t.Source, Load: load, Target: t.Target}); err != nil {
 				return err
 			}
 			cs, stale = nil, true
@@ -585,6 +596,17 @@ func copyAll(ctx context.Context, c *copier, pg *postgres.Conn, tables []*mappin
 				return err
 			}
 			cs = tp.chunks
+		}
+		if len(cs) == 0 {
+			// A partitioned table without partitions: its copy, complete
+			// in this snapshot, holds nothing (a later plan finds the
+			// table is not a leaf and copies it again).
+			empty := checkpoint.Chunk{Source: t.Source, Relation: t.Source, Target: t.Target, Load: load,
+				LSN: snap.lsn, Xmin: snap.xmin}
+			if !c.inexact[t.Source] {
+				empty.Whole = snap.lsn
+			}
+			tp.added = []checkpoint.Chunk{empty}
 		}
 		if len(tp.added) > 0 {
 			if err := c.store.SaveChunks(ctx, tp.added...); err != nil {
@@ -734,6 +756,16 @@ func createShadow(ctx context.Context, cfg config.Config, t *mapping.Table, say 
 	}
 	say("created ClickHouse table %s.%s for the new copy of %s", db.Name, shadow.Target, t.Source)
 	return nil
+}
+
+// truncates reports whether a table replicates TRUNCATE (not ignored).
+func truncates(tables []config.Table) bool {
+	for _, t := range tables {
+		if !slices.Contains(t.Ignore, mapping.IgnoreTruncate) {
+			return true
+		}
+	}
+	return false
 }
 
 // planned reports whether a table's copy state holds planned chunks: not

@@ -126,9 +126,10 @@ func (a *applier) mark(ctx context.Context, m *replication.LogicalMessage) error
 		return nil
 	case !configured:
 		if a.hold.addedTable(msg.Table, time.Now()) {
-			a.log.Warn("`replicator setup` with another configuration adds a table to the replication: the checkpoint is "+
-				"held until this daemon runs with that configuration; restart it with that file, or update its file and "+
-				"send it SIGHUP", "table", msg.Table, "lsn", m.LSN, "checkpoint", a.pos.durable.LSN)
+			a.log.Warn("a table this daemon's configuration does not name is being copied (`replicator setup` or "+
+				"`resync` with another configuration): the checkpoint is held until this daemon runs with that "+
+				"configuration; restart it with that file, or update its file and send it SIGHUP",
+				"table", msg.Table, "lsn", m.LSN, "checkpoint", a.pos.durable.LSN)
 		}
 		a.setHeld()
 		return nil
@@ -209,12 +210,19 @@ func (a *applier) pollHold(ctx context.Context, now time.Time) error {
 			return fmt.Errorf("%w: table %s is no longer being added", errRestart, source)
 		}
 	}
-	if len(h.added) > 0 {
-		return nil
-	}
 	sources := make([]string, len(a.reg.specs))
 	for i, s := range a.reg.specs {
 		sources[i] = s.Source
+	}
+	for idx := range h.after {
+		if _, ok := chunks[sources[idx]]; !ok {
+			// A setup removed it from the replication after all: no copy
+			// will come.
+			return fmt.Errorf("%w: table %s is no longer being copied", errRestart, sources[idx])
+		}
+	}
+	if len(h.added) > 0 {
+		return nil
 	}
 	if h.complete(chunks, sources) {
 		return fmt.Errorf("%w: the awaited table copies are complete", errRestart)

@@ -3,8 +3,10 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/postgres"
 )
 
@@ -14,7 +16,7 @@ const publicationCheck = time.Minute
 
 // publisher reads a publication (*postgres.Conn).
 type publisher interface {
-	Publication(ctx context.Context, pub string) (postgres.Publication, error)
+	Publication(ctx context.Context, pub string, tables []string) (postgres.Publication, error)
 }
 
 // publicationWatch tells the daemon when its publication stops sending a
@@ -42,17 +44,22 @@ func (r *registry) checkPublication(ctx context.Context, now time.Time) error {
 		return nil
 	}
 	w.next = now.Add(publicationCheck)
-	p, err := w.pg.Publication(ctx, w.name)
-	if err != nil {
-		return err
-	}
 	sources := make([]string, len(r.specs))
+	truncates := false
 	for i, s := range r.specs {
 		sources[i] = s.Source
+		truncates = truncates || !slices.Contains(s.Ignore, mapping.IgnoreTruncate)
+	}
+	p, err := w.pg.Publication(ctx, w.name, sources)
+	if err != nil {
+		return err
 	}
 	if !p.Exists {
 		return fmt.Errorf("publication %s does not exist: the stream sends nothing of tables %v, so their changes are "+
 			"lost to it; run `replicator setup`, which creates it and copies the tables again", w.name, sources)
+	}
+	if err := p.CheckActions(w.name, truncates); err != nil {
+		return err
 	}
 	if err := p.CheckFilters(w.name, sources); err != nil {
 		return err
@@ -67,7 +74,8 @@ func (r *registry) checkPublication(ctx context.Context, now time.Time) error {
 			return err
 		}
 		if !being {
-			return fmt.Errorf("publication %s no longer publishes table %s (ALTER PUBLICATION ... DROP TABLE?): its "+
+			return fmt.Errorf("publication %s no longer publishes table %s (ALTER PUBLICATION ... DROP TABLE, or "+
+				"publish_via_partition_root turned off for a partitioned table?): its "+
 				"changes since are not in the stream and ClickHouse misses them; run `replicator setup`, which publishes "+
 				"it again and copies it again", w.name, source)
 		}

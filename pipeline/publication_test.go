@@ -13,7 +13,7 @@ import (
 // fakePublication is a publication as Postgres reports it.
 type fakePublication struct{ p postgres.Publication }
 
-func (f *fakePublication) Publication(context.Context, string) (postgres.Publication, error) {
+func (f *fakePublication) Publication(context.Context, string, []string) (postgres.Publication, error) {
 	return f.p, nil
 }
 
@@ -30,25 +30,28 @@ func TestCheckPublication(t *testing.T) {
 		chunks chunkState
 		err    string
 	}{
-		{name: "published", pub: postgres.Publication{Exists: true, Tables: map[string]bool{"public.events": true}},
+		{name: "published", pub: postgres.Publication{Exists: true, Insert: true, Update: true, Delete: true, Truncate: true, Tables: map[string]bool{"public.events": true}},
 			chunks: chunkState{"public.events": done}},
 		{name: "gone", pub: postgres.Publication{}, err: "publication pub does not exist"},
-		{name: "dropped from it", pub: postgres.Publication{Exists: true, Tables: map[string]bool{"public.other": true}},
+		{name: "dropped from it", pub: postgres.Publication{Exists: true, Insert: true, Update: true, Delete: true, Truncate: true, Tables: map[string]bool{"public.other": true}},
 			chunks: chunkState{"public.events": done}, err: "no longer publishes table public.events"},
-		{name: "dropped, legacy copy state", pub: postgres.Publication{Exists: true, Tables: map[string]bool{}},
+		{name: "dropped, legacy copy state", pub: postgres.Publication{Exists: true, Insert: true, Update: true, Delete: true, Truncate: true, Tables: map[string]bool{}},
 			chunks: chunkState{}, err: "no longer publishes table public.events"},
-		{name: "removed by setup", pub: postgres.Publication{Exists: true, Tables: map[string]bool{}},
+		{name: "removed by setup", pub: postgres.Publication{Exists: true, Insert: true, Update: true, Delete: true, Truncate: true, Tables: map[string]bool{}},
 			chunks: chunkState{"public.other": done}},
-		{name: "being added", pub: postgres.Publication{Exists: true, Tables: map[string]bool{}},
+		{name: "being added", pub: postgres.Publication{Exists: true, Insert: true, Update: true, Delete: true, Truncate: true, Tables: map[string]bool{}},
 			chunks: chunkState{"public.other": done, "public.events": {{Source: "public.events"}}}},
-		{name: "filtered", pub: postgres.Publication{Exists: true, Tables: map[string]bool{"public.events": true},
+		{name: "deletes not published", pub: postgres.Publication{Exists: true, Insert: true, Update: true, Truncate: true,
+			Tables: map[string]bool{"public.events": true}}, chunks: chunkState{"public.events": done},
+			err: "does not publish every insert, update, delete and truncate"},
+		{name: "filtered", pub: postgres.Publication{Exists: true, Insert: true, Update: true, Delete: true, Truncate: true, Tables: map[string]bool{"public.events": true},
 			Filtered: map[string]string{"public.events": "rows WHERE (id > 1)"}},
 			chunks: chunkState{"public.events": done}, err: "with a filter (rows WHERE (id > 1))"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, reg := eventsRegistry(10)
 			reg.chunks = tc.chunks
-			fake := &fakePublication{p: postgres.Publication{Exists: true, Tables: map[string]bool{"public.events": true}}}
+			fake := &fakePublication{p: postgres.Publication{Exists: true, Insert: true, Update: true, Delete: true, Truncate: true, Tables: map[string]bool{"public.events": true}}}
 			reg.publication = &publicationWatch{pg: fake, name: "pub"}
 			now := time.Now()
 			if err := reg.checkPublication(ctx, now); err != nil {

@@ -165,8 +165,13 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		if !schema.Exists() {
 			return nil, fmt.Errorf("ClickHouse table %s.%s does not exist: run `replicator setup`", client.DB().Name, tc.Target)
 		}
-		if !checkpoint.Into(chunks[tc.Name], ddl.ShadowName(tc.Target)) {
-			// (A resync's new table has the configured keys.)
+		shadow := ddl.ShadowName(tc.Target)
+		exists, err := client.Existing(ctx, shadow)
+		if err != nil {
+			return nil, err
+		}
+		if !checkpoint.Into(chunks[tc.Name], shadow) || !exists[shadow] {
+			// (A new copy not yet in place has the configured keys.)
 			if err := schema.CheckKeys(tc.Spec()); err != nil {
 				return nil, err
 			}

@@ -24,19 +24,23 @@ type Publication struct {
 	// Filtered holds, per table published with a row filter or a column
 	// list, what it filters, in words.
 	Filtered map[string]string
+	// The actions it publishes.
+	Insert, Update, Delete, Truncate bool
 }
 
-// Publication reads what publication pub sends.
-func (c *Conn) Publication(ctx context.Context, pub string) (Publication, error) {
+// Publication reads what publication pub sends of tables ("schema.name").
+func (c *Conn) Publication(ctx context.Context, pub string, tables []string) (Publication, error) {
 	p := Publication{Tables: map[string]bool{}, Filtered: map[string]string{}}
-	err := c.pg.QueryRow(ctx, "SELECT true FROM pg_publication WHERE pubname = $1", pub).Scan(&p.Exists)
+	err := c.pg.QueryRow(ctx, "SELECT true, pubinsert, pubupdate, pubdelete, "+c.pubTruncate()+" FROM pg_publication WHERE pubname = $1",
+		pub).Scan(&p.Exists, &p.Insert, &p.Update, &p.Delete, &p.Truncate)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, nil
 	}
 	if err != nil {
 		return p, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
 	}
-	rows, err := c.pg.Query(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1", pub)
+	rows, err := c.pg.Query(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables "+
+		"WHERE pubname = $1 AND schemaname || '.' || tablename = ANY ($2)", pub, tables)
 	if err != nil {
 		return p, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", ""))
 	}
@@ -80,6 +84,28 @@ func (c *Conn) Publication(ctx context.Context, pub string) (Publication, error)
 		p.Filtered[t] = strings.Join(what, " and ")
 	}
 	return p, rows.Err()
+}
+
+// pubTruncate is pg_publication's column of TRUNCATE, or true before
+// Postgres 11, which replicates none.
+func (c *Conn) pubTruncate() string {
+	if c.ServerVersion() < 11 {
+		return "true"
+	}
+	return "pubtruncate"
+}
+
+// CheckActions returns an error that says what to run when p does not
+// publish every insert, update and delete, and every TRUNCATE when
+// truncates is set (a configured table replicates them).
+func (p Publication) CheckActions(pub string, truncates bool) error {
+	if p.Insert && p.Update && p.Delete && (p.Truncate || !truncates) {
+		return nil
+	}
+	return fmt.Errorf("publication %s does not publish every insert, update, delete and truncate, so the stream lacks "+
+		"changes of the tables: run ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate'); changes made "+
+		"while it did not are not in the stream, so copy the tables again afterwards (`replicator resync --config FILE "+
+		"--table ...` for each, or drop the slot and run `replicator setup`)", pub, QuoteIdent(pub))
 }
 
 // CheckFilters returns an error naming the first of tables that p
