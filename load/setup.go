@@ -311,6 +311,8 @@ func pending(ctx context.Context, cfg config.Config, store *checkpoint.Store, ta
 		}
 		return checkpoint.Chunk{Source: t.Source, Load: load, Target: target}
 	}
+	// (A replication set up before copies kept state has none at all.)
+	legacy := len(chunks) == 0
 	for _, t := range tables {
 		cs := chunks[t.Source]
 		shadow := ddl.ShadowName(t.Target)
@@ -318,7 +320,7 @@ func pending(ctx context.Context, cfg config.Config, store *checkpoint.Store, ta
 		switch {
 		case single && checkpoint.Into(cs, shadow) && checkpoint.Horizon(cs) == 0:
 			why = "its copy into a new table did not finish (a resync's or a setup's)"
-		case !planned(cs):
+		case !planned(cs) && (!legacy || created[t.Source]):
 			continue
 		case !publication.Tables[t.Source]:
 			why = fmt.Sprintf("it is not in publication %s: its changes since it left are not in the stream", cfg.Postgres.Publication)

@@ -27,6 +27,8 @@ type publisher interface {
 type publicationWatch struct {
 	pg   publisher
 	name string
+	// slot names the slot, for the command that starts over.
+	slot string
 	next time.Time
 	// warned holds the tables whose absence was logged.
 	warned map[string]bool
@@ -55,8 +57,9 @@ func (r *registry) checkPublication(ctx context.Context, now time.Time) error {
 		return err
 	}
 	if !p.Exists {
-		return fmt.Errorf("publication %s does not exist: the stream sends nothing of tables %v, so their changes are "+
-			"lost to it; run `replicator setup`, which creates it and copies the tables again", w.name, sources)
+		return fmt.Errorf("publication %s does not exist: Postgres decodes the slot's changes with the publication of their "+
+			"time, so the stream cannot go on past its drop; drop the slot (SELECT pg_drop_replication_slot('%s')) and run "+
+			"`replicator setup`, which creates both and copies every table again", w.name, w.slot)
 	}
 	if err := p.CheckActions(w.name, truncates); err != nil {
 		return err

@@ -375,12 +375,17 @@ func rewriteAction(d postgres.StorageDiff) (action int, reason string) {
 		return rewriteRecopy, strings.Join(why, "; ")
 	}
 	if len(d.Rewritten) > 0 {
-		rels := make([]string, len(d.Rewritten))
-		for i, rel := range d.Rewritten {
-			rels[i] = fmt.Sprint(rel)
-		}
-		return rewriteVerify, fmt.Sprintf("the files of relations %s changed (VACUUM FULL, CLUSTER, TRUNCATE, "+
-			"or ALTER TABLE ... TYPE ... USING to the same type)", strings.Join(slices.Compact(rels), ", "))
+		why = append(why, fmt.Sprintf("the files of relations %s changed (VACUUM FULL, CLUSTER, TRUNCATE, "+
+			"or ALTER TABLE ... TYPE ... USING to the same type)", oids(d.Rewritten)))
+	}
+	if len(d.Joined) > 0 {
+		why = append(why, fmt.Sprintf("partitions %s were attached or created (an attached one may bring rows)", oids(d.Joined)))
+	}
+	if len(d.Left) > 0 {
+		why = append(why, fmt.Sprintf("partitions %s were detached or dropped (their rows left the table)", oids(d.Left)))
+	}
+	if len(why) > 0 {
+		return rewriteVerify, strings.Join(why, "; ")
 	}
 	if len(d.Retyped) > 0 {
 		return rewriteRecord, fmt.Sprintf("columns %s changed type without a rewrite (the stored bytes stay the same)",
@@ -390,4 +395,13 @@ func rewriteAction(d postgres.StorageDiff) (action int, reason string) {
 		return rewriteRecord, ""
 	}
 	return rewriteNone, ""
+}
+
+// oids renders relation OIDs.
+func oids(rels []uint32) string {
+	out := make([]string, len(rels))
+	for i, rel := range rels {
+		out[i] = fmt.Sprint(rel)
+	}
+	return strings.Join(slices.Compact(out), ", ")
 }

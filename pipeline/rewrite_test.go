@@ -33,6 +33,10 @@ func TestRewriteAction(t *testing.T) {
 		// VACUUM FULL, CLUSTER, TRUNCATE, TYPE to the same type USING.
 		{name: "files changed alone", diff: postgres.StorageDiff{Rewritten: []uint32{7, 8}, Other: true},
 			action: rewriteVerify, reason: []string{"the files of relations 7, 8 changed"}},
+		// ATTACH PARTITION brings rows, DETACH or DROP takes them away,
+		// and the stream shows neither.
+		{name: "partitions attached and detached", diff: postgres.StorageDiff{Joined: []uint32{9}, Left: []uint32{8}, Other: true},
+			action: rewriteVerify, reason: []string{"partitions 9 were attached", "partitions 8 were detached"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -269,7 +269,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		}
 	}
 	reg.log = r.log.Named("schema")
-	reg.publication = &publicationWatch{pg: pg, name: cfg.Postgres.Publication}
+	reg.publication = &publicationWatch{pg: pg, name: cfg.Postgres.Publication, slot: cfg.Postgres.Slot}
 	if err := reg.checkPublication(ctx, time.Now()); err != nil {
 		return err
 	}

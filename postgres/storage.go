@@ -98,6 +98,11 @@ type StorageDiff struct {
 	Retyped []string
 	// Rewritten holds the relations (OIDs) whose file changed.
 	Rewritten []uint32
+	// Joined holds the partitions (OIDs) attached or created since, and
+	// Left those detached or dropped: the stream carries no change for the
+	// rows an attached partition brings, nor for those a detached or
+	// dropped one takes away.
+	Joined, Left []uint32
 	// Other reports any other difference (columns added or dropped): the
 	// record is out of date, but no value is in doubt.
 	Other bool
@@ -105,7 +110,7 @@ type StorageDiff struct {
 
 // Changed reports whether anything differs.
 func (d StorageDiff) Changed() bool {
-	return len(d.Moved)+len(d.Reused)+len(d.Retyped)+len(d.Rewritten) > 0 || d.Other
+	return len(d.Moved)+len(d.Reused)+len(d.Retyped)+len(d.Rewritten)+len(d.Joined)+len(d.Left) > 0 || d.Other
 }
 
 // DiffStorage compares the catalog now with a recorded Storage.
@@ -143,6 +148,18 @@ func DiffStorage(before, now Storage) StorageDiff {
 		d.Other = true
 	}
 	d.Rewritten = now.Rewritten(before)
+	for rel := range now.Files {
+		if _, ok := before.Files[rel]; !ok {
+			d.Joined = append(d.Joined, rel)
+		}
+	}
+	for rel := range before.Files {
+		if _, ok := now.Files[rel]; !ok {
+			d.Left = append(d.Left, rel)
+		}
+	}
+	slices.Sort(d.Joined)
+	slices.Sort(d.Left)
 	return d
 }
 

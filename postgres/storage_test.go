@@ -42,9 +42,12 @@ func TestDiffStorage(t *testing.T) {
 			want: StorageDiff{Reused: []string{"c"}, Other: true}},
 		{name: "added", now: Storage{Columns: append(before.Columns[:3:3], col("c", 4, 23)), Files: before.Files},
 			want: StorageDiff{Other: true}},
-		// A partition created since is no rewrite.
+		// A partition created or attached since is no rewrite, but an
+		// attached one may bring rows the stream never carried.
 		{name: "partition added", now: Storage{Columns: before.Columns, Files: map[uint32]uint32{7: 100, 8: 200}},
-			want: StorageDiff{Other: true}},
+			want: StorageDiff{Other: true, Joined: []uint32{8}}},
+		{name: "partition gone", now: Storage{Columns: before.Columns, Files: map[uint32]uint32{}},
+			want: StorageDiff{Other: true, Left: []uint32{7}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

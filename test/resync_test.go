@@ -95,13 +95,6 @@ func TestResync(t *testing.T) {
 		t.Error("the old copy is not what readers see during the resync")
 	}
 
-	// setup leaves the unfinished resync to resync: it does not copy the
-	// table into its target, which the shadow would then replace.
-	if out := e.setup(); !strings.Contains(out, "public.events is being copied again by `replicator resync`") ||
-		strings.Contains(out, "copying the added tables") {
-		t.Errorf("setup during an unfinished resync:\n%s", out)
-	}
-
 	// A daemon started while the copy is pending holds its checkpoint from
 	// its start, and keeps replicating the other tables.
 	d.kill()
