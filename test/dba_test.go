@@ -289,26 +289,36 @@ func TestTruncateWrittenAfterTheCopy(t *testing.T) {
 	e.itemsExact("items replicated")
 	d.stop(t)
 
-	d = e.startWith(e.config, "REPLICATOR_TEST_FAULT=slow-insert:4")
+	e.lateTruncate(func() {
+		e.exec("ALTER PUBLICATION pub_" + e.name + " DROP TABLE items")
+		e.exec("INSERT INTO items SELECT g, 2, 'unpublished' FROM generate_series(501, 1000) g")
+	}, "is copied again", "items after the copy of a table truncated before it left the publication")
+}
+
+// lateTruncate starts a daemon whose flights take 4 s, truncates and
+// refills items behind one of them, runs between, then setup, whose output
+// must say wantSetup: the daemon writes the TRUNCATE after setup copied
+// items. Restarted, it must leave items exact.
+func (e *env) lateTruncate(between func(), wantSetup, what string) {
+	e.t.Helper()
+	d := e.startWith(e.config, "REPLICATOR_TEST_FAULT=slow-insert:4")
 	e.waitLog(d, "replicating")
 	time.Sleep(time.Second)
 	e.insertEvents(1) // a flight that takes 4 s
 	time.Sleep(500 * time.Millisecond)
 	e.exec("TRUNCATE items")
 	e.exec("INSERT INTO items SELECT g, 1, 'after truncate' FROM generate_series(1, 500) g")
-	e.exec("ALTER PUBLICATION pub_" + e.name + " DROP TABLE items")
-	e.exec("INSERT INTO items SELECT g, 2, 'unpublished' FROM generate_series(501, 1000) g")
-	out := e.setup()
-	if !strings.Contains(out, "is copied again") {
-		t.Fatalf("setup did not copy items again:\n%s", out)
+	between()
+	if out := e.setup(); !strings.Contains(out, wantSetup) {
+		e.t.Fatalf("setup does not say %q:\n%s", wantSetup, out)
 	}
 	e.waitLog(d, "truncating ClickHouse table after TRUNCATE in Postgres")
-	time.Sleep(4 * time.Second)
-	d.stop(t)
+	time.Sleep(4 * time.Second) // the TRUNCATE is written
+	d.stop(e.t)
 	d = e.start()
 	e.exec("UPDATE items SET qty = 3 WHERE id < 20")
-	e.itemsExact("items after the copy of a table truncated before it left the publication")
-	d.stop(t)
+	e.itemsExact(what)
+	d.stop(e.t)
 }
 
 // TestTruncateWrittenAfterTheCopyOfARemovedTable: the same in the README's
@@ -333,24 +343,7 @@ func TestTruncateWrittenAfterTheCopyOfARemovedTable(t *testing.T) {
 	if out, errs, code := e.cli("setup", "--config", without); code != 0 {
 		t.Fatalf("setup without items: exit %d\n%s\n%s", code, out, errs)
 	}
-	d := e.startWith(e.config, "REPLICATOR_TEST_FAULT=slow-insert:4")
-	e.waitLog(d, "replicating")
-	time.Sleep(time.Second)
-	e.insertEvents(1) // a flight that takes 4 s
-	time.Sleep(500 * time.Millisecond)
-	e.exec("TRUNCATE items")
-	e.exec("INSERT INTO items SELECT g, 1, 'after truncate' FROM generate_series(1, 500) g")
-	out := e.setup()
-	if !strings.Contains(out, "copying the added tables public.items") {
-		t.Fatalf("setup did not add items back:\n%s", out)
-	}
-	e.waitLog(d, "truncating ClickHouse table after TRUNCATE in Postgres")
-	time.Sleep(4 * time.Second)
-	d.stop(t)
-	d = e.start()
-	e.exec("UPDATE items SET qty = 3 WHERE id < 20")
-	e.itemsExact("items added back")
-	d.stop(t)
+	e.lateTruncate(func() {}, "copying the added tables public.items", "items added back")
 }
 
 // TestSetupFinishesAnUnfinishedCopy: a copy into a new table (a resync's,
