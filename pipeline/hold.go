@@ -156,20 +156,8 @@ func (a *applier) holdFor(idx int, after pglogrepl.LSN) {
 // copy: then the checkpoint is held and the change is written after the
 // restart that follows the copy.
 func (a *applier) awaited(relID uint32) bool {
-	if idx, ok := a.reg.rels[relID]; ok && idx >= 0 && a.reg.waiting[idx] {
-		return true
-	}
-	source, ok := a.reg.added[relID]
-	if !ok {
-		return false
-	}
-	if a.hold.addedTable(source, time.Now()) {
-		a.log.Warn("a table added to the replication by `replicator setup` with another configuration changed: "+
-			"the checkpoint is held until this daemon runs with that configuration; restart it with that file, "+
-			"or update its file and send it SIGHUP", "table", source, "checkpoint", a.pos.durable.LSN)
-	}
-	a.setHeld()
-	return true
+	idx, ok := a.reg.rels[relID]
+	return ok && idx >= 0 && a.reg.waiting[idx]
 }
 
 func (a *applier) setHeld() {

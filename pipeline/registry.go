@@ -65,9 +65,6 @@ type registry struct {
 	// the daemon started (an added table, a resync): their changes wait
 	// for it (see hold).
 	waiting map[int]bool
-	// added holds, by relation id, tables that are not configured but
-	// have copy state: a setup with another configuration added them.
-	added map[uint32]string
 	// chunks reads the copy state (nil: none is read).
 	chunks chunkLoader
 	// publication checks what the publication sends (nil: nothing is
@@ -238,7 +235,7 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 func newRegistry(tables []config.Table, targets []sink.Schema, caps mapping.Caps) *registry {
 	r := &registry{caps: caps, index: map[string]int{}, targets: targets, rels: map[uint32]int{},
 		pending: map[int]*replication.Relation{}, resolved: map[int]*replication.Relation{}, cuts: map[int]checkpoint.Truncation{},
-		horizons: map[int]pglogrepl.LSN{}, exact: map[int]bool{}, waiting: map[int]bool{}, added: map[uint32]string{}}
+		horizons: map[int]pglogrepl.LSN{}, exact: map[int]bool{}, waiting: map[int]bool{}}
 	r.log = hclog.NewNullLogger()
 	for i, tc := range tables {
 		r.index[tc.Name] = i
@@ -290,19 +287,9 @@ func (r *registry) bind(ctx context.Context, rel *replication.Relation) error {
 				r.partitionOf[rel.ID] = partition{name: name, parent: r.oids[anc]}
 			}
 		}
+		// (A table a setup adds holds the checkpoint at its mark in the
+		// stream: see applier.mark.)
 		r.rels[rel.ID] = -1
-		if _, ok := r.partitionOf[rel.ID]; !ok && r.chunks != nil {
-			// A setup registers the copy of a table it adds before it
-			// adds the table to the publication, so its changes are
-			// never taken for those of a table no longer replicated.
-			chunks, err := r.chunks.LoadChunks(ctx)
-			if err != nil {
-				return err
-			}
-			if _, ok := chunks[name]; ok {
-				r.added[rel.ID] = name
-			}
-		}
 		return nil
 	}
 	r.rels[rel.ID] = idx
