@@ -14,6 +14,27 @@ import (
 // dropped, publications dropped or narrowed, partitions attached and
 // detached, copies interrupted, and daemons that lag behind all of it.
 
+// itemsReplicated creates items with rows rows, sets up the replication
+// and runs the daemon until ClickHouse has them all, then stops it.
+func (e *env) itemsReplicated(rows int) {
+	e.t.Helper()
+	e.exec(itemsDDL)
+	e.exec(fmt.Sprintf("INSERT INTO items SELECT g, g %% 100, 'n' || g FROM generate_series(1, %d) g", rows))
+	e.setup()
+	d := e.start()
+	e.itemsExact("items replicated")
+	d.stop(e.t)
+}
+
+// refuses waits until the daemon exits, and fails the test unless it does
+// within convergeTimeout with an error that says want.
+func (e *env) refuses(d *daemon, want string) {
+	e.t.Helper()
+	if code := d.wait(e.t, convergeTimeout); code == 0 || !strings.Contains(d.Logs(), want) {
+		e.t.Fatalf("the daemon does not stop saying %q: exit %d\n%s", want, code, tail(d.Logs(), 3000))
+	}
+}
+
 // checkpointPasses waits until the checkpoint passes before while events
 // are written, and fails the test if it does not within convergeTimeout:
 // a daemon that holds its checkpoint for a copy that never completes.
@@ -49,14 +70,7 @@ func TestResyncedTableDroppedFromPublication(t *testing.T) {
 	e.exec("DELETE FROM items WHERE id BETWEEN 100 AND 199")
 	e.exec("UPDATE items SET id = id + 5000 WHERE id BETWEEN 200 AND 210")
 	d = e.start()
-	select {
-	case <-d.done:
-	case <-time.After(convergeTimeout):
-		t.Fatalf("the daemon runs although the publication lost items\n%s", tail(d.Logs(), 3000))
-	}
-	if logs := d.Logs(); !strings.Contains(logs, "no longer publishes table public.items") {
-		t.Errorf("the daemon's error does not say what happened\n%s", tail(logs, 3000))
-	}
+	e.refuses(d, "no longer publishes table public.items")
 	out := e.setup()
 	t.Logf("setup after the publication lost items:\n%s", out)
 	if !strings.Contains(out, "is copied again") {
@@ -143,16 +157,11 @@ func TestAddPartitionedTableWithoutPartitions(t *testing.T) {
 // copies the table again, and the daemon's checkpoint moves on.
 func TestDroppedTargetRecreatedEmpty(t *testing.T) {
 	e := newEnv(t, itemsConfig)
-	e.exec(itemsDDL)
-	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 1000) g")
-	e.setup()
-	d := e.start()
-	e.itemsExact("items replicated")
-	d.stop(t)
+	e.itemsReplicated(1000)
 	e.chExec(fmt.Sprintf("DROP TABLE db_%s.items", e.name))
 	out := e.setup()
 	t.Logf("setup after the target was dropped:\n%s", out)
-	d = e.start()
+	d := e.start()
 	e.waitLog(d, "replicating")
 	e.insertEvents(5)
 	e.converge("events", convergeTimeout)
@@ -168,15 +177,10 @@ func TestDroppedTargetRecreatedEmpty(t *testing.T) {
 // copies every table again.
 func TestPublicationDroppedAndCreatedAgain(t *testing.T) {
 	e := newEnv(t, itemsConfig)
-	e.exec(itemsDDL)
-	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 1000) g")
-	e.setup()
-	d := e.start()
-	e.itemsExact("items replicated")
-	d.stop(t)
+	e.itemsReplicated(1000)
 	e.exec("DROP PUBLICATION pub_" + e.name)
 	e.exec("DELETE FROM items WHERE id BETWEEN 100 AND 199")
-	d = e.start()
+	d := e.start()
 	if code := d.wait(t, convergeTimeout); code == 0 || !strings.Contains(d.Logs(), "pg_drop_replication_slot('slot_"+e.name+"')") {
 		t.Fatalf("daemon on a dropped publication: exit %d\n%s", code, tail(d.Logs(), 2000))
 	}
@@ -197,16 +201,11 @@ func TestPublicationDroppedAndCreatedAgain(t *testing.T) {
 // action again a resync makes ClickHouse exact.
 func TestPublishActionsNarrowedLater(t *testing.T) {
 	e := newEnv(t, itemsConfig)
-	e.exec(itemsDDL)
-	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 1000) g")
-	e.setup()
-	d := e.start()
-	e.itemsExact("items replicated")
-	d.stop(t)
+	e.itemsReplicated(1000)
 	e.exec("ALTER PUBLICATION pub_" + e.name + " SET (publish = 'insert')")
 	e.exec("DELETE FROM items WHERE id BETWEEN 100 AND 199")
 	e.exec("UPDATE items SET qty = 7 WHERE id < 50")
-	d = e.start()
+	d := e.start()
 	if code := d.wait(t, convergeTimeout); code == 0 || !strings.Contains(d.Logs(), "does not publish every insert, update, delete and truncate") {
 		t.Errorf("the daemon on a publication without updates and deletes: exit %d\n%s", code, tail(d.Logs(), 2000))
 	}
@@ -282,12 +281,7 @@ func TestLostOnlyTableSetupStoppedAfterForgettingIt(t *testing.T) {
 // the daemon writes it, must not empty the new copy.
 func TestTruncateWrittenAfterTheCopy(t *testing.T) {
 	e := newEnv(t, itemsConfig)
-	e.exec(itemsDDL)
-	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 1000) g")
-	e.setup()
-	d := e.start()
-	e.itemsExact("items replicated")
-	d.stop(t)
+	e.itemsReplicated(1000)
 
 	e.lateTruncate(func() {
 		e.exec("ALTER PUBLICATION pub_" + e.name + " DROP TABLE items")
@@ -352,12 +346,7 @@ func TestTruncateWrittenAfterTheCopyOfARemovedTable(t *testing.T) {
 // and the daemon puts it in place: ClickHouse ends equal to Postgres.
 func TestSetupFinishesAnUnfinishedCopy(t *testing.T) {
 	e := newEnv(t, itemsConfig)
-	e.exec(itemsDDL)
-	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 1000) g")
-	e.setup()
-	d := e.start()
-	e.itemsExact("items replicated")
-	d.stop(t)
+	e.itemsReplicated(1000)
 	db := "db_" + e.name
 	// The mark of a copy into items_resync, as resync and setup save it
 	// before anything else, in the load of the copy state.
@@ -367,7 +356,7 @@ func TestSetupFinishesAnUnfinishedCopy(t *testing.T) {
 		"WHERE source = 'public.items' GROUP BY slot, source, load_lsn", db, db))
 	e.chExec(fmt.Sprintf("ALTER TABLE %s.replicator_copy_chunks DELETE WHERE source = 'public.items' AND chunk > 0", db))
 	e.exec("DELETE FROM items WHERE id BETWEEN 100 AND 199")
-	d = e.start()
+	d := e.start()
 	e.waitLog(d, "the copy of the table is not complete: the checkpoint is held")
 	out := e.setup()
 	if !strings.Contains(out, "did not finish") || !strings.Contains(out, "is copied into ClickHouse table items_resync") {

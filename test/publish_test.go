@@ -178,14 +178,7 @@ func TestPublicationFilters(t *testing.T) {
 	// Filtered behind the daemon's back: it refuses to go on.
 	e.exec("ALTER PUBLICATION " + pub + " SET TABLE events, items WHERE (id > 10)")
 	d = e.start()
-	select {
-	case <-d.done:
-	case <-time.After(convergeTimeout):
-		t.Fatalf("the daemon runs on a filtered publication\n%s", tail(d.Logs(), 3000))
-	}
-	if logs := d.Logs(); !strings.Contains(logs, "with a filter (rows WHERE (id > 10))") {
-		t.Errorf("the daemon's error does not name the filter\n%s", tail(logs, 3000))
-	}
+	e.refuses(d, "with a filter (rows WHERE (id > 10))")
 }
 
 // TestTableDroppedFromPublication: a configured table dropped from the
@@ -208,14 +201,7 @@ func TestTableDroppedFromPublication(t *testing.T) {
 	d.stop(t)
 
 	d = e.start()
-	select {
-	case <-d.done:
-	case <-time.After(convergeTimeout):
-		t.Fatalf("the daemon runs although the publication lost items\n%s", tail(d.Logs(), 3000))
-	}
-	if logs := d.Logs(); !strings.Contains(logs, "no longer publishes table public.items") {
-		t.Errorf("the daemon's error does not say what happened\n%s", tail(logs, 3000))
-	}
+	e.refuses(d, "no longer publishes table public.items")
 	if out := e.setup(); !strings.Contains(out, "copied again") || !strings.Contains(out, "is copied into ClickHouse table items_resync") {
 		t.Errorf("setup after the publication lost items:\n%s", out)
 	}
