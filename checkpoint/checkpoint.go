@@ -25,7 +25,35 @@ type Position struct {
 	Commit bool
 	// CommitTime is the commit time of the last applied transaction.
 	CommitTime time.Time
+	// Last is the newest transaction stored at or below the position; zero
+	// when none is known (a position saved by setup, or by an earlier
+	// version). A server that continues the position's history sends it
+	// again, with the same xid, when streaming starts at its commit LSN.
+	Last Transaction
+	// History is the Postgres history the position belongs to.
+	History History
 }
+
+// Transaction names a committed transaction of the stream.
+type Transaction struct {
+	LSN pglogrepl.LSN // commit LSN
+	Xid uint32
+}
+
+// History names a Postgres history: an LSN is a position only within one.
+// SystemID and Timeline are the server's (IDENTIFY_SYSTEM); zero when an
+// earlier version saved the position. Epoch orders histories: setup or a
+// recovery that starts the replication over on a history that does not
+// continue the previous one saves its positions in a higher epoch, and
+// every reader takes the newest epoch's newest position.
+type History struct {
+	SystemID uint64
+	Timeline uint32
+	Epoch    uint32
+}
+
+// Known reports whether the history's identity was recorded.
+func (h History) Known() bool { return h.SystemID != 0 }
 
 // Done reports whether a transaction with the given commit LSN is already
 // stored, and must be skipped when Postgres sends it again.
@@ -40,7 +68,13 @@ func (p Position) Done(commitLSN pglogrepl.LSN) bool {
 type Store struct {
 	client *sink.Client
 	slot   string
+	// history is what Save records: the history the session proved it
+	// follows (SetHistory).
+	history History
 }
+
+// SetHistory makes Save record h with every position from now on.
+func (s *Store) SetHistory(h History) { s.history = h }
 
 // NewStore returns a store for slot.
 func NewStore(client *sink.Client, slot string) *Store {
@@ -53,7 +87,8 @@ func (s *Store) Slot() string { return s.slot }
 // Load returns the newest checkpoint; found is false when there is none.
 func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) {
 	rows, err := s.client.Query(ctx, fmt.Sprintf(
-		"SELECT lsn, commit, commit_time FROM %s WHERE slot = ? ORDER BY lsn DESC, commit DESC LIMIT 1",
+		"SELECT lsn, commit, commit_time, last_lsn, last_xid, system_id, timeline, epoch FROM %s "+
+			"WHERE slot = ? ORDER BY epoch DESC, lsn DESC, commit DESC LIMIT 1",
 		s.client.DB().Table(ddl.CheckpointTable)), s.slot)
 	if err != nil {
 		return Position{}, false, fmt.Errorf("load checkpoint of slot %s: %w", s.slot, err)
@@ -61,15 +96,19 @@ func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) 
 	if len(rows) == 0 {
 		return Position{}, false, nil
 	}
+	r := rows[0]
 	return Position{
-		LSN:        pglogrepl.LSN(rows[0][0].(uint64)),
-		Commit:     rows[0][1].(uint8) == 1,
-		CommitTime: rows[0][2].(time.Time),
+		LSN:        pglogrepl.LSN(r[0].(uint64)),
+		Commit:     r[1].(uint8) == 1,
+		CommitTime: r[2].(time.Time),
+		Last:       Transaction{LSN: pglogrepl.LSN(r[3].(uint64)), Xid: r[4].(uint32)},
+		History:    History{SystemID: r[5].(uint64), Timeline: r[6].(uint32), Epoch: r[7].(uint32)},
 	}, true, nil
 }
 
-// Save writes a checkpoint. It returns only after ClickHouse acknowledged
-// the INSERT; callers must have stored every change it covers before.
+// Save writes a checkpoint in the store's history (SetHistory). It returns
+// only after ClickHouse acknowledged the INSERT; callers must have stored
+// every change it covers before.
 func (s *Store) Save(ctx context.Context, pos Position) error {
 	var commit uint8
 	if pos.Commit {
@@ -79,8 +118,10 @@ func (s *Store) Save(ctx context.Context, pos Position) error {
 	if ct.IsZero() {
 		ct = time.Unix(0, 0)
 	}
-	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.CheckpointTable, []string{"slot", "lsn", "commit", "commit_time", "written_at"}),
-		[]any{s.slot, uint64(pos.LSN), commit, ct.UTC(), time.Now().UTC()})
+	h := s.history
+	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.CheckpointTable, []string{"slot", "lsn", "commit", "commit_time", "written_at",
+		"last_lsn", "last_xid", "system_id", "timeline", "epoch"}),
+		[]any{s.slot, uint64(pos.LSN), commit, ct.UTC(), time.Now().UTC(), uint64(pos.Last.LSN), pos.Last.Xid, h.SystemID, h.Timeline, h.Epoch})
 	if err != nil {
 		return fmt.Errorf("save checkpoint %s of slot %s: %w", pos.LSN, s.slot, err)
 	}
@@ -284,6 +325,22 @@ func EnsureTables(ctx context.Context, client *sink.Client) error {
 		db.CreateColumnTable(), db.CreateChunkTable(), db.CreateStorageTable()} {
 		if err := client.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("create the replicator's tables: %w", err)
+		}
+	}
+	cps, err := client.Schema(ctx, ddl.CheckpointTable)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(cps.Names, "epoch") {
+		if err := client.Exec(ctx, db.AddCheckpointEpoch()); err != nil {
+			return fmt.Errorf("add column epoch to %s: %w", ddl.CheckpointTable, err)
+		}
+	}
+	for _, col := range ddl.CheckpointColumnsAdded {
+		if !slices.Contains(cps.Names, col[0]) {
+			if err := client.Exec(ctx, db.AddCheckpointColumn(col[0], col[1])); err != nil {
+				return fmt.Errorf("add column %s to %s: %w", col[0], ddl.CheckpointTable, err)
+			}
 		}
 	}
 	chunks, err := client.Schema(ctx, ddl.ChunkTable)

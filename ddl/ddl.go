@@ -386,9 +386,9 @@ func (d Database) CreateCommittedViewOf(target, slot string, orderBy, columns []
 
 // committedBound is the condition on a row of a committed view: its
 // transaction committed at or below the newest commit checkpoint of slot,
-// or below its newest position checkpoint.
+// or below its newest position checkpoint, in the newest history epoch.
 func (d Database) committedBound(slot string) string {
-	return fmt.Sprintf("%s < (SELECT max(lsn + commit) FROM %s WHERE slot = %s)",
+	return fmt.Sprintf("%s < (SELECT argMax(lsn + commit, (epoch, lsn)) FROM %s WHERE slot = %s)",
 		Quote(mapping.VersionColumn), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}))
 }
 
@@ -428,7 +428,13 @@ func (d Database) DropViews(target string) []string {
 const liveDeleted = "_deleted_latest"
 
 // CreateCheckpointTable returns the DDL of the checkpoint table: one
-// position per slot, the newest (highest lsn) kept by merges.
+// position per slot and history epoch, the newest (highest lsn) of each
+// kept by merges. An LSN orders positions only within one Postgres
+// history: a newer epoch's position may have a lower LSN than an older
+// epoch's, so the epoch is part of the sorting key and readers take the
+// newest epoch first. system_id and timeline name the history a position
+// belongs to; last_lsn and last_xid are the newest transaction stored at
+// or below it (see checkpoint.Position).
 func (d Database) CreateCheckpointTable() string {
 	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
 (
@@ -436,11 +442,36 @@ func (d Database) CreateCheckpointTable() string {
     lsn UInt64,
     commit UInt8,
     commit_time DateTime('UTC'),
-    written_at DateTime('UTC')
+    written_at DateTime('UTC'),
+    epoch UInt32,
+    system_id UInt64 DEFAULT 0,
+    timeline UInt32 DEFAULT 0,
+    last_lsn UInt64 DEFAULT 0,
+    last_xid UInt32 DEFAULT 0
 )
 ENGINE = %s
-ORDER BY slot
+ORDER BY (slot, epoch)
 `, d.Table(CheckpointTable)+d.on(), d.engine("lsn", CheckpointTable, true))
+}
+
+// CheckpointColumnsAdded are the columns of the checkpoint table that an
+// earlier version made it without, with their definitions; the epoch,
+// which joins the sorting key, comes first (see AddCheckpointEpoch).
+var CheckpointColumnsAdded = [][2]string{{"system_id", "UInt64 DEFAULT 0"}, {"timeline", "UInt32 DEFAULT 0"},
+	{"last_lsn", "UInt64 DEFAULT 0"}, {"last_xid", "UInt32 DEFAULT 0"}}
+
+// AddCheckpointEpoch returns the ALTER that gives a checkpoint table made
+// by an earlier version its epoch column, in its sorting key (ClickHouse
+// allows a column added in the same ALTER, without a default expression,
+// to extend the sorting key). Its rows get epoch 0.
+func (d Database) AddCheckpointEpoch() string {
+	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN epoch UInt32, MODIFY ORDER BY (slot, epoch)", d.Table(CheckpointTable))
+}
+
+// AddCheckpointColumn returns the ALTER that adds one of
+// CheckpointColumnsAdded to a checkpoint table made before it existed.
+func (d Database) AddCheckpointColumn(name, definition string) string {
+	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", d.Table(CheckpointTable), Quote(name), definition)
 }
 
 // DeleteCheckpoints returns the mutation that removes every checkpoint of

@@ -2,7 +2,6 @@ package load
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/ddl"
+	"github.com/replicator/replicator/history"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/replication"
@@ -80,10 +80,14 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 		return nil, fmt.Errorf("no checkpoint for slot %s in ClickHouse database %s: run `replicator setup`, which copies every table",
 			cfg.Postgres.Slot, cfg.ClickHouse.Database)
 	}
-	if _, err := repl.Slot(ctx, cfg.Postgres.Slot); err != nil {
-		if errors.Is(err, postgres.ErrSlotMissing) {
-			return nil, fmt.Errorf("%w: run `replicator setup`, which creates it and copies every table", err)
-		}
+	server, err := history.Identify(ctx, repl)
+	if err != nil {
+		return nil, err
+	}
+	slot, err := repl.Slot(ctx, cfg.Postgres.Slot)
+	slot.Name = cfg.Postgres.Slot
+	// (The slot is in use while the daemon runs: that is a continuation.)
+	if err := history.Check(pos, server, slot, err); err != nil && !slot.Active {
 		return nil, err
 	}
 	if postgres.NeedsMarkTable(pg.ServerVersion()) {
@@ -134,7 +138,7 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 		return report, err
 	}
 
-	slot, err := repl.Slot(ctx, cfg.Postgres.Slot)
+	slot, err = repl.Slot(ctx, cfg.Postgres.Slot)
 	if err != nil {
 		return report, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/ddl"
+	"github.com/replicator/replicator/history"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/replication"
@@ -132,6 +133,13 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	if err != nil {
 		return report, err
 	}
+	server, err := history.Identify(ctx, repl)
+	if err != nil {
+		return report, err
+	}
+	// Positions saved from here on continue the checkpoint's history; a
+	// new slot starts the next epoch (below).
+	store.SetHistory(server.Identity(max(pos.History.Epoch, 1)))
 	chunks, err := store.LoadChunks(ctx)
 	if err != nil {
 		return report, err
@@ -175,6 +183,12 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	slot, err := repl.Slot(ctx, slotName)
 	var added []*mapping.Table
 	if err == nil && hasCheckpoint {
+		// Nothing is changed for a history that does not continue (a
+		// running daemon may have moved checkpoint and slot on since the
+		// checkpoint was read).
+		if err := history.Check(pos, server, slot, nil); err != nil && !slot.Active {
+			return report, err
+		}
 		if !publication.Exists {
 			return report, fmt.Errorf("publication %s was dropped after replication slot %s was made: Postgres decodes the "+
 				"slot's changes with the publication of their time, so its stream cannot go on past the drop; drop the slot "+
@@ -207,11 +221,6 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	}
 	switch {
 	case err == nil && hasCheckpoint:
-		// A running daemon may have moved checkpoint and slot on since
-		// the checkpoint was read.
-		if err := slot.CheckResume(pos.LSN); err != nil && !slot.Active {
-			return report, err
-		}
 		if len(added) == 0 {
 			say("replication slot %s exists with checkpoint %s: nothing to copy", slotName, pos.LSN)
 			return report, nil
@@ -270,6 +279,11 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		return report, err
 	}
 	say("created replication slot %s at %s", slotName, lsn)
+	if hasCheckpoint {
+		// The former slot's history ends here: the positions of the new
+		// one outrank its positions, whatever their LSNs.
+		store.SetHistory(server.Identity(pos.History.Epoch + 1))
+	}
 
 	// The exported snapshot lives while repl stays idle; copy inside it.
 	// Transactions that committed before the consistent point are in the

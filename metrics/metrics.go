@@ -40,6 +40,7 @@ type Metrics struct {
 	SpoolMemory   prometheus.Gauge
 	SpoolDisk     prometheus.Gauge
 	Rewrites      *prometheus.CounterVec
+	HistoryBreaks *prometheus.CounterVec
 
 	mu        sync.Mutex
 	streaming bool
@@ -93,9 +94,12 @@ func New() *Metrics {
 	m.Rewrites = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_rewrites_total",
 		Help: "Table rewrites noticed by the storage check, by what was done: recorded (no value in doubt), verified (equal), recopied."},
 		[]string{"action"})
+	m.HistoryBreaks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_history_breaks_total",
+		Help: "Sessions refused because the Postgres server does not continue the history of the checkpoint, by reason (other-system, timeline, rollback, diverged, slot-missing, slot-lost, slot-ahead)."},
+		[]string{"reason"})
 	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
 		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Retries, m.Retrying, m.Errors, m.Heartbeats, m.Held, m.Invalid,
-		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites} {
+		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites, m.HistoryBreaks} {
 		f(c)
 	}
 	for _, k := range []string{"postgres", "clickhouse", "mapping", "other"} {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/replicator/replicator/checkpoint"
+	"github.com/replicator/replicator/history"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/replication"
 	"github.com/replicator/replicator/sink"
@@ -75,6 +76,9 @@ type applier struct {
 	// slot names the slot, whose resync messages hold the checkpoint.
 	slot string
 	hold hold
+	// witness decides from the first transactions whether the server's
+	// WAL continues the checkpoint's history (nil: nothing to decide).
+	witness *history.Witness
 
 	unchanged []int
 
@@ -84,7 +88,15 @@ type applier struct {
 	failed error
 }
 
-func (a *applier) Durable() pglogrepl.LSN { return a.pos.durable.LSN }
+// Durable is the position to acknowledge: the newest saved checkpoint, or,
+// while the witness has not decided that the server continues its
+// history, where streaming started.
+func (a *applier) Durable() pglogrepl.LSN {
+	if a.witness.Pending() {
+		return a.witness.Start(a.pos.durable.LSN)
+	}
+	return a.pos.durable.LSN
+}
 
 func (a *applier) Deadline() time.Time {
 	var d time.Time
@@ -105,6 +117,9 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 	}
 	switch m := m.(type) {
 	case *replication.Begin:
+		if err := a.witness.Begin(m.FinalLSN, m.Xid); err != nil {
+			return err
+		}
 		if err := a.pos.begin(m); err != nil {
 			return err
 		}
@@ -169,8 +184,13 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 				return err
 			}
 		}
-		if !m.Transactional && a.pos.heartbeat(m.LSN) {
-			return a.idleCheckpoint(ctx, time.Now())
+		if !m.Transactional {
+			if err := a.witness.Position(m.LSN); err != nil {
+				return err
+			}
+			if a.pos.heartbeat(m.LSN) {
+				return a.idleCheckpoint(ctx, time.Now())
+			}
 		}
 	}
 	return nil
@@ -181,6 +201,9 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 // Postgres can recycle WAL.
 func (a *applier) Tick(ctx context.Context, walEnd pglogrepl.LSN) error {
 	now := time.Now()
+	if err := a.witness.Position(walEnd); err != nil {
+		return err
+	}
 	a.pos.keepalive(walEnd)
 	if err := a.land(ctx, false); err != nil {
 		return err

@@ -21,6 +21,7 @@ type position struct {
 	inTxn      bool
 	skip       bool // the open transaction is done already
 	version    pglogrepl.LSN
+	xid        uint32
 	commitTime time.Time
 	complete   checkpoint.Position // newest transaction fully buffered
 	pending    bool                // complete is newer than durable
@@ -39,7 +40,7 @@ func (p *position) begin(m *replication.Begin) error {
 	if p.inTxn {
 		return fmt.Errorf("begin of transaction %s inside transaction %s", m.FinalLSN, p.version)
 	}
-	p.inTxn, p.version, p.commitTime = true, m.FinalLSN, m.CommitTime
+	p.inTxn, p.version, p.xid, p.commitTime = true, m.FinalLSN, m.Xid, m.CommitTime
 	p.skip = p.resume.Done(m.FinalLSN)
 	return nil
 }
@@ -54,7 +55,8 @@ func (p *position) commit(m *replication.Commit) (applied bool, err error) {
 	if p.skip {
 		return false, nil
 	}
-	p.complete = checkpoint.Position{LSN: m.CommitLSN, Commit: true, CommitTime: m.CommitTime}
+	p.complete = checkpoint.Position{LSN: m.CommitLSN, Commit: true, CommitTime: m.CommitTime,
+		Last: checkpoint.Transaction{LSN: m.CommitLSN, Xid: p.xid}}
 	p.pending = true
 	return true, nil
 }
@@ -86,7 +88,7 @@ func (p *position) idleCheckpoint(now time.Time, rows int, gap time.Duration) (c
 	if p.inTxn || p.pending || rows > 0 || p.idlePos <= p.durable.LSN || now.Sub(p.lastIdle) < gap {
 		return checkpoint.Position{}, false
 	}
-	return checkpoint.Position{LSN: p.idlePos, Commit: false, CommitTime: p.durable.CommitTime}, true
+	return checkpoint.Position{LSN: p.idlePos, Commit: false, CommitTime: p.durable.CommitTime, Last: p.durable.Last}, true
 }
 
 // take returns the newest complete transaction's position for a flush to

@@ -14,6 +14,7 @@ import (
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/failure"
+	"github.com/replicator/replicator/history"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/metrics"
 	"github.com/replicator/replicator/postgres"
@@ -149,6 +150,9 @@ func (r *Runner) replicate(ctx context.Context) error {
 			continue
 		}
 		r.metrics.Errors.WithLabelValues(errorKind(err)).Inc()
+		if brk := (*history.Break)(nil); errors.As(err, &brk) {
+			r.metrics.HistoryBreaks.WithLabelValues(brk.Reason).Inc()
+		}
 		inUse := slotInUse(err)
 		switch {
 		case !inUse:
@@ -224,15 +228,8 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	if err := conn.CheckServer(ctx); err != nil {
 		return err
 	}
-	slot, err := conn.Slot(ctx, cfg.Postgres.Slot)
+	witness, err := r.checkHistory(ctx, conn, store, resume, cfg.Postgres.Slot)
 	if err != nil {
-		if errors.Is(err, postgres.ErrSlotMissing) {
-			return fmt.Errorf("%w: the slot was dropped, so changes since checkpoint %s are lost to it; "+
-				"run `replicator setup` to recreate it and copy the tables again", err, resume.LSN)
-		}
-		return err
-	}
-	if err := slot.CheckResume(resume.LSN); err != nil {
 		return err
 	}
 
@@ -275,6 +272,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	}
 	reg.recopy, reg.poke = r.rewrites.recopy, r.rewrites.check
 	a := newApplier(cfg, sink.NewWriter(client, reg.tables), store, reg, resume, r.log, r.metrics)
+	a.witness = witness
 	defer a.abort()
 	for idx := range reg.waiting {
 		r.log.Warn("the copy of the table is not complete: the checkpoint is held until it is, and its changes "+
@@ -289,7 +287,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		Aborted: pg.Aborted,
 		Spooled: r.metrics.SetSpool,
 	})
-	if err := stream.Start(ctx, resume.LSN); err != nil {
+	if err := stream.Start(ctx, witness.Start(resume.LSN)); err != nil {
 		return err
 	}
 	defer func() {
@@ -367,4 +365,38 @@ func errorKind(err error) string {
 		return "postgres"
 	}
 	return "other"
+}
+
+// checkHistory proves, before anything is streamed, that the server
+// continues the history of the checkpoint resume (history.Check) and
+// makes the store record the server's history with the positions it
+// saves. It returns the witness that decides the rest from the stream's
+// first transactions.
+func (r *Runner) checkHistory(ctx context.Context, conn *replication.Conn, store *checkpoint.Store, resume checkpoint.Position,
+	slotName string) (*history.Witness, error) {
+	srv, err := history.Identify(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	slot, slotErr := conn.Slot(ctx, slotName)
+	slot.Name = slotName
+	if err := history.Check(resume, srv, slot, slotErr); err != nil {
+		return nil, err
+	}
+	h := resume.History
+	switch {
+	case !h.Known():
+		r.log.Info("recording the Postgres history with the checkpoints (a version before this one saved them without it)",
+			"system_id", srv.SystemID, "timeline", srv.Timeline, "checkpoint", resume.LSN)
+	case srv.Timeline != h.Timeline:
+		r.log.Warn("the server continues the checkpoint's history on a later timeline (a promoted standby that had received "+
+			"every stored transaction)", "timeline", srv.Timeline, "checkpoint_timeline", h.Timeline, "checkpoint", resume.LSN)
+	}
+	store.SetHistory(srv.Identity(h.Epoch))
+	w := history.NewWitness(resume, slot.ConfirmedFlushLSN, slotName)
+	if w.Pending() {
+		r.log.Debug("streaming from the newest stored transaction, which the server must send first",
+			"commit", resume.Last.LSN, "xid", resume.Last.Xid, "checkpoint", resume.LSN, "confirmed", slot.ConfirmedFlushLSN)
+	}
+	return w, nil
 }

@@ -101,3 +101,22 @@ func (c *Conn) DropSlot(ctx context.Context, slot string) error {
 func (c *Conn) ServerVersion() int {
 	return postgres.MajorVersion(c.pg.ParameterStatus("server_version"))
 }
+
+// IdentifySystem runs IDENTIFY_SYSTEM: the server's system identifier,
+// timeline and flushed WAL position.
+func (c *Conn) IdentifySystem(ctx context.Context) (pglogrepl.IdentifySystemResult, error) {
+	id, err := pglogrepl.IdentifySystem(ctx, c.pg)
+	if err != nil {
+		return id, fmt.Errorf("identify the postgres system: %w", postgres.Describe(err, "", ""))
+	}
+	return id, nil
+}
+
+// TimelineHistory returns the history file of timeline (TIMELINE_HISTORY).
+func (c *Conn) TimelineHistory(ctx context.Context, timeline int32) ([]byte, error) {
+	h, err := pglogrepl.TimelineHistory(ctx, c.pg, timeline)
+	if err != nil {
+		return nil, fmt.Errorf("read the history of timeline %d: %w", timeline, postgres.Describe(err, "", ""))
+	}
+	return h.Content, nil
+}

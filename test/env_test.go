@@ -124,6 +124,14 @@ type env struct {
 func newEnv(t *testing.T, extraConfig string) *env {
 	t.Helper()
 	requireServers(t)
+	return newEnvOn(t, pgServer, extraConfig)
+}
+
+// newEnvOn is newEnv on the Postgres server pgs.
+func newEnvOn(t *testing.T, pgs *harness.Postgres, extraConfig string) *env {
+	t.Helper()
+	requireServers(t)
+	pgServer := pgs
 	name := strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
 	if len(name) > 36 {
 		name = name[:36]

@@ -4,10 +4,15 @@ CREATE TABLE IF NOT EXISTS `analytics`.`replicator_checkpoints`
     lsn UInt64,
     commit UInt8,
     commit_time DateTime('UTC'),
-    written_at DateTime('UTC')
+    written_at DateTime('UTC'),
+    epoch UInt32,
+    system_id UInt64 DEFAULT 0,
+    timeline UInt32 DEFAULT 0,
+    last_lsn UInt64 DEFAULT 0,
+    last_xid UInt32 DEFAULT 0
 )
 ENGINE = ReplacingMergeTree(lsn)
-ORDER BY slot;
+ORDER BY (slot, epoch);
 
 CREATE TABLE IF NOT EXISTS `analytics`.`replicator_progress`
 (

@@ -1,0 +1,94 @@
+package history
+
+import (
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/replicator/replicator/checkpoint"
+)
+
+// Witness decides, from the first transactions a session receives,
+// whether the server's WAL holds the transactions that the checkpoint
+// covers. A server brought back to an earlier state (a data directory put
+// back, a disk snapshot restored) keeps its system and timeline, and once
+// its WAL has grown past the checkpoint again nothing at connect tells it
+// from the original: only the WAL's content does. The checkpoint records
+// its newest stored transaction (checkpoint.Position.Last); the session
+// starts streaming at that transaction's commit LSN, which Postgres sends
+// again (it skips only commits below the start), and the server continues
+// the history if and only if the first transaction it sends is that one,
+// with the same xid. A transaction or a position past it first means the
+// WAL there holds something else.
+//
+// When the slot confirmed past the newest stored transaction, Postgres
+// sends nothing at or below the confirmed position, and the slot itself
+// vouches for the history up to there: its confirmed position moves only
+// with this daemon's acknowledgements, which follow its checkpoints. Then,
+// and when the checkpoint names no transaction, there is nothing to
+// witness.
+type Witness struct {
+	want       checkpoint.Transaction
+	checkpoint pglogrepl.LSN
+	slot       string
+	pending    bool
+}
+
+// NewWitness returns the witness of a session that resumes from cp on a
+// slot whose confirmed position is confirmed.
+func NewWitness(cp checkpoint.Position, confirmed pglogrepl.LSN, slot string) *Witness {
+	return &Witness{want: cp.Last, checkpoint: cp.LSN, slot: slot,
+		pending: cp.Last.LSN != 0 && confirmed <= cp.Last.LSN}
+}
+
+// Pending reports whether the witness has not decided yet. A nil
+// Witness has nothing to decide.
+func (w *Witness) Pending() bool { return w != nil && w.pending }
+
+// Start returns where streaming must start for the witness to see its
+// transaction: its commit LSN while pending, else resume.
+func (w *Witness) Start(resume pglogrepl.LSN) pglogrepl.LSN {
+	if w.Pending() {
+		return min(w.want.LSN, resume)
+	}
+	return resume
+}
+
+// Begin judges a transaction that commits at commitLSN, before any of it
+// is written: nil when the history continues or the witness has decided,
+// a *Break when it does not continue.
+func (w *Witness) Begin(commitLSN pglogrepl.LSN, xid uint32) error {
+	if !w.Pending() {
+		return nil
+	}
+	switch {
+	case commitLSN < w.want.LSN:
+		// Not sent by a server that starts at the witness's commit; harmless.
+		return nil
+	case commitLSN == w.want.LSN && xid == w.want.Xid:
+		w.pending = false
+		return nil
+	case commitLSN == w.want.LSN:
+		return w.broken(fmt.Sprintf("the transaction that commits at %s has xid %d, but the newest transaction ClickHouse "+
+			"stored committed there with xid %d", commitLSN, xid, w.want.Xid))
+	}
+	return w.broken(fmt.Sprintf("the first transaction the server sends commits at %s (xid %d), past %s where the newest "+
+		"transaction ClickHouse stored (xid %d) committed: the server's WAL holds other transactions there",
+		commitLSN, xid, w.want.LSN, w.want.Xid))
+}
+
+// Position judges a position lsn the server reported (a keepalive, a
+// heartbeat) below which it sent every transaction: past the witness's
+// commit LSN while pending, that transaction is not in the WAL.
+func (w *Witness) Position(lsn pglogrepl.LSN) error {
+	if !w.Pending() || lsn <= w.want.LSN {
+		return nil
+	}
+	return w.broken(fmt.Sprintf("the server's stream passed %s, where the newest transaction ClickHouse stored (xid %d) "+
+		"committed, without sending it: the server's WAL holds other transactions there", w.want.LSN, w.want.Xid))
+}
+
+func (w *Witness) broken(detail string) error {
+	return &Break{Reason: ReasonDiverged, Slot: w.slot, Checkpoint: w.checkpoint,
+		Detail: detail + " (a data directory or a disk snapshot put back, or a restore from a backup)"}
+}
