@@ -30,6 +30,8 @@ type Report struct {
 	RestartLSN        pglogrepl.LSN `json:"-"`
 	CheckpointLSN     pglogrepl.LSN `json:"-"`
 	HasCheckpoint     bool          `json:"has_checkpoint"`
+	// History is the Postgres history of the checkpoint.
+	History checkpoint.History `json:"-"`
 	LagBytes          uint64        `json:"lag_bytes"`
 	RetainedWALBytes  uint64        `json:"retained_wal_bytes"`
 	LastCommitTime    time.Time     `json:"-"`
@@ -120,6 +122,7 @@ func Read(ctx context.Context, cfg config.Config) (*Report, error) {
 	if found {
 		st.HasCheckpoint = true
 		st.CheckpointLSN = pos.LSN
+		st.History = pos.History
 		st.LastCommitTime = pos.CommitTime
 		st.LagBytes = bytesAfter(st.CurrentWALLSN, pos.LSN)
 		lag, bound, err := readLag(ctx, pg, cfg, st, pos, store)

@@ -89,3 +89,51 @@ func TestSlotDroppedUnderTheDaemon(t *testing.T) {
 	e.converge("after setup", convergeTimeout)
 	d.stop(t)
 }
+
+// TestCheckpointsOfAnEarlierVersion: a checkpoint table made by a version
+// that recorded no history (no epoch in its sorting key, no identity) is
+// brought up to date at start; the daemon records the server's history with
+// its positions from then on and says so, and stays exact.
+func TestCheckpointsOfAnEarlierVersion(t *testing.T) {
+	e := newEnv(t, "")
+	e.insertEvents(200)
+	e.setup()
+	d := e.start()
+	e.insertEvents(50)
+	e.converge("before", convergeTimeout)
+	d.stop(t)
+	db := "db_" + e.name
+	if _, err := chServer.Query(context.Background(), fmt.Sprintf(`
+CREATE TABLE %[1]s.old_checkpoints (slot String, lsn UInt64, commit UInt8, commit_time DateTime('UTC'), written_at DateTime('UTC'))
+  ENGINE = ReplacingMergeTree(lsn) ORDER BY slot;
+INSERT INTO %[1]s.old_checkpoints SELECT slot, lsn, commit, commit_time, written_at FROM %[1]s.replicator_checkpoints;
+DROP TABLE %[1]s.replicator_checkpoints;
+RENAME TABLE %[1]s.old_checkpoints TO %[1]s.replicator_checkpoints`, db)); err != nil {
+		t.Fatal(err)
+	}
+	d = e.start()
+	e.insertEvents(50)
+	e.converge("after the upgrade", convergeTimeout)
+	e.waitLog(d, "recording the Postgres history with the checkpoints")
+	e.checkpointPasses(d, e.checkpointLSN(), "after the upgrade")
+	d.stop(t)
+	var sorting string
+	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf(
+		"SELECT sorting_key FROM system.tables WHERE database = '%s' AND name = 'replicator_checkpoints'", db)).Scan(&sorting); err != nil {
+		t.Fatal(err)
+	}
+	if sorting != "slot, epoch" {
+		t.Errorf("sorting key %q, want slot, epoch", sorting)
+	}
+	h := e.checkpointHistories()
+	if len(h) != 2 || h[0] != "0/0/0" || !strings.HasPrefix(h[1], "0/") || !strings.HasSuffix(h[1], "/1") {
+		t.Errorf("histories %v, want the old rows without one and the new ones with the server's", h)
+	}
+	d = e.start()
+	e.insertEvents(10)
+	e.converge("after a restart", convergeTimeout)
+	if strings.Contains(d.Logs(), "recording the Postgres history") {
+		t.Errorf("the history was recorded again at the next start")
+	}
+	d.stop(t)
+}

@@ -314,6 +314,9 @@ func statusFields(st *status.Report) map[string]any {
 	if st.LagUpperBound {
 		m["lag_upper_bound"] = true
 	}
+	if h := st.History; st.HasCheckpoint && h.Known() {
+		m["history"] = map[string]any{"epoch": h.Epoch, "system_id": strconv.FormatUint(h.SystemID, 10), "timeline": h.Timeline}
+	}
 	if !st.LastCommitTime.IsZero() && st.LastCommitTime.Unix() > 0 {
 		m["last_commit_time"] = st.LastCommitTime.UTC().Format(time.RFC3339Nano)
 	} else {
@@ -338,6 +341,9 @@ func printStatus(w io.Writer, st *status.Report) {
 			v = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%v\n", k, v)
+	}
+	if h := st.History; st.HasCheckpoint && h.Known() {
+		fmt.Fprintf(tw, "history\tepoch %d, system %d, timeline %d\n", h.Epoch, h.SystemID, h.Timeline)
 	}
 	for _, t := range st.Tables {
 		fmt.Fprintf(tw, "table %s\t%d live rows in %s (%d keys with tombstones)\n", t.Source, t.LiveRows, t.Target, t.Rows)
