@@ -20,6 +20,14 @@ postgres {
 
   # Publication that `setup` creates for the tables below. Default "replicator".
   publication = "replicator_events"
+
+  # When the server does not continue the history of the ClickHouse
+  # checkpoint (a failover to a standby that missed transactions, a restore,
+  # a data directory put back, a lost slot): "auto" copies every table again
+  # online, readers keep the previous copy of each table until its new copy
+  # is complete; "manual" stops with the command that does it
+  # (`replicator resync --all`). Default "auto".
+  recovery = "auto"
 }
 
 clickhouse {

@@ -309,7 +309,7 @@ func (s *Store) LoadStorage(ctx context.Context) (map[string]postgres.Storage, e
 // "behind the slot", a missed truncation would write rows it emptied back,
 // a missed copy state would hold or copy again.
 func (s *Store) Sync(ctx context.Context) error {
-	for _, t := range []string{ddl.CheckpointTable, ddl.TruncationTable, ddl.ChunkTable, ddl.ColumnTable, ddl.StorageTable} {
+	for _, t := range []string{ddl.CheckpointTable, ddl.TruncationTable, ddl.ChunkTable, ddl.ColumnTable, ddl.StorageTable, ddl.RecoveryTable} {
 		if err := s.client.SyncReplica(ctx, t); err != nil {
 			return err
 		}
@@ -322,7 +322,7 @@ func (s *Store) Sync(ctx context.Context) error {
 func EnsureTables(ctx context.Context, client *sink.Client) error {
 	db := client.DB()
 	for _, stmt := range []string{db.CreateCheckpointTable(), db.CreateProgressTable(), db.CreateTruncationTable(),
-		db.CreateColumnTable(), db.CreateChunkTable(), db.CreateStorageTable()} {
+		db.CreateColumnTable(), db.CreateChunkTable(), db.CreateStorageTable(), db.CreateRecoveryTable()} {
 		if err := client.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("create the replicator's tables: %w", err)
 		}

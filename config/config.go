@@ -75,7 +75,18 @@ type Postgres struct {
 	DSN         string
 	Slot        string
 	Publication string
+	// Recovery is what the daemon does when the server does not continue
+	// the checkpoint's history (a failover that lost transactions, a
+	// restore, a lost slot): RecoveryAuto copies every table again online,
+	// RecoveryManual stops with the command that does it.
+	Recovery string
 }
+
+// Recovery modes (Postgres.Recovery).
+const (
+	RecoveryAuto   = "auto"
+	RecoveryManual = "manual"
+)
 
 // ClickHouse holds the target connection.
 type ClickHouse struct {
@@ -173,7 +184,7 @@ type Log struct {
 // Default returns the configuration used for every key the file omits.
 func Default() Config {
 	return Config{
-		Postgres:   Postgres{Slot: "replicator", Publication: "replicator"},
+		Postgres:   Postgres{Slot: "replicator", Publication: "replicator", Recovery: RecoveryAuto},
 		ClickHouse: ClickHouse{Addr: []string{"127.0.0.1:9000"}, Database: "default", Username: "default"},
 		Batch:      Batch{MaxRows: 50000, MaxBytes: 64 << 20, MaxDelay: time.Second, MinInterval: 200 * time.Millisecond},
 		Stream: Stream{Enabled: true, SpillDir: filepath.Join(os.TempDir(), "replicator-spill"), SpillLimit: 10 << 30,
@@ -222,6 +233,7 @@ type pgBlock struct {
 	DSN         *string `hcl:"dsn,optional"`
 	Slot        *string `hcl:"slot,optional"`
 	Publication *string `hcl:"publication,optional"`
+	Recovery    *string `hcl:"recovery,optional"`
 }
 
 type chBlock struct {
@@ -470,6 +482,7 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		setString(&cfg.Postgres.DSN, p.DSN)
 		setString(&cfg.Postgres.Slot, p.Slot)
 		setString(&cfg.Postgres.Publication, p.Publication)
+		setString(&cfg.Postgres.Recovery, p.Recovery)
 	}
 	if c := f.ClickHouse; c != nil {
 		if c.Addr != nil {
@@ -696,6 +709,10 @@ func (c *Config) validate() []string {
 	}
 	if !pgIdent.MatchString(c.Postgres.Slot) {
 		add("postgres.slot: %q must be lowercase letters, digits and underscores (at most 63)", c.Postgres.Slot)
+	}
+	if c.Postgres.Recovery != RecoveryAuto && c.Postgres.Recovery != RecoveryManual {
+		add("postgres.recovery: %q is not %q (copy every table again online) or %q (stop and say what to run)",
+			c.Postgres.Recovery, RecoveryAuto, RecoveryManual)
 	}
 	if !pgIdent.MatchString(c.Postgres.Publication) {
 		add("postgres.publication: %q must be lowercase letters, digits and underscores (at most 63)", c.Postgres.Publication)

@@ -132,6 +132,7 @@ postgres {
   dsn         = "host=pg user=u dbname=d"
   slot        = "s1"
   publication = "p_1"
+  recovery    = "manual"
 }
 clickhouse {
   addr     = ["a:9000", "[::1]:9440"]
@@ -186,7 +187,7 @@ monitor {
 	cfg := parse(t, src, noEnv)
 	// Sections this file omits keep their defaults.
 	want := config.Default()
-	want.Postgres = config.Postgres{DSN: "host=pg user=u dbname=d", Slot: "s1", Publication: "p_1"}
+	want.Postgres = config.Postgres{DSN: "host=pg user=u dbname=d", Slot: "s1", Publication: "p_1", Recovery: config.RecoveryManual}
 	want.ClickHouse = config.ClickHouse{Addr: []string{"a:9000", "[::1]:9440"}, Database: "Analytics_2", Username: "writer", Password: "pw"}
 	want.Batch = config.Batch{MaxRows: 5, MaxBytes: 16 << 20, MaxDelay: 250 * time.Millisecond, MinInterval: 100 * time.Millisecond}
 	want.Stream = config.Stream{SpillDir: "/var/lib/replicator/spill", SpillLimit: 2 << 30, Memory: 8 << 20}
@@ -233,6 +234,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad slot", "postgres {\n  dsn = \"postgres://u@h/db\"\n  slot = \"Bad-Slot\"\n}\n" + table, []string{"postgres.slot", `"Bad-Slot"`}},
 		{"slot too long", "postgres {\n  dsn = \"postgres://u@h/db\"\n  slot = \"" + strings.Repeat("s", 64) + "\"\n}\n" + table, []string{"postgres.slot"}},
 		{"bad publication", "postgres {\n  dsn = \"postgres://u@h/db\"\n  publication = \"1pub\"\n}\n" + table, []string{"postgres.publication"}},
+		{"bad recovery", "postgres {\n  dsn = \"postgres://u@h/db\"\n  recovery = \"sometimes\"\n}\n" + table, []string{"postgres.recovery", `"sometimes"`}},
 		{"empty addr", pg + "clickhouse {\n  addr = []\n}\n" + table, []string{"clickhouse.addr"}},
 		{"addr without port", pg + "clickhouse {\n  addr = [\"a:1\", \"localhost\"]\n}\n" + table, []string{"clickhouse.addr[1]", `"localhost"`}},
 		{"bad database", pg + "clickhouse {\n  database = \"my-db\"\n}\n" + table, []string{"clickhouse.database", `"my-db"`}},

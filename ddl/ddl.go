@@ -35,6 +35,9 @@ const (
 	// table (attribute numbers, types, file nodes) that the ClickHouse
 	// rows are known to agree with: a rewrite changes it.
 	StorageTable = "replicator_storage"
+	// RecoveryTable holds, per slot and history epoch, the state of the
+	// recovery that copies every table again for that epoch.
+	RecoveryTable = "replicator_recoveries"
 )
 
 // Quote quotes a ClickHouse identifier.
@@ -681,6 +684,26 @@ func (d Database) CreateColumnTable() string {
 ENGINE = %s
 ORDER BY (slot, source)
 `, d.Table(ColumnTable)+d.on(), d.engine("updated", ColumnTable, true))
+}
+
+// CreateRecoveryTable returns the DDL of the recovery table: per slot and
+// history epoch the newest state of its recovery, kept by merges.
+func (d Database) CreateRecoveryTable() string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
+(
+    slot String,
+    epoch UInt32,
+    reason String,
+    load_lsn UInt64,
+    started DateTime('UTC'),
+    tables UInt32,
+    tables_done UInt32,
+    finished UInt8,
+    updated UInt64
+)
+ENGINE = %s
+ORDER BY (slot, epoch)
+`, d.Table(RecoveryTable)+d.on(), d.engine("updated", RecoveryTable, true))
 }
 
 // CreateStorageTable returns the DDL of the storage table: per slot and

@@ -123,8 +123,9 @@ type Break struct {
 
 func (b *Break) Error() string {
 	return fmt.Sprintf("%s (%s; slot %s, checkpoint %s): %s; ClickHouse holds changes that this server's history does not have "+
-		"or lacks some it has, so every table must be copied again: drop the slot if it exists "+
-		"(SELECT pg_drop_replication_slot('%s')) and run `replicator setup`", ErrBreak, b.Reason, b.Slot, b.Checkpoint, b.Detail, b.Slot)
+		"or lacks some it has, so every table must be copied again: run `replicator resync --all`, which does it while readers "+
+		"keep the previous copy of each table (the daemon does it by itself with postgres.recovery = \"auto\")",
+		ErrBreak, b.Reason, b.Slot, b.Checkpoint, b.Detail)
 }
 
 func (b *Break) Unwrap() []error {

@@ -80,7 +80,7 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("got %v, want a break (%s)", err, tc.reason)
 			case brk.Reason != tc.reason:
 				t.Fatalf("reason %s, want %s: %v", brk.Reason, tc.reason, err)
-			case !strings.Contains(err.Error(), "replicator setup") || !strings.Contains(err.Error(), "pg_drop_replication_slot('s')"):
+			case !strings.Contains(err.Error(), "replicator resync --all") || !strings.Contains(err.Error(), "slot s,"):
 				t.Fatalf("the error does not name the fix: %v", err)
 			}
 		})

@@ -41,6 +41,8 @@ type Metrics struct {
 	SpoolDisk     prometheus.Gauge
 	Rewrites      *prometheus.CounterVec
 	HistoryBreaks *prometheus.CounterVec
+	Recovering    prometheus.Gauge
+	Recoveries    *prometheus.CounterVec
 
 	mu        sync.Mutex
 	streaming bool
@@ -97,9 +99,13 @@ func New() *Metrics {
 	m.HistoryBreaks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_history_breaks_total",
 		Help: "Sessions refused because the Postgres server does not continue the history of the checkpoint, by reason (other-system, timeline, rollback, diverged, slot-missing, slot-lost, slot-ahead)."},
 		[]string{"reason"})
+	m.Recovering = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_recovering",
+		Help: "1 while the daemon copies every table again because the Postgres server does not continue the checkpoint's history (readers keep the previous copy of each table until its new one is in place), else 0."})
+	m.Recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_recoveries_total",
+		Help: "Recoveries completed, by the reason of the history break."}, []string{"reason"})
 	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
 		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Retries, m.Retrying, m.Errors, m.Heartbeats, m.Held, m.Invalid,
-		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites, m.HistoryBreaks} {
+		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites, m.HistoryBreaks, m.Recovering, m.Recoveries} {
 		f(c)
 	}
 	for _, k := range []string{"postgres", "clickhouse", "mapping", "other"} {

@@ -32,6 +32,10 @@ type Recovery struct {
 	// false when a row differs; skipped, when not empty, says why the
 	// table cannot be compared.
 	Verify func(ctx context.Context, cfg config.Config, source string) (equal bool, skipped string, err error)
+	// Recover copies every table again after a history break, readers
+	// keeping the previous copies until each new one is in place
+	// (load.Recover); reason is the break's.
+	Recover func(ctx context.Context, cfg config.Config, reason string) error
 }
 
 // SetRecovery gives the daemon the actions it takes after a rewrite.
@@ -153,7 +157,10 @@ func (r *Runner) checkRewrites(ctx context.Context) error {
 		}
 		last = time.Now()
 		cfg := r.config()
-		err := w.round(ctx, cfg)
+		var err error
+		if !r.recovering.Load() { // (a recovery copies every table)
+			err = w.round(ctx, cfg)
+		}
 		var stop *rewriteStop
 		switch {
 		case errors.As(err, &stop):

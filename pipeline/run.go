@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -43,6 +44,8 @@ type Runner struct {
 	current  config.Config
 	rewrites *rewrites
 	recovery Recovery
+	// recovering is true while a recovery copies every table again.
+	recovering atomic.Bool
 }
 
 // NewRunner returns a runner; it starts nothing.
@@ -149,10 +152,18 @@ func (r *Runner) replicate(ctx context.Context) error {
 			r.log.Info("starting again from the checkpoint", "reason", err)
 			continue
 		}
-		r.metrics.Errors.WithLabelValues(errorKind(err)).Inc()
 		if brk := (*history.Break)(nil); errors.As(err, &brk) {
 			r.metrics.HistoryBreaks.WithLabelValues(brk.Reason).Inc()
 		}
+		healed, herr := r.heal(ctx, cfg, err)
+		switch {
+		case healed:
+			continue
+		case ctx.Err() != nil && errors.Is(herr, context.Canceled):
+			return nil
+		}
+		err = herr
+		r.metrics.Errors.WithLabelValues(errorKind(err)).Inc()
 		inUse := slotInUse(err)
 		switch {
 		case !inUse:
@@ -218,6 +229,9 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	if !found {
 		return fmt.Errorf("no checkpoint for slot %s in ClickHouse database %s: run `replicator setup` first",
 			cfg.Postgres.Slot, cfg.ClickHouse.Database)
+	}
+	if err := checkRecovery(ctx, store, resume); err != nil {
+		return err
 	}
 
 	conn, err := replication.Connect(ctx, cfg.Postgres.DSN)

@@ -3,7 +3,11 @@ package test
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -48,45 +52,175 @@ func (e *env) dropSlotUnderDaemon() {
 	}
 }
 
-// TestSlotDroppedUnderTheDaemon: the slot is dropped while the daemon
-// streams under a writer. The daemon reconnects, finds no slot, and stops
-// with the reason and the command; it saves no checkpoint after. The
-// command (setup) copies every table again in a new epoch, and the daemon
-// then ends exact.
-func TestSlotDroppedUnderTheDaemon(t *testing.T) {
+// growingWorkload inserts and updates events (it deletes nothing, so the
+// table never shrinks) until ctx ends; wait returns the committed
+// statements. It tolerates a server that goes away.
+func (e *env) growingWorkload(ctx context.Context, writers int) (wait func() int) {
+	var wg sync.WaitGroup
+	var total atomic.Int64
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				q := `INSERT INTO events (project_id, author_id, action, target_type, fingerprint)
+					SELECT g, g % 50 + 1, g % 10, 'Issue', decode(md5(random()::text), 'hex') FROM generate_series(1, 5) g`
+				if i%2 == 1 {
+					q = `UPDATE events SET fingerprint = decode(md5(random()::text), 'hex'), action = (action + 1) % 10, updated_at = now()
+						WHERE id IN (SELECT id FROM events ORDER BY random() LIMIT 5)`
+				}
+				if _, err := e.pg.Exec(context.Background(), q); err == nil {
+					total.Add(1)
+				} else {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}(w)
+	}
+	return func() int { wg.Wait(); return int(total.Load()) }
+}
+
+// liveCount returns the rows of view (e.g. "events_live").
+func (e *env) liveCount(view string) uint64 {
+	e.t.Helper()
+	var n uint64
+	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM db_%s.%s", e.name, view)).Scan(&n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// readersNeverBelow polls the live and the committed view of events until
+// ctx ends, and fails the test if either returns fewer than floor rows: an
+// emptied or partial table. Queries that fail (a view made again in the
+// instant of a swap) are counted, not failures.
+func (e *env) readersNeverBelow(ctx context.Context, wg *sync.WaitGroup, floor uint64) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		polls, failed := 0, 0
+		for ; ctx.Err() == nil; polls++ {
+			for _, view := range []string{"events_live", "events_committed"} {
+				var n uint64
+				err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM db_%s.%s", e.name, view)).Scan(&n)
+				switch {
+				case err != nil:
+					failed++
+				case n < floor:
+					e.t.Errorf("%s returned %d rows, fewer than the %d readers saw before (poll %d)", view, n, floor, polls)
+					return
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		e.t.Logf("readers: %d polls, %d queries failed, never fewer than %d rows", polls, failed, floor)
+	}()
+}
+
+// breakUnderWriter starts a daemon on e (set up with rows) under a
+// growing workload, breaks the history with brk while readers poll, and
+// returns the daemon and a function that stops the writer and the readers.
+func (e *env) breakUnderWriter(d *daemon, brk func()) (stop func()) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := e.growingWorkload(ctx, 2)
+	e.checkpointPasses(d, e.checkpointLSN(), "streaming")
+	floor := min(e.liveCount("events_live"), e.liveCount("events_committed"))
+	rctx, rcancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	e.readersNeverBelow(rctx, &wg, floor)
+	brk()
+	return func() {
+		cancel()
+		wait()
+		rcancel()
+		wg.Wait()
+	}
+}
+
+// healed waits for the end of the recovery, then for every row of events
+// to agree, and for verify to agree.
+func (e *env) healed(d *daemon, stop func()) {
+	e.t.Helper()
+	e.waitLog(d, "complete: every table holds the rows of the server's history")
+	stop()
+	e.converge("after the recovery", convergeTimeout)
+	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
+		e.t.Errorf("verify after the recovery: exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
+// TestSlotDroppedHeals: the slot is dropped while the daemon streams under
+// a writer. The daemon, never restarted, copies every table again from a
+// new slot while readers keep seeing the previous copy, and ends exact,
+// its positions in history epoch 2.
+func TestSlotDroppedHeals(t *testing.T) {
 	e := newEnv(t, "")
-	e.insertEvents(500)
+	e.insertEvents(3000)
 	e.setup()
 	if h := e.checkpointHistories(); len(h) != 1 || !strings.HasPrefix(h[0], "1/") || strings.Contains(h[0], "/0/") {
 		t.Fatalf("setup's checkpoint has no history: %v", h)
 	}
 	d := e.start()
-	ctx, cancel := context.WithCancel(context.Background())
-	wait := e.workload(ctx, 7, 2)
-	e.checkpointPasses(d, e.checkpointLSN(), "streaming")
-	e.dropSlotUnderDaemon()
+	stop := e.breakUnderWriter(d, e.dropSlotUnderDaemon)
+	e.healed(d, stop)
+	if h := e.checkpointHistories(); len(h) != 2 || !strings.HasPrefix(h[1], "2/") {
+		t.Errorf("the new slot's positions are not in epoch 2: %v", h)
+	}
+	e.insertEvents(10)
+	e.converge("streaming after the recovery", convergeTimeout)
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("the daemon exited %d", code)
+	}
+}
+
+// TestSlotDroppedManualRecovery: with postgres.recovery = "manual" the
+// daemon stops with the reason and the command, saving nothing after it;
+// `replicator resync --all` is killed once after the first table is in
+// place, then run again to the end, readers never seeing fewer rows; the
+// daemon then ends exact.
+func TestSlotDroppedManualRecovery(t *testing.T) {
+	e := newEnv(t, "")
+	e.exec(itemsDDL)
+	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 2000) g")
+	e.insertEvents(3000)
+	src, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(src), `publication = "pub_`, `recovery = "manual"
+  publication = "pub_`, 1) + itemsConfig
+	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.setup()
+	d := e.start()
+	stop := e.breakUnderWriter(d, e.dropSlotUnderDaemon)
 	e.refuses(d, "slot-missing")
 	before := e.checkpointLSN()
-	for _, want := range []string{"does not continue the history", "pg_drop_replication_slot", "replicator setup"} {
-		if !strings.Contains(d.Logs(), want) {
-			t.Errorf("the error lacks %q:\n%s", want, tail(d.Logs(), 2000))
-		}
+	if !strings.Contains(d.Logs(), "replicator resync --all") {
+		t.Errorf("the error does not name the command:\n%s", tail(d.Logs(), 2000))
 	}
-	cancel()
-	wait()
+	time.Sleep(2 * time.Second)
 	if after := e.checkpointLSN(); after != before {
 		t.Fatalf("a checkpoint was saved after the refusal: %d, then %d", before, after)
 	}
-	out := e.setup()
-	if !strings.Contains(out, "created replication slot") {
-		t.Fatalf("setup did not start over:\n%s", out)
+	cmd := exec.Command(binary, "resync", "--all", "--config", e.config)
+	cmd.Env = append(os.Environ(), "REPLICATOR_TEST_FAULT=crash-in-recovery:1")
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "1 of 2 tables in place") || cmd.ProcessState.ExitCode() == 0 {
+		t.Fatalf("resync --all did not stop after the first table:\n%s", out)
 	}
-	if h := e.checkpointHistories(); len(h) != 1 || !strings.HasPrefix(h[0], "2/") {
-		t.Fatalf("the new slot's checkpoints are not in epoch 2: %v", h)
+	d = e.start()
+	e.refuses(d, "a recovery of slot")
+	if o, errs, code := e.cli("resync", "--all", "--config", e.config); code != 0 || !strings.Contains(o, "resuming the recovery") {
+		t.Fatalf("resync --all again: exit %d\n%s\n%s", code, o, errs)
 	}
 	d = e.start()
 	e.insertEvents(10)
-	e.converge("after setup", convergeTimeout)
+	stop()
+	e.converge("after the recovery", convergeTimeout)
+	e.itemsExact("after the recovery")
 	d.stop(t)
 }
 

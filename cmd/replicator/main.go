@@ -80,6 +80,9 @@ commands:
                                   compare Postgres and ClickHouse; exit 1 on differences
   resync  --config FILE --table T copy one table again under the live stream; readers
                                   see the old copy until the new one is swapped in
+  resync  --config FILE --all     copy every table again from a new slot (the daemon
+                                  stopped), each swapped in when complete: the recovery
+                                  of a Postgres history that does not continue
   version                         print the version
 `
 
@@ -112,6 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print status as JSON (status only)")
 	maxLag := fs.Duration("max-lag", 0, "status exits 1 when lag_seconds exceeds this (status only)")
 	table := fs.String("table", "", "the table to verify or resync, \"schema.name\" (verify, resync)")
+	all := fs.Bool("all", false, "copy every table again from a new slot, the daemon stopped (resync)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -119,8 +123,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "replicator %s: --config FILE is required\n", cmd)
 		return 2
 	}
-	if cmd == "resync" && *table == "" {
-		fmt.Fprintln(stderr, "replicator resync: --table T is required")
+	if cmd == "resync" && (*table == "") == !*all {
+		fmt.Fprintln(stderr, "replicator resync: one of --table T and --all is required")
 		return 2
 	}
 	cfg, err := config.Load(*path, nil)
@@ -176,7 +180,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return code
 	case "resync":
-		report, err := load.Resync(ctx, cfg, *table, log.Named("resync"), load.Options{Terminal: term})
+		resync := func() ([]string, error) {
+			return load.Resync(ctx, cfg, *table, log.Named("resync"), load.Options{Terminal: term})
+		}
+		if *all {
+			resync = func() ([]string, error) {
+				return load.Recover(ctx, cfg, load.ReasonRequested, log.Named("recovery"), load.Options{Terminal: term})
+			}
+		}
+		report, err := resync()
 		for _, line := range report {
 			fmt.Fprintln(stdout, line)
 		}
@@ -233,11 +245,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // recovery gives the daemon `replicator resync` and `replicator verify`
-// for the tables a rewrite may have left behind in ClickHouse.
+// for the tables a rewrite may have left behind in ClickHouse, and
+// `replicator resync --all` for a history that does not continue.
 func recovery(log hclog.Logger) pipeline.Recovery {
 	return pipeline.Recovery{
 		Recopy: func(ctx context.Context, cfg config.Config, source string) error {
 			_, err := load.Resync(ctx, cfg, source, log.Named("resync"), load.Options{})
+			return err
+		},
+		Recover: func(ctx context.Context, cfg config.Config, reason string) error {
+			_, err := load.Recover(ctx, cfg, reason, log.Named("recovery"), load.Options{})
 			return err
 		},
 		Verify: func(ctx context.Context, cfg config.Config, source string) (bool, string, error) {

@@ -1,0 +1,335 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pglogrepl"
+
+	"github.com/replicator/replicator/checkpoint"
+	"github.com/replicator/replicator/config"
+	"github.com/replicator/replicator/ddl"
+	"github.com/replicator/replicator/history"
+	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/postgres"
+	"github.com/replicator/replicator/sink"
+)
+
+// ReasonRequested is the reason of a recovery that `replicator resync
+// --all` asked for.
+const ReasonRequested = "requested"
+
+// Recover copies every configured table again from the history the server
+// has now, while readers keep the previous copy of each table until its
+// new copy is complete: the recovery of a history that does not continue
+// the checkpoint's (history.Break), which `replicator run` starts by itself
+// and `replicator resync --all` by hand. The daemon must not stream
+// meanwhile (the slot is not in use).
+//
+// It makes a new slot (the former one, if any, belongs to the lost
+// history) and copies each table in turn, in the new slot's snapshot,
+// into a new table (ddl.ShadowName) that replaces the target as soon as
+// its copy is complete, so the extra disk is that of one table. The
+// positions of the new slot are saved in the next history epoch, which
+// outranks every position of the lost history whatever their LSNs, once
+// every table is in place; the stream then starts at the new slot's
+// consistent point. The state is recorded (checkpoint.Recovery) so that a
+// recovery interrupted at any point is finished by the next one: tables
+// already in place stay, a table whose copy did not finish is copied
+// again in the snapshot of a temporary slot (the new slot has acknowledged
+// nothing, so its stream still starts at its consistent point), and a
+// recovery stopped before its slot was made starts over.
+//
+// Until a table's new copy is in place its readers see the previous copy,
+// stale but whole. Its committed view is bound by the lost history's
+// newest position; so that it shows the new copy whole once swapped in,
+// the recovery first saves, in the lost history's epoch, a position at the
+// copy's snapshot when that is higher (the previous copies of the other
+// tables then also show rows written above their last checkpoint, if
+// any: rows of the lost history that the recovery replaces).
+func Recover(ctx context.Context, cfg config.Config, reason string, log hclog.Logger, opts Options) (report []string, err error) {
+	say := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		report = append(report, line)
+		log.Info(line)
+	}
+	if cfg.ClickHouse.Cluster != "" {
+		return nil, fmt.Errorf("an online recovery is not available on a ClickHouse cluster (clickhouse.cluster) yet: drop the "+
+			"slot (SELECT pg_drop_replication_slot('%s')) and run `replicator setup`, which copies every table again "+
+			"into emptied tables", cfg.Postgres.Slot)
+	}
+	srv, err := openServers(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	client, pg, repl := srv.ch, srv.pg, srv.repl
+	var tables []*mapping.Table
+	for _, tc := range cfg.Tables {
+		t, err := srv.resolve(ctx, tc)
+		if err != nil {
+			return nil, err
+		}
+		tables = append(tables, t)
+	}
+	if err := checkpoint.EnsureTables(ctx, client); err != nil {
+		return nil, err
+	}
+	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
+	if err := store.Sync(ctx); err != nil {
+		return nil, err
+	}
+	cp, found, err := store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("no checkpoint for slot %s in ClickHouse database %s: run `replicator setup`, which copies every table",
+			cfg.Postgres.Slot, cfg.ClickHouse.Database)
+	}
+	rec, found, err := store.LoadRecovery(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !found || !rec.Pending(cp.History.Epoch) {
+		rec = checkpoint.Recovery{Epoch: cp.History.Epoch + 1, Reason: reason, Started: time.Now(), Tables: len(tables)}
+		if err := store.SaveRecovery(ctx, rec); err != nil {
+			return nil, err
+		}
+		say("recovery of slot %s began (%s): every table is copied again into a new table that replaces it when complete; "+
+			"readers see the previous copy until then", cfg.Postgres.Slot, reason)
+	} else {
+		say("resuming the recovery of slot %s begun at %s (%s): %d of %d tables in place", cfg.Postgres.Slot,
+			rec.Started.Format(time.RFC3339), rec.Reason, rec.TablesDone, rec.Tables)
+	}
+	server, err := history.Identify(ctx, repl)
+	if err != nil {
+		return report, err
+	}
+
+	r := &recovery{cfg: cfg, log: log, opts: opts, client: client, pg: pg, store: store, rec: rec, cp: cp, say: say}
+	slot, err := repl.Slot(ctx, cfg.Postgres.Slot)
+	switch {
+	case err == nil && slot.Active:
+		return report, &postgres.SlotInUseError{Slot: cfg.Postgres.Slot, PID: slot.ActivePID}
+	case err == nil && rec.Load != 0 && slot.ConfirmedFlushLSN == rec.Load && slot.Plugin == "pgoutput" && !slot.Lost():
+		// The recovery's own slot, which has acknowledged nothing.
+		if err := r.resume(ctx, tables); err != nil {
+			return report, err
+		}
+	case err == nil:
+		if err := repl.DropSlot(ctx, cfg.Postgres.Slot); err != nil {
+			return report, err
+		}
+		say("dropped replication slot %s of the former history (confirmed %s)", cfg.Postgres.Slot, slot.ConfirmedFlushLSN)
+		fallthrough
+	default:
+		if err != nil && !isSlotMissing(err) {
+			return report, err
+		}
+		if err := store.DeleteChunks(ctx, ""); err != nil {
+			return report, err
+		}
+		for _, t := range tables {
+			if err := client.Exec(ctx, client.DB().Drop(ddl.ShadowName(t.Target))); err != nil {
+				return report, fmt.Errorf("drop ClickHouse table %s: %w", ddl.ShadowName(t.Target), err)
+			}
+		}
+		lsn, name, err := repl.CreateSlot(ctx, cfg.Postgres.Slot)
+		if err != nil {
+			return report, err
+		}
+		say("created replication slot %s at %s", cfg.Postgres.Slot, lsn)
+		r.rec.Load, r.rec.TablesDone = lsn, 0
+		if err := store.SaveRecovery(ctx, r.rec); err != nil {
+			return report, err
+		}
+		recoveryFault(0)
+		for _, t := range tables {
+			if err := r.copyTable(ctx, t, nil, func(shadow *mapping.Table) error {
+				c := r.copier(ctx)
+				return copyAll(ctx, c, pg, []*mapping.Table{shadow}, nil, snapshot{name: name, lsn: lsn}, lsn, say)
+			}); err != nil {
+				return report, err
+			}
+		}
+	}
+
+	// The lost history's truncations would cover the new one's changes.
+	if err := store.DeleteTruncations(ctx); err != nil {
+		return report, err
+	}
+	store.SetHistory(server.Identity(r.rec.Epoch))
+	if err := finish(ctx, store, tables, r.rec.Load, say); err != nil {
+		return report, err
+	}
+	r.rec.Finished = true
+	if err := store.SaveRecovery(ctx, r.rec); err != nil {
+		return report, err
+	}
+	say("recovery of slot %s complete: every table holds the rows of the server's history at %s, history epoch %d",
+		cfg.Postgres.Slot, r.rec.Load, r.rec.Epoch)
+	return report, nil
+}
+
+// recovery is one run of Recover.
+type recovery struct {
+	cfg    config.Config
+	log    hclog.Logger
+	opts   Options
+	client *sink.Client
+	pg     *postgres.Conn
+	store  *checkpoint.Store
+	rec    checkpoint.Recovery
+	cp     checkpoint.Position
+	say    func(string, ...any)
+	// bridged is the highest position saved in the lost history's epoch
+	// for the committed views (see Recover).
+	bridged pglogrepl.LSN
+}
+
+func (r *recovery) copier(ctx context.Context) *copier {
+	return &copier{cfg: r.cfg, store: r.store, log: r.log, progress: newProgress(ctx, r.log, r.opts.Terminal)}
+}
+
+// resume finishes a recovery whose slot exists: tables in place stay, a
+// complete copy is swapped in, and the others are copied (on) in a
+// temporary slot's snapshot.
+func (r *recovery) resume(ctx context.Context, tables []*mapping.Table) error {
+	chunks, err := r.store.LoadChunks(ctx)
+	if err != nil {
+		return err
+	}
+	db := r.client.DB()
+	for _, t := range tables {
+		shadow := ddl.ShadowName(t.Target)
+		exists, err := r.client.Existing(ctx, shadow, ddl.ReplacedName(t.Target))
+		if err != nil {
+			return err
+		}
+		cs := chunks[t.Source]
+		if !exists[shadow] && checkpoint.CopiedInto(cs, shadow) {
+			if exists[ddl.ReplacedName(t.Target)] {
+				if err := r.client.Exec(ctx, db.Drop(ddl.ReplacedName(t.Target))); err != nil {
+					return err
+				}
+			}
+			continue // in place
+		}
+		if !exists[shadow] || !checkpoint.Into(cs, shadow) {
+			cs = nil // copied from the start
+		}
+		if err := r.copyTable(ctx, t, cs, func(sh *mapping.Table) error {
+			state := map[string][]checkpoint.Chunk{t.Source: cs}
+			if cs == nil {
+				state = map[string][]checkpoint.Chunk{t.Source: {{Source: t.Source, Load: r.rec.Load, Target: sh.Target}}}
+			}
+			return resume(ctx, r.copier(ctx), r.pg, []*mapping.Table{sh}, state, r.rec.Load, r.say)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyTable copies t into its new table with copy (from the copy state
+// cs; nil: the new table is made empty first), then swaps it in.
+func (r *recovery) copyTable(ctx context.Context, t *mapping.Table, cs []checkpoint.Chunk, copy func(*mapping.Table) error) error {
+	db := r.client.DB()
+	shadow := *t
+	shadow.Target = ddl.ShadowName(t.Target)
+	if cs == nil {
+		if err := r.store.DeleteChunks(ctx, t.Source); err != nil {
+			return err
+		}
+		if err := r.client.Exec(ctx, db.Drop(shadow.Target)); err != nil {
+			return fmt.Errorf("drop ClickHouse table %s: %w", shadow.Target, err)
+		}
+		if err := r.client.Exec(ctx, db.CreateTable(&shadow)); err != nil {
+			return fmt.Errorf("create ClickHouse table %s: %w", shadow.Target, err)
+		}
+	}
+	if err := copy(&shadow); err != nil {
+		return fmt.Errorf("recovery: copy %s: %w; the next start of `replicator run` (or `replicator resync --all`) "+
+			"resumes the recovery", t.Source, err)
+	}
+	chunks, err := r.store.LoadChunks(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.bridge(ctx, checkpoint.Horizon(chunks[t.Source])); err != nil {
+		return err
+	}
+	if err := r.swap(ctx, t); err != nil {
+		return err
+	}
+	r.rec.TablesDone++
+	if err := r.store.SaveRecovery(ctx, r.rec); err != nil {
+		return err
+	}
+	r.say("%s.%s now holds the new copy of %s (%d of %d tables in place)", db.Name, t.Target, t.Source, r.rec.TablesDone, r.rec.Tables)
+	recoveryFault(r.rec.TablesDone)
+	return nil
+}
+
+// bridge saves, in the lost history's epoch, a position at horizon when
+// it is above every position of that epoch, so that a committed view
+// bound by that epoch shows a copy made at horizon whole.
+func (r *recovery) bridge(ctx context.Context, horizon pglogrepl.LSN) error {
+	if horizon <= max(r.cp.LSN, r.bridged) {
+		return nil
+	}
+	r.store.SetHistory(r.cp.History)
+	if err := r.store.Save(ctx, checkpoint.Position{LSN: horizon, CommitTime: r.cp.CommitTime, Last: r.cp.Last}); err != nil {
+		return err
+	}
+	r.bridged = horizon
+	return nil
+}
+
+// swap puts the new copy of t in place of its target, with its views made
+// again for its columns, and drops the previous copy. A query of the
+// views in that instant may fail; none sees an empty or partial table.
+func (r *recovery) swap(ctx context.Context, t *mapping.Table) error {
+	db := r.client.DB()
+	exists, err := r.client.Existing(ctx, t.Target)
+	if err != nil {
+		return err
+	}
+	stmts := db.DropViews(t.Target)
+	if exists[t.Target] {
+		stmts = append(stmts, db.SwapIn(t.Target))
+	} else {
+		stmts = append(stmts, db.Rename(ddl.ShadowName(t.Target), t.Target))
+	}
+	stmts = append(stmts, db.CreateViews(t, r.cfg.Postgres.Slot)...)
+	stmts = append(stmts, db.Drop(ddl.ReplacedName(t.Target)))
+	for _, stmt := range stmts {
+		if err := r.client.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("put the new copy of %s in place: %s: %w", t.Source, stmt, err)
+		}
+	}
+	return nil
+}
+
+func isSlotMissing(err error) bool { return errors.Is(err, postgres.ErrSlotMissing) }
+
+// recoveryFault is the test-only fault point of a recovery: with
+// REPLICATOR_TEST_FAULT="crash-in-recovery:N" the process kills itself
+// (SIGKILL) once N tables of the recovery are in place (0: right after the
+// recovery's slot is made, before any copy). Unset, it does nothing.
+func recoveryFault(done int) {
+	for _, spec := range strings.Split(os.Getenv("REPLICATOR_TEST_FAULT"), ",") {
+		if n, ok := strings.CutPrefix(spec, "crash-in-recovery:"); ok && n == strconv.Itoa(done) {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+}
