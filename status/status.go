@@ -31,10 +31,10 @@ type Report struct {
 	CheckpointLSN     pglogrepl.LSN `json:"-"`
 	HasCheckpoint     bool          `json:"has_checkpoint"`
 	// History is the Postgres history of the checkpoint.
-	History checkpoint.History `json:"-"`
-	LagBytes          uint64        `json:"lag_bytes"`
-	RetainedWALBytes  uint64        `json:"retained_wal_bytes"`
-	LastCommitTime    time.Time     `json:"-"`
+	History          checkpoint.History `json:"-"`
+	LagBytes         uint64             `json:"lag_bytes"`
+	RetainedWALBytes uint64             `json:"retained_wal_bytes"`
+	LastCommitTime   time.Time          `json:"-"`
 	// LagSeconds is the age of the oldest committed change of the
 	// published tables that is not yet in ClickHouse; 0 when caught up.
 	LagSeconds float64 `json:"lag_seconds"`
