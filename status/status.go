@@ -31,10 +31,13 @@ type Report struct {
 	CheckpointLSN     pglogrepl.LSN `json:"-"`
 	HasCheckpoint     bool          `json:"has_checkpoint"`
 	// History is the Postgres history of the checkpoint.
-	History          checkpoint.History `json:"-"`
-	LagBytes         uint64             `json:"lag_bytes"`
-	RetainedWALBytes uint64             `json:"retained_wal_bytes"`
-	LastCommitTime   time.Time          `json:"-"`
+	History checkpoint.History `json:"-"`
+	// Recovery is the recovery under way (every table copied again after
+	// a history break); nil when there is none.
+	Recovery         *checkpoint.Recovery `json:"-"`
+	LagBytes         uint64               `json:"lag_bytes"`
+	RetainedWALBytes uint64               `json:"retained_wal_bytes"`
+	LastCommitTime   time.Time            `json:"-"`
 	// LagSeconds is the age of the oldest committed change of the
 	// published tables that is not yet in ClickHouse; 0 when caught up.
 	LagSeconds float64 `json:"lag_seconds"`
@@ -123,6 +126,10 @@ func Read(ctx context.Context, cfg config.Config) (*Report, error) {
 		st.HasCheckpoint = true
 		st.CheckpointLSN = pos.LSN
 		st.History = pos.History
+		rec, ok, err := store.LoadRecovery(ctx)
+		if err == nil && ok && rec.Pending(pos.History.Epoch) {
+			st.Recovery = &rec
+		}
 		st.LastCommitTime = pos.CommitTime
 		st.LagBytes = bytesAfter(st.CurrentWALLSN, pos.LSN)
 		lag, bound, err := readLag(ctx, pg, cfg, st, pos, store)

@@ -211,6 +211,9 @@ func TestSlotDroppedManualRecovery(t *testing.T) {
 	if !strings.Contains(string(out), "1 of 2 tables in place") || cmd.ProcessState.ExitCode() == 0 {
 		t.Fatalf("resync --all did not stop after the first table:\n%s", out)
 	}
+	if o, errs, _ := e.cli("status", "--config", e.config); !strings.Contains(o, "1 of 2 tables in place") {
+		t.Errorf("status does not show the recovery under way:\n%s\n%s", o, errs)
+	}
 	d = e.start()
 	e.refuses(d, "a recovery of slot")
 	if o, errs, code := e.cli("resync", "--all", "--config", e.config); code != 0 || !strings.Contains(o, "resuming the recovery") {

@@ -334,6 +334,10 @@ func statusFields(st *status.Report) map[string]any {
 	if h := st.History; st.HasCheckpoint && h.Known() {
 		m["history"] = map[string]any{"epoch": h.Epoch, "system_id": strconv.FormatUint(h.SystemID, 10), "timeline": h.Timeline}
 	}
+	if r := st.Recovery; r != nil {
+		m["recovery"] = map[string]any{"epoch": r.Epoch, "reason": r.Reason, "started": r.Started.UTC().Format(time.RFC3339),
+			"tables": r.Tables, "tables_done": r.TablesDone}
+	}
 	if !st.LastCommitTime.IsZero() && st.LastCommitTime.Unix() > 0 {
 		m["last_commit_time"] = st.LastCommitTime.UTC().Format(time.RFC3339Nano)
 	} else {
@@ -361,6 +365,10 @@ func printStatus(w io.Writer, st *status.Report) {
 	}
 	if h := st.History; st.HasCheckpoint && h.Known() {
 		fmt.Fprintf(tw, "history\tepoch %d, system %d, timeline %d\n", h.Epoch, h.SystemID, h.Timeline)
+	}
+	if r := st.Recovery; r != nil {
+		fmt.Fprintf(tw, "recovery\tunder way since %s (%s): %d of %d tables in place, readers see the previous copy of the others\n",
+			r.Started.UTC().Format(time.RFC3339), r.Reason, r.TablesDone, r.Tables)
 	}
 	for _, t := range st.Tables {
 		fmt.Fprintf(tw, "table %s\t%d live rows in %s (%d keys with tombstones)\n", t.Source, t.LiveRows, t.Target, t.Rows)
