@@ -113,6 +113,25 @@ func Recover(ctx context.Context, cfg config.Config, reason string, log hclog.Lo
 	if err != nil {
 		return report, err
 	}
+	// A server brought back to a state before setup may lack the
+	// publication, which the new slot decodes with.
+	published := make([]string, 0, len(tables)+1)
+	for _, t := range tables {
+		published = append(published, t.Source)
+	}
+	if major := pg.ServerVersion(); postgres.NeedsMarkTable(major) {
+		if _, err := pg.EnsureMarkTable(ctx); err != nil {
+			return report, err
+		}
+		published = append(published, postgres.MarkTable)
+	}
+	lines, err := pg.EnsurePublication(ctx, cfg.Postgres.Publication, published)
+	for _, line := range lines {
+		say("%s", line)
+	}
+	if err != nil {
+		return report, err
+	}
 
 	r := &recovery{cfg: cfg, log: log, opts: opts, client: client, pg: pg, store: store, rec: rec, cp: cp, say: say}
 	slot, err := repl.Slot(ctx, cfg.Postgres.Slot)
