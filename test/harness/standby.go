@@ -549,13 +549,11 @@ func (s *Postgres) WaitSlotSynced(ctx context.Context, slot string) error {
 		if err == nil && got == "t" {
 			return nil
 		}
-		if _, err := s.upstream.Psql(ctx, "postgres", "SELECT pg_log_standby_snapshot()"); err != nil {
-			return err
-		}
+		_, serr := s.upstream.Psql(ctx, "postgres", "SELECT pg_log_standby_snapshot()")
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("postgres: standby on port %d has no synced slot %s at %s (%v, last: %q %v); %s:\n%s",
-				s.Port, slot, want, ctx.Err(), got, err, s.logFile(), tailFile(s.logFile(), 2000))
+			return fmt.Errorf("postgres: standby on port %d has no synced slot %s at %s (%v, last: %q %v, %v); %s:\n%s",
+				s.Port, slot, want, ctx.Err(), got, err, serr, s.logFile(), tailFile(s.logFile(), 2000))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
