@@ -171,12 +171,7 @@ func TestFailoverToSlotSyncingStandby(t *testing.T) {
 		t.Fatalf("timeline after the failover = %d, %v; want 2", tl, err)
 	}
 
-	e.converge(fmt.Sprintf("after the failover (%d commits, %d failed statements)", commits, failures), convergeTimeout)
-	select {
-	case <-d.done:
-		t.Fatalf("the daemon exited (%v) instead of going on on the promoted standby\n%s", d.err, tail(d.Logs(), 4000))
-	default:
-	}
+	e.convergeOrExit(d, fmt.Sprintf("after the failover (%d commits, %d failed statements)", commits, failures), convergeTimeout)
 	if got := slotRow(primary, "synced, failover, active"); got != "t|t|t" {
 		t.Errorf("promoted standby: slot synced|failover|active = %q, want t|t|t (the daemon streams from the synced slot)", got)
 	}
@@ -211,6 +206,32 @@ func TestFailoverToSlotSyncingStandby(t *testing.T) {
 		t.Errorf("daemon exit code %d after SIGTERM", code)
 	}
 	t.Logf("failover under a writer: %d commits, %d failed statements; the daemon went on from the synced slot", commits, failures)
+}
+
+// convergeOrExit is converge that fails at once, with the log, when the
+// daemon d exits.
+func (e *env) convergeOrExit(d *daemon, what string, timeout time.Duration) {
+	e.t.Helper()
+	want := e.expected()
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err := e.actual()
+		if err == nil && equal(want, got) {
+			return
+		}
+		select {
+		case <-d.done:
+			e.t.Fatalf("%s: the daemon exited with %d:\n%s", what, d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				e.t.Fatalf("%s: read clickhouse: %v", what, err)
+			}
+			e.t.Fatalf("%s: clickhouse did not converge within %s: %s", what, timeout, diff(want, got))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func lsnString(l uint64) string { return fmt.Sprintf("%X/%X", l>>32, uint32(l)) }
