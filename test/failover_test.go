@@ -96,7 +96,17 @@ func (e *env) failoverWriter(ctx context.Context, seed uint64) (wait func() (ok,
 // every column of every row, with nothing copied again: no setup or resync
 // runs, the slot streamed is the synced one, and the only bulk version in
 // ClickHouse is setup's copy.
-func TestFailoverToSlotSyncingStandby(t *testing.T) {
+func TestFailoverToSlotSyncingStandby(t *testing.T) { failoverScenario(t, false) }
+
+// TestFailoverToLaggingStandby is TestFailoverToSlotSyncingStandby with
+// a standby that stops receiving WAL while the writer goes on committing
+// on the primary: those commits are lost in the failover, and since the
+// primary sends the daemon nothing its standby has not received, none of
+// them reaches ClickHouse either. ClickHouse ends equal to the promoted
+// standby, without a copy.
+func TestFailoverToLaggingStandby(t *testing.T) { failoverScenario(t, true) }
+
+func failoverScenario(t *testing.T, lagging bool) {
 	requireServers(t)
 	bin, major, err := harness.PGBinDirAtLeast(harness.SlotSyncVersion)
 	if errors.Is(err, harness.ErrNotInstalled) {
@@ -133,6 +143,14 @@ func TestFailoverToSlotSyncingStandby(t *testing.T) {
 		}
 		return out
 	}
+	maxID := func(p *harness.Postgres) string {
+		t.Helper()
+		out, err := p.Psql(ctx, e.name, "SELECT max(id) FROM events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
 
 	e.insertEvents(2000)
 	out := e.setup()
@@ -159,11 +177,31 @@ func TestFailoverToSlotSyncingStandby(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
+	lost := ""
+	if lagging {
+		if err := standby.StopReplication(); err != nil {
+			t.Fatal(err)
+		}
+		seen := maxID(primary)
+		for deadline := time.Now().Add(time.Minute); maxID(primary) == seen; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the writer commits nothing on the primary while the standby is stopped")
+			}
+		}
+		time.Sleep(time.Second)
+		lost = maxID(primary) // committed on the primary, missed by the standby
+	}
 	before := e.checkpointLSN()
 	if err := harness.FailOver(ctx, primary, standby); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("failed over with checkpoint %s in ClickHouse", lsnString(before))
+	if lagging {
+		// Its rows are gone, and ClickHouse must not have them either.
+		if got, err := primary.Psql(ctx, e.name, "SELECT count(*) FROM events WHERE id = "+lost); err != nil || got != "0" {
+			t.Fatalf("the promoted standby has event %s, committed after its replication stopped: %q, %v", lost, got, err)
+		}
+	}
 	time.Sleep(3 * time.Second) // the writer goes on on the promoted standby
 	stopWriter()
 	commits, failures := wait()
