@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/replicator/replicator/test/harness"
@@ -273,3 +274,80 @@ func (e *env) convergeOrExit(d *daemon, what string, timeout time.Duration) {
 }
 
 func lsnString(l uint64) string { return fmt.Sprintf("%X/%X", l>>32, uint32(l)) }
+
+// TestSetupMakesKeptSlotFailover: on PostgreSQL 17+, a slot that is not a
+// failover slot (made by an older replicator, or before a server upgrade)
+// becomes one when `replicator setup` runs again while the daemon is
+// stopped; while the daemon streams from it, setup leaves it and says to
+// run again.
+func TestSetupMakesKeptSlotFailover(t *testing.T) {
+	requireServers(t)
+	bin, _, err := harness.PGBinDirAtLeast(harness.SlotSyncVersion)
+	if errors.Is(err, harness.ErrNotInstalled) {
+		t.Skipf("failover slots need PostgreSQL %d or later, which is not installed here (bash test/install-pg.sh %d installs it): %v",
+			harness.SlotSyncVersion, harness.SlotSyncVersion, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	e := newEnv(t, "")
+	pg, err := harness.StartPostgres(ctx, harness.Options{Fast: true, PGBinDir: bin, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	e.onPrivatePostgres(pg)
+	slot := "slot_" + e.name
+	failover := func() string {
+		t.Helper()
+		out, err := pg.Psql(ctx, "postgres", fmt.Sprintf("SELECT failover FROM pg_replication_slots WHERE slot_name = '%s'", slot))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	e.insertEvents(100)
+	e.setup()
+	if got := failover(); got != "t" {
+		t.Fatalf("failover after setup = %q, want t", got)
+	}
+	// As an older replicator left it.
+	repl, err := pgconn.Connect(ctx, pg.DSN(e.name)+"&replication=database")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = repl.Exec(ctx, fmt.Sprintf("ALTER_REPLICATION_SLOT %s (FAILOVER false)", slot)).ReadAll()
+	repl.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := e.status(); st["failover_slot"] != false {
+		t.Fatalf("status failover_slot = %v, want false", st["failover_slot"])
+	}
+	d := e.start()
+	e.insertEvents(10)
+	e.converge("before setup again", convergeTimeout)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		out, err := pg.Psql(ctx, "postgres", fmt.Sprintf("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", slot))
+		if err == nil && out == "t" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon does not stream from the slot: active = %q, %v", out, err)
+		}
+	}
+	out := e.setup()
+	if !strings.Contains(out, "not a failover slot, and it is in use") || failover() != "f" {
+		t.Errorf("setup with the daemon running: failover = %s, output:\n%s", failover(), out)
+	}
+	d.stop(t)
+	out = e.setup()
+	if !strings.Contains(out, "is now a failover slot") || failover() != "t" {
+		t.Errorf("setup with the daemon stopped: failover = %s, output:\n%s", failover(), out)
+	}
+	e.insertEvents(10)
+	d = e.start()
+	e.converge("after setup made the slot a failover slot", convergeTimeout)
+	d.stop(t)
+}
