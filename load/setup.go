@@ -221,6 +221,9 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	}
 	switch {
 	case err == nil && hasCheckpoint:
+		if err := keepFailover(ctx, repl, slot, say); err != nil {
+			return report, err
+		}
 		if len(added) == 0 {
 			say("replication slot %s exists with checkpoint %s: nothing to copy", slotName, pos.LSN)
 			return report, nil
@@ -233,6 +236,9 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		// was acknowledged from it, and its consistent point still starts
 		// the stream. Copy what is missing in a new snapshot.
 		say("resuming the copy of replication slot %s made at %s", slotName, slot.ConfirmedFlushLSN)
+		if err := keepFailover(ctx, repl, slot, say); err != nil {
+			return report, err
+		}
 		c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal)}
 		if err := resume(ctx, c, pg, tables, chunks, slot.ConfirmedFlushLSN, say); err != nil {
 			return report, err
@@ -278,7 +284,11 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 	if err != nil {
 		return report, err
 	}
-	say("created replication slot %s at %s", slotName, lsn)
+	if repl.ServerVersion() >= postgres.FailoverSlotVersion {
+		say("created replication slot %s at %s as a failover slot: standbys that synchronize slots keep it", slotName, lsn)
+	} else {
+		say("created replication slot %s at %s", slotName, lsn)
+	}
 	if hasCheckpoint {
 		// The former slot's history ends here: the positions of the new
 		// one outrank its positions, whatever their LSNs.
@@ -295,6 +305,36 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		return report, err
 	}
 	return report, finish(ctx, store, tables, lsn, say)
+}
+
+// keepFailover makes a slot that setup keeps a failover slot from
+// PostgreSQL 17 on (replication.Conn.CreateSlot makes new ones so): a
+// slot made by an older replicator, or on the server before an upgrade. A
+// slot in use by the daemon cannot be altered: then the report says to run
+// setup again while the daemon is stopped.
+func keepFailover(ctx context.Context, repl *replication.Conn, slot postgres.Slot, say func(string, ...any)) error {
+	if repl.ServerVersion() < postgres.FailoverSlotVersion || slot.Failover {
+		return nil
+	}
+	inUse := func(pid string) {
+		say("replication slot %s is not a failover slot, and it is in use (pid %s): run `replicator setup` again while "+
+			"the daemon is stopped to make it one, so that standbys that synchronize slots keep it", slot.Name, pid)
+	}
+	if slot.Active {
+		inUse(slot.ActivePID)
+		return nil
+	}
+	err := repl.EnableFailover(ctx, slot.Name)
+	var busy *postgres.SlotInUseError
+	switch {
+	case errors.As(err, &busy):
+		inUse(busy.PID)
+		return nil
+	case err != nil:
+		return err
+	}
+	say("replication slot %s is now a failover slot: standbys that synchronize slots keep it", slot.Name)
+	return nil
 }
 
 // pending marks the copies that a setup of a running replication makes

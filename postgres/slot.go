@@ -25,6 +25,12 @@ type Slot struct {
 	// wal_removed, idle_timeout); empty when it did not, or when the
 	// server does not say (before InvalidationReasonVersion).
 	InvalidationReason string
+	// Failover is true for a slot that standbys synchronizing slots keep
+	// (FailoverSlotVersion and later; always false before).
+	Failover bool
+	// Synced is true for a slot synchronized from a primary: on a standby,
+	// or on a promoted standby that inherited it.
+	Synced bool
 }
 
 // slotSQL returns the query of a slot's row on a server of major version
@@ -34,8 +40,12 @@ func slotSQL(major int, name string) string {
 	if major >= InvalidationReasonVersion {
 		reason = "invalidation_reason"
 	}
+	failover := "false, false"
+	if major >= FailoverSlotVersion {
+		failover = "failover, synced"
+	}
 	return "SELECT plugin, database, active, active_pid, confirmed_flush_lsn, restart_lsn, wal_status, " +
-		"pg_current_wal_lsn(), " + reason + " FROM pg_replication_slots WHERE slot_name = " + quoteLiteral(name)
+		"pg_current_wal_lsn(), " + reason + ", " + failover + " FROM pg_replication_slots WHERE slot_name = " + quoteLiteral(name)
 }
 
 // ReadSlot reads the row of a slot over pg, an SQL or a replication
@@ -48,16 +58,20 @@ func ReadSlot(ctx context.Context, pg *pgconn.PgConn, name string) (Slot, error)
 	return parseSlot(name, vals, found)
 }
 
+// slotColumns is the number of columns of slotSQL's row.
+const slotColumns = 11
+
 // parseSlot builds a Slot from the text values of slotSQL's row.
 func parseSlot(name string, vals []*string, found bool) (Slot, error) {
 	if !found {
 		return Slot{}, fmt.Errorf("slot %s: %w", name, ErrSlotMissing)
 	}
-	if len(vals) != 9 {
-		return Slot{}, fmt.Errorf("read slot %s: %d columns, want 9", name, len(vals))
+	if len(vals) != slotColumns {
+		return Slot{}, fmt.Errorf("read slot %s: %d columns, want %d", name, len(vals), slotColumns)
 	}
 	s := Slot{Name: name, Plugin: str(vals[0]), Database: str(vals[1]), Active: str(vals[2]) == "t",
-		ActivePID: str(vals[3]), WALStatus: str(vals[6]), InvalidationReason: str(vals[8])}
+		ActivePID: str(vals[3]), WALStatus: str(vals[6]), InvalidationReason: str(vals[8]),
+		Failover: str(vals[9]) == "t", Synced: str(vals[10]) == "t"}
 	for _, f := range []struct {
 		dst *pglogrepl.LSN
 		src *string

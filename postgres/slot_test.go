@@ -14,7 +14,7 @@ import (
 func sp(s string) *string { return &s }
 
 func fullSlotRow() []*string {
-	return []*string{sp("pgoutput"), sp("db"), sp("t"), sp("1234"), sp("0/16B3748"), sp("0/16B3700"), sp("reserved"), sp("0/16B4000"), nil}
+	return []*string{sp("pgoutput"), sp("db"), sp("t"), sp("1234"), sp("0/16B3748"), sp("0/16B3700"), sp("reserved"), sp("0/16B4000"), nil, sp("f"), sp("f")}
 }
 
 func TestParseSlot(t *testing.T) {
@@ -29,8 +29,12 @@ func TestParseSlot(t *testing.T) {
 		missing bool   // the error wraps ErrSlotMissing
 	}{
 		{name: "not found", found: false, wantErr: "s1", missing: true},
-		{name: "too few columns", vals: fullSlotRow()[:8], found: true, wantErr: "8 columns"},
-		{name: "too many columns", vals: append(fullSlotRow(), sp("x")), found: true, wantErr: "10 columns"},
+		{name: "too few columns", vals: fullSlotRow()[:10], found: true, wantErr: "10 columns"},
+		{name: "too many columns", vals: append(fullSlotRow(), sp("x")), found: true, wantErr: "12 columns"},
+		{name: "failover, synced (17+)", vals: func() []*string { v := fullSlotRow(); v[9], v[10] = sp("t"), sp("t"); return v }(), found: true, want: Slot{
+			Name: "s1", Plugin: "pgoutput", Database: "db", Active: true, ActivePID: "1234",
+			ConfirmedFlushLSN: 0x16B3748, RestartLSN: 0x16B3700, WALStatus: "reserved", WALPosition: 0x16B4000, Failover: true, Synced: true,
+		}},
 		{name: "invalidated", vals: func() []*string { v := fullSlotRow(); v[6], v[8] = sp("lost"), sp("idle_timeout"); return v }(), found: true, want: Slot{
 			Name: "s1", Plugin: "pgoutput", Database: "db", Active: true, ActivePID: "1234",
 			ConfirmedFlushLSN: 0x16B3748, RestartLSN: 0x16B3700, WALStatus: "lost", WALPosition: 0x16B4000, InvalidationReason: "idle_timeout",
@@ -362,20 +366,22 @@ func TestQuoteLiteral(t *testing.T) {
 func TestSlotSQL(t *testing.T) {
 	for _, tc := range []struct {
 		major  int
-		reason bool // reads invalidation_reason
+		reason bool // reads invalidation_reason, failover and synced
 	}{{13, false}, {14, false}, {16, false}, {17, true}, {18, true}} {
 		t.Run(fmt.Sprint(tc.major), func(t *testing.T) {
 			q := slotSQL(tc.major, "it's")
-			if got := strings.Contains(q, "invalidation_reason"); got != tc.reason {
-				t.Errorf("slotSQL(%d) reads invalidation_reason = %v, want %v: %s", tc.major, got, tc.reason, q)
+			for _, col := range []string{"invalidation_reason", "failover", "synced"} {
+				if got := strings.Contains(q, col); got != tc.reason {
+					t.Errorf("slotSQL(%d) reads %s = %v, want %v: %s", tc.major, col, got, tc.reason, q)
+				}
 			}
 			for _, col := range []string{"wal_status", "confirmed_flush_lsn", "restart_lsn", "'it''s'"} {
 				if !strings.Contains(q, col) {
 					t.Errorf("slotSQL(%d) lacks %s: %s", tc.major, col, q)
 				}
 			}
-			if n := strings.Count(q[:strings.Index(q, " FROM ")], ",") + 1; n != 9 {
-				t.Errorf("slotSQL(%d) selects %d columns, parseSlot reads 9: %s", tc.major, n, q)
+			if n := strings.Count(q[:strings.Index(q, " FROM ")], ",") + 1; n != slotColumns {
+				t.Errorf("slotSQL(%d) selects %d columns, parseSlot reads %d: %s", tc.major, n, slotColumns, q)
 			}
 		})
 	}

@@ -29,4 +29,10 @@ const (
 	// (invalidation_reason): a slot invalidated for another reason than
 	// removed WAL (e.g. idle_replication_slot_timeout on 18) is lost too.
 	InvalidationReasonVersion = 17
+	// FailoverSlotVersion is the first version with failover slots: a
+	// logical slot created or altered with FAILOVER is kept by standbys
+	// that synchronize slots (sync_replication_slots), so that a promoted
+	// standby goes on from it; pg_replication_slots shows failover and
+	// synced from it on.
+	FailoverSlotVersion = 17
 )

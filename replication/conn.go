@@ -59,16 +59,37 @@ func (c *Conn) Slot(ctx context.Context, slot string) (postgres.Slot, error) {
 }
 
 // CreateSlot creates a pgoutput slot and exports its snapshot. The snapshot
-// stays valid only while this connection runs no other command.
+// stays valid only while this connection runs no other command. From
+// PostgreSQL 17 on (postgres.FailoverSlotVersion) the slot is a failover
+// slot: a standby that synchronizes slots keeps it, so that after a
+// failover the promoted standby goes on from it. Without such a standby
+// the flag changes nothing.
 func (c *Conn) CreateSlot(ctx context.Context, slot string) (consistentPoint pglogrepl.LSN, snapshot string, err error) {
 	return c.createSlot(ctx, slot, false)
 }
 
 // CreateTempSlot creates a temporary pgoutput slot and exports its
 // snapshot, for a copy under a live stream: the slot and the snapshot live
-// while this connection stays open and runs no other command.
+// while this connection stays open and runs no other command. A temporary
+// slot cannot fail over.
 func (c *Conn) CreateTempSlot(ctx context.Context, slot string) (consistentPoint pglogrepl.LSN, snapshot string, err error) {
 	return c.createSlot(ctx, slot, true)
+}
+
+// createSlotCommand returns the CREATE_REPLICATION_SLOT command for a
+// server of major version major: the option list with FAILOVER for a
+// permanent slot from FailoverSlotVersion on (pglogrepl's
+// CreateReplicationSlot knows only the older syntax, which has no
+// FAILOVER), else the older syntax that every supported version accepts.
+func createSlotCommand(major int, slot string, temporary bool) string {
+	if !temporary && major >= postgres.FailoverSlotVersion {
+		return fmt.Sprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER true)", slot)
+	}
+	temp := ""
+	if temporary {
+		temp = " TEMPORARY"
+	}
+	return fmt.Sprintf("CREATE_REPLICATION_SLOT %s%s LOGICAL pgoutput EXPORT_SNAPSHOT", slot, temp)
 }
 
 func (c *Conn) createSlot(ctx context.Context, slot string, temporary bool) (pglogrepl.LSN, string, error) {
@@ -76,8 +97,7 @@ func (c *Conn) createSlot(ctx context.Context, slot string, temporary bool) (pgl
 	if temporary {
 		op = "create temporary replication slot " + slot
 	}
-	res, err := pglogrepl.CreateReplicationSlot(ctx, c.pg, slot, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Temporary: temporary, Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+	res, err := pglogrepl.ParseCreateReplicationSlot(c.pg.Exec(ctx, createSlotCommand(c.ServerVersion(), slot, temporary)))
 	if err != nil {
 		return 0, "", fmt.Errorf("%s: %w", op, postgres.Describe(err, slot, ""))
 	}
@@ -86,6 +106,15 @@ func (c *Conn) createSlot(ctx context.Context, slot string, temporary bool) (pgl
 		return 0, "", fmt.Errorf("%s: %w", op, err)
 	}
 	return lsn, res.SnapshotName, nil
+}
+
+// EnableFailover makes an existing slot a failover slot (PostgreSQL 17
+// and later; see CreateSlot). The slot must not be in use.
+func (c *Conn) EnableFailover(ctx context.Context, slot string) error {
+	if _, err := c.pg.Exec(ctx, fmt.Sprintf("ALTER_REPLICATION_SLOT %s (FAILOVER true)", slot)).ReadAll(); err != nil {
+		return fmt.Errorf("make replication slot %s a failover slot: %w", slot, postgres.Describe(err, slot, ""))
+	}
+	return nil
 }
 
 // DropSlot drops a slot.

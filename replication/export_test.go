@@ -22,3 +22,6 @@ func (s *Stream) Feed(ctx context.Context, h Handler, lsn pglogrepl.LSN, data []
 func (s *Stream) SetAborted(f func(ctx context.Context, xids []uint32) (map[uint32]bool, error)) {
 	s.aborted = f
 }
+
+// CreateSlotCommand is createSlotCommand, for tests.
+var CreateSlotCommand = createSlotCommand

@@ -89,3 +89,25 @@ func TestParseMark(t *testing.T) {
 		t.Errorf("MarkMessage = %+v; ParseResync = %+v, %v", m, got, ok)
 	}
 }
+
+func TestCreateSlotCommand(t *testing.T) {
+	for _, tc := range []struct {
+		major     int
+		temporary bool
+		want      string
+	}{
+		{13, false, "CREATE_REPLICATION_SLOT s LOGICAL pgoutput EXPORT_SNAPSHOT"},
+		{16, false, "CREATE_REPLICATION_SLOT s LOGICAL pgoutput EXPORT_SNAPSHOT"},
+		{16, true, "CREATE_REPLICATION_SLOT s TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"},
+		// From 17 on the permanent slot fails over; a temporary one cannot.
+		{17, false, "CREATE_REPLICATION_SLOT s LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER true)"},
+		{18, false, "CREATE_REPLICATION_SLOT s LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER true)"},
+		{17, true, "CREATE_REPLICATION_SLOT s TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT"},
+	} {
+		t.Run(fmt.Sprintf("%d/%v", tc.major, tc.temporary), func(t *testing.T) {
+			if got := replication.CreateSlotCommand(tc.major, "s", tc.temporary); got != tc.want {
+				t.Errorf("createSlotCommand = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

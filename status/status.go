@@ -21,10 +21,17 @@ type Report struct {
 	Slot string `json:"slot"`
 	// Protocol is the pgoutput protocol the daemon uses with this server
 	// and configuration.
-	Protocol          string        `json:"protocol"`
-	SlotExists        bool          `json:"slot_exists"`
-	SlotActive        bool          `json:"slot_active"`
-	WALStatus         string        `json:"wal_status"`
+	Protocol   string `json:"protocol"`
+	SlotExists bool   `json:"slot_exists"`
+	SlotActive bool   `json:"slot_active"`
+	WALStatus  string `json:"wal_status"`
+	// Failover tells whether the slot is a failover slot, which standbys
+	// that synchronize slots keep; Synced whether it was synchronized from
+	// a former primary (the server is a promoted standby). Both are nil
+	// before PostgreSQL 17 (postgres.FailoverSlotVersion) or without a
+	// slot.
+	Failover          *bool         `json:"failover_slot"`
+	Synced            *bool         `json:"slot_synced"`
 	CurrentWALLSN     pglogrepl.LSN `json:"-"`
 	ConfirmedFlushLSN pglogrepl.LSN `json:"-"`
 	RestartLSN        pglogrepl.LSN `json:"-"`
@@ -105,6 +112,9 @@ func Read(ctx context.Context, cfg config.Config) (*Report, error) {
 		st.SlotExists = true
 		st.SlotActive = slot.Active
 		st.WALStatus = slot.WALStatus
+		if pg.ServerVersion() >= postgres.FailoverSlotVersion {
+			st.Failover, st.Synced = &slot.Failover, &slot.Synced
+		}
 		st.ConfirmedFlushLSN = slot.ConfirmedFlushLSN
 		st.RestartLSN = slot.RestartLSN
 		if slot.RestartLSN != 0 {

@@ -312,6 +312,14 @@ func lsnOrEmpty(ok bool, s fmt.Stringer) string {
 	return s.String()
 }
 
+// boolOrNil is *b, or nil (JSON null, "-" in the text) for nil.
+func boolOrNil(b *bool) any {
+	if b == nil {
+		return nil
+	}
+	return *b
+}
+
 func statusFields(st *status.Report) map[string]any {
 	m := map[string]any{
 		"slot":                st.Slot,
@@ -319,6 +327,8 @@ func statusFields(st *status.Report) map[string]any {
 		"slot_exists":         st.SlotExists,
 		"slot_active":         st.SlotActive,
 		"wal_status":          st.WALStatus,
+		"failover_slot":       boolOrNil(st.Failover),
+		"slot_synced":         boolOrNil(st.Synced),
 		"current_wal_lsn":     st.CurrentWALLSN.String(),
 		"confirmed_flush_lsn": lsnOrEmpty(st.SlotExists, st.ConfirmedFlushLSN),
 		"restart_lsn":         lsnOrEmpty(st.SlotExists, st.RestartLSN),
@@ -355,7 +365,7 @@ func printJSON(w io.Writer, st *status.Report) error {
 func printStatus(w io.Writer, st *status.Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	f := statusFields(st)
-	for _, k := range []string{"slot", "protocol", "slot_active", "wal_status", "current_wal_lsn", "confirmed_flush_lsn",
+	for _, k := range []string{"slot", "protocol", "slot_active", "wal_status", "failover_slot", "slot_synced", "current_wal_lsn", "confirmed_flush_lsn",
 		"restart_lsn", "checkpoint_lsn", "lag_bytes", "lag_seconds", "retained_wal_bytes", "last_commit_time"} {
 		v := f[k]
 		if v == nil || v == "" {

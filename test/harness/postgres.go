@@ -29,6 +29,9 @@ type Postgres struct {
 	// Major its major version (13).
 	Version string
 	Major   int
+	// PhysicalSlot is, for a standby made by StartStandby with SyncSlots,
+	// the name of its physical slot on the primary.
+	PhysicalSlot string
 
 	opt  Options
 	bin  string              // directory of initdb, postgres, psql
@@ -36,6 +39,10 @@ type Postgres struct {
 
 	mu   sync.Mutex
 	proc *process
+	// upstream is the primary of a standby; nil for a primary.
+	upstream *Postgres
+	// gone is set when FailOver killed this server for good.
+	gone bool
 }
 
 // postgresInstalled checks that bin holds the server binaries the harness
@@ -226,6 +233,9 @@ func (p *Postgres) start(ctx context.Context) error {
 	defer p.mu.Unlock()
 	if p.proc != nil && !p.proc.exited() {
 		return errors.New("postgres: already running")
+	}
+	if p.gone {
+		return fmt.Errorf("postgres: the server of %s failed over: its port belongs to the promoted standby", p.Dir)
 	}
 	logf, err := os.OpenFile(p.logFile(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

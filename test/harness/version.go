@@ -91,3 +91,30 @@ func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// PGBinDirOf returns the directory of initdb and postgres of a major
+// version, whatever PG_VERSION says, for tests that need a version (e.g.
+// slot synchronization from 17 on). The error wraps ErrNotInstalled when
+// that version is not installed, and says how to install it.
+func PGBinDirOf(major int) (string, error) {
+	bin, err := pgBinDirOf(major)
+	if err != nil {
+		return "", err
+	}
+	if err := postgresInstalled(bin); err != nil {
+		return "", err
+	}
+	return bin, nil
+}
+
+// PGBinDirAtLeast returns the bin directory of the version PG_VERSION
+// chooses when it is min or later, else of version min (see PGBinDirOf).
+func PGBinDirAtLeast(min int) (bin string, major int, err error) {
+	v, err := PGVersion()
+	if err != nil {
+		return "", 0, err
+	}
+	major = max(v, min)
+	bin, err = PGBinDirOf(major)
+	return bin, major, err
+}
