@@ -41,11 +41,10 @@ const ReasonRequested = "requested"
 // outranks every position of the lost history whatever their LSNs, once
 // every table is in place; the stream then starts at the new slot's
 // consistent point. The state is recorded (checkpoint.Recovery) so that a
-// recovery interrupted at any point is finished by the next one: tables
-// already in place stay, a table whose copy did not finish is copied
-// again in the snapshot of a temporary slot (the new slot has acknowledged
-// nothing, so its stream still starts at its consistent point), and a
-// recovery stopped before its slot was made starts over.
+// recovery interrupted at any point is taken up by the next one: one whose
+// copies were all complete puts the rest in place, any other starts over
+// with a new slot (see copied), each table keeping the copy in place
+// meanwhile.
 //
 // Until a table's new copy is in place its readers see the previous copy,
 // stale but whole. Its committed view is bound by the lost history's
@@ -106,7 +105,7 @@ func Recover(ctx context.Context, cfg config.Config, reason string, log hclog.Lo
 		say("recovery of slot %s began (%s): every table is copied again into a new table that replaces it when complete; "+
 			"readers see the previous copy until then", cfg.Postgres.Slot, reason)
 	} else {
-		say("resuming the recovery of slot %s begun at %s (%s): %d of %d tables in place", cfg.Postgres.Slot,
+		say("continuing the recovery of slot %s begun at %s (%s): %d of %d tables in place", cfg.Postgres.Slot,
 			rec.Started.Format(time.RFC3339), rec.Reason, rec.TablesDone, rec.Tables)
 	}
 	server, err := history.Identify(ctx, repl)
@@ -138,8 +137,10 @@ func Recover(ctx context.Context, cfg config.Config, reason string, log hclog.Lo
 	switch {
 	case err == nil && slot.Active:
 		return report, &postgres.SlotInUseError{Slot: cfg.Postgres.Slot, PID: slot.ActivePID}
-	case err == nil && rec.Load != 0 && slot.ConfirmedFlushLSN == rec.Load && slot.Plugin == "pgoutput" && !slot.Lost():
-		// The recovery's own slot, which has acknowledged nothing.
+	case err == nil && rec.Load != 0 && slot.ConfirmedFlushLSN == rec.Load && slot.Plugin == "pgoutput" && !slot.Lost() &&
+		r.copied(ctx, tables):
+		// The recovery's own slot, which has acknowledged nothing, and
+		// every copy complete: put the rest in place.
 		if err := r.resume(ctx, tables); err != nil {
 			return report, err
 		}
@@ -147,7 +148,7 @@ func Recover(ctx context.Context, cfg config.Config, reason string, log hclog.Lo
 		if err := repl.DropSlot(ctx, cfg.Postgres.Slot); err != nil {
 			return report, err
 		}
-		say("dropped replication slot %s of the former history (confirmed %s)", cfg.Postgres.Slot, slot.ConfirmedFlushLSN)
+		say("dropped replication slot %s (confirmed %s): the recovery copies from a new one", cfg.Postgres.Slot, slot.ConfirmedFlushLSN)
 		fallthrough
 	default:
 		if err != nil && !isSlotMissing(err) {
@@ -172,7 +173,7 @@ func Recover(ctx context.Context, cfg config.Config, reason string, log hclog.Lo
 		}
 		recoveryFault(0)
 		for _, t := range tables {
-			if err := r.copyTable(ctx, t, nil, func(shadow *mapping.Table) error {
+			if err := r.copyTable(ctx, t, func(shadow *mapping.Table) error {
 				c := r.copier(ctx)
 				return copyAll(ctx, c, pg, []*mapping.Table{shadow}, nil, snapshot{name: name, lsn: lsn}, lsn, say)
 			}); err != nil {
@@ -218,9 +219,27 @@ func (r *recovery) copier(ctx context.Context) *copier {
 	return &copier{cfg: r.cfg, store: r.store, log: r.log, progress: newProgress(ctx, r.log, r.opts.Terminal)}
 }
 
-// resume finishes a recovery whose slot exists: tables in place stay, a
-// complete copy is swapped in, and the others are copied (on) in a
-// temporary slot's snapshot.
+// copied reports whether every table's copy is complete, in place or
+// not. A copy finished in a later snapshot than the slot's would hold rows
+// of versions above the new history's first position, which its committed
+// view would hide until the stream passes them: so an interrupted copy
+// makes the recovery start over instead (each table keeps the copy in
+// place meanwhile, the previous one or the first attempt's).
+func (r *recovery) copied(ctx context.Context, tables []*mapping.Table) bool {
+	chunks, err := r.store.LoadChunks(ctx)
+	if err != nil {
+		return false
+	}
+	for _, t := range tables {
+		if !checkpoint.CopiedInto(chunks[t.Source], ddl.ShadowName(t.Target)) {
+			return false
+		}
+	}
+	return true
+}
+
+// resume finishes a recovery whose slot exists and whose copies are
+// complete: tables in place stay, and the other copies are swapped in.
 func (r *recovery) resume(ctx context.Context, tables []*mapping.Table) error {
 	chunks, err := r.store.LoadChunks(ctx)
 	if err != nil {
@@ -242,48 +261,42 @@ func (r *recovery) resume(ctx context.Context, tables []*mapping.Table) error {
 			}
 			continue // in place
 		}
-		if !exists[shadow] || !checkpoint.Into(cs, shadow) {
-			cs = nil // copied from the start
+		if !exists[shadow] {
+			return fmt.Errorf("recovery: the new copy of %s is neither in place nor in %s.%s", t.Source, db.Name, shadow)
 		}
-		if err := r.copyTable(ctx, t, cs, func(sh *mapping.Table) error {
-			state := map[string][]checkpoint.Chunk{t.Source: cs}
-			if cs == nil {
-				state = map[string][]checkpoint.Chunk{t.Source: {{Source: t.Source, Load: r.rec.Load, Target: sh.Target}}}
-			}
-			return resume(ctx, r.copier(ctx), r.pg, []*mapping.Table{sh}, state, r.rec.Load, r.say)
-		}); err != nil {
+		if err := r.putInPlace(ctx, t, cs); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// copyTable copies t into its new table with copy (from the copy state
-// cs; nil: the new table is made empty first), then swaps it in.
-func (r *recovery) copyTable(ctx context.Context, t *mapping.Table, cs []checkpoint.Chunk, copy func(*mapping.Table) error) error {
+// copyTable copies t into a new, empty table with copy, then swaps it in.
+func (r *recovery) copyTable(ctx context.Context, t *mapping.Table, copy func(*mapping.Table) error) error {
 	db := r.client.DB()
 	shadow := *t
 	shadow.Target = ddl.ShadowName(t.Target)
-	if cs == nil {
-		if err := r.store.DeleteChunks(ctx, t.Source); err != nil {
-			return err
-		}
-		if err := r.client.Exec(ctx, db.Drop(shadow.Target)); err != nil {
-			return fmt.Errorf("drop ClickHouse table %s: %w", shadow.Target, err)
-		}
-		if err := r.client.Exec(ctx, db.CreateTable(&shadow)); err != nil {
-			return fmt.Errorf("create ClickHouse table %s: %w", shadow.Target, err)
-		}
+	if err := r.client.Exec(ctx, db.Drop(shadow.Target)); err != nil {
+		return fmt.Errorf("drop ClickHouse table %s: %w", shadow.Target, err)
+	}
+	if err := r.client.Exec(ctx, db.CreateTable(&shadow)); err != nil {
+		return fmt.Errorf("create ClickHouse table %s: %w", shadow.Target, err)
 	}
 	if err := copy(&shadow); err != nil {
 		return fmt.Errorf("recovery: copy %s: %w; the next start of `replicator run` (or `replicator resync --all`) "+
-			"resumes the recovery", t.Source, err)
+			"starts the recovery over", t.Source, err)
 	}
 	chunks, err := r.store.LoadChunks(ctx)
 	if err != nil {
 		return err
 	}
-	if err := r.bridge(ctx, checkpoint.Horizon(chunks[t.Source])); err != nil {
+	return r.putInPlace(ctx, t, chunks[t.Source])
+}
+
+// putInPlace swaps the complete copy of t (its copy state cs) in.
+func (r *recovery) putInPlace(ctx context.Context, t *mapping.Table, cs []checkpoint.Chunk) error {
+	db := r.client.DB()
+	if err := r.bridge(ctx, checkpoint.Horizon(cs)); err != nil {
 		return err
 	}
 	if err := r.swap(ctx, t); err != nil {

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/replicator/replicator/test/harness"
 )
 
 // checkpointRows returns the checkpoint table's rows as "epoch/system/timeline"
@@ -216,7 +218,7 @@ func TestSlotDroppedManualRecovery(t *testing.T) {
 	}
 	d = e.start()
 	e.refuses(d, "a recovery of slot")
-	if o, errs, code := e.cli("resync", "--all", "--config", e.config); code != 0 || !strings.Contains(o, "resuming the recovery") {
+	if o, errs, code := e.cli("resync", "--all", "--config", e.config); code != 0 || !strings.Contains(o, "continuing the recovery") {
 		t.Fatalf("resync --all again: exit %d\n%s\n%s", code, o, errs)
 	}
 	d = e.start()
@@ -273,4 +275,205 @@ RENAME TABLE %[1]s.old_checkpoints TO %[1]s.replicator_checkpoints`, db)); err !
 		t.Errorf("the history was recorded again at the next start")
 	}
 	d.stop(t)
+}
+
+// privatePrimary starts a Postgres of Debian's version for e alone (the
+// tests below kill, promote and put back its servers) and moves e onto
+// it.
+func (e *env) privatePrimary(ctx context.Context) *harness.Postgres {
+	e.t.Helper()
+	pg, err := harness.StartPostgres(ctx, harness.Options{Fast: true,
+		PGSettings: map[string]string{"logical_decoding_work_mem": testDecodingWorkMem}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { pg.Close() })
+	e.onPrivatePostgres(pg)
+	return pg
+}
+
+// pgCount returns the rows of events on pg.
+func (e *env) pgCount(ctx context.Context, pg *harness.Postgres) uint64 {
+	e.t.Helper()
+	out, err := pg.Psql(ctx, e.name, "SELECT count(*) FROM events")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var n uint64
+	if _, err := fmt.Sscan(out, &n); err != nil {
+		e.t.Fatalf("count %q: %v", out, err)
+	}
+	return n
+}
+
+// startHealing starts the daemon; with kill, it dies (SIGKILL) right
+// after its recovery made the new slot, and restart starts it again.
+func (e *env) startHealing(kill bool) (d *daemon, restart func() *daemon) {
+	if !kill {
+		d = e.start()
+		return d, func() *daemon { return d }
+	}
+	d = e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-in-recovery:0")
+	return d, func() *daemon {
+		e.t.Helper()
+		if code := d.wait(e.t, 2*convergeTimeout); code == 0 {
+			e.t.Fatalf("the daemon did not die in its recovery:\n%s", tail(d.Logs(), 2000))
+		}
+		if !strings.Contains(d.Logs(), "created replication slot") {
+			e.t.Fatalf("the daemon died before its recovery made a slot:\n%s", tail(d.Logs(), 2000))
+		}
+		return e.start()
+	}
+}
+
+// TestFailoverToStandbyThatMissedCommits: a standby (Debian's Postgres,
+// pg_basebackup) stops receiving WAL; the writer commits more on the
+// primary and ClickHouse stores it; the primary dies and the standby is
+// promoted at its address (timeline 2, no slot). The daemon, never
+// restarted (or killed once in the middle of its recovery), finds that
+// the server does not continue its history, copies every table again,
+// and ends equal to the promoted server, the commits it lost gone from
+// ClickHouse too, with readers never seeing fewer rows than the promoted
+// server had.
+func TestFailoverToStandbyThatMissedCommits(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		name := map[bool]string{false: "live", true: "killed"}[kill]
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+			defer cancel()
+			e := newEnv(t, "")
+			primary := e.privatePrimary(ctx)
+			standby, err := primary.StartStandby(ctx, harness.StandbyOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { standby.Close() })
+			e.insertEvents(3000)
+			e.setup()
+			d, restart := e.startHealing(kill)
+			wctx, stopWriter := context.WithCancel(ctx)
+			wait := e.growingWorkload(wctx, 2)
+			e.checkpointPasses(d, e.checkpointLSN(), "streaming")
+			kept := e.pgCount(ctx, primary)
+			if err := standby.CatchUp(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := standby.StopReplication(); err != nil {
+				t.Fatal(err)
+			}
+			// ClickHouse stores commits that the standby never receives.
+			e.checkpointPasses(d, e.checkpointLSN(), "after the standby stopped")
+			e.checkpointPasses(d, e.checkpointLSN(), "after the standby stopped")
+			floor := min(kept, e.liveCount("events_live"), e.liveCount("events_committed"))
+			rctx, stopReaders := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			e.readersNeverBelow(rctx, &wg, floor)
+			if err := harness.FailOver(ctx, primary, standby); err != nil {
+				t.Fatal(err)
+			}
+			d = restart()
+			e.healed(d, func() { stopWriter(); wait(); stopReaders(); wg.Wait() })
+			if h := e.checkpointHistories(); len(h) < 2 || !strings.HasPrefix(h[len(h)-1], "2/") || !strings.HasSuffix(h[len(h)-1], "/2") {
+				t.Errorf("the promoted server's positions are not in epoch 2, timeline 2: %v", h)
+			}
+			if !strings.Contains(d.Logs(), "reason=timeline") {
+				t.Errorf("the recovery does not say the timeline broke the history:\n%s", tail(d.Logs(), 2000))
+			}
+			d.stop(t)
+		})
+	}
+}
+
+// TestDataDirectoryPutBack: Postgres' data directory is copied (server
+// stopped), the writer goes on and ClickHouse stores more, and the copy is
+// put back: same system, same timeline, the WAL behind the checkpoint. The
+// daemon, never restarted (or killed once in the middle of its recovery),
+// refuses to stream on, copies every table again, and ends equal to the
+// server's history: rows only the lost WAL had are gone, rows it changed
+// have their earlier values again.
+func TestDataDirectoryPutBack(t *testing.T) {
+	for _, kill := range []bool{false, true} {
+		name := map[bool]string{false: "live", true: "killed"}[kill]
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+			defer cancel()
+			e := newEnv(t, "")
+			primary := e.privatePrimary(ctx)
+			e.insertEvents(3000)
+			e.setup()
+			d, restart := e.startHealing(kill)
+			wctx, stopWriter := context.WithCancel(ctx)
+			wait := e.growingWorkload(wctx, 2)
+			e.checkpointPasses(d, e.checkpointLSN(), "streaming")
+			kept := e.pgCount(ctx, primary)
+			copied, err := primary.CopyDataDir(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.checkpointPasses(d, e.checkpointLSN(), "after the copy")
+			e.checkpointPasses(d, e.checkpointLSN(), "after the copy")
+			floor := min(kept, e.liveCount("events_live"), e.liveCount("events_committed"))
+			rctx, stopReaders := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			e.readersNeverBelow(rctx, &wg, floor)
+			if err := primary.PutBackDataDir(ctx, copied); err != nil {
+				t.Fatal(err)
+			}
+			d = restart()
+			e.healed(d, func() { stopWriter(); wait(); stopReaders(); wg.Wait() })
+			logs := d.Logs()
+			if !strings.Contains(logs, "reason=rollback") && !strings.Contains(logs, "reason=diverged") {
+				t.Errorf("the recovery does not say the history was rolled back:\n%s", tail(logs, 2000))
+			}
+			d.stop(t)
+		})
+	}
+}
+
+// TestPutBackWhileStopped: the data directory is put back while the
+// daemon is stopped, and the server's WAL grows past the checkpoint again
+// before the daemon starts: nothing at connect tells the two histories
+// apart, and the first transaction the server streams does. With
+// recovery = "manual" the daemon stops saying so, saving nothing.
+func TestPutBackWhileStopped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	e := newEnv(t, "")
+	primary := e.privatePrimary(ctx)
+	src, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.config, []byte(strings.Replace(string(src), `publication = "pub_`, `recovery = "manual"
+  publication = "pub_`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.insertEvents(3000)
+	e.setup()
+	d := e.start()
+	e.insertEvents(10)
+	e.converge("before the copy", convergeTimeout)
+	d.stop(t)
+	copied, err := primary.CopyDataDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = e.start()
+	for i := 0; i < 20; i++ {
+		e.exec("UPDATE events SET action = (action + 1) % 10 WHERE id % 20 = $1", i)
+	}
+	e.converge("after the copy", convergeTimeout)
+	d.stop(t)
+	before := e.checkpointLSN()
+	if err := primary.PutBackDataDir(ctx, copied); err != nil {
+		t.Fatal(err)
+	}
+	// Far more WAL than the daemon stored after the copy.
+	e.exec("CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 300000) g")
+	e.insertEvents(5)
+	d = e.start()
+	e.refuses(d, "diverged")
+	if after := e.checkpointLSN(); after != before {
+		t.Errorf("a checkpoint was saved: %d, then %d", before, after)
+	}
 }
