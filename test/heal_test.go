@@ -97,12 +97,17 @@ func (e *env) liveCount(view string) uint64 {
 // emptied or partial table. Queries that fail (a view made again in the
 // instant of a swap) are counted, not failures.
 func (e *env) readersNeverBelow(ctx context.Context, wg *sync.WaitGroup, floor uint64) {
+	e.readersOf(ctx, wg, floor, "events_live", "events_committed")
+}
+
+// readersOf is readersNeverBelow on views.
+func (e *env) readersOf(ctx context.Context, wg *sync.WaitGroup, floor uint64, views ...string) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		polls, failed := 0, 0
 		for ; ctx.Err() == nil; polls++ {
-			for _, view := range []string{"events_live", "events_committed"} {
+			for _, view := range views {
 				var n uint64
 				err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM db_%s.%s", e.name, view)).Scan(&n)
 				switch {
