@@ -38,12 +38,14 @@ demo: deps build
 	$(GO) run ./test/demo --binary $(BIN)
 
 # Unit tests and end-to-end tests against real servers started by test/,
-# on Debian's Postgres 15; then the core end-to-end tests (test-matrix) on
+# on Debian's Postgres 15 (and 17 for failover slots, installed from the
+# npm registry); then the core end-to-end tests (test-matrix) on
 # TEST_PG_VERSIONS: 13, whose paths differ most (protocol 1, no logical
 # messages, copies not split), about 90 s here. REPLICATOR_E2E=1 makes a
 # missing server a failure instead of a skip.
 TEST_PG_VERSIONS ?= 13
 test: deps
+	bash test/install-pg.sh 17 >/dev/null
 	REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 25m $(PKGS)
 	@$(MAKE) --no-print-directory test-matrix PG_VERSIONS="$(TEST_PG_VERSIONS)"
 
