@@ -97,7 +97,7 @@ func (e *env) failoverWriter(ctx context.Context, seed uint64) (wait func() (ok,
 // every column of every row, with nothing copied again: no setup or resync
 // runs, the slot streamed is the synced one, and the only bulk version in
 // ClickHouse is setup's copy.
-func TestFailoverToSlotSyncingStandby(t *testing.T) { failoverScenario(t, false) }
+func TestFailoverToSlotSyncingStandby(t *testing.T) { failoverScenario(t, false, 0) }
 
 // TestFailoverToLaggingStandby is TestFailoverToSlotSyncingStandby with
 // a standby that stops receiving WAL while the writer goes on committing
@@ -105,9 +105,16 @@ func TestFailoverToSlotSyncingStandby(t *testing.T) { failoverScenario(t, false)
 // primary sends the daemon nothing its standby has not received, none of
 // them reaches ClickHouse either. ClickHouse ends equal to the promoted
 // standby, without a copy.
-func TestFailoverToLaggingStandby(t *testing.T) { failoverScenario(t, true) }
+func TestFailoverToLaggingStandby(t *testing.T) { failoverScenario(t, true, 0) }
 
-func failoverScenario(t *testing.T, lagging bool) {
+// TestFailoverServesStandbyFirst is TestFailoverToSlotSyncingStandby
+// where the primary's address serves the standby, still in recovery, for
+// a few seconds before its promotion: the daemon reconnecting meanwhile
+// finds a server whose synced slot cannot be streamed from yet, and must
+// wait for the promotion rather than stop.
+func TestFailoverServesStandbyFirst(t *testing.T) { failoverScenario(t, false, 8*time.Second) }
+
+func failoverScenario(t *testing.T, lagging bool, standbyFirst time.Duration) {
 	requireServers(t)
 	bin, major, err := harness.PGBinDirAtLeast(harness.SlotSyncVersion)
 	if errors.Is(err, harness.ErrNotInstalled) {
@@ -193,7 +200,13 @@ func failoverScenario(t *testing.T, lagging bool) {
 		lost = maxID(primary) // committed on the primary, missed by the standby
 	}
 	before := e.checkpointLSN()
-	if err := harness.FailOver(ctx, primary, standby); err != nil {
+	failOver := harness.FailOver
+	if standbyFirst > 0 {
+		failOver = func(ctx context.Context, primary, standby *harness.Postgres) error {
+			return harness.FailOverServingStandby(ctx, primary, standby, standbyFirst)
+		}
+	}
+	if err := failOver(ctx, primary, standby); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("failed over with checkpoint %s in ClickHouse", lsnString(before))
