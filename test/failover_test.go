@@ -254,6 +254,11 @@ func failoverScenario(t *testing.T, lagging bool, standbyFirst time.Duration) {
 	if !strings.Contains(logs, "reconnecting") {
 		t.Errorf("the daemon does not log a reconnect\n%s", tail(logs, 3000))
 	}
+	if standbyFirst > 0 {
+		// Whether a reconnect fell in the window depends on the backoff's
+		// timing: say so rather than assert it.
+		t.Logf("the daemon met the standby in recovery %d times", strings.Count(logs, "reason=postgres_in_recovery"))
+	}
 	if code, _ := d.stop(t); code != 0 {
 		t.Errorf("daemon exit code %d after SIGTERM", code)
 	}
