@@ -170,6 +170,8 @@ func failoverScenario(t *testing.T, lagging bool, standbyFirst time.Duration) {
 	}
 	d := e.start()
 	e.converge("before the failover", convergeTimeout)
+	// (status peeks at a slot it finds idle: not while the daemon starts.)
+	waitSlotActive(t, primary, slot)
 	st := e.status()
 	if st["failover_slot"] != true || st["slot_synced"] != false {
 		t.Errorf("status before the failover: failover_slot %v, slot_synced %v; want true, false", st["failover_slot"], st["slot_synced"])
@@ -291,6 +293,20 @@ func (e *env) convergeOrExit(d *daemon, what string, timeout time.Duration) {
 	}
 }
 
+// waitSlotActive waits until a walsender streams from the slot.
+func waitSlotActive(t *testing.T, pg *harness.Postgres, slot string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		out, err := pg.Psql(context.Background(), "postgres", fmt.Sprintf("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", slot))
+		if err == nil && out == "t" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon does not stream from slot %s: active = %q, %v", slot, out, err)
+		}
+	}
+}
+
 func lsnString(l uint64) string { return fmt.Sprintf("%X/%X", l>>32, uint32(l)) }
 
 // TestSetupMakesKeptSlotFailover: on PostgreSQL 17+, a slot that is not a
@@ -346,15 +362,7 @@ func TestSetupMakesKeptSlotFailover(t *testing.T) {
 	d := e.start()
 	e.insertEvents(10)
 	e.converge("before setup again", convergeTimeout)
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		out, err := pg.Psql(ctx, "postgres", fmt.Sprintf("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", slot))
-		if err == nil && out == "t" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon does not stream from the slot: active = %q, %v", out, err)
-		}
-	}
+	waitSlotActive(t, pg, slot)
 	out := e.setup()
 	if !strings.Contains(out, "not a failover slot, and it is in use") || failover() != "f" {
 		t.Errorf("setup with the daemon running: failover = %s, output:\n%s", failover(), out)
