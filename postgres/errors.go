@@ -130,6 +130,14 @@ func Describe(err error, slot, pub string) error {
 			if strings.Contains(pgErr.Message, "wal_level") {
 				return fmt.Errorf("%s: set wal_level = logical and restart Postgres", pgErr.Message)
 			}
+			if inRecovery(pgErr) {
+				// The DSN reaches a standby: during a failover, the
+				// standby about to be promoted. Its synced slot can be
+				// streamed from once it is.
+				return failure.Rule{Action: failure.Retry, Reason: "postgres_in_recovery"}.Apply(fmt.Errorf(
+					"%w: %s: the server is a standby in recovery, not a primary (a failover under way?); waiting for its promotion",
+					ErrConnection, pgErr.Message))
+			}
 		}
 		rule := failure.Postgres(pgErr.Code)
 		if rule.Action == failure.Retry {
@@ -143,6 +151,14 @@ func Describe(err error, slot, pub string) error {
 		return failure.Lost("postgres").Apply(fmt.Errorf("%w: %v", ErrConnection, err))
 	}
 	return err
+}
+
+// inRecovery tells whether a server error says that the server is in
+// recovery: a WAL function refused ("recovery is in progress"), or
+// decoding from a slot that a standby synchronizes from its primary.
+func inRecovery(pgErr *pgconn.PgError) bool {
+	return pgErr.Message == "recovery is in progress" ||
+		strings.Contains(pgErr.Detail, "being synchronized from the primary server")
 }
 
 func isConnectError(err error) bool {

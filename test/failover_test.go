@@ -97,7 +97,7 @@ func (e *env) failoverWriter(ctx context.Context, seed uint64) (wait func() (ok,
 // every column of every row, with nothing copied again: no setup or resync
 // runs, the slot streamed is the synced one, and the only bulk version in
 // ClickHouse is setup's copy.
-func TestFailoverToSlotSyncingStandby(t *testing.T) { failoverScenario(t, false) }
+func TestFailoverToSlotSyncingStandby(t *testing.T) { failoverScenario(t, false, 0) }
 
 // TestFailoverToLaggingStandby is TestFailoverToSlotSyncingStandby with
 // a standby that stops receiving WAL while the writer goes on committing
@@ -105,9 +105,16 @@ func TestFailoverToSlotSyncingStandby(t *testing.T) { failoverScenario(t, false)
 // primary sends the daemon nothing its standby has not received, none of
 // them reaches ClickHouse either. ClickHouse ends equal to the promoted
 // standby, without a copy.
-func TestFailoverToLaggingStandby(t *testing.T) { failoverScenario(t, true) }
+func TestFailoverToLaggingStandby(t *testing.T) { failoverScenario(t, true, 0) }
 
-func failoverScenario(t *testing.T, lagging bool) {
+// TestFailoverServesStandbyFirst is TestFailoverToSlotSyncingStandby
+// where the primary's address serves the standby, still in recovery, for
+// a few seconds before its promotion: the daemon reconnecting meanwhile
+// finds a server whose synced slot cannot be streamed from yet, and must
+// wait for the promotion rather than stop.
+func TestFailoverServesStandbyFirst(t *testing.T) { failoverScenario(t, false, 8*time.Second) }
+
+func failoverScenario(t *testing.T, lagging bool, standbyFirst time.Duration) {
 	requireServers(t)
 	bin, major, err := harness.PGBinDirAtLeast(harness.SlotSyncVersion)
 	if errors.Is(err, harness.ErrNotInstalled) {
@@ -163,6 +170,8 @@ func failoverScenario(t *testing.T, lagging bool) {
 	}
 	d := e.start()
 	e.converge("before the failover", convergeTimeout)
+	// (status peeks at a slot it finds idle: not while the daemon starts.)
+	waitSlotActive(t, primary, slot)
 	st := e.status()
 	if st["failover_slot"] != true || st["slot_synced"] != false {
 		t.Errorf("status before the failover: failover_slot %v, slot_synced %v; want true, false", st["failover_slot"], st["slot_synced"])
@@ -193,7 +202,13 @@ func failoverScenario(t *testing.T, lagging bool) {
 		lost = maxID(primary) // committed on the primary, missed by the standby
 	}
 	before := e.checkpointLSN()
-	if err := harness.FailOver(ctx, primary, standby); err != nil {
+	failOver := harness.FailOver
+	if standbyFirst > 0 {
+		failOver = func(ctx context.Context, primary, standby *harness.Postgres) error {
+			return harness.FailOverServingStandby(ctx, primary, standby, standbyFirst)
+		}
+	}
+	if err := failOver(ctx, primary, standby); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("failed over with checkpoint %s in ClickHouse", lsnString(before))
@@ -241,6 +256,11 @@ func failoverScenario(t *testing.T, lagging bool) {
 	if !strings.Contains(logs, "reconnecting") {
 		t.Errorf("the daemon does not log a reconnect\n%s", tail(logs, 3000))
 	}
+	if standbyFirst > 0 {
+		// Whether a reconnect fell in the window depends on the backoff's
+		// timing: say so rather than assert it.
+		t.Logf("the daemon met the standby in recovery %d times", strings.Count(logs, "reason=postgres_in_recovery"))
+	}
 	if code, _ := d.stop(t); code != 0 {
 		t.Errorf("daemon exit code %d after SIGTERM", code)
 	}
@@ -270,6 +290,20 @@ func (e *env) convergeOrExit(d *daemon, what string, timeout time.Duration) {
 			e.t.Fatalf("%s: clickhouse did not converge within %s: %s", what, timeout, diff(want, got))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitSlotActive waits until a walsender streams from the slot.
+func waitSlotActive(t *testing.T, pg *harness.Postgres, slot string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		out, err := pg.Psql(context.Background(), "postgres", fmt.Sprintf("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", slot))
+		if err == nil && out == "t" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon does not stream from slot %s: active = %q, %v", slot, out, err)
+		}
 	}
 }
 
@@ -328,15 +362,7 @@ func TestSetupMakesKeptSlotFailover(t *testing.T) {
 	d := e.start()
 	e.insertEvents(10)
 	e.converge("before setup again", convergeTimeout)
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		out, err := pg.Psql(ctx, "postgres", fmt.Sprintf("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", slot))
-		if err == nil && out == "t" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon does not stream from the slot: active = %q, %v", out, err)
-		}
-	}
+	waitSlotActive(t, pg, slot)
 	out := e.setup()
 	if !strings.Contains(out, "not a failover slot, and it is in use") || failover() != "f" {
 		t.Errorf("setup with the daemon running: failover = %s, output:\n%s", failover(), out)

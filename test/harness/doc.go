@@ -14,6 +14,12 @@
 // Stop) when done: Stop shuts a server down cleanly and keeps its directory
 // for a later Restart; Close also removes the directory.
 //
+// A PostgreSQL server can get a physical streaming standby
+// (Postgres.StartStandby; with StandbyOptions.SyncSlots on 17+ one that
+// keeps the primary's failover slots), which FailOver promotes at the
+// primary's address after killing the primary; Postgres.CopyDataDir and
+// PutBackDataDir take a data directory back in time.
+//
 // When the caller is root, PostgreSQL (which refuses to run as root) runs as
 // the "postgres" user: its directory is chowned to that user, and parent
 // directories that the user cannot traverse get o+x.

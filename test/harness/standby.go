@@ -51,11 +51,15 @@ func (p *Postgres) StartStandby(ctx context.Context, opt StandbyOptions) (*Postg
 	}
 	began := time.Now()
 	s := &Postgres{Host: p.Host, opt: p.opt, bin: p.bin, cred: p.cred, Version: p.Version, Major: p.Major, upstream: p}
-	dir, err := newDir(p.opt, "replicator-pg-standby-")
+	dir, err := newDir(p.opt, "replicator-pgs-")
 	if err != nil {
 		return nil, err
 	}
 	s.Dir = dir
+	if len(s.sockDir()) > 90 {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("postgres: socket directory path too long for a Unix socket: %s", s.sockDir())
+	}
 	if s.Port, err = FreePort(); err != nil {
 		return nil, err
 	}
@@ -315,6 +319,43 @@ func FailOver(ctx context.Context, primary, standby *Postgres) error {
 	}
 	primary.opt.logf("postgres failed over to %s (dir %s) on %s:%d in %s", standby.Version, standby.Dir, standby.Host,
 		standby.Port, time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// FailOverServingStandby is FailOver in the other order: the primary dies,
+// the standby moves to the primary's port still as a standby, serves that
+// address read-only for the given time (clients that reconnect meanwhile
+// reach a server in recovery, whose synced slots cannot be used yet), and
+// only then is promoted.
+func FailOverServingStandby(ctx context.Context, primary, standby *Postgres, serve time.Duration) error {
+	if standby.upstream != primary {
+		return errors.New("postgres: FailOver: the standby does not stream from this primary")
+	}
+	began := time.Now()
+	if err := primary.crash(); err != nil {
+		return err
+	}
+	if err := standby.Stop(); err != nil {
+		return fmt.Errorf("postgres: stop the standby to move it: %w", err)
+	}
+	standby.Port = primary.Port
+	standby.upstream = nil
+	if err := standby.start(ctx); err != nil {
+		return fmt.Errorf("postgres: start the standby on the primary's port %d: %w", primary.Port, err)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(serve):
+	}
+	if out, err := standby.Psql(ctx, "postgres", "SELECT pg_promote(true, 60)"); err != nil || out != "t" {
+		return fmt.Errorf("postgres: pg_promote() = %q, %v; %s:\n%s", out, err, standby.logFile(), tailFile(standby.logFile(), 2000))
+	}
+	if err := standby.waitWritable(ctx); err != nil {
+		return err
+	}
+	primary.opt.logf("postgres failed over to %s (dir %s) on %s:%d in %s, a standby there for %s first", standby.Version, standby.Dir,
+		standby.Host, standby.Port, time.Since(began).Round(time.Millisecond), serve)
 	return nil
 }
 
