@@ -35,6 +35,9 @@ type Runner struct {
 	mu     sync.Mutex
 	reload *config.Config
 	cancel context.CancelFunc
+	// recheck ends the current session for a new check of the history
+	// (recheckHistory).
+	recheck bool
 	// shutdownTimeout bounds the final flush after a stop.
 	shutdownTimeout time.Duration
 	// maxBackoff caps the wait between reconnects.
@@ -118,11 +121,25 @@ func (r *Runner) startSession(ctx context.Context, cfg config.Config) (config.Co
 	return cfg, sctx, cancel
 }
 
-// reloading reports whether a session ended for a Reload.
+// reloading reports whether a session ended for a Reload or a recheck.
 func (r *Runner) reloading() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.reload != nil
+	recheck := r.recheck
+	r.recheck = false
+	return r.reload != nil || recheck
+}
+
+// recheckHistory ends the current session so that the next one checks
+// again that the server continues the checkpoint's history (the slot was
+// found lost or dropped): it then recovers, or stops with the command.
+func (r *Runner) recheckHistory() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recheck = true
+	if r.cancel != nil {
+		r.cancel()
+	}
 }
 
 // replicate runs sessions until ctx is done (then it flushes what is

@@ -17,9 +17,10 @@ const heartbeatPrefix = "replicator_heartbeat"
 // slot advancing when the published tables are quiet: from PostgreSQL 14
 // on the stream carries them, and on 13, whose pgoutput sends no logical
 // messages, the WAL they write moves the keepalives' position, which the
-// idle checkpoint follows as well; a slot whose
-// wal_status is lost stops the daemon. Connection problems are logged and
-// retried at the next tick: they never stop replication.
+// idle checkpoint follows as well; a slot lost or dropped ends the
+// session, whose checks at connect then recover or stop the daemon.
+// Connection problems are logged and retried at the next tick: they never
+// stop replication.
 func (r *Runner) watch(ctx context.Context) error {
 	cfg := r.cfg
 	log := r.log.Named("watch")
@@ -66,7 +67,15 @@ func (r *Runner) watch(ctx context.Context) error {
 		if now.Sub(lastCheck) >= time.Minute || lastCheck.IsZero() {
 			if err := r.checkRetention(ctx, conn); err != nil {
 				if errors.Is(err, postgres.ErrSlotLost) {
-					return err
+					// The session's checks at connect decide what follows
+					// (history.Check): a recovery, or a stop with the
+					// command. A recovery drops and makes the slot itself.
+					if !r.recovering.Load() {
+						log.Warn("the slot is lost or was dropped: the session starts again and checks the history", "error", err)
+						r.recheckHistory()
+					}
+					lastCheck = now
+					continue
 				}
 				if ctx.Err() == nil {
 					log.Warn("slot check failed", "error", err)

@@ -482,3 +482,20 @@ func TestPutBackWhileStopped(t *testing.T) {
 		t.Errorf("a checkpoint was saved: %d, then %d", before, after)
 	}
 }
+
+// TestRecoveryOnClusterStops: on a ClickHouse cluster, where the recovery
+// does not run yet, a dropped slot stops the daemon with the commands that
+// copy every table again.
+func TestRecoveryOnClusterStops(t *testing.T) {
+	e := newEnv(t, "")
+	e.startCluster()
+	e.insertEvents(300)
+	e.setup()
+	d := e.start()
+	e.checkpointPasses(d, e.checkpointLSN(), "streaming")
+	e.dropSlotUnderDaemon()
+	e.refuses(d, "not available on a ClickHouse cluster")
+	if !strings.Contains(d.Logs(), "replicator setup") {
+		t.Errorf("the error does not name the command:\n%s", tail(d.Logs(), 2000))
+	}
+}

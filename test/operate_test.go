@@ -290,8 +290,9 @@ func TestReadyzFlipsWithLag(t *testing.T) {
 }
 
 // TestLostSlotStops makes Postgres invalidate the slot
-// (max_slot_wal_keep_size) while the daemon is stopped: run must refuse
-// with an error that says data is missing and how to resync.
+// (max_slot_wal_keep_size) while the daemon is stopped: with
+// postgres.recovery = "manual" run must refuse with an error that says
+// data is missing and how to recover; by default it recovers.
 func TestLostSlotStops(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
@@ -331,14 +332,24 @@ func TestLostSlotStops(t *testing.T) {
 	if code == 0 || st["wal_status"] != "lost" {
 		t.Errorf("status on a lost slot: exit %d wal_status %v, want non-zero and lost", code, st["wal_status"])
 	}
-	d := e.start()
+	manual := e.dir + "/manual.hcl"
+	if err := os.WriteFile(manual, []byte(strings.Replace(string(must(os.ReadFile(e.config))), `publication = "pub_`,
+		`recovery = "manual"
+  publication = "pub_`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := e.startWith(manual)
 	if code := d.wait(t, 30*time.Second); code == 0 {
 		t.Fatal("daemon ran on a lost slot")
 	}
 	logs := d.Logs()
-	for _, want := range []string{"lost", "missing", "replicator setup"} {
+	for _, want := range []string{"slot-lost", "invalidated", "replicator resync --all"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("error does not say %q:\n%s", want, tail(logs, 1500))
 		}
 	}
+	// By default the daemon copies every table again from a new slot.
+	d = e.start()
+	e.waitLog(d, "complete: every table holds the rows of the server's history")
+	d.stop(t)
 }

@@ -45,6 +45,15 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := c.Nodes[1][1]
+	// A Distributed read picks one replica of each shard, which may not
+	// have fetched the part the synchronous insert wrote on the other yet.
+	for _, row := range c.Nodes {
+		for _, n := range row {
+			if _, err := n.Query(ctx, "SYSTEM SYNC REPLICA db.t"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	if got, err := last.Query(ctx, "SELECT count(), sum(v) FROM db.t_all"); err != nil || got != "1000\t999000" {
 		t.Errorf("Distributed read on another node = %q, %v", got, err)
 	}
