@@ -3,7 +3,7 @@
 //	replicator setup  --config FILE
 //	replicator run    --config FILE
 //	replicator status --config FILE [--json] [--max-lag DURATION]
-//	replicator verify --config FILE [--table T]
+//	replicator verify --config FILE [--table T] [--repair]
 //	replicator resync --config FILE --table T
 //	replicator version
 package main
@@ -76,8 +76,9 @@ commands:
   run     --config FILE           stream changes into ClickHouse until SIGINT/SIGTERM
   status  --config FILE [--json] [--max-lag DURATION]
                                   show slot, checkpoint and lag; exit 1 when unhealthy
-  verify  --config FILE [--table T]
-                                  compare Postgres and ClickHouse; exit 1 on differences
+  verify  --config FILE [--table T] [--repair]
+                                  compare Postgres and ClickHouse; exit 1 on differences;
+                                  --repair copies the differing key ranges again online
   resync  --config FILE --table T copy one table again under the live stream; readers
                                   see the old copy until the new one is swapped in
   version                         print the version
@@ -112,6 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print status as JSON (status only)")
 	maxLag := fs.Duration("max-lag", 0, "status exits 1 when lag_seconds exceeds this (status only)")
 	table := fs.String("table", "", "the table to verify or resync, \"schema.name\" (verify, resync)")
+	repair := fs.Bool("repair", false, "copy the key ranges with lasting differences again, under the live stream (verify only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -162,7 +164,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "verify":
-		reports, err := verify.Run(ctx, cfg, verify.Options{Table: *table}, log.Named("verify"))
+		reports, err := verify.Run(ctx, cfg, verify.Options{Table: *table, Repair: *repair}, log.Named("verify"))
+		for _, r := range reports {
+			if err != nil {
+				printVerify(stdout, r)
+			}
+		}
 		if err != nil {
 			fmt.Fprintln(stderr, "replicator verify:", err)
 			return 1
@@ -385,6 +392,21 @@ func printVerify(w io.Writer, r *verify.Report) {
 	for _, kind := range []string{"missing", "extra", "different"} {
 		if keys := r.FirstKeys[kind]; len(keys) > 0 {
 			fmt.Fprintf(w, "  first %s: %s\n", kind, strings.Join(keys, ", "))
+		}
+	}
+	if p := r.Repair; p != nil {
+		groups := p.Groups
+		more := ""
+		if len(groups) > 10 {
+			groups, more = groups[:10], fmt.Sprintf(" and %d more", len(p.Groups)-10)
+		}
+		fmt.Fprintf(w, "  REPAIRED %d key ranges (first sorting column = %s%s) with version %s: inserted %d, replaced %d, removed %d, "+
+			"rewritten unchanged %d; deleted %d stored rows at or above the purge bound\n",
+			len(p.Groups), strings.Join(groups, ", "), more, p.Snapshot-1, p.Inserted, p.Replaced, p.Removed, p.Rewritten, p.Purged)
+		for _, kind := range []string{"inserted", "replaced", "removed"} {
+			if keys := p.FirstKeys[kind]; len(keys) > 0 {
+				fmt.Fprintf(w, "  first %s: %s\n", kind, strings.Join(keys, ", "))
+			}
 		}
 	}
 }
