@@ -19,6 +19,7 @@ type firstKey struct {
 	col     int
 	pg, ch  string
 	numeric bool
+	collate string // of the Postgres expression's order
 }
 
 // newFirstKey returns the split expressions of column c, or an error for
@@ -33,7 +34,7 @@ func newFirstKey(t *mapping.Table) (firstKey, error) {
 	case c.Type.IsInteger() && (c.SourceOID == 20 || c.SourceOID == 21 || c.SourceOID == 23):
 		k.pg, k.ch, k.numeric = col, qc, true
 	case c.Type.Kind == mapping.KindString && (c.SourceOID == 25 || c.SourceOID == 1043):
-		k.pg, k.ch = col+` COLLATE "C"`, qc
+		k.pg, k.ch, k.collate = col+` COLLATE "C"`, qc, ` COLLATE "C"`
 	case c.Type.Kind == mapping.KindUUID && c.SourceOID == 2950:
 		k.pg, k.ch = col, "toString("+qc+")"
 	}

@@ -168,6 +168,7 @@ func (v *verifier) repairGroups(ctx context.Context, groups []string, rp *Repair
 			note("removed", k)
 		}
 	}
+	crashInRepair()
 	if err := v.ch.InsertRows(ctx, v.t, rows); err != nil {
 		return err
 	}

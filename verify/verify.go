@@ -152,7 +152,7 @@ type verifier struct {
 	log   hclog.Logger
 
 	key      firstKey // ranges split the first sorting key column
-	pgSum    string // checksum expression over the checksummed columns
+	pgSum    string   // checksum expression over the checksummed columns
 	chSum    string
 	streamed []int // columns compared row by row in every range
 }
@@ -358,16 +358,15 @@ func (v *verifier) target() string { return v.ch.DB().Table(v.t.Target) }
 // table into ranges of about RangeRows rows in the snapshot, ascending and
 // distinct, in one ordered pass: memory holds only the bounds.
 func (v *verifier) keyBounds(ctx context.Context, s *snap) ([]string, error) {
-	rows, err := s.Query(ctx, fmt.Sprintf("SELECT DISTINCT b::text, b FROM (SELECT %[1]s AS b, row_number() OVER (ORDER BY %[1]s) AS n FROM %[2]s) s "+
-		"WHERE n %% %[3]d = 0 ORDER BY b", v.key.pg, v.source(), v.opt.RangeRows))
+	rows, err := s.Query(ctx, fmt.Sprintf("SELECT b::text FROM (SELECT DISTINCT b FROM (SELECT %[1]s AS b, row_number() OVER (ORDER BY %[1]s) AS n "+
+		"FROM %[2]s) s WHERE n %% %[3]d = 0) d ORDER BY b%[4]s", v.key.pg, v.source(), v.opt.RangeRows, v.key.collate))
 	if err != nil {
 		return nil, fmt.Errorf("postgres key ranges: %w", err)
 	}
 	var bounds []string
 	for rows.Next() {
 		var b string
-		var ignored any
-		if err := rows.Scan(&b, &ignored); err != nil {
+		if err := rows.Scan(&b); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -377,19 +376,27 @@ func (v *verifier) keyBounds(ctx context.Context, s *snap) ([]string, error) {
 	return bounds, rows.Err()
 }
 
-// changedAfter returns the first-column values among those matching chWhere
-// whose latest row in ClickHouse is newer than the snapshot at lsn.
-func (v *verifier) changedAfter(ctx context.Context, chWhere string, lsn pglogrepl.LSN) (map[string]bool, error) {
-	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT DISTINCT toString(%s) FROM %s FINAL WHERE %s AND %s > %d",
-		v.key.ch, v.target(), chWhere, mapping.VersionColumn, uint64(lsn)))
+// changedAfter returns the first-column values among those matching
+// chWhere that ClickHouse holds a row of newer than the snapshot at lsn,
+// as a change after the snapshot writes, and the WAL position w read after
+// them. A row newer than w is no change's (every stored change committed
+// below w): it is damage, and its values are not skipped.
+func (v *verifier) changedAfter(ctx context.Context, chWhere string, lsn pglogrepl.LSN) (skip map[string]bool, w pglogrepl.LSN, err error) {
+	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT toString(%s), max(%s) FROM %s WHERE %s AND %s > %d GROUP BY %s",
+		v.key.ch, mapping.VersionColumn, v.target(), chWhere, mapping.VersionColumn, uint64(lsn), v.key.ch))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	out := make(map[string]bool, len(rows))
+	if w, err = v.pg.CurrentWAL(ctx); err != nil {
+		return nil, 0, err
+	}
+	skip = make(map[string]bool, len(rows))
 	for _, r := range rows {
-		out[r[0].(string)] = true
+		if r[1].(uint64) <= uint64(w) {
+			skip[r[0].(string)] = true
+		}
 	}
-	return out, nil
+	return skip, w, nil
 }
 
 // compareRange compares one range of the first key column by count and
@@ -399,15 +406,15 @@ func (v *verifier) changedAfter(ctx context.Context, chWhere string, lsn pglogre
 func (v *verifier) compareRange(ctx context.Context, s *snap, r keyRange, rep *Report) ([]string, error) {
 	// Keys changed after the snapshot are not compared (with a composite
 	// key, every row of their first column's value).
-	skip, err := v.changedAfter(ctx, v.key.chRange(r), s.lsn)
+	skip, w, err := v.changedAfter(ctx, v.key.chRange(r), s.lsn)
 	if err != nil {
 		return nil, err
 	}
 	rep.Skipped += uint64(len(skip))
 	skipList := slices.Sorted(maps.Keys(skip))
 	pgWhere := v.key.pgRange(r)
-	chWhere := fmt.Sprintf("%s AND %s = 0 AND %s <= %d", v.key.chRange(r),
-		mapping.DeletedColumn, mapping.VersionColumn, uint64(s.lsn))
+	chWhere := fmt.Sprintf("%s AND %s = 0 AND (%s <= %d OR %s > %d)", v.key.chRange(r),
+		mapping.DeletedColumn, mapping.VersionColumn, uint64(s.lsn), mapping.VersionColumn, uint64(w))
 	if len(skipList) > 0 {
 		pgWhere += " AND " + v.key.pgIn(skipList, true)
 		chWhere += " AND " + v.key.chIn(skipList, true)
@@ -681,7 +688,7 @@ func (v *verifier) recheck(ctx context.Context, ids []string, rep *Report, final
 		n := min(len(ids), 5000)
 		batch := ids[:n]
 		ids = ids[n:]
-		skip, err := v.changedAfter(ctx, v.key.chIn(batch, false), s.lsn)
+		skip, _, err := v.changedAfter(ctx, v.key.chIn(batch, false), s.lsn)
 		if err != nil {
 			return nil, err
 		}
