@@ -359,7 +359,7 @@ func (v *verifier) target() string { return v.ch.DB().Table(v.t.Target) }
 // distinct, in one ordered pass: memory holds only the bounds.
 func (v *verifier) keyBounds(ctx context.Context, s *snap) ([]string, error) {
 	rows, err := s.Query(ctx, fmt.Sprintf("SELECT b::text FROM (SELECT DISTINCT b FROM (SELECT %[1]s AS b, row_number() OVER (ORDER BY %[1]s) AS n "+
-		"FROM %[2]s) s WHERE n %% %[3]d = 0) d ORDER BY b%[4]s", v.key.pg, v.source(), v.opt.RangeRows, v.key.collate))
+		"FROM %[2]s) s WHERE n %% %[3]d = 0) d ORDER BY d.b%[4]s", v.key.pg, v.source(), v.opt.RangeRows, v.key.collate))
 	if err != nil {
 		return nil, fmt.Errorf("postgres key ranges: %w", err)
 	}
@@ -429,6 +429,7 @@ func (v *verifier) compareRange(ctx context.Context, s *snap, r keyRange, rep *R
 		return nil, fmt.Errorf("clickhouse checksum of range %s: %w", r, err)
 	}
 	chCount, chSum := chRows[0][0].(uint64), chRows[0][1].(uint64)
+	v.log.Debug("compared a key range by checksum", "range", r, "postgres_rows", pgCount, "clickhouse_rows", chCount)
 	rep.Compared += uint64(pgCount)
 	cols := v.all()
 	if uint64(pgCount) == chCount && uint64(pgSum) == chSum {

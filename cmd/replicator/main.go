@@ -3,7 +3,7 @@
 //	replicator setup  --config FILE
 //	replicator run    --config FILE
 //	replicator status --config FILE [--json] [--max-lag DURATION]
-//	replicator verify --config FILE [--table T] [--repair]
+//	replicator verify --config FILE [--table T] [--repair] [--range-rows N]
 //	replicator resync --config FILE --table T
 //	replicator version
 package main
@@ -76,7 +76,7 @@ commands:
   run     --config FILE           stream changes into ClickHouse until SIGINT/SIGTERM
   status  --config FILE [--json] [--max-lag DURATION]
                                   show slot, checkpoint and lag; exit 1 when unhealthy
-  verify  --config FILE [--table T] [--repair]
+  verify  --config FILE [--table T] [--repair] [--range-rows N]
                                   compare Postgres and ClickHouse; exit 1 on differences;
                                   --repair copies the differing key ranges again online
   resync  --config FILE --table T copy one table again under the live stream; readers
@@ -113,6 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print status as JSON (status only)")
 	maxLag := fs.Duration("max-lag", 0, "status exits 1 when lag_seconds exceeds this (status only)")
 	table := fs.String("table", "", "the table to verify or resync, \"schema.name\" (verify, resync)")
+	rangeRows := fs.Int("range-rows", 0, "rows per key range that verify compares by checksum (verify only; default 50000)")
 	repair := fs.Bool("repair", false, "copy the key ranges with lasting differences again, under the live stream (verify only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -164,7 +165,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "verify":
-		reports, err := verify.Run(ctx, cfg, verify.Options{Table: *table, Repair: *repair}, log.Named("verify"))
+		reports, err := verify.Run(ctx, cfg, verify.Options{Table: *table, Repair: *repair, RangeRows: *rangeRows}, log.Named("verify"))
 		for _, r := range reports {
 			if err != nil {
 				printVerify(stdout, r)
