@@ -40,6 +40,11 @@ type Metrics struct {
 	SpoolMemory   prometheus.Gauge
 	SpoolDisk     prometheus.Gauge
 	Rewrites      *prometheus.CounterVec
+	// Continuous verification (verify.Sampler).
+	VerifyDifferences *prometheus.GaugeVec
+	VerifyRows        *prometheus.CounterVec
+	VerifyLastPass    *prometheus.GaugeVec
+	VerifyErrors      prometheus.Counter
 
 	mu        sync.Mutex
 	streaming bool
@@ -93,9 +98,18 @@ func New() *Metrics {
 	m.Rewrites = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_rewrites_total",
 		Help: "Table rewrites noticed by the storage check, by what was done: recorded (no value in doubt), verified (equal), recopied."},
 		[]string{"action"})
+	m.VerifyDifferences = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "replicator_verify_differences",
+		Help: "Keys that differ lastingly between Postgres and ClickHouse in the key ranges the latest pass of continuous verification compared, by source table."},
+		[]string{"table"})
+	m.VerifyRows = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_verify_rows_total",
+		Help: "Postgres rows continuous verification compared, by source table."}, []string{"table"})
+	m.VerifyLastPass = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "replicator_verify_last_pass_timestamp_seconds",
+		Help: "Unix time the latest pass of continuous verification of the table completed."}, []string{"table"})
+	m.VerifyErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "replicator_verify_errors_total",
+		Help: "Passes of continuous verification that failed (logged; the next pass tries again)."})
 	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
 		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Retries, m.Retrying, m.Errors, m.Heartbeats, m.Held, m.Invalid,
-		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites} {
+		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites, m.VerifyDifferences, m.VerifyRows, m.VerifyLastPass, m.VerifyErrors} {
 		f(c)
 	}
 	for _, k := range []string{"postgres", "clickhouse", "mapping", "other"} {

@@ -100,30 +100,14 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 			continue
 		}
 		found = true
-		if tc.Mode == mapping.ModeHistory {
-			reports = append(reports, &Report{Table: tc.Name,
-				NotVerified: "a history table keeps every change, and verify compares the latest state of each row"})
+		v, why, err := newVerifier(ctx, cfg, opt, pg, client, store, tc, log)
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
+			reports = append(reports, &Report{Table: tc.Name, NotVerified: why})
 			continue
 		}
-		if len(tc.Ignore) > 0 {
-			reports = append(reports, &Report{Table: tc.Name,
-				NotVerified: "the table ignores " + strings.Join(tc.Ignore, " and ") + ", so ClickHouse keeps rows that Postgres no longer has"})
-			continue
-		}
-		cols, err := pg.Columns(ctx, tc.Name)
-		if err != nil {
-			return nil, err
-		}
-		t, err := mapping.Resolve(tc.Spec(), cols, client.Caps())
-		if err != nil {
-			return nil, err
-		}
-		schema, err := client.Schema(ctx, tc.Target)
-		if err != nil {
-			return nil, err
-		}
-		schema.Adopt(t, client.Caps())
-		v := &verifier{cfg: cfg, opt: opt, pg: pg, ch: client, store: store, t: t, log: log.With("table", tc.Name)}
 		rep, err := v.run(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("verify %s: %w", tc.Name, err)
@@ -142,6 +126,32 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 	return reports, nil
 }
 
+// newVerifier returns the verifier of table tc, or why the table cannot be
+// compared.
+func newVerifier(ctx context.Context, cfg config.Config, opt Options, pg *postgres.Conn, client *sink.Client,
+	store *checkpoint.Store, tc config.Table, log hclog.Logger) (*verifier, string, error) {
+	if tc.Mode == mapping.ModeHistory {
+		return nil, "a history table keeps every change, and verify compares the latest state of each row", nil
+	}
+	if len(tc.Ignore) > 0 {
+		return nil, "the table ignores " + strings.Join(tc.Ignore, " and ") + ", so ClickHouse keeps rows that Postgres no longer has", nil
+	}
+	cols, err := pg.Columns(ctx, tc.Name)
+	if err != nil {
+		return nil, "", err
+	}
+	t, err := mapping.Resolve(tc.Spec(), cols, client.Caps())
+	if err != nil {
+		return nil, "", err
+	}
+	schema, err := client.Schema(ctx, tc.Target)
+	if err != nil {
+		return nil, "", err
+	}
+	schema.Adopt(t, client.Caps())
+	return &verifier{cfg: cfg, opt: opt, pg: pg, ch: client, store: store, t: t, log: log.With("table", tc.Name)}, "", nil
+}
+
 type verifier struct {
 	cfg   config.Config
 	opt   Options
@@ -155,6 +165,9 @@ type verifier struct {
 	pgSum    string   // checksum expression over the checksummed columns
 	chSum    string
 	streamed []int // columns compared row by row in every range
+	// onDiff, when set, is told each lasting difference: its kind
+	// (missing, extra, different) and key.
+	onDiff func(kind, key string)
 }
 
 func (v *verifier) prepare() error {
@@ -722,6 +735,9 @@ func (v *verifier) recheck(ctx context.Context, ids []string, rep *Report, final
 				rep.Extra++
 			default:
 				rep.Different++
+			}
+			if v.onDiff != nil {
+				v.onDiff(d.kind, k)
 			}
 			if len(rep.FirstKeys[d.kind]) < firstKeys {
 				rep.FirstKeys[d.kind] = append(rep.FirstKeys[d.kind], k)

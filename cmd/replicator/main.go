@@ -27,6 +27,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mattn/go-isatty"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/load"
@@ -208,7 +209,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 		go reloadOnHangup(ctx, hup, *path, runner, log)
-		if err := runner.Run(ctx); err != nil {
+		// Continuous verification (monitor.verify_interval) runs beside
+		// replication, over its own connections, until replication ends.
+		sampler := verify.NewSampler(cfg, runner.Metrics(), log.Named("verify"))
+		vctx, stopVerify := context.WithCancel(ctx)
+		var g errgroup.Group
+		g.Go(func() error { return sampler.Run(vctx) })
+		err := runner.Run(ctx)
+		stopVerify()
+		g.Wait()
+		if err != nil {
 			log.Error("replication stopped", "error", err)
 			return 1
 		}
