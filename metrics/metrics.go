@@ -99,7 +99,7 @@ func New() *Metrics {
 		Help: "Table rewrites noticed by the storage check, by what was done: recorded (no value in doubt), verified (equal), recopied."},
 		[]string{"action"})
 	m.VerifyDifferences = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "replicator_verify_differences",
-		Help: "Keys that differ lastingly between Postgres and ClickHouse in the key ranges the latest pass of continuous verification compared, by source table."},
+		Help: "Keys continuous verification found lastingly different between Postgres and ClickHouse in its last complete cycle over the table (or in the current one, when more), by source table."},
 		[]string{"table"})
 	m.VerifyRows = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_verify_rows_total",
 		Help: "Postgres rows continuous verification compared, by source table."}, []string{"table"})

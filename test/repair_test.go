@@ -295,3 +295,79 @@ func TestRepairKeys(t *testing.T) {
 	e.exec(`UPDATE posts SET body = 'later' WHERE id IN (81, 120)`)
 	same("after repair and later changes")
 }
+
+// TestContinuousVerify runs the daemon with continuous verification every
+// second: a tampered row of events makes its differences gauge non-zero
+// and is logged with its key; a clean table's gauge stays zero.
+func TestContinuousVerify(t *testing.T) {
+	e := newEnv(t, `
+table "public.clean" {
+  order_by = ["id"]
+}
+`)
+	e.exec(`CREATE TABLE clean (id bigint PRIMARY KEY, v text); INSERT INTO clean SELECT g, md5(g::text) FROM generate_series(1, 2500) g`)
+	e.insertEvents(2500)
+	e.setConfig(`heartbeat_interval = "1s"`, `heartbeat_interval = "1s"
+  verify_interval    = "1s"
+  verify_rate        = 100000
+  verify_sample_rows = 1000`)
+	e.setup()
+	d := e.start()
+	defer d.stop(t)
+	e.converge("initial copy", convergeTimeout)
+	db := "db_" + e.name
+	e.tamper(fmt.Sprintf(`INSERT INTO %[1]s.events (id, author_id, action, _version, _deleted) SELECT id, author_id + 1, action, _version + 1, 0 FROM %[1]s.events FINAL WHERE id = 2222`, db))
+
+	events, clean := `replicator_verify_differences{table="public.events"}`, `replicator_verify_differences{table="public.clean"}`
+	rows := `replicator_verify_rows_total{table="public.clean"}`
+	deadline := time.Now().Add(2 * convergeTimeout)
+	var m string
+	for {
+		m = e.scrape()
+		// The events pass that found the row, and two whole cycles of
+		// clean (2500 rows in passes of 1000).
+		if metric(m, events) >= 1 && metric(m, rows) >= 5000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("continuous verification found no difference within %s:\n%s", 2*convergeTimeout, grepLines(m, "replicator_verify"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := metric(m, events); got != 1 {
+		t.Errorf("%s = %v, want 1", events, got)
+	}
+	if got := metric(m, clean); got != 0 {
+		t.Errorf("%s = %v, want 0", clean, got)
+	}
+	if metric(m, `replicator_verify_last_pass_timestamp_seconds{table="public.clean"}`) <= 0 {
+		t.Errorf("no last pass time for public.clean:\n%s", grepLines(m, "replicator_verify"))
+	}
+	if logs := d.Logs(); !strings.Contains(logs, "continuous verification found a lasting difference") || !strings.Contains(logs, "key=id=2222") {
+		t.Errorf("the daemon did not log the difference with its key:\n%s", grepLines(logs, "difference"))
+	}
+	t.Logf("metrics:\n%s", grepLines(m, "replicator_verify"))
+
+	// Repaired, the gauge returns to 0 once a whole cycle no longer finds
+	// the difference.
+	if out, errs, code := e.cli("verify", "--config", e.config, "--table", "public.events", "--repair"); code != 1 || !strings.Contains(out, "REPAIRED 1 key ranges") {
+		t.Fatalf("verify --repair: exit %d\n%s\n%s", code, out, errs)
+	}
+	for metric(e.scrape(), events) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s stayed non-zero after the repair", events)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

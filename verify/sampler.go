@@ -110,7 +110,7 @@ func (s *Sampler) pass(ctx context.Context) error {
 			return fmt.Errorf("verify %s: %w", tc.Name, err)
 		}
 		if s.m != nil {
-			s.m.VerifyDifferences.WithLabelValues(tc.Name).Set(float64(res.differences))
+			s.m.VerifyDifferences.WithLabelValues(tc.Name).Set(float64(r.differences()))
 			s.m.VerifyLastPass.WithLabelValues(tc.Name).Set(float64(time.Now().Unix()))
 		}
 		v.log.Debug("continuous verification pass", "rows", res.rows, "ranges", res.ranges, "differences", res.differences,
@@ -128,24 +128,37 @@ type rangeChecker interface {
 	check(ctx context.Context, from *string, rows int) (to *string, compared, differences uint64, err error)
 }
 
-// rotation is where a table's next range starts: nil at the table's start.
+// rotation is where a table's next range starts (nil at the table's
+// start), and the differences found in the current and the last complete
+// cycle over the table.
 type rotation struct {
 	from *string
-	// cycles counts the passes over the whole table completed.
+	// cycles counts the cycles over the whole table completed.
 	cycles int
+	// current and last are the lasting differences found in the current
+	// cycle so far and in the last complete one.
+	current, last uint64
 }
 
-// advance moves past a range that ended at to; it reports whether that
-// range reached the table's end, so that the next starts over.
-func (r *rotation) advance(to *string) (wrapped bool) {
+// advance moves past a range that ended at to, in which diffs lasting
+// differences were found; it reports whether that range reached the
+// table's end, so that the next starts over.
+func (r *rotation) advance(to *string, diffs uint64) (wrapped bool) {
+	r.current += diffs
 	if to == nil {
 		r.from = nil
 		r.cycles++
+		r.last, r.current = r.current, 0
 		return true
 	}
 	r.from = to
 	return false
 }
+
+// differences is what the gauge shows: the lasting differences of the
+// last complete cycle, or of the current one when it found more. A
+// difference stays visible until a whole cycle found it no more.
+func (r *rotation) differences() uint64 { return max(r.last, r.current) }
 
 // sampleResult is what one table's pass compared.
 type sampleResult struct {
@@ -169,7 +182,7 @@ func sample(ctx context.Context, c rangeChecker, r *rotation, budget, rangeRows,
 		res.rows += rows
 		res.differences += diffs
 		res.ranges++
-		res.wrapped = r.advance(to)
+		res.wrapped = r.advance(to, diffs)
 		if err := sleep(ctx, pace(rows, rate, time.Since(start))); err != nil {
 			return res, err
 		}

@@ -86,9 +86,37 @@ func TestSampleRotates(t *testing.T) {
 	if r.cycles != 1 {
 		t.Errorf("cycles = %d, want 1", r.cycles)
 	}
+	// The gauge keeps the complete cycle's 2 differences while the next
+	// cycle has found none yet.
+	if r.differences() != 2 {
+		t.Errorf("differences = %d, want 2", r.differences())
+	}
 	for _, k := range f.keys {
 		if want := 1 + btoi(k < "k0030"); f.compared[k] != want {
 			t.Fatalf("key %s compared %d times, want %d", k, f.compared[k], want)
+		}
+	}
+}
+
+// TestRotationDifferences checks that a difference stays visible until a
+// whole cycle no longer finds it.
+func TestRotationDifferences(t *testing.T) {
+	r := &rotation{}
+	k := "k"
+	for i, step := range []struct {
+		to    *string
+		diffs uint64
+		want  uint64
+	}{
+		{&k, 1, 1},  // found
+		{nil, 0, 1}, // cycle complete: 1
+		{&k, 0, 1},  // repaired, but the cycle is not complete
+		{nil, 0, 0}, // a whole cycle without it
+		{&k, 3, 3},  // more in the current cycle than in the last
+	} {
+		r.advance(step.to, step.diffs)
+		if got := r.differences(); got != step.want {
+			t.Fatalf("step %d: differences = %d, want %d", i, got, step.want)
 		}
 	}
 }
