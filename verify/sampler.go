@@ -83,39 +83,55 @@ func (s *Sampler) pass(ctx context.Context) error {
 	store := checkpoint.NewStore(client, s.cfg.Postgres.Slot)
 	opt := Options{RangeRows: min(s.cfg.Monitor.VerifySampleRows, maxRangeRows), CatchUpTimeout: time.Minute}
 	for _, tc := range s.cfg.Tables {
-		v, why, err := newVerifier(ctx, s.cfg, opt, pg, client, store, tc, s.log)
-		if err != nil {
-			return fmt.Errorf("verify %s: %w", tc.Name, err)
+		if err := s.sampleTable(ctx, tc, opt, pg, client, store); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			// One table's failure does not keep the others unverified.
+			if s.m != nil {
+				s.m.VerifyErrors.Inc()
+			}
+			s.log.Warn("continuous verification of a table failed; the next pass tries again", "table", tc.Name, "error", err)
 		}
-		if why != "" {
-			continue
-		}
-		if err := v.prepare(); err != nil {
-			return fmt.Errorf("verify %s: %w", tc.Name, err)
-		}
-		v.onDiff = func(kind, key string) {
-			v.log.Warn("continuous verification found a lasting difference: `replicator verify --repair` repairs it",
-				"kind", kind, "key", key)
-		}
-		r := s.rotations[tc.Name]
-		if r == nil {
-			r = &rotation{}
-			s.rotations[tc.Name] = r
-		}
-		res, err := sample(ctx, &tableSampler{v: v}, r, s.cfg.Monitor.VerifySampleRows, opt.RangeRows, s.cfg.Monitor.VerifyRate, s.sleep)
-		if s.m != nil {
-			s.m.VerifyRows.WithLabelValues(tc.Name).Add(float64(res.rows))
-		}
-		if err != nil {
-			return fmt.Errorf("verify %s: %w", tc.Name, err)
-		}
-		if s.m != nil {
-			s.m.VerifyDifferences.WithLabelValues(tc.Name).Set(float64(r.differences()))
-			s.m.VerifyLastPass.WithLabelValues(tc.Name).Set(float64(time.Now().Unix()))
-		}
-		v.log.Debug("continuous verification pass", "rows", res.rows, "ranges", res.ranges, "differences", res.differences,
-			"wrapped", res.wrapped)
 	}
+	return nil
+}
+
+// sampleTable samples one table.
+func (s *Sampler) sampleTable(ctx context.Context, tc config.Table, opt Options, pg *postgres.Conn, client *sink.Client,
+	store *checkpoint.Store) error {
+	v, why, err := newVerifier(ctx, s.cfg, opt, pg, client, store, tc, s.log)
+	if err != nil {
+		return err
+	}
+	if why != "" {
+		return nil
+	}
+	if err := v.prepare(); err != nil {
+		return err
+	}
+	v.onDiff = func(kind, key string) {
+		v.log.Warn("continuous verification found a lasting difference: `replicator verify --repair` repairs it",
+			"kind", kind, "key", key)
+	}
+	r := s.rotations[tc.Name]
+	if r == nil {
+		r = &rotation{}
+		s.rotations[tc.Name] = r
+	}
+	res, err := sample(ctx, &tableSampler{v: v}, r, s.cfg.Monitor.VerifySampleRows, opt.RangeRows, s.cfg.Monitor.VerifyRate, s.sleep)
+	if s.m != nil {
+		s.m.VerifyRows.WithLabelValues(tc.Name).Add(float64(res.rows))
+	}
+	if err != nil {
+		return err
+	}
+	if s.m != nil {
+		s.m.VerifyDifferences.WithLabelValues(tc.Name).Set(float64(r.differences()))
+		s.m.VerifyLastPass.WithLabelValues(tc.Name).Set(float64(time.Now().Unix()))
+	}
+	v.log.Debug("continuous verification pass", "rows", res.rows, "ranges", res.ranges, "differences", res.differences,
+		"wrapped", res.wrapped)
 	return nil
 }
 
