@@ -197,15 +197,17 @@ func TestRepairKilled(t *testing.T) {
 }
 
 // keysDDL are tables keyed by text (in a collation that orders otherwise
-// than its bytes), by a uuid and by (author_id,
-// created_at, id).
+// than its bytes), by a uuid, by (author_id, created_at, id) and by a
+// timestamp with sub-second values (at, id).
 const keysDDL = `CREATE TABLE labels (name text COLLATE "und-x-icu" PRIMARY KEY, n integer NOT NULL, note text);
 CREATE TABLE things (id uuid PRIMARY KEY, n integer NOT NULL);
 CREATE TABLE posts (author_id bigint, created_at timestamptz, id bigint, body text, PRIMARY KEY (author_id, created_at, id));
 INSERT INTO labels SELECT 'label-' || g || CASE WHEN g % 7 = 0 THEN ' é''\x' ELSE '' END, g, md5(g::text) FROM generate_series(1, 3000) g;
 INSERT INTO labels VALUES ('Zebra', 1, 'upper'), ('apple', 2, 'lower'), ('', 3, 'empty');
 INSERT INTO things SELECT md5(g::text)::uuid, g FROM generate_series(1, 3000) g;
-INSERT INTO posts SELECT g % 40, timestamptz '2024-01-01' + (g || ' minutes')::interval, g, 'post ' || g FROM generate_series(1, 3000) g`
+INSERT INTO posts SELECT g % 40, timestamptz '2024-01-01' + (g || ' minutes')::interval, g, 'post ' || g FROM generate_series(1, 3000) g;
+CREATE TABLE logs (at timestamptz, id bigint, msg text, PRIMARY KEY (at, id));
+INSERT INTO logs SELECT timestamptz '2024-01-01' + g * interval '700 milliseconds', g, 'log ' || g FROM generate_series(1, 3000) g`
 
 const keysConfig = `
 table "public.labels" {
@@ -220,6 +222,10 @@ table "public.posts" {
   order_by = ["author_id", "created_at", "id"]
   column "author_id" { type = "Int64" }
   column "id"        { type = "Int64" }
+}
+table "public.logs" {
+  order_by = ["at", "id"]
+  column "id" { type = "Int64" }
 }
 `
 
@@ -236,12 +242,14 @@ func TestRepairKeys(t *testing.T) {
 			fmt.Sprintf(`SELECT concat(toString(id), '|', toString(n)) FROM db_%s.things_live`, e.name))
 		e.sameRows(what+": posts", `SELECT author_id || '|' || extract(epoch from created_at)::bigint || '|' || id || '|' || body FROM posts`,
 			fmt.Sprintf(`SELECT concat(toString(author_id), '|', toString(toUnixTimestamp(created_at)), '|', toString(id), '|', body) FROM db_%s.posts_live`, e.name))
+		e.sameRows(what+": logs", `SELECT floor(extract(epoch from at))::bigint || '|' || id || '|' || msg FROM logs`,
+			fmt.Sprintf(`SELECT concat(toString(toUnixTimestamp(at)), '|', toString(id), '|', msg) FROM db_%s.logs_live`, e.name))
 	}
 	same("after setup")
 
 	out, errs, code := e.cli("verify", "--range-rows", "500", "--config", e.config, "--repair")
 	// Both sides split the tables alike: no range differs.
-	if code != 0 || strings.Contains(out, "REPAIRED") || strings.Count(out, ": equal") != 4 || strings.Count(out, "(0 drilled down)") != 4 {
+	if code != 0 || strings.Contains(out, "REPAIRED") || strings.Count(out, ": equal") != 5 || strings.Count(out, "(0 drilled down)") != 5 {
 		t.Fatalf("verify of equal tables: exit %d\n%s\n%s", code, out, errs)
 	}
 	db := "db_" + e.name
@@ -254,6 +262,8 @@ func TestRepairKeys(t *testing.T) {
 		fmt.Sprintf(`INSERT INTO %[1]s.posts (author_id, created_at, id, body, _version, _deleted) SELECT author_id, created_at, id, 'wrong', _version + 1, 0 FROM %[1]s.posts FINAL WHERE id = 81`, db),
 		fmt.Sprintf(`INSERT INTO %s.posts (author_id, created_at, id, body, _version, _deleted) VALUES (1, '2030-01-01 00:00:00', 5, 'phantom', 1, 0)`, db),
 		fmt.Sprintf(`ALTER TABLE %s.posts DELETE WHERE id = 120`, db),
+		fmt.Sprintf(`INSERT INTO %[1]s.logs (at, id, msg, _version, _deleted) SELECT at, id, 'wrong', _version + 1, 0 FROM %[1]s.logs FINAL WHERE id = 100`, db),
+		fmt.Sprintf(`ALTER TABLE %s.logs DELETE WHERE id = 200`, db),
 	)
 	out, errs, code = e.cli("verify", "--range-rows", "500", "--config", e.config)
 	if code != 1 {
@@ -265,18 +275,19 @@ func TestRepairKeys(t *testing.T) {
 		`first missing: author_id=0, created_at=1704074400, id=120`,
 		`first extra: author_id=1, created_at=1893456000, id=5`,
 		`first different: author_id=1, created_at=1704072060, id=81`,
+		`first missing: at=1704067340, id=200`, `first different: at=1704067270, id=100`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("verify output lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Count(out, "compared 3000 rows in 7 key ranges") != 2 || !strings.Contains(out, "compared 3003 rows in 7 key ranges") {
+	if strings.Count(out, "compared 3000 rows in 7 key ranges") != 3 || !strings.Contains(out, "compared 3003 rows in 7 key ranges") {
 		t.Errorf("verify did not compare each row once in 7 ranges:\n%s", out)
 	}
 	t.Logf("verify of tampered tables:\n%s", out)
 	e.exec(`UPDATE posts SET body = 'live' WHERE author_id = 2`)
 	out, errs, code = e.cli("verify", "--range-rows", "500", "--config", e.config, "--repair")
-	if code != 1 || strings.Count(out, "REPAIRED") != 3 {
+	if code != 1 || strings.Count(out, "REPAIRED") != 4 {
 		t.Fatalf("verify --repair: exit %d\n%s\n%s", code, out, errs)
 	}
 	for _, want := range []string{`inserted 2, replaced 1, removed 1`, `inserted 1, replaced 1, removed 0`, `inserted 1, replaced 1, removed 1`,
@@ -293,6 +304,7 @@ func TestRepairKeys(t *testing.T) {
 	e.exec(`UPDATE labels SET n = 100 WHERE name IN ('Zebra', '', 'label-7 é''\x')`)
 	e.exec(`UPDATE things SET n = 100 WHERE n IN (10, 20)`)
 	e.exec(`UPDATE posts SET body = 'later' WHERE id IN (81, 120)`)
+	e.exec(`UPDATE logs SET msg = 'later' WHERE id IN (100, 200)`)
 	same("after repair and later changes")
 }
 

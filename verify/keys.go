@@ -2,7 +2,9 @@ package verify
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
@@ -20,7 +22,18 @@ type firstKey struct {
 	pg, ch  string
 	numeric bool
 	collate string // of the Postgres expression's order
+	// unit renders a time value: as Unix seconds, microseconds or days.
+	unit timeUnit
 }
+
+type timeUnit int
+
+const (
+	noTime timeUnit = iota
+	seconds
+	micros
+	days
+)
 
 // newFirstKey returns the split expressions of column c, or an error for
 // a type whose order the two servers do not share.
@@ -37,17 +50,41 @@ func newFirstKey(t *mapping.Table) (firstKey, error) {
 		k.pg, k.ch, k.collate = col+` COLLATE "C"`, qc, ` COLLATE "C"`
 	case c.Type.Kind == mapping.KindUUID && c.SourceOID == 2950:
 		k.pg, k.ch = col, "toString("+qc+")"
+	// Times order as their Unix time at the target's precision (floor:
+	// monotonic, so ranges of it are ranges of the column).
+	case c.Type.Kind == mapping.KindDateTime && (c.SourceOID == 1114 || c.SourceOID == 1184):
+		k.pg, k.ch, k.numeric, k.unit = "floor(extract(epoch from "+col+"))::bigint", "toInt64(toUnixTimestamp("+qc+"))", true, seconds
+	case c.Type.Kind == mapping.KindDateTime64 && c.Type.Precision == 6 && (c.SourceOID == 1114 || c.SourceOID == 1184):
+		k.pg, k.ch, k.numeric, k.unit = "floor(extract(epoch from "+col+") * 1000000)::bigint", "toUnixTimestamp64Micro("+qc+")", true, micros
+	case c.Type.Kind == mapping.KindDate && c.SourceOID == 1082:
+		k.pg, k.ch, k.numeric, k.unit = "("+col+" - date '1970-01-01')", "toInt32("+qc+")", true, days
 	}
 	if k.pg == "" {
 		return k, fmt.Errorf("verify splits a table by its first sorting column, and cannot order %s (%s) alike in Postgres and ClickHouse: "+
-			"put an integer, text or uuid column first in order_by (%s)", c.Name, c.Type, strings.Join(t.OrderBy, ", "))
+			"put an integer, text, uuid, date or timestamp column first in order_by (%s)", c.Name, c.Type, strings.Join(t.OrderBy, ", "))
 	}
 	return k, nil
 }
 
 // text renders a value of the column, mapped or read back from ClickHouse,
 // as both sides' expressions render it.
-func (k firstKey) text(row []any) string { return fmt.Sprint(deref(row[k.col])) }
+func (k firstKey) text(row []any) string {
+	v := deref(row[k.col])
+	t, ok := v.(time.Time)
+	if !ok || k.unit == noTime {
+		return fmt.Sprint(v)
+	}
+	switch k.unit {
+	case seconds:
+		return strconv.FormatInt(t.Unix(), 10)
+	case micros:
+		return strconv.FormatInt(t.UnixMicro(), 10)
+	}
+	// A date read back is at midnight in the server's zone: its calendar
+	// day counts.
+	y, m, d := t.Date()
+	return strconv.FormatInt(time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix()/86400, 10)
+}
 
 func (k firstKey) pgLit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
