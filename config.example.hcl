@@ -117,6 +117,17 @@ monitor {
   # holds, to notice rewrites no change announces: VACUUM FULL, CLUSTER, a
   # type change with USING, a column dropped and added again (default "1m").
   rewrite_check_interval = "1m"
+
+  # Continuous verification (off by default): every verify_interval the
+  # daemon compares verify_sample_rows rows of each table with Postgres, in
+  # key ranges taken in turn (the next pass goes on where this one
+  # stopped), reading at most verify_rate rows per second, over its own
+  # connections, one snapshot per range. It exports
+  # replicator_verify_differences{table} and logs each lasting difference;
+  # it never repairs (run `replicator verify --repair`).
+  # verify_interval    = "1h"
+  # verify_rate        = 10000
+  # verify_sample_rows = 100000
 }
 
 # One block per replicated table, labelled "schema.table".

@@ -67,6 +67,30 @@ type Monitor struct {
 	// each table (attribute numbers, types, files) with its record, to
 	// notice rewrites that no Relation message announces.
 	RewriteCheckInterval time.Duration
+	// VerifyInterval is how often the daemon starts a pass of continuous
+	// verification (a sample of key ranges of each table); zero disables it.
+	VerifyInterval time.Duration
+	// VerifyRate bounds the rows per second continuous verification reads
+	// from each side.
+	VerifyRate int
+	// VerifySampleRows is the rows of each table one pass compares, in key
+	// ranges taken in turn from where the previous pass stopped.
+	VerifySampleRows int
+}
+
+// validateVerify returns the problems of the continuous verification keys.
+func (m Monitor) validateVerify() []string {
+	var p []string
+	if m.VerifyInterval < 0 {
+		p = append(p, fmt.Sprintf("monitor.verify_interval: must be positive, or 0s to turn continuous verification off, got %s", m.VerifyInterval))
+	}
+	if m.VerifyRate < 1 {
+		p = append(p, fmt.Sprintf("monitor.verify_rate: must be at least 1 row per second, got %d", m.VerifyRate))
+	}
+	if m.VerifySampleRows < 1 {
+		p = append(p, fmt.Sprintf("monitor.verify_sample_rows: must be at least 1, got %d", m.VerifySampleRows))
+	}
+	return p
 }
 
 // Postgres holds the source connection and replication objects.
@@ -192,7 +216,7 @@ func Default() Config {
 		Load: LoadOptions{Workers: 3, ChunkSize: 16 << 20},
 		Log:  Log{Level: "info", Format: "text"},
 		Monitor: Monitor{Listen: "127.0.0.1:9187", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
-			RetainedWALWarning: 10 << 30, RewriteCheckInterval: time.Minute},
+			RetainedWALWarning: 10 << 30, RewriteCheckInterval: time.Minute, VerifyRate: 10000, VerifySampleRows: 100000},
 	}
 }
 
@@ -227,6 +251,9 @@ type monBlock struct {
 	HeartbeatInterval  *string `hcl:"heartbeat_interval,optional"`
 	RetainedWALWarning *string `hcl:"retained_wal_warning,optional"`
 	RewriteCheck       *string `hcl:"rewrite_check_interval,optional"`
+	VerifyInterval     *string `hcl:"verify_interval,optional"`
+	VerifyRate         *int    `hcl:"verify_rate,optional"`
+	VerifySampleRows   *int    `hcl:"verify_sample_rows,optional"`
 }
 
 type pgBlock struct {
@@ -558,6 +585,13 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		setDuration(&cfg.Monitor.ReadyMaxLag, m.ReadyMaxLag, "monitor.ready_max_lag", problems)
 		setDuration(&cfg.Monitor.HeartbeatInterval, m.HeartbeatInterval, "monitor.heartbeat_interval", problems)
 		setDuration(&cfg.Monitor.RewriteCheckInterval, m.RewriteCheck, "monitor.rewrite_check_interval", problems)
+		setDuration(&cfg.Monitor.VerifyInterval, m.VerifyInterval, "monitor.verify_interval", problems)
+		if m.VerifyRate != nil {
+			cfg.Monitor.VerifyRate = *m.VerifyRate
+		}
+		if m.VerifySampleRows != nil {
+			cfg.Monitor.VerifySampleRows = *m.VerifySampleRows
+		}
 		if m.RetainedWALWarning != nil {
 			n, err := ParseSize(*m.RetainedWALWarning)
 			if err != nil {
@@ -788,6 +822,7 @@ func (c *Config) validate() []string {
 	if c.Monitor.RewriteCheckInterval <= 0 {
 		add("monitor.rewrite_check_interval: must be positive, got %s", c.Monitor.RewriteCheckInterval)
 	}
+	p = append(p, c.Monitor.validateVerify()...)
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":
 	default:

@@ -182,6 +182,9 @@ monitor {
   heartbeat_interval   = "0s"
   retained_wal_warning = "512MiB"
   rewrite_check_interval = "15s"
+  verify_interval      = "1h"
+  verify_rate          = 500
+  verify_sample_rows   = 2000
 }
 `
 	cfg := parse(t, src, noEnv)
@@ -193,7 +196,7 @@ monitor {
 	want.Stream = config.Stream{SpillDir: "/var/lib/replicator/spill", SpillLimit: 2 << 30, Memory: 8 << 20}
 	want.Log = config.Log{Level: "debug", Format: "json"}
 	want.Monitor = config.Monitor{Listen: "127.0.0.1:19187", ReadyMaxLag: 45 * time.Second, HeartbeatInterval: 0, RetainedWALWarning: 512 << 20,
-		RewriteCheckInterval: 15 * time.Second}
+		RewriteCheckInterval: 15 * time.Second, VerifyInterval: time.Hour, VerifyRate: 500, VerifySampleRows: 2000}
 	want.Tables = []config.Table{
 		{Name: "app.users", Target: "users_v2", OrderBy: []string{"tenant", "id"}, PartitionBy: "intDiv(id, 1000)", SchemaChanges: "stop", Mode: "latest",
 			UniqueKey: []string{"id"}, Columns: map[string]mapping.ColumnSpec{
@@ -326,10 +329,14 @@ batch {
 log {
   level = "loud"
 }
+monitor {
+  verify_interval = "-1h"
+  verify_rate     = 0
+}
 table "public.t" {
   order_by = ["id"]
 }
-`, []string{"postgres.slot", "batch.max_rows", "log.level"}},
+`, []string{"postgres.slot", "batch.max_rows", "monitor.verify_interval", "monitor.verify_rate", "log.level"}},
 		{"decode problems", `
 postgres {
   dsn   = "postgres://u@h/db"

@@ -43,6 +43,11 @@ type Metrics struct {
 	HistoryBreaks *prometheus.CounterVec
 	Recovering    prometheus.Gauge
 	Recoveries    *prometheus.CounterVec
+	// Continuous verification (verify.Sampler).
+	VerifyDifferences *prometheus.GaugeVec
+	VerifyRows        *prometheus.CounterVec
+	VerifyLastPass    *prometheus.GaugeVec
+	VerifyErrors      prometheus.Counter
 
 	mu        sync.Mutex
 	streaming bool
@@ -103,9 +108,19 @@ func New() *Metrics {
 		Help: "1 while the daemon copies every table again because the Postgres server does not continue the checkpoint's history (readers keep the previous copy of each table until its new one is in place), else 0."})
 	m.Recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_recoveries_total",
 		Help: "Recoveries completed, by the reason of the history break."}, []string{"reason"})
+	m.VerifyDifferences = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "replicator_verify_differences",
+		Help: "Keys continuous verification found lastingly different between Postgres and ClickHouse in its last complete cycle over the table (or in the current one, when more), by source table."},
+		[]string{"table"})
+	m.VerifyRows = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_verify_rows_total",
+		Help: "Postgres rows continuous verification compared, by source table."}, []string{"table"})
+	m.VerifyLastPass = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "replicator_verify_last_pass_timestamp_seconds",
+		Help: "Unix time the latest pass of continuous verification of the table completed."}, []string{"table"})
+	m.VerifyErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "replicator_verify_errors_total",
+		Help: "Passes of continuous verification that failed (logged; the next pass tries again)."})
 	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
 		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Retries, m.Retrying, m.Errors, m.Heartbeats, m.Held, m.Invalid,
-		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites, m.HistoryBreaks, m.Recovering, m.Recoveries} {
+		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites, m.HistoryBreaks, m.Recovering, m.Recoveries,
+		m.VerifyDifferences, m.VerifyRows, m.VerifyLastPass, m.VerifyErrors} {
 		f(c)
 	}
 	for _, k := range []string{"postgres", "clickhouse", "mapping", "other"} {

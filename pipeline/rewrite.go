@@ -41,6 +41,10 @@ type Recovery struct {
 // SetRecovery gives the daemon the actions it takes after a rewrite.
 func (r *Runner) SetRecovery(rec Recovery) { r.recovery = rec }
 
+// Metrics returns the metrics the runner exports, for the daemon's other
+// components (continuous verification).
+func (r *Runner) Metrics() *metrics.Metrics { return r.metrics }
+
 // rewrites notices rewrites that no row change announces (invariant 11):
 // Postgres decodes none for a table rewrite, so a type change with USING,
 // timestamp to timestamptz under a non-UTC session, char(n) to text, or a

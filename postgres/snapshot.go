@@ -95,3 +95,8 @@ func (s *Snapshot) Commit(ctx context.Context) error { return s.tx.Commit(ctx) }
 
 // Close rolls the transaction back; after Commit it does nothing.
 func (s *Snapshot) Close() { s.tx.Rollback(context.Background()) }
+
+// Query runs a query in the snapshot; the caller closes the rows.
+func (s *Snapshot) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return s.tx.Query(ctx, sql, args...)
+}

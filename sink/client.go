@@ -449,3 +449,28 @@ func classify(err error) error {
 	}
 	return err
 }
+
+// InsertRows writes rows of t (see mapping.Table.NewRow) into its target
+// with one INSERT, without insert deduplication. It returns only after
+// ClickHouse acknowledged it.
+func (c *Client) InsertRows(ctx context.Context, t *mapping.Table, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	return afterQuorum(ctx, func() error {
+		batch, err := c.conn.PrepareBatch(targetInsert(ctx), c.DB().Insert(t.Target, t.ColumnNames()))
+		if err != nil {
+			return fmt.Errorf("prepare insert into %s: %w", t.Target, classify(err))
+		}
+		for _, r := range rows {
+			if err := batch.Append(r...); err != nil {
+				batch.Abort()
+				return fmt.Errorf("insert into %s: %w", t.Target, err)
+			}
+		}
+		if err := batch.Send(); err != nil {
+			return fmt.Errorf("insert into %s: %w", t.Target, classify(err))
+		}
+		return nil
+	})
+}

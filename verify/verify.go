@@ -39,6 +39,12 @@ type Report struct {
 	RowsPerSec float64
 	// NotVerified says why the table was not compared.
 	NotVerified string
+	// Repair says what verify --repair changed; nil when it did not run.
+	Repair *Repair
+
+	// groups are the first sorting column's values of the lasting
+	// differences, for repair.
+	groups []string
 }
 
 // Equal reports whether no difference was found.
@@ -53,6 +59,9 @@ type Options struct {
 	// CatchUpTimeout bounds the wait for the daemon's checkpoint to pass the
 	// snapshot (default 60s).
 	CatchUpTimeout time.Duration
+	// Repair copies the key ranges with lasting differences again (see
+	// Report.Repair).
+	Repair bool
 }
 
 const firstKeys = 10
@@ -91,40 +100,56 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 			continue
 		}
 		found = true
-		if tc.Mode == mapping.ModeHistory {
-			reports = append(reports, &Report{Table: tc.Name,
-				NotVerified: "a history table keeps every change, and verify compares the latest state of each row"})
+		v, why, err := newVerifier(ctx, cfg, opt, pg, client, store, tc, log)
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
+			reports = append(reports, &Report{Table: tc.Name, NotVerified: why})
 			continue
 		}
-		if len(tc.Ignore) > 0 {
-			reports = append(reports, &Report{Table: tc.Name,
-				NotVerified: "the table ignores " + strings.Join(tc.Ignore, " and ") + ", so ClickHouse keeps rows that Postgres no longer has"})
-			continue
-		}
-		cols, err := pg.Columns(ctx, tc.Name)
-		if err != nil {
-			return nil, err
-		}
-		t, err := mapping.Resolve(tc.Spec(), cols, client.Caps())
-		if err != nil {
-			return nil, err
-		}
-		schema, err := client.Schema(ctx, tc.Target)
-		if err != nil {
-			return nil, err
-		}
-		schema.Adopt(t, client.Caps())
-		v := &verifier{cfg: cfg, opt: opt, pg: pg, ch: client, store: store, t: t, log: log.With("table", tc.Name)}
 		rep, err := v.run(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("verify %s: %w", tc.Name, err)
 		}
 		reports = append(reports, rep)
+		if opt.Repair && len(rep.groups) > 0 {
+			rep.Repair, err = v.repair(ctx, rep.groups)
+			if err != nil {
+				return reports, err
+			}
+		}
 	}
 	if !found {
 		return nil, fmt.Errorf("verify: table %q is not configured", opt.Table)
 	}
 	return reports, nil
+}
+
+// newVerifier returns the verifier of table tc, or why the table cannot be
+// compared.
+func newVerifier(ctx context.Context, cfg config.Config, opt Options, pg *postgres.Conn, client *sink.Client,
+	store *checkpoint.Store, tc config.Table, log hclog.Logger) (*verifier, string, error) {
+	if tc.Mode == mapping.ModeHistory {
+		return nil, "a history table keeps every change, and verify compares the latest state of each row", nil
+	}
+	if len(tc.Ignore) > 0 {
+		return nil, "the table ignores " + strings.Join(tc.Ignore, " and ") + ", so ClickHouse keeps rows that Postgres no longer has", nil
+	}
+	cols, err := pg.Columns(ctx, tc.Name)
+	if err != nil {
+		return nil, "", err
+	}
+	t, err := mapping.Resolve(tc.Spec(), cols, client.Caps())
+	if err != nil {
+		return nil, "", err
+	}
+	schema, err := client.Schema(ctx, tc.Target)
+	if err != nil {
+		return nil, "", err
+	}
+	schema.Adopt(t, client.Caps())
+	return &verifier{cfg: cfg, opt: opt, pg: pg, ch: client, store: store, t: t, log: log.With("table", tc.Name)}, "", nil
 }
 
 type verifier struct {
@@ -136,18 +161,22 @@ type verifier struct {
 	t     *mapping.Table
 	log   hclog.Logger
 
-	key      int    // index of the first sorting key column, an integer: ranges split it
-	pgSum    string // checksum expression over the checksummed columns
+	key      firstKey // ranges split the first sorting key column
+	pgSum    string   // checksum expression over the checksummed columns
 	chSum    string
 	streamed []int // columns compared row by row in every range
+	// onDiff, when set, is told each lasting difference: its kind
+	// (missing, extra, different) and key.
+	onDiff func(kind, key string)
 }
 
 func (v *verifier) prepare() error {
 	t := v.t
-	if !t.Columns[t.Key[0]].Type.IsInteger() {
-		return fmt.Errorf("verify needs an integer first sorting key column (order_by %s)", strings.Join(t.OrderBy, ", "))
+	k, err := newFirstKey(t)
+	if err != nil {
+		return err
 	}
-	v.key = t.Key[0]
+	v.key = k
 	var pgParts, chParts []string
 	for i, c := range t.Columns {
 		p, h, ok := checksumExprs(c)
@@ -256,35 +285,20 @@ func (v *verifier) run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	rep.Snapshot = snap.lsn
-	lo, hi, err := v.keyBounds(ctx, snap)
+	bounds, err := v.keyBounds(ctx, snap)
 	if err != nil {
 		snap.Close()
 		return nil, err
 	}
-	var candidates []int64
-	if lo <= hi {
-		var n int64
-		if err := snap.QueryRow(ctx, "SELECT count(*) FROM "+v.source()).Scan(&n); err != nil {
+	var candidates []string
+	for _, r := range ranges(bounds) {
+		rep.Ranges++
+		c, err := v.compareRange(ctx, snap, r, rep)
+		if err != nil {
 			snap.Close()
 			return nil, err
 		}
-		width := int64(math.Max(1, math.Ceil(float64(hi-lo+1)*float64(v.opt.RangeRows)/math.Max(1, float64(n)))))
-		for from := lo; from <= hi; from += width {
-			to := from + width - 1
-			if to > hi || to < from {
-				to = hi
-			}
-			rep.Ranges++
-			c, err := v.compareRange(ctx, snap, from, to, rep)
-			if err != nil {
-				snap.Close()
-				return nil, err
-			}
-			candidates = append(candidates, c...)
-			if to == hi {
-				break
-			}
-		}
+		candidates = append(candidates, c...)
 	}
 	snap.Close()
 	// A key is counted only when it still differs in two newer snapshots:
@@ -295,6 +309,7 @@ func (v *verifier) run(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 	}
+	rep.groups = candidates
 	rep.Duration = time.Since(start)
 	rep.RowsPerSec = float64(rep.Compared) / math.Max(rep.Duration.Seconds(), 1e-9)
 	return rep, nil
@@ -352,69 +367,82 @@ func (v *verifier) source() string { return postgres.QuoteTable(v.t.Source) }
 
 func (v *verifier) target() string { return v.ch.DB().Table(v.t.Target) }
 
-func (v *verifier) keyName() (pg, ch string) {
-	c := v.t.Columns[v.key]
-	return postgres.QuoteIdent(c.Source), ddl.Quote(c.Name)
+// keyBounds returns the first sorting column's values that split the
+// table into ranges of about RangeRows rows in the snapshot, ascending and
+// distinct, in one ordered pass: memory holds only the bounds.
+func (v *verifier) keyBounds(ctx context.Context, s *snap) ([]string, error) {
+	rows, err := s.Query(ctx, fmt.Sprintf("SELECT b::text FROM (SELECT DISTINCT b FROM (SELECT %[1]s AS b, row_number() OVER (ORDER BY %[1]s) AS n "+
+		"FROM %[2]s) s WHERE n %% %[3]d = 0) d ORDER BY d.b%[4]s", v.key.pg, v.source(), v.opt.RangeRows, v.key.collate))
+	if err != nil {
+		return nil, fmt.Errorf("postgres key ranges: %w", err)
+	}
+	var bounds []string
+	for rows.Next() {
+		var b string
+		if err := rows.Scan(&b); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		bounds = append(bounds, b)
+	}
+	rows.Close()
+	return bounds, rows.Err()
 }
 
-func (v *verifier) keyBounds(ctx context.Context, s *snap) (lo, hi int64, err error) {
-	pk, ck := v.keyName()
-	var pmin, pmax *int64
-	if err := s.QueryRow(ctx, fmt.Sprintf("SELECT min(%s)::int8, max(%s)::int8 FROM %s", pk, pk, v.source())).Scan(&pmin, &pmax); err != nil {
-		return 0, 0, err
-	}
-	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT count(), toInt64(min(%s)), toInt64(max(%s)) FROM %s", ck, ck, v.target()))
+// changedAfter returns the first-column values among those matching
+// chWhere that ClickHouse holds a row of newer than the snapshot at lsn,
+// as a change after the snapshot writes, and the WAL position w read after
+// them. A row newer than w is no change's (every stored change committed
+// below w): it is damage, and its values are not skipped.
+func (v *verifier) changedAfter(ctx context.Context, chWhere string, lsn pglogrepl.LSN) (skip map[string]bool, w pglogrepl.LSN, err error) {
+	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT toString(%s), max(%s) FROM %s WHERE %s AND %s > %d GROUP BY %s",
+		v.key.ch, mapping.VersionColumn, v.target(), chWhere, mapping.VersionColumn, uint64(lsn), v.key.ch))
 	if err != nil {
-		return 0, 0, err
+		return nil, 0, err
 	}
-	lo, hi = math.MaxInt64, math.MinInt64
-	if pmin != nil {
-		lo, hi = *pmin, *pmax
+	if w, err = v.pg.CurrentWAL(ctx); err != nil {
+		return nil, 0, err
 	}
-	if len(rows) == 1 && rows[0][0].(uint64) > 0 {
-		lo, hi = min(lo, rows[0][1].(int64)), max(hi, rows[0][2].(int64))
+	skip = make(map[string]bool, len(rows))
+	for _, r := range rows {
+		if r[1].(uint64) <= uint64(w) {
+			skip[r[0].(string)] = true
+		}
 	}
-	return lo, hi, nil
+	return skip, w, nil
 }
 
 // compareRange compares one range of the first key column by count and
 // checksum, and row by row when they differ or when the table has columns
 // only Go can compare. It returns the first-column values whose rows
 // differ.
-func (v *verifier) compareRange(ctx context.Context, s *snap, from, to int64, rep *Report) ([]int64, error) {
-	pk, ck := v.keyName()
+func (v *verifier) compareRange(ctx context.Context, s *snap, r keyRange, rep *Report) ([]string, error) {
 	// Keys changed after the snapshot are not compared (with a composite
 	// key, every row of their first column's value).
-	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT DISTINCT toInt64(%s) FROM %s FINAL WHERE %s BETWEEN %d AND %d AND %s > %d",
-		ck, v.target(), ck, from, to, mapping.VersionColumn, uint64(s.lsn)))
+	skip, w, err := v.changedAfter(ctx, v.key.chRange(r), s.lsn)
 	if err != nil {
 		return nil, err
 	}
-	skip := make(map[int64]bool, len(rows))
-	var skipList []string
-	for _, r := range rows {
-		skip[r[0].(int64)] = true
-		skipList = append(skipList, strconv.FormatInt(r[0].(int64), 10))
-	}
 	rep.Skipped += uint64(len(skip))
-	pgWhere := fmt.Sprintf("%s BETWEEN %d AND %d", pk, from, to)
-	chWhere := fmt.Sprintf("%s BETWEEN %d AND %d AND %s = 0 AND %s <= %d", ck, from, to,
-		mapping.DeletedColumn, mapping.VersionColumn, uint64(s.lsn))
+	skipList := slices.Sorted(maps.Keys(skip))
+	pgWhere := v.key.pgRange(r)
+	chWhere := fmt.Sprintf("%s AND %s = 0 AND (%s <= %d OR %s > %d)", v.key.chRange(r),
+		mapping.DeletedColumn, mapping.VersionColumn, uint64(s.lsn), mapping.VersionColumn, uint64(w))
 	if len(skipList) > 0 {
-		pgWhere += fmt.Sprintf(" AND %s NOT IN (%s)", pk, strings.Join(skipList, ","))
-		chWhere += fmt.Sprintf(" AND %s NOT IN (%s)", ck, strings.Join(skipList, ","))
+		pgWhere += " AND " + v.key.pgIn(skipList, true)
+		chWhere += " AND " + v.key.chIn(skipList, true)
 	}
-
 	var pgCount int64
 	var pgSum int64
 	if err := s.QueryRow(ctx, fmt.Sprintf("SELECT count(*), %s FROM %s WHERE %s", v.pgSum, v.source(), pgWhere)).Scan(&pgCount, &pgSum); err != nil {
-		return nil, fmt.Errorf("postgres checksum of range %d..%d: %w", from, to, err)
+		return nil, fmt.Errorf("postgres checksum of range %s: %w", r, err)
 	}
 	chRows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT count(), %s FROM %s FINAL WHERE %s", v.chSum, v.target(), chWhere))
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse checksum of range %d..%d: %w", from, to, err)
+		return nil, fmt.Errorf("clickhouse checksum of range %s: %w", r, err)
 	}
 	chCount, chSum := chRows[0][0].(uint64), chRows[0][1].(uint64)
+	v.log.Debug("compared a key range by checksum", "range", r, "postgres_rows", pgCount, "clickhouse_rows", chCount)
 	rep.Compared += uint64(pgCount)
 	cols := v.all()
 	if uint64(pgCount) == chCount && uint64(pgSum) == chSum {
@@ -435,22 +463,18 @@ func (v *verifier) compareRange(ctx context.Context, s *snap, from, to int64, re
 	if err != nil {
 		return nil, err
 	}
-	diff := map[int64]bool{}
+	diff := map[string]bool{}
 	for k, pr := range pgRows {
 		cr, ok := chMap[k]
 		if !ok || !v.equalRows(pr, cr, cols) {
-			diff[toInt64(pr[v.key])] = true
+			diff[v.key.text(pr)] = true
 		}
 		delete(chMap, k)
 	}
 	for _, cr := range chMap {
-		diff[toInt64(cr[v.key])] = true
+		diff[v.key.text(cr)] = true
 	}
-	out := make([]int64, 0, len(diff))
-	for id := range diff {
-		out = append(out, id)
-	}
-	return out, nil
+	return slices.Sorted(maps.Keys(diff)), nil
 }
 
 // rowKey renders the sorting key of a mapped or read-back row the same way
@@ -666,81 +690,45 @@ const recheckRounds = 2
 // recheck compares the rows of the candidate first-column values again in
 // a new snapshot and returns those whose rows still differ there and did
 // not change after it; in the final round it counts the differing keys.
-func (v *verifier) recheck(ctx context.Context, ids []int64, rep *Report, final bool) ([]int64, error) {
+func (v *verifier) recheck(ctx context.Context, ids []string, rep *Report, final bool) ([]string, error) {
 	s, err := v.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	var still []int64
-	pk, ck := v.keyName()
+	var still []string
 	slices.Sort(ids)
 	for len(ids) > 0 {
 		n := min(len(ids), 5000)
 		batch := ids[:n]
 		ids = ids[n:]
-		list := make([]string, len(batch))
-		for i, k := range batch {
-			list[i] = strconv.FormatInt(k, 10)
-		}
-		in := strings.Join(list, ",")
-		changed, err := v.ch.Query(ctx, fmt.Sprintf("SELECT DISTINCT toInt64(%s) FROM %s FINAL WHERE %s IN (%s) AND %s > %d",
-			ck, v.target(), ck, in, mapping.VersionColumn, uint64(s.lsn)))
+		skip, _, err := v.changedAfter(ctx, v.key.chIn(batch, false), s.lsn)
 		if err != nil {
 			return nil, err
-		}
-		skip := map[int64]bool{}
-		for _, r := range changed {
-			skip[r[0].(int64)] = true
 		}
 		if final {
 			rep.Skipped += uint64(len(skip))
 		}
-		pgRows, err := v.pgRows(ctx, s.Snapshot, fmt.Sprintf("%s IN (%s)", pk, in), v.all())
+		pgRows, err := v.pgRows(ctx, s.Snapshot, v.key.pgIn(batch, false), v.all())
 		if err != nil {
 			return nil, err
 		}
-		chRows, err := v.chRows(ctx, fmt.Sprintf("%s IN (%s) AND %s = 0", ck, in, mapping.DeletedColumn), v.all())
+		chRows, err := v.chRows(ctx, fmt.Sprintf("%s AND %s = 0", v.key.chIn(batch, false), mapping.DeletedColumn), v.all())
 		if err != nil {
 			return nil, err
 		}
-		keys := map[string]bool{}
-		for k := range pgRows {
-			keys[k] = true
-		}
-		for k := range chRows {
-			keys[k] = true
-		}
-		sorted := slices.Sorted(maps.Keys(keys))
-		for _, k := range sorted {
-			pr, inPG := pgRows[k]
-			cr, inCH := chRows[k]
-			row := pr
-			if !inPG {
-				row = cr
-			}
-			if skip[toInt64(deref(row[v.key]))] {
+		found := map[string]bool{}
+		kinds := diffKinds(pgRows, chRows, v)
+		for _, k := range slices.Sorted(maps.Keys(kinds)) {
+			d := kinds[k]
+			if skip[d.group] {
 				continue
 			}
-			kind := ""
-			switch {
-			case inPG && !inCH:
-				kind = "missing"
-			case !inPG && inCH:
-				kind = "extra"
-			case inPG && inCH && !v.equalRows(pr, cr, v.all()):
-				kind = "different"
-			}
-			if kind == "" {
-				continue
-			}
-			if id := toInt64(deref(row[v.key])); len(still) == 0 || still[len(still)-1] != id {
-				still = append(still, id)
-			}
+			found[d.group] = true
 			if !final {
 				continue
 			}
-			switch kind {
+			switch d.kind {
 			case "missing":
 				rep.Missing++
 			case "extra":
@@ -748,10 +736,38 @@ func (v *verifier) recheck(ctx context.Context, ids []int64, rep *Report, final 
 			default:
 				rep.Different++
 			}
-			if len(rep.FirstKeys[kind]) < firstKeys {
-				rep.FirstKeys[kind] = append(rep.FirstKeys[kind], k)
+			if v.onDiff != nil {
+				v.onDiff(d.kind, k)
+			}
+			if len(rep.FirstKeys[d.kind]) < firstKeys {
+				rep.FirstKeys[d.kind] = append(rep.FirstKeys[d.kind], k)
 			}
 		}
+		still = append(still, slices.Sorted(maps.Keys(found))...)
 	}
 	return still, nil
+}
+
+// difference is a key found different: its kind (missing, extra or
+// different) and its first sorting column's value.
+type difference struct{ kind, group string }
+
+// diffKinds compares the rows of both sides by key.
+func diffKinds(pgRows, chRows map[string][]any, v *verifier) map[string]difference {
+	out := map[string]difference{}
+	for k, pr := range pgRows {
+		cr, inCH := chRows[k]
+		switch {
+		case !inCH:
+			out[k] = difference{"missing", v.key.text(pr)}
+		case !v.equalRows(pr, cr, v.all()):
+			out[k] = difference{"different", v.key.text(pr)}
+		}
+	}
+	for k, cr := range chRows {
+		if _, inPG := pgRows[k]; !inPG {
+			out[k] = difference{"extra", v.key.text(cr)}
+		}
+	}
+	return out
 }

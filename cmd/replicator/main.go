@@ -3,7 +3,7 @@
 //	replicator setup  --config FILE
 //	replicator run    --config FILE
 //	replicator status --config FILE [--json] [--max-lag DURATION]
-//	replicator verify --config FILE [--table T]
+//	replicator verify --config FILE [--table T] [--repair] [--range-rows N]
 //	replicator resync --config FILE --table T
 //	replicator version
 package main
@@ -27,6 +27,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mattn/go-isatty"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/load"
@@ -76,8 +77,9 @@ commands:
   run     --config FILE           stream changes into ClickHouse until SIGINT/SIGTERM
   status  --config FILE [--json] [--max-lag DURATION]
                                   show slot, checkpoint and lag; exit 1 when unhealthy
-  verify  --config FILE [--table T]
-                                  compare Postgres and ClickHouse; exit 1 on differences
+  verify  --config FILE [--table T] [--repair] [--range-rows N]
+                                  compare Postgres and ClickHouse; exit 1 on differences;
+                                  --repair copies the differing key ranges again online
   resync  --config FILE --table T copy one table again under the live stream; readers
                                   see the old copy until the new one is swapped in
   resync  --config FILE --all     copy every table again from a new slot (the daemon
@@ -116,6 +118,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	maxLag := fs.Duration("max-lag", 0, "status exits 1 when lag_seconds exceeds this (status only)")
 	table := fs.String("table", "", "the table to verify or resync, \"schema.name\" (verify, resync)")
 	all := fs.Bool("all", false, "copy every table again from a new slot, the daemon stopped (resync)")
+	rangeRows := fs.Int("range-rows", 0, "rows per key range that verify compares by checksum (verify only; default 50000)")
+	repair := fs.Bool("repair", false, "copy the key ranges with lasting differences again, under the live stream (verify only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -166,7 +170,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "verify":
-		reports, err := verify.Run(ctx, cfg, verify.Options{Table: *table}, log.Named("verify"))
+		reports, err := verify.Run(ctx, cfg, verify.Options{Table: *table, Repair: *repair, RangeRows: *rangeRows}, log.Named("verify"))
+		for _, r := range reports {
+			if err != nil {
+				printVerify(stdout, r)
+			}
+		}
 		if err != nil {
 			fmt.Fprintln(stderr, "replicator verify:", err)
 			return 1
@@ -212,7 +221,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 		go reloadOnHangup(ctx, hup, *path, runner, log)
-		if err := runner.Run(ctx); err != nil {
+		// Continuous verification (monitor.verify_interval) runs beside
+		// replication, over its own connections, until replication ends.
+		sampler := verify.NewSampler(cfg, runner.Metrics(), log.Named("verify"))
+		vctx, stopVerify := context.WithCancel(ctx)
+		var g errgroup.Group
+		g.Go(func() error { return sampler.Run(vctx) })
+		err := runner.Run(ctx)
+		stopVerify()
+		g.Wait()
+		if err != nil {
 			log.Error("replication stopped", "error", err)
 			return 1
 		}
@@ -426,6 +444,21 @@ func printVerify(w io.Writer, r *verify.Report) {
 	for _, kind := range []string{"missing", "extra", "different"} {
 		if keys := r.FirstKeys[kind]; len(keys) > 0 {
 			fmt.Fprintf(w, "  first %s: %s\n", kind, strings.Join(keys, ", "))
+		}
+	}
+	if p := r.Repair; p != nil {
+		groups := p.Groups
+		more := ""
+		if len(groups) > 10 {
+			groups, more = groups[:10], fmt.Sprintf(" and %d more", len(p.Groups)-10)
+		}
+		fmt.Fprintf(w, "  REPAIRED %d key ranges (first sorting column = %s%s) with version %s: inserted %d, replaced %d, removed %d, "+
+			"rewritten unchanged %d; deleted %d stored rows at or above the purge bound\n",
+			len(p.Groups), strings.Join(groups, ", "), more, p.Snapshot-1, p.Inserted, p.Replaced, p.Removed, p.Rewritten, p.Purged)
+		for _, kind := range []string{"inserted", "replaced", "removed"} {
+			if keys := p.FirstKeys[kind]; len(keys) > 0 {
+				fmt.Fprintf(w, "  first %s: %s\n", kind, strings.Join(keys, ", "))
+			}
 		}
 	}
 }
