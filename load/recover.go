@@ -70,13 +70,9 @@ func Recover(ctx context.Context, cfg config.Config, reason string, log hclog.Lo
 	}
 	defer srv.Close()
 	client, pg, repl := srv.ch, srv.pg, srv.repl
-	var tables []*mapping.Table
-	for _, tc := range cfg.Tables {
-		t, err := srv.resolve(ctx, tc)
-		if err != nil {
-			return nil, err
-		}
-		tables = append(tables, t)
+	tables, err := srv.resolveAll(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
 	if err := checkpoint.EnsureTables(ctx, client); err != nil {
 		return nil, err
@@ -90,8 +86,7 @@ func Recover(ctx context.Context, cfg config.Config, reason string, log hclog.Lo
 		return nil, err
 	}
 	if !found {
-		return nil, fmt.Errorf("no checkpoint for slot %s in ClickHouse database %s: run `replicator setup`, which copies every table",
-			cfg.Postgres.Slot, cfg.ClickHouse.Database)
+		return nil, errNoCheckpoint(cfg)
 	}
 	rec, found, err := store.LoadRecovery(ctx)
 	if err != nil {

@@ -77,8 +77,7 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 		return nil, err
 	}
 	if !found {
-		return nil, fmt.Errorf("no checkpoint for slot %s in ClickHouse database %s: run `replicator setup`, which copies every table",
-			cfg.Postgres.Slot, cfg.ClickHouse.Database)
+		return nil, errNoCheckpoint(cfg)
 	}
 	server, err := history.Identify(ctx, repl)
 	if err != nil {

@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -79,4 +80,25 @@ func (s *servers) resolve(ctx context.Context, tc config.Table) (*mapping.Table,
 		return nil, err
 	}
 	return t, nil
+}
+
+// resolveAll resolves every configured table (see resolve), before
+// anything is changed.
+func (s *servers) resolveAll(ctx context.Context, cfg config.Config) ([]*mapping.Table, error) {
+	tables := make([]*mapping.Table, 0, len(cfg.Tables))
+	for _, tc := range cfg.Tables {
+		t, err := s.resolve(ctx, tc)
+		if err != nil {
+			return nil, err
+		}
+		tables = append(tables, t)
+	}
+	return tables, nil
+}
+
+// errNoCheckpoint is the error of a command that needs the checkpoint a
+// setup saves.
+func errNoCheckpoint(cfg config.Config) error {
+	return fmt.Errorf("no checkpoint for slot %s in ClickHouse database %s: run `replicator setup`, which copies every table",
+		cfg.Postgres.Slot, cfg.ClickHouse.Database)
 }

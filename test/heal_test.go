@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/replicator/replicator/history"
 	"github.com/replicator/replicator/test/harness"
 )
 
@@ -331,28 +332,28 @@ func (e *env) startHealing(kill bool) (d *daemon, restart func() *daemon) {
 	}
 }
 
-// TestFailoverToStandbyThatMissedCommits: a standby (Debian's Postgres,
-// pg_basebackup) stops receiving WAL; the writer commits more on the
-// primary and ClickHouse stores it; the primary dies and the standby is
-// promoted at its address (timeline 2, no slot). The daemon, never
-// restarted (or killed once in the middle of its recovery), finds that
-// the server does not continue its history, copies every table again,
-// and ends equal to the promoted server, the commits it lost gone from
-// ClickHouse too, with readers never seeing fewer rows than the promoted
-// server had.
-func TestFailoverToStandbyThatMissedCommits(t *testing.T) {
+// healScenario breaks the history of a private primary under a growing
+// writer, with the daemon running (live) or killed once in the middle of
+// its recovery (killed): prepare runs while the writer goes on and
+// ClickHouse then stores more, brk breaks the history. The daemon must
+// copy every table again by itself, saying one of reasons, with readers
+// never seeing fewer rows than the server kept, and end exact.
+func healScenario(t *testing.T, withStandby bool, prepare, brk func(ctx context.Context, t *testing.T, primary, standby *harness.Postgres),
+	reasons ...string) {
 	for _, kill := range []bool{false, true} {
-		name := map[bool]string{false: "live", true: "killed"}[kill]
-		t.Run(name, func(t *testing.T) {
+		t.Run(map[bool]string{false: "live", true: "killed"}[kill], func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 			defer cancel()
 			e := newEnv(t, "")
 			primary := e.privatePrimary(ctx)
-			standby, err := primary.StartStandby(ctx, harness.StandbyOptions{})
-			if err != nil {
-				t.Fatal(err)
+			var standby *harness.Postgres
+			if withStandby {
+				var err error
+				if standby, err = primary.StartStandby(ctx, harness.StandbyOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { standby.Close() })
 			}
-			t.Cleanup(func() { standby.Close() })
 			e.insertEvents(3000)
 			e.setup()
 			d, restart := e.startHealing(kill)
@@ -360,79 +361,72 @@ func TestFailoverToStandbyThatMissedCommits(t *testing.T) {
 			wait := e.growingWorkload(wctx, 2)
 			e.checkpointPasses(d, e.checkpointLSN(), "streaming")
 			kept := e.pgCount(ctx, primary)
-			if err := standby.CatchUp(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := standby.StopReplication(); err != nil {
-				t.Fatal(err)
-			}
-			// ClickHouse stores commits that the standby never receives.
-			e.checkpointPasses(d, e.checkpointLSN(), "after the standby stopped")
-			e.checkpointPasses(d, e.checkpointLSN(), "after the standby stopped")
+			prepare(ctx, t, primary, standby)
+			// ClickHouse stores commits that the server will not have.
+			e.checkpointPasses(d, e.checkpointLSN(), "after the preparation")
+			e.checkpointPasses(d, e.checkpointLSN(), "after the preparation")
 			floor := min(kept, e.liveCount("events_live"), e.liveCount("events_committed"))
 			rctx, stopReaders := context.WithCancel(ctx)
 			var wg sync.WaitGroup
 			e.readersNeverBelow(rctx, &wg, floor)
-			if err := harness.FailOver(ctx, primary, standby); err != nil {
-				t.Fatal(err)
-			}
+			brk(ctx, t, primary, standby)
 			d = restart()
 			e.healed(d, func() { stopWriter(); wait(); stopReaders(); wg.Wait() })
-			if h := e.checkpointHistories(); len(h) < 2 || !strings.HasPrefix(h[len(h)-1], "2/") || !strings.HasSuffix(h[len(h)-1], "/2") {
-				t.Errorf("the promoted server's positions are not in epoch 2, timeline 2: %v", h)
+			said := false
+			for _, r := range reasons {
+				said = said || strings.Contains(d.Logs(), "reason="+r)
 			}
-			if !strings.Contains(d.Logs(), "reason=timeline") {
-				t.Errorf("the recovery does not say the timeline broke the history:\n%s", tail(d.Logs(), 2000))
+			if !said {
+				t.Errorf("the recovery does not give the reason %v:\n%s", reasons, tail(d.Logs(), 2000))
+			}
+			if h := e.checkpointHistories(); len(h) < 2 || !strings.HasPrefix(h[len(h)-1], "2/") {
+				t.Errorf("the new slot's positions are not in epoch 2: %v", h)
 			}
 			d.stop(t)
 		})
 	}
 }
 
+// TestFailoverToStandbyThatMissedCommits: a standby (Debian's Postgres,
+// pg_basebackup) stops receiving WAL; the writer commits more on the
+// primary and ClickHouse stores it; the primary dies and the standby is
+// promoted at its address (timeline 2, no slot). The daemon finds that the
+// server does not continue its history, copies every table again, and
+// ends equal to the promoted server, the commits it lost gone from
+// ClickHouse too.
+func TestFailoverToStandbyThatMissedCommits(t *testing.T) {
+	healScenario(t, true, func(ctx context.Context, t *testing.T, _, standby *harness.Postgres) {
+		if err := standby.CatchUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := standby.StopReplication(); err != nil {
+			t.Fatal(err)
+		}
+	}, func(ctx context.Context, t *testing.T, primary, standby *harness.Postgres) {
+		if err := harness.FailOver(ctx, primary, standby); err != nil {
+			t.Fatal(err)
+		}
+	}, history.ReasonTimeline)
+}
+
 // TestDataDirectoryPutBack: Postgres' data directory is copied (server
 // stopped), the writer goes on and ClickHouse stores more, and the copy is
 // put back: same system, same timeline, the WAL behind the checkpoint. The
-// daemon, never restarted (or killed once in the middle of its recovery),
-// refuses to stream on, copies every table again, and ends equal to the
-// server's history: rows only the lost WAL had are gone, rows it changed
-// have their earlier values again.
+// daemon refuses to stream on, copies every table again, and ends equal
+// to the server's history: rows only the lost WAL had are gone, rows it
+// changed have their earlier values again.
 func TestDataDirectoryPutBack(t *testing.T) {
-	for _, kill := range []bool{false, true} {
-		name := map[bool]string{false: "live", true: "killed"}[kill]
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-			defer cancel()
-			e := newEnv(t, "")
-			primary := e.privatePrimary(ctx)
-			e.insertEvents(3000)
-			e.setup()
-			d, restart := e.startHealing(kill)
-			wctx, stopWriter := context.WithCancel(ctx)
-			wait := e.growingWorkload(wctx, 2)
-			e.checkpointPasses(d, e.checkpointLSN(), "streaming")
-			kept := e.pgCount(ctx, primary)
-			copied, err := primary.CopyDataDir(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.checkpointPasses(d, e.checkpointLSN(), "after the copy")
-			e.checkpointPasses(d, e.checkpointLSN(), "after the copy")
-			floor := min(kept, e.liveCount("events_live"), e.liveCount("events_committed"))
-			rctx, stopReaders := context.WithCancel(ctx)
-			var wg sync.WaitGroup
-			e.readersNeverBelow(rctx, &wg, floor)
-			if err := primary.PutBackDataDir(ctx, copied); err != nil {
-				t.Fatal(err)
-			}
-			d = restart()
-			e.healed(d, func() { stopWriter(); wait(); stopReaders(); wg.Wait() })
-			logs := d.Logs()
-			if !strings.Contains(logs, "reason=rollback") && !strings.Contains(logs, "reason=diverged") {
-				t.Errorf("the recovery does not say the history was rolled back:\n%s", tail(logs, 2000))
-			}
-			d.stop(t)
-		})
-	}
+	var copied string
+	healScenario(t, false, func(ctx context.Context, t *testing.T, primary, _ *harness.Postgres) {
+		var err error
+		if copied, err = primary.CopyDataDir(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}, func(ctx context.Context, t *testing.T, primary, _ *harness.Postgres) {
+		if err := primary.PutBackDataDir(ctx, copied); err != nil {
+			t.Fatal(err)
+		}
+	}, history.ReasonRollback, history.ReasonDiverged)
 }
 
 // TestPutBackWhileStopped: the data directory is put back while the
