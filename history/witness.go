@@ -2,6 +2,7 @@ package history
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 
@@ -18,8 +19,11 @@ import (
 // starts streaming at that transaction's commit LSN, which Postgres sends
 // again (it skips only commits below the start), and the server continues
 // the history if and only if the first transaction it sends is that one,
-// with the same xid. A transaction or a position past it first means the
-// WAL there holds something else.
+// with the same xid and commit time. A transaction or a position past it
+// first means the WAL there holds something else. (The xid and LSN alone
+// do not tell: a server brought back to an earlier state hands out the
+// same xids again, and a transaction of the same shape commits at the same
+// LSN.)
 //
 // When the slot confirmed past the newest stored transaction, Postgres
 // sends nothing at or below the confirmed position, and the slot itself
@@ -56,8 +60,9 @@ func (w *Witness) Start(resume pglogrepl.LSN) pglogrepl.LSN {
 
 // Begin judges a transaction that commits at commitLSN, before any of it
 // is written: nil when the history continues or the witness has decided,
-// a *Break when it does not continue.
-func (w *Witness) Begin(commitLSN pglogrepl.LSN, xid uint32) error {
+// a *Break when it does not continue. commitTime is checked when the
+// checkpoint recorded one.
+func (w *Witness) Begin(commitLSN pglogrepl.LSN, xid uint32, commitTime time.Time) error {
 	if !w.Pending() {
 		return nil
 	}
@@ -65,6 +70,10 @@ func (w *Witness) Begin(commitLSN pglogrepl.LSN, xid uint32) error {
 	case commitLSN < w.want.LSN:
 		// Not sent by a server that starts at the witness's commit; harmless.
 		return nil
+	case commitLSN == w.want.LSN && xid == w.want.Xid && w.want.Time != 0 && checkpoint.CommitTime(commitTime) != w.want.Time:
+		return w.broken(fmt.Sprintf("the transaction that commits at %s with xid %d committed at %s, but the newest transaction "+
+			"ClickHouse stored committed there with that xid at %s", commitLSN, xid, commitTime.UTC().Format(time.RFC3339Nano),
+			time.UnixMicro(int64(w.want.Time)).UTC().Format(time.RFC3339Nano)))
 	case commitLSN == w.want.LSN && xid == w.want.Xid:
 		w.pending = false
 		return nil

@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS `analytics`.`replicator_checkpoints` ON CLUSTER `anal
     system_id UInt64 DEFAULT 0,
     timeline UInt32 DEFAULT 0,
     last_lsn UInt64 DEFAULT 0,
-    last_xid UInt32 DEFAULT 0
+    last_xid UInt32 DEFAULT 0,
+    last_time UInt64 DEFAULT 0
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/replicator/analytics/replicator_checkpoints', '{shard}-{replica}', lsn)
 ORDER BY (slot, epoch);
