@@ -129,7 +129,19 @@ func TestWitness(t *testing.T) {
 			[]step{{true, 0x5000, 900, false, true}, {false, 0x9000, 0, false, false}}},
 		{"a later transaction first", commit, 0x4000, 0x5000, []step{{true, 0x5100, 950, true, false}}},
 		{"the stream passes the commit", idle, 0x4000, 0x5000, []step{{false, 0x5008, 0, true, false}}},
-		{"slot confirmed past the stored transaction", idle, 0x6000, 0x7000, []step{{true, 0x7100, 3, false, false}}},
+		{"slot confirmed past the stored transaction", idle, 0x6000, 0x6000, []step{{true, 0x7100, 3, false, false}}},
+		{"slot confirmed past the checkpoint", idle, 0x7000, 0x7000, []step{{true, 0x7100, 3, false, false}}},
+		// Between the newest stored transaction and an idle checkpoint the
+		// stored history has no transaction: one there is another history's
+		// (a data directory put back, whose WAL grew past the checkpoint).
+		{"a transaction in the gap after the stored one", idle, 0x4000, 0x5000,
+			[]step{{true, 0x5000, 900, false, false}, {true, 0x6000, 901, true, false}}},
+		{"a transaction in the gap, slot confirmed past the stored one", idle, 0x6000, 0x6000,
+			[]step{{false, 0x6000, 0, false, false}, {true, 0x6800, 3, true, false}}},
+		{"the stream passes the gap", idle, 0x6000, 0x6000,
+			[]step{{false, 0x6800, 0, false, false}, {false, 0x7000, 0, false, false}, {true, 0x6800, 3, false, false}}},
+		{"a transaction at the idle checkpoint", idle, 0x4000, 0x5000,
+			[]step{{true, 0x5000, 900, false, false}, {true, 0x7000, 901, false, false}}},
 		{"no stored transaction", checkpoint.Position{LSN: 0x5000}, 0x4000, 0x5000, []step{{true, 0x5100, 3, false, false}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
