@@ -214,3 +214,80 @@ func TestPutBackIdleGap(t *testing.T) {
 	t.Fatalf("the daemon streams on a history that does not continue the checkpoint's: the event it committed at %s, below "+
 		"the checkpoint %s, is in ClickHouse %d times (Postgres has it once)\n%s", lsnString(at), lsnString(cp), ch, tail(d.Logs(), 2000))
 }
+
+// TestRestartAfterStreamedTransaction: the newest stored transaction was
+// streamed in progress (protocol 2), and the daemon dies after its
+// checkpoint, before acknowledging it. The next session starts at its
+// commit LSN, where Postgres sends it again after its commit, as one
+// transaction: the same xid and commit time, so the history continues,
+// and the daemon must not call it diverged.
+func TestRestartAfterStreamedTransaction(t *testing.T) {
+	e := newEnv(t, "")
+	e.insertEvents(10)
+	e.setup()
+	d := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-after-checkpoint:1")
+	e.insertEvents(20000)
+	if code := d.wait(t, convergeTimeout); code == 0 {
+		t.Fatalf("the daemon did not die after its checkpoint:\n%s", tail(d.Logs(), 2000))
+	}
+	if !strings.Contains(d.Logs(), "streamed transaction committed") {
+		t.Fatalf("the transaction was not streamed:\n%s", tail(d.Logs(), 2000))
+	}
+	d = e.start()
+	e.insertEvents(3)
+	e.converge("after the restart", convergeTimeout)
+	d.stop(t)
+	if strings.Contains(d.Logs(), "diverged") || strings.Contains(d.Logs(), "does not continue") {
+		t.Fatalf("a continuing history was called broken:\n%s", tail(d.Logs(), 3000))
+	}
+}
+
+// countIn returns count() of from (a table and a condition) in e's
+// ClickHouse database.
+func (e *env) countIn(from string) uint64 {
+	e.t.Helper()
+	return e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.%s", e.name, from))
+}
+
+// TestRecoveryKeepsWhatPostgresDoesNotHave: a history-mode table holds
+// every change, and a table that ignores deletes keeps the rows Postgres
+// deleted: neither is a copy of Postgres, so copying it again loses what
+// ClickHouse alone had. The slot is dropped under the daemon (the
+// checkpoint's history itself is intact: only the changes after it are
+// lost to the slot), and the automatic recovery replaces both tables by a
+// copy: the update recorded in the history table and the rows kept from
+// deletes are gone, though the server's history has them.
+func TestRecoveryKeepsWhatPostgresDoesNotHave(t *testing.T) {
+	e := newEnv(t, histConfig)
+	e.exec(histDDL)
+	e.exec("INSERT INTO hist SELECT g, 0, 's' FROM generate_series(1, 10) g")
+	e.exec("INSERT INTO keep SELECT g, g FROM generate_series(1, 20) g")
+	e.setup()
+	d := e.start()
+	e.exec("UPDATE hist SET qty = 5 WHERE id = 1")
+	e.exec("DELETE FROM keep WHERE id <= 5")
+	e.exec("INSERT INTO keep VALUES (21, 21)")
+	for deadline := time.Now().Add(convergeTimeout); e.countIn("hist FINAL WHERE _op = 'update'") != 1 || e.countIn("keep FINAL") != 21; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the changes did not arrive\n%s", tail(d.Logs(), 2000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.dropSlotUnderDaemon()
+	if !d.waitLog(t, 2*convergeTimeout, "recovery of slot", "complete") {
+		t.FailNow()
+	}
+	e.exec("INSERT INTO keep VALUES (22, 22)")
+	for deadline := time.Now().Add(convergeTimeout); e.countIn("keep FINAL WHERE id = 22") != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("not streaming after the recovery\n%s", tail(d.Logs(), 2000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	updates, kept := e.countIn("hist FINAL WHERE _op = 'update'"), e.countIn("keep FINAL")
+	d.stop(t)
+	if updates != 1 || kept != 22 {
+		t.Fatalf("after the recovery the history table holds %d update rows (want 1: the update committed before the "+
+			"checkpoint), and the table that ignores deletes %d rows (want 22: the 5 rows Postgres deleted are kept)", updates, kept)
+	}
+}
