@@ -291,3 +291,36 @@ func TestRecoveryKeepsWhatPostgresDoesNotHave(t *testing.T) {
 			"checkpoint), and the table that ignores deletes %d rows (want 22: the 5 rows Postgres deleted are kept)", updates, kept)
 	}
 }
+
+// TestCommittedViewCommitAtIdlePosition: an idle checkpoint names a
+// position P (a keepalive's WAL end), and a transaction may commit
+// exactly there (DESIGN invariant 6): its commit checkpoint is then (P,
+// commit = 1) in the same epoch, beside (P, commit = 0). The committed
+// views must show that transaction's rows (_version = P): the bound is
+// lsn + commit of the newest position, and (P, 1) is newer than (P, 0).
+// argMax(lsn + commit, (epoch, lsn)) ties on (epoch, lsn) and takes the
+// first row, the idle one.
+func TestCommittedViewCommitAtIdlePosition(t *testing.T) {
+	e := newEnv(t, "")
+	e.insertEvents(10)
+	e.setup()
+	p := e.checkpointLSN() + 0x1000
+	slot := "slot_" + e.name
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, commit := range []int{0, 1} {
+		if err := e.ch.Exec(ctx, fmt.Sprintf("INSERT INTO db_%s.replicator_checkpoints (slot, lsn, commit, commit_time, written_at, epoch) "+
+			"SELECT '%s', %d, %d, now(), now(), 1", e.name, slot, p, commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.ch.Exec(ctx, fmt.Sprintf("INSERT INTO db_%s.events (id, _version) SELECT 999999, %d", e.name, p)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.countIn("events_committed WHERE id = 999999"); n != 1 {
+		var bound uint64
+		e.ch.QueryRow(ctx, fmt.Sprintf("SELECT argMax(lsn + commit, (epoch, lsn)) FROM db_%s.replicator_checkpoints WHERE slot = '%s'",
+			e.name, slot)).Scan(&bound)
+		t.Fatalf("the committed view does not show the transaction that committed at the idle position %d (bound %d)", p, bound)
+	}
+}
