@@ -391,7 +391,7 @@ func (d Database) CreateCommittedViewOf(target, slot string, orderBy, columns []
 // transaction committed at or below the newest commit checkpoint of slot,
 // or below its newest position checkpoint, in the newest history epoch.
 func (d Database) committedBound(slot string) string {
-	return fmt.Sprintf("%s < (SELECT argMax(lsn + commit, (epoch, lsn)) FROM %s WHERE slot = %s)",
+	return fmt.Sprintf("%s < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM %s WHERE slot = %s)",
 		Quote(mapping.VersionColumn), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}))
 }
 
