@@ -324,3 +324,47 @@ func TestCommittedViewCommitAtIdlePosition(t *testing.T) {
 		t.Fatalf("the committed view does not show the transaction that committed at the idle position %d (bound %d)", p, bound)
 	}
 }
+
+// TestRecoveryOfTwoTablesKilledBetween: a recovery of two tables is
+// killed once the first is in place (its copy from the new slot, the
+// other still the lost history's); the next start takes the recovery up
+// and ends with both tables equal to Postgres, verify passing, and the
+// stream going on.
+func TestRecoveryOfTwoTablesKilledBetween(t *testing.T) {
+	e := newEnv(t, `
+table "public.items" {
+  order_by = ["id"]
+}
+`)
+	e.exec("CREATE TABLE items (id bigint PRIMARY KEY, v text NOT NULL)")
+	e.exec("INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 500) g")
+	e.insertEvents(3000)
+	e.setup()
+	d := e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-in-recovery:1")
+	e.exec("UPDATE items SET v = 'x' WHERE id <= 10")
+	e.insertEvents(5)
+	e.converge("before the break", convergeTimeout)
+	e.dropSlotUnderDaemon()
+	e.exec("DELETE FROM items WHERE id > 490")
+	if code := d.wait(t, 2*convergeTimeout); code == 0 || !strings.Contains(d.Logs(), "(1 of 2 tables in place)") {
+		t.Fatalf("the daemon did not die with one table in place: exit %d\n%s", code, tail(d.Logs(), 3000))
+	}
+	d = e.start()
+	if !d.waitLog(t, 2*convergeTimeout, "recovery of slot", "complete") {
+		t.FailNow()
+	}
+	e.exec("UPDATE items SET v = 'y' WHERE id = 1")
+	e.insertEvents(5)
+	e.converge("after the recovery", convergeTimeout)
+	for deadline := time.Now().Add(convergeTimeout); e.countIn("items_live WHERE v = 'y'") != 1 || e.countIn("items_live") != 490; {
+		if time.Now().After(deadline) {
+			t.Fatalf("items: %d live rows, %d with v = 'y'\n%s", e.countIn("items_live"), e.countIn("items_live WHERE v = 'y'"), tail(d.Logs(), 2000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out, errs, code := e.cli("verify", "--config", e.config)
+	d.stop(t)
+	if code != 0 {
+		t.Fatalf("verify exited %d:\n%s\n%s", code, out, errs)
+	}
+}
