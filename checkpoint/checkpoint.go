@@ -38,7 +38,16 @@ type Position struct {
 type Transaction struct {
 	LSN pglogrepl.LSN // commit LSN
 	Xid uint32
+	// Time is the commit time in microseconds since 1970 (zero when an
+	// earlier version saved the position). A server brought back to an
+	// earlier state hands out the same xids again, and a transaction of
+	// the same shape commits at the same LSN: only its time tells it from
+	// the one stored.
+	Time uint64
 }
+
+// CommitTime returns t, a transaction's commit time, as Transaction.Time.
+func CommitTime(t time.Time) uint64 { return uint64(t.UnixMicro()) }
 
 // History names a Postgres history: an LSN is a position only within one.
 // SystemID and Timeline are the server's (IDENTIFY_SYSTEM); zero when an
@@ -87,7 +96,7 @@ func (s *Store) Slot() string { return s.slot }
 // Load returns the newest checkpoint; found is false when there is none.
 func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) {
 	rows, err := s.client.Query(ctx, fmt.Sprintf(
-		"SELECT lsn, commit, commit_time, last_lsn, last_xid, system_id, timeline, epoch FROM %s "+
+		"SELECT lsn, commit, commit_time, last_lsn, last_xid, system_id, timeline, epoch, last_time FROM %s "+
 			"WHERE slot = ? ORDER BY epoch DESC, lsn DESC, commit DESC LIMIT 1",
 		s.client.DB().Table(ddl.CheckpointTable)), s.slot)
 	if err != nil {
@@ -101,7 +110,7 @@ func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) 
 		LSN:        pglogrepl.LSN(r[0].(uint64)),
 		Commit:     r[1].(uint8) == 1,
 		CommitTime: r[2].(time.Time),
-		Last:       Transaction{LSN: pglogrepl.LSN(r[3].(uint64)), Xid: r[4].(uint32)},
+		Last:       Transaction{LSN: pglogrepl.LSN(r[3].(uint64)), Xid: r[4].(uint32), Time: r[8].(uint64)},
 		History:    History{SystemID: r[5].(uint64), Timeline: r[6].(uint32), Epoch: r[7].(uint32)},
 	}, true, nil
 }
@@ -120,8 +129,8 @@ func (s *Store) Save(ctx context.Context, pos Position) error {
 	}
 	h := s.history
 	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.CheckpointTable, []string{"slot", "lsn", "commit", "commit_time", "written_at",
-		"last_lsn", "last_xid", "system_id", "timeline", "epoch"}),
-		[]any{s.slot, uint64(pos.LSN), commit, ct.UTC(), time.Now().UTC(), uint64(pos.Last.LSN), pos.Last.Xid, h.SystemID, h.Timeline, h.Epoch})
+		"last_lsn", "last_xid", "system_id", "timeline", "epoch", "last_time"}),
+		[]any{s.slot, uint64(pos.LSN), commit, ct.UTC(), time.Now().UTC(), uint64(pos.Last.LSN), pos.Last.Xid, h.SystemID, h.Timeline, h.Epoch, pos.Last.Time})
 	if err != nil {
 		return fmt.Errorf("save checkpoint %s of slot %s: %w", pos.LSN, s.slot, err)
 	}

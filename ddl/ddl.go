@@ -391,7 +391,7 @@ func (d Database) CreateCommittedViewOf(target, slot string, orderBy, columns []
 // transaction committed at or below the newest commit checkpoint of slot,
 // or below its newest position checkpoint, in the newest history epoch.
 func (d Database) committedBound(slot string) string {
-	return fmt.Sprintf("%s < (SELECT argMax(lsn + commit, (epoch, lsn)) FROM %s WHERE slot = %s)",
+	return fmt.Sprintf("%s < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM %s WHERE slot = %s)",
 		Quote(mapping.VersionColumn), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}))
 }
 
@@ -436,7 +436,8 @@ const liveDeleted = "_deleted_latest"
 // history: a newer epoch's position may have a lower LSN than an older
 // epoch's, so the epoch is part of the sorting key and readers take the
 // newest epoch first. system_id and timeline name the history a position
-// belongs to; last_lsn and last_xid are the newest transaction stored at
+// belongs to; last_lsn, last_xid and last_time (its commit time in
+// microseconds since 1970) are the newest transaction stored at
 // or below it (see checkpoint.Position).
 func (d Database) CreateCheckpointTable() string {
 	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
@@ -450,7 +451,8 @@ func (d Database) CreateCheckpointTable() string {
     system_id UInt64 DEFAULT 0,
     timeline UInt32 DEFAULT 0,
     last_lsn UInt64 DEFAULT 0,
-    last_xid UInt32 DEFAULT 0
+    last_xid UInt32 DEFAULT 0,
+    last_time UInt64 DEFAULT 0
 )
 ENGINE = %s
 ORDER BY (slot, epoch)
@@ -461,7 +463,7 @@ ORDER BY (slot, epoch)
 // earlier version made it without, with their definitions; the epoch,
 // which joins the sorting key, comes first (see AddCheckpointEpoch).
 var CheckpointColumnsAdded = [][2]string{{"system_id", "UInt64 DEFAULT 0"}, {"timeline", "UInt32 DEFAULT 0"},
-	{"last_lsn", "UInt64 DEFAULT 0"}, {"last_xid", "UInt32 DEFAULT 0"}}
+	{"last_lsn", "UInt64 DEFAULT 0"}, {"last_xid", "UInt32 DEFAULT 0"}, {"last_time", "UInt64 DEFAULT 0"}}
 
 // AddCheckpointEpoch returns the ALTER that gives a checkpoint table made
 // by an earlier version its epoch column, in its sorting key (ClickHouse

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 
@@ -96,14 +97,18 @@ func TestCheck(t *testing.T) {
 }
 
 func TestWitness(t *testing.T) {
-	last := checkpoint.Transaction{LSN: 0x5000, Xid: 900}
+	at := time.Date(2026, 12, 7, 13, 0, 0, 123456000, time.UTC)
+	last := checkpoint.Transaction{LSN: 0x5000, Xid: 900, Time: checkpoint.CommitTime(at)}
 	commit := checkpoint.Position{LSN: 0x5000, Commit: true, Last: last}
+	earlier := checkpoint.Position{LSN: 0x5000, Commit: true, Last: checkpoint.Transaction{LSN: 0x5000, Xid: 900}}
 	idle := checkpoint.Position{LSN: 0x7000, Last: last}
 	type step struct {
 		begin  bool
 		lsn    pglogrepl.LSN
 		xid    uint32
 		broken bool
+		// later: the transaction committed a second after the stored one
+		later bool
 	}
 	for _, tc := range []struct {
 		name      string
@@ -113,14 +118,31 @@ func TestWitness(t *testing.T) {
 		steps     []step
 	}{
 		{"the stored transaction comes again", commit, 0x4000, 0x5000,
-			[]step{{false, 0x4000, 0, false}, {false, 0x5000, 0, false}, {true, 0x5000, 900, false}, {true, 0x6000, 901, false}, {false, 0x9000, 0, false}}},
+			[]step{{false, 0x4000, 0, false, false}, {false, 0x5000, 0, false, false}, {true, 0x5000, 900, false, false}, {true, 0x6000, 901, false, false}, {false, 0x9000, 0, false, false}}},
 		{"idle checkpoint starts at the stored transaction", idle, 0x4000, 0x5000,
-			[]step{{true, 0x5000, 900, false}, {false, 0x7000, 0, false}}},
-		{"another xid at the commit", commit, 0x4000, 0x5000, []step{{true, 0x5000, 77, true}}},
-		{"a later transaction first", commit, 0x4000, 0x5000, []step{{true, 0x5100, 950, true}}},
-		{"the stream passes the commit", idle, 0x4000, 0x5000, []step{{false, 0x5008, 0, true}}},
-		{"slot confirmed past the stored transaction", idle, 0x6000, 0x7000, []step{{true, 0x7100, 3, false}}},
-		{"no stored transaction", checkpoint.Position{LSN: 0x5000}, 0x4000, 0x5000, []step{{true, 0x5100, 3, false}}},
+			[]step{{true, 0x5000, 900, false, false}, {false, 0x7000, 0, false, false}}},
+		{"another xid at the commit", commit, 0x4000, 0x5000, []step{{true, 0x5000, 77, true, false}}},
+		// A data directory put back hands out the same xids again, and a
+		// transaction of the same shape commits at the same LSN.
+		{"same xid and LSN, another commit time", commit, 0x4000, 0x5000, []step{{true, 0x5000, 900, true, true}}},
+		{"an earlier version's checkpoint has no commit time", earlier, 0x4000, 0x5000,
+			[]step{{true, 0x5000, 900, false, true}, {false, 0x9000, 0, false, false}}},
+		{"a later transaction first", commit, 0x4000, 0x5000, []step{{true, 0x5100, 950, true, false}}},
+		{"the stream passes the commit", idle, 0x4000, 0x5000, []step{{false, 0x5008, 0, true, false}}},
+		{"slot confirmed past the stored transaction", idle, 0x6000, 0x6000, []step{{true, 0x7100, 3, false, false}}},
+		{"slot confirmed past the checkpoint", idle, 0x7000, 0x7000, []step{{true, 0x7100, 3, false, false}}},
+		// Between the newest stored transaction and an idle checkpoint the
+		// stored history has no transaction: one there is another history's
+		// (a data directory put back, whose WAL grew past the checkpoint).
+		{"a transaction in the gap after the stored one", idle, 0x4000, 0x5000,
+			[]step{{true, 0x5000, 900, false, false}, {true, 0x6000, 901, true, false}}},
+		{"a transaction in the gap, slot confirmed past the stored one", idle, 0x6000, 0x6000,
+			[]step{{false, 0x6000, 0, false, false}, {true, 0x6800, 3, true, false}}},
+		{"the stream passes the gap", idle, 0x6000, 0x6000,
+			[]step{{false, 0x6800, 0, false, false}, {false, 0x7000, 0, false, false}, {true, 0x6800, 3, false, false}}},
+		{"a transaction at the idle checkpoint", idle, 0x4000, 0x5000,
+			[]step{{true, 0x5000, 900, false, false}, {true, 0x7000, 901, false, false}}},
+		{"no stored transaction", checkpoint.Position{LSN: 0x5000}, 0x4000, 0x5000, []step{{true, 0x5100, 3, false, false}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := NewWitness(tc.cp, tc.confirmed, "s")
@@ -130,7 +152,11 @@ func TestWitness(t *testing.T) {
 			for i, s := range tc.steps {
 				var err error
 				if s.begin {
-					err = w.Begin(s.lsn, s.xid)
+					ct := at
+					if s.later {
+						ct = at.Add(time.Second)
+					}
+					err = w.Begin(s.lsn, s.xid, ct)
 				} else {
 					err = w.Position(s.lsn)
 				}
@@ -147,7 +173,7 @@ func TestWitness(t *testing.T) {
 		})
 	}
 	var none *Witness
-	if none.Pending() || none.Begin(1, 1) != nil || none.Position(1) != nil || none.Start(5) != 5 {
+	if none.Pending() || none.Begin(1, 1, at) != nil || none.Position(1) != nil || none.Start(5) != 5 {
 		t.Fatal("a nil witness decides something")
 	}
 }

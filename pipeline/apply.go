@@ -117,7 +117,7 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 	}
 	switch m := m.(type) {
 	case *replication.Begin:
-		if err := a.witness.Begin(m.FinalLSN, m.Xid); err != nil {
+		if err := a.witness.Begin(m.FinalLSN, m.Xid, m.CommitTime); err != nil {
 			return err
 		}
 		if err := a.pos.begin(m); err != nil {

@@ -56,7 +56,7 @@ func (p *position) commit(m *replication.Commit) (applied bool, err error) {
 		return false, nil
 	}
 	p.complete = checkpoint.Position{LSN: m.CommitLSN, Commit: true, CommitTime: m.CommitTime,
-		Last: checkpoint.Transaction{LSN: m.CommitLSN, Xid: p.xid}}
+		Last: checkpoint.Transaction{LSN: m.CommitLSN, Xid: p.xid, Time: checkpoint.CommitTime(p.commitTime)}}
 	p.pending = true
 	return true, nil
 }

@@ -38,7 +38,7 @@ FROM
            argMax(`fingerprint`, (`_version`, `_seq`)) AS `fingerprint`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
     FROM `analytics`.`events`
-    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'replicator_events')
+    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'replicator_events')
     GROUP BY `id`
 )
 WHERE `_deleted_latest` = 0;

@@ -41,7 +41,7 @@ FROM
            argMax(`fingerprint`, (`_version`, `_seq`)) AS `fingerprint`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
     FROM `analytics`.`events`
-    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'replicator_events')
+    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'replicator_events')
     GROUP BY `id`
 )
 WHERE `_deleted_latest` = 0;
@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS `analytics`.`replicator_checkpoints` ON CLUSTER `anal
     system_id UInt64 DEFAULT 0,
     timeline UInt32 DEFAULT 0,
     last_lsn UInt64 DEFAULT 0,
-    last_xid UInt32 DEFAULT 0
+    last_xid UInt32 DEFAULT 0,
+    last_time UInt64 DEFAULT 0
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/replicator/analytics/replicator_checkpoints', '{shard}-{replica}', lsn)
 ORDER BY (slot, epoch);

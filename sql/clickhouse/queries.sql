@@ -125,7 +125,7 @@ FROM
     FROM analytics.events
     WHERE author_id = 1
       AND created_at BETWEEN '2022-01-17 23:00:00' AND '2023-01-18 22:59:59'
-      AND _version < (SELECT argMax(lsn + commit, (epoch, lsn)) FROM analytics.replicator_checkpoints WHERE slot = 'replicator_events')
+      AND _version < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM analytics.replicator_checkpoints WHERE slot = 'replicator_events')
     GROUP BY author_id, created_at, id
 )
 WHERE deleted = 0

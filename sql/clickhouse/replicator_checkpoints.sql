@@ -9,7 +9,8 @@ CREATE TABLE IF NOT EXISTS `analytics`.`replicator_checkpoints`
     system_id UInt64 DEFAULT 0,
     timeline UInt32 DEFAULT 0,
     last_lsn UInt64 DEFAULT 0,
-    last_xid UInt32 DEFAULT 0
+    last_xid UInt32 DEFAULT 0,
+    last_time UInt64 DEFAULT 0
 )
 ENGINE = ReplacingMergeTree(lsn)
 ORDER BY (slot, epoch);
