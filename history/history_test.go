@@ -177,3 +177,24 @@ func TestWitness(t *testing.T) {
 		t.Fatal("a nil witness decides something")
 	}
 }
+
+func TestWitnessAcknowledgesNothingNewWhilePending(t *testing.T) {
+	cp := checkpoint.Position{LSN: 0x5000, Commit: true, Last: checkpoint.Transaction{LSN: 0x5000, Xid: 9}}
+	w := NewWitness(cp, 0x4000, "s")
+	if got := w.Acknowledged(0x5000); got != 0x4000 {
+		t.Fatalf("acknowledged %s while pending, want the slot's 0/4000", got)
+	}
+	if err := w.Begin(0x5000, 9, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if w.Pending() {
+		t.Skip("the witness waits for more (see its gap rules)")
+	}
+	if got := w.Acknowledged(0x5000); got != 0x5000 {
+		t.Fatalf("acknowledged %s once decided, want 0/5000", got)
+	}
+	var none *Witness
+	if got := none.Acknowledged(7); got != 7 {
+		t.Fatalf("nil witness: %d", got)
+	}
+}

@@ -52,12 +52,14 @@ type Witness struct {
 	// did not confirm past it); seen once it came.
 	needLast, seen bool
 	pending        bool
+	// confirmed is the slot's confirmed position at connect.
+	confirmed pglogrepl.LSN
 }
 
 // NewWitness returns the witness of a session that resumes from cp on a
 // slot whose confirmed position is confirmed.
 func NewWitness(cp checkpoint.Position, confirmed pglogrepl.LSN, slot string) *Witness {
-	w := &Witness{want: cp.Last, resume: cp, checkpoint: cp.LSN, slot: slot}
+	w := &Witness{want: cp.Last, resume: cp, checkpoint: cp.LSN, slot: slot, confirmed: confirmed}
 	if cp.Last.LSN == 0 {
 		return w
 	}
@@ -68,6 +70,17 @@ func NewWitness(cp checkpoint.Position, confirmed pglogrepl.LSN, slot string) *W
 	gap := !cp.Commit && w.start < cp.LSN
 	w.pending = w.needLast || gap
 	return w
+}
+
+// Acknowledged is the position to acknowledge to Postgres for a session
+// whose newest saved checkpoint is durable: while the witness has not
+// decided, no more than the slot confirmed already, so that a history
+// that turns out not to continue gets nothing acknowledged.
+func (w *Witness) Acknowledged(durable pglogrepl.LSN) pglogrepl.LSN {
+	if w.Pending() {
+		return min(w.confirmed, durable)
+	}
+	return durable
 }
 
 // Pending reports whether the witness has not decided yet. A nil

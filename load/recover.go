@@ -243,18 +243,17 @@ func (r *recovery) resume(ctx context.Context, tables []*mapping.Table) error {
 	db := r.client.DB()
 	for _, t := range tables {
 		shadow := ddl.ShadowName(t.Target)
-		exists, err := r.client.Existing(ctx, shadow, ddl.ReplacedName(t.Target))
+		exists, err := r.client.Existing(ctx, shadow)
 		if err != nil {
 			return err
 		}
 		cs := chunks[t.Source]
 		if !exists[shadow] && checkpoint.CopiedInto(cs, shadow) {
-			if exists[ddl.ReplacedName(t.Target)] {
-				if err := r.client.Exec(ctx, db.Drop(ddl.ReplacedName(t.Target))); err != nil {
-					return err
-				}
+			// In place; its previous copy may be left.
+			if err := r.dropReplaced(ctx, t); err != nil {
+				return err
 			}
-			continue // in place
+			continue
 		}
 		if !exists[shadow] {
 			return fmt.Errorf("recovery: the new copy of %s is neither in place nor in %s.%s", t.Source, db.Name, shadow)
@@ -337,7 +336,32 @@ func (r *recovery) swap(ctx context.Context, t *mapping.Table) error {
 		stmts = append(stmts, db.Rename(ddl.ShadowName(t.Target), t.Target))
 	}
 	stmts = append(stmts, db.CreateViews(t, r.cfg.Postgres.Slot)...)
-	stmts = append(stmts, db.Drop(ddl.ReplacedName(t.Target)))
+	for _, stmt := range stmts {
+		if err := r.client.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("put the new copy of %s in place: %s: %w", t.Source, stmt, err)
+		}
+	}
+	return r.dropReplaced(ctx, t)
+}
+
+// dropReplaced drops the previous copy of t once the new one is in place,
+// or keeps it (keptName) when it holds rows Postgres does not have: the
+// first previous copy of the recovery's epoch, not that of an attempt
+// that was started over.
+func (r *recovery) dropReplaced(ctx context.Context, t *mapping.Table) error {
+	db := r.client.DB()
+	stmts := []string{db.Drop(ddl.ReplacedName(t.Target))}
+	if keep := keptName(t, r.rec.Epoch); keep != "" {
+		exists, err := r.client.Existing(ctx, keep, ddl.ReplacedName(t.Target))
+		if err != nil {
+			return err
+		}
+		if !exists[keep] && exists[ddl.ReplacedName(t.Target)] {
+			stmts = []string{db.Rename(ddl.ReplacedName(t.Target), keep)}
+			r.say("WARNING: %s keeps rows that Postgres does not have (%s): its previous copy stays in %s.%s, "+
+				"the new one holds Postgres' rows at the recovery's snapshot", t.Target, keptWhy(t), db.Name, keep)
+		}
+	}
 	for _, stmt := range stmts {
 		if err := r.client.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("put the new copy of %s in place: %s: %w", t.Source, stmt, err)
@@ -359,4 +383,29 @@ func recoveryFault(done int) {
 			select {}
 		}
 	}
+}
+
+// keptName names the table that keeps the previous copy of t after a
+// recovery in epoch, when t holds rows a copy of Postgres cannot give
+// back: a history table's past changes, the rows of ignored deletes or
+// truncations. Empty for other tables, whose previous copy is dropped.
+func keptName(t *mapping.Table, epoch uint32) string {
+	if keptWhy(t) == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s_before_epoch%d", t.Target, epoch)
+}
+
+func keptWhy(t *mapping.Table) string {
+	var why []string
+	if t.History {
+		why = append(why, "history mode: its past changes")
+	}
+	if t.IgnoreDelete {
+		why = append(why, "ignore = delete: rows deleted in Postgres")
+	}
+	if t.IgnoreTruncate {
+		why = append(why, "ignore = truncate: rows truncated in Postgres")
+	}
+	return strings.Join(why, "; ")
 }

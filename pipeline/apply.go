@@ -92,10 +92,7 @@ type applier struct {
 // while the witness has not decided that the server continues its
 // history, where streaming started.
 func (a *applier) Durable() pglogrepl.LSN {
-	if a.witness.Pending() {
-		return a.witness.Start(a.pos.durable.LSN)
-	}
-	return a.pos.durable.LSN
+	return a.witness.Acknowledged(a.pos.durable.LSN)
 }
 
 func (a *applier) Deadline() time.Time {

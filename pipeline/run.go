@@ -315,8 +315,9 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		Streaming: cfg.Stream.Enabled,
 		Spool: replication.SpoolOptions{Dir: cfg.Stream.SpillDir, Prefix: cfg.Postgres.Slot,
 			Memory: int64(cfg.Stream.Memory), Limit: int64(cfg.Stream.SpillLimit)},
-		Aborted: pg.Aborted,
-		Spooled: r.metrics.SetSpool,
+		Aborted:      pg.Aborted,
+		Spooled:      r.metrics.SetSpool,
+		Acknowledged: witness.Acknowledged(resume.LSN),
 	})
 	if err := stream.Start(ctx, witness.Start(resume.LSN)); err != nil {
 		return err

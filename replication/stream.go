@@ -47,6 +47,7 @@ type Stream struct {
 
 	walEnd     pglogrepl.LSN
 	sentAck    pglogrepl.LSN
+	acked      pglogrepl.LSN // StreamOptions.Acknowledged
 	nextStatus time.Time
 
 	// mu serializes the standby status updates of Run's goroutine and of
@@ -91,6 +92,11 @@ type StreamOptions struct {
 	// Spooled, when set, is told what the spool holds after each block,
 	// commit and abort of a streamed transaction (see Spool.Open).
 	Spooled func(txns int, memory, disk int64)
+	// Acknowledged, when not zero and below the start, is the position
+	// standby status updates start from instead of the start: what the
+	// slot confirmed already, while the start is not proven to be this
+	// server's history.
+	Acknowledged pglogrepl.LSN
 }
 
 // NewStream returns a stream over conn. It starts nothing.
@@ -103,7 +109,7 @@ func NewStream(conn *Conn, opts StreamOptions) *Stream {
 	}
 	return &Stream{conn: conn, slot: opts.Slot, pub: opts.Publication, interval: opts.StatusInterval,
 		log: opts.Logger, dec: NewDecoder(), streaming: opts.Streaming, spoolOpt: opts.Spool, aborted: opts.Aborted,
-		spooled: opts.Spooled}
+		spooled: opts.Spooled, acked: opts.Acknowledged}
 }
 
 // StreamingVersion is the first PostgreSQL major version that streams
@@ -164,6 +170,9 @@ func (s *Stream) Start(ctx context.Context, start pglogrepl.LSN) error {
 		return fmt.Errorf("start replication on slot %s: %w", s.slot, postgres.Describe(err, s.slot, s.pub))
 	}
 	s.sentAck = start
+	if s.acked != 0 && s.acked < start {
+		s.sentAck = s.acked
+	}
 	s.nextStatus = time.Now().Add(s.interval)
 	return nil
 }

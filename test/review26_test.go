@@ -251,12 +251,10 @@ func (e *env) countIn(from string) uint64 {
 
 // TestRecoveryKeepsWhatPostgresDoesNotHave: a history-mode table holds
 // every change, and a table that ignores deletes keeps the rows Postgres
-// deleted: neither is a copy of Postgres, so copying it again loses what
-// ClickHouse alone had. The slot is dropped under the daemon (the
-// checkpoint's history itself is intact: only the changes after it are
-// lost to the slot), and the automatic recovery replaces both tables by a
-// copy: the update recorded in the history table and the rows kept from
-// deletes are gone, though the server's history has them.
+// deleted: neither is a copy of Postgres, so a copy again cannot give back
+// what ClickHouse alone had. The slot is dropped under the daemon; the
+// automatic recovery puts a copy of Postgres in place of both tables and
+// keeps each previous copy under <target>_before_epoch2, saying so.
 func TestRecoveryKeepsWhatPostgresDoesNotHave(t *testing.T) {
 	e := newEnv(t, histConfig)
 	e.exec(histDDL)
@@ -284,11 +282,19 @@ func TestRecoveryKeepsWhatPostgresDoesNotHave(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	updates, kept := e.countIn("hist FINAL WHERE _op = 'update'"), e.countIn("keep FINAL")
+	updates, kept := e.countIn("hist_before_epoch2 FINAL WHERE _op = 'update'"), e.countIn("keep_before_epoch2 FINAL")
 	d.stop(t)
-	if updates != 1 || kept != 22 {
-		t.Fatalf("after the recovery the history table holds %d update rows (want 1: the update committed before the "+
-			"checkpoint), and the table that ignores deletes %d rows (want 22: the 5 rows Postgres deleted are kept)", updates, kept)
+	if updates != 1 || kept != 21 {
+		t.Fatalf("after the recovery the previous history table holds %d update rows (want 1: the update committed before the "+
+			"checkpoint), and the previous table that ignores deletes %d rows (want 21: the 5 rows Postgres deleted are kept)", updates, kept)
+	}
+	for _, target := range []string{"hist", "keep"} {
+		if !strings.Contains(d.Logs(), "WARNING: "+target+" keeps rows that Postgres does not have") {
+			t.Errorf("the recovery does not say it kept the previous copy of %s:\n%s", target, tail(d.Logs(), 2000))
+		}
+	}
+	if n := e.countIn("keep FINAL"); n != 17 {
+		t.Errorf("keep holds %d rows after the recovery, want Postgres' 17", n)
 	}
 }
 
