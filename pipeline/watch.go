@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/postgres"
 )
 
@@ -66,7 +67,11 @@ func (r *Runner) watch(ctx context.Context) error {
 		if now.Sub(lastCheck) >= time.Minute || lastCheck.IsZero() {
 			if err := r.checkRetention(ctx, conn); err != nil {
 				if errors.Is(err, postgres.ErrSlotLost) {
-					return err
+					if !r.recovers(err) {
+						return err
+					}
+					lastCheck = now
+					continue
 				}
 				if ctx.Err() == nil {
 					log.Warn("slot check failed", "error", err)
@@ -78,6 +83,22 @@ func (r *Runner) watch(ctx context.Context) error {
 	}
 }
 
+// recovers reports whether the slot the check found lost or missing (err)
+// is the recovery's to make again rather than a reason to stop: with
+// postgres.recovery = "auto", a missing slot, which the session's history
+// check finds too (slot-missing) and heals by a recovery that makes a new
+// one. A daemon started after a failover to a server without the slot, or
+// killed in a recovery between its drop of a slot and the creation of the
+// next, finds none.
+func (r *Runner) recovers(err error) bool {
+	if r.cfg.Postgres.Recovery != config.RecoveryAuto || !errors.Is(err, postgres.ErrSlotMissing) {
+		return false
+	}
+	r.log.Named("watch").Warn("the replication slot does not exist: the session copies every table again from a new one " +
+		"(postgres.recovery = \"auto\")")
+	return true
+}
+
 // checkRetention reads the slot: a lost or dropped slot is an error that
 // wraps postgres.ErrSlotLost; retained WAL above the configured threshold
 // is logged.
@@ -85,7 +106,8 @@ func (r *Runner) checkRetention(ctx context.Context, conn *postgres.Conn) error 
 	name := r.cfg.Postgres.Slot
 	slot, err := conn.Slot(ctx, name)
 	if errors.Is(err, postgres.ErrSlotMissing) {
-		return fmt.Errorf("slot %s: %w: it was dropped; run `replicator setup` to recreate it and copy the tables again", name, postgres.ErrSlotLost)
+		return fmt.Errorf("slot %s: %w: it was dropped (%w); run `replicator setup` to recreate it and copy the tables again",
+			name, postgres.ErrSlotLost, postgres.ErrSlotMissing)
 	}
 	if err != nil {
 		return err
