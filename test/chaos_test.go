@@ -153,15 +153,18 @@ func TestChaos(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var txns atomic.Int64
+	// paused holds the writers for a moment (see chaosFailOver).
+	var paused atomic.Bool
 	var wg sync.WaitGroup
 	for w := 0; w < 3; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			e.chaosWorkload(ctx, rand.New(rand.NewPCG(seed, uint64(w)+10)), p.bigTxnRows, &txns)
+			e.chaosWorkload(ctx, rand.New(rand.NewPCG(seed, uint64(w)+10)), p.bigTxnRows, &txns, &paused)
 		}(w)
 	}
 	docs := newDocsChaos(e, p, &txns)
+	docs.paused = &paused
 	for w := 0; w < 2; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -245,7 +248,7 @@ func TestChaos(t *testing.T) {
 				t.Errorf("the daemon began a recovery before the failover:\n%s", tail(since(logMark{}), 6000))
 			}
 			failedOver = mark()
-			if failover, err = e.chaosFailOver(pgCtx, rng, primary, standby); err == nil {
+			if failover, err = e.chaosFailOver(pgCtx, rng, primary, standby, &paused); err == nil {
 				pg, standby = standby, nil
 				// Sometimes a kill in the middle of the recovery: once it
 				// made its slot, or once the first table is in place.
@@ -320,12 +323,17 @@ func (e *env) chaosConverge(halted *atomic.Bool, timeout time.Duration) {
 	e.convergeDocs("docs after chaos", time.Second)
 }
 
-// chaosWorkload writes random transactions until ctx is done: inserts with
+// chaosWorkload writes random transactions until ctx is done (none while
+// paused): inserts with
 // NULLs, updates of fingerprints and ids, single and bulk deletes, and now
 // and then a big transaction: committed, with a savepoint rolled back, or
 // rolled back.
-func (e *env) chaosWorkload(ctx context.Context, rng *rand.Rand, bigRows int, txns *atomic.Int64) {
+func (e *env) chaosWorkload(ctx context.Context, rng *rand.Rand, bigRows int, txns *atomic.Int64, paused *atomic.Bool) {
 	for ctx.Err() == nil {
+		if paused.Load() {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
 		var q string
 		switch p := rng.IntN(1000); {
 		case p < 3:
@@ -410,9 +418,11 @@ func (e *env) chaosPostgres(ctx context.Context) (primary, standby *harness.Post
 // chaosFailOver fails over from primary to standby at the primary's
 // address (harness.FailOver) under the workload: with the standby caught
 // up, or, chosen by rng, with its replication stopped a moment before, so
-// that it misses commits that ClickHouse may already hold. It returns
-// what it did.
-func (e *env) chaosFailOver(ctx context.Context, rng *rand.Rand, primary, standby *harness.Postgres) (string, error) {
+// that it misses commits that ClickHouse may already hold: the writers then
+// pause (paused) until ClickHouse's checkpoint passes the standby's end, as
+// the daemon is often far behind them, and go on before the failover. It
+// returns what it did.
+func (e *env) chaosFailOver(ctx context.Context, rng *rand.Rand, primary, standby *harness.Postgres, paused *atomic.Bool) (string, error) {
 	var what string
 	if rng.IntN(2) == 0 {
 		if err := standby.StopReplication(); err != nil {
@@ -430,12 +440,16 @@ func (e *env) chaosFailOver(ctx context.Context, rng *rand.Rand, primary, standb
 		}
 		// The primary commits more, and ClickHouse stores some of it: the
 		// daemon, often far behind under the workload and the faults,
-		// catches up past the standby's end (or not, within a minute).
+		// catches up past the standby's end while the writers pause (or
+		// not, within 45 s).
 		time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
+		paused.Store(true)
 		cp := e.checkpointLSN()
-		for deadline := time.Now().Add(time.Minute); cp <= end && time.Now().Before(deadline); cp = e.checkpointLSN() {
+		for deadline := time.Now().Add(45 * time.Second); cp <= end && time.Now().Before(deadline); cp = e.checkpointLSN() {
 			time.Sleep(100 * time.Millisecond)
 		}
+		paused.Store(false)
+		time.Sleep(time.Duration(100+rng.IntN(500)) * time.Millisecond)
 		held := "ClickHouse holds none of the commits it missed"
 		if cp > end {
 			held = "ClickHouse holds commits it missed"
