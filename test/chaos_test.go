@@ -497,9 +497,12 @@ func (e *env) killWhenLogged(logs func() string, at string, kill func(), halted 
 // and end, with their time.
 var recoveryLine = regexp.MustCompile(`(?m)^(\S+) .*?(recovery of slot \S+ began|continuing the recovery of slot|recovery of slot \S+ complete)`)
 
+// breakReason matches the reason of the first history break in a log.
+var breakReason = regexp.MustCompile(`does not continue the checkpoint's history.*? reason=(\S+)`)
+
 // recoveryAfter describes the recovery in logs (the daemons' since the
-// failover): how long it took from "recovery of slot ... began" to
-// "... complete", and how often a restarted daemon took it up. It is an
+// failover): why it began, how long it took from "recovery of slot ...
+// began" to "... complete", and how often a restarted daemon took it up. It is an
 // error when none completed or more than one began.
 func recoveryAfter(logs string) (string, error) {
 	var began, done time.Time
@@ -522,7 +525,11 @@ func recoveryAfter(logs string) (string, error) {
 			done = at
 		}
 	}
-	what := fmt.Sprintf("%d began, taken up %d times by a restarted daemon, %d complete", begun, resumed, completed)
+	reason := "?"
+	if m := breakReason.FindStringSubmatch(logs); m != nil {
+		reason = m[1]
+	}
+	what := fmt.Sprintf("reason %s; %d began, taken up %d times by a restarted daemon, %d complete", reason, begun, resumed, completed)
 	switch {
 	case begun == 0 || completed == 0:
 		return what, fmt.Errorf("no recovery began and completed: %s", what)
