@@ -85,7 +85,8 @@ test-cluster: deps
 
 # The long chaos run: >= 20 kill -9 (and a crash point between data and
 # checkpoint), 3 ClickHouse restarts, ClickHouse unreachable for 30s, 3
-# walsender terminations and a Postgres restart under a random workload.
+# walsender terminations, a Postgres restart and a failover to a standby
+# under a random workload.
 # CHAOS_SEED=<n> replays a run.
 chaos: deps
 	CHAOS=long REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./test/

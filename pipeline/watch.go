@@ -94,7 +94,8 @@ func (r *Runner) checkRetention(ctx context.Context, conn *postgres.Conn) error 
 	name := r.cfg.Postgres.Slot
 	slot, err := conn.Slot(ctx, name)
 	if errors.Is(err, postgres.ErrSlotMissing) {
-		return fmt.Errorf("slot %s: %w: it was dropped; run `replicator setup` to recreate it and copy the tables again", name, postgres.ErrSlotLost)
+		return fmt.Errorf("slot %s: %w: it was dropped (%w); run `replicator setup` to recreate it and copy the tables again",
+			name, postgres.ErrSlotLost, postgres.ErrSlotMissing)
 	}
 	if err != nil {
 		return err

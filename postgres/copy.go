@@ -13,7 +13,8 @@ import (
 // CopyBinary runs `COPY (query) TO STDOUT (FORMAT binary)` in the snapshot
 // and passes each row's fields to fn: the raw binary value of each column,
 // nil for NULL. fields and their bytes are valid only during the call. An
-// error from fn ends the copy and is returned as is.
+// error from fn ends the copy and is returned as is; the server's errors
+// are described (Describe: a lost connection or a shutdown is transient).
 func (s *Snapshot) CopyBinary(ctx context.Context, query string, fn func(fields [][]byte) error) error {
 	p := &copyParser{row: fn}
 	_, err := s.tx.Conn().PgConn().CopyTo(ctx, p, "COPY ("+query+") TO STDOUT (FORMAT binary)")
@@ -21,7 +22,7 @@ func (s *Snapshot) CopyBinary(ctx context.Context, query string, fn func(fields 
 		return p.err
 	}
 	if err != nil {
-		return err
+		return Describe(err, "", "")
 	}
 	return p.finish()
 }
@@ -181,7 +182,7 @@ func (s *Snapshot) Lock(ctx context.Context, tables []string) error {
 		quoted[i] = QuoteTable(t)
 	}
 	if _, err := s.tx.Exec(ctx, "LOCK TABLE "+strings.Join(quoted, ", ")+" IN ACCESS SHARE MODE"); err != nil {
-		return fmt.Errorf("lock tables for the copy: %w", err)
+		return fmt.Errorf("lock tables for the copy: %w", Describe(err, "", ""))
 	}
 	return nil
 }

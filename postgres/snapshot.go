@@ -24,12 +24,12 @@ type Snapshot struct {
 func (c *Conn) BeginSnapshot(ctx context.Context, exported string) (*Snapshot, error) {
 	tx, err := c.pg.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("begin snapshot: %w", Describe(err, "", ""))
 	}
 	if exported != "" {
 		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(exported)); err != nil {
 			tx.Rollback(context.Background())
-			return nil, fmt.Errorf("use exported snapshot: %w", err)
+			return nil, fmt.Errorf("use exported snapshot: %w", Describe(err, "", ""))
 		}
 	}
 	return &Snapshot{tx: tx}, nil
@@ -91,7 +91,12 @@ func (s *Snapshot) Rows(ctx context.Context, table string, cols []string, where 
 }
 
 // Commit ends the transaction.
-func (s *Snapshot) Commit(ctx context.Context) error { return s.tx.Commit(ctx) }
+func (s *Snapshot) Commit(ctx context.Context) error {
+	if err := s.tx.Commit(ctx); err != nil {
+		return fmt.Errorf("end snapshot: %w", Describe(err, "", ""))
+	}
+	return nil
+}
 
 // Close rolls the transaction back; after Commit it does nothing.
 func (s *Snapshot) Close() { s.tx.Rollback(context.Background()) }

@@ -37,6 +37,8 @@ type docsChaos struct {
 
 	nextID atomic.Int64
 	salt   atomic.Int64
+	// paused, when set and true, holds the writers.
+	paused *atomic.Bool
 
 	mu                 sync.Mutex
 	lastBig, lastTrunc time.Time
@@ -138,6 +140,10 @@ func (d *docsChaos) pick(unmoved bool) (int64, bool) {
 func (d *docsChaos) workload(ctx context.Context, rng *rand.Rand) {
 	randomDocs := func(n int) string { return fmt.Sprintf(`SELECT id FROM docs ORDER BY random() LIMIT %d`, n) }
 	for ctx.Err() == nil {
+		if d.paused != nil && d.paused.Load() {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
 		if d.due(&d.lastBig, d.p.docsBigEvery) {
 			d.big(rng)
 			continue

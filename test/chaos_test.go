@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/replicator/replicator/test/harness"
 )
 
 // chaosPlan says how many faults of each kind a chaos run injects. `make
@@ -64,10 +66,13 @@ func plan() chaosPlan {
 
 // TestChaos runs a randomized workload on events and on docs, whose body
 // is stored out of line (TOAST), while killing the daemon, restarting and
-// cutting off ClickHouse, terminating the walsender, restarting Postgres
-// and adding a column to events; afterwards ClickHouse must equal Postgres by the test's own
-// comparison and by `replicator verify`, for both tables. The daemon must
-// never stop by itself. CHAOS_SEED replays a run.
+// cutting off ClickHouse, terminating the walsender, restarting Postgres,
+// adding a column to events and, once, failing over from the primary to
+// its physical standby (caught up, or stopped a moment before so that it
+// misses commits ClickHouse may hold): the daemon must recover by itself,
+// copying every table again. Afterwards ClickHouse must equal the promoted
+// server by the test's own comparison and by `replicator verify`, for both
+// tables. The daemon must never stop by itself. CHAOS_SEED replays a run.
 func TestChaos(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("CHAOS_SEED"); s != "" {
@@ -77,6 +82,12 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos seed %d (replay with CHAOS_SEED=%d), plan %+v", seed, seed, p)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	e := newEnv(t, docsConfig)
+	// A private primary with a physical standby (Debian's Postgres:
+	// pg_basebackup), for the failover; pg is the primary of the moment.
+	pgCtx, pgCancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	defer pgCancel()
+	primary, standby := e.chaosPostgres(pgCtx)
+	pg := primary
 	batch := fmt.Sprintf("max_rows  = %d", p.maxRows)
 	if p.maxBytes != "" {
 		batch += fmt.Sprintf("\n  max_bytes = %q", p.maxBytes)
@@ -91,6 +102,7 @@ func TestChaos(t *testing.T) {
 	// exits by itself (not SIGKILL) has halted: that fails the run.
 	var mu sync.Mutex
 	var current *daemon
+	var started []*daemon        // every daemon, in order, for their logs
 	killed := map[*daemon]bool{} // SIGKILLed by the test, not by the fault point
 	var kills, faultCrashes, restarts, flushes atomic.Int64
 	var halted atomic.Bool
@@ -111,6 +123,7 @@ func TestChaos(t *testing.T) {
 			mu.Lock()
 			d := e.startWith(e.config, fault)
 			current = d
+			started = append(started, d)
 			mu.Unlock()
 			select {
 			case <-stopSup:
@@ -140,15 +153,18 @@ func TestChaos(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var txns atomic.Int64
+	// paused holds the writers for a moment (see chaosFailOver).
+	var paused atomic.Bool
 	var wg sync.WaitGroup
 	for w := 0; w < 3; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			e.chaosWorkload(ctx, rand.New(rand.NewPCG(seed, uint64(w)+10)), p.bigTxnRows, &txns)
+			e.chaosWorkload(ctx, rand.New(rand.NewPCG(seed, uint64(w)+10)), p.bigTxnRows, &txns, &paused)
 		}(w)
 	}
 	docs := newDocsChaos(e, p, &txns)
+	docs.paused = &paused
 	for w := 0; w < 2; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -171,20 +187,50 @@ func TestChaos(t *testing.T) {
 	for i := 0; i < p.pgRestarts; i++ {
 		faults = append(faults, "restart postgres")
 	}
-	faults = append(faults, "clickhouse unreachable", "add column")
+	faults = append(faults, "clickhouse unreachable", "add column", "fail over")
 	rng.Shuffle(len(faults), func(i, j int) { faults[i], faults[j] = faults[j], faults[i] })
 	injected := map[string]int{}
+	kill := func() {
+		mu.Lock()
+		d := current
+		killed[d] = true
+		mu.Unlock()
+		d.cmd.Process.Kill()
+	}
+	// mark is a position in the daemons' logs; since returns what they
+	// logged after it.
+	type logMark struct{ daemon, offset int }
+	mark := func() logMark {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(started) == 0 {
+			return logMark{}
+		}
+		return logMark{len(started) - 1, len(started[len(started)-1].Logs())}
+	}
+	since := func(m logMark) string {
+		mu.Lock()
+		ds := started[m.daemon:]
+		mu.Unlock()
+		var b strings.Builder
+		for i, d := range ds {
+			l := d.Logs()
+			if i == 0 {
+				l = l[m.offset:]
+			}
+			b.WriteString(l)
+		}
+		return b.String()
+	}
+	var failedOver logMark
+	var failover string
 	workStart := time.Now()
 	for _, f := range faults {
 		time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
 		var err error
 		switch f {
 		case "kill -9":
-			mu.Lock()
-			d := current
-			killed[d] = true
-			mu.Unlock()
-			d.cmd.Process.Kill()
+			kill()
 		case "restart clickhouse":
 			err = chServer.Restart(context.Background())
 		case "clickhouse unreachable":
@@ -193,10 +239,23 @@ func TestChaos(t *testing.T) {
 				err = chServer.Restart(context.Background())
 			}
 		case "terminate walsender":
-			_, err = pgServer.Psql(context.Background(), e.name, fmt.Sprintf(
+			_, err = pg.Psql(context.Background(), e.name, fmt.Sprintf(
 				"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'slot_%s' AND active", e.name))
 		case "restart postgres":
-			err = pgServer.Restart(context.Background())
+			err = pg.Restart(context.Background())
+		case "fail over":
+			if strings.Contains(since(logMark{}), "recovery of slot") {
+				t.Errorf("the daemon began a recovery before the failover:\n%s", tail(since(logMark{}), 6000))
+			}
+			failedOver = mark()
+			if failover, err = e.chaosFailOver(pgCtx, rng, primary, standby, &paused); err == nil {
+				pg, standby = standby, nil
+				// Sometimes a kill in the middle of the recovery: once it
+				// made its slot, or once the first table is in place.
+				if at := []string{"", "created replication slot", "now holds the new copy of"}[rng.IntN(3)]; at != "" {
+					failover += "; " + e.killWhenLogged(func() string { return since(failedOver) }, at, kill, &halted)
+				}
+			}
 		case "add column":
 			// A schema change under the workload: older rows read the
 			// default on both sides (verify compares the column).
@@ -211,6 +270,7 @@ func TestChaos(t *testing.T) {
 	wg.Wait()
 	t.Logf("injected %v in %s; %d workload transactions; %s",
 		injected, time.Since(workStart).Round(time.Millisecond), txns.Load(), docs.summary())
+	t.Logf("failover: %s", failover)
 
 	convergeStart := time.Now()
 	e.chaosConverge(&halted, p.converge)
@@ -231,6 +291,11 @@ func TestChaos(t *testing.T) {
 	mu.Unlock()
 	t.Logf("daemon SIGKILLed by the test %d times, by the after-insert fault point %d times; %d restarts, %d flushes with rows",
 		kills.Load(), faultCrashes.Load(), restarts.Load(), flushes.Load())
+	rec, err := recoveryAfter(since(failedOver))
+	if err != nil {
+		t.Errorf("after the failover: %v", err)
+	}
+	t.Logf("recovery after the failover: %s", rec)
 	if injected["kill -9"] > 0 && kills.Load()+faultCrashes.Load() < int64(injected["kill -9"]) {
 		t.Errorf("%d crashes seen for %d kills", kills.Load()+faultCrashes.Load(), injected["kill -9"])
 	}
@@ -258,12 +323,17 @@ func (e *env) chaosConverge(halted *atomic.Bool, timeout time.Duration) {
 	e.convergeDocs("docs after chaos", time.Second)
 }
 
-// chaosWorkload writes random transactions until ctx is done: inserts with
+// chaosWorkload writes random transactions until ctx is done (none while
+// paused): inserts with
 // NULLs, updates of fingerprints and ids, single and bulk deletes, and now
 // and then a big transaction: committed, with a savepoint rolled back, or
 // rolled back.
-func (e *env) chaosWorkload(ctx context.Context, rng *rand.Rand, bigRows int, txns *atomic.Int64) {
+func (e *env) chaosWorkload(ctx context.Context, rng *rand.Rand, bigRows int, txns *atomic.Int64, paused *atomic.Bool) {
 	for ctx.Err() == nil {
+		if paused.Load() {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
 		var q string
 		switch p := rng.IntN(1000); {
 		case p < 3:
@@ -321,4 +391,150 @@ func nullOr(rng *rand.Rand, v string) string {
 		return "NULL"
 	}
 	return v
+}
+
+// chaosPostgres starts a private primary of Debian's Postgres for e, with
+// a physical standby (pg_basebackup) that the chaos run fails over to, and
+// moves e onto the primary.
+func (e *env) chaosPostgres(ctx context.Context) (primary, standby *harness.Postgres) {
+	e.t.Helper()
+	// wal_keep_size: the standby has no slot on the primary, and must not
+	// lose WAL that the primary recycled while it restarted.
+	primary, err := harness.StartPostgres(ctx, harness.Options{Fast: true, PGSettings: map[string]string{
+		"logical_decoding_work_mem": testDecodingWorkMem, "wal_keep_size": "512MB"}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { primary.Close() })
+	e.onPrivatePostgres(primary)
+	standby, err = primary.StartStandby(ctx, harness.StandbyOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { standby.Close() })
+	return primary, standby
+}
+
+// chaosFailOver fails over from primary to standby at the primary's
+// address (harness.FailOver) under the workload: with the standby caught
+// up, or, chosen by rng, with its replication stopped a moment before, so
+// that it misses commits that ClickHouse may already hold: the writers then
+// pause (paused) until ClickHouse's checkpoint passes the standby's end, as
+// the daemon is often far behind them, and go on before the failover. It
+// returns what it did.
+func (e *env) chaosFailOver(ctx context.Context, rng *rand.Rand, primary, standby *harness.Postgres, paused *atomic.Bool) (string, error) {
+	var what string
+	if rng.IntN(2) == 0 {
+		if err := standby.StopReplication(); err != nil {
+			return "", err
+		}
+		stopped := time.Now()
+		// The standby has nothing past this position.
+		out, err := primary.Psql(ctx, "postgres", "SELECT pg_current_wal_insert_lsn() - '0/0'")
+		if err != nil {
+			return "", err
+		}
+		end, err := strconv.ParseUint(out, 10, 64)
+		if err != nil {
+			return "", fmt.Errorf("primary's WAL position %q: %v", out, err)
+		}
+		// The primary commits more, and ClickHouse stores some of it: the
+		// daemon, often far behind under the workload and the faults,
+		// catches up past the standby's end while the writers pause (or
+		// not, within 45 s).
+		time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
+		paused.Store(true)
+		cp := e.checkpointLSN()
+		for deadline := time.Now().Add(45 * time.Second); cp <= end && time.Now().Before(deadline); cp = e.checkpointLSN() {
+			time.Sleep(100 * time.Millisecond)
+		}
+		paused.Store(false)
+		time.Sleep(time.Duration(100+rng.IntN(500)) * time.Millisecond)
+		held := "ClickHouse holds none of the commits it missed"
+		if cp > end {
+			held = "ClickHouse holds commits it missed"
+		}
+		what = fmt.Sprintf("lagging: the standby stopped at %s, ClickHouse's checkpoint at %s at the failover %s later (%s)",
+			lsnString(end), lsnString(cp), time.Since(stopped).Round(time.Millisecond), held)
+	} else {
+		if err := standby.CatchUp(ctx); err != nil {
+			return "", err
+		}
+		what = "caught up: the standby replayed the primary's WAL a moment before"
+	}
+	began := time.Now()
+	if err := harness.FailOver(ctx, primary, standby); err != nil {
+		return "", err
+	}
+	took := time.Since(began)
+	tl, err := standby.Timeline(ctx)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s; promoted in %s, timeline %d after", what, took.Round(time.Millisecond), tl), nil
+}
+
+// killWhenLogged waits until logs (the daemons' since the failover) has
+// the line at, then SIGKILLs the daemon with kill, and says what it did.
+func (e *env) killWhenLogged(logs func() string, at string, kill func(), halted *atomic.Bool) string {
+	for deadline := time.Now().Add(3 * time.Minute); !halted.Load(); time.Sleep(20 * time.Millisecond) {
+		l := logs()
+		if strings.Contains(l, at) {
+			if strings.Contains(l, "complete: every table holds") {
+				return fmt.Sprintf("no kill: the recovery logged %q and completed before the test saw it", at)
+			}
+			kill()
+			return fmt.Sprintf("daemon SIGKILLed in the recovery once it logged %q", at)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("no kill: the daemons logged no %q in 3 minutes", at)
+		}
+	}
+	return "no kill: the daemon halted"
+}
+
+// recoveryLine matches the log lines of a recovery's start, resumption
+// and end, with their time.
+var recoveryLine = regexp.MustCompile(`(?m)^(\S+) .*?(recovery of slot \S+ began|continuing the recovery of slot|recovery of slot \S+ complete)`)
+
+// breakReason matches the reason of the first history break in a log.
+var breakReason = regexp.MustCompile(`does not continue the checkpoint's history.*? reason=(\S+)`)
+
+// recoveryAfter describes the recovery in logs (the daemons' since the
+// failover): why it began, how long it took from "recovery of slot ...
+// began" to "... complete", and how often a restarted daemon took it up. It is an
+// error when none completed or more than one began.
+func recoveryAfter(logs string) (string, error) {
+	var began, done time.Time
+	var begun, resumed, completed int
+	for _, m := range recoveryLine.FindAllStringSubmatch(logs, -1) {
+		at, err := time.Parse("2006-01-02T15:04:05.000Z0700", m[1])
+		if err != nil {
+			return "", fmt.Errorf("time of log line %q: %v", m[0], err)
+		}
+		switch {
+		case strings.HasPrefix(m[2], "continuing"):
+			resumed++
+		case strings.HasSuffix(m[2], "began"):
+			begun++
+			if began.IsZero() {
+				began = at
+			}
+		default:
+			completed++
+			done = at
+		}
+	}
+	reason := "?"
+	if m := breakReason.FindStringSubmatch(logs); m != nil {
+		reason = m[1]
+	}
+	what := fmt.Sprintf("reason %s; %d began, taken up %d times by a restarted daemon, %d complete", reason, begun, resumed, completed)
+	switch {
+	case begun == 0 || completed == 0:
+		return what, fmt.Errorf("no recovery began and completed: %s", what)
+	case begun > 1:
+		return what, fmt.Errorf("more than one recovery after one failover: %s", what)
+	}
+	return fmt.Sprintf("%s; %s from began to complete", what, done.Sub(began).Round(time.Millisecond)), nil
 }

@@ -493,3 +493,92 @@ func TestRecoveryOnClusterStops(t *testing.T) {
 		t.Errorf("the error does not name the command:\n%s", tail(d.Logs(), 2000))
 	}
 }
+
+// TestSlotDroppedWhileStoppedHeals: the slot is dropped while the daemon
+// is stopped, and again after a restarted daemon's recovery made its own
+// slot and died (as a kill between a recovery's drop of its slot and the
+// creation of the next leaves none). Each start finds no slot; its check
+// of the slot's WAL retention, which runs at once, must leave the missing
+// slot to the recovery instead of stopping the daemon.
+func TestSlotDroppedWhileStoppedHeals(t *testing.T) {
+	e := newEnv(t, "")
+	e.insertEvents(2000)
+	e.setup()
+	d := e.start()
+	e.insertEvents(10)
+	e.converge("before", convergeTimeout)
+	d.stop(t)
+	e.dropSlotUnderDaemon()
+	e.insertEvents(10)
+	d = e.startWith(e.config, "REPLICATOR_TEST_FAULT=crash-in-recovery:0")
+	if code := d.wait(t, 2*convergeTimeout); code == 0 || !strings.Contains(d.Logs(), "created replication slot") {
+		t.Fatalf("the daemon did not die in its recovery once it made a slot (exit %d):\n%s", code, tail(d.Logs(), 3000))
+	}
+	e.dropSlotUnderDaemon()
+	d = e.start()
+	for deadline := time.Now().Add(2 * convergeTimeout); !strings.Contains(d.Logs(), "complete: every table holds"); time.Sleep(100 * time.Millisecond) {
+		select {
+		case <-d.done:
+			t.Fatalf("the daemon exited %d instead of recovering:\n%s", d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery completed:\n%s", tail(d.Logs(), 3000))
+		}
+	}
+	e.insertEvents(10)
+	e.convergeOrExit(d, "after the recovery", convergeTimeout)
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("the daemon exited %d:\n%s", code, tail(d.Logs(), 3000))
+	}
+}
+
+// TestRecoveryCopyTerminated: the connections that copy a table in a
+// recovery are terminated (as by a Postgres restart: SQLSTATE 57P01) in
+// the middle of the copy. That is a transient error: the daemon starts the
+// recovery over by itself instead of stopping, and ends exact.
+func TestRecoveryCopyTerminated(t *testing.T) {
+	e := newEnv(t, "")
+	e.insertEvents(200000)
+	e.setup()
+	d := e.start()
+	e.insertEvents(10)
+	e.converge("before", convergeTimeout)
+	e.dropSlotUnderDaemon()
+	terminated := ""
+	for deadline := time.Now().Add(2 * convergeTimeout); terminated == "" || terminated == "0"; time.Sleep(10 * time.Millisecond) {
+		select {
+		case <-d.done:
+			t.Fatalf("the daemon exited %d:\n%s", d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no copy of the recovery to terminate:\n%s", tail(d.Logs(), 3000))
+		}
+		if strings.Contains(d.Logs(), "complete: every table holds") {
+			t.Skip("the recovery completed before the test saw its copy")
+		}
+		var n int
+		if err := e.pg.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE 'COPY (%' AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		terminated = fmt.Sprint(n)
+	}
+	t.Logf("terminated %s copying connections", terminated)
+	for deadline := time.Now().Add(2 * convergeTimeout); !strings.Contains(d.Logs(), "complete: every table holds"); time.Sleep(100 * time.Millisecond) {
+		select {
+		case <-d.done:
+			t.Fatalf("the daemon exited %d instead of recovering:\n%s", d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery completed:\n%s", tail(d.Logs(), 3000))
+		}
+	}
+	e.insertEvents(10)
+	e.convergeOrExit(d, "after the recovery", convergeTimeout)
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("the daemon exited %d", code)
+	}
+}
