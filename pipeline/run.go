@@ -116,6 +116,8 @@ func (r *Runner) startSession(ctx context.Context, cfg config.Config) (config.Co
 		r.log.Info("configuration reloaded", "tables", len(cfg.Tables))
 	}
 	r.current = cfg
+	// (A new session checks the history at connect anyway.)
+	r.recheck = false
 	sctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
 	return cfg, sctx, cancel
