@@ -46,7 +46,7 @@ demo: deps build
 TEST_PG_VERSIONS ?= 13
 test: deps
 	bash test/install-pg.sh 17 >/dev/null
-	REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 25m $(PKGS)
+	REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 40m $(PKGS)
 	@$(MAKE) --no-print-directory test-matrix PG_VERSIONS="$(TEST_PG_VERSIONS)"
 
 # Unit tests only; needs no server.
