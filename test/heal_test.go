@@ -516,21 +516,28 @@ func TestSlotDroppedWhileStoppedHeals(t *testing.T) {
 	}
 	e.dropSlotUnderDaemon()
 	d = e.start()
+	e.recoveredThenExact(d)
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("the daemon exited %d:\n%s", code, tail(d.Logs(), 3000))
+	}
+}
+
+// recoveredThenExact waits until d completes a recovery, failing at once
+// if it exits, then until events agree after more inserts.
+func (e *env) recoveredThenExact(d *daemon) {
+	e.t.Helper()
 	for deadline := time.Now().Add(2 * convergeTimeout); !strings.Contains(d.Logs(), "complete: every table holds"); time.Sleep(100 * time.Millisecond) {
 		select {
 		case <-d.done:
-			t.Fatalf("the daemon exited %d instead of recovering:\n%s", d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
+			e.t.Fatalf("the daemon exited %d instead of recovering:\n%s", d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no recovery completed:\n%s", tail(d.Logs(), 3000))
+			e.t.Fatalf("no recovery completed:\n%s", tail(d.Logs(), 3000))
 		}
 	}
 	e.insertEvents(10)
 	e.convergeOrExit(d, "after the recovery", convergeTimeout)
-	if code, _ := d.stop(t); code != 0 {
-		t.Errorf("the daemon exited %d:\n%s", code, tail(d.Logs(), 3000))
-	}
 }
 
 // TestRecoveryCopyTerminated: the connections that copy a table in a
@@ -566,18 +573,7 @@ func TestRecoveryCopyTerminated(t *testing.T) {
 		terminated = fmt.Sprint(n)
 	}
 	t.Logf("terminated %s copying connections", terminated)
-	for deadline := time.Now().Add(2 * convergeTimeout); !strings.Contains(d.Logs(), "complete: every table holds"); time.Sleep(100 * time.Millisecond) {
-		select {
-		case <-d.done:
-			t.Fatalf("the daemon exited %d instead of recovering:\n%s", d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no recovery completed:\n%s", tail(d.Logs(), 3000))
-		}
-	}
-	e.insertEvents(10)
-	e.convergeOrExit(d, "after the recovery", convergeTimeout)
+	e.recoveredThenExact(d)
 	if code, _ := d.stop(t); code != 0 {
 		t.Errorf("the daemon exited %d", code)
 	}
