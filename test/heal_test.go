@@ -457,6 +457,7 @@ func TestPutBackWhileStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.pg.Reset() // (the server restarted: its pooled connections are gone)
 	d = e.start()
 	for i := 0; i < 20; i++ {
 		e.exec("UPDATE events SET action = (action + 1) % 10 WHERE id % 20 = $1", i)
@@ -467,6 +468,7 @@ func TestPutBackWhileStopped(t *testing.T) {
 	if err := primary.PutBackDataDir(ctx, copied); err != nil {
 		t.Fatal(err)
 	}
+	e.pg.Reset() // (the server restarted: its pooled connections are gone)
 	// Far more WAL than the daemon stored after the copy.
 	e.exec("CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 300000) g")
 	e.insertEvents(5)

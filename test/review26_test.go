@@ -71,6 +71,7 @@ func TestPutBackSameShapeTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.pg.Reset() // (the server restarted: its pooled connections are gone)
 	// The lost history: one update, stored by the daemon.
 	lsn1, xid1 := e.sameShapeUpdate("lost-history")
 	d = e.start()
@@ -79,6 +80,7 @@ func TestPutBackSameShapeTransaction(t *testing.T) {
 	if err := primary.PutBackDataDir(ctx, copied); err != nil {
 		t.Fatal(err)
 	}
+	e.pg.Reset() // (the server restarted: its pooled connections are gone)
 	time.Sleep(1100 * time.Millisecond) // (another commit second)
 	lsn2, xid2 := e.sameShapeUpdate("new-history!")
 	if lsn1 != lsn2 || xid1 != xid2 {
@@ -164,6 +166,7 @@ func TestPutBackIdleGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.pg.Reset() // (the server restarted: its pooled connections are gone)
 	// The lost history: WAL, but no transaction of the publication.
 	d = e.start()
 	last := e.lastStored()
@@ -184,6 +187,7 @@ func TestPutBackIdleGap(t *testing.T) {
 	if err := primary.PutBackDataDir(ctx, copied); err != nil {
 		t.Fatal(err)
 	}
+	e.pg.Reset() // (the server restarted: its pooled connections are gone)
 	// The new history: an event in the gap, then WAL past the checkpoint.
 	e.pgLSN("pg_current_wal_lsn()")
 	e.exec(`INSERT INTO events (project_id, author_id, action, target_type, fingerprint) VALUES (4242, 1, 1, 'gap', '\x01')`)
@@ -272,7 +276,7 @@ func TestRecoveryKeepsWhatPostgresDoesNotHave(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	e.dropSlotUnderDaemon()
-	if !d.waitLog(t, 2*convergeTimeout, "recovery of slot", "complete") {
+	if !d.waitLog(t, 2*convergeTimeout, "complete: every table holds the rows of the server's history") {
 		t.FailNow()
 	}
 	e.exec("INSERT INTO keep VALUES (22, 22)")
@@ -356,7 +360,7 @@ table "public.items" {
 		t.Fatalf("the daemon did not die with one table in place: exit %d\n%s", code, tail(d.Logs(), 3000))
 	}
 	d = e.start()
-	if !d.waitLog(t, 2*convergeTimeout, "recovery of slot", "complete") {
+	if !d.waitLog(t, 2*convergeTimeout, "complete: every table holds the rows of the server's history") {
 		t.FailNow()
 	}
 	e.exec("UPDATE items SET v = 'y' WHERE id = 1")
