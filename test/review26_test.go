@@ -80,7 +80,7 @@ func TestPutBackSameShapeTransaction(t *testing.T) {
 	if err := primary.PutBackDataDir(ctx, copied); err != nil {
 		t.Fatal(err)
 	}
-	e.pg.Reset() // (the server restarted: its pooled connections are gone)
+	e.pg.Reset()                        // (the server restarted: its pooled connections are gone)
 	time.Sleep(1100 * time.Millisecond) // (another commit second)
 	lsn2, xid2 := e.sameShapeUpdate("new-history!")
 	if lsn1 != lsn2 || xid1 != xid2 {
