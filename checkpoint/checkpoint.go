@@ -144,16 +144,22 @@ func (s *Store) Delete(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("delete checkpoints of slot %s: %w", s.slot, err)
 	}
-	for deadline := time.Now().Add(time.Minute); ; {
+	return waitMutation(ctx, "delete checkpoints of slot "+s.slot, func() (bool, error) {
 		_, found, err := s.Load(ctx)
-		if err != nil {
+		return !found, err
+	})
+}
+
+// waitMutation waits, at most a minute, until done reports that a
+// ClickHouse mutation (what) is visible.
+func waitMutation(ctx context.Context, what string, done func() (bool, error)) error {
+	for deadline := time.Now().Add(time.Minute); ; {
+		ok, err := done()
+		if err != nil || ok {
 			return err
 		}
-		if !found {
-			return nil
-		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("delete checkpoints of slot %s: the mutation did not finish within a minute", s.slot)
+			return fmt.Errorf("%s: the mutation did not finish within a minute", what)
 		}
 		select {
 		case <-ctx.Done():
@@ -243,12 +249,17 @@ func (s *Store) LoadTruncations(ctx context.Context) (map[string]Truncation, err
 }
 
 // DeleteTruncations removes the truncations of the slot (when the slot is
-// recreated and every table copied again).
+// recreated and every table copied again). It waits until the deletion, a
+// ClickHouse mutation, is visible: a truncation of the former slot's
+// history left behind would cover the new one's changes below it.
 func (s *Store) DeleteTruncations(ctx context.Context) error {
 	if err := s.client.Exec(ctx, s.client.DB().DeleteTruncations(), s.slot); err != nil {
 		return fmt.Errorf("delete truncations of slot %s: %w", s.slot, err)
 	}
-	return nil
+	return waitMutation(ctx, "delete truncations of slot "+s.slot, func() (bool, error) {
+		left, err := s.LoadTruncations(ctx)
+		return len(left) == 0, err
+	})
 }
 
 // SaveColumns records the columns of the newest Relation message of a

@@ -128,24 +128,14 @@ func (s *Store) ReplaceChunks(ctx context.Context, mark Chunk) error {
 // waitDeleted waits until no chunk of the slot matches where (with args)
 // is left.
 func (s *Store) waitDeleted(ctx context.Context, source, where string, args ...any) error {
-	for deadline := time.Now().Add(time.Minute); ; {
+	return waitMutation(ctx, "delete copy state of "+source, func() (bool, error) {
 		rows, err := s.client.Query(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE slot = ? AND %s",
 			s.client.DB().Table(ddl.ChunkTable), where), append([]any{s.slot}, args...)...)
 		if err != nil {
-			return fmt.Errorf("delete copy state of %s: %w", source, err)
+			return false, fmt.Errorf("delete copy state of %s: %w", source, err)
 		}
-		if rows[0][0].(uint64) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("delete copy state of %s: the mutation did not finish within a minute", source)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return rows[0][0].(uint64) == 0, nil
+	})
 }
 
 // Into reports whether a table's copy state, complete or not, writes
