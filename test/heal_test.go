@@ -188,19 +188,11 @@ func TestSlotDroppedHeals(t *testing.T) {
 // place, then run again to the end, readers never seeing fewer rows; the
 // daemon then ends exact.
 func TestSlotDroppedManualRecovery(t *testing.T) {
-	e := newEnv(t, "")
+	e := newEnv(t, itemsConfig)
 	e.exec(itemsDDL)
 	e.exec("INSERT INTO items SELECT g, g % 100, 'n' || g FROM generate_series(1, 2000) g")
 	e.insertEvents(3000)
-	src, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.Replace(string(src), `publication = "pub_`, `recovery = "manual"
-  publication = "pub_`, 1) + itemsConfig
-	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	e.manualRecovery()
 	e.setup()
 	d := e.start()
 	stop := e.breakUnderWriter(d, e.dropSlotUnderDaemon)
@@ -439,14 +431,7 @@ func TestPutBackWhileStopped(t *testing.T) {
 	defer cancel()
 	e := newEnv(t, "")
 	primary := e.privatePrimary(ctx)
-	src, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(e.config, []byte(strings.Replace(string(src), `publication = "pub_`, `recovery = "manual"
-  publication = "pub_`, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	e.manualRecovery()
 	e.insertEvents(3000)
 	e.setup()
 	d := e.start()
