@@ -140,14 +140,35 @@ func (s *Store) Save(ctx context.Context, pos Position) error {
 // Delete removes every checkpoint of the slot (used when a slot is
 // recreated). It waits until the deletion, a ClickHouse mutation, is visible.
 func (s *Store) Delete(ctx context.Context) error {
-	err := s.client.Exec(ctx, s.client.DB().DeleteCheckpoints(), s.slot)
-	if err != nil {
-		return fmt.Errorf("delete checkpoints of slot %s: %w", s.slot, err)
+	return s.mutate(ctx, "delete checkpoints of slot "+s.slot, ddl.CheckpointTable, "lsn", s.client.DB().DeleteCheckpoints(),
+		[]any{s.slot}, func() (bool, error) {
+			_, found, err := s.Load(ctx)
+			return !found, err
+		})
+}
+
+// mutate runs stmt, a mutation of the replicator's own table (an ALTER
+// TABLE ... DELETE) with args, and waits until done reports it visible.
+//
+// On a cluster every INSERT waits for a quorum of replicas, and ClickHouse
+// does not mutate the part of a table's newest quorum INSERT while it is
+// the newest (it keeps that part for sequentially consistent reads): a
+// mutation covering it would wait for the table's next INSERT. So mutate
+// writes one after the mutation, a fence row of no slot (unique, a column
+// made unique so that the INSERT is not deduplicated), which becomes the
+// newest part instead. Every reader of these tables selects one slot, and
+// a slot name is never empty, so the fence is never read.
+func (s *Store) mutate(ctx context.Context, what, table, unique, stmt string, args []any, done func() (bool, error)) error {
+	if err := s.client.Exec(ctx, stmt, args...); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return waitMutation(ctx, "delete checkpoints of slot "+s.slot, func() (bool, error) {
-		_, found, err := s.Load(ctx)
-		return !found, err
-	})
+	if s.client.DB().Cluster != "" {
+		fence := []any{"", uint64(time.Now().UnixNano())}
+		if err := s.client.Insert(ctx, s.client.DB().Insert(table, []string{"slot", unique}), fence); err != nil {
+			return fmt.Errorf("%s: write the fence row after the mutation: %w", what, err)
+		}
+	}
+	return waitMutation(ctx, what, done)
 }
 
 // waitMutation waits, at most a minute, until done reports that a
@@ -253,13 +274,11 @@ func (s *Store) LoadTruncations(ctx context.Context) (map[string]Truncation, err
 // ClickHouse mutation, is visible: a truncation of the former slot's
 // history left behind would cover the new one's changes below it.
 func (s *Store) DeleteTruncations(ctx context.Context) error {
-	if err := s.client.Exec(ctx, s.client.DB().DeleteTruncations(), s.slot); err != nil {
-		return fmt.Errorf("delete truncations of slot %s: %w", s.slot, err)
-	}
-	return waitMutation(ctx, "delete truncations of slot "+s.slot, func() (bool, error) {
-		left, err := s.LoadTruncations(ctx)
-		return len(left) == 0, err
-	})
+	return s.mutate(ctx, "delete truncations of slot "+s.slot, ddl.TruncationTable, "version", s.client.DB().DeleteTruncations(),
+		[]any{s.slot}, func() (bool, error) {
+			left, err := s.LoadTruncations(ctx)
+			return len(left) == 0, err
+		})
 }
 
 // SaveColumns records the columns of the newest Relation message of a
