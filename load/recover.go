@@ -311,8 +311,9 @@ func (r *recovery) bridge(ctx context.Context, horizon pglogrepl.LSN) error {
 }
 
 // swap puts the new copy of t in place of its target, with its views made
-// again for its columns, and drops the previous copy. A query of the
-// views in that instant may fail; none sees an empty or partial table.
+// again for its columns where they changed (a query of the views in that
+// instant may fail; none sees an empty or partial table), and drops the
+// previous copy.
 func (r *recovery) swap(ctx context.Context, t *mapping.Table) error {
 	complete := func(context.Context) (bool, error) { return true, nil }
 	if _, err := r.client.SwapIn(ctx, t, complete); err != nil {

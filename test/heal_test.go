@@ -106,14 +106,16 @@ func (e *env) readersOf(ctx context.Context, wg *sync.WaitGroup, floor uint64, v
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		polls, failed := 0, 0
+		polls, failed, first := 0, 0, ""
 		for ; ctx.Err() == nil; polls++ {
 			for _, view := range views {
 				var n uint64
 				err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM db_%s.%s", e.name, view)).Scan(&n)
 				switch {
 				case err != nil:
-					failed++
+					if failed++; first == "" {
+						first = fmt.Sprintf(" (the first at %s: %v)", time.Now().UTC().Format("15:04:05.000"), err)
+					}
 				case n < floor:
 					e.t.Errorf("%s returned %d rows, fewer than the %d readers saw before (poll %d, at %s)", view, n, floor, polls,
 						time.Now().UTC().Format("15:04:05.000"))
@@ -122,7 +124,7 @@ func (e *env) readersOf(ctx context.Context, wg *sync.WaitGroup, floor uint64, v
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		e.t.Logf("readers: %d polls, %d queries failed, never fewer than %d rows", polls, failed, floor)
+		e.t.Logf("readers: %d polls, %d queries failed%s, never fewer than %d rows", polls, failed, first, floor)
 	}()
 }
 
@@ -477,7 +479,8 @@ func TestPutBackWhileStopped(t *testing.T) {
 // ZooKeeper path of their own (the second shadow must not meet the path
 // the first one took into the target's place), renames them in on the
 // cluster and makes the Distributed table again; readers never see fewer
-// rows, and it ends exact with equal replicas. The recovery deletes the
+// rows, and it ends exact with equal replicas; the second time it is
+// killed in the middle of its recovery once. The recovery deletes the
 // former history's copy state and truncations: mutations of the
 // replicator's own replicated tables, which must finish on a cluster.
 func TestRecoveryOnCluster(t *testing.T) {
@@ -487,7 +490,15 @@ func TestRecoveryOnCluster(t *testing.T) {
 	e.setup()
 	d := e.start()
 	for epoch := 2; epoch <= 3; epoch++ {
+		restart := func() *daemon { return d }
+		if epoch == 3 {
+			// The daemon dies once its recovery made the new slot, and
+			// starts the recovery over when started again.
+			d.stop(t)
+			d, restart = e.startHealing(true)
+		}
 		stop := e.breakUnderWriter(d, e.dropSlotUnderDaemon)
+		d = restart()
 		e.healed(d, stop)
 		if h := e.checkpointHistories(); len(h) != epoch || !strings.HasPrefix(h[epoch-1], fmt.Sprintf("%d/", epoch)) {
 			t.Errorf("the new slot's positions are not in epoch %d: %v", epoch, h)
