@@ -457,15 +457,26 @@ func CommittedOf(target string) string { return target + "_committed" }
 // it. It costs a GROUP BY where the live view of an unpartitioned table
 // reads FINAL.
 func (d Database) CreateCommittedViewOf(target, slot string, orderBy, columns []string) string {
-	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, orderBy, columns, d.committedBound(slot))
+	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, orderBy, columns, d.committedBound(slot, target))
 }
 
-// committedBound is the condition on a row of a committed view: its
-// transaction committed at or below the newest commit checkpoint of slot,
-// or below its newest position checkpoint, in the newest history epoch.
-func (d Database) committedBound(slot string) string {
-	return fmt.Sprintf("%s < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM %s WHERE slot = %s)",
-		Quote(mapping.VersionColumn), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}))
+// committedBound is the condition on a row of a committed view of target:
+// its transaction committed at or below the newest commit checkpoint of
+// slot, or below its newest position checkpoint, in the newest history
+// epoch; or it is a row of a complete copy of target read whole in one
+// snapshot (version C − 1, which no transaction has: commit records are
+// 8-byte aligned) into a new table that took target's place (a resync's,
+// or a table copied again). Such a copy holds the table's rows at C in
+// one snapshot, and the checkpoint stays below C until the stream passes
+// it again (it is held for the copy): without them the view would lack
+// the copy's rows meanwhile. Until the new table is in place no row of
+// target has that version.
+func (d Database) committedBound(slot, target string) string {
+	lit := func(s string) string { return Literal(s, mapping.Type{Kind: mapping.KindString}) }
+	return fmt.Sprintf("%[1]s < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM %[2]s WHERE slot = %[3]s)\n"+
+		"       OR %[1]s + 1 IN (SELECT max(lsn) FROM %[4]s FINAL WHERE slot = %[3]s AND target = %[5]s GROUP BY source\n"+
+		"                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)",
+		Quote(mapping.VersionColumn), d.Table(CheckpointTable), lit(slot), d.Table(ChunkTable), lit(ShadowName(target)))
 }
 
 // CreateViews returns the DDL of the live and the committed views of t's
@@ -486,7 +497,7 @@ func (d Database) historyViews(t *mapping.Table, slot string, columns []string) 
 		keys[i] = t.Columns[k].Name
 	}
 	return []string{d.latestView(d.Table(ViewOf(t.Target))+d.on(), t.Target, keys, columns, ""),
-		d.latestView(d.Table(CommittedOf(t.Target))+d.on(), t.Target, keys, columns, d.committedBound(slot))}
+		d.latestView(d.Table(CommittedOf(t.Target))+d.on(), t.Target, keys, columns, d.committedBound(slot, t.Target))}
 }
 
 // CreateViewsOf is CreateViews for a target whose keys are partitionBy and

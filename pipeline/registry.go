@@ -183,6 +183,9 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		if tc.Mode == mapping.ModeHistory {
 			continue
 		}
+		if err := client.DropOutdatedView(ctx, ddl.CommittedOf(tc.Target), ddl.ChunkTable); err != nil {
+			return nil, fmt.Errorf("make the committed view of %s again: %w", tc.Target, err)
+		}
 		for _, stmt := range client.DB().CreateViewsOf(tc.Target, tc.PartitionBy, r.slot, tc.OrderBy, mappedNames(targets[i])) {
 			if err := client.Exec(ctx, stmt); err != nil {
 				return nil, fmt.Errorf("create the views of %s: %w", tc.Target, err)
