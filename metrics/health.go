@@ -63,22 +63,48 @@ func (m *Metrics) SetConnected(server string, up bool) {
 	m.Connected.WithLabelValues(server).Set(v)
 }
 
-// Durable records a checkpoint that ClickHouse holds: saved (or read at
-// the start of a session) at written, and covering every transaction that
-// committed before asOf (zero: it proves no time, as a position reached by
-// a keepalive alone). asOf only moves forward.
+// Durable records a checkpoint saved in ClickHouse at written that covers
+// every transaction that committed before asOf: the commit time of its
+// newest transaction, or for a position reached while idle the emission
+// time of the newest heartbeat it covers. A zero asOf (an idle position
+// that no heartbeat proves, as without heartbeats) makes the lag unknown
+// until the stream is up again: the daemon cannot tell whether anything
+// committed since. asOf never moves back.
 func (m *Metrics) Durable(written, asOf time.Time) {
 	if m == nil {
 		return
 	}
-	if !written.IsZero() {
-		m.LastCheckpoint.Set(float64(written.UnixNano()) / 1e9)
-	}
 	m.mu.Lock()
-	if asOf.After(m.asOf) {
+	if !written.IsZero() {
+		m.lastWritten = float64(written.UnixNano()) / 1e9
+		m.LastCheckpoint.Set(m.lastWritten)
+	}
+	switch {
+	case asOf.IsZero():
+		m.asOf = time.Time{}
+	case asOf.After(m.asOf):
 		m.asOf = asOf
 	}
 	m.mu.Unlock()
+}
+
+// Loaded records the checkpoint a session starts from, saved at written
+// (zero: not known) and covering every transaction that committed before
+// asOf (zero: it proves no time). Unlike Durable it only adds what it
+// knows: the lag this process measured before stays.
+func (m *Metrics) Loaded(written, asOf time.Time) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !written.IsZero() && float64(written.Unix()) > m.lastWritten {
+		m.lastWritten = float64(written.Unix())
+		m.LastCheckpoint.Set(float64(written.Unix()))
+	}
+	if asOf.After(m.asOf) {
+		m.asOf = asOf
+	}
 }
 
 // lagAt returns the lag at now and whether it is known.

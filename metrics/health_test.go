@@ -94,6 +94,18 @@ func TestLagRisesWhileDisconnected(t *testing.T) {
 	written := time.Now().Add(-2 * time.Second)
 	m.Durable(written, time.Now().Add(-3*time.Second))
 	m.Durable(time.Time{}, time.Now().Add(-time.Hour)) // an older proof does not move it back
+	if lag, known := m.lagAt(time.Now().Add(time.Minute)); !known || lag > 2*time.Minute {
+		t.Errorf("an older proof moved the lag back: %s %v", lag, known)
+	}
+	// An idle position that nothing proves makes it unknown; the next
+	// commit checkpoint makes it known again.
+	m.SetStreaming(false)
+	m.Durable(time.Now(), time.Time{})
+	if _, known := m.lagAt(time.Now()); known {
+		t.Error("an idle position without a heartbeat left the lag known")
+	}
+	m.SetStreaming(true)
+	m.Durable(written, time.Now().Add(-3*time.Second))
 	out, code, _ = scrape(t, m)
 	if !hasLine(out, "replicator_lag_seconds 0") || !hasLine(out, "replicator_lag_known 1") || code != http.StatusOK {
 		t.Errorf("streaming, caught up: /readyz %d\n%s", code, grep(out, "replicator_lag"))

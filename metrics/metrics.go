@@ -62,8 +62,9 @@ type Metrics struct {
 	lag       time.Duration
 	// asOf is a time before which every committed transaction is stored
 	// in ClickHouse (zero: not known), see Durable.
-	asOf time.Time
-	halt *Halt
+	asOf        time.Time
+	lastWritten float64
+	halt        *Halt
 }
 
 // New returns metrics registered on a new registry.

@@ -4,13 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/replicator/replicator/postgres"
+	"github.com/replicator/replicator/replication"
 )
 
 // heartbeatPrefix is the prefix of the logical messages the daemon emits.
 const heartbeatPrefix = "replicator_heartbeat"
+
+// heartbeatTime returns when the heartbeat m was emitted (postgres.Conn.
+// EmitHeartbeat writes the server's time in microseconds since 1970); zero
+// for another message, or a heartbeat of an earlier version, which wrote
+// the time as text.
+func heartbeatTime(m *replication.LogicalMessage) time.Time {
+	if m.Prefix != heartbeatPrefix {
+		return time.Time{}
+	}
+	us, err := strconv.ParseInt(string(m.Content), 10, 64)
+	if err != nil || us <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us)
+}
 
 // watch emits heartbeats and checks the slot's WAL retention once a minute,
 // over its own SQL connection. Heartbeats (pg_logical_emit_message) keep the
