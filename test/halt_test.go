@@ -1,0 +1,160 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// get fetches a path of the daemon's monitor endpoint.
+func (e *env) get(path string) (int, string) {
+	e.t.Helper()
+	resp, err := http.Get("http://" + e.monitor + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitHalted waits until the daemon d halts on bad data and returns what
+// /readyz says; it fails the test when d exits instead.
+func (e *env) waitHalted(d *daemon, timeout time.Duration) string {
+	e.t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(100 * time.Millisecond) {
+		select {
+		case <-d.done:
+			e.t.Fatalf("the daemon exited (code %d) instead of halting\n%s", d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 3000))
+		default:
+		}
+		if code, body := e.get("/readyz"); code == http.StatusServiceUnavailable && strings.Contains(body, "halted (bad_data)") {
+			return body
+		}
+		if time.Now().After(deadline) {
+			code, body := e.get("/readyz")
+			e.t.Fatalf("the daemon did not halt within %s: /readyz %d %q\n%s", timeout, code, body, tail(d.Logs(), 3000))
+		}
+	}
+}
+
+// slotState returns the slot's confirmed_flush_lsn and whether a
+// walsender streams from it.
+func (e *env) slotState() (confirmed uint64, active bool) {
+	e.t.Helper()
+	if err := e.pg.QueryRow(context.Background(), "SELECT confirmed_flush_lsn - '0/0', active FROM pg_replication_slots WHERE slot_name = $1",
+		"slot_"+e.name).Scan(&confirmed, &active); err != nil {
+		e.t.Fatal(err)
+	}
+	return confirmed, active
+}
+
+// TestBadDataHalts inserts a value the daemon cannot map (a negative
+// project_id into UInt64). The daemon halts instead of exiting, so that
+// the alert can fire and systemd or Kubernetes do not restart it in a
+// loop: it keeps serving /metrics and /healthz, /readyz fails with the
+// reason, replicator_halted{reason="bad_data"} is 1, `status` says it and
+// exits 1, and nothing after the bad transaction is stored or
+// acknowledged while it waits. A SIGHUP with a fixed configuration
+// (invalid = "clamp") goes on from the checkpoint; SIGTERM exits 0.
+func TestBadDataHalts(t *testing.T) {
+	e := newEnv(t, "")
+	e.setup()
+	d := e.start()
+	e.insertEvents(10)
+	e.converge("before the bad row", convergeTimeout)
+	e.exec(`INSERT INTO events (id, project_id, author_id, action) VALUES (777, -5, 1, 1)`)
+	var badEnd uint64
+	if err := e.pg.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn() - '0/0'`).Scan(&badEnd); err != nil {
+		t.Fatal(err)
+	}
+	e.insertEvents(5) // after the bad transaction: must wait for it
+
+	why := e.waitHalted(d, 30*time.Second)
+	logs := d.Logs()
+	for _, want := range []string{"public.events", "project_id", "id=777", "-5", "negative"} {
+		if !strings.Contains(why, want) {
+			t.Errorf("/readyz does not name %q: %s", want, why)
+		}
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log does not name %q:\n%s", want, tail(logs, 2000))
+		}
+	}
+	cp := e.checkpointLSN()
+	confirmed, _ := e.slotState()
+	if cp >= badEnd || confirmed > cp {
+		t.Errorf("checkpoint %d or acknowledgement %d past the bad transaction (WAL %d after its commit)", cp, confirmed, badEnd)
+	}
+	m1 := e.scrape()
+	time.Sleep(3 * time.Second) // heartbeats (1s) and keepalives meanwhile
+	select {
+	case <-d.done:
+		t.Fatalf("the halted daemon exited with %d\n%s", d.cmd.ProcessState.ExitCode(), tail(d.Logs(), 2000))
+	default:
+	}
+	if code, _ := e.get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz of the halted daemon: %d", code)
+	}
+	m2 := e.scrape()
+	if v := metric(m2, `replicator_halted{reason="bad_data"}`); v != 1 {
+		t.Errorf("replicator_halted{reason=\"bad_data\"} = %v, want 1", v)
+	}
+	if metric(m2, "replicator_errors_total{kind=\"mapping\"}") < 1 {
+		t.Errorf("no mapping error counted:\n%s", grepLines(m2, "replicator_errors_total"))
+	}
+	if l1, l2 := metric(m1, "replicator_lag_seconds"), metric(m2, "replicator_lag_seconds"); metric(m2, "replicator_lag_known") != 1 || l2 < l1+2 {
+		t.Errorf("the lag does not rise while halted: %v then %v (known %v)", l1, l2, metric(m2, "replicator_lag_known"))
+	}
+	if after := e.checkpointLSN(); after != cp {
+		t.Errorf("the checkpoint moved while halted: %d -> %d", cp, after)
+	}
+	if now, active := e.slotState(); now != confirmed || active {
+		t.Errorf("while halted: confirmed_flush %d -> %d, slot active %v; want nothing acknowledged, nothing streamed", confirmed, now, active)
+	}
+	var stored uint64
+	if err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM db_%s.events_live", e.name)).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != 10 {
+		t.Errorf("%d events stored while halted, want the 10 before the bad one", stored)
+	}
+	st, code, errs := e.statusCode()
+	halted, _ := st["halted"].(map[string]any)
+	if code != 1 || halted["reason"] != "bad_data" || !strings.Contains(fmt.Sprint(halted["error"]), "id=777") {
+		t.Errorf("status of a halted daemon: exit %d, halted %v\n%s", code, st["halted"], errs)
+	}
+	if out, _, _ := e.cli("status", "--config", e.config); !strings.Contains(out, "the daemon halted (bad_data)") {
+		t.Errorf("status text does not say the daemon halted:\n%s", out)
+	}
+
+	// The fix: store the nearest value. SIGHUP tries again.
+	e.setConfig(`column "project_id"  { type = "UInt64" }`, `column "project_id"  {
+    type    = "UInt64"
+    invalid = "clamp"
+  }`)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	for deadline := time.Now().Add(convergeTimeout); ; time.Sleep(200 * time.Millisecond) {
+		var n, p uint64
+		e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT count(), sumIf(project_id, id = 777) FROM db_%s.events_live", e.name)).Scan(&n, &p)
+		if code, _ := e.get("/readyz"); code == http.StatusOK && n == 16 && p == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP with invalid = \"clamp\": %d events stored, want 16\n%s", n, tail(d.Logs(), 3000))
+		}
+	}
+	if v := metric(e.scrape(), `replicator_halted{reason="bad_data"}`); v != 0 {
+		t.Errorf("replicator_halted after the fix = %v, want 0", v)
+	}
+	if st, code, errs := e.statusCode(); code != 0 || st["halted"] != nil {
+		t.Errorf("status after the fix: exit %d, halted %v\n%s", code, st["halted"], errs)
+	}
+	if code, took := d.stop(t); code != 0 {
+		t.Errorf("SIGTERM: exit %d after %s", code, took)
+	}
+}
