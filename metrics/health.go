@@ -183,11 +183,25 @@ func (m *Metrics) Reloaded(ok bool) {
 	m.ReloadTime.Set(float64(time.Now().Unix()))
 }
 
-// Ready reports whether the stream is up and the lag is at most maxLag;
-// a halted daemon is not ready, and says why.
-func (m *Metrics) Ready(maxLag time.Duration) error {
+// gauge returns 1 when f, called under the lock, is true.
+func (m *Metrics) gauge(f func() bool) float64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if f() {
+		return 1
+	}
+	return 0
+}
+
+// Readiness reports whether the stream is up and the lag is at most maxLag;
+// a halted daemon is not ready, and says why.
+func (m *Metrics) Readiness(maxLag time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ready(maxLag)
+}
+
+func (m *Metrics) ready(maxLag time.Duration) error {
 	switch {
 	case m.halt != nil:
 		return fmt.Errorf("halted (%s) since %s: %s", m.halt.Reason, m.halt.Since.UTC().Format(time.RFC3339), m.halt.Err)
@@ -202,11 +216,14 @@ func (m *Metrics) Ready(maxLag time.Duration) error {
 // Handler serves /metrics, /healthz (process alive, also while halted) and
 // /readyz (streaming, lag at most maxLag, not halted).
 func (m *Metrics) Handler(maxLag time.Duration) http.Handler {
+	m.mu.Lock()
+	m.readyMaxLag = maxLag
+	m.mu.Unlock()
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := m.Ready(maxLag); err != nil {
+		if err := m.Readiness(maxLag); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

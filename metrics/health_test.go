@@ -107,7 +107,8 @@ func TestLagRisesWhileDisconnected(t *testing.T) {
 	m.SetStreaming(true)
 	m.Durable(written, time.Now().Add(-3*time.Second))
 	out, code, _ = scrape(t, m)
-	if !hasLine(out, "replicator_lag_seconds 0") || !hasLine(out, "replicator_lag_known 1") || code != http.StatusOK {
+	if !hasLine(out, "replicator_lag_seconds 0") || !hasLine(out, "replicator_lag_known 1") || code != http.StatusOK ||
+		!hasLine(out, "replicator_ready 1") || !hasLine(out, "replicator_streaming 1") {
 		t.Errorf("streaming, caught up: /readyz %d\n%s", code, grep(out, "replicator_lag"))
 	}
 
@@ -139,8 +140,8 @@ func TestLagRisesWhileDisconnected(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(why, "halted (bad_data)") || !strings.Contains(why, "column project_id") {
 		t.Errorf("/readyz halted: %d %q", code, why)
 	}
-	if !hasLine(out, `replicator_halted{reason="bad_data"} 1`) {
-		t.Errorf("halted:\n%s", grep(out, "replicator_halted"))
+	if !hasLine(out, `replicator_halted{reason="bad_data"} 1`) || !hasLine(out, "replicator_ready 0") || !hasLine(out, "replicator_streaming 0") {
+		t.Errorf("halted:\n%s", grep(out, "replicator_"))
 	}
 	m.SetHalt(nil)
 	if out, _, _ = scrape(t, m); !hasLine(out, `replicator_halted{reason="bad_data"} 0`) {

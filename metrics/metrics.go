@@ -29,6 +29,8 @@ type Metrics struct {
 	// LagSeconds and LagKnown are computed at each scrape (see lagAt).
 	LagSeconds     prometheus.GaugeFunc
 	LagKnown       prometheus.GaugeFunc
+	Streaming      prometheus.GaugeFunc
+	Ready          prometheus.GaugeFunc
 	Connected      *prometheus.GaugeVec
 	LastCheckpoint prometheus.Gauge
 	Halted         *prometheus.GaugeVec
@@ -65,6 +67,7 @@ type Metrics struct {
 	asOf        time.Time
 	lastWritten float64
 	halt        *Halt
+	readyMaxLag time.Duration
 }
 
 // New returns metrics registered on a new registry.
@@ -103,6 +106,11 @@ func New() *Metrics {
 			}
 			return 0
 		})
+	m.Streaming = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "replicator_streaming",
+		Help: "1 while the replication stream is up, else 0."}, func() float64 { return m.gauge(func() bool { return m.streaming }) })
+	m.Ready = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "replicator_ready",
+		Help: "1 while /readyz answers 200 (streaming, lag at most monitor.ready_max_lag, not halted), else 0."},
+		func() float64 { return m.gauge(func() bool { return m.ready(m.readyMaxLag) == nil }) })
 	m.Connected = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "replicator_connected",
 		Help: "1 when the daemon's last attempt to reach the server succeeded and no connection to it was lost since, else 0; by server (postgres, clickhouse)."},
 		[]string{"server"})
@@ -167,7 +175,7 @@ func New() *Metrics {
 		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Retries, m.Retrying, m.Errors, m.Heartbeats, m.Held, m.Invalid,
 		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites, m.HistoryBreaks, m.Recovering, m.Recoveries,
 		m.VerifyDifferences, m.VerifyRows, m.VerifyLastPass, m.VerifyErrors,
-		m.LagKnown, m.Connected, m.LastCheckpoint, m.Halted, m.BuildInfo, m.ReloadSuccess, m.ReloadTime,
+		m.LagKnown, m.Streaming, m.Ready, m.Connected, m.LastCheckpoint, m.Halted, m.BuildInfo, m.ReloadSuccess, m.ReloadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
