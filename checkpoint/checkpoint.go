@@ -238,10 +238,19 @@ func (s *Store) SaveProgress(ctx context.Context, oldestUnstored time.Time) erro
 }
 
 // LoadProgress returns the newest progress report; found is false when none.
+// A table an earlier version made (a daemon not yet upgraded) has no halts.
 func (s *Store) LoadProgress(ctx context.Context) (p Progress, found bool, err error) {
+	have, err := s.client.Schema(ctx, ddl.ProgressTable)
+	if err != nil {
+		return Progress{}, false, fmt.Errorf("load progress of slot %s: %w", s.slot, err)
+	}
+	halt := "halt_reason, halt_error"
+	if !slices.Contains(have.Names, "halt_reason") {
+		halt = "'', ''"
+	}
 	rows, err := s.client.Query(ctx, fmt.Sprintf(
-		"SELECT updated_us, oldest_unstored_us, halt_reason, halt_error FROM %s WHERE slot = ? ORDER BY updated_us DESC LIMIT 1",
-		s.client.DB().Table(ddl.ProgressTable)), s.slot)
+		"SELECT updated_us, oldest_unstored_us, %s FROM %s WHERE slot = ? ORDER BY updated_us DESC LIMIT 1",
+		halt, s.client.DB().Table(ddl.ProgressTable)), s.slot)
 	if err != nil {
 		return Progress{}, false, fmt.Errorf("load progress of slot %s: %w", s.slot, err)
 	}
@@ -403,32 +412,34 @@ func EnsureTables(ctx context.Context, client *sink.Client) error {
 			return fmt.Errorf("add column epoch to %s: %w", ddl.CheckpointTable, err)
 		}
 	}
-	for _, col := range ddl.CheckpointColumnsAdded {
-		if !slices.Contains(cps.Names, col[0]) {
-			if err := client.Exec(ctx, db.AddCheckpointColumn(col[0], col[1])); err != nil {
-				return fmt.Errorf("add column %s to %s: %w", col[0], ddl.CheckpointTable, err)
-			}
+	for _, t := range []struct {
+		name  string
+		added [][2]string
+		add   func(name, definition string) string
+	}{
+		{ddl.CheckpointTable, ddl.CheckpointColumnsAdded, db.AddCheckpointColumn},
+		{ddl.ProgressTable, ddl.ProgressColumnsAdded, db.AddProgressColumn},
+		{ddl.ChunkTable, ddl.ChunkColumnsAdded, db.AddChunkColumn},
+	} {
+		if err := addColumns(ctx, client, t.name, t.added, t.add); err != nil {
+			return err
 		}
 	}
-	progress, err := client.Schema(ctx, ddl.ProgressTable)
+	return nil
+}
+
+// addColumns adds to table the columns of added (name, definition) that
+// an earlier version made it without, with the statements add returns.
+func addColumns(ctx context.Context, client *sink.Client, table string, added [][2]string,
+	add func(name, definition string) string) error {
+	have, err := client.Schema(ctx, table)
 	if err != nil {
 		return err
 	}
-	for _, col := range ddl.ProgressColumnsAdded {
-		if !slices.Contains(progress.Names, col[0]) {
-			if err := client.Exec(ctx, db.AddProgressColumn(col[0], col[1])); err != nil {
-				return fmt.Errorf("add column %s to %s: %w", col[0], ddl.ProgressTable, err)
-			}
-		}
-	}
-	chunks, err := client.Schema(ctx, ddl.ChunkTable)
-	if err != nil {
-		return err
-	}
-	for _, col := range ddl.ChunkColumnsAdded {
-		if !slices.Contains(chunks.Names, col[0]) {
-			if err := client.Exec(ctx, db.AddChunkColumn(col[0], col[1])); err != nil {
-				return fmt.Errorf("add column %s to %s: %w", col[0], ddl.ChunkTable, err)
+	for _, col := range added {
+		if !slices.Contains(have.Names, col[0]) {
+			if err := client.Exec(ctx, add(col[0], col[1])); err != nil {
+				return fmt.Errorf("add column %s to %s: %w", col[0], table, err)
 			}
 		}
 	}

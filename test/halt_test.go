@@ -65,6 +65,18 @@ func (e *env) slotState() (confirmed uint64, active bool) {
 func TestBadDataHalts(t *testing.T) {
 	e := newEnv(t, "")
 	e.setup()
+	// The progress table as an earlier version made it, without the halt
+	// columns: status reads it, and the daemon adds them.
+	if err := e.ch.Exec(context.Background(), fmt.Sprintf("DROP TABLE db_%s.replicator_progress", e.name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ch.Exec(context.Background(), fmt.Sprintf("CREATE TABLE db_%s.replicator_progress (slot String, updated_us UInt64, "+
+		"oldest_unstored_us UInt64) ENGINE = ReplacingMergeTree(updated_us) ORDER BY slot", e.name)); err != nil {
+		t.Fatal(err)
+	}
+	if _, code, errs := e.statusCode(); code != 0 {
+		t.Fatalf("status on a progress table of an earlier version: exit %d\n%s", code, errs)
+	}
 	d := e.start()
 	e.insertEvents(10)
 	e.converge("before the bad row", convergeTimeout)
