@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -169,4 +171,146 @@ func TestBadDataHalts(t *testing.T) {
 	if code, took := d.stop(t); code != 0 {
 		t.Errorf("SIGTERM: exit %d after %s", code, took)
 	}
+}
+
+// proxy forwards TCP connections to a server until it is cut: then the
+// server is unreachable (connections reset, new ones refused) until it is
+// resumed on the same address.
+type proxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	p := &proxy{t: t, target: target}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *proxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+}
+
+// cut closes the listener and every connection.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// resume listens on the proxy's address again.
+func (p *proxy) resume() {
+	p.t.Helper()
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.serve(ln)
+}
+
+// TestLagRisesWhileDisconnected cuts the daemon off ClickHouse while the
+// database is idle: replicator_connected{server="clickhouse"} drops to 0,
+// /readyz fails, and replicator_lag_seconds, which read about 0 while
+// streaming, rises from the newest heartbeat the last checkpoint covers
+// (heartbeats every second here) instead of freezing. Back online, the
+// daemon catches up and the lag falls again.
+func TestLagRisesWhileDisconnected(t *testing.T) {
+	e := newEnv(t, "")
+	ch := startProxy(t, chServer.Addr())
+	e.setConfig(fmt.Sprintf("addr     = [%q]", chServer.Addr()), fmt.Sprintf("addr     = [%q]", ch.addr))
+	e.setup()
+	d := e.start()
+	e.insertEvents(10)
+	e.converge("before the outage", convergeTimeout)
+	waitMetric := func(what string, ok func(m string) bool) string {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			m := e.scrape()
+			if ok(m) {
+				return m
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 30s\n%s\n%s", what, grepLines(m, "replicator_"), tail(d.Logs(), 2000))
+			}
+		}
+	}
+	m := waitMetric("streaming, caught up", func(m string) bool {
+		return metric(m, "replicator_ready") == 1 && metric(m, `replicator_connected{server="clickhouse"}`) == 1 &&
+			metric(m, `replicator_connected{server="postgres"}`) == 1 && metric(m, "replicator_last_checkpoint_timestamp_seconds") > 0
+	})
+	if lag := metric(m, "replicator_lag_seconds"); lag != 0 {
+		t.Errorf("lag while streaming and caught up: %v, want 0", lag)
+	}
+	time.Sleep(2 * time.Second) // a heartbeat or two stored
+
+	ch.cut()
+	cutAt := time.Now()
+	m = waitMetric("ClickHouse unreachable", func(m string) bool {
+		return metric(m, `replicator_connected{server="clickhouse"}`) == 0 && metric(m, "replicator_streaming") == 0
+	})
+	if code, why := e.get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(why, "not streaming") {
+		t.Errorf("/readyz while disconnected: %d %q", code, why)
+	}
+	if metric(m, `replicator_connected{server="postgres"}`) != 1 {
+		t.Errorf("postgres counted as disconnected while only ClickHouse is:\n%s", grepLines(m, "replicator_connected"))
+	}
+	time.Sleep(3 * time.Second)
+	m2 := e.scrape()
+	l1, l2 := metric(m, "replicator_lag_seconds"), metric(m2, "replicator_lag_seconds")
+	if metric(m2, "replicator_lag_known") != 1 || l2 < l1+2.5 || l2 < time.Since(cutAt).Seconds() || l2 > time.Since(cutAt).Seconds()+5 {
+		t.Errorf("lag while disconnected: %v then %v (known %v), want it rising from the last heartbeat stored before the cut %s ago",
+			l1, l2, metric(m2, "replicator_lag_known"), time.Since(cutAt).Round(time.Millisecond))
+	}
+	if metric(m2, "replicator_reconnects_total") < 1 {
+		t.Errorf("no reconnect attempt counted")
+	}
+
+	ch.resume()
+	e.insertEvents(5)
+	e.converge("after the outage", convergeTimeout)
+	m = waitMetric("streaming again", func(m string) bool {
+		return metric(m, `replicator_connected{server="clickhouse"}`) == 1 && metric(m, "replicator_ready") == 1
+	})
+	if lag := metric(m, "replicator_lag_seconds"); lag > 1 {
+		t.Errorf("lag after catching up: %v", lag)
+	}
+	d.stop(t)
 }
