@@ -209,7 +209,10 @@ func TestEveryType(t *testing.T) {
 			t.Errorf("the error lacks %q:\n%s", want, tail(logs, 2000))
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	// SIGTERM stops a halted daemon.
+	if code, took := d.stop(t); code != 0 || took > 10*time.Second {
+		t.Errorf("SIGTERM to the halted daemon: exit %d after %s, want 0 within 10s", code, took)
+	}
 }
 
 // TestTimeKeysOnAServerNotInUTC replicates a table whose primary key holds
