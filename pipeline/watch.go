@@ -37,7 +37,8 @@ func heartbeatTime(m *replication.LogicalMessage) time.Time {
 // idle checkpoint follows as well; a slot lost or dropped ends the
 // session, whose checks at connect then recover or stop the daemon.
 // Connection problems are logged and retried at the next tick: they never
-// stop replication.
+// stop replication. Its connects also tell replicator_connected whether
+// Postgres is reachable when no session gets that far.
 func (r *Runner) watch(ctx context.Context) error {
 	cfg := r.cfg
 	log := r.log.Named("watch")
@@ -63,10 +64,14 @@ func (r *Runner) watch(ctx context.Context) error {
 			if err != nil {
 				if ctx.Err() == nil {
 					log.Warn("watch cannot connect to postgres; retrying", "error", err)
+					// (Also while ClickHouse is down, when no session
+					// reaches Postgres.)
+					r.metrics.SetConnected("postgres", false)
 				}
 				continue
 			}
 			conn = c
+			r.metrics.SetConnected("postgres", true)
 		}
 		now := time.Now()
 		if beat > 0 && now.Sub(lastBeat) >= beat {
