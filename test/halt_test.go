@@ -251,11 +251,14 @@ func (p *proxy) resume() {
 // /readyz fails, and replicator_lag_seconds, which read about 0 while
 // streaming, rises from the newest heartbeat the last checkpoint covers
 // (heartbeats every second here) instead of freezing. Back online, the
-// daemon catches up and the lag falls again.
+// daemon catches up and the lag falls again. Then both servers are cut:
+// both read disconnected.
 func TestLagRisesWhileDisconnected(t *testing.T) {
 	e := newEnv(t, "")
 	ch := startProxy(t, chServer.Addr())
 	e.setConfig(fmt.Sprintf("addr     = [%q]", chServer.Addr()), fmt.Sprintf("addr     = [%q]", ch.addr))
+	pg := startProxy(t, fmt.Sprintf("%s:%d", pgServer.Host, pgServer.Port))
+	e.setConfig(fmt.Sprintf("@%s:%d/", pgServer.Host, pgServer.Port), "@"+pg.addr+"/")
 	e.setup()
 	d := e.start()
 	e.insertEvents(10)
@@ -312,5 +315,25 @@ func TestLagRisesWhileDisconnected(t *testing.T) {
 	if lag := metric(m, "replicator_lag_seconds"); lag > 1 {
 		t.Errorf("lag after catching up: %v", lag)
 	}
+
+	// Both servers unreachable.
+	time.Sleep(2 * time.Second)
+	pg.cut()
+	ch.cut()
+	m = waitMetric("both servers unreachable", func(m string) bool {
+		return metric(m, `replicator_connected{server="clickhouse"}`) == 0 && metric(m, `replicator_connected{server="postgres"}`) == 0
+	})
+	time.Sleep(2 * time.Second)
+	if m2 := e.scrape(); metric(m2, "replicator_lag_known") != 1 || metric(m2, "replicator_lag_seconds") < metric(m, "replicator_lag_seconds")+1.5 {
+		t.Errorf("lag with both servers unreachable: %v then %v", metric(m, "replicator_lag_seconds"), metric(m2, "replicator_lag_seconds"))
+	}
+	pg.resume()
+	ch.resume()
+	e.insertEvents(5)
+	e.converge("after both servers came back", convergeTimeout)
+	waitMetric("both servers back", func(m string) bool {
+		return metric(m, `replicator_connected{server="clickhouse"}`) == 1 && metric(m, `replicator_connected{server="postgres"}`) == 1 &&
+			metric(m, "replicator_ready") == 1
+	})
 	d.stop(t)
 }
