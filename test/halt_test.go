@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -146,6 +147,25 @@ func TestBadDataHalts(t *testing.T) {
 		t.Errorf("status text does not say the daemon halted:\n%s", out)
 	}
 
+	// A configuration file with an error: kept, the reload metric says so,
+	// still halted.
+	good := string(must(os.ReadFile(e.config)))
+	if err := os.WriteFile(e.config, []byte(good+"\nbatch {"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	for deadline := time.Now().Add(10 * time.Second); metric(e.scrape(), "replicator_config_last_reload_successful") != 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("replicator_config_last_reload_successful stayed 1 after a SIGHUP with a broken file\n%s", tail(d.Logs(), 2000))
+		}
+	}
+	if code, why := e.get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(why, "halted (bad_data)") {
+		t.Errorf("after a failed reload: /readyz %d %q, want still halted", code, why)
+	}
+	if err := os.WriteFile(e.config, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	// The fix: store the nearest value. SIGHUP tries again.
 	e.setConfig(`column "project_id"  { type = "UInt64" }`, `column "project_id"  {
     type    = "UInt64"
@@ -162,8 +182,12 @@ func TestBadDataHalts(t *testing.T) {
 			t.Fatalf("after SIGHUP with invalid = \"clamp\": %d events stored, want 16\n%s", n, tail(d.Logs(), 3000))
 		}
 	}
-	if v := metric(e.scrape(), `replicator_halted{reason="bad_data"}`); v != 0 {
+	m := e.scrape()
+	if v := metric(m, `replicator_halted{reason="bad_data"}`); v != 0 {
 		t.Errorf("replicator_halted after the fix = %v, want 0", v)
+	}
+	if v := metric(m, "replicator_config_last_reload_successful"); v != 1 {
+		t.Errorf("replicator_config_last_reload_successful after a good reload = %v, want 1", v)
 	}
 	if st, code, errs := e.statusCode(); code != 0 || st["halted"] != nil {
 		t.Errorf("status after the fix: exit %d, halted %v\n%s", code, st["halted"], errs)
