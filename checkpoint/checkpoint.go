@@ -32,6 +32,8 @@ type Position struct {
 	Last Transaction
 	// History is the Postgres history the position belongs to.
 	History History
+	// Written is when the checkpoint was saved (set by Load only).
+	Written time.Time
 }
 
 // Transaction names a committed transaction of the stream.
@@ -96,7 +98,7 @@ func (s *Store) Slot() string { return s.slot }
 // Load returns the newest checkpoint; found is false when there is none.
 func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) {
 	rows, err := s.client.Query(ctx, fmt.Sprintf(
-		"SELECT lsn, commit, commit_time, last_lsn, last_xid, system_id, timeline, epoch, last_time FROM %s "+
+		"SELECT lsn, commit, commit_time, last_lsn, last_xid, system_id, timeline, epoch, last_time, written_at FROM %s "+
 			"WHERE slot = ? ORDER BY epoch DESC, lsn DESC, commit DESC LIMIT 1",
 		s.client.DB().Table(ddl.CheckpointTable)), s.slot)
 	if err != nil {
@@ -112,6 +114,7 @@ func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) 
 		CommitTime: r[2].(time.Time),
 		Last:       Transaction{LSN: pglogrepl.LSN(r[3].(uint64)), Xid: r[4].(uint32), Time: r[8].(uint64)},
 		History:    History{SystemID: r[5].(uint64), Timeline: r[6].(uint32), Epoch: r[7].(uint32)},
+		Written:    r[9].(time.Time),
 	}, true, nil
 }
 
@@ -196,6 +199,28 @@ type Progress struct {
 	// OldestUnstored is the commit time of the oldest transaction received
 	// but not yet stored; zero when everything received is stored.
 	OldestUnstored time.Time
+	// Halt is set when the report is a halt (SaveHalt).
+	Halt *Halt
+}
+
+// Halt is the record of a daemon that stays stopped on an error a restart
+// cannot fix (see pipeline): `replicator status` shows it until a daemon
+// streams again.
+type Halt struct {
+	Reason string
+	Error  string
+	Since  time.Time
+}
+
+// SaveHalt records that the daemon stopped for h. A later progress report
+// (SaveProgress, from a daemon that streams again) supersedes it.
+func (s *Store) SaveHalt(ctx context.Context, h Halt) error {
+	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.ProgressTable, []string{"slot", "updated_us", "oldest_unstored_us", "halt_reason", "halt_error"}),
+		[]any{s.slot, uint64(h.Since.UnixMicro()), uint64(0), h.Reason, h.Error})
+	if err != nil {
+		return fmt.Errorf("record the halt of slot %s: %w", s.slot, err)
+	}
+	return nil
 }
 
 // SaveProgress records the oldest unstored commit time (zero: none).
@@ -213,10 +238,19 @@ func (s *Store) SaveProgress(ctx context.Context, oldestUnstored time.Time) erro
 }
 
 // LoadProgress returns the newest progress report; found is false when none.
+// A table an earlier version made (a daemon not yet upgraded) has no halts.
 func (s *Store) LoadProgress(ctx context.Context) (p Progress, found bool, err error) {
+	have, err := s.client.Schema(ctx, ddl.ProgressTable)
+	if err != nil {
+		return Progress{}, false, fmt.Errorf("load progress of slot %s: %w", s.slot, err)
+	}
+	halt := "halt_reason, halt_error"
+	if !slices.Contains(have.Names, "halt_reason") {
+		halt = "'', ''"
+	}
 	rows, err := s.client.Query(ctx, fmt.Sprintf(
-		"SELECT updated_us, oldest_unstored_us FROM %s WHERE slot = ? ORDER BY updated_us DESC LIMIT 1",
-		s.client.DB().Table(ddl.ProgressTable)), s.slot)
+		"SELECT updated_us, oldest_unstored_us, %s FROM %s WHERE slot = ? ORDER BY updated_us DESC LIMIT 1",
+		halt, s.client.DB().Table(ddl.ProgressTable)), s.slot)
 	if err != nil {
 		return Progress{}, false, fmt.Errorf("load progress of slot %s: %w", s.slot, err)
 	}
@@ -226,6 +260,9 @@ func (s *Store) LoadProgress(ctx context.Context) (p Progress, found bool, err e
 	p.Updated = time.UnixMicro(int64(rows[0][0].(uint64)))
 	if us := rows[0][1].(uint64); us > 0 {
 		p.OldestUnstored = time.UnixMicro(int64(us))
+	}
+	if reason := rows[0][2].(string); reason != "" {
+		p.Halt = &Halt{Reason: reason, Error: rows[0][3].(string), Since: p.Updated}
 	}
 	return p, true, nil
 }
@@ -375,21 +412,34 @@ func EnsureTables(ctx context.Context, client *sink.Client) error {
 			return fmt.Errorf("add column epoch to %s: %w", ddl.CheckpointTable, err)
 		}
 	}
-	for _, col := range ddl.CheckpointColumnsAdded {
-		if !slices.Contains(cps.Names, col[0]) {
-			if err := client.Exec(ctx, db.AddCheckpointColumn(col[0], col[1])); err != nil {
-				return fmt.Errorf("add column %s to %s: %w", col[0], ddl.CheckpointTable, err)
-			}
+	for _, t := range []struct {
+		name  string
+		added [][2]string
+		add   func(name, definition string) string
+	}{
+		{ddl.CheckpointTable, ddl.CheckpointColumnsAdded, db.AddCheckpointColumn},
+		{ddl.ProgressTable, ddl.ProgressColumnsAdded, db.AddProgressColumn},
+		{ddl.ChunkTable, ddl.ChunkColumnsAdded, db.AddChunkColumn},
+	} {
+		if err := addColumns(ctx, client, t.name, t.added, t.add); err != nil {
+			return err
 		}
 	}
-	chunks, err := client.Schema(ctx, ddl.ChunkTable)
+	return nil
+}
+
+// addColumns adds to table the columns of added (name, definition) that
+// an earlier version made it without, with the statements add returns.
+func addColumns(ctx context.Context, client *sink.Client, table string, added [][2]string,
+	add func(name, definition string) string) error {
+	have, err := client.Schema(ctx, table)
 	if err != nil {
 		return err
 	}
-	for _, col := range ddl.ChunkColumnsAdded {
-		if !slices.Contains(chunks.Names, col[0]) {
-			if err := client.Exec(ctx, db.AddChunkColumn(col[0], col[1])); err != nil {
-				return fmt.Errorf("add column %s to %s: %w", col[0], ddl.ChunkTable, err)
+	for _, col := range added {
+		if !slices.Contains(have.Names, col[0]) {
+			if err := client.Exec(ctx, add(col[0], col[1])); err != nil {
+				return fmt.Errorf("add column %s to %s: %w", col[0], table, err)
 			}
 		}
 	}

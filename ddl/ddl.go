@@ -591,13 +591,27 @@ func (d Database) DeleteTruncations() string {
 	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE slot = ?", d.Table(TruncationTable))
 }
 
-// CreateProgressTable returns the DDL of the progress table.
+// ProgressColumnsAdded are the columns of the progress table that an
+// earlier version made it without, with their definitions.
+var ProgressColumnsAdded = [][2]string{{"halt_reason", "String DEFAULT ''"}, {"halt_error", "String DEFAULT ''"}}
+
+// AddProgressColumn returns the statement that adds one of
+// ProgressColumnsAdded to a progress table made before it existed.
+func (d Database) AddProgressColumn(name, definition string) string {
+	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", d.Table(ProgressTable), Quote(name), definition)
+}
+
+// CreateProgressTable returns the DDL of the progress table. A row with a
+// halt_reason records a daemon that stays stopped on an error a restart
+// cannot fix.
 func (d Database) CreateProgressTable() string {
 	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
 (
     slot String,
     updated_us UInt64,
-    oldest_unstored_us UInt64
+    oldest_unstored_us UInt64,
+    halt_reason String DEFAULT '',
+    halt_error String DEFAULT ''
 )
 ENGINE = %s
 ORDER BY slot

@@ -160,7 +160,7 @@ func (r *Runner) checkRewrites(ctx context.Context) error {
 		last = time.Now()
 		cfg := r.config()
 		var err error
-		if !r.recovering.Load() { // (a recovery copies every table)
+		if !r.recovering.Load() && !r.halted.Load() { // (a recovery copies every table; a halted daemon waits)
 			err = w.round(ctx, cfg)
 		}
 		var stop *rewriteStop

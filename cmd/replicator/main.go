@@ -216,6 +216,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			defer stop()
 		}
 		runner := pipeline.NewRunner(cfg, log)
+		runner.Metrics().SetBuildInfo(version, commit)
 		runner.SetRecovery(recovery(log))
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
@@ -251,7 +252,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		} else {
 			printStatus(stdout, st)
 		}
-		if !st.SlotExists || st.WALStatus == "lost" || !st.HasCheckpoint {
+		if !st.SlotExists || st.WALStatus == "lost" || !st.HasCheckpoint || st.Halt != nil {
 			return 1
 		}
 		if *maxLag > 0 && st.LagSeconds > maxLag.Seconds() {
@@ -306,6 +307,7 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, path string, runn
 		cfg, err := config.Load(path, nil)
 		if err != nil {
 			log.Error("SIGHUP: the configuration has an error; keeping the current one", "error", err)
+			runner.ReloadFailed()
 			continue
 		}
 		log.Info("SIGHUP: reloading the configuration", "file", path)
@@ -361,6 +363,10 @@ func statusFields(st *status.Report) map[string]any {
 	}
 	if h := st.History; st.HasCheckpoint && h.Known() {
 		m["history"] = map[string]any{"epoch": h.Epoch, "system_id": strconv.FormatUint(h.SystemID, 10), "timeline": h.Timeline}
+	}
+	m["halted"] = nil
+	if h := st.Halt; h != nil {
+		m["halted"] = map[string]any{"reason": h.Reason, "error": h.Error, "since": h.Since.UTC().Format(time.RFC3339)}
 	}
 	if r := st.Recovery; r != nil {
 		m["recovery"] = map[string]any{"epoch": r.Epoch, "reason": r.Reason, "started": r.Started.UTC().Format(time.RFC3339),
@@ -421,6 +427,10 @@ func printStatus(w io.Writer, st *status.Report) {
 	}
 	if st.WALStatus == "lost" {
 		problems = append(problems, "slot is lost: data is missing; resync with `replicator setup` after dropping the slot")
+	}
+	if h := st.Halt; h != nil {
+		problems = append(problems, fmt.Sprintf("the daemon halted (%s) at %s and acknowledges nothing until it is fixed, then SIGHUP: %s",
+			h.Reason, h.Since.UTC().Format(time.RFC3339), h.Error))
 	}
 	if len(problems) > 0 {
 		fmt.Fprintln(w, "problems:\n  "+strings.Join(problems, "\n  "))
