@@ -46,22 +46,13 @@ func TestScrapeConfigs(t *testing.T) {
 }
 
 // TestRunbooks checks that every alert rule links a runbook, and that the
-// README has the section it points to.
+// document it points to has the section.
 func TestRunbooks(t *testing.T) {
 	rules, err := os.ReadFile("prometheus/alerts.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	anchors := map[string]bool{}
-	heading := regexp.MustCompile(`(?m)^#+ (.+)$`)
-	for _, h := range heading.FindAllStringSubmatch(string(readme), -1) {
-		anchors[githubAnchor(h[1])] = true
-	}
-	const base = "https://github.com/replicator/replicator/blob/main/README.md#"
+	const base = "https://github.com/replicator/replicator/blob/main/"
 	alerts := regexp.MustCompile(`(?m)^      - alert: (\w+)$`).FindAllStringSubmatchIndex(string(rules), -1)
 	if len(alerts) < 6 {
 		t.Fatalf("found %d alert rules", len(alerts))
@@ -77,11 +68,37 @@ func TestRunbooks(t *testing.T) {
 			t.Errorf("%s has no runbook_url", name)
 			continue
 		}
-		anchor, ok := strings.CutPrefix(string(m[1]), base)
-		if !ok || !anchors[anchor] {
-			t.Errorf("%s: runbook_url %s names no README section", name, m[1])
+		target, ok := strings.CutPrefix(string(m[1]), base)
+		doc, anchor, _ := strings.Cut(target, "#")
+		if !ok || anchor == "" {
+			t.Errorf("%s: runbook_url %s names no section of a document of the repository", name, m[1])
+			continue
+		}
+		anchors, err := anchorsOf(filepath.Join("..", doc))
+		if err != nil || !anchors[anchor] {
+			t.Errorf("%s: runbook_url %s names no section of %s (%v)", name, m[1], doc, err)
 		}
 	}
+}
+
+// anchorsOf returns the anchors GitHub gives the headings of a Markdown
+// file (outside fenced code).
+func anchorsOf(path string) (map[string]bool, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	anchors := map[string]bool{}
+	fenced := false
+	for _, line := range strings.Split(string(src), "\n") {
+		if strings.HasPrefix(line, "```") {
+			fenced = !fenced
+		}
+		if h, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " "); ok && !fenced && strings.HasPrefix(line, "#") {
+			anchors[githubAnchor(h)] = true
+		}
+	}
+	return anchors, nil
 }
 
 // githubAnchor is the anchor GitHub gives a Markdown heading.

@@ -15,7 +15,7 @@ import (
 )
 
 // TestLeastPrivilege runs setup, the daemon, status, verify and resync
-// with the rights the README lists and no more: a Postgres role with LOGIN
+// with the rights docs/configuration.md lists and no more: a Postgres role with LOGIN
 // and REPLICATION and SELECT on the table, whose publication an owner of
 // the table made, and a ClickHouse user limited to the target database.
 func TestLeastPrivilege(t *testing.T) {

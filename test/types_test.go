@@ -14,7 +14,7 @@ import (
 )
 
 // typesDDL is a table with a column of every kind of Postgres type the
-// README's type table names.
+// type table of docs/types.md names.
 const typesDDL = `
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
