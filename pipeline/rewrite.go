@@ -168,7 +168,7 @@ func (r *Runner) checkRewrites(ctx context.Context) error {
 		case errors.As(err, &stop):
 			return stop.err
 		case err != nil && ctx.Err() == nil:
-			w.log.Warn("checking the tables for rewrites failed; trying again", "wait", cfg.Monitor.RewriteCheckInterval, "error", err)
+			w.log.Warn("checking the tables for rewrites failed; trying again", "wait", cfg.Monitor.RewriteCheckInterval.String(), "error", err)
 		}
 		if !timer.Stop() {
 			select {

@@ -240,7 +240,7 @@ func (r *Runner) replicate(ctx context.Context) error {
 			r.metrics.Retries.WithLabelValues(reason).Inc()
 			r.metrics.Retrying.Set(1)
 			r.log.Warn("transient error; reconnecting: the session starts again from the checkpoint and acknowledges nothing new until then",
-				"reason", reason, "attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
+				"reason", reason, "attempt", attempt, "wait", wait.Round(time.Millisecond).String(), "error", err)
 		}
 		r.metrics.Reconnects.Inc()
 		select {
