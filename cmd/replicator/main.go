@@ -105,7 +105,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(setupCommand(), runCommand(), statusCommand(), verifyCommand(), resyncCommand(),
-		validateCommand(), configCommand(), versionCommand())
+		validateCommand(), configCommand(), teardownCommand(), versionCommand())
 	return root
 }
 
