@@ -48,8 +48,8 @@ var ownTables = []string{ddl.CheckpointTable, ddl.TruncationTable, ddl.ProgressT
 // the targets and views of the configured tables (and the shadow tables
 // of a resync) and the slot's rows of the replicator's tables, each table
 // dropped when no other slot has rows in it.
-func PlanTeardown(ctx context.Context, cfg config.Config, clickhouse bool) (t *Teardown, err error) {
-	t = &Teardown{slot: cfg.Postgres.Slot, pub: cfg.Postgres.Publication}
+func PlanTeardown(ctx context.Context, cfg config.Config, clickhouse bool) (_ *Teardown, err error) {
+	t := &Teardown{slot: cfg.Postgres.Slot, pub: cfg.Postgres.Publication}
 	defer func() {
 		if err != nil {
 			t.Close()

@@ -82,6 +82,7 @@ func TestTeardown(t *testing.T) {
 		t.Errorf("setup's publication has comment %q, want the mark teardown drops it by", got)
 	}
 	d := e.start()
+	e.insertEvents(10) // through the stream: the daemon holds the slot
 	e.converge("before teardown", convergeTimeout)
 	out, errs, code := e.cli("teardown", "--config", e.config, "--yes")
 	if code != 1 || !strings.Contains(errs, "replicator teardown: ") || !strings.Contains(errs, "in use by walsender pid ") {
