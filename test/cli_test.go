@@ -50,6 +50,7 @@ func TestStatusAndVerifyJSON(t *testing.T) {
 	}
 	d.stop(t)
 
+	e.waitSlotFree()
 	e.exec("SELECT pg_drop_replication_slot($1)", "slot_"+e.name)
 	st, code, _ = e.statusCode()
 	p, _ := st["problems"].([]any)
@@ -92,6 +93,7 @@ func TestTeardown(t *testing.T) {
 		t.Fatalf("teardown dropped the slot of a running daemon:\n%s", out)
 	}
 	d.stop(t)
+	e.waitSlotFree()
 
 	if _, errs, code := e.cli("teardown", "--config", e.config); code != 2 || !strings.Contains(errs, "--yes") {
 		t.Errorf("teardown without a terminal or --yes: exit %d (want 2), %s", code, errs)
@@ -145,4 +147,16 @@ func (e *env) pgString(q string, args ...any) string {
 		e.t.Fatalf("%s: %v", q, err)
 	}
 	return s
+}
+
+// waitSlotFree waits up to 10 s for the walsender of a stopped daemon to
+// release the slot.
+func (e *env) waitSlotFree() {
+	e.t.Helper()
+	e.exec(`DO $$BEGIN
+		FOR i IN 1..100 LOOP
+			EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '` + "slot_" + e.name + `' AND active);
+			PERFORM pg_sleep(0.1);
+		END LOOP;
+	END$$`)
 }
