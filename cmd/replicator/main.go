@@ -26,10 +26,12 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/replicator/replicator/config"
 )
@@ -49,7 +51,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) exitCode {
 		root.Usage()
 		return exitUsage
 	}
-	root.SetArgs(args)
+	root.SetArgs(longFlags(root, args))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmd, err := root.ExecuteContextC(ctx)
@@ -75,6 +77,28 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) exitCode {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
 	return code
+}
+
+// longFlags rewrites the single-dash long flags the former parser (Go's
+// flag package) accepted, "-config FILE" or "-json", as "--config FILE"
+// and "--json", so that scripts written for it keep working; "-version"
+// is "--version". Arguments after "--" are left alone.
+func longFlags(root *cobra.Command, args []string) []string {
+	names := map[string]bool{"version": true, "help": true}
+	for _, c := range root.Commands() {
+		c.Flags().VisitAll(func(f *pflag.Flag) { names[f.Name] = true })
+	}
+	out := slices.Clone(args)
+	for i, a := range out {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "-"), "=")
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' && len(name) > 1 && names[name] {
+			out[i] = "-" + a
+		}
+	}
+	return out
 }
 
 // wantsJSON reports whether the command line asked for JSON output.

@@ -123,6 +123,11 @@ func TestUsage(t *testing.T) {
 		{args: []string{"run", "--config", filepath.Join(t.TempDir(), "none.hcl")}, code: exitUsage, stderr: "no such file or directory"},
 		{args: []string{"config"}, code: exitUsage, stderr: "a subcommand is required"},
 		{args: []string{"teardown", "--config", cfg}, code: exitUsage, stderr: "pass --yes"},
+		// The single-dash long flags of the former parser still work.
+		{args: []string{"validate", "-config", cfg}, code: exitOK, stdout: "c.hcl: valid"},
+		{args: []string{"validate", "-config=" + cfg, "-json"}, code: exitOK, stdout: `"valid": true`},
+		{args: []string{"-version"}, code: exitOK, stdout: "replicator "},
+		{args: []string{"validate", "-config", cfg, "-bogus"}, code: exitUsage, stderr: "unknown shorthand flag: 'b' in -bogus"},
 		{args: []string{"completion", "bash"}, code: exitOK, stdout: "bash completion"},
 		{args: []string{"completion", "zsh"}, code: exitOK, stdout: "compdef"},
 		{args: []string{"completion", "fish"}, code: exitOK, stdout: "complete -c replicator"},
