@@ -28,18 +28,13 @@ func setupCommand() *cobra.Command {
 	cmd.Long = "setup checks the servers, creates the publication, the ClickHouse database, targets and views,\n" +
 		"then the replication slot, and copies the existing rows. It is idempotent: run again, it keeps\n" +
 		"what exists, resumes an interrupted copy and copies the tables added to the configuration."
-	path := configFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		_, cfg, err := loadConfig(path)
-		if err != nil {
-			return err
-		}
+	runWithConfig(cmd, func(cmd *cobra.Command, _ string, cfg config.Config) error {
 		term, stderr := terminal(cmd.ErrOrStderr(), cfg)
 		limitMemory(load.MemoryBound(cfg.Load))
 		report, err := load.Setup(cmd.Context(), cfg, newLogger(cfg, stderr).Named("setup"), load.Options{Terminal: term})
 		printLines(cmd.OutOrStdout(), report)
 		return withCode(classify(err), err)
-	}
+	})
 	return cmd
 }
 
@@ -49,17 +44,15 @@ func resyncCommand() *cobra.Command {
 		"swaps in when complete; readers see the old copy until then.\n" +
 		"resync --all copies every table again from a new slot (the daemon stopped), each swapped in when\n" +
 		"complete: the recovery of a Postgres history that does not continue."
-	path := configFlag(cmd)
 	table := cmd.Flags().String("table", "", "the table to copy again, \"schema.name\"")
 	all := cmd.Flags().Bool("all", false, "copy every table again from a new slot, the daemon stopped")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	cmd.PreRunE = func(*cobra.Command, []string) error {
 		if (*table == "") == !*all {
 			return usageError("one of --table T and --all is required")
 		}
-		_, cfg, err := loadConfig(path)
-		if err != nil {
-			return err
-		}
+		return nil
+	}
+	runWithConfig(cmd, func(cmd *cobra.Command, _ string, cfg config.Config) error {
 		if *table != "" {
 			if err := configuredTable(cfg, *table); err != nil {
 				return err
@@ -69,6 +62,7 @@ func resyncCommand() *cobra.Command {
 		log := newLogger(cfg, stderr)
 		limitMemory(load.MemoryBound(cfg.Load))
 		var report []string
+		var err error
 		if *all {
 			report, err = load.Recover(cmd.Context(), cfg, load.ReasonRequested, log.Named("recovery"), load.Options{Terminal: term})
 		} else {
@@ -76,7 +70,7 @@ func resyncCommand() *cobra.Command {
 		}
 		printLines(cmd.OutOrStdout(), report)
 		return withCode(classify(err), err)
-	}
+	})
 	return cmd
 }
 
@@ -115,12 +109,7 @@ func runCommand() *cobra.Command {
 		"Lost connections are retried from the checkpoint. It exits 4 when it stops on a condition a restart\n" +
 		"does not fix (a value it cannot map, a lost or missing slot, no checkpoint, a history that does not\n" +
 		"continue), 1 on other errors, 2 on a configuration error."
-	path := configFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		file, cfg, err := loadConfig(path)
-		if err != nil {
-			return err
-		}
+	runWithConfig(cmd, func(cmd *cobra.Command, file string, cfg config.Config) error {
 		log := newLogger(cfg, cmd.ErrOrStderr())
 		limitMemory(2 * cfg.Batch.MaxBytes)
 		ctx := cmd.Context()
@@ -143,7 +132,7 @@ func runCommand() *cobra.Command {
 		vctx, stopVerify := context.WithCancel(ctx)
 		var g errgroup.Group
 		g.Go(func() error { return sampler.Run(vctx) })
-		err = runner.Run(ctx)
+		err := runner.Run(ctx)
 		stopVerify()
 		g.Wait()
 		if err != nil {
@@ -153,7 +142,7 @@ func runCommand() *cobra.Command {
 			return withCode(runCode(err), errLogged{err})
 		}
 		return nil
-	}
+	})
 	return cmd
 }
 

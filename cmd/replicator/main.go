@@ -1,20 +1,3 @@
-// Command replicator copies changes of Postgres tables into ClickHouse.
-//
-//	replicator setup    --config FILE
-//	replicator run      --config FILE
-//	replicator status   --config FILE [--json] [--max-lag DURATION]
-//	replicator verify   --config FILE [--json] [--table T] [--repair] [--range-rows N]
-//	replicator resync   --config FILE (--table T | --all)
-//	replicator validate --config FILE [--json]
-//	replicator config show --config FILE [--json]
-//	replicator teardown --config FILE [--yes] [--drop-clickhouse]
-//	replicator version
-//	replicator completion bash|zsh|fish|powershell
-//
-// REPLICATOR_CONFIG names the file when --config is not given. The exit
-// codes are those of exitCode. A command's final error is one line on
-// stderr, `replicator <command>: <error>`, or with --json the object
-// {"error": ..., "exit_code": N} on stdout.
 package main
 
 import (
@@ -146,6 +129,19 @@ func configFlag(cmd *cobra.Command) func() (string, error) {
 			return p, nil
 		}
 		return "", usageError("--config FILE is required (or set " + envConfig + ")")
+	}
+}
+
+// runWithConfig makes cmd take --config and run f with the loaded
+// configuration; a configuration error ends it with exit code 2.
+func runWithConfig(cmd *cobra.Command, f func(cmd *cobra.Command, file string, cfg config.Config) error) {
+	path := configFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		file, cfg, err := loadConfig(path)
+		if err != nil {
+			return err
+		}
+		return f(cmd, file, cfg)
 	}
 }
 

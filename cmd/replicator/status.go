@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/status"
 )
 
@@ -19,14 +20,9 @@ func statusCommand() *cobra.Command {
 	cmd.Long = "status reads Postgres and ClickHouse (the daemon need not run) and prints the slot, checkpoint and lag.\n" +
 		"Exit codes: 0 healthy; 1 unhealthy (no slot, a lost slot, no checkpoint, lag above --max-lag);\n" +
 		"2 usage or configuration error; 3 could not read the servers."
-	path := configFlag(cmd)
 	asJSON := cmd.Flags().Bool("json", false, "print the status, or the error, as JSON on stdout")
 	maxLag := cmd.Flags().Duration("max-lag", 0, "unhealthy when lag_seconds exceeds this duration (e.g. 30s, 5m)")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		_, cfg, err := loadConfig(path)
-		if err != nil {
-			return err
-		}
+	runWithConfig(cmd, func(cmd *cobra.Command, _ string, cfg config.Config) error {
 		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 		defer cancel()
 		st, err := status.Read(ctx, cfg)
@@ -53,7 +49,7 @@ func statusCommand() *cobra.Command {
 			return withCode(exitFailed, errLogged{fmt.Errorf("unhealthy: %s", strings.Join(problems, "; "))})
 		}
 		return nil
-	}
+	})
 	return cmd
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
+	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/load"
 )
 
@@ -19,14 +20,9 @@ func teardownCommand() *cobra.Command {
 		"slot of the database may stream with it. With --drop-clickhouse it also drops the ClickHouse targets\n" +
 		"and views of the configured tables and the slot's rows of the replicator's own tables. It refuses\n" +
 		"while the daemon streams from the slot. It asks for a confirmation on a terminal; --yes skips it."
-	path := configFlag(cmd)
 	yes := cmd.Flags().Bool("yes", false, "do not ask for a confirmation (needed without a terminal)")
 	dropClickHouse := cmd.Flags().Bool("drop-clickhouse", false, "also drop the ClickHouse targets, views and the slot's rows of the replicator's tables")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		_, cfg, err := loadConfig(path)
-		if err != nil {
-			return err
-		}
+	runWithConfig(cmd, func(cmd *cobra.Command, _ string, cfg config.Config) error {
 		in, out := cmd.InOrStdin(), cmd.OutOrStdout()
 		f, isFile := in.(*os.File)
 		interactive := isFile && isatty.IsTerminal(f.Fd())
@@ -58,6 +54,6 @@ func teardownCommand() *cobra.Command {
 		report, err := t.Run(cmd.Context())
 		printLines(out, report)
 		return withCode(classify(err), err)
-	}
+	})
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/verify"
 )
 
@@ -17,16 +18,11 @@ func verifyCommand() *cobra.Command {
 		"--repair copies the key ranges with lasting differences again, under the live stream.\n" +
 		"Exit codes: 0 equal; 1 different (also after a repair); 2 usage or configuration error;\n" +
 		"3 could not compare (a server unreachable, the daemon's checkpoint not passing the snapshot)."
-	path := configFlag(cmd)
 	asJSON := cmd.Flags().Bool("json", false, "print the reports, or the error, as JSON on stdout")
 	table := cmd.Flags().String("table", "", "compare only this table, \"schema.name\"")
 	rangeRows := cmd.Flags().Int("range-rows", 0, "rows per key range compared by checksum (default 50000)")
 	repair := cmd.Flags().Bool("repair", false, "copy the key ranges with lasting differences again, under the live stream")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		_, cfg, err := loadConfig(path)
-		if err != nil {
-			return err
-		}
+	runWithConfig(cmd, func(cmd *cobra.Command, _ string, cfg config.Config) error {
 		if *table != "" {
 			if err := configuredTable(cfg, *table); err != nil {
 				return err
@@ -64,7 +60,7 @@ func verifyCommand() *cobra.Command {
 			return withCode(exitFailed, errLogged{fmt.Errorf("tables differ")})
 		}
 		return nil
-	}
+	})
 	return cmd
 }
 
