@@ -416,7 +416,7 @@ func parse(filename string, src []byte, getenv func(string) string) (Config, []k
 		return Config{}, keys, &Error{Problems: append(diagProblems(diags, keys), problems...)}
 	}
 	applyEnv(&cfg, getenv)
-	problems = append(problems, cfg.validate()...)
+	problems = append(problems, fromEnv(cfg.validate(), getenv)...)
 	if len(problems) > 0 {
 		return Config{}, keys, &Error{Problems: problems}
 	}

@@ -35,6 +35,19 @@ var envKeys = []struct{ env, key string }{
 	{EnvClickHousePassword, "clickhouse.password"},
 }
 
+// fromEnv adds to each problem of a key an environment variable set
+// where the value came from.
+func fromEnv(problems []string, getenv func(string) string) []string {
+	for i, p := range problems {
+		for _, e := range envKeys {
+			if (strings.HasPrefix(p, e.key+":") || strings.HasPrefix(p, e.key+"[")) && getenv(e.env) != "" {
+				problems[i] = p + " (the value comes from " + e.env + ")"
+			}
+		}
+	}
+	return problems
+}
+
 // LoadWithOrigins is Load that also says where each value came from.
 func LoadWithOrigins(path string, getenv func(string) string) (Config, Origins, error) {
 	src, err := os.ReadFile(path)

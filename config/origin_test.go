@@ -104,3 +104,20 @@ func TestFormatSize(t *testing.T) {
 		}
 	}
 }
+
+// TestProblemsNameTheEnvironment: a bad value that an environment variable
+// set says so.
+func TestProblemsNameTheEnvironment(t *testing.T) {
+	ce := parseError(t, minimal, envMap(map[string]string{config.EnvClickHouseAddr: "a:1,nohost", config.EnvClickHouseDatabase: "bad-db"}))
+	for _, want := range []string{
+		`clickhouse.addr[1]: "nohost" is not host:port (the value comes from REPLICATOR_CLICKHOUSE_ADDR)`,
+		`clickhouse.database: "bad-db" is not a valid identifier (the value comes from REPLICATOR_CLICKHOUSE_DATABASE)`,
+	} {
+		if !strings.Contains(ce.Error(), want) {
+			t.Errorf("error lacks %q:\n%s", want, ce.Error())
+		}
+	}
+	if ce := parseError(t, "postgres {\n  slot = \"Bad\"\n}\n", noEnv); strings.Contains(ce.Error(), "comes from") {
+		t.Errorf("a file's value blamed on the environment: %s", ce.Error())
+	}
+}
