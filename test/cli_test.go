@@ -160,3 +160,23 @@ func (e *env) waitSlotFree() {
 		END LOOP;
 	END$$`)
 }
+
+// TestExitCodesBeforeSetup: before setup (the ClickHouse database made by
+// hand), run stops at once on the missing checkpoint with the exit code of
+// a permanent error, 4, which systemd's RestartPreventExitStatus= uses;
+// status is unhealthy (exit 1) and says what to run.
+func TestExitCodesBeforeSetup(t *testing.T) {
+	e := newEnv(t, "")
+	if err := e.ch.Exec(context.Background(), "CREATE DATABASE db_"+e.name); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code := e.cli("run", "--config", e.config)
+	if code != 4 || !strings.Contains(errs, "no checkpoint for slot") {
+		t.Errorf("run before setup: exit %d (want 4)\n%s", code, errs)
+	}
+	st, code, errs := e.statusCode()
+	p, _ := st["problems"].([]any)
+	if code != 1 || st["healthy"] != false || st["has_checkpoint"] != false || !strings.Contains(fmt.Sprint(p), "run `replicator setup`") {
+		t.Errorf("status before setup: exit %d (want 1), %v: %s", code, st, errs)
+	}
+}
