@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -102,9 +103,21 @@ func TestTeardown(t *testing.T) {
 		t.Fatal("teardown without a confirmation dropped the slot")
 	}
 
-	out, errs, code = e.cli("teardown", "--config", e.config, "--yes")
+	// On a terminal it asks: "no" drops nothing, "yes" goes on.
+	if out, code, ok := e.onTerminal("no\n", "teardown", "--config", e.config); ok &&
+		(code != 1 || !strings.Contains(out, "type yes to go on") || !strings.Contains(out, "not confirmed")) {
+		t.Errorf("teardown answered no on a terminal: exit %d (want 1)\n%s", code, out)
+	}
+	if e.pgString("SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = $1", slot) != "1" {
+		t.Fatal("teardown dropped the slot on the answer no")
+	}
+	out, code, ok := e.onTerminal("yes\n", "teardown", "--config", e.config)
+	if !ok {
+		out, errs, code = e.cli("teardown", "--config", e.config, "--yes")
+		out += errs
+	}
 	if code != 0 {
-		t.Fatalf("teardown: exit %d\n%s\n%s", code, out, errs)
+		t.Fatalf("teardown: exit %d\n%s", code, out)
 	}
 	for _, want := range []string{"dropped replication slot " + slot, "dropped publication " + pub, "ClickHouse database " + db + ": kept"} {
 		if !strings.Contains(out, want) {
@@ -179,4 +192,24 @@ func TestExitCodesBeforeSetup(t *testing.T) {
 	if code != 1 || st["healthy"] != false || st["has_checkpoint"] != false || !strings.Contains(fmt.Sprint(p), "run `replicator setup`") {
 		t.Errorf("status before setup: exit %d (want 1), %v: %s", code, st, errs)
 	}
+}
+
+// onTerminal runs the replicator with args on a pseudo-terminal (util-linux
+// script) that is sent input, and returns what it printed there and its
+// exit code; ok is false where script is missing.
+func (e *env) onTerminal(input string, args ...string) (out string, code int, ok bool) {
+	e.t.Helper()
+	if _, err := exec.LookPath("script"); err != nil {
+		e.t.Logf("no script(1) here: the confirmation on a terminal is not tried")
+		return "", 0, false
+	}
+	cmd := exec.Command("script", "-qec", binary+" "+strings.Join(args, " "), "/dev/null")
+	cmd.Stdin = strings.NewReader(input)
+	b, err := cmd.CombinedOutput()
+	if ee, isExit := err.(*exec.ExitError); isExit {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b), code, true
 }

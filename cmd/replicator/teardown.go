@@ -46,9 +46,19 @@ func teardownCommand() *cobra.Command {
 		}
 		if !*yes {
 			fmt.Fprintf(cmd.ErrOrStderr(), "Tear down replication slot %s? This cannot be undone; type yes to go on: ", cfg.Postgres.Slot)
-			answer, _ := bufio.NewReader(in).ReadString('\n')
-			if strings.TrimSpace(answer) != "yes" {
-				return withCode(exitFailed, fmt.Errorf("not confirmed: nothing was dropped"))
+			answer := make(chan string, 1)
+			go func() {
+				line, _ := bufio.NewReader(in).ReadString('\n')
+				answer <- strings.TrimSpace(line)
+			}()
+			select {
+			case <-cmd.Context().Done(): // SIGINT at the question
+				fmt.Fprintln(cmd.ErrOrStderr())
+				return withCode(exitFailed, fmt.Errorf("interrupted: nothing was dropped"))
+			case a := <-answer:
+				if a != "yes" {
+					return withCode(exitFailed, fmt.Errorf("not confirmed: nothing was dropped"))
+				}
 			}
 		}
 		report, err := t.Run(cmd.Context())
