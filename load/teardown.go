@@ -25,6 +25,9 @@ type Teardown struct {
 	pub      string
 	dropSlot bool
 	dropPub  bool
+	// marks is whether postgres.MarkTable exists, otherMarks whether
+	// other slots have rows in it.
+	marks, otherMarks bool
 	// statements are the ClickHouse statements Run executes, each with
 	// its arguments.
 	statements []statement
@@ -44,7 +47,8 @@ var ownTables = []string{ddl.CheckpointTable, ddl.TruncationTable, ddl.ProgressT
 // the replication slot, unless a process streams from it (that is a
 // *postgres.SlotInUseError naming its pid); the publication, only when
 // `replicator setup` made it (postgres.PublicationMark) and no other
-// pgoutput slot of the database may stream with it; and with clickhouse
+// pgoutput slot of the database may stream with it; the slot's rows of
+// postgres.MarkTable (the table when no other slot has rows); and with clickhouse
 // the targets and views of the configured tables (and the shadow tables
 // of a resync) and the slot's rows of the replicator's tables, each table
 // dropped when no other slot has rows in it.
@@ -95,6 +99,16 @@ func PlanTeardown(ctx context.Context, cfg config.Config, clickhouse bool) (_ *T
 	default:
 		t.dropPub = true
 		t.Steps = append(t.Steps, fmt.Sprintf("drop publication %s (created by `replicator setup`)", t.pub))
+	}
+	if t.marks, t.otherMarks, err = t.pg.MarksOfOthers(ctx, t.slot); err != nil {
+		return nil, err
+	}
+	switch {
+	case t.marks && t.otherMarks:
+		t.Steps = append(t.Steps, fmt.Sprintf("delete slot %s's rows from Postgres table %s (other slots have rows in it)", t.slot, postgres.MarkTable))
+	case t.marks:
+		t.Steps = append(t.Steps, fmt.Sprintf("drop Postgres table %s, where setup marks resyncs before PostgreSQL 14 "+
+			"(no other slot has rows in it)", postgres.MarkTable))
 	}
 	if !clickhouse {
 		t.Kept = append(t.Kept, fmt.Sprintf("ClickHouse database %s: kept (--drop-clickhouse drops the targets, their views and "+
@@ -174,6 +188,16 @@ func (t *Teardown) Run(ctx context.Context) (report []string, err error) {
 			return report, err
 		}
 		say("dropped publication %s", t.pub)
+	}
+	if t.marks {
+		if err := t.pg.DropMarks(ctx, t.slot, t.otherMarks); err != nil {
+			return report, err
+		}
+		if t.otherMarks {
+			say("deleted slot %s's rows from %s", t.slot, postgres.MarkTable)
+		} else {
+			say("dropped table %s", postgres.MarkTable)
+		}
 	}
 	for _, s := range t.statements {
 		if err := t.ch.Exec(ctx, s.sql, s.args...); err != nil {
