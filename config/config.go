@@ -215,7 +215,7 @@ func Default() Config {
 			Memory: 32 << 20},
 		Load: LoadOptions{Workers: 3, ChunkSize: 16 << 20},
 		Log:  Log{Level: "info", Format: "text"},
-		Monitor: Monitor{Listen: "127.0.0.1:9187", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
+		Monitor: Monitor{Listen: "127.0.0.1:9721", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
 			RetainedWALWarning: 10 << 30, RewriteCheckInterval: time.Minute, VerifyRate: 10000, VerifySampleRows: 100000},
 	}
 }

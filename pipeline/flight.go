@@ -126,6 +126,7 @@ func (a *applier) land(ctx context.Context, wait bool) error {
 	}
 	if f.save != nil {
 		a.pos.checkpointed(*f.save)
+		a.rep.checkpointed(a.pos.durable.LSN, a.pos.asOf())
 	}
 	a.rep.invalid(a.reg.tables)
 	a.rep.stored()

@@ -106,9 +106,9 @@ func printLines(w io.Writer, lines []string) {
 func runCommand() *cobra.Command {
 	cmd := command("run", "Stream changes into ClickHouse until SIGINT or SIGTERM")
 	cmd.Long = "run streams the slot into ClickHouse until SIGINT or SIGTERM; SIGHUP reloads the configuration file.\n" +
-		"Lost connections are retried from the checkpoint. It exits 4 when it stops on a condition a restart\n" +
-		"does not fix (a value it cannot map, a lost or missing slot, no checkpoint, a history that does not\n" +
-		"continue), 1 on other errors, 2 on a configuration error."
+		"Lost connections are retried from the checkpoint; on a value it cannot map it halts and stays up until\n" +
+		"a SIGHUP. It exits 4 when it stops on a condition a restart does not fix (a lost or missing slot, no\n" +
+		"checkpoint, a history that does not continue), 1 on other errors, 2 on a configuration error."
 	runWithConfig(cmd, func(cmd *cobra.Command, file string, cfg config.Config) error {
 		log := newLogger(cfg, cmd.ErrOrStderr())
 		limitMemory(2 * cfg.Batch.MaxBytes)
@@ -121,6 +121,7 @@ func runCommand() *cobra.Command {
 			defer stop()
 		}
 		runner := pipeline.NewRunner(cfg, log)
+		runner.Metrics().SetBuildInfo(version, commit)
 		runner.SetRecovery(recovery(log))
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
@@ -196,6 +197,7 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, path string, runn
 		cfg, err := config.Load(path, nil)
 		if err != nil {
 			log.Error("SIGHUP: the configuration has an error; keeping the current one", "error", err)
+			runner.ReloadFailed()
 			continue
 		}
 		log.Info("SIGHUP: reloading the configuration", "file", path)

@@ -73,6 +73,10 @@ func statusProblems(st *status.Report, maxLag time.Duration) []string {
 	if st.WALStatus == "lost" {
 		problems = append(problems, "slot is lost: data is missing; resync with `replicator setup` after dropping the slot")
 	}
+	if h := st.Halt; h != nil {
+		problems = append(problems, fmt.Sprintf("the daemon halted (%s) at %s and acknowledges nothing until it is fixed, then SIGHUP: %s",
+			h.Reason, h.Since.UTC().Format(time.RFC3339), h.Error))
+	}
 	if maxLag > 0 && st.LagSeconds > maxLag.Seconds() {
 		problems = append(problems, fmt.Sprintf("lag %.3fs exceeds --max-lag %s", st.LagSeconds, maxLag))
 	}
@@ -117,6 +121,10 @@ func statusFields(st *status.Report) map[string]any {
 	}
 	if h := st.History; st.HasCheckpoint && h.Known() {
 		m["history"] = map[string]any{"epoch": h.Epoch, "system_id": strconv.FormatUint(h.SystemID, 10), "timeline": h.Timeline}
+	}
+	m["halted"] = nil
+	if h := st.Halt; h != nil {
+		m["halted"] = map[string]any{"reason": h.Reason, "error": h.Error, "since": h.Since.UTC().Format(time.RFC3339)}
 	}
 	if r := st.Recovery; r != nil {
 		m["recovery"] = map[string]any{"epoch": r.Epoch, "reason": r.Reason, "started": r.Started.UTC().Format(time.RFC3339),
