@@ -155,7 +155,7 @@ func (t *Teardown) planClickHouse(ctx context.Context, cfg config.Config) error 
 		if !existing[name] {
 			continue
 		}
-		rows, err := t.ch.Query(ctx, fmt.Sprintf("SELECT DISTINCT slot FROM %s WHERE slot != ?", db.Table(name)), t.slot)
+		rows, err := t.ch.Query(ctx, fmt.Sprintf("SELECT DISTINCT slot FROM %s WHERE slot != ? AND slot != ''", db.Table(name)), t.slot)
 		if err != nil {
 			return fmt.Errorf("read the slots of %s: %w", name, err)
 		}
