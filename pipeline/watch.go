@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/replication"
 )
@@ -77,7 +79,11 @@ func (r *Runner) watch(ctx context.Context) error {
 		if beat > 0 && now.Sub(lastBeat) >= beat {
 			if err := conn.EmitHeartbeat(ctx, heartbeatPrefix); err != nil {
 				if ctx.Err() == nil {
-					log.Warn("heartbeat failed (needs the REPLICATION attribute or superuser)", "error", err)
+					if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42501" {
+						log.Warn("heartbeat refused: the role needs the REPLICATION attribute or superuser", "error", err)
+					} else {
+						log.Warn("heartbeat failed; reconnecting", "error", err)
+					}
 				}
 				conn.Close()
 				conn = nil

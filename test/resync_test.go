@@ -307,6 +307,9 @@ func TestResyncCommittedView(t *testing.T) {
 		}
 	}
 	d := e.start()
+	// (It drops the earlier version's committed view and makes it again
+	// before it streams.)
+	d.waitLog(t, convergeTimeout, "replicating:")
 	e.convergeItems("items before", itemsCols, itemsChCols)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
