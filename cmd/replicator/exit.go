@@ -34,8 +34,10 @@ const (
 	// (status and verify: any error that prevented the check).
 	exitUnavailable exitCode = 3
 	// exitPermanent: `run` stopped on a condition a restart does not fix:
-	// a value it cannot map, a lost or missing slot, no checkpoint, a
-	// history that does not continue (postgres.recovery = "manual").
+	// a lost or missing slot, no checkpoint, a history that does not
+	// continue (postgres.recovery = "manual"), a value it cannot map
+	// where it does not halt on it. systemd's RestartPreventExitStatus=
+	// names it.
 	exitPermanent exitCode = 4
 )
 
