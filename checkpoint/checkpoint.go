@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -94,6 +95,10 @@ func NewStore(client *sink.Client, slot string) *Store {
 
 // Slot returns the slot whose checkpoints the store keeps.
 func (s *Store) Slot() string { return s.slot }
+
+// ErrNoCheckpoint marks the error of a command that needs the checkpoint
+// a setup saves and finds none: running it again cannot help.
+var ErrNoCheckpoint = errors.New("no checkpoint")
 
 // Load returns the newest checkpoint; found is false when there is none.
 func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) {

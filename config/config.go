@@ -394,6 +394,13 @@ func Load(path string, getenv func(string) string) (Config, error) {
 
 // Parse decodes and validates configuration source; filename is used in messages.
 func Parse(filename string, src []byte, getenv func(string) string) (Config, error) {
+	cfg, _, err := parse(filename, src, getenv)
+	return cfg, err
+}
+
+// parse is Parse that also returns the source range of each key the file
+// sets.
+func parse(filename string, src []byte, getenv func(string) string) (Config, []keyRange, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -406,14 +413,14 @@ func Parse(filename string, src []byte, getenv func(string) string) (Config, err
 	if diags.HasErrors() {
 		// Report syntax and key errors with what apply found; validating
 		// the rest would flag keys that failed to decode.
-		return Config{}, &Error{Problems: append(diagProblems(diags, keys), problems...)}
+		return Config{}, keys, &Error{Problems: append(diagProblems(diags, keys), problems...)}
 	}
 	applyEnv(&cfg, getenv)
-	problems = append(problems, cfg.validate()...)
+	problems = append(problems, fromEnv(cfg.validate(), getenv)...)
 	if len(problems) > 0 {
-		return Config{}, &Error{Problems: problems}
+		return Config{}, keys, &Error{Problems: problems}
 	}
-	return cfg, nil
+	return cfg, keys, nil
 }
 
 // Error lists every problem found in a configuration.

@@ -280,8 +280,8 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		return err
 	}
 	if !found {
-		return fmt.Errorf("no checkpoint for slot %s in ClickHouse database %s: run `replicator setup` first",
-			cfg.Postgres.Slot, cfg.ClickHouse.Database)
+		return fmt.Errorf("%w for slot %s in ClickHouse database %s: run `replicator setup` first",
+			checkpoint.ErrNoCheckpoint, cfg.Postgres.Slot, cfg.ClickHouse.Database)
 	}
 	var asOf time.Time
 	if resume.Commit {
