@@ -414,7 +414,9 @@ func EnsureTables(ctx context.Context, client *sink.Client) error {
 	}
 	if !slices.Contains(cps.Names, "epoch") {
 		if err := client.Exec(ctx, db.AddCheckpointEpoch()); err != nil {
-			return fmt.Errorf("add column epoch to %s: %w", ddl.CheckpointTable, err)
+			if now, serr := client.Schema(ctx, ddl.CheckpointTable); serr != nil || !slices.Contains(now.Names, "epoch") {
+				return fmt.Errorf("add column epoch to %s: %w", ddl.CheckpointTable, err)
+			}
 		}
 	}
 	for _, t := range []struct {
@@ -444,6 +446,11 @@ func addColumns(ctx context.Context, client *sink.Client, table string, added []
 	for _, col := range added {
 		if !slices.Contains(have.Names, col[0]) {
 			if err := client.Exec(ctx, add(col[0], col[1])); err != nil {
+				// Another process (a status, a setup) that connected at the
+				// same moment may have added it.
+				if now, serr := client.Schema(ctx, table); serr == nil && slices.Contains(now.Names, col[0]) {
+					continue
+				}
 				return fmt.Errorf("add column %s to %s: %w", col[0], table, err)
 			}
 		}
