@@ -207,24 +207,35 @@ func (m *Metrics) SetSpool(txns int, memory, disk int64) {
 	m.SpoolDisk.Set(float64(disk))
 }
 
-// Server serves Handler on an address until its Run context ends.
+// Server serves Handler on an address until its Serve context ends.
 type Server struct {
 	addr string
 	h    http.Handler
+	ln   net.Listener
 }
 
 // NewServer returns a server; it starts nothing.
 func NewServer(addr string, h http.Handler) *Server { return &Server{addr: addr, h: h} }
 
-// Run listens and serves until ctx is done.
-func (s *Server) Run(ctx context.Context) error {
+// Listen binds the server's address, so that a caller says it serves only
+// once it does.
+func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("monitor listen %s: %w", s.addr, err)
 	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the address Listen bound.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Serve serves on the address Listen bound until ctx is done.
+func (s *Server) Serve(ctx context.Context) error {
 	srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(s.ln) }()
 	select {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

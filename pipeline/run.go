@@ -77,8 +77,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	if addr := r.cfg.Monitor.Listen; addr != "" {
 		srv := metrics.NewServer(addr, r.metrics.Handler(r.cfg.Monitor.ReadyMaxLag))
-		g.Go(func() error { return srv.Run(gctx) })
-		r.log.Info("serving /metrics, /healthz and /readyz", "addr", addr)
+		if err := srv.Listen(); err != nil {
+			return err
+		}
+		r.log.Info("serving /metrics, /healthz and /readyz", "addr", srv.Addr())
+		g.Go(func() error { return srv.Serve(gctx) })
 	}
 	g.Go(func() error { return r.watch(gctx) })
 	g.Go(func() error { return r.checkRewrites(gctx) })

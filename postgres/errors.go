@@ -92,7 +92,7 @@ func checkSettings(major int, walLevel string, canReplicate bool) error {
 
 // ErrConnection marks errors from a lost or refused connection: the caller
 // may retry.
-var ErrConnection = errors.New("connection lost")
+var ErrConnection = errors.New("no connection to postgres (refused, lost or timed out)")
 
 // IsRetryable reports whether err comes from a lost or unreachable
 // connection, after which a reconnect may succeed.

@@ -142,6 +142,9 @@ func runCommand() *cobra.Command {
 			log.Error("replication stopped", "error", err)
 			return withCode(runCode(err), errLogged{err})
 		}
+		if ctx.Err() != nil {
+			log.Info("exiting on SIGINT or SIGTERM")
+		}
 		return nil
 	})
 	return cmd
