@@ -380,7 +380,25 @@ const (
 	EnvClickHouseDatabase = "REPLICATOR_CLICKHOUSE_DATABASE"
 	EnvClickHouseUsername = "REPLICATOR_CLICKHOUSE_USERNAME"
 	EnvClickHousePassword = "REPLICATOR_CLICKHOUSE_PASSWORD"
+	EnvLogLevel           = "REPLICATOR_LOG_LEVEL"
 )
+
+// UnknownEnv returns the names of the REPLICATOR_ variables of environ
+// ("NAME=value" entries) that neither the configuration nor the commands
+// read (known lists those the commands read themselves): a misspelled one
+// would be ignored without a word.
+func UnknownEnv(environ []string, known ...string) []string {
+	read := []string{EnvPostgresDSN, EnvClickHouseAddr, EnvClickHouseDatabase, EnvClickHouseUsername, EnvClickHousePassword, EnvLogLevel}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "REPLICATOR_") && !slices.Contains(read, name) && !slices.Contains(known, name) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Load reads, decodes and validates the file at path. Environment overrides
 // are read with getenv (os.Getenv when nil).
@@ -715,6 +733,9 @@ func applyEnv(cfg *Config, getenv func(string) string) {
 	}
 	if v := getenv(EnvClickHousePassword); v != "" {
 		cfg.ClickHouse.Password = v
+	}
+	if v := getenv(EnvLogLevel); v != "" {
+		cfg.Log.Level = v
 	}
 }
 

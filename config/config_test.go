@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -552,5 +553,39 @@ func TestDefaultMinIntervalFollowsMaxDelay(t *testing.T) {
 	cfg := parse(t, "postgres {\n  dsn = \"host=pg\"\n}\nbatch {\n  max_delay = \"50ms\"\n}\ntable \"public.t\" {\n  order_by = [\"id\"]\n}\n", noEnv)
 	if cfg.Batch.MinInterval != 50*time.Millisecond {
 		t.Errorf("min_interval = %s, want 50ms", cfg.Batch.MinInterval)
+	}
+}
+
+// TestEnvironment: REPLICATOR_LOG_LEVEL sets log.level (a wrong value
+// names the variable), and UnknownEnv names the REPLICATOR_ variables
+// nothing reads.
+func TestEnvironment(t *testing.T) {
+	src := []byte(`
+postgres {
+  dsn         = "postgres://x@h/db"
+  slot        = "s"
+  publication = "p"
+}
+clickhouse {
+  addr     = ["h:9000"]
+  database = "d"
+}
+table "public.t" {
+  order_by = ["id"]
+}
+`)
+	env := map[string]string{config.EnvLogLevel: "debug"}
+	cfg, err := config.Parse("c.hcl", src, func(k string) string { return env[k] })
+	if err != nil || cfg.Log.Level != "debug" {
+		t.Fatalf("log.level from %s: %q, %v", config.EnvLogLevel, cfg.Log.Level, err)
+	}
+	env[config.EnvLogLevel] = "loud"
+	if _, err := config.Parse("c.hcl", src, func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), config.EnvLogLevel) {
+		t.Errorf("a wrong %s: %v", config.EnvLogLevel, err)
+	}
+	got := config.UnknownEnv([]string{"REPLICATOR_LOG_LEVEL=x", "REPLICATOR_MONITOR_LISTEN=bad", "HOME=/root", "REPLICATOR_CONFIG=f", "REPLICATOR_CLICKHOUSE_PASSWORD_FILE=/x"},
+		"REPLICATOR_CONFIG")
+	if want := []string{"REPLICATOR_CLICKHOUSE_PASSWORD_FILE", "REPLICATOR_MONITOR_LISTEN"}; !slices.Equal(got, want) {
+		t.Errorf("UnknownEnv = %v, want %v", got, want)
 	}
 }

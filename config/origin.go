@@ -33,6 +33,7 @@ var envKeys = []struct{ env, key string }{
 	{EnvClickHouseDatabase, "clickhouse.database"},
 	{EnvClickHouseUsername, "clickhouse.username"},
 	{EnvClickHousePassword, "clickhouse.password"},
+	{EnvLogLevel, "log.level"},
 }
 
 // fromEnv adds to each problem of a key an environment variable set

@@ -141,6 +141,10 @@ func runWithConfig(cmd *cobra.Command, f func(cmd *cobra.Command, file string, c
 		if err != nil {
 			return err
 		}
+		for _, name := range config.UnknownEnv(os.Environ(), envConfig, cpuProfileEnv, "REPLICATOR_TEST_FAULT", "REPLICATOR_E2E") {
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: the environment variable %s is not one the replicator reads (misspelled?)\n",
+				cmd.CommandPath(), name)
+		}
 		return f(cmd, file, cfg)
 	}
 }
