@@ -81,7 +81,16 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 		conn.Close()
 		return nil, fmt.Errorf("read the session's readonly setting: %w", classify(err))
 	}
-	settings := clickhouse.Settings{}
+	server, err := serverSettings(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	settings, err := pins(server, readonly)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse user %q: %w", userName(opts.Username), err)
+	}
 	if v.Version.Major < 19 {
 		// LowCardinality is experimental before 19.0 and needs a session setting.
 		settings["allow_experimental_low_cardinality_type"] = 1
@@ -102,7 +111,12 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 			conn.Close()
 			return nil, err
 		}
-		settings["insert_distributed_sync"] = 1
+		// (Renamed in 23.11; the old name stays an alias.)
+		if _, ok := server["distributed_foreground_insert"]; ok {
+			settings["distributed_foreground_insert"] = 1
+		} else {
+			settings["insert_distributed_sync"] = 1
+		}
 		if replicas > 1 {
 			settings["insert_quorum"] = int(replicas)
 			// A replica killed keeps its ZooKeeper session for a while: an
@@ -112,10 +126,7 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 			// Parallel quorum inserts (the default where the setting
 			// exists) leave sequentially consistent reads without their
 			// guarantee: a read could miss an acknowledged write.
-			if has, err := hasSetting(ctx, conn, "insert_quorum_parallel"); err != nil {
-				conn.Close()
-				return nil, err
-			} else if has {
+			if _, ok := server["insert_quorum_parallel"]; ok {
 				settings["insert_quorum_parallel"] = 0
 			}
 		}
@@ -149,10 +160,15 @@ func (c *Client) CheckWritable() error {
 	return nil
 }
 
-func readonlyError(user, readonly string) error {
+func userName(user string) string {
 	if user == "" {
-		user = "default"
+		return "default"
 	}
+	return user
+}
+
+func readonlyError(user, readonly string) error {
+	user = userName(user)
 	return fmt.Errorf("clickhouse user %q has readonly = %s in its settings profile, and the replicator writes: "+
 		"give clickhouse.username a profile with readonly = 0", user, readonly)
 }
@@ -175,12 +191,28 @@ func remoteWritable(ctx context.Context, conn driver.Conn, cluster string) error
 }
 
 // hasSetting reports whether the server knows a setting.
-func hasSetting(ctx context.Context, conn driver.Conn, name string) (bool, error) {
-	var n uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM system.settings WHERE name = ?", name).Scan(&n); err != nil {
-		return false, fmt.Errorf("read setting %s: %w", name, classify(err))
+// serverSettings reads, of the settings the replicator sets (guards and
+// the cluster's), those the server has, with their values in the session
+// of a connection without settings: the user's profile's.
+func serverSettings(ctx context.Context, conn driver.Conn) (map[string]string, error) {
+	names := []string{"insert_quorum_parallel", "distributed_foreground_insert"}
+	for _, g := range guards {
+		names = append(names, g.name)
 	}
-	return n > 0, nil
+	rows, err := conn.Query(ctx, "SELECT name, value FROM system.settings WHERE has(?, name)", names)
+	if err != nil {
+		return nil, fmt.Errorf("read the server's settings: %w", classify(err))
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, value string
+		if err := rows.Scan(&name, &value); err != nil {
+			return nil, fmt.Errorf("read the server's settings: %w", classify(err))
+		}
+		out[name] = value
+	}
+	return out, rows.Err()
 }
 
 // SyncReplica waits, on a cluster, until the connected node's replica of
