@@ -87,6 +87,10 @@ var clickhouse = map[proto.Error]Rule{
 		"the user's profile sets readonly: give the clickhouse.username user a profile with readonly = 0"},
 	proto.ErrSettingConstraintViolation: {Stop, "clickhouse_setting",
 		"the user's settings profile constrains a setting the daemon sets; lift the constraint in the profile"},
+	proto.ErrTableSizeExceedsMaxDropSizeLimit: {Stop, "clickhouse_setting",
+		"the server refuses to drop or truncate a table larger than max_table_size_to_drop (50 GB by default): set " +
+			"max_table_size_to_drop = 0 in the server's configuration, or create the file flags/force_drop_table in its data " +
+			"directory once (ClickHouse 23.12 and later take the override from the replicator per query)"},
 	proto.ErrUnknownDatabase: {Stop, "clickhouse_missing",
 		"run `replicator setup` to create clickhouse.database and its tables"},
 	proto.ErrUnknownTable: {Stop, "clickhouse_missing",

@@ -50,6 +50,7 @@ var wantClickHouse = []struct {
 	{proto.ErrDatabaseAccessDenied, Stop, "clickhouse_privilege"},
 	{proto.ErrReadonlySetting, Stop, "clickhouse_privilege"},
 	{proto.ErrSettingConstraintViolation, Stop, "clickhouse_setting"},
+	{proto.ErrTableSizeExceedsMaxDropSizeLimit, Stop, "clickhouse_setting"},
 	{proto.ErrUnknownDatabase, Stop, "clickhouse_missing"},
 	{proto.ErrUnknownTable, Stop, "clickhouse_missing"},
 	// Not listed: stop.

@@ -136,7 +136,7 @@ func (r *registry) setOIDs(oids map[string]uint32, cat catalog) {
 
 // loadRegistry reads the ClickHouse target of every configured table and
 // the truncations that a replay must respect.
-func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Client, store *checkpoint.Store) (*registry, error) {
+func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Client, store *checkpoint.Store, log hclog.Logger) (*registry, error) {
 	chunks, err := store.LoadChunks(ctx)
 	if err != nil {
 		return nil, err
@@ -146,8 +146,15 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 			chunks, err := store.LoadChunks(ctx)
 			return checkpoint.CopiedInto(chunks[tc.Name], ddl.ShadowName(tc.Target)), err
 		}
-		if err := swapIn(ctx, client, &mapping.Table{Target: tc.Target, OrderBy: tc.OrderBy}, complete); err != nil {
+		replaced, err := swapIn(ctx, client, &mapping.Table{Target: tc.Target, OrderBy: tc.OrderBy}, complete)
+		if err != nil {
 			return nil, fmt.Errorf("swap in the new copy of %s: %w", tc.Name, err)
+		}
+		if replaced != nil {
+			// The new copy is in place: a previous copy left behind costs
+			// disk, not exactness, and is dropped again at the next start.
+			log.Warn("the previous copy of the table is in place of nothing and could not be dropped; the next start tries again",
+				"table", tc.Name, "copy", ddl.ReplacedName(tc.Target), "error", replaced)
 		}
 	}
 	targets := make([]sink.Schema, len(tables))

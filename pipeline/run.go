@@ -310,7 +310,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		return err
 	}
 
-	reg, err := loadRegistry(ctx, cfg.Tables, client, store)
+	reg, err := loadRegistry(ctx, cfg.Tables, client, store, r.log)
 	if err != nil {
 		return err
 	}

@@ -13,16 +13,17 @@ import (
 // shadow is complete (sink.Client.SwapIn; loadRegistry creates the views
 // again over the new target's columns), and drops the old target. Each
 // step can be repeated after a crash: a replaced target is dropped only
-// once a target exists.
-func swapIn(ctx context.Context, client *sink.Client, t *mapping.Table, complete func(context.Context) (bool, error)) error {
+// once a target exists. A drop of the replaced target that fails is
+// returned as replaced, not as an error: the swap is done.
+func swapIn(ctx context.Context, client *sink.Client, t *mapping.Table, complete func(context.Context) (bool, error)) (replaced, err error) {
 	swapped, err := client.SwapIn(ctx, t, complete)
 	if err != nil || !swapped {
-		return err
+		return nil, err
 	}
 	for _, stmt := range client.DB().DropTarget(ddl.ReplacedName(t.Target)) {
 		if err := client.Exec(ctx, stmt); err != nil {
-			return err
+			return err, nil
 		}
 	}
-	return nil
+	return nil, nil
 }

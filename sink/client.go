@@ -59,6 +59,9 @@ type Client struct {
 	cluster, zkPath string
 	// user and its readonly setting, as the server reported it at Open.
 	user, readonly string
+	// dropAnySize: the server takes max_table_size_to_drop per query
+	// (23.12+), which Exec sets to 0 for a DROP or TRUNCATE.
+	dropAnySize bool
 }
 
 // Open connects to the configured server and probes its version. It does
@@ -145,8 +148,9 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 	if zkPath == "" {
 		zkPath = ddl.DefaultZKPath
 	}
+	_, dropAny := server["max_table_size_to_drop"]
 	return &Client{conn: conn, database: opts.Database, version: *v, cluster: opts.Cluster, zkPath: zkPath,
-		user: opts.Username, readonly: readonly}, nil
+		user: opts.Username, readonly: readonly, dropAnySize: dropAny}, nil
 }
 
 // CheckWritable returns an error naming the setting to change when the
@@ -195,7 +199,7 @@ func remoteWritable(ctx context.Context, conn driver.Conn, cluster string) error
 // the cluster's), those the server has, with their values in the session
 // of a connection without settings: the user's profile's.
 func serverSettings(ctx context.Context, conn driver.Conn) (map[string]string, error) {
-	names := []string{"insert_quorum_parallel", "distributed_foreground_insert"}
+	names := []string{"insert_quorum_parallel", "distributed_foreground_insert", "max_table_size_to_drop"}
 	for _, g := range guards {
 		names = append(names, g.name)
 	}
@@ -325,6 +329,11 @@ func (c *Client) Caps() mapping.Caps {
 
 // Exec runs a statement.
 func (c *Client) Exec(ctx context.Context, sql string, args ...any) error {
+	if c.dropAnySize && (strings.HasPrefix(sql, "DROP TABLE ") || strings.HasPrefix(sql, "TRUNCATE TABLE ")) {
+		// A table of any size: the replicator drops copies it replaced and
+		// empties a target it copies again.
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_table_size_to_drop": 0}))
+	}
 	if err := c.conn.Exec(ctx, sql, args...); err != nil {
 		return classify(err)
 	}

@@ -3,6 +3,9 @@ package test
 import (
 	"context"
 	"fmt"
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/replicator/replicator/test/harness"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -334,5 +337,58 @@ func TestResyncCommittedView(t *testing.T) {
 	e.convergeItems("items after the resyncs", itemsCols, itemsChCols)
 	if code, _ := d.stop(t); code != 0 {
 		t.Errorf("daemon exit %d\n%s", code, tail(d.Logs(), 4000))
+	}
+}
+
+// TestReplacedCopyTooLargeToDrop: on a ClickHouse server whose
+// max_table_size_to_drop is smaller than the table (ClickHouse 18.16 takes
+// no override per query), a resync's swap cannot drop the previous copy.
+// The swap is done: the daemon says so and goes on replicating instead of
+// stopping at every start. A setup that would empty the table says which
+// server setting to change.
+func TestReplacedCopyTooLargeToDrop(t *testing.T) {
+	requireServers(t)
+	ctx := context.Background()
+	small, err := harness.StartClickHouse(ctx, harness.Options{Log: os.Stderr, MaxTableSizeToDrop: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	e := newEnv(t, itemsConfig)
+	e.setConfig(chServer.Addr(), small.Addr())
+	ch, err := clickhouse.Open(&clickhouse.Options{Addr: []string{small.Addr()}, Protocol: clickhouse.Native})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	e.ch = ch
+	e.exec(itemsDDL)
+	e.exec(rewriteFill)
+	e.setup()
+	d := e.start()
+	e.convergeItems("items before", itemsCols, itemsChCols)
+	if out, errs, code := e.cli("resync", "--config", e.config, "--table", "public.items"); code != 0 {
+		t.Fatalf("resync: exit %d\n%s\n%s", code, out, errs)
+	}
+	d.waitLog(t, convergeTimeout, "the previous copy of the table is in place of nothing and could not be dropped")
+	e.exec("UPDATE items SET qty = qty + 1 WHERE id % 3 = 0")
+	e.convergeItems("items after the swap", itemsCols, itemsChCols)
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("daemon exit %d\n%s", code, tail(d.Logs(), 4000))
+	}
+	// Started again, it tries the drop again and goes on.
+	d = e.start()
+	e.exec("UPDATE items SET qty = qty + 1 WHERE id % 5 = 0")
+	e.convergeItems("items after a restart", itemsCols, itemsChCols)
+	if n := strings.Count(d.Logs(), "could not be dropped"); n != 1 {
+		t.Errorf("the restarted daemon said %d times that it could not drop the previous copy\n%s", n, tail(d.Logs(), 3000))
+	}
+	d.stop(t)
+	// A setup that starts over empties the table first: refused by the
+	// server, it names the setting.
+	e.exec(fmt.Sprintf("SELECT pg_drop_replication_slot('slot_%s')", e.name))
+	out, errs, code := e.cli("setup", "--config", e.config)
+	if code == 0 || !strings.Contains(out+errs, "max_table_size_to_drop = 0") {
+		t.Errorf("setup on a table too large to empty: exit %d\n%s\n%s", code, out, errs)
 	}
 }

@@ -128,6 +128,9 @@ func (c *ClickHouse) writeConfig() error {
 	if tz := c.opt.TimeZone; tz != "" {
 		conf = strings.Replace(conf, "</yandex>", "    <timezone>"+esc(tz)+"</timezone>\n</yandex>", 1)
 	}
+	if n := c.opt.MaxTableSizeToDrop; n > 0 {
+		conf = strings.Replace(conf, "</yandex>", fmt.Sprintf("    <max_table_size_to_drop>%d</max_table_size_to_drop>\n</yandex>", n), 1)
+	}
 	if c.extra != "" {
 		conf = strings.Replace(conf, "</yandex>", c.extra+"</yandex>", 1)
 	}

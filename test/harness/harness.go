@@ -33,6 +33,10 @@ type Options struct {
 	// TimeZone, when set, is the ClickHouse server's <timezone>, in which
 	// it shows values of DateTime and Date columns that name no zone.
 	TimeZone string
+	// MaxTableSizeToDrop, when set, is the ClickHouse server's
+	// max_table_size_to_drop in bytes: a DROP or TRUNCATE of a larger table
+	// fails.
+	MaxTableSizeToDrop int
 	// TLS, when set, makes Postgres accept TLS (ssl = on, client
 	// certificates verified against TLS.CA when presented) and ClickHouse
 	// open a TLS native port (SecurePort).
