@@ -1189,3 +1189,26 @@ func TestKeysOfTimesReadBack(t *testing.T) {
 		})
 	}
 }
+
+// TestNarrow: a bigint column narrowed to Int32 (a key column ClickHouse
+// cannot widen yet) writes the values that fit and refuses one that does
+// not.
+func TestNarrow(t *testing.T) {
+	tbl, err := resolveColumn(pgInt8, ColumnSpec{}, Caps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Narrow(1, Type{Kind: KindInt32}); err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]any, 2)
+	if _, err := tbl.Row([]Value{text("1"), text("2147483647")}, dst, nil); err != nil || dst[1] != int32(2147483647) {
+		t.Errorf("a value that fits: %#v, %v", dst[1], err)
+	}
+	if _, err := tbl.Row([]Value{text("1"), text("2147483648")}, dst, nil); err == nil {
+		t.Errorf("a value too large for Int32 was written: %#v", dst[1])
+	}
+	if err := tbl.Narrow(1, Type{Kind: KindInt64}); err == nil {
+		t.Error("Narrow to a type as wide was accepted")
+	}
+}

@@ -581,6 +581,24 @@ func (t *Table) Retype(i int, typ Type) error {
 	return nil
 }
 
+// Narrow makes column i write typ, a type its own widens (the type a
+// ClickHouse key column keeps until the table is copied again): each value
+// is converted under the column's invalid policy, so one that typ cannot
+// hold is an error naming the row (or clamped or defaulted when the
+// configuration says so).
+func (t *Table) Narrow(i int, typ Type) error {
+	c := &t.Columns[i]
+	if !c.Type.Widens(typ) {
+		return fmt.Errorf("table %s column %s: %s is not narrower than %s", t.Source, c.Name, typ, c.Type)
+	}
+	conv, err := newPolicyConverter(c.Src, typ, c.Transform, c.spec.Invalid, c.invalid, c.caps)
+	if err != nil {
+		return fmt.Errorf("table %s column %s: %w", t.Source, c.Name, err)
+	}
+	c.Type, c.conv, c.zero = typ, conv, zeroValue(typ)
+	return nil
+}
+
 // Adopt makes the named column write have when have is the type an
 // earlier version mapped the column's Postgres type to by default (before
 // numeric(p, s), arrays, enums, bool and date had their own types) and the

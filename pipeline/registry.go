@@ -459,9 +459,24 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 		return fmt.Errorf("table %s changed in Postgres: columns %s added, %d retyped", source, columnNames(d.Added), len(d.Retyped))
 	}
 	db := r.ch.DB()
-	var stmts []string
+	var stmts, keysWidened []string
 	for _, rt := range d.Retyped {
 		have, err := mapping.ParseType(rt.Have)
+		if i := t.ColumnIndex(rt.Column.Name); err == nil && i >= 0 && rt.Column.Type.Widens(have) &&
+			r.targets[idx].KeyColumn(rt.Column.Name) && r.recopy != nil && r.policies[idx] != "stop" {
+			// ClickHouse refuses an ALTER of a sorting or partition key
+			// column: the table is copied again online in the wider type
+			// (the stream holds its checkpoint for the copy and writes the
+			// table again from there), and until then the stream writes
+			// the old type, as a value too wide for it stops the daemon
+			// with the row named.
+			if err := t.Narrow(i, have); err != nil {
+				return err
+			}
+			keysWidened = append(keysWidened, fmt.Sprintf("key column %s widened from %s to %s, which ClickHouse cannot ALTER",
+				rt.Column.Name, rt.Have, rt.Column.Type))
+			continue
+		}
 		if rt.Column.Type.Kind == mapping.KindInvalid || err != nil || !rt.Column.Type.Widens(have) {
 			return fmt.Errorf("table %s column %s: ClickHouse has %s, the changed Postgres column maps to %s, which is not "+
 				"a widening; if every value fits, run %s and restart, else copy the table again with "+
@@ -511,6 +526,10 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 	for _, doubt := range doubts {
 		r.log.Warn("the older rows' value of an added column is unknown: the table is copied again", "table", source, "reason", doubt)
 		r.recopy(source, doubt)
+	}
+	for _, why := range keysWidened {
+		r.log.Warn("a key column was widened: the table is copied again online in the new type", "table", source, "reason", why)
+		r.recopy(source, why)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -22,6 +23,13 @@ type Schema struct {
 	// SortingKey and PartitionKey are the table's keys as ClickHouse
 	// renders them ("author_id, created_at, id"; "toYYYYMM(created_at)").
 	SortingKey, PartitionKey string
+}
+
+// KeyColumn reports whether column is in the table's sorting or partition
+// key, whose columns ClickHouse cannot ALTER.
+func (s Schema) KeyColumn(column string) bool {
+	ident := regexp.MustCompile("(^|[^A-Za-z0-9_])`?" + regexp.QuoteMeta(column) + "`?($|[^A-Za-z0-9_])")
+	return ident.MatchString(s.SortingKey) || ident.MatchString(s.PartitionKey)
 }
 
 // Exists reports whether the table exists (a table has columns).

@@ -114,3 +114,12 @@ func TestCheckKeys(t *testing.T) {
 		})
 	}
 }
+
+func TestKeyColumn(t *testing.T) {
+	s := Schema{SortingKey: "author_id, created_at, id", PartitionKey: "toYYYYMM(created_at)"}
+	for col, want := range map[string]bool{"id": true, "author_id": true, "created_at": true, "author": false, "d": false, "project_id": false} {
+		if got := s.KeyColumn(col); got != want {
+			t.Errorf("KeyColumn(%q) = %v, want %v", col, got, want)
+		}
+	}
+}

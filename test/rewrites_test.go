@@ -130,6 +130,11 @@ func runRewrite(t *testing.T, c rewriteCase) {
 	time.Sleep(500 * time.Millisecond)
 	cancel()
 	wg.Wait()
+	defer func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", tail(d.Logs(), 6000))
+		}
+	}()
 	e.convergeItems("items after the rewrite", c.pgCols, c.chCols)
 	for _, a := range c.absent {
 		if strings.Contains(d.Logs(), a) {
@@ -399,4 +404,15 @@ func TestRewriteRecordMigrated(t *testing.T) {
 		t.Errorf("the record did not survive the restart\n%s", tail(logs, 4000))
 	}
 	d.stop(t)
+}
+
+// TestKeyColumnWidened widens the sorting key column from integer to
+// bigint (as GitLab did with its ids) under a writer. ClickHouse refuses an
+// ALTER of a key column: the daemon copies the table again online in the
+// wider type instead of stopping in the middle of the change.
+func TestKeyColumnWidened(t *testing.T) {
+	runRewrite(t, rewriteCase{ddl: "CREATE TABLE items (id integer PRIMARY KEY, qty smallint NOT NULL, note varchar(20))",
+		alter:  []string{"ALTER TABLE items ALTER COLUMN id TYPE bigint"},
+		pgCols: itemsCols, chCols: itemsChCols,
+		logs: append([]string{"a key column was widened: the table is copied again online in the new type"}, recopied...)})
 }
