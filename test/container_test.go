@@ -1,0 +1,165 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"archive/tar"
+)
+
+// TestContainerImage builds the image of deploy/container with podman
+// (what `make image` does) and runs it as Kubernetes and the README run
+// it: a read-only root, user 65532, the host's network. It checks that
+// the image has CA certificates and a world-writable /tmp, that
+// `replicator version` runs, that `run` refuses a spill directory it
+// cannot write with the key and the fix, and that `run` with podman's
+// tmpfs /tmp streams changes into ClickHouse, reports ready on /readyz
+// and stops cleanly on SIGTERM. Without podman it skips and says so.
+func TestContainerImage(t *testing.T) {
+	requireServers(t)
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		t.Skip("podman is missing, so the image is not built here (apt-get install -y podman runc)")
+	}
+	if _, err := exec.LookPath("runc"); err != nil && os.Getenv("CONTAINERS_CONF") == "" {
+		t.Skip("runc is missing, which deploy/container/containers.conf names (apt-get install -y runc)")
+	}
+	conf := os.Getenv("CONTAINERS_CONF")
+	if conf == "" {
+		conf, _ = filepath.Abs("../deploy/container/containers.conf")
+	}
+	pod := func(ctx context.Context, args ...string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, podman, args...)
+		cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
+		return cmd
+	}
+	run := func(args ...string) (string, error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		out, err := pod(ctx, args...).CombinedOutput()
+		return string(out), err
+	}
+
+	// The image, from a static binary.
+	dir := t.TempDir()
+	static := filepath.Join(dir, "replicator")
+	build := exec.Command("go", "build", "-o", static, "../cmd/replicator")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("static build: %v\n%s", err, out)
+	}
+	image := fmt.Sprintf("localhost/replicator-e2e:%d", time.Now().UnixNano())
+	sh := exec.Command("../deploy/container/build.sh", image)
+	sh.Env = append(os.Environ(), "REPLICATOR_BINARY="+static, "CONTAINERS_CONF="+conf)
+	if out, err := sh.CombinedOutput(); err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { run("rmi", "--force", image) })
+
+	// Its files: CA certificates, /tmp for everyone, the binary.
+	name := strings.ReplaceAll(strings.TrimPrefix(image, "localhost/"), ":", "-")
+	if out, err := run("create", "--name", name, image); err != nil {
+		t.Fatalf("podman create: %v\n%s", err, out)
+	}
+	files := map[string]*tar.Header{}
+	export := pod(context.Background(), "export", name)
+	var tarball bytes.Buffer
+	export.Stdout = &tarball
+	if err := export.Run(); err != nil {
+		t.Fatalf("podman export: %v", err)
+	}
+	run("rm", name)
+	for tr := tar.NewReader(&tarball); ; {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		files[strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")] = h
+	}
+	for path, want := range map[string]func(*tar.Header) bool{
+		"etc/ssl/certs/ca-certificates.crt": func(h *tar.Header) bool { return h.Size > 1000 },
+		"tmp":                               func(h *tar.Header) bool { return h.Typeflag == tar.TypeDir && h.Mode&0o1777 == 0o1777 },
+		"usr/bin/replicator":                func(h *tar.Header) bool { return h.Mode&0o111 != 0 },
+		"etc/passwd":                        func(h *tar.Header) bool { return h.Size > 0 },
+	} {
+		if h := files[path]; h == nil || !want(h) {
+			t.Errorf("the image lacks /%s as it should be (%+v)", path, h)
+		}
+	}
+
+	base := []string{"run", "--rm", "--read-only", "--user", "65532:65532", "--network", "host"}
+	out, err := run(append(base, image, "version")...)
+	if err != nil || !strings.HasPrefix(out, "replicator ") {
+		t.Fatalf("replicator version: %v\n%s", err, out)
+	}
+
+	e := newEnv(t, "")
+	e.exec("INSERT INTO events (author_id, action, target_type, fingerprint) SELECT g, 1, 'Issue', '\\x01' FROM generate_series(1, 500) g")
+	e.setup()
+	mount := []string{"-v", e.config + ":/etc/replicator/replicator.hcl:ro"}
+
+	// A root that is read-only all through, /tmp too: the spill check
+	// refuses to start, naming the key.
+	out, err = run(append(append(append(base, "--read-only-tmpfs=false"), mount...), image)...)
+	if err == nil || !strings.Contains(out, "stream.spill_dir: /tmp/replicator-spill is not a writable directory") {
+		t.Fatalf("run on a read-only /tmp: %v, want the stream.spill_dir error:\n%s", err, out)
+	}
+
+	// podman's --read-only keeps a tmpfs on /tmp: the daemon streams.
+	cname := name + "-run"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	daemon := pod(ctx, append(append(append(base, "--name", cname), mount...), image)...)
+	var logs bytes.Buffer
+	daemon.Stdout, daemon.Stderr = &logs, &logs
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- daemon.Wait() }()
+	t.Cleanup(func() {
+		run("rm", "--force", cname)
+		cancel()
+		if t.Failed() {
+			t.Logf("container log:\n%s", tail(logs.String(), 4000))
+		}
+	})
+	ready := false
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !ready; time.Sleep(200 * time.Millisecond) {
+		if resp, err := http.Get("http://" + e.monitor + "/readyz"); err == nil {
+			ready = resp.StatusCode == http.StatusOK
+			resp.Body.Close()
+		}
+	}
+	if !ready {
+		t.Fatal("/readyz did not report ready within a minute")
+	}
+	e.exec("UPDATE events SET action = 2 WHERE id % 7 = 0")
+	e.exec("DELETE FROM events WHERE id % 11 = 0")
+	e.exec("INSERT INTO events (author_id, action) SELECT g, 3 FROM generate_series(1, 100) g")
+	e.converge("the daemon in the container", time.Minute)
+
+	if out, err := run("stop", "--time", "30", cname); err != nil {
+		t.Fatalf("podman stop: %v\n%s", err, out)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the daemon did not stop cleanly on SIGTERM: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the container did not end after podman stop")
+	}
+	if !strings.Contains(logs.String(), "stopped") {
+		t.Errorf("no final checkpoint in the log")
+	}
+}
