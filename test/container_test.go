@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,38 +26,11 @@ import (
 // and stops cleanly on SIGTERM. Without podman it skips and says so.
 func TestContainerImage(t *testing.T) {
 	requireServers(t)
-	podman, err := exec.LookPath("podman")
-	if err != nil {
-		t.Skip("podman is missing, so the image is not built here (apt-get install -y podman runc)")
-	}
-	if _, err := exec.LookPath("runc"); err != nil && os.Getenv("CONTAINERS_CONF") == "" {
-		t.Skip("runc is missing, which deploy/container/containers.conf names (apt-get install -y runc)")
-	}
-	conf := os.Getenv("CONTAINERS_CONF")
-	if conf == "" {
-		conf, _ = filepath.Abs("../deploy/container/containers.conf")
-	}
-	pod := func(ctx context.Context, args ...string) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, podman, args...)
-		cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
-		return cmd
-	}
-	run := func(args ...string) (string, error) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		out, err := pod(ctx, args...).CombinedOutput()
-		return string(out), err
-	}
+	podman, conf := needPodman(t, "the image is not built here")
+	pod, run := podmanCommands(podman, conf)
 
 	// The image, from a static binary.
-	dir := t.TempDir()
-	static := filepath.Join(dir, "replicator")
-	build := exec.Command("go", "build", "-o", static, "../cmd/replicator")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("static build: %v\n%s", err, out)
-	}
+	static := staticBinary(t)
 	image := fmt.Sprintf("localhost/replicator-e2e:%d", time.Now().UnixNano())
 	sh := exec.Command("../deploy/container/build.sh", image)
 	sh.Env = append(os.Environ(), "REPLICATOR_BINARY="+static, "CONTAINERS_CONF="+conf)
@@ -162,4 +136,65 @@ func TestContainerImage(t *testing.T) {
 	if !strings.Contains(logs.String(), "stopped") {
 		t.Errorf("no final checkpoint in the log")
 	}
+}
+
+// needPodman returns podman and the containers.conf to use with it, or
+// skips t, saying why, where podman or runc is missing.
+func needPodman(t *testing.T, what string) (podman, conf string) {
+	t.Helper()
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		t.Skipf("podman is missing, so %s (apt-get install -y podman runc)", what)
+	}
+	conf = os.Getenv("CONTAINERS_CONF")
+	if conf == "" {
+		if _, err := exec.LookPath("runc"); err != nil {
+			t.Skipf("runc is missing, which deploy/container/containers.conf names, so %s (apt-get install -y runc)", what)
+		}
+		conf, _ = filepath.Abs("../deploy/container/containers.conf")
+	}
+	return podman, conf
+}
+
+// podmanCommands returns a command maker for podman with conf, and a
+// runner that runs one to completion (within two minutes) and returns its
+// output.
+func podmanCommands(podman, conf string) (func(context.Context, ...string) *exec.Cmd, func(...string) (string, error)) {
+	pod := func(ctx context.Context, args ...string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, podman, args...)
+		cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
+		return cmd
+	}
+	run := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		out, err := pod(ctx, args...).CombinedOutput()
+		return string(out), err
+	}
+	return pod, run
+}
+
+var static struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// staticBinary builds the replicator without cgo, as make dist does, for
+// an image without a C library; once per test binary.
+func staticBinary(t *testing.T) string {
+	t.Helper()
+	static.once.Do(func() {
+		// Beside the test's binary, in the directory TestMain removes.
+		static.path = filepath.Join(filepath.Dir(binary), "replicator-static")
+		build := exec.Command("go", "build", "-o", static.path, "../cmd/replicator")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			static.err = fmt.Errorf("static build: %v\n%s", err, out)
+		}
+	})
+	if static.err != nil {
+		t.Fatal(static.err)
+	}
+	return static.path
 }
