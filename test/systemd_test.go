@@ -142,6 +142,15 @@ func TestSystemdUnits(t *testing.T) {
 		t.Logf("this build has no `replicator validate`, so a reload of a good file fails too; not checked:\n%s", out)
 	}
 
+	// Other commands run as the unit's user with its credentials through
+	// systemd-run, as the README shows.
+	if out := must("systemd-run", "--quiet", "--wait", "--pipe", "-p", "User=replicator",
+		"-p", "LoadCredential=clickhouse-password:/etc/replicator/clickhouse.password",
+		"-p", "LoadCredential=pgpass:/etc/replicator/pgpass", "-p", "Environment=PGPASSFILE=%d/pgpass",
+		"/usr/bin/replicator", "status", "--config", "/etc/replicator/replicator.hcl"); !strings.Contains(out, "checkpoint_lsn") {
+		t.Errorf("status through systemd-run:\n%s", out)
+	}
+
 	must("systemctl", "stop", "replicator")
 	if p := show("replicator"); p["ActiveState"] != "inactive" || p["Result"] != "success" || p["ExecMainStatus"] != "0" || p["NRestarts"] != "0" {
 		t.Errorf("after stop: %v", p)
