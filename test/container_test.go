@@ -98,11 +98,13 @@ func TestContainerImage(t *testing.T) {
 	if err := daemon.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- daemon.Wait() }()
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = daemon.Wait(); close(done) }()
 	t.Cleanup(func() {
 		run("rm", "--force", cname)
 		cancel()
+		<-done
 		if t.Failed() {
 			t.Logf("container log:\n%s", tail(logs.String(), 4000))
 		}
@@ -126,9 +128,9 @@ func TestContainerImage(t *testing.T) {
 		t.Fatalf("podman stop: %v\n%s", err, out)
 	}
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("the daemon did not stop cleanly on SIGTERM: %v", err)
+	case <-done:
+		if waitErr != nil {
+			t.Fatalf("the daemon did not stop cleanly on SIGTERM: %v", waitErr)
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("the container did not end after podman stop")
