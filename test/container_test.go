@@ -29,14 +29,7 @@ func TestContainerImage(t *testing.T) {
 	podman, conf := needPodman(t, "the image is not built here")
 	pod, run := podmanCommands(podman, conf)
 
-	// The image, from a static binary.
-	static := staticBinary(t)
-	image := fmt.Sprintf("localhost/replicator-e2e:%d", time.Now().UnixNano())
-	sh := exec.Command("../deploy/container/build.sh", image)
-	sh.Env = append(os.Environ(), "REPLICATOR_BINARY="+static, "CONTAINERS_CONF="+conf)
-	if out, err := sh.CombinedOutput(); err != nil {
-		t.Fatalf("build.sh: %v\n%s", err, out)
-	}
+	image := buildImage(t, conf)
 	t.Cleanup(func() { run("rmi", "--force", image) })
 
 	// Its files: CA certificates, /tmp for everyone, the binary.
@@ -199,4 +192,18 @@ func staticBinary(t *testing.T) string {
 		t.Fatal(static.err)
 	}
 	return static.path
+}
+
+// buildImage builds the image of deploy/container from a static binary,
+// as `make image` does, under a name of its own.
+func buildImage(t *testing.T, conf string) string {
+	t.Helper()
+	static := staticBinary(t)
+	image := fmt.Sprintf("localhost/replicator-e2e:%d", time.Now().UnixNano())
+	sh := exec.Command("../deploy/container/build.sh", image)
+	sh.Env = append(os.Environ(), "REPLICATOR_BINARY="+static, "CONTAINERS_CONF="+conf)
+	if out, err := sh.CombinedOutput(); err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, out)
+	}
+	return image
 }
