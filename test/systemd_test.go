@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -88,9 +89,40 @@ func TestSystemdUnits(t *testing.T) {
 	must("chmod", "0644", "/etc/replicator/replicator.hcl")
 	must("sh", "-c", "install -m 0644 /srv/units/*.service /etc/systemd/system/ && systemctl daemon-reload")
 
+	// As at boot before Postgres is up: setup fails, systemd runs it again
+	// (Restart=on-failure), and the daemon's start waits for it.
+	good, err := os.ReadFile(filepath.Join(etc, "replicator.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgAddr := fmt.Sprintf("%s:%d/", pgServer.Host, pgServer.Port)
+	if !bytes.Contains(good, []byte(pgAddr)) {
+		t.Fatalf("the configuration does not name %s", pgAddr)
+	}
+	down := bytes.Replace(good, []byte(pgAddr), []byte(pgServer.Host+":1/"), 1)
+	if err := os.WriteFile(filepath.Join(etc, "replicator.hcl"), down, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must("systemctl", "start", "--no-block", "replicator")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		out, _ := in("systemctl", "show", "replicator-setup", "-p", "ExecMainStatus", "--value")
+		if strings.TrimSpace(out) == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("setup did not fail against a closed port: ExecMainStatus=%s", out)
+		}
+	}
+	if out, _ := in("systemctl", "is-active", "replicator"); strings.TrimSpace(out) != "inactive" {
+		// The daemon's start job waits for setup; it is not started.
+		t.Errorf("replicator while setup fails: %s, want inactive", strings.TrimSpace(out))
+	}
+	if err := os.WriteFile(filepath.Join(etc, "replicator.hcl"), good, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	must("systemctl", "start", "replicator")
-	t.Logf("systemctl start returned after %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("systemctl start returned %s after Postgres became reachable", time.Since(start).Round(time.Millisecond))
 	show := func(unit string) map[string]string {
 		t.Helper()
 		props := map[string]string{}
@@ -120,10 +152,6 @@ func TestSystemdUnits(t *testing.T) {
 
 	// ExecReload validates first: a broken file fails the reload and the
 	// daemon keeps running with its configuration.
-	good, err := os.ReadFile(filepath.Join(etc, "replicator.hcl"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := os.WriteFile(filepath.Join(etc, "replicator.hcl"), append(good, []byte("\nbatch {\n")...), 0o644); err != nil {
 		t.Fatal(err)
 	}
