@@ -179,7 +179,8 @@ func (r *Runner) replicate(ctx context.Context) error {
 		cancel()
 		r.metrics.SetStreaming(false)
 		r.metrics.Held.Set(0)
-		if err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+			// systemctl status shows why (a reload shows nothing).
 			r.notify(notify.Status("not streaming: " + err.Error()))
 		}
 		switch {
