@@ -99,7 +99,7 @@ chaos: deps
 	CHAOS=long REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./test/
 
 # Benchmark against the source-side limit (pg_recvlogical) measured in the
-# same run; results in bench-results/ (see README, "Benchmark").
+# same run; results in bench-results/ (see docs/benchmark.md).
 BENCH_OUT ?= bench-results/$(shell date -u +%Y%m%dT%H%M%SZ).txt
 bench: deps build
 	$(GO) run ./test/bench --binary $(BIN) --out $(BENCH_OUT)

@@ -100,8 +100,8 @@ log {
 
 monitor {
   # HTTP address of /metrics (Prometheus), /healthz and /readyz; "" turns
-  # it off. Default "127.0.0.1:9187" (loopback only).
-  listen = "127.0.0.1:9187"
+  # it off. Default "127.0.0.1:9721" (loopback only).
+  listen = "127.0.0.1:9721"
 
   # /readyz fails when lag_seconds exceeds this (default "30s").
   ready_max_lag = "30s"

@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -32,6 +33,8 @@ type Position struct {
 	Last Transaction
 	// History is the Postgres history the position belongs to.
 	History History
+	// Written is when the checkpoint was saved (set by Load only).
+	Written time.Time
 }
 
 // Transaction names a committed transaction of the stream.
@@ -93,10 +96,14 @@ func NewStore(client *sink.Client, slot string) *Store {
 // Slot returns the slot whose checkpoints the store keeps.
 func (s *Store) Slot() string { return s.slot }
 
+// ErrNoCheckpoint marks the error of a command that needs the checkpoint
+// a setup saves and finds none: running it again cannot help.
+var ErrNoCheckpoint = errors.New("no checkpoint")
+
 // Load returns the newest checkpoint; found is false when there is none.
 func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) {
 	rows, err := s.client.Query(ctx, fmt.Sprintf(
-		"SELECT lsn, commit, commit_time, last_lsn, last_xid, system_id, timeline, epoch, last_time FROM %s "+
+		"SELECT lsn, commit, commit_time, last_lsn, last_xid, system_id, timeline, epoch, last_time, written_at FROM %s "+
 			"WHERE slot = ? ORDER BY epoch DESC, lsn DESC, commit DESC LIMIT 1",
 		s.client.DB().Table(ddl.CheckpointTable)), s.slot)
 	if err != nil {
@@ -112,6 +119,7 @@ func (s *Store) Load(ctx context.Context) (pos Position, found bool, err error) 
 		CommitTime: r[2].(time.Time),
 		Last:       Transaction{LSN: pglogrepl.LSN(r[3].(uint64)), Xid: r[4].(uint32), Time: r[8].(uint64)},
 		History:    History{SystemID: r[5].(uint64), Timeline: r[6].(uint32), Epoch: r[7].(uint32)},
+		Written:    r[9].(time.Time),
 	}, true, nil
 }
 
@@ -140,14 +148,35 @@ func (s *Store) Save(ctx context.Context, pos Position) error {
 // Delete removes every checkpoint of the slot (used when a slot is
 // recreated). It waits until the deletion, a ClickHouse mutation, is visible.
 func (s *Store) Delete(ctx context.Context) error {
-	err := s.client.Exec(ctx, s.client.DB().DeleteCheckpoints(), s.slot)
-	if err != nil {
-		return fmt.Errorf("delete checkpoints of slot %s: %w", s.slot, err)
+	return s.mutate(ctx, "delete checkpoints of slot "+s.slot, ddl.CheckpointTable, "lsn", s.client.DB().DeleteCheckpoints(),
+		[]any{s.slot}, func() (bool, error) {
+			_, found, err := s.Load(ctx)
+			return !found, err
+		})
+}
+
+// mutate runs stmt, a mutation of the replicator's own table (an ALTER
+// TABLE ... DELETE) with args, and waits until done reports it visible.
+//
+// On a cluster every INSERT waits for a quorum of replicas, and ClickHouse
+// does not mutate the part of a table's newest quorum INSERT while it is
+// the newest (it keeps that part for sequentially consistent reads): a
+// mutation covering it would wait for the table's next INSERT. So mutate
+// writes one after the mutation, a fence row of no slot (unique, a column
+// made unique so that the INSERT is not deduplicated), which becomes the
+// newest part instead. Every reader of these tables selects one slot, and
+// a slot name is never empty, so the fence is never read.
+func (s *Store) mutate(ctx context.Context, what, table, unique, stmt string, args []any, done func() (bool, error)) error {
+	if err := s.client.Exec(ctx, stmt, args...); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return waitMutation(ctx, "delete checkpoints of slot "+s.slot, func() (bool, error) {
-		_, found, err := s.Load(ctx)
-		return !found, err
-	})
+	if s.client.DB().Cluster != "" {
+		fence := []any{"", uint64(time.Now().UnixNano())}
+		if err := s.client.Insert(ctx, s.client.DB().Insert(table, []string{"slot", unique}), fence); err != nil {
+			return fmt.Errorf("%s: write the fence row after the mutation: %w", what, err)
+		}
+	}
+	return waitMutation(ctx, what, done)
 }
 
 // waitMutation waits, at most a minute, until done reports that a
@@ -175,6 +204,28 @@ type Progress struct {
 	// OldestUnstored is the commit time of the oldest transaction received
 	// but not yet stored; zero when everything received is stored.
 	OldestUnstored time.Time
+	// Halt is set when the report is a halt (SaveHalt).
+	Halt *Halt
+}
+
+// Halt is the record of a daemon that stays stopped on an error a restart
+// cannot fix (see pipeline): `replicator status` shows it until a daemon
+// streams again.
+type Halt struct {
+	Reason string
+	Error  string
+	Since  time.Time
+}
+
+// SaveHalt records that the daemon stopped for h. A later progress report
+// (SaveProgress, from a daemon that streams again) supersedes it.
+func (s *Store) SaveHalt(ctx context.Context, h Halt) error {
+	err := s.client.Insert(ctx, s.client.DB().Insert(ddl.ProgressTable, []string{"slot", "updated_us", "oldest_unstored_us", "halt_reason", "halt_error"}),
+		[]any{s.slot, uint64(h.Since.UnixMicro()), uint64(0), h.Reason, h.Error})
+	if err != nil {
+		return fmt.Errorf("record the halt of slot %s: %w", s.slot, err)
+	}
+	return nil
 }
 
 // SaveProgress records the oldest unstored commit time (zero: none).
@@ -192,10 +243,19 @@ func (s *Store) SaveProgress(ctx context.Context, oldestUnstored time.Time) erro
 }
 
 // LoadProgress returns the newest progress report; found is false when none.
+// A table an earlier version made (a daemon not yet upgraded) has no halts.
 func (s *Store) LoadProgress(ctx context.Context) (p Progress, found bool, err error) {
+	have, err := s.client.Schema(ctx, ddl.ProgressTable)
+	if err != nil {
+		return Progress{}, false, fmt.Errorf("load progress of slot %s: %w", s.slot, err)
+	}
+	halt := "halt_reason, halt_error"
+	if !slices.Contains(have.Names, "halt_reason") {
+		halt = "'', ''"
+	}
 	rows, err := s.client.Query(ctx, fmt.Sprintf(
-		"SELECT updated_us, oldest_unstored_us FROM %s WHERE slot = ? ORDER BY updated_us DESC LIMIT 1",
-		s.client.DB().Table(ddl.ProgressTable)), s.slot)
+		"SELECT updated_us, oldest_unstored_us, %s FROM %s WHERE slot = ? ORDER BY updated_us DESC LIMIT 1",
+		halt, s.client.DB().Table(ddl.ProgressTable)), s.slot)
 	if err != nil {
 		return Progress{}, false, fmt.Errorf("load progress of slot %s: %w", s.slot, err)
 	}
@@ -205,6 +265,9 @@ func (s *Store) LoadProgress(ctx context.Context) (p Progress, found bool, err e
 	p.Updated = time.UnixMicro(int64(rows[0][0].(uint64)))
 	if us := rows[0][1].(uint64); us > 0 {
 		p.OldestUnstored = time.UnixMicro(int64(us))
+	}
+	if reason := rows[0][2].(string); reason != "" {
+		p.Halt = &Halt{Reason: reason, Error: rows[0][3].(string), Since: p.Updated}
 	}
 	return p, true, nil
 }
@@ -253,13 +316,11 @@ func (s *Store) LoadTruncations(ctx context.Context) (map[string]Truncation, err
 // ClickHouse mutation, is visible: a truncation of the former slot's
 // history left behind would cover the new one's changes below it.
 func (s *Store) DeleteTruncations(ctx context.Context) error {
-	if err := s.client.Exec(ctx, s.client.DB().DeleteTruncations(), s.slot); err != nil {
-		return fmt.Errorf("delete truncations of slot %s: %w", s.slot, err)
-	}
-	return waitMutation(ctx, "delete truncations of slot "+s.slot, func() (bool, error) {
-		left, err := s.LoadTruncations(ctx)
-		return len(left) == 0, err
-	})
+	return s.mutate(ctx, "delete truncations of slot "+s.slot, ddl.TruncationTable, "version", s.client.DB().DeleteTruncations(),
+		[]any{s.slot}, func() (bool, error) {
+			left, err := s.LoadTruncations(ctx)
+			return len(left) == 0, err
+		})
 }
 
 // SaveColumns records the columns of the newest Relation message of a
@@ -356,21 +417,34 @@ func EnsureTables(ctx context.Context, client *sink.Client) error {
 			return fmt.Errorf("add column epoch to %s: %w", ddl.CheckpointTable, err)
 		}
 	}
-	for _, col := range ddl.CheckpointColumnsAdded {
-		if !slices.Contains(cps.Names, col[0]) {
-			if err := client.Exec(ctx, db.AddCheckpointColumn(col[0], col[1])); err != nil {
-				return fmt.Errorf("add column %s to %s: %w", col[0], ddl.CheckpointTable, err)
-			}
+	for _, t := range []struct {
+		name  string
+		added [][2]string
+		add   func(name, definition string) string
+	}{
+		{ddl.CheckpointTable, ddl.CheckpointColumnsAdded, db.AddCheckpointColumn},
+		{ddl.ProgressTable, ddl.ProgressColumnsAdded, db.AddProgressColumn},
+		{ddl.ChunkTable, ddl.ChunkColumnsAdded, db.AddChunkColumn},
+	} {
+		if err := addColumns(ctx, client, t.name, t.added, t.add); err != nil {
+			return err
 		}
 	}
-	chunks, err := client.Schema(ctx, ddl.ChunkTable)
+	return nil
+}
+
+// addColumns adds to table the columns of added (name, definition) that
+// an earlier version made it without, with the statements add returns.
+func addColumns(ctx context.Context, client *sink.Client, table string, added [][2]string,
+	add func(name, definition string) string) error {
+	have, err := client.Schema(ctx, table)
 	if err != nil {
 		return err
 	}
-	for _, col := range ddl.ChunkColumnsAdded {
-		if !slices.Contains(chunks.Names, col[0]) {
-			if err := client.Exec(ctx, db.AddChunkColumn(col[0], col[1])); err != nil {
-				return fmt.Errorf("add column %s to %s: %w", col[0], ddl.ChunkTable, err)
+	for _, col := range added {
+		if !slices.Contains(have.Names, col[0]) {
+			if err := client.Exec(ctx, add(col[0], col[1])); err != nil {
+				return fmt.Errorf("add column %s to %s: %w", col[0], table, err)
 			}
 		}
 	}

@@ -104,10 +104,12 @@ func (s *Store) LoadChunks(ctx context.Context) (map[string][]Chunk, error) {
 // starts over), or of every table of the slot when source is empty. It
 // waits until the deletion, a ClickHouse mutation, is visible.
 func (s *Store) DeleteChunks(ctx context.Context, source string) error {
-	if err := s.client.Exec(ctx, s.client.DB().DeleteChunks(), s.slot, source, source); err != nil {
-		return fmt.Errorf("delete copy state of %s: %w", source, err)
+	what := "delete copy state of " + source
+	if source == "" {
+		what = "delete copy state of every table"
 	}
-	return s.waitDeleted(ctx, source, "(source = ? OR ? = '')", source, source)
+	return s.mutate(ctx, what, ddl.ChunkTable, "updated", s.client.DB().DeleteChunks(),
+		[]any{s.slot, source, source}, s.deleted(ctx, source, "(source = ? OR ? = '')", source, source))
 }
 
 // ReplaceChunks makes mark, chunk 0 of its source, the source's whole copy
@@ -119,23 +121,20 @@ func (s *Store) ReplaceChunks(ctx context.Context, mark Chunk) error {
 	if err := s.SaveChunks(ctx, mark); err != nil {
 		return err
 	}
-	if err := s.client.Exec(ctx, s.client.DB().DeleteLaterChunks(), s.slot, mark.Source, uint32(1)); err != nil {
-		return fmt.Errorf("delete copy state of %s: %w", mark.Source, err)
-	}
-	return s.waitDeleted(ctx, mark.Source, "source = ? AND chunk >= 1", mark.Source)
+	return s.mutate(ctx, "delete copy state of "+mark.Source, ddl.ChunkTable, "updated", s.client.DB().DeleteLaterChunks(),
+		[]any{s.slot, mark.Source, uint32(1)}, s.deleted(ctx, mark.Source, "source = ? AND chunk >= 1", mark.Source))
 }
 
-// waitDeleted waits until no chunk of the slot matches where (with args)
-// is left.
-func (s *Store) waitDeleted(ctx context.Context, source, where string, args ...any) error {
-	return waitMutation(ctx, "delete copy state of "+source, func() (bool, error) {
+// deleted reports whether no chunk of the slot matches where (with args).
+func (s *Store) deleted(ctx context.Context, source, where string, args ...any) func() (bool, error) {
+	return func() (bool, error) {
 		rows, err := s.client.Query(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE slot = ? AND %s",
 			s.client.DB().Table(ddl.ChunkTable), where), append([]any{s.slot}, args...)...)
 		if err != nil {
 			return false, fmt.Errorf("delete copy state of %s: %w", source, err)
 		}
 		return rows[0][0].(uint64) == 0, nil
-	})
+	}
 }
 
 // Into reports whether a table's copy state, complete or not, writes

@@ -220,7 +220,7 @@ func Default() Config {
 			Memory: 32 << 20},
 		Load: LoadOptions{Workers: 3, ChunkSize: 16 << 20},
 		Log:  Log{Level: "info", Format: "text"},
-		Monitor: Monitor{Listen: "127.0.0.1:9187", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
+		Monitor: Monitor{Listen: "127.0.0.1:9721", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
 			RetainedWALWarning: 10 << 30, RewriteCheckInterval: time.Minute, VerifyRate: 10000, VerifySampleRows: 100000},
 	}
 }
@@ -410,6 +410,13 @@ func Load(path string, getenv func(string) string) (Config, error) {
 
 // Parse decodes and validates configuration source; filename is used in messages.
 func Parse(filename string, src []byte, getenv func(string) string) (Config, error) {
+	cfg, _, err := parse(filename, src, getenv)
+	return cfg, err
+}
+
+// parse is Parse that also returns the source range of each key the file
+// sets.
+func parse(filename string, src []byte, getenv func(string) string) (Config, []keyRange, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -427,7 +434,7 @@ func Parse(filename string, src []byte, getenv func(string) string) (Config, err
 	if diags.HasErrors() {
 		// Report syntax and key errors with what apply found; validating
 		// the rest would flag keys that failed to decode.
-		return Config{}, &Error{Problems: append(diagProblems(diags, keys), problems...)}
+		return Config{}, keys, &Error{Problems: append(diagProblems(diags, keys), problems...)}
 	}
 	applyEnv(&cfg, getenv)
 	if f := cfg.ClickHouse.PasswordFile; f != "" && !filepath.IsAbs(f) {
@@ -435,11 +442,11 @@ func Parse(filename string, src []byte, getenv func(string) string) (Config, err
 			cfg.ClickHouse.PasswordFile = filepath.Join(d, f)
 		}
 	}
-	problems = append(problems, cfg.validate()...)
+	problems = append(problems, fromEnv(cfg.validate(), getenv)...)
 	if len(problems) > 0 {
-		return Config{}, &Error{Problems: problems}
+		return Config{}, keys, &Error{Problems: problems}
 	}
-	return cfg, nil
+	return cfg, keys, nil
 }
 
 // Error lists every problem found in a configuration.

@@ -177,7 +177,7 @@ table "app.orders" {
   order_by = ["id"]
 }
 monitor {
-  listen               = "127.0.0.1:19187"
+  listen               = "127.0.0.1:19721"
   ready_max_lag        = "45s"
   heartbeat_interval   = "0s"
   retained_wal_warning = "512MiB"
@@ -195,7 +195,7 @@ monitor {
 	want.Batch = config.Batch{MaxRows: 5, MaxBytes: 16 << 20, MaxDelay: 250 * time.Millisecond, MinInterval: 100 * time.Millisecond}
 	want.Stream = config.Stream{SpillDir: "/var/lib/replicator/spill", SpillLimit: 2 << 30, Memory: 8 << 20}
 	want.Log = config.Log{Level: "debug", Format: "json"}
-	want.Monitor = config.Monitor{Listen: "127.0.0.1:19187", ReadyMaxLag: 45 * time.Second, HeartbeatInterval: 0, RetainedWALWarning: 512 << 20,
+	want.Monitor = config.Monitor{Listen: "127.0.0.1:19721", ReadyMaxLag: 45 * time.Second, HeartbeatInterval: 0, RetainedWALWarning: 512 << 20,
 		RewriteCheckInterval: 15 * time.Second, VerifyInterval: time.Hour, VerifyRate: 500, VerifySampleRows: 2000}
 	want.Tables = []config.Table{
 		{Name: "app.users", Target: "users_v2", OrderBy: []string{"tenant", "id"}, PartitionBy: "intDiv(id, 1000)", SchemaChanges: "stop", Mode: "latest",

@@ -154,7 +154,12 @@ func (d Database) Truncate(table string) string {
 }
 
 // CreateTable returns the DDL of the ReplacingMergeTree target of t.
-func (d Database) CreateTable(t *mapping.Table) string {
+func (d Database) CreateTable(t *mapping.Table) string { return d.createTable(t, t.Target) }
+
+// createTable returns the DDL of t's target, whose local tables on a
+// cluster are replicated under the ZooKeeper path of zkName ({table} of
+// Database.ZKPath).
+func (d Database) createTable(t *mapping.Table, zkName string) string {
 	var b strings.Builder
 	name := t.Target
 	if d.Cluster != "" {
@@ -183,7 +188,7 @@ func (d Database) CreateTable(t *mapping.Table) string {
 	for _, p := range t.Storage.Projections {
 		fmt.Fprintf(&b, ",\n    PROJECTION %s (%s)", Quote(p.Name), p.Query)
 	}
-	fmt.Fprintf(&b, "\n)\nENGINE = %s\n", d.engine(version, t.Target, false))
+	fmt.Fprintf(&b, "\n)\nENGINE = %s\n", d.engine(version, zkName, false))
 	if t.PartitionBy != "" {
 		fmt.Fprintf(&b, "PARTITION BY %s\n", t.PartitionBy)
 	}
@@ -290,14 +295,82 @@ func ReplacedName(target string) string { return target + "_replaced" }
 // IsShadow reports whether name is a ShadowName.
 func IsShadow(name string) bool { return strings.HasSuffix(name, "_resync") }
 
+// Storage names the table that holds the rows of the target-shaped table
+// name (a target, its shadow, its replaced copy): name itself, or on a
+// cluster its local tables.
+func (d Database) Storage(name string) string {
+	if d.Cluster == "" {
+		return name
+	}
+	return LocalName(name)
+}
+
+// CreateShadow returns the statements that create the shadow of t
+// (ShadowName), the new table that a copy of t fills before it takes the
+// target's place. On a cluster its local tables are replicated under a
+// ZooKeeper path of their own, named with token (unique to this shadow),
+// which they keep once in the target's place: the path of a shadow's name
+// would then be in use, and the next shadow of t would meet it.
+func (d Database) CreateShadow(t *mapping.Table, token string) []string {
+	shadow := *t
+	shadow.Target = ShadowName(t.Target)
+	create := d.createTable(&shadow, shadow.Target+"_"+token)
+	if d.Cluster == "" {
+		return []string{create}
+	}
+	return []string{create, d.CreateDistributed(&shadow)}
+}
+
+// DropTarget returns the statements that drop the target-shaped table name
+// if it exists, and on a cluster its local tables.
+func (d Database) DropTarget(name string) []string {
+	if d.Cluster == "" {
+		return []string{d.Drop(name)}
+	}
+	return []string{d.Drop(name), d.Drop(LocalName(name))}
+}
+
 // SwapIn returns the statement that puts the shadow of target in its
-// place; the old target is left under ReplacedName. ClickHouse before 21
-// has no EXCHANGE TABLES: the RENAME, run as one statement, leaves no
+// place (on a cluster, the shadow's local tables in place of the
+// target's); the old target is left under ReplacedName. ClickHouse before
+// 21 has no EXCHANGE TABLES: the RENAME, run as one statement, leaves no
 // moment without a target between its two steps other than ClickHouse's
-// own.
+// own. On a cluster AfterSwap must follow.
 func (d Database) SwapIn(target string) string {
-	return fmt.Sprintf("RENAME TABLE %s TO %s, %s TO %s", d.Table(target), d.Table(ReplacedName(target)),
-		d.Table(ShadowName(target)), d.Table(target))
+	return fmt.Sprintf("RENAME TABLE %s TO %s, %s TO %s%s", d.Table(d.Storage(target)), d.Table(d.Storage(ReplacedName(target))),
+		d.Table(d.Storage(ShadowName(target))), d.Table(d.Storage(target)), d.on())
+}
+
+// PutIn returns the statement that puts the shadow of target in its place
+// where there is no target (SwapIn otherwise). On a cluster AfterSwap
+// must follow.
+func (d Database) PutIn(target string) string {
+	return fmt.Sprintf("RENAME TABLE %s TO %s%s", d.Table(d.Storage(ShadowName(target))), d.Table(d.Storage(target)), d.on())
+}
+
+// AfterSwap returns the statements that complete SwapIn or PutIn of t's
+// shadow on a cluster: the shadow's Distributed table is dropped and the
+// target's made again over the local tables now in place (their columns
+// may differ from the old ones'), for a moment missing. Each can be run
+// again. Empty without a cluster.
+func (d Database) AfterSwap(t *mapping.Table) []string {
+	if d.Cluster == "" {
+		return nil
+	}
+	return append([]string{d.Drop(ShadowName(t.Target))}, d.RecreateDistributed(t.Target, t.OrderBy)...)
+}
+
+// RenameTarget returns the statements that rename the target-shaped table
+// from (of t) to to: on a cluster its local tables, under a Distributed
+// table of the new name.
+func (d Database) RenameTarget(t *mapping.Table, from, to string) []string {
+	if d.Cluster == "" {
+		return []string{d.Rename(from, to)}
+	}
+	renamed := *t
+	renamed.Target = to
+	return []string{fmt.Sprintf("RENAME TABLE %s TO %s%s", d.Table(LocalName(from)), d.Table(LocalName(to)), d.on()),
+		d.Drop(from), d.CreateDistributed(&renamed)}
 }
 
 // Rename returns the statement that renames table from to to.
@@ -384,15 +457,26 @@ func CommittedOf(target string) string { return target + "_committed" }
 // it. It costs a GROUP BY where the live view of an unpartitioned table
 // reads FINAL.
 func (d Database) CreateCommittedViewOf(target, slot string, orderBy, columns []string) string {
-	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, orderBy, columns, d.committedBound(slot))
+	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, orderBy, columns, d.committedBound(slot, target))
 }
 
-// committedBound is the condition on a row of a committed view: its
-// transaction committed at or below the newest commit checkpoint of slot,
-// or below its newest position checkpoint, in the newest history epoch.
-func (d Database) committedBound(slot string) string {
-	return fmt.Sprintf("%s < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM %s WHERE slot = %s)",
-		Quote(mapping.VersionColumn), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}))
+// committedBound is the condition on a row of a committed view of target:
+// its transaction committed at or below the newest commit checkpoint of
+// slot, or below its newest position checkpoint, in the newest history
+// epoch; or it is a row of a complete copy of target read whole in one
+// snapshot (version C − 1, which no transaction has: commit records are
+// 8-byte aligned) into a new table that took target's place (a resync's,
+// or a table copied again). Such a copy holds the table's rows at C in
+// one snapshot, and the checkpoint stays below C until the stream passes
+// it again (it is held for the copy): without them the view would lack
+// the copy's rows meanwhile. Until the new table is in place no row of
+// target has that version.
+func (d Database) committedBound(slot, target string) string {
+	lit := func(s string) string { return Literal(s, mapping.Type{Kind: mapping.KindString}) }
+	return fmt.Sprintf("%[1]s < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM %[2]s WHERE slot = %[3]s)\n"+
+		"       OR %[1]s + 1 IN (SELECT max(lsn) FROM %[4]s FINAL WHERE slot = %[3]s AND target = %[5]s GROUP BY source\n"+
+		"                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)",
+		Quote(mapping.VersionColumn), d.Table(CheckpointTable), lit(slot), d.Table(ChunkTable), lit(ShadowName(target)))
 }
 
 // CreateViews returns the DDL of the live and the committed views of t's
@@ -413,7 +497,7 @@ func (d Database) historyViews(t *mapping.Table, slot string, columns []string) 
 		keys[i] = t.Columns[k].Name
 	}
 	return []string{d.latestView(d.Table(ViewOf(t.Target))+d.on(), t.Target, keys, columns, ""),
-		d.latestView(d.Table(CommittedOf(t.Target))+d.on(), t.Target, keys, columns, d.committedBound(slot))}
+		d.latestView(d.Table(CommittedOf(t.Target))+d.on(), t.Target, keys, columns, d.committedBound(slot, t.Target))}
 }
 
 // CreateViewsOf is CreateViews for a target whose keys are partitionBy and
@@ -507,13 +591,27 @@ func (d Database) DeleteTruncations() string {
 	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE slot = ?", d.Table(TruncationTable))
 }
 
-// CreateProgressTable returns the DDL of the progress table.
+// ProgressColumnsAdded are the columns of the progress table that an
+// earlier version made it without, with their definitions.
+var ProgressColumnsAdded = [][2]string{{"halt_reason", "String DEFAULT ''"}, {"halt_error", "String DEFAULT ''"}}
+
+// AddProgressColumn returns the statement that adds one of
+// ProgressColumnsAdded to a progress table made before it existed.
+func (d Database) AddProgressColumn(name, definition string) string {
+	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", d.Table(ProgressTable), Quote(name), definition)
+}
+
+// CreateProgressTable returns the DDL of the progress table. A row with a
+// halt_reason records a daemon that stays stopped on an error a restart
+// cannot fix.
 func (d Database) CreateProgressTable() string {
 	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
 (
     slot String,
     updated_us UInt64,
-    oldest_unstored_us UInt64
+    oldest_unstored_us UInt64,
+    halt_reason String DEFAULT '',
+    halt_error String DEFAULT ''
 )
 ENGINE = %s
 ORDER BY slot

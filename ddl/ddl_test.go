@@ -2,6 +2,8 @@ package ddl
 
 import (
 	"math"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,6 +121,51 @@ func TestLiteral(t *testing.T) {
 	} {
 		if got := Literal(tc.v, mustType(tc.typ)); got != tc.want {
 			t.Errorf("Literal(%#v, %s) = %s, want %s", tc.v, tc.typ, got, tc.want)
+		}
+	}
+}
+
+// TestShadowsOnACluster checks the statements that make a shadow and put it
+// in place: the shadow's local tables are replicated under a ZooKeeper path
+// of their own, which they keep in the target's place, so a later shadow of
+// the same target does not meet it; the swap renames local tables on the
+// cluster and makes the Distributed table again over them.
+func TestShadowsOnACluster(t *testing.T) {
+	db := Database{Name: "a", Cluster: "c", ZKPath: DefaultZKPath}
+	events := &mapping.Table{Target: "events", OrderBy: []string{"id"},
+		Columns: []mapping.Column{{Name: "id", Type: mapping.Type{Kind: mapping.KindInt64}}}}
+	first, second := db.CreateShadow(events, "k1"), db.CreateShadow(events, "k2")
+	if len(first) != 2 || !strings.Contains(first[0], "CREATE TABLE IF NOT EXISTS `a`.`events_resync_local` ON CLUSTER `c`") ||
+		!strings.Contains(first[0], "'/clickhouse/tables/{shard}/a/events_resync_k1'") ||
+		!strings.Contains(second[0], "'/clickhouse/tables/{shard}/a/events_resync_k2'") ||
+		!strings.Contains(first[1], "Distributed(`c`, `a`, `events_resync_local`, sipHash64(`id`))") {
+		t.Errorf("CreateShadow:\n%s\n%s", strings.Join(first, "\n"), strings.Join(second, "\n"))
+	}
+	for _, tc := range []struct {
+		name string
+		got  []string
+		want []string
+	}{
+		{name: "SwapIn", got: []string{db.SwapIn("events")}, want: []string{
+			"RENAME TABLE `a`.`events_local` TO `a`.`events_replaced_local`, `a`.`events_resync_local` TO `a`.`events_local` ON CLUSTER `c`"}},
+		{name: "PutIn", got: []string{db.PutIn("events")}, want: []string{
+			"RENAME TABLE `a`.`events_resync_local` TO `a`.`events_local` ON CLUSTER `c`"}},
+		{name: "AfterSwap", got: db.AfterSwap(events), want: []string{
+			"DROP TABLE IF EXISTS `a`.`events_resync` ON CLUSTER `c`",
+			"DROP TABLE IF EXISTS `a`.`events` ON CLUSTER `c`",
+			"CREATE TABLE IF NOT EXISTS `a`.`events` ON CLUSTER `c` AS `a`.`events_local`\nENGINE = Distributed(`c`, `a`, `events_local`, sipHash64(`id`))\n"}},
+		{name: "DropTarget", got: db.DropTarget("events_replaced"), want: []string{
+			"DROP TABLE IF EXISTS `a`.`events_replaced` ON CLUSTER `c`", "DROP TABLE IF EXISTS `a`.`events_replaced_local` ON CLUSTER `c`"}},
+		{name: "RenameTarget", got: db.RenameTarget(events, "events_replaced", "events_before_epoch2"), want: []string{
+			"RENAME TABLE `a`.`events_replaced_local` TO `a`.`events_before_epoch2_local` ON CLUSTER `c`",
+			"DROP TABLE IF EXISTS `a`.`events_replaced` ON CLUSTER `c`",
+			"CREATE TABLE IF NOT EXISTS `a`.`events_before_epoch2` ON CLUSTER `c` AS `a`.`events_before_epoch2_local`\nENGINE = Distributed(`c`, `a`, `events_before_epoch2_local`, sipHash64(`id`))\n"}},
+		{name: "SwapIn on one server", got: []string{Database{Name: "a"}.SwapIn("events")}, want: []string{
+			"RENAME TABLE `a`.`events` TO `a`.`events_replaced`, `a`.`events_resync` TO `a`.`events`"}},
+		{name: "AfterSwap on one server", got: Database{Name: "a"}.AfterSwap(events), want: nil},
+	} {
+		if !slices.Equal(tc.got, tc.want) {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, tc.got, tc.want)
 		}
 	}
 }

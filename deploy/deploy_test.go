@@ -62,7 +62,7 @@ var units = map[string][]string{
 		"StateDirectory=replicator",
 		"LoadCredential=clickhouse-password:",
 		"Environment=PGPASSFILE=%d/pgpass",
-		"RestartPreventExitStatus=4",
+		"RestartPreventExitStatus=2 4",
 		"ProtectSystem=strict",
 	},
 	"replicator-setup.service": {

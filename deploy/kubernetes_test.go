@@ -189,6 +189,10 @@ func TestKubernetesRecipe(t *testing.T) {
 		if setup == nil || run == nil {
 			t.Fatalf("%s: want setup as an init container and run as a container", w.name)
 		}
+		if run.Name != "replicator" || portByName(*run, "monitor") == "" {
+			t.Errorf("%s: the daemon's container must be named replicator with a port named monitor, "+
+				"which prometheus/prometheus-kubernetes.yml scrapes", w.name)
+		}
 		if run.LivenessProbe == nil || run.LivenessProbe.HTTPGet == nil || run.LivenessProbe.HTTPGet.Path != "/healthz" {
 			t.Errorf("%s: run's liveness probe must be /healthz, which does not depend on the servers", w.name)
 		}

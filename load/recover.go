@@ -59,11 +59,6 @@ func Recover(ctx context.Context, cfg config.Config, reason string, log hclog.Lo
 		report = append(report, line)
 		log.Info(line)
 	}
-	if cfg.ClickHouse.Cluster != "" {
-		return nil, fmt.Errorf("an online recovery is not available on a ClickHouse cluster (clickhouse.cluster) yet: drop the "+
-			"slot (SELECT pg_drop_replication_slot('%s')) and run `replicator setup`, which copies every table again "+
-			"into emptied tables", cfg.Postgres.Slot)
-	}
 	srv, err := openServers(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -153,8 +148,8 @@ func Recover(ctx context.Context, cfg config.Config, reason string, log hclog.Lo
 			return report, err
 		}
 		for _, t := range tables {
-			if err := client.Exec(ctx, client.DB().Drop(ddl.ShadowName(t.Target))); err != nil {
-				return report, fmt.Errorf("drop ClickHouse table %s: %w", ddl.ShadowName(t.Target), err)
+			if err := dropTarget(ctx, client, ddl.ShadowName(t.Target)); err != nil {
+				return report, err
 			}
 		}
 		lsn, name, err := repl.CreateSlot(ctx, cfg.Postgres.Slot)
@@ -243,19 +238,19 @@ func (r *recovery) resume(ctx context.Context, tables []*mapping.Table) error {
 	db := r.client.DB()
 	for _, t := range tables {
 		shadow := ddl.ShadowName(t.Target)
-		exists, err := r.client.Existing(ctx, shadow)
+		exists, err := r.client.Existing(ctx, db.Storage(shadow))
 		if err != nil {
 			return err
 		}
 		cs := chunks[t.Source]
-		if !exists[shadow] && checkpoint.CopiedInto(cs, shadow) {
-			// In place; its previous copy may be left.
-			if err := r.dropReplaced(ctx, t); err != nil {
+		if !exists[db.Storage(shadow)] && checkpoint.CopiedInto(cs, shadow) {
+			// In place; the swap may not have finished.
+			if err := r.swap(ctx, t); err != nil {
 				return err
 			}
 			continue
 		}
-		if !exists[shadow] {
+		if !exists[db.Storage(shadow)] {
 			return fmt.Errorf("recovery: the new copy of %s is neither in place nor in %s.%s", t.Source, db.Name, shadow)
 		}
 		if err := r.putInPlace(ctx, t, cs); err != nil {
@@ -267,16 +262,11 @@ func (r *recovery) resume(ctx context.Context, tables []*mapping.Table) error {
 
 // copyTable copies t into a new, empty table with copy, then swaps it in.
 func (r *recovery) copyTable(ctx context.Context, t *mapping.Table, copy func(*mapping.Table) error) error {
-	db := r.client.DB()
-	shadow := *t
-	shadow.Target = ddl.ShadowName(t.Target)
-	if err := r.client.Exec(ctx, db.Drop(shadow.Target)); err != nil {
-		return fmt.Errorf("drop ClickHouse table %s: %w", shadow.Target, err)
+	shadow, err := newShadow(ctx, r.client, t)
+	if err != nil {
+		return err
 	}
-	if err := r.client.Exec(ctx, db.CreateTable(&shadow)); err != nil {
-		return fmt.Errorf("create ClickHouse table %s: %w", shadow.Target, err)
-	}
-	if err := copy(&shadow); err != nil {
+	if err := copy(shadow); err != nil {
 		return fmt.Errorf("recovery: copy %s: %w; the next start of `replicator run` (or `replicator resync --all`) "+
 			"starts the recovery over", t.Source, err)
 	}
@@ -321,25 +311,16 @@ func (r *recovery) bridge(ctx context.Context, horizon pglogrepl.LSN) error {
 }
 
 // swap puts the new copy of t in place of its target, with its views made
-// again for its columns, and drops the previous copy. A query of the
-// views in that instant may fail; none sees an empty or partial table.
+// again for its columns where they changed (a query of the views in that
+// instant may fail; none sees an empty or partial table), and drops the
+// previous copy.
 func (r *recovery) swap(ctx context.Context, t *mapping.Table) error {
-	db := r.client.DB()
-	exists, err := r.client.Existing(ctx, t.Target)
-	if err != nil {
-		return err
+	complete := func(context.Context) (bool, error) { return true, nil }
+	if _, err := r.client.SwapIn(ctx, t, complete); err != nil {
+		return fmt.Errorf("put the new copy of %s in place: %w", t.Source, err)
 	}
-	stmts := db.DropViews(t.Target)
-	if exists[t.Target] {
-		stmts = append(stmts, db.SwapIn(t.Target))
-	} else {
-		stmts = append(stmts, db.Rename(ddl.ShadowName(t.Target), t.Target))
-	}
-	stmts = append(stmts, db.CreateViews(t, r.cfg.Postgres.Slot)...)
-	for _, stmt := range stmts {
-		if err := r.client.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("put the new copy of %s in place: %s: %w", t.Source, stmt, err)
-		}
+	if err := execAll(ctx, r.client, r.client.DB().CreateViews(t, r.cfg.Postgres.Slot)); err != nil {
+		return fmt.Errorf("put the new copy of %s in place: create its views: %w", t.Source, err)
 	}
 	return r.dropReplaced(ctx, t)
 }
@@ -350,22 +331,21 @@ func (r *recovery) swap(ctx context.Context, t *mapping.Table) error {
 // that was started over.
 func (r *recovery) dropReplaced(ctx context.Context, t *mapping.Table) error {
 	db := r.client.DB()
-	stmts := []string{db.Drop(ddl.ReplacedName(t.Target))}
+	replaced := ddl.ReplacedName(t.Target)
+	stmts := db.DropTarget(replaced)
 	if keep := keptName(t, r.rec.Epoch); keep != "" {
-		exists, err := r.client.Existing(ctx, keep, ddl.ReplacedName(t.Target))
+		exists, err := r.client.Existing(ctx, db.Storage(keep), db.Storage(replaced))
 		if err != nil {
 			return err
 		}
-		if !exists[keep] && exists[ddl.ReplacedName(t.Target)] {
-			stmts = []string{db.Rename(ddl.ReplacedName(t.Target), keep)}
+		if !exists[db.Storage(keep)] && exists[db.Storage(replaced)] {
+			stmts = db.RenameTarget(t, replaced, keep)
 			r.say("WARNING: %s keeps rows that Postgres does not have (%s): its previous copy stays in %s.%s, "+
 				"the new one holds Postgres' rows at the recovery's snapshot", t.Target, keptWhy(t), db.Name, keep)
 		}
 	}
-	for _, stmt := range stmts {
-		if err := r.client.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("put the new copy of %s in place: %s: %w", t.Source, stmt, err)
-		}
+	if err := execAll(ctx, r.client, stmts); err != nil {
+		return fmt.Errorf("put the new copy of %s in place: %w", t.Source, err)
 	}
 	return nil
 }

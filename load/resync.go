@@ -56,10 +56,6 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 	if tc == nil {
 		return nil, fmt.Errorf("--table %q is not a configured table (configured: %s)", source, strings.Join(names, ", "))
 	}
-	if cfg.ClickHouse.Cluster != "" {
-		return nil, fmt.Errorf("resync is not available on a ClickHouse cluster (clickhouse.cluster) yet: drop the slot and " +
-			"run `replicator setup`, which copies every table again")
-	}
 
 	srv, err := openServers(ctx, cfg, log)
 	if err != nil {
@@ -101,24 +97,21 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 	load := currentLoad(chunks, pos)
 
 	db := client.DB()
-	shadow := *t
-	shadow.Target = ddl.ShadowName(t.Target)
+	shadowName := ddl.ShadowName(t.Target)
 	// The mark comes first: a daemon started from now on holds its
 	// checkpoint for the copy. An earlier resync that did not finish
 	// starts over, so that the copy is read whole in one snapshot (exact,
 	// see checkpoint.Exact).
-	mark := checkpoint.Chunk{Source: source, Load: load, Target: shadow.Target}
+	mark := checkpoint.Chunk{Source: source, Load: load, Target: shadowName}
 	if err := store.DeleteChunks(ctx, source); err != nil {
 		return report, err
 	}
 	if err := store.SaveChunks(ctx, mark); err != nil {
 		return report, err
 	}
-	if err := client.Exec(ctx, db.Drop(shadow.Target)); err != nil {
-		return report, fmt.Errorf("drop ClickHouse table %s: %w", shadow.Target, err)
-	}
-	if err := client.Exec(ctx, db.CreateTable(&shadow)); err != nil {
-		return report, fmt.Errorf("create ClickHouse table %s: %w", shadow.Target, err)
+	shadow, err := newShadow(ctx, client, t)
+	if err != nil {
+		return report, err
 	}
 	say("created ClickHouse table %s.%s for the new copy of %s", db.Name, shadow.Target, source)
 	state := map[string][]checkpoint.Chunk{source: {mark}}
@@ -130,7 +123,7 @@ func Resync(ctx context.Context, cfg config.Config, source string, log hclog.Log
 		source, at)
 
 	c := &copier{cfg: cfg, store: store, log: log, progress: newProgress(ctx, log, opts.Terminal)}
-	if err := resume(ctx, c, pg, []*mapping.Table{&shadow}, state, load, say); err != nil {
+	if err := resume(ctx, c, pg, []*mapping.Table{shadow}, state, load, say); err != nil {
 		return report, fmt.Errorf("%w; run `replicator resync` again, which starts the copy over", err)
 	}
 	if err := store.SaveColumns(ctx, source, t.MappedNames()); err != nil {

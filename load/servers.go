@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/postgres"
@@ -99,6 +100,6 @@ func (s *servers) resolveAll(ctx context.Context, cfg config.Config) ([]*mapping
 // errNoCheckpoint is the error of a command that needs the checkpoint a
 // setup saves.
 func errNoCheckpoint(cfg config.Config) error {
-	return fmt.Errorf("no checkpoint for slot %s in ClickHouse database %s: run `replicator setup`, which copies every table",
-		cfg.Postgres.Slot, cfg.ClickHouse.Database)
+	return fmt.Errorf("%w for slot %s in ClickHouse database %s: run `replicator setup`, which copies every table",
+		checkpoint.ErrNoCheckpoint, cfg.Postgres.Slot, cfg.ClickHouse.Database)
 }

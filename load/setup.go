@@ -150,8 +150,8 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			// copied again (its rows changed while it was not replicated).
 			// The copy of a resync that did not finish goes too.
 			for _, target := range shadows(cs) {
-				if err := client.Exec(ctx, db.Drop(target)); err != nil {
-					return report, fmt.Errorf("drop ClickHouse table %s: %w", target, err)
+				if err := dropTarget(ctx, client, target); err != nil {
+					return report, err
 				}
 				say("dropped ClickHouse table %s.%s, the unfinished resync of %s", db.Name, target, source)
 			}
@@ -276,8 +276,8 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			return report, fmt.Errorf("empty ClickHouse table %s before the copy: %w", t.Target, err)
 		}
 		// The new copy of an unfinished resync of the former slot.
-		if err := client.Exec(ctx, db.Drop(ddl.ShadowName(t.Target))); err != nil {
-			return report, fmt.Errorf("drop ClickHouse table %s: %w", ddl.ShadowName(t.Target), err)
+		if err := dropTarget(ctx, client, ddl.ShadowName(t.Target)); err != nil {
+			return report, err
 		}
 	}
 	lsn, name, err := repl.CreateSlot(ctx, slotName)
@@ -352,18 +352,13 @@ func keepFailover(ctx context.Context, repl *replication.Conn, slot postgres.Slo
 func pending(ctx context.Context, cfg config.Config, store *checkpoint.Store, tables []*mapping.Table, created, exists map[string]bool,
 	publication postgres.Publication, chunks map[string][]checkpoint.Chunk, pos checkpoint.Position,
 	say func(string, ...any)) ([]*mapping.Table, error) {
-	single := cfg.ClickHouse.Cluster == ""
 	load := currentLoad(chunks, pos)
 	mark := func(t *mapping.Table) checkpoint.Chunk {
-		target := t.Target
-		if single {
-			// A daemon may write into its ClickHouse table meanwhile (one
-			// that names the table, started at any point of this setup):
-			// the copy goes into a new table, which the daemon puts in
-			// its place (see addTables).
-			target = ddl.ShadowName(t.Target)
-		}
-		return checkpoint.Chunk{Source: t.Source, Load: load, Target: target}
+		// A daemon may write into its ClickHouse table meanwhile (one
+		// that names the table, started at any point of this setup): the
+		// copy goes into a new table, which the daemon puts in its place
+		// (see addTables).
+		return checkpoint.Chunk{Source: t.Source, Load: load, Target: ddl.ShadowName(t.Target)}
 	}
 	// (A replication set up before copies kept state has none at all.)
 	legacy := len(chunks) == 0
@@ -372,7 +367,7 @@ func pending(ctx context.Context, cfg config.Config, store *checkpoint.Store, ta
 		shadow := ddl.ShadowName(t.Target)
 		var why string
 		switch {
-		case single && checkpoint.Into(cs, shadow) && checkpoint.Horizon(cs) == 0:
+		case checkpoint.Into(cs, shadow) && checkpoint.Horizon(cs) == 0:
 			why = "its copy into a new table did not finish (a resync's or a setup's)"
 		case !planned(cs) && (!legacy || created[t.Source]):
 			continue
@@ -433,10 +428,9 @@ func pending(ctx context.Context, cfg config.Config, store *checkpoint.Store, ta
 // (one that names the table may replay its changes from before the mark,
 // a TRUNCATE among them) never mix with the copy: the old table may hold
 // rows Postgres deleted while the stream did not carry the table; the new
-// one holds exactly the rows alive at C. On a ClickHouse cluster, where
-// the daemon swaps no tables, a table is copied into its ClickHouse table
-// itself, which is emptied first when it exists, and that needs the
-// daemon stopped.
+// one holds exactly the rows alive at C. (A copy that an earlier version
+// marked into the ClickHouse table itself empties it first, and that
+// needs the daemon stopped.)
 func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Options, pg *postgres.Conn,
 	store *checkpoint.Store, added []*mapping.Table, created map[string]bool, chunks map[string][]checkpoint.Chunk,
 	slot postgres.Slot, pos checkpoint.Position, say func(string, ...any)) error {
@@ -460,8 +454,8 @@ func addTables(ctx context.Context, cfg config.Config, log hclog.Logger, opts Op
 			copies[i] = &shadow
 		case !created[t.Source] && !planned(cs):
 			if slot.Active {
-				return fmt.Errorf("table %s is added back onto its existing ClickHouse table %s, which a ClickHouse cluster "+
-					"copy empties first: stop `replicator run` (pid %s) so that it writes nothing into it meanwhile, then run "+
+				return fmt.Errorf("table %s is added back onto its existing ClickHouse table %s, which its copy (marked so "+
+					"by an earlier version) empties first: stop `replicator run` (pid %s) so that it writes nothing into it meanwhile, then run "+
 					"`replicator setup` again", t.Source, t.Target, slot.ActivePID)
 			}
 			c.inexact[t.Source] = true
@@ -801,16 +795,11 @@ func createShadow(ctx context.Context, cfg config.Config, t *mapping.Table, say 
 		return err
 	}
 	defer client.Close()
-	db := client.DB()
-	shadow := *t
-	shadow.Target = ddl.ShadowName(t.Target)
-	if err := client.Exec(ctx, db.Drop(shadow.Target)); err != nil {
-		return fmt.Errorf("drop ClickHouse table %s: %w", shadow.Target, err)
+	shadow, err := newShadow(ctx, client, t)
+	if err != nil {
+		return err
 	}
-	if err := client.Exec(ctx, db.CreateTable(&shadow)); err != nil {
-		return fmt.Errorf("create ClickHouse table %s: %w", shadow.Target, err)
-	}
-	say("created ClickHouse table %s.%s for the new copy of %s", db.Name, shadow.Target, t.Source)
+	say("created ClickHouse table %s.%s for the new copy of %s", client.DB().Name, shadow.Target, t.Source)
 	return nil
 }
 

@@ -56,7 +56,7 @@ func (s Source) numeric() (precision, scale int, ok bool) {
 }
 
 // defaultType returns the ClickHouse type of a Postgres type when the
-// configuration names none (see the README's type table).
+// configuration names none (see the type table of docs/types.md).
 func defaultType(s Source, caps Caps) Type {
 	if e, ok := s.elem(); ok {
 		t := defaultType(e, caps)

@@ -4,15 +4,15 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Metrics are the daemon's counters and gauges. The zero of *Metrics (nil)
@@ -26,23 +26,33 @@ type Metrics struct {
 	FlushDuration prometheus.Histogram
 	FlushRows     prometheus.Histogram
 	LagBytes      prometheus.Gauge
-	LagSeconds    prometheus.Gauge
-	RetainedWAL   prometheus.Gauge
-	CheckpointLSN prometheus.Gauge
-	Reconnects    prometheus.Counter
-	Retries       *prometheus.CounterVec
-	Retrying      prometheus.Gauge
-	Errors        *prometheus.CounterVec
-	Heartbeats    prometheus.Counter
-	Held          prometheus.Gauge
-	Invalid       *prometheus.CounterVec
-	StreamedOpen  prometheus.Gauge
-	SpoolMemory   prometheus.Gauge
-	SpoolDisk     prometheus.Gauge
-	Rewrites      *prometheus.CounterVec
-	HistoryBreaks *prometheus.CounterVec
-	Recovering    prometheus.Gauge
-	Recoveries    *prometheus.CounterVec
+	// LagSeconds and LagKnown are computed at each scrape (see lagAt).
+	LagSeconds     prometheus.GaugeFunc
+	LagKnown       prometheus.GaugeFunc
+	Streaming      prometheus.GaugeFunc
+	Ready          prometheus.GaugeFunc
+	Connected      *prometheus.GaugeVec
+	LastCheckpoint prometheus.Gauge
+	Halted         *prometheus.GaugeVec
+	BuildInfo      *prometheus.GaugeVec
+	ReloadSuccess  prometheus.Gauge
+	ReloadTime     prometheus.Gauge
+	RetainedWAL    prometheus.Gauge
+	CheckpointLSN  prometheus.Gauge
+	Reconnects     prometheus.Counter
+	Retries        *prometheus.CounterVec
+	Retrying       prometheus.Gauge
+	Errors         *prometheus.CounterVec
+	Heartbeats     prometheus.Counter
+	Held           prometheus.Gauge
+	Invalid        *prometheus.CounterVec
+	StreamedOpen   prometheus.Gauge
+	SpoolMemory    prometheus.Gauge
+	SpoolDisk      prometheus.Gauge
+	Rewrites       *prometheus.CounterVec
+	HistoryBreaks  *prometheus.CounterVec
+	Recovering     prometheus.Gauge
+	Recoveries     *prometheus.CounterVec
 	// Continuous verification (verify.Sampler).
 	VerifyDifferences *prometheus.GaugeVec
 	VerifyRows        *prometheus.CounterVec
@@ -52,6 +62,12 @@ type Metrics struct {
 	mu        sync.Mutex
 	streaming bool
 	lag       time.Duration
+	// asOf is a time before which every committed transaction is stored
+	// in ClickHouse (zero: not known), see Durable.
+	asOf        time.Time
+	lastWritten float64
+	halt        *Halt
+	readyMaxLag time.Duration
 }
 
 // New returns metrics registered on a new registry.
@@ -70,8 +86,46 @@ func New() *Metrics {
 		Help: "Rows written per flush.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)})
 	m.LagBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_lag_bytes",
 		Help: "Server WAL end minus the checkpoint, as of the latest server message."})
-	m.LagSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_lag_seconds",
-		Help: "Age of the oldest committed change received but not yet stored in ClickHouse; 0 when caught up."})
+	m.LagSeconds = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "replicator_lag_seconds",
+		Help: "While streaming: age of the oldest committed change received but not yet stored in ClickHouse, 0 when caught up. " +
+			"Otherwise (disconnected, retrying, halted): time since the newest commit or heartbeat the last durable checkpoint covers, " +
+			"rising; NaN when that is not known (replicator_lag_known 0)."},
+		func() float64 {
+			lag, ok := m.lagAt(time.Now())
+			if !ok {
+				return math.NaN()
+			}
+			return lag.Seconds()
+		})
+	m.LagKnown = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "replicator_lag_known",
+		Help: "1 when replicator_lag_seconds is known; 0 when the daemon does not stream and its checkpoint proves no time " +
+			"(idle without heartbeats, or nothing read from ClickHouse since the start)."},
+		func() float64 {
+			if _, ok := m.lagAt(time.Now()); ok {
+				return 1
+			}
+			return 0
+		})
+	m.Streaming = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "replicator_streaming",
+		Help: "1 while the replication stream is up, else 0."}, func() float64 { return m.gauge(func() bool { return m.streaming }) })
+	m.Ready = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "replicator_ready",
+		Help: "1 while /readyz answers 200 (streaming, lag at most monitor.ready_max_lag, not halted), else 0."},
+		func() float64 { return m.gauge(func() bool { return m.ready(m.readyMaxLag) == nil }) })
+	m.Connected = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "replicator_connected",
+		Help: "1 when the daemon's last attempt to reach the server succeeded and no connection to it was lost since, else 0; by server (postgres, clickhouse)."},
+		[]string{"server"})
+	m.LastCheckpoint = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_last_checkpoint_timestamp_seconds",
+		Help: "Unix time the newest checkpoint was saved in ClickHouse (0: none read or saved since the start)."})
+	m.Halted = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "replicator_halted",
+		Help: "1 while the daemon stays stopped on an error that a restart cannot fix, by reason (bad_data: a value it cannot map); " +
+			"nothing is acknowledged meanwhile, and a SIGHUP tries again."},
+		[]string{"reason"})
+	m.BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "replicator_build_info",
+		Help: "1, labelled with the daemon's version, commit and Go version."}, []string{"version", "commit", "goversion"})
+	m.ReloadSuccess = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_config_last_reload_successful",
+		Help: "1 when the last reading of the configuration file (at start or on SIGHUP) succeeded, 0 when it had an error and the daemon kept its configuration."})
+	m.ReloadTime = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_config_last_reload_success_timestamp_seconds",
+		Help: "Unix time of the last successful reading of the configuration file (at start or on SIGHUP)."})
 	m.RetainedWAL = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_retained_wal_bytes",
 		Help: "WAL the slot keeps on the Postgres server (current WAL minus restart_lsn), checked each minute."})
 	m.CheckpointLSN = prometheus.NewGauge(prometheus.GaugeOpts{Name: "replicator_checkpoint_lsn",
@@ -120,9 +174,19 @@ func New() *Metrics {
 	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
 		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Retries, m.Retrying, m.Errors, m.Heartbeats, m.Held, m.Invalid,
 		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites, m.HistoryBreaks, m.Recovering, m.Recoveries,
-		m.VerifyDifferences, m.VerifyRows, m.VerifyLastPass, m.VerifyErrors} {
+		m.VerifyDifferences, m.VerifyRows, m.VerifyLastPass, m.VerifyErrors,
+		m.LagKnown, m.Streaming, m.Ready, m.Connected, m.LastCheckpoint, m.Halted, m.BuildInfo, m.ReloadSuccess, m.ReloadTime,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
+	for _, s := range Servers {
+		m.Connected.WithLabelValues(s)
+	}
+	for _, r := range HaltReasons {
+		m.Halted.WithLabelValues(r)
+	}
+	m.ReloadSuccess.Set(1)
+	m.ReloadTime.Set(float64(time.Now().Unix()))
 	for _, k := range []string{"postgres", "clickhouse", "mapping", "other"} {
 		m.Errors.WithLabelValues(k)
 	}
@@ -130,16 +194,6 @@ func New() *Metrics {
 		m.Rewrites.WithLabelValues(a)
 	}
 	return m
-}
-
-// SetStreaming records whether the replication stream is up.
-func (m *Metrics) SetStreaming(up bool) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	m.streaming = up
-	m.mu.Unlock()
 }
 
 // SetSpool records the streamed transactions held until their commit and
@@ -151,47 +205,6 @@ func (m *Metrics) SetSpool(txns int, memory, disk int64) {
 	m.StreamedOpen.Set(float64(txns))
 	m.SpoolMemory.Set(float64(memory))
 	m.SpoolDisk.Set(float64(disk))
-}
-
-// SetLag records the current lag.
-func (m *Metrics) SetLag(lag time.Duration, bytes uint64) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	m.lag = lag
-	m.mu.Unlock()
-	m.LagSeconds.Set(lag.Seconds())
-	m.LagBytes.Set(float64(bytes))
-}
-
-// Ready reports whether the stream is up and the lag is at most maxLag.
-func (m *Metrics) Ready(maxLag time.Duration) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	switch {
-	case !m.streaming:
-		return errors.New("not streaming")
-	case m.lag > maxLag:
-		return fmt.Errorf("lag %s exceeds %s", m.lag.Round(time.Millisecond), maxLag)
-	}
-	return nil
-}
-
-// Handler serves /metrics, /healthz (process alive) and /readyz (streaming,
-// lag at most maxLag).
-func (m *Metrics) Handler(maxLag time.Duration) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := m.Ready(maxLag); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	return mux
 }
 
 // Server serves Handler on an address until its Run context ends.

@@ -185,7 +185,7 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 			if err := a.witness.Position(m.LSN); err != nil {
 				return err
 			}
-			if a.pos.heartbeat(m.LSN) {
+			if a.pos.heartbeat(m.LSN, heartbeatTime(m)) {
 				return a.idleCheckpoint(ctx, time.Now())
 			}
 		}
@@ -244,7 +244,7 @@ func (a *applier) idleCheckpoint(ctx context.Context, now time.Time) error {
 		return err
 	}
 	a.pos.idleSaved(pos, now)
-	a.rep.checkpointed(pos.LSN)
+	a.rep.checkpointed(pos.LSN, a.pos.asOf())
 	return nil
 }
 

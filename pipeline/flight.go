@@ -126,11 +126,12 @@ func (a *applier) land(ctx context.Context, wait bool) error {
 	}
 	if f.save != nil {
 		a.pos.checkpointed(*f.save)
+		a.rep.checkpointed(a.pos.durable.LSN, a.pos.asOf())
 	}
 	a.rep.invalid(a.reg.tables)
 	a.rep.stored()
 	a.rep.flushed(f.rows, f.took, a.pos.durable.LSN)
-	a.log.Debug("flushed", "rows", f.rows, "checkpoint", a.pos.durable.LSN, "duration", f.took)
+	a.log.Debug("flushed", "rows", f.rows, "checkpoint", a.pos.durable.LSN, "duration", f.took.String())
 	if f.rows > 0 || !a.pos.inTxn {
 		return a.rep.observe(ctx, true, a.pos.walEnd, a.pos.durable.LSN)
 	}

@@ -181,7 +181,7 @@ func (a *applier) pollHold(ctx context.Context, now time.Time) error {
 			waiting = append(waiting, a.reg.specs[idx].Source)
 		}
 		slices.Sort(waiting)
-		a.log.Warn("the checkpoint is held for table copies", "held_for", now.Sub(h.since).Round(time.Second),
+		a.log.Warn("the checkpoint is held for table copies", "held_for", now.Sub(h.since).Round(time.Second).String(),
 			"checkpoint", a.pos.durable.LSN, "copying", strings.Join(waiting, ","), "added_elsewhere", strings.Join(h.added, ","),
 			"fix", "a copy interrupted is finished by running `replicator resync` (or `replicator setup` for an added table) again")
 	}

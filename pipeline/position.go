@@ -29,6 +29,10 @@ type position struct {
 	walEnd   pglogrepl.LSN // latest keepalive WAL end
 	idlePos  pglogrepl.LSN // newest position below which every transaction was received
 	lastIdle time.Time     // when the last idle checkpoint was saved
+	// beat is when the newest heartbeat below idlePos was emitted: every
+	// transaction that committed before it is below idlePos (zero: none
+	// seen in this session).
+	beat time.Time
 }
 
 func newPosition(resume checkpoint.Position) position {
@@ -72,13 +76,39 @@ func (p *position) keepalive(walEnd pglogrepl.LSN) {
 }
 
 // heartbeat records the LSN of a non-transactional logical message outside
-// a transaction; it reports whether the position moved.
-func (p *position) heartbeat(lsn pglogrepl.LSN) bool {
-	if p.inTxn || lsn <= p.idlePos {
+// a transaction, emitted at emitted when it is a heartbeat (else zero); it
+// reports whether the position moved.
+func (p *position) heartbeat(lsn pglogrepl.LSN, emitted time.Time) bool {
+	if p.inTxn {
+		return false
+	}
+	if emitted.After(p.beat) {
+		p.beat = emitted
+	}
+	if lsn <= p.idlePos {
 		return false
 	}
 	p.idlePos = lsn
 	return true
+}
+
+// asOf returns a time before which every committed transaction is stored
+// once the durable position is: for a commit checkpoint its commit time;
+// for an idle position the newest heartbeat it covers, or its last commit
+// if that is newer; zero for an idle position that no heartbeat of this
+// session proves (then nothing tells whether a transaction committed
+// since the last one stored).
+func (p *position) asOf() time.Time {
+	d := p.durable
+	switch {
+	case d.Commit:
+		return d.CommitTime
+	case p.beat.IsZero():
+		return time.Time{}
+	case d.CommitTime.After(p.beat):
+		return d.CommitTime
+	}
+	return p.beat
 }
 
 // idleCheckpoint returns the position to save while idle: with nothing

@@ -142,14 +142,11 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		return nil, err
 	}
 	for _, tc := range tables {
-		if client.DB().Cluster != "" {
-			break // resync, which makes shadows, does not run on a cluster
-		}
 		complete := func(ctx context.Context) (bool, error) {
 			chunks, err := store.LoadChunks(ctx)
 			return checkpoint.CopiedInto(chunks[tc.Name], ddl.ShadowName(tc.Target)), err
 		}
-		if err := swapIn(ctx, client, tc.Target, complete); err != nil {
+		if err := swapIn(ctx, client, &mapping.Table{Target: tc.Target, OrderBy: tc.OrderBy}, complete); err != nil {
 			return nil, fmt.Errorf("swap in the new copy of %s: %w", tc.Name, err)
 		}
 	}
@@ -185,6 +182,9 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		// message tells: see table.)
 		if tc.Mode == mapping.ModeHistory {
 			continue
+		}
+		if err := client.DropOutdatedView(ctx, ddl.CommittedOf(tc.Target), ddl.ChunkTable); err != nil {
+			return nil, fmt.Errorf("make the committed view of %s again: %w", tc.Target, err)
 		}
 		for _, stmt := range client.DB().CreateViewsOf(tc.Target, tc.PartitionBy, r.slot, tc.OrderBy, mappedNames(targets[i])) {
 			if err := client.Exec(ctx, stmt); err != nil {

@@ -141,10 +141,12 @@ func (r *reporter) flushed(rows int, d time.Duration, checkpoint pglogrepl.LSN) 
 	}
 }
 
-// checkpointed notes an idle checkpoint.
-func (r *reporter) checkpointed(lsn pglogrepl.LSN) {
+// checkpointed notes a checkpoint saved now at lsn that covers every
+// transaction committed before asOf (zero: not known).
+func (r *reporter) checkpointed(lsn pglogrepl.LSN, asOf time.Time) {
 	if r.metrics != nil {
 		r.metrics.CheckpointLSN.Set(float64(lsn))
+		r.metrics.Durable(time.Now(), asOf)
 	}
 }
 

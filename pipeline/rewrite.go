@@ -62,9 +62,7 @@ func (r *Runner) Metrics() *metrics.Metrics { return r.metrics }
 //
 //   - a column whose attribute number changed (dropped and added again),
 //     or that may carry a dropped column's values, or whose type changed
-//     along with the table's files: the table is copied again online, or
-//     on a ClickHouse cluster (no resync there) the daemon stops with the
-//     commands that copy it again;
+//     along with the table's files: the table is copied again online;
 //   - the files changed alone (VACUUM FULL, CLUSTER, TRUNCATE, a type
 //     change to the same type with USING): the table is verified, and
 //     copied again if it differs. A TRUNCATE, which the stream applies,
@@ -162,7 +160,7 @@ func (r *Runner) checkRewrites(ctx context.Context) error {
 		last = time.Now()
 		cfg := r.config()
 		var err error
-		if !r.recovering.Load() { // (a recovery copies every table)
+		if !r.recovering.Load() && !r.halted.Load() { // (a recovery copies every table; a halted daemon waits)
 			err = w.round(ctx, cfg)
 		}
 		var stop *rewriteStop
@@ -170,7 +168,7 @@ func (r *Runner) checkRewrites(ctx context.Context) error {
 		case errors.As(err, &stop):
 			return stop.err
 		case err != nil && ctx.Err() == nil:
-			w.log.Warn("checking the tables for rewrites failed; trying again", "wait", cfg.Monitor.RewriteCheckInterval, "error", err)
+			w.log.Warn("checking the tables for rewrites failed; trying again", "wait", cfg.Monitor.RewriteCheckInterval.String(), "error", err)
 		}
 		if !timer.Stop() {
 			select {
@@ -310,18 +308,12 @@ func (t *tableCheck) verify(ctx context.Context, rec, now postgres.Storage, reas
 }
 
 // recopy copies the table again, having recorded that it does so (a
-// daemon stopped meanwhile starts it again); on a ClickHouse cluster, or
-// without the action, it stops the daemon with the commands to run.
+// daemon stopped meanwhile starts it again); without the action, it
+// stops the daemon with the command to run.
 func (t *tableCheck) recopy(ctx context.Context, rec postgres.Storage, reason string) error {
 	checkpointAt := "unknown"
 	if pos, found, err := t.store.Load(ctx); err == nil && found {
 		checkpointAt = pos.LSN.String()
-	}
-	if t.cfg.ClickHouse.Cluster != "" {
-		return &rewriteStop{fmt.Errorf("table %s: %s (noticed at checkpoint %s): its ClickHouse rows may keep values that Postgres "+
-			"no longer has, and resync does not run on a ClickHouse cluster: stop `replicator run`, drop the slot with "+
-			"`SELECT pg_drop_replication_slot('%s')` in Postgres, and run `replicator setup --config FILE`, which copies every table again",
-			t.source, reason, checkpointAt, t.cfg.Postgres.Slot)}
 	}
 	if t.w.rec.Recopy == nil {
 		return &rewriteStop{fmt.Errorf("table %s: %s (noticed at checkpoint %s): its ClickHouse rows may keep values that Postgres "+

@@ -50,13 +50,18 @@ type Runner struct {
 	recovery Recovery
 	// recovering is true while a recovery copies every table again.
 	recovering atomic.Bool
+	// halted is true while the daemon stays stopped on an error a restart
+	// cannot fix (halt); wake tells a halt or a backoff wait that a
+	// configuration was reloaded.
+	halted atomic.Bool
+	wake   chan struct{}
 }
 
 // NewRunner returns a runner; it starts nothing.
 func NewRunner(cfg config.Config, log hclog.Logger) *Runner {
 	m := metrics.New()
 	return &Runner{cfg: cfg, log: log, metrics: m, shutdownTimeout: 10 * time.Second, maxBackoff: 30 * time.Second,
-		current: cfg, rewrites: newRewrites(log, m)}
+		current: cfg, rewrites: newRewrites(log, m), wake: make(chan struct{}, 1)}
 }
 
 // config returns the configuration of the current session.
@@ -113,7 +118,8 @@ func (r *Runner) notify(_ bool, err error) {
 // Reload makes the daemon continue with cfg: the current session stores
 // what is complete, checkpoints it, and a new one starts from the
 // checkpoint with the tables and settings of cfg (the monitor address and
-// the heartbeat settings stay as they were).
+// the heartbeat settings stay as they were). A daemon that waits to
+// reconnect, or is halted, tries again at once.
 func (r *Runner) Reload(cfg config.Config) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -121,7 +127,16 @@ func (r *Runner) Reload(cfg config.Config) {
 	if r.cancel != nil {
 		r.cancel()
 	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	r.metrics.Reloaded(true)
 }
+
+// ReloadFailed records a configuration file that could not be read on
+// SIGHUP: the daemon keeps its configuration.
+func (r *Runner) ReloadFailed() { r.metrics.Reloaded(false) }
 
 // startSession returns the configuration of the next session and its
 // context, which Reload cancels.
@@ -135,6 +150,10 @@ func (r *Runner) startSession(ctx context.Context, cfg config.Config) (config.Co
 	r.current = cfg
 	// (A new session checks the history at connect anyway.)
 	r.recheck = false
+	select {
+	case <-r.wake: // this session has the reload
+	default:
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
 	return cfg, sctx, cancel
@@ -204,6 +223,11 @@ func (r *Runner) replicate(ctx context.Context) error {
 		}
 		err = herr
 		r.metrics.Errors.WithLabelValues(errorKind(err)).Inc()
+		if reason, ok := failure.Retryable(err); ok {
+			if server, lost := lostServer(reason); lost {
+				r.metrics.SetConnected(server, false)
+			}
+		}
 		inUse := slotInUse(err)
 		switch {
 		case !inUse:
@@ -212,7 +236,15 @@ func (r *Runner) replicate(ctx context.Context) error {
 			inUseSince = time.Now()
 		}
 		if !retryable(err, lostAt, inUseSince) {
-			return err
+			reason, halts := haltReason(err)
+			if !halts {
+				return err
+			}
+			if !r.halt(ctx, cfg, reason, err) {
+				return nil
+			}
+			backoff, attempt = time.Second, 0
+			continue
 		}
 		if time.Since(started) > time.Minute {
 			backoff, attempt = time.Second, 1
@@ -229,13 +261,14 @@ func (r *Runner) replicate(ctx context.Context) error {
 			r.metrics.Retries.WithLabelValues(reason).Inc()
 			r.metrics.Retrying.Set(1)
 			r.log.Warn("transient error; reconnecting: the session starts again from the checkpoint and acknowledges nothing new until then",
-				"reason", reason, "attempt", attempt, "wait", wait.Round(time.Millisecond), "error", err)
+				"reason", reason, "attempt", attempt, "wait", wait.Round(time.Millisecond).String(), "error", err)
 		}
 		r.metrics.Reconnects.Inc()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
+		case <-r.wake: // a reload: its session starts now
 		}
 		if !inUse {
 			backoff = min(backoff*2, r.maxBackoff)
@@ -250,6 +283,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		return err
 	}
 	defer client.Close()
+	r.metrics.SetConnected("clickhouse", true)
 	if err := client.CheckWritable(); err != nil {
 		return err
 	}
@@ -267,9 +301,15 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		return err
 	}
 	if !found {
-		return fmt.Errorf("no checkpoint for slot %s in ClickHouse database %s: run `replicator setup` first",
-			cfg.Postgres.Slot, cfg.ClickHouse.Database)
+		return fmt.Errorf("%w for slot %s in ClickHouse database %s: run `replicator setup` first",
+			checkpoint.ErrNoCheckpoint, cfg.Postgres.Slot, cfg.ClickHouse.Database)
 	}
+	var asOf time.Time
+	if resume.Commit {
+		// (An idle position proves no time: see position.asOf.)
+		asOf = resume.CommitTime
+	}
+	r.metrics.Loaded(resume.Written, asOf)
 	if err := checkRecovery(ctx, store, resume); err != nil {
 		return err
 	}
@@ -279,6 +319,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		return err
 	}
 	defer conn.Close(context.Background())
+	r.metrics.SetConnected("postgres", true)
 	if err := conn.CheckServer(ctx); err != nil {
 		return err
 	}

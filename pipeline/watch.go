@@ -4,13 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/replicator/replicator/postgres"
+	"github.com/replicator/replicator/replication"
 )
 
 // heartbeatPrefix is the prefix of the logical messages the daemon emits.
 const heartbeatPrefix = "replicator_heartbeat"
+
+// heartbeatTime returns when the heartbeat m was emitted (postgres.Conn.
+// EmitHeartbeat writes the server's time in microseconds since 1970); zero
+// for another message, or a heartbeat of an earlier version, which wrote
+// the time as text.
+func heartbeatTime(m *replication.LogicalMessage) time.Time {
+	if m.Prefix != heartbeatPrefix {
+		return time.Time{}
+	}
+	us, err := strconv.ParseInt(string(m.Content), 10, 64)
+	if err != nil || us <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us)
+}
 
 // watch emits heartbeats and checks the slot's WAL retention once a minute,
 // over its own SQL connection. Heartbeats (pg_logical_emit_message) keep the
@@ -20,7 +39,8 @@ const heartbeatPrefix = "replicator_heartbeat"
 // idle checkpoint follows as well; a slot lost or dropped ends the
 // session, whose checks at connect then recover or stop the daemon.
 // Connection problems are logged and retried at the next tick: they never
-// stop replication.
+// stop replication. Its connects also tell replicator_connected whether
+// Postgres is reachable when no session gets that far.
 func (r *Runner) watch(ctx context.Context) error {
 	cfg := r.cfg
 	log := r.log.Named("watch")
@@ -46,16 +66,24 @@ func (r *Runner) watch(ctx context.Context) error {
 			if err != nil {
 				if ctx.Err() == nil {
 					log.Warn("watch cannot connect to postgres; retrying", "error", err)
+					// (Also while ClickHouse is down, when no session
+					// reaches Postgres.)
+					r.metrics.SetConnected("postgres", false)
 				}
 				continue
 			}
 			conn = c
+			r.metrics.SetConnected("postgres", true)
 		}
 		now := time.Now()
 		if beat > 0 && now.Sub(lastBeat) >= beat {
 			if err := conn.EmitHeartbeat(ctx, heartbeatPrefix); err != nil {
 				if ctx.Err() == nil {
-					log.Warn("heartbeat failed (needs the REPLICATION attribute or superuser)", "error", err)
+					if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42501" {
+						log.Warn("heartbeat refused: the role needs the REPLICATION attribute or superuser", "error", err)
+					} else {
+						log.Warn("heartbeat failed; reconnecting", "error", err)
+					}
 				}
 				conn.Close()
 				conn = nil

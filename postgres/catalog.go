@@ -195,7 +195,11 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 			with = " WITH (publish_via_partition_root = true)"
 		}
 		stmt := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s%s", QuoteIdent(pub), strings.Join(names, ", "), with)
-		if _, err := c.pg.Exec(ctx, stmt); err != nil {
+		// One simple-protocol Exec runs both in one transaction: the
+		// publication exists only with the mark that `replicator
+		// teardown` drops it by.
+		mark := fmt.Sprintf("COMMENT ON PUBLICATION %s IS %s", QuoteIdent(pub), quoteLiteral(PublicationMark))
+		if _, err := c.pg.Exec(ctx, stmt+"; "+mark); err != nil {
 			return report, publicationError(fmt.Sprintf("create publication %s", pub), stmt, err)
 		}
 		say("created publication %s for %s", pub, strings.Join(names, ", "))

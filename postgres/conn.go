@@ -116,9 +116,11 @@ func currentWAL(ctx context.Context, q interface {
 // EmitHeartbeat writes a non-transactional logical message with the given
 // prefix (pg_logical_emit_message), which moves the slot when the published
 // tables are quiet: the stream carries it from MessagesVersion on; before,
-// the WAL it writes moves the position of the walsender's keepalives.
+// the WAL it writes moves the position of the walsender's keepalives. Its
+// content is the server's time in microseconds since 1970: a daemon that
+// stored everything below it knows its lag at that time.
 func (c *Conn) EmitHeartbeat(ctx context.Context, prefix string) error {
-	_, err := c.pg.Exec(ctx, "SELECT pg_logical_emit_message(false, $1, now()::text)", prefix)
+	_, err := c.pg.Exec(ctx, "SELECT pg_logical_emit_message(false, $1, (extract(epoch FROM now()) * 1000000)::bigint::text)", prefix)
 	return err
 }
 

@@ -48,7 +48,11 @@ type ServerError struct{ Problems []string }
 
 func (e *ServerError) Error() string { return "postgres: " + strings.Join(e.Problems, "; ") }
 
-const serverCheckSQL = "SELECT current_setting('wal_level'), r.rolreplication OR r.rolsuper " +
+// serverCheckSQL reads wal_level and whether the role may replicate: the
+// REPLICATION attribute, a superuser, or on Amazon RDS and Aurora, where
+// neither is given, a member of rds_replication.
+const serverCheckSQL = "SELECT current_setting('wal_level'), r.rolreplication OR r.rolsuper OR EXISTS (" +
+	"SELECT FROM pg_roles g WHERE g.rolname = 'rds_replication' AND pg_has_role(current_user, g.oid, 'MEMBER')) " +
 	"FROM pg_roles r WHERE r.rolname = current_user"
 
 // CheckServer verifies, over pg (an SQL or a replication connection), the
@@ -77,7 +81,8 @@ func checkSettings(major int, walLevel string, canReplicate bool) error {
 			"(ALTER SYSTEM SET wal_level = logical) and restart Postgres", walLevel))
 	}
 	if !canReplicate {
-		problems = append(problems, "the role has no REPLICATION attribute: run ALTER ROLE <role> WITH REPLICATION as a superuser")
+		problems = append(problems, "the role has no REPLICATION attribute: run ALTER ROLE <role> WITH REPLICATION as a superuser "+
+			"(on Amazon RDS and Aurora: GRANT rds_replication TO <role>)")
 	}
 	if len(problems) > 0 {
 		return &ServerError{Problems: problems}

@@ -79,3 +79,32 @@ func (c *Conn) MarkResync(ctx context.Context, slot, table string) (pglogrepl.LS
 	}
 	return c.CurrentWAL(ctx)
 }
+
+// MarksOfOthers reports whether MarkTable exists and whether it holds
+// rows of slots other than slot.
+func (c *Conn) MarksOfOthers(ctx context.Context, slot string) (exists, others bool, err error) {
+	if err := c.pg.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", MarkTable).Scan(&exists); err != nil || !exists {
+		return false, false, describeMarks(err)
+	}
+	err = c.pg.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+QuoteTable(MarkTable)+" WHERE "+MarkSlotColumn+" <> $1)", slot).Scan(&others)
+	return true, others, describeMarks(err)
+}
+
+// DropMarks removes slot's rows of MarkTable, and the table when others
+// is false (no other slot has rows in it).
+func (c *Conn) DropMarks(ctx context.Context, slot string, others bool) error {
+	var err error
+	if others {
+		_, err = c.pg.Exec(ctx, "DELETE FROM "+QuoteTable(MarkTable)+" WHERE "+MarkSlotColumn+" = $1", slot)
+	} else {
+		_, err = c.pg.Exec(ctx, "DROP TABLE IF EXISTS "+QuoteTable(MarkTable))
+	}
+	return describeMarks(err)
+}
+
+func describeMarks(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("table %s: %w", MarkTable, Describe(err, "", ""))
+}

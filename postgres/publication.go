@@ -124,3 +124,55 @@ func (p Publication) CheckFilters(pub string, tables []string) error {
 	}
 	return nil
 }
+
+// PublicationMark is the comment `replicator setup` gives the publication
+// it creates: `replicator teardown` drops a publication only with it, as
+// one made by someone else (FOR ALL TABLES, say) may serve others.
+const PublicationMark = "created by replicator setup"
+
+// PublicationMade reports whether publication pub exists and whether
+// `replicator setup` made it (it carries PublicationMark).
+func (c *Conn) PublicationMade(ctx context.Context, pub string) (exists, bySetup bool, err error) {
+	var comment string
+	err = c.pg.QueryRow(ctx, "SELECT coalesce(obj_description(oid, 'pg_publication'), '') FROM pg_publication WHERE pubname = $1",
+		pub).Scan(&comment)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, false, nil
+	case err != nil:
+		return false, false, fmt.Errorf("read publication %s: %w", pub, Describe(err, "", pub))
+	}
+	return true, comment == PublicationMark, nil
+}
+
+// DropPublication drops publication pub if it exists.
+func (c *Conn) DropPublication(ctx context.Context, pub string) error {
+	if _, err := c.pg.Exec(ctx, "DROP PUBLICATION IF EXISTS "+QuoteIdent(pub)); err != nil {
+		return fmt.Errorf("drop publication %s: %w", pub, Describe(err, "", pub))
+	}
+	return nil
+}
+
+// OtherSlots returns the pgoutput slots of the connection's database other
+// than slot: clients that may stream with the same publication.
+func (c *Conn) OtherSlots(ctx context.Context, slot string) ([]string, error) {
+	rows, err := c.pg.Query(ctx, "SELECT slot_name FROM pg_replication_slots WHERE plugin = 'pgoutput' "+
+		"AND database = current_database() AND slot_name <> $1 ORDER BY slot_name", slot)
+	if err != nil {
+		return nil, fmt.Errorf("read replication slots: %w", Describe(err, "", ""))
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read replication slots: %w", Describe(err, "", ""))
+	}
+	return names, nil
+}
+
+// DropSlot drops replication slot slot; a slot in use is a
+// *SlotInUseError.
+func (c *Conn) DropSlot(ctx context.Context, slot string) error {
+	if _, err := c.pg.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+		return fmt.Errorf("drop replication slot %s: %w", slot, Describe(err, slot, ""))
+	}
+	return nil
+}

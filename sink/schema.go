@@ -81,6 +81,23 @@ func (c *Client) Existing(ctx context.Context, names ...string) (map[string]bool
 	return out, nil
 }
 
+// DropOutdatedView drops view when it exists and its definition does not
+// name mark, so that the caller makes it again as this version defines it
+// (a committed view of an earlier version lacks a new copy's rows while
+// the checkpoint is held for it). A server whose system.tables has no
+// create_table_query keeps its views.
+func (c *Client) DropOutdatedView(ctx context.Context, view, mark string) error {
+	has, err := c.Query(ctx, "SELECT count() FROM system.columns WHERE database = 'system' AND table = 'tables' AND name = 'create_table_query'")
+	if err != nil || has[0][0].(uint64) == 0 {
+		return err
+	}
+	rows, err := c.Query(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", c.database, view)
+	if err != nil || len(rows) == 0 || strings.Contains(rows[0][0].(string), mark) {
+		return err
+	}
+	return c.Exec(ctx, c.DB().Drop(view))
+}
+
 // metaTypes are the types of the meta columns.
 var metaTypes = map[string]string{mapping.VersionColumn: "UInt64", mapping.DeletedColumn: "UInt8", mapping.SeqColumn: "UInt64"}
 

@@ -30,7 +30,7 @@ var eventsColumns = []mapping.SourceColumn{
 }
 
 // allTypesColumns is a table with a column of every kind of type the
-// README's type table names (test/types_test.go creates it), as the stream
+// type table of docs/types.md names (test/types_test.go creates it), as the stream
 // and the catalog describe it.
 var allTypesColumns = []mapping.SourceColumn{
 	{Name: "id", TypeOID: 20, Identity: true}, {Name: "b", TypeOID: 16}, {Name: "i2", TypeOID: 21},

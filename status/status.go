@@ -41,10 +41,14 @@ type Report struct {
 	History checkpoint.History `json:"-"`
 	// Recovery is the recovery under way (every table copied again after
 	// a history break); nil when there is none.
-	Recovery         *checkpoint.Recovery `json:"-"`
-	LagBytes         uint64               `json:"lag_bytes"`
-	RetainedWALBytes uint64               `json:"retained_wal_bytes"`
-	LastCommitTime   time.Time            `json:"-"`
+	Recovery *checkpoint.Recovery `json:"-"`
+	// Halt is set when the daemon's newest report is a halt: it stopped on
+	// an error a restart cannot fix (bad data) and acknowledges nothing
+	// until it is fixed. A daemon that streams again clears it.
+	Halt             *checkpoint.Halt `json:"-"`
+	LagBytes         uint64           `json:"lag_bytes"`
+	RetainedWALBytes uint64           `json:"retained_wal_bytes"`
+	LastCommitTime   time.Time        `json:"-"`
 	// LagSeconds is the age of the oldest committed change of the
 	// published tables that is not yet in ClickHouse; 0 when caught up.
 	LagSeconds float64 `json:"lag_seconds"`
@@ -139,6 +143,9 @@ func Read(ctx context.Context, cfg config.Config) (*Report, error) {
 		rec, ok, err := store.LoadRecovery(ctx)
 		if err == nil && ok && rec.Pending(pos.History.Epoch) {
 			st.Recovery = &rec
+		}
+		if p, ok, err := store.LoadProgress(ctx); err == nil && ok {
+			st.Halt = p.Halt
 		}
 		st.LastCommitTime = pos.CommitTime
 		st.LagBytes = bytesAfter(st.CurrentWALLSN, pos.LSN)

@@ -315,7 +315,7 @@ func (e *env) lateTruncate(between func(), wantSetup, what string) {
 	d.stop(e.t)
 }
 
-// TestTruncateWrittenAfterTheCopyOfARemovedTable: the same in the README's
+// TestTruncateWrittenAfterTheCopyOfARemovedTable: the same in docs/operating.md's
 // own flow under a FOR ALL TABLES publication: items removed (setup with a
 // file without its block) and added back while the daemon runs on a file
 // that still names it; the daemon's late TRUNCATE leaves the new copy

@@ -212,34 +212,6 @@ func TestSecondDaemonOnSameSlot(t *testing.T) {
 	first.stop(t)
 }
 
-func TestMappingErrorStops(t *testing.T) {
-	e := newEnv(t, "")
-	e.setup()
-	d := e.start()
-	e.insertEvents(10)
-	e.converge("before bad row", convergeTimeout)
-	before := e.checkpoints()
-	e.exec(`INSERT INTO events (id, project_id, author_id, action) VALUES (777, -5, 1, 1)`)
-	if code := d.wait(t, 30*time.Second); code == 0 {
-		t.Fatal("daemon exited 0 on a negative value into UInt64")
-	}
-	logs := d.Logs()
-	for _, want := range []string{"public.events", "project_id", "id=777", "-5", "negative"} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("error does not name %q:\n%s", want, tail(logs, 2000))
-		}
-	}
-	after := e.checkpoints()
-	if len(after) > 0 && len(before) > 0 && after[len(after)-1] != before[len(before)-1] {
-		t.Errorf("checkpoint advanced past the bad transaction: %d -> %d", before[len(before)-1], after[len(after)-1])
-	}
-	// The slot still holds the bad transaction: a restart fails again.
-	d = e.start()
-	if code := d.wait(t, 30*time.Second); code == 0 {
-		t.Fatal("restarted daemon skipped the unmappable change")
-	}
-}
-
 func TestConfigErrorsNameTheKey(t *testing.T) {
 	e := newEnv(t, "")
 	cfg, err := os.ReadFile(e.config)

@@ -247,6 +247,8 @@ type daemon struct {
 	logs bytes.Buffer
 	done chan struct{}
 	err  error
+	// recoveries counts the recoveries a test saw complete (healed).
+	recoveries int
 }
 
 func (d *daemon) Write(p []byte) (int, error) {

@@ -21,7 +21,7 @@ func (e *env) checkpointHistories() []string {
 	e.t.Helper()
 	rows, err := e.ch.Query(context.Background(), fmt.Sprintf(
 		"SELECT DISTINCT concat(toString(epoch), '/', toString(system_id), '/', toString(timeline)) AS h "+
-			"FROM db_%s.replicator_checkpoints ORDER BY h", e.name))
+			"FROM db_%s.replicator_checkpoints WHERE slot = 'slot_%s' ORDER BY h", e.name, e.name))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -106,22 +106,25 @@ func (e *env) readersOf(ctx context.Context, wg *sync.WaitGroup, floor uint64, v
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		polls, failed := 0, 0
+		polls, failed, first := 0, 0, ""
 		for ; ctx.Err() == nil; polls++ {
 			for _, view := range views {
 				var n uint64
 				err := e.ch.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM db_%s.%s", e.name, view)).Scan(&n)
 				switch {
 				case err != nil:
-					failed++
+					if failed++; first == "" {
+						first = fmt.Sprintf(" (the first at %s: %v)", time.Now().UTC().Format("15:04:05.000"), err)
+					}
 				case n < floor:
-					e.t.Errorf("%s returned %d rows, fewer than the %d readers saw before (poll %d)", view, n, floor, polls)
+					e.t.Errorf("%s returned %d rows, fewer than the %d readers saw before (poll %d, at %s)", view, n, floor, polls,
+						time.Now().UTC().Format("15:04:05.000"))
 					return
 				}
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		e.t.Logf("readers: %d polls, %d queries failed, never fewer than %d rows", polls, failed, floor)
+		e.t.Logf("readers: %d polls, %d queries failed%s, never fewer than %d rows", polls, failed, first, floor)
 	}()
 }
 
@@ -146,11 +149,17 @@ func (e *env) breakUnderWriter(d *daemon, brk func()) (stop func()) {
 	}
 }
 
-// healed waits for the end of the recovery, then for every row of events
-// to agree, and for verify to agree.
+// healed waits for the end of a recovery not logged before, then for
+// every row of events to agree, and for verify to agree.
 func (e *env) healed(d *daemon, stop func()) {
 	e.t.Helper()
-	e.waitLog(d, "complete: every table holds the rows of the server's history")
+	const done = "complete: every table holds the rows of the server's history"
+	for deadline := time.Now().Add(convergeTimeout); strings.Count(d.Logs(), done) <= d.recoveries; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the daemon's log does not say %q (recovery %d)\n%s", done, d.recoveries+1, tail(d.Logs(), 3000))
+		}
+	}
+	d.recoveries++
 	stop()
 	e.converge("after the recovery", convergeTimeout)
 	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
@@ -464,20 +473,42 @@ func TestPutBackWhileStopped(t *testing.T) {
 	}
 }
 
-// TestRecoveryOnClusterStops: on a ClickHouse cluster, where the recovery
-// does not run yet, a dropped slot stops the daemon with the commands that
-// copy every table again.
-func TestRecoveryOnClusterStops(t *testing.T) {
+// TestRecoveryOnCluster: the slot is dropped under a writer while the
+// daemon streams into a 2 × 2 ClickHouse cluster, twice. Each time the
+// daemon copies events again into shadow local tables replicated under a
+// ZooKeeper path of their own (the second shadow must not meet the path
+// the first one took into the target's place), renames them in on the
+// cluster and makes the Distributed table again; readers never see fewer
+// rows, and it ends exact with equal replicas; the second time it is
+// killed in the middle of its recovery once. The recovery deletes the
+// former history's copy state and truncations: mutations of the
+// replicator's own replicated tables, which must finish on a cluster.
+func TestRecoveryOnCluster(t *testing.T) {
 	e := newEnv(t, "")
-	e.startCluster()
-	e.insertEvents(300)
+	c := e.startCluster()
+	e.insertEvents(3000)
 	e.setup()
 	d := e.start()
-	e.checkpointPasses(d, e.checkpointLSN(), "streaming")
-	e.dropSlotUnderDaemon()
-	e.refuses(d, "not available on a ClickHouse cluster")
-	if !strings.Contains(d.Logs(), "replicator setup") {
-		t.Errorf("the error does not name the command:\n%s", tail(d.Logs(), 2000))
+	for epoch := 2; epoch <= 3; epoch++ {
+		restart := func() *daemon { return d }
+		if epoch == 3 {
+			// The daemon dies once its recovery made the new slot, and
+			// starts the recovery over when started again.
+			d.stop(t)
+			d, restart = e.startHealing(true)
+		}
+		stop := e.breakUnderWriter(d, e.dropSlotUnderDaemon)
+		d = restart()
+		e.healed(d, stop)
+		if h := e.checkpointHistories(); len(h) != epoch || !strings.HasPrefix(h[epoch-1], fmt.Sprintf("%d/", epoch)) {
+			t.Errorf("the new slot's positions are not in epoch %d: %v", epoch, h)
+		}
+	}
+	e.insertEvents(10)
+	e.converge("streaming after the recoveries", convergeTimeout)
+	sameReplicas(t, c, "db_"+e.name)
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("the daemon exited %d:\n%s", code, tail(d.Logs(), 3000))
 	}
 }
 

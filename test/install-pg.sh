@@ -15,7 +15,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${PG_CACHE:-$root/.cache/postgres}
 
 # The package versions the tests were run with; bump them together with the
-# README's list of tested versions.
+# list of tested versions (docs/design.md).
 declare -A pkg=(
 	[13]=13.23.0-beta.16
 	[14]=14.23.0-beta.17

@@ -224,7 +224,8 @@ func TestMetricsMatchChanges(t *testing.T) {
 	}
 	for _, name := range []string{"replicator_flushes_total", "replicator_flush_duration_seconds_count", "replicator_flush_rows_count",
 		"replicator_checkpoint_lsn", "replicator_lag_seconds", "replicator_lag_bytes", "replicator_reconnects_total",
-		`replicator_errors_total{kind="clickhouse"}`, "replicator_retained_wal_bytes"} {
+		`replicator_errors_total{kind="clickhouse"}`, "replicator_retained_wal_bytes", "replicator_build_info",
+		"replicator_config_last_reload_successful", "process_start_time_seconds", "process_resident_memory_bytes", "go_goroutines"} {
 		if metric(m, name) < 0 {
 			t.Errorf("metric %s missing", name)
 		}

@@ -8,10 +8,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/replicator/replicator/postgres"
 )
 
 // TestLeastPrivilege runs setup, the daemon, status, verify and resync
-// with the rights the README lists and no more: a Postgres role with LOGIN
+// with the rights docs/configuration.md lists and no more: a Postgres role with LOGIN
 // and REPLICATION and SELECT on the table, whose publication an owner of
 // the table made, and a ClickHouse user limited to the target database.
 func TestLeastPrivilege(t *testing.T) {
@@ -65,7 +69,7 @@ table "public.events" {
 	// The role may not create the publication: setup says what to run.
 	if out, errs, code := e.cli("setup", "--config", config); code == 0 ||
 		!strings.Contains(errs, "this role may not change the publication") ||
-		!strings.Contains(errs, fmt.Sprintf(`as their owner, run CREATE PUBLICATION \"%s\" FOR TABLE ONLY \"public\".\"events\" WITH (publish_via_partition_root = true)`, pub)) {
+		!strings.Contains(errs, fmt.Sprintf(`as their owner, run CREATE PUBLICATION "%s" FOR TABLE ONLY "public"."events" WITH (publish_via_partition_root = true)`, pub)) {
 		t.Errorf("setup as %s without a publication: exit %d\n%s\n%s", role, code, out, errs)
 	}
 	e.exec(fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE events WITH (publish_via_partition_root = true)", pub))
@@ -134,6 +138,29 @@ func TestReadOnlyUserStops(t *testing.T) {
 		}
 		if logs := d.Logs(); d.err == nil || !strings.Contains(logs, says) || strings.Contains(logs, "reconnecting") {
 			t.Errorf("the daemon of %s: %v\n%s", user, d.err, tail(logs, 3000))
+		}
+	}
+}
+
+// TestRDSReplicationRole: on Amazon RDS and Aurora a role replicates as a
+// member of rds_replication, without the REPLICATION attribute; the server
+// check accepts such a role and still refuses one with neither.
+func TestRDSReplicationRole(t *testing.T) {
+	e := newEnv(t, "")
+	ctx := context.Background()
+	member, other := "rds_member_"+e.name, "plain_"+e.name
+	e.exec("DO $$ BEGIN CREATE ROLE rds_replication NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+	e.exec(fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE rds_replication; CREATE ROLE %s LOGIN", member, other))
+	t.Cleanup(func() { e.pg.Exec(ctx, fmt.Sprintf("DROP ROLE %s; DROP ROLE %s", member, other)) })
+	for role, ok := range map[string]bool{member: true, other: false} {
+		conn, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", role, pgServer.Host, pgServer.Port, e.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = postgres.CheckServer(ctx, conn)
+		conn.Close(ctx)
+		if (err == nil) != ok || err != nil && !strings.Contains(err.Error(), "GRANT rds_replication TO <role>") {
+			t.Errorf("role %s (member of rds_replication: %v): server check says %v", role, ok, err)
 		}
 	}
 }

@@ -284,3 +284,55 @@ func TestResyncReplayIsBatched(t *testing.T) {
 	e.convergeItems("items after the resync", "id, qty, coalesce(note, '')", "toString(id), '|', toString(qty), '|', note")
 	d.stop(t)
 }
+
+// TestResyncCommittedView resyncs items while the daemon streams and a
+// writer inserts: the committed view, bound by a checkpoint held below the
+// copy's snapshot C until the stream passes C again, must show the new
+// copy's rows (version C − 1) as soon as it is in place, never fewer rows
+// than before. (Only inserts: an update's newer version, once a merge
+// folds the older one into it, hides a key from a committed view until the
+// checkpoint covers it, resync or not.) The committed view is first made
+// as an earlier version made it, which the daemon must make again.
+func TestResyncCommittedView(t *testing.T) {
+	e := newEnv(t, itemsConfig)
+	e.exec(itemsDDL)
+	e.exec(rewriteFill)
+	e.setup()
+	for _, q := range []string{"DROP TABLE db_%[1]s.items_committed", "CREATE VIEW db_%[1]s.items_committed AS SELECT id, qty, note FROM " +
+		"(SELECT id, argMax(qty, (_version, _seq)) AS qty, argMax(note, (_version, _seq)) AS note, argMax(_deleted, (_version, _seq)) AS gone " +
+		"FROM db_%[1]s.items WHERE _version < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM db_%[1]s.replicator_checkpoints " +
+		"WHERE slot = 'slot_%[1]s') GROUP BY id) WHERE gone = 0"} {
+		if err := e.ch.Exec(context.Background(), fmt.Sprintf(q, e.name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := e.start()
+	// (It drops the earlier version's committed view and makes it again
+	// before it streams.)
+	d.waitLog(t, convergeTimeout, "replicating:")
+	e.convergeItems("items before", itemsCols, itemsChCols)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for id := 100000; ctx.Err() == nil; id++ {
+			e.pg.Exec(context.Background(), "INSERT INTO items (id, qty) VALUES ($1, 1)", id)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	e.readersOf(ctx, &wg, e.liveCount("items_committed"), "items_live", "items_committed")
+	for i := 0; i < 2; i++ {
+		if out, errs, code := e.cli("resync", "--config", e.config, "--table", "public.items"); code != 0 {
+			t.Fatalf("resync: exit %d\n%s\n%s", code, out, errs)
+		}
+		d.waitLog(t, convergeTimeout, "starting again from the checkpoint")
+		time.Sleep(2 * time.Second)
+	}
+	cancel()
+	wg.Wait()
+	e.convergeItems("items after the resyncs", itemsCols, itemsChCols)
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("daemon exit %d\n%s", code, tail(d.Logs(), 4000))
+	}
+}

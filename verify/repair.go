@@ -57,7 +57,7 @@ const mutationWait = 10 * time.Minute
 //
 // Rows left with a version below B − 1 <= S − 1 lose to the copy; the
 // stream's rows of changes from S on, stored after the mutation, win over
-// it. See the README, "How repair cannot lose a change".
+// it. See docs/operating.md, "How repair cannot lose a change".
 func (v *verifier) repair(ctx context.Context, groups []string) (*Repair, error) {
 	if v.cfg.ClickHouse.Cluster != "" {
 		return nil, fmt.Errorf("repair is not available on a ClickHouse cluster (clickhouse.cluster) yet: run `replicator resync --table %s`", v.t.Source)

@@ -63,7 +63,7 @@ func (s *Sampler) Run(ctx context.Context) error {
 			if s.m != nil {
 				s.m.VerifyErrors.Inc()
 			}
-			s.log.Warn("a pass of continuous verification failed; the next one tries again", "wait", interval, "error", err)
+			s.log.Warn("a pass of continuous verification failed; the next one tries again", "wait", interval.String(), "error", err)
 		}
 	}
 }

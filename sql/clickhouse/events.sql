@@ -39,6 +39,8 @@ FROM
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
     FROM `analytics`.`events`
     WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'replicator_events')
+       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'replicator_events' AND target = 'events_resync' GROUP BY source
+                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
     GROUP BY `id`
 )
 WHERE `_deleted_latest` = 0;

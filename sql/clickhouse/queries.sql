@@ -113,8 +113,9 @@ GROUP BY author_id, target_type, action;
 
 -- The committed view groups the whole table before a filter applies (as
 -- the live view of a partitioned table does): filtered by sorting key
--- inside, as above, with the committed view's bound, the same read is
--- committed and takes milliseconds (see README, "Reading").
+-- inside, as above, with the committed view's bound (the checkpoint, and
+-- a new copy of the table while the checkpoint is held below it), the
+-- same read is committed and takes milliseconds (see README, "Reading").
 SELECT toDate(created_at) AS day, count() AS contributions
 FROM
 (
@@ -125,7 +126,10 @@ FROM
     FROM analytics.events
     WHERE author_id = 1
       AND created_at BETWEEN '2022-01-17 23:00:00' AND '2023-01-18 22:59:59'
-      AND _version < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM analytics.replicator_checkpoints WHERE slot = 'replicator_events')
+      AND (_version < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM analytics.replicator_checkpoints WHERE slot = 'replicator_events')
+           OR _version + 1 IN (SELECT max(lsn) FROM analytics.replicator_copy_chunks FINAL
+                               WHERE slot = 'replicator_events' AND target = 'events_resync' GROUP BY source
+                               HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0))
     GROUP BY author_id, created_at, id
 )
 WHERE deleted = 0

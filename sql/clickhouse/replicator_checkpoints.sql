@@ -19,7 +19,9 @@ CREATE TABLE IF NOT EXISTS `analytics`.`replicator_progress`
 (
     slot String,
     updated_us UInt64,
-    oldest_unstored_us UInt64
+    oldest_unstored_us UInt64,
+    halt_reason String DEFAULT '',
+    halt_error String DEFAULT ''
 )
 ENGINE = ReplacingMergeTree(updated_us)
 ORDER BY slot;

@@ -208,7 +208,7 @@ type workload struct {
 // config keeps.
 const defaultMaxBytes = 64 << 20
 
-// rssBound is the peak RSS the README states for batch.max_bytes: about
+// rssBound is the peak RSS docs/benchmark.md states for batch.max_bytes: about
 // 2 × max_bytes + 64 MiB (the buffer, its copy in flight to ClickHouse, and
 // the rest).
 const rssBound = 2*defaultMaxBytes + 64<<20

@@ -117,8 +117,8 @@ func run() error {
 	step("replicator status (caught up)")
 	command(ctx, env, bin, "status", "--config", cfgPath).Run()
 
-	step("a few lines of the daemon's /metrics (127.0.0.1:9187)")
-	if resp, err := http.Get("http://127.0.0.1:9187/metrics"); err == nil {
+	step("a few lines of the daemon's /metrics (127.0.0.1:9721)")
+	if resp, err := http.Get("http://127.0.0.1:9721/metrics"); err == nil {
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
 			if l := sc.Text(); strings.HasPrefix(l, "replicator_changes_total") || strings.HasPrefix(l, "replicator_lag_") ||

@@ -1,0 +1,80 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/replicator/replicator/ddl"
+	"github.com/replicator/replicator/mapping"
+)
+
+// SwapIn puts the shadow of t (ddl.ShadowName), a new copy of its rows,
+// in place of its target once complete, read right before the swap, says
+// the copy is done: it renames the target away (ddl.ReplacedName) and the
+// shadow in, on a cluster the local tables. Where the columns differ it
+// drops the target's views first (the caller creates them again over the
+// new columns) and on a cluster makes the Distributed table again; where
+// they are the same, readers of the views go on through the swap. The replaced table is left
+// for the caller to drop or keep. Each step can be run again after a
+// crash: a replaced table left, or on a cluster local tables in place
+// without their Distributed table, finish the swap. It reports whether a
+// swap was finished.
+func (c *Client) SwapIn(ctx context.Context, t *mapping.Table, complete func(context.Context) (bool, error)) (bool, error) {
+	db := c.DB()
+	shadow, target, replaced := db.Storage(ddl.ShadowName(t.Target)), db.Storage(t.Target), db.Storage(ddl.ReplacedName(t.Target))
+	exists, err := c.Existing(ctx, shadow, target, replaced, t.Target)
+	if err != nil {
+		return false, err
+	}
+	var stmts []string
+	same := false
+	if exists[shadow] {
+		ok, err := complete(ctx)
+		if err != nil || !ok {
+			return false, err
+		}
+		if exists[target] {
+			if same, err = c.sameColumns(ctx, shadow, target); err != nil {
+				return false, err
+			}
+		}
+		switch {
+		case same:
+			// The views and the Distributed table read the target by
+			// name: readers go on through the swap.
+			stmts = []string{db.SwapIn(t.Target)}
+		case exists[target]:
+			stmts = append(db.DropViews(t.Target), db.SwapIn(t.Target))
+		default:
+			stmts = append(db.DropViews(t.Target), db.PutIn(t.Target))
+		}
+	} else if !exists[target] || !exists[replaced] && !(db.Cluster != "" && !exists[t.Target]) {
+		return false, nil // (a replaced table without a target is never dropped)
+	}
+	if same && db.Cluster != "" {
+		stmts = append(stmts, db.Drop(ddl.ShadowName(t.Target)))
+	} else {
+		stmts = append(stmts, db.AfterSwap(t)...)
+	}
+	for _, stmt := range stmts {
+		if err := c.Exec(ctx, stmt); err != nil {
+			return false, fmt.Errorf("put the new copy of %s in place: %s: %w", t.Target, stmt, err)
+		}
+	}
+	return true, nil
+}
+
+// sameColumns reports whether tables a and b have the same columns, of the
+// same types, in the same order.
+func (c *Client) sameColumns(ctx context.Context, a, b string) (bool, error) {
+	sa, err := c.Schema(ctx, a)
+	if err != nil {
+		return false, err
+	}
+	sb, err := c.Schema(ctx, b)
+	if err != nil {
+		return false, err
+	}
+	return sa.Exists() && slices.Equal(sa.Names, sb.Names) && slices.Equal(sa.Types, sb.Types), nil
+}
