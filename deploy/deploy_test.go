@@ -69,6 +69,7 @@ var units = map[string][]string{
 		"Type=oneshot",
 		"RemainAfterExit=yes",
 		"Restart=on-failure",
+		"RestartPreventExitStatus=2",
 		"ExecStart=/usr/bin/replicator setup --config /etc/replicator/replicator.hcl",
 		"LoadCredential=clickhouse-password:",
 		"Environment=PGPASSFILE=%d/pgpass",

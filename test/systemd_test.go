@@ -14,7 +14,7 @@ import (
 
 // systemdBase is the podman image with systemd that TestSystemdUnits
 // boots; made once per machine from Debian's packages with debootstrap.
-const systemdBase = "localhost/replicator-systemd-base:bookworm"
+const systemdBase = "localhost/replicator-systemd-base:bookworm-procps"
 
 // TestSystemdUnits boots systemd in a podman container (a Debian
 // bookworm base made with debootstrap, the host's network), installs the
@@ -106,7 +106,8 @@ func TestSystemdUnits(t *testing.T) {
 	must("systemctl", "start", "--no-block", "replicator")
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(250 * time.Millisecond) {
 		out, _ := in("systemctl", "show", "replicator-setup", "-p", "ExecMainStatus", "--value")
-		if strings.TrimSpace(out) == "1" {
+		// 3: a server could not be reached.
+		if strings.TrimSpace(out) == "3" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -166,6 +167,17 @@ func TestSystemdUnits(t *testing.T) {
 	}
 	if out, err := in("/usr/bin/replicator", "validate", "--config", "/etc/replicator/replicator.hcl"); err == nil {
 		must("systemctl", "reload", "replicator")
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+			if strings.Contains(must("journalctl", "--no-pager", "-u", "replicator"), "SIGHUP: reloading the configuration") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("systemctl reload of a good file: the daemon did not reload")
+			}
+		}
+		if p := show("replicator"); p["ActiveState"] != "active" {
+			t.Errorf("after a reload: %v", p)
+		}
 	} else {
 		t.Logf("this build has no `replicator validate`, so a reload of a good file fails too; not checked:\n%s", out)
 	}
@@ -189,14 +201,15 @@ func TestSystemdUnits(t *testing.T) {
 }
 
 // makeSystemdBase makes the systemd base image: debootstrap of Debian
-// bookworm (minbase and systemd, from the machine's Debian mirror),
-// imported into podman. Some minutes, once per machine.
+// bookworm (minbase, systemd, and procps for the unit's /bin/kill, from
+// the machine's Debian mirror), imported into podman. Some minutes, once
+// per machine.
 func makeSystemdBase(t *testing.T, pod func(context.Context, ...string) *exec.Cmd) {
 	t.Helper()
 	root := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	boot := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus", "bookworm", root, debianMirror())
+	boot := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus,procps", "bookworm", root, debianMirror())
 	if out, err := boot.CombinedOutput(); err != nil {
 		t.Fatalf("debootstrap: %v\n%s", err, tail(string(out), 3000))
 	}
