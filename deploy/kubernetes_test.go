@@ -1,10 +1,6 @@
 package deploy
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -17,81 +13,33 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/replicator/replicator/config"
 )
 
 // manifests decodes every document of every file in kubernetes/ strictly
-// against the Kubernetes API types: an unknown or duplicate field, a
-// wrong type or a kind the API lacks is an error.
+// against the Kubernetes API types.
 func manifests(t *testing.T) []runtime.Object {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
-	decoder := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
 	files, err := filepath.Glob("kubernetes/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no manifests: %v", err)
 	}
 	var objs []runtime.Object
 	for _, file := range files {
-		objs = append(objs, decodeFile(t, decoder, file)...)
+		o, err := Manifests(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, o...)
 	}
 	return objs
-}
-
-func decodeFile(t *testing.T, decoder runtime.Decoder, file string) []runtime.Object {
-	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var objs []runtime.Object
-	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
-	for i := 1; ; i++ {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return objs
-		}
-		if err != nil {
-			t.Fatalf("%s: document %d: %v", file, i, err)
-		}
-		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
-			continue
-		}
-		obj, _, err := decoder.Decode(doc, nil, nil)
-		if err != nil {
-			t.Fatalf("%s: document %d: %v", file, i, err)
-		}
-		objs = append(objs, obj)
-	}
-}
-
-func stripComments(doc []byte) []byte {
-	var out []byte
-	for _, line := range bytes.Split(doc, []byte("\n")) {
-		if !bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
-			out = append(out, line...)
-		}
-	}
-	return out
 }
 
 // TestKubernetesManifestsDecodeStrictly proves the strict decoder refuses
 // what a typo makes, then decodes the shipped manifests.
 func TestKubernetesManifestsDecodeStrictly(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := appsv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	decoder := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
+	decoder := Decoder()
 	for name, doc := range map[string]string{
 		"unknown field":   "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replica: 1}\n",
 		"duplicate field": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: 1, replicas: 2}\n",

@@ -17,8 +17,8 @@ import (
 )
 
 // TestContainerImage builds the image of deploy/container with podman
-// (what `make image` does) and runs it as Kubernetes and the README run
-// it: a read-only root, user 65532, the host's network. It checks that
+// (what `make image` does) and runs it as docs/deploying.md and
+// Kubernetes run it: a read-only root, user 65532, the host's network. It checks that
 // the image has CA certificates and a world-writable /tmp, that
 // `replicator version` runs, that `run` refuses a spill directory it
 // cannot write with the key and the fix, and that `run` with podman's
@@ -29,8 +29,7 @@ func TestContainerImage(t *testing.T) {
 	podman, conf := needPodman(t, "the image is not built here")
 	pod, run := podmanCommands(podman, conf)
 
-	image := buildImage(t, conf)
-	t.Cleanup(func() { run("rmi", "--force", image) })
+	image := buildImage(t, podman, conf)
 
 	// Its files: CA certificates, /tmp for everyone, the binary.
 	name := strings.ReplaceAll(strings.TrimPrefix(image, "localhost/"), ":", "-")
@@ -102,16 +101,7 @@ func TestContainerImage(t *testing.T) {
 			t.Logf("container log:\n%s", tail(logs.String(), 4000))
 		}
 	})
-	ready := false
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !ready; time.Sleep(200 * time.Millisecond) {
-		if resp, err := http.Get("http://" + e.monitor + "/readyz"); err == nil {
-			ready = resp.StatusCode == http.StatusOK
-			resp.Body.Close()
-		}
-	}
-	if !ready {
-		t.Fatal("/readyz did not report ready within a minute")
-	}
+	waitReady(t, e.monitor)
 	e.exec("UPDATE events SET action = 2 WHERE id % 7 = 0")
 	e.exec("DELETE FROM events WHERE id % 11 = 0")
 	e.exec("INSERT INTO events (author_id, action) SELECT g, 3 FROM generate_series(1, 100) g")
@@ -195,9 +185,10 @@ func staticBinary(t *testing.T) string {
 }
 
 // buildImage builds the image of deploy/container from a static binary,
-// as `make image` does, under a name of its own.
-func buildImage(t *testing.T, conf string) string {
+// as `make image` does, under a name of its own that t's cleanup removes.
+func buildImage(t *testing.T, podman, conf string) string {
 	t.Helper()
+	_, run := podmanCommands(podman, conf)
 	static := staticBinary(t)
 	image := fmt.Sprintf("localhost/replicator-e2e:%d", time.Now().UnixNano())
 	sh := exec.Command("../deploy/container/build.sh", image)
@@ -205,5 +196,23 @@ func buildImage(t *testing.T, conf string) string {
 	if out, err := sh.CombinedOutput(); err != nil {
 		t.Fatalf("build.sh: %v\n%s", err, out)
 	}
+	t.Cleanup(func() { run("rmi", "--force", image) })
 	return image
+}
+
+// waitReady waits up to a minute until the daemon's /readyz at addr
+// answers 200: it streams.
+func waitReady(t *testing.T, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz at %s did not report ready within a minute", addr)
+		}
+	}
 }

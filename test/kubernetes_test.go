@@ -1,11 +1,7 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,11 +11,10 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/replicator/replicator/deploy"
 )
 
 // TestKubernetesDeployment plays deploy/kubernetes/replicator.yaml with
@@ -40,8 +35,7 @@ func TestKubernetesDeployment(t *testing.T) {
 	requireServers(t)
 	podman, conf := needPodman(t, "the Kubernetes manifest is not played here")
 	_, run := podmanCommands(podman, conf)
-	image := buildImage(t, conf)
-	t.Cleanup(func() { run("rmi", "--force", image) })
+	image := buildImage(t, podman, conf)
 
 	e := newEnv(t, "")
 	e.exec("INSERT INTO events (author_id, action, target_type, fingerprint) SELECT g, 1, 'Issue', '\\x02' FROM generate_series(1, 400) g")
@@ -50,7 +44,10 @@ func TestKubernetesDeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
-	objs := kubeObjects(t, "../deploy/kubernetes/replicator.yaml")
+	objs, err := deploy.Manifests("../deploy/kubernetes/replicator.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var docs [][]byte
 	var secret *corev1.Secret
 	var deployment *appsv1.Deployment
@@ -154,16 +151,7 @@ func TestKubernetesDeployment(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != "65532:65532 true" {
 		t.Errorf("the daemon's container: user and read-only root %q (%v), want 65532:65532 true", out, err)
 	}
-	ready := false
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !ready; time.Sleep(200 * time.Millisecond) {
-		if resp, err := http.Get("http://" + e.monitor + "/readyz"); err == nil {
-			ready = resp.StatusCode == http.StatusOK
-			resp.Body.Close()
-		}
-	}
-	if !ready {
-		t.Fatal("/readyz did not report ready within a minute")
-	}
+	waitReady(t, e.monitor)
 	e.exec("UPDATE events SET action = 5 WHERE id % 3 = 0")
 	e.exec("DELETE FROM events WHERE id % 13 = 0")
 	e.exec("INSERT INTO events (author_id, action) SELECT g, 6 FROM generate_series(1, 80) g")
@@ -179,39 +167,5 @@ func TestKubernetesDeployment(t *testing.T) {
 	}
 	if logs, err := run("logs", pod+"-replicator"); !strings.Contains(logs, "replicator: stopped: ") {
 		t.Errorf("no clean stop in the daemon's log (%v):\n%s", err, tail(logs, 2000))
-	}
-}
-
-// kubeObjects decodes the documents of a manifest file.
-func kubeObjects(t *testing.T, file string) []runtime.Object {
-	t.Helper()
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
-	decoder := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var objs []runtime.Object
-	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return objs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		obj, gvk, err := decoder.Decode(doc, nil, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		obj.GetObjectKind().SetGroupVersionKind(*gvk)
-		objs = append(objs, obj)
 	}
 }
