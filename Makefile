@@ -9,7 +9,7 @@ DATE    := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 PKGS    := ./...
 
-.PHONY: all build dist deps demo test test-unit test-e2e test-matrix test-cluster chaos bench fuzz lint check-mod clean
+.PHONY: all build dist image deps demo test test-unit test-e2e test-matrix test-cluster chaos bench fuzz lint check-mod clean
 
 all: build
 
@@ -26,6 +26,13 @@ dist:
 	done
 	cd dist && sha256sum replicator-linux-* > SHA256SUMS
 	@cat dist/SHA256SUMS
+
+# A minimal non-root image (from scratch: the static binary, CA
+# certificates, /tmp) built with podman: $(IMAGE). Needs podman and runc
+# (apt-get install -y podman runc); see deploy/container/Containerfile.
+IMAGE ?= replicator:$(VERSION)
+image:
+	deploy/container/build.sh $(IMAGE) "$(LDFLAGS)"
 
 # Installs Postgres 15 and ClickHouse from Debian's packages when missing.
 deps:

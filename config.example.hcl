@@ -39,7 +39,9 @@ clickhouse {
 
   username = "default"  # default "default"
   password = ""         # e.g. env("CLICKHOUSE_PASSWORD")
-  # password_file = "/run/secrets/clickhouse"  # its first line; instead of password
+  # password_file = "/run/secrets/clickhouse"  # its first line; instead of password.
+  # A relative name is a systemd credential of the unit (LoadCredential=):
+  # password_file = "clickhouse-password" reads $CREDENTIALS_DIRECTORY/clickhouse-password.
 
   # A cluster of the servers' remote_servers: replicated, sharded targets.
   # cluster        = "analytics"
@@ -75,7 +77,8 @@ stream {
   enabled = true
   # Streamed transactions are kept here until their commit or abort once
   # they exceed `memory`; at most `spill_limit` bytes of files.
-  spill_dir   = "/var/lib/replicator/spill"   # default: $TMPDIR/replicator-spill
+  # `run` checks at start that it can write there.
+  spill_dir   = "/var/lib/replicator/spill"   # default: $STATE_DIRECTORY/spill under systemd, else $TMPDIR/replicator-spill
   spill_limit = "10GiB"
   memory      = "32MiB"
 }

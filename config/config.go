@@ -119,6 +119,9 @@ type ClickHouse struct {
 	Username string
 	// Password is the password, or the first line of PasswordFile, read
 	// when the configuration is loaded. It never appears in logs or errors.
+	// A relative PasswordFile is read from $CREDENTIALS_DIRECTORY when
+	// systemd set it (a credential of the unit), else from the working
+	// directory.
 	Password     string
 	PasswordFile string
 	// TLS, when set, connects over TLS (the server's tcp_port_secure);
@@ -194,6 +197,8 @@ type Stream struct {
 	Enabled bool
 	// SpillDir holds the streamed transactions that do not fit in Memory
 	// until they commit or abort; SpillLimit bounds the files there.
+	// The daemon checks at start that it can write there (the default:
+	// $STATE_DIRECTORY/spill under systemd, else $TMPDIR/replicator-spill).
 	SpillDir   string
 	SpillLimit uint64
 	Memory     uint64
@@ -400,6 +405,17 @@ func UnknownEnv(environ []string, known ...string) []string {
 	return out
 }
 
+// Variables systemd sets for a service. A relative
+// clickhouse.password_file names a credential of the unit (LoadCredential=)
+// in $CREDENTIALS_DIRECTORY, so that one configuration serves the daemon's
+// unit and the setup unit, whose credential directories differ. The
+// default stream.spill_dir is $STATE_DIRECTORY/spill (StateDirectory=)
+// when systemd set it.
+const (
+	EnvCredentialsDirectory = "CREDENTIALS_DIRECTORY"
+	EnvStateDirectory       = "STATE_DIRECTORY"
+)
+
 // Load reads, decodes and validates the file at path. Environment overrides
 // are read with getenv (os.Getenv when nil).
 func Load(path string, getenv func(string) string) (Config, error) {
@@ -423,6 +439,11 @@ func parse(filename string, src []byte, getenv func(string) string) (Config, []k
 		getenv = os.Getenv
 	}
 	cfg := Default()
+	// Under systemd with StateDirectory=, spill into the state directory
+	// rather than a (possibly private, memory-backed) /tmp.
+	if d, _, _ := strings.Cut(getenv(EnvStateDirectory), ":"); d != "" {
+		cfg.Stream.SpillDir = filepath.Join(d, "spill")
+	}
 	f, keys, diags := decode(filename, src, getenv)
 	var problems []string
 	if f != nil {
@@ -434,6 +455,11 @@ func parse(filename string, src []byte, getenv func(string) string) (Config, []k
 		return Config{}, keys, &Error{Problems: append(diagProblems(diags, keys), problems...)}
 	}
 	applyEnv(&cfg, getenv)
+	if f := cfg.ClickHouse.PasswordFile; f != "" && !filepath.IsAbs(f) {
+		if d := getenv(EnvCredentialsDirectory); d != "" {
+			cfg.ClickHouse.PasswordFile = filepath.Join(d, f)
+		}
+	}
 	problems = append(problems, fromEnv(cfg.validate(), getenv)...)
 	if len(problems) > 0 {
 		return Config{}, keys, &Error{Problems: problems}

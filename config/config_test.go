@@ -313,6 +313,36 @@ func TestPasswordFile(t *testing.T) {
 	}
 }
 
+// TestSystemdDirectories reads a relative password_file from the unit's
+// credentials and spills into its state directory, as systemd sets them;
+// outside systemd both keep their plain meaning.
+func TestSystemdDirectories(t *testing.T) {
+	creds := t.TempDir()
+	if err := os.WriteFile(filepath.Join(creds, "clickhouse-password"), []byte("fromcred\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	src := "postgres {\n  dsn = \"postgres://u@h/db\"\n}\nclickhouse {\n  password_file = \"clickhouse-password\"\n}\n" +
+		"table \"public.t\" {\n  order_by = [\"id\"]\n}\n"
+	env := map[string]string{config.EnvCredentialsDirectory: creds, config.EnvStateDirectory: "/var/lib/replicator:/var/lib/other"}
+	cfg := parse(t, src, func(k string) string { return env[k] })
+	if cfg.ClickHouse.Password != "fromcred" || cfg.ClickHouse.PasswordFile != filepath.Join(creds, "clickhouse-password") {
+		t.Errorf("clickhouse password %q from %q", cfg.ClickHouse.Password, cfg.ClickHouse.PasswordFile)
+	}
+	if cfg.Stream.SpillDir != "/var/lib/replicator/spill" {
+		t.Errorf("spill_dir = %q, want /var/lib/replicator/spill", cfg.Stream.SpillDir)
+	}
+	// The file's spill_dir wins over the state directory.
+	cfg = parse(t, strings.Replace(src, "table", "stream {\n  spill_dir = \"/srv/spill\"\n}\ntable", 1), func(k string) string { return env[k] })
+	if cfg.Stream.SpillDir != "/srv/spill" {
+		t.Errorf("spill_dir = %q, want /srv/spill", cfg.Stream.SpillDir)
+	}
+	// Outside systemd the relative name is the working directory's.
+	_, err := config.Parse("t.hcl", []byte(src), func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "clickhouse.password_file: cannot read clickhouse-password") {
+		t.Errorf("without CREDENTIALS_DIRECTORY: %v", err)
+	}
+}
+
 func TestParseReportsEveryProblem(t *testing.T) {
 	for _, tc := range []struct {
 		name string

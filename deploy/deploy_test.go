@@ -1,6 +1,6 @@
 // Package deploy holds the files a platform team deploys replicator with:
-// a systemd unit, a container file, a Kubernetes sidecar example, a
-// Grafana dashboard and Prometheus alert rules. Its tests check them with
+// systemd units, a container file, Kubernetes manifests, a Grafana
+// dashboard and Prometheus alert rules. Its tests check them with
 // the tools that read them.
 package deploy
 
@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -46,27 +48,81 @@ func TestAlertRules(t *testing.T) {
 	runTool(t, "prometheus", promtool, "test", "rules", "alerts_test.yml")
 }
 
-// TestSystemdUnit verifies the unit with systemd-analyze, its binary
-// replaced by one that exists here.
-func TestSystemdUnit(t *testing.T) {
+// The systemd units, and what each must keep: the review found each
+// missing once (a read-only spill directory, credentials setup could not
+// read, no readiness, a reload that did not validate, restart loops on
+// permanent errors).
+var units = map[string][]string{
+	"replicator.service": {
+		"Type=notify",
+		"Requires=replicator-setup.service",
+		"After=replicator-setup.service",
+		"ExecStart=/usr/bin/replicator run --config /etc/replicator/replicator.hcl",
+		"ExecReload=/usr/bin/replicator validate --config /etc/replicator/replicator.hcl\nExecReload=/bin/kill -HUP $MAINPID",
+		"StateDirectory=replicator",
+		"LoadCredential=clickhouse-password:",
+		"Environment=PGPASSFILE=%d/pgpass",
+		"RestartPreventExitStatus=2 4",
+		"ProtectSystem=strict",
+	},
+	"replicator-setup.service": {
+		"Type=oneshot",
+		"RemainAfterExit=yes",
+		"Restart=on-failure",
+		"RestartPreventExitStatus=2",
+		"ExecStart=/usr/bin/replicator setup --config /etc/replicator/replicator.hcl",
+		"LoadCredential=clickhouse-password:",
+		"Environment=PGPASSFILE=%d/pgpass",
+		"ProtectSystem=strict",
+	},
+}
+
+// maxExposure is the highest `systemd-analyze security` score a unit may
+// have ("OK" ends at 2.0).
+const maxExposure = 2.0
+
+// TestSystemdUnits checks what each unit must keep, verifies both with
+// `systemd-analyze verify` (their binary replaced by one that exists
+// here) and scores them with `systemd-analyze security`.
+func TestSystemdUnits(t *testing.T) {
 	analyze := tool(t, "systemd-analyze", "systemd")
-	unit, err := os.ReadFile("systemd/replicator.service")
-	if err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	var names []string
+	for name, musts := range units {
+		unit, err := os.ReadFile(filepath.Join("systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, must := range musts {
+			if !bytes.Contains(unit, []byte(must)) {
+				t.Errorf("%s lacks %q", name, must)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), bytes.ReplaceAll(unit, []byte("/usr/bin/replicator"), []byte("/bin/true")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
 	}
-	if !bytes.Contains(unit, []byte("ExecStart=/usr/local/bin/replicator run")) || !bytes.Contains(unit, []byte("ExecReload=/bin/kill -HUP $MAINPID")) {
-		t.Fatal("the unit's ExecStart or ExecReload changed: update this test")
+	cmd := exec.Command(analyze, append([]string{"verify"}, names...)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	// Any complaint is a defect of a unit (unknown keys are only warnings).
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	path := filepath.Join(t.TempDir(), "replicator.service")
-	if err := os.WriteFile(path, bytes.ReplaceAll(unit, []byte("/usr/local/bin/replicator"), []byte("/bin/true")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(analyze, "verify", path)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	// Any complaint is a defect of the unit (unknown keys are only warnings).
-	if err != nil || strings.TrimSpace(out.String()) != "" {
-		t.Fatalf("systemd-analyze verify: %v\n%s", err, out.String())
+	for _, name := range names {
+		cmd := exec.Command(analyze, "security", "--offline=true", "--no-pager", name)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("systemd-analyze security %s: %v\n%s", name, err, out)
+		}
+		m := regexp.MustCompile(`Overall exposure level for ` + regexp.QuoteMeta(name) + `: ([0-9.]+)`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("systemd-analyze security %s: no exposure level in\n%s", name, out)
+		}
+		if level, _ := strconv.ParseFloat(string(m[1]), 64); level > maxExposure {
+			t.Errorf("%s: exposure level %.1f, want at most %.1f:\n%s", name, level, maxExposure, out)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/replicator/replicator/history"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/metrics"
+	"github.com/replicator/replicator/notify"
 	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/replication"
 	"github.com/replicator/replicator/sink"
@@ -74,6 +75,14 @@ func (r *Runner) config() config.Config {
 // safety check until ctx is done or one of them fails. After a stop it
 // flushes what is complete, checkpoints, acknowledges and returns nil.
 func (r *Runner) Run(ctx context.Context) error {
+	if r.cfg.Stream.Enabled {
+		if err := replication.CheckSpillDir(r.cfg.Stream.SpillDir); err != nil {
+			return err
+		}
+	}
+	// Tell systemd (Type=notify) that a stop has begun: the final flush
+	// may take up to shutdownTimeout.
+	defer context.AfterFunc(ctx, func() { r.notify(notify.Stopping()) })()
 	g, gctx := errgroup.WithContext(ctx)
 	if addr := r.cfg.Monitor.Listen; addr != "" {
 		srv := metrics.NewServer(addr, r.metrics.Handler(r.cfg.Monitor.ReadyMaxLag))
@@ -100,6 +109,14 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 var errStopped = errors.New("stopped")
+
+// notify logs a failure to tell the service manager (a result of package
+// notify); the daemon goes on without it.
+func (r *Runner) notify(_ bool, err error) {
+	if err != nil {
+		r.log.Warn("cannot notify the service manager", "error", err)
+	}
+}
 
 // Reload makes the daemon continue with cfg: the current session stores
 // what is complete, checkpoints it, and a new one starts from the
@@ -184,6 +201,10 @@ func (r *Runner) replicate(ctx context.Context) error {
 		cancel()
 		r.metrics.SetStreaming(false)
 		r.metrics.Held.Set(0)
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+			// systemctl status shows why (a reload shows nothing).
+			r.notify(notify.Status("not streaming: " + err.Error()))
+		}
 		switch {
 		case ctx.Err() == nil && r.reloading():
 			continue
@@ -375,6 +396,9 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	r.metrics.SetStreaming(true)
 	r.metrics.Retrying.Set(0)
 	r.log.Info("replicating", "from", resume.LSN, "clickhouse", client.Version(), "protocol", stream.Protocol())
+	// Now the daemon does its job: systemd (Type=notify) reports the unit
+	// started, as /readyz reports the stream up.
+	r.notify(notify.Ready(fmt.Sprintf("replicating from %s", resume.LSN)))
 
 	runErr := stream.Run(ctx, a)
 	if runErr != nil && (ctx.Err() == nil || !errors.Is(runErr, context.Canceled)) {

@@ -87,6 +87,29 @@ func NewSpool(opt SpoolOptions) (*Spool, error) {
 	return &Spool{dir: opt.Dir, prefix: opt.Prefix, memory: opt.Memory, diskLimit: opt.Limit, txns: make(map[uint32]*spooled)}, nil
 }
 
+// CheckSpillDir makes sure that the spill directory exists, or can be
+// created, and that files can be written in it: the daemon checks it when
+// it starts, so that a read-only or missing directory is reported at once
+// rather than when the first large transaction arrives. The error names
+// the key and the fix.
+func CheckSpillDir(dir string) error {
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
+		var f *os.File
+		if f, err = os.CreateTemp(dir, ".write-check-*"); err == nil {
+			f.Close()
+			err = os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("stream.spill_dir: %s is not a writable directory: %w; set stream.spill_dir to a directory the daemon "+
+			"can write (systemd: StateDirectory=replicator and \"/var/lib/replicator/spill\"; Kubernetes or a read-only root: "+
+			"a mounted volume such as an emptyDir), or stream.enabled = false (Postgres then sends a transaction only after "+
+			"it commits, and nothing spills)", dir, err)
+	}
+	return nil
+}
+
 func globEscape(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`)
 	return r.Replace(s)
