@@ -438,6 +438,10 @@ func parse(filename string, src []byte, getenv func(string) string) (Config, []k
 	if getenv == nil {
 		getenv = os.Getenv
 	}
+	if strings.HasSuffix(filename, ".json") || strings.HasPrefix(strings.TrimSpace(string(src)), "{") {
+		return Config{}, nil, &Error{Problems: []string{filename + ": the configuration is read in HCL's native syntax " +
+			"(see config.example.hcl); JSON is not read"}}
+	}
 	cfg := Default()
 	// Under systemd with StateDirectory=, spill into the state directory
 	// rather than a (possibly private, memory-backed) /tmp.
@@ -535,6 +539,11 @@ func diagProblems(diags hcl.Diagnostics, keys []keyRange) []string {
 	var out []string
 	for _, d := range diags {
 		if d.Severity != hcl.DiagError {
+			continue
+		}
+		if strings.Contains(d.Detail, "value must be known") {
+			// The follow-on of an error of the same expression (a
+			// function that failed, a variable), which is reported.
 			continue
 		}
 		msg := d.Summary
@@ -703,8 +712,12 @@ func setDuration(dst *time.Duration, v *string, key string, problems *[]string) 
 		return
 	}
 	d, err := time.ParseDuration(*v)
-	if err != nil || d < 0 {
+	if err != nil {
 		*problems = append(*problems, fmt.Sprintf("%s: %q is not a duration (e.g. \"500ms\", \"2s\")", key, *v))
+		return
+	}
+	if d < 0 {
+		*problems = append(*problems, fmt.Sprintf("%s: must not be negative, got %q", key, *v))
 		return
 	}
 	*dst = d
@@ -1060,8 +1073,17 @@ func identProblem(name string) string {
 // which may hold a password.
 func redactedParseError(err error) string {
 	var pe *pgconn.ParseConfigError
-	if errors.As(err, &pe) && pe.Unwrap() != nil {
+	if !errors.As(err, &pe) {
+		return "cannot parse"
+	}
+	if pe.Unwrap() != nil {
 		return pe.Unwrap().Error()
+	}
+	// "cannot parse `<string>`: <reason>": the reason alone (pgx redacts
+	// the string only as best it can).
+	msg := pe.Error()
+	if i := strings.LastIndex(msg, "`: "); i >= 0 && !strings.Contains(msg[i+3:], "`") {
+		return msg[i+3:]
 	}
 	return "cannot parse"
 }

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -617,5 +618,62 @@ table "public.t" {
 		"REPLICATOR_CONFIG")
 	if want := []string{"REPLICATOR_CLICKHOUSE_PASSWORD_FILE", "REPLICATOR_MONITOR_LISTEN"}; !slices.Equal(got, want) {
 		t.Errorf("UnknownEnv = %v, want %v", got, want)
+	}
+}
+
+// TestMessagesOfTheReview: a bad DSN says why (without the password), an
+// env() that fails is one problem, not two, a negative duration is called
+// so, and a JSON file is told it is not read.
+func TestMessagesOfTheReview(t *testing.T) {
+	base := `
+postgres {
+  dsn         = %s
+  slot        = "s"
+  publication = "p"
+}
+clickhouse {
+  addr     = ["h:9000"]
+  database = "d"
+}
+monitor {
+  ready_max_lag = %q
+}
+table "public.t" {
+  order_by = ["id"]
+}
+`
+	for _, tc := range []struct {
+		name, file, dsn, lag string
+		want, not          []string
+		problems           int
+	}{
+		{name: "port", file: "c.hcl", dsn: `"postgres://repl:S3cretPW@db.internal:notaport/app"`, lag: "30s",
+			want: []string{"postgres.dsn: not a valid connection string: invalid port"}, not: []string{"S3cretPW"}, problems: 1},
+		{name: "env unset", file: "c.hcl", dsn: `env("PG_DSN_NOT_SET_ANYWHERE")`, lag: "30s",
+			want: []string{"PG_DSN_NOT_SET_ANYWHERE is not set"}, not: []string{"value must be known"}, problems: 1},
+		{name: "negative", file: "c.hcl", dsn: `"postgres://x@h/db"`, lag: "-1s",
+			want: []string{`monitor.ready_max_lag: must not be negative, got "-1s"`}, problems: 1},
+		{name: "json", file: "c.json", dsn: `"postgres://x@h/db"`, lag: "30s", want: []string{"JSON is not read"}, problems: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse(tc.file, []byte(fmt.Sprintf(base, tc.dsn, tc.lag)), func(string) string { return "" })
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v, want a *config.Error", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(err.Error(), n) {
+					t.Errorf("error %q holds %q", err, n)
+				}
+			}
+			if len(ce.Problems) != tc.problems {
+				t.Errorf("%d problems, want %d: %q", len(ce.Problems), tc.problems, ce.Problems)
+			}
+		})
 	}
 }
