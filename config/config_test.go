@@ -644,8 +644,8 @@ table "public.t" {
 `
 	for _, tc := range []struct {
 		name, file, dsn, lag string
-		want, not          []string
-		problems           int
+		want, not            []string
+		problems             int
 	}{
 		{name: "port", file: "c.hcl", dsn: `"postgres://repl:S3cretPW@db.internal:notaport/app"`, lag: "30s",
 			want: []string{"postgres.dsn: not a valid connection string: invalid port"}, not: []string{"S3cretPW"}, problems: 1},
