@@ -39,7 +39,7 @@ var platforms = []platform{
 // into a throwaway root and its binary run there.
 func TestDist(t *testing.T) {
 	if testing.Short() {
-		t.Skip("make dist builds two binaries and the release tools (about 2 min on a cold cache): run without -short or make test-dist")
+		t.Skip("make dist builds two binaries and the release tools (about 3 min on a cold build cache): run without -short or make test-dist")
 	}
 	makeCmd := tool(t, "make", "make")
 	tool(t, "sha256sum", "coreutils")
