@@ -302,7 +302,7 @@ func packaged(unitFiles []string) map[string]string {
 		"/usr/bin/replicator":                          "root root 755",
 		"/etc/replicator":                              "root root 755",
 		"/etc/replicator/replicator.hcl":               "root root 644",
-		"/var/lib/replicator":                          "replicator replicator 750",
+		"/var/lib/replicator":                          "replicator replicator 700",
 		"/usr/share/doc/replicator/README.md":          "root root 644",
 		"/usr/share/doc/replicator/config.example.hcl": "root root 644",
 	}

@@ -8,7 +8,7 @@
 # it runs: SIGTERM flushes and checkpoints, the new binary resumes there.
 set -e
 
-install -d -o replicator -g replicator -m 0750 /var/lib/replicator
+install -d -o replicator -g replicator -m 0700 /var/lib/replicator
 
 upgrade=
 case "${1:-}" in
