@@ -3,29 +3,42 @@
 
 GO      ?= go
 BIN     := bin/replicator
-VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+VERSION := $(shell git describe --tags --always --dirty --match 'v[0-9]*' 2>/dev/null || echo dev)
 COMMIT  := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 DATE    := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 PKGS    := ./...
 
-.PHONY: all build dist image deps demo test test-unit test-e2e test-matrix test-cluster chaos bench fuzz lint check-mod clean
+.PHONY: all build dist test-dist image deps demo test test-unit test-e2e test-matrix test-cluster chaos bench fuzz lint check-mod clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/replicator
 
-# Static binaries for linux amd64 and arm64 in dist/, with version, commit
-# and build date in `replicator version`, and their SHA-256 sums.
-dist:
-	rm -rf dist && mkdir -p dist
-	for arch in amd64 arm64; do \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" \
-			-o dist/replicator-linux-$$arch ./cmd/replicator || exit 1; \
-	done
-	cd dist && sha256sum replicator-linux-* > SHA256SUMS
-	@cat dist/SHA256SUMS
+# Release artifacts in $(DIST) for each of PLATFORMS: the static binary,
+# a tar.gz, a deb and an rpm package (deploy/packages/nfpm.yaml), a
+# CycloneDX SBOM, and SHA256SUMS over them all (see docs/releases.md).
+# The packages' version comes from deploy/packages/version.sh. nfpm and
+# cyclonedx-gomod are Go tool dependencies in tools/go.mod, built from the
+# Go module proxy into $(TOOLS): nothing else is downloaded.
+DIST        ?= dist
+PLATFORMS   ?= linux/amd64 linux/arm64
+PKG_VERSION := $(shell deploy/packages/version.sh 2>/dev/null || echo 0.0.0~unknown)
+TOOLS       := .cache/tools
+dist: $(TOOLS)/nfpm $(TOOLS)/cyclonedx-gomod
+	GO="$(GO)" DIST="$(DIST)" VERSION="$(VERSION)" PKG_VERSION="$(PKG_VERSION)" LDFLAGS="$(LDFLAGS)" \
+		NFPM=$(TOOLS)/nfpm CYCLONEDX=$(TOOLS)/cyclonedx-gomod deploy/packages/dist.sh $(PLATFORMS)
+	@cat $(DIST)/SHA256SUMS
+
+$(TOOLS)/nfpm $(TOOLS)/cyclonedx-gomod &: tools/go.mod tools/go.sum
+	$(GO) build -modfile=tools/go.mod -o $(TOOLS)/ tool
+	@touch $(TOOLS)/nfpm $(TOOLS)/cyclonedx-gomod
+
+# make dist into a temporary directory, then its archives, checksums,
+# SBOMs and packages checked with sha256sum, dpkg-deb and rpm.
+test-dist:
+	$(GO) test -count=1 -run '^TestDist' -v ./deploy/
 
 # A minimal non-root image (from scratch: the static binary, CA
 # certificates, /tmp) built with podman: $(IMAGE). Needs podman and runc
@@ -119,7 +132,8 @@ lint:
 
 check-mod:
 	$(GO) mod tidy
-	git diff --exit-code go.mod go.sum
+	cd tools && $(GO) mod tidy
+	git diff --exit-code go.mod go.sum tools/go.mod tools/go.sum
 
 clean:
 	rm -rf bin dist

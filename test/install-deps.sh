@@ -2,8 +2,9 @@
 # Installs from Debian's packages what the tests and the demo need and is
 # missing: PostgreSQL 15 (server, pgbench, psql, pg_recvlogical) and
 # ClickHouse (server and client), openssl for the TLS test's CA and
-# promtool (prometheus) for the alert rules' test, and ZooKeeper (with a
-# Java runtime) for ClickHouse clusters. Prints nothing when all is present.
+# promtool (prometheus) for the alert rules' test, rpm for the release
+# packages' test, and ZooKeeper (with a Java runtime) for ClickHouse
+# clusters. Prints nothing when all is present.
 # The servers are not started here; test/harness starts private ones.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ declare -A need=(
 	[/usr/bin/clickhouse-client]=clickhouse-client
 	[/usr/bin/openssl]=openssl
 	[/usr/bin/promtool]=prometheus
+	[/usr/bin/rpm]=rpm
 	[/usr/share/java/zookeeper.jar]=zookeeper
 	[/usr/bin/java]=default-jre-headless
 )
