@@ -12,10 +12,10 @@ import (
 // SwapIn puts the shadow of t (ddl.ShadowName), a new copy of its rows,
 // in place of its target once complete, read right before the swap, says
 // the copy is done: it renames the target away (ddl.ReplacedName) and the
-// shadow in, on a cluster the local tables. Where the columns differ it
-// drops the target's views first (the caller creates them again over the
-// new columns) and on a cluster makes the Distributed table again; where
-// they are the same, readers of the views go on through the swap. The replaced table is left
+// shadow in, on a cluster the local tables. Where the columns or the keys
+// differ it drops the target's views first (the caller creates them again
+// over the new table) and on a cluster makes the Distributed table again;
+// where they are the same, readers of the views go on through the swap. The replaced table is left
 // for the caller to drop or keep. Each step can be run again after a
 // crash: a replaced table left, or on a cluster local tables in place
 // without their Distributed table, finish the swap. It reports whether a
@@ -35,7 +35,7 @@ func (c *Client) SwapIn(ctx context.Context, t *mapping.Table, complete func(con
 			return false, err
 		}
 		if exists[target] {
-			if same, err = c.sameColumns(ctx, shadow, target); err != nil {
+			if same, err = c.sameShape(ctx, ddl.ShadowName(t.Target), t.Target); err != nil {
 				return false, err
 			}
 		}
@@ -65,9 +65,11 @@ func (c *Client) SwapIn(ctx context.Context, t *mapping.Table, complete func(con
 	return true, nil
 }
 
-// sameColumns reports whether tables a and b have the same columns, of the
-// same types, in the same order.
-func (c *Client) sameColumns(ctx context.Context, a, b string) (bool, error) {
+// sameShape reports whether tables a and b have the same columns, of the
+// same types, in the same order, and the same sorting and partition keys:
+// what their views are made of (on a cluster the keys are the local
+// tables').
+func (c *Client) sameShape(ctx context.Context, a, b string) (bool, error) {
 	sa, err := c.Schema(ctx, a)
 	if err != nil {
 		return false, err
@@ -76,5 +78,6 @@ func (c *Client) sameColumns(ctx context.Context, a, b string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return sa.Exists() && slices.Equal(sa.Names, sb.Names) && slices.Equal(sa.Types, sb.Types), nil
+	return sa.Exists() && slices.Equal(sa.Names, sb.Names) && slices.Equal(sa.Types, sb.Types) &&
+		sa.SortingKey == sb.SortingKey && sa.PartitionKey == sb.PartitionKey, nil
 }
