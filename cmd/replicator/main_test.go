@@ -82,6 +82,12 @@ func TestVersion(t *testing.T) {
 			t.Errorf("%v: exit %d, printed %q (stderr %q)", args, code, out, errs)
 		}
 	}
+	out, errs, code := cli(t, "version", "--json")
+	var got buildInfo
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != exitOK ||
+		got.Version != "v1.2.3" || got.Commit != "abcdef123456" || got.Built != "2026-11-30T00:00:00Z" || !strings.HasPrefix(got.Go, "go") {
+		t.Errorf("version --json: exit %d, printed %q (stderr %q): %+v, %v", code, out, errs, got, err)
+	}
 }
 
 // TestUsage: help goes to stdout with exit 0 and shows only the command's
