@@ -373,6 +373,12 @@ func (d Database) RenameTarget(t *mapping.Table, from, to string) []string {
 		d.Drop(from), d.CreateDistributed(&renamed)}
 }
 
+// RenameStorage returns the statement that renames the rows' table of the
+// target-shaped table from (on a cluster its local tables) to to's.
+func (d Database) RenameStorage(from, to string) string {
+	return fmt.Sprintf("RENAME TABLE %s TO %s%s", d.Table(d.Storage(from)), d.Table(d.Storage(to)), d.on())
+}
+
 // Rename returns the statement that renames table from to to.
 func (d Database) Rename(from, to string) string {
 	return fmt.Sprintf("RENAME TABLE %s TO %s", d.Table(from), d.Table(to))

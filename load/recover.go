@@ -332,7 +332,7 @@ func (r *recovery) swap(ctx context.Context, t *mapping.Table) error {
 func (r *recovery) dropReplaced(ctx context.Context, t *mapping.Table) error {
 	db := r.client.DB()
 	replaced := ddl.ReplacedName(t.Target)
-	stmts := db.DropTarget(replaced)
+	var stmts []string
 	if keep := keptName(t, r.rec.Epoch); keep != "" {
 		exists, err := r.client.Existing(ctx, db.Storage(keep), db.Storage(replaced))
 		if err != nil {
@@ -344,8 +344,18 @@ func (r *recovery) dropReplaced(ctx context.Context, t *mapping.Table) error {
 				"the new one holds Postgres' rows at the recovery's snapshot", t.Target, keptWhy(t), db.Name, keep)
 		}
 	}
-	if err := execAll(ctx, r.client, stmts); err != nil {
+	if stmts != nil {
+		if err := execAll(ctx, r.client, stmts); err != nil {
+			return fmt.Errorf("put the new copy of %s in place: %w", t.Source, err)
+		}
+		return nil
+	}
+	kept, why, err := r.client.ClearReplaced(ctx, t)
+	if err != nil {
 		return fmt.Errorf("put the new copy of %s in place: %w", t.Source, err)
+	}
+	if kept != "" {
+		r.say("WARNING: the previous copy of %s could not be dropped (%v): it is kept as %s.%s; drop it by hand", t.Target, why, db.Name, kept)
 	}
 	return nil
 }

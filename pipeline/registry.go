@@ -146,15 +146,15 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 			chunks, err := store.LoadChunks(ctx)
 			return checkpoint.CopiedInto(chunks[tc.Name], ddl.ShadowName(tc.Target)), err
 		}
-		replaced, err := swapIn(ctx, client, &mapping.Table{Target: tc.Target, OrderBy: tc.OrderBy}, complete)
+		kept, why, err := swapIn(ctx, client, &mapping.Table{Target: tc.Target, OrderBy: tc.OrderBy}, complete)
 		if err != nil {
 			return nil, fmt.Errorf("swap in the new copy of %s: %w", tc.Name, err)
 		}
-		if replaced != nil {
-			// The new copy is in place: a previous copy left behind costs
-			// disk, not exactness, and is dropped again at the next start.
-			log.Warn("the previous copy of the table is in place of nothing and could not be dropped; the next start tries again",
-				"table", tc.Name, "copy", ddl.ReplacedName(tc.Target), "error", replaced)
+		if kept != "" {
+			// The new copy is in place: the previous one costs disk, not
+			// exactness.
+			log.Warn("the previous copy of the table could not be dropped: it is kept under a name of its own; drop it by hand "+
+				"(the error names the server setting)", "table", tc.Name, "copy", client.DB().Table(kept), "error", why)
 		}
 	}
 	targets := make([]sink.Schema, len(tables))
@@ -476,6 +476,11 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 			keysWidened = append(keysWidened, fmt.Sprintf("key column %s widened from %s to %s, which ClickHouse cannot ALTER",
 				rt.Column.Name, rt.Have, rt.Column.Type))
 			continue
+		}
+		if err == nil && rt.Column.Type.Widens(have) && r.targets[idx].KeyColumn(rt.Column.Name) {
+			return fmt.Errorf("table %s column %s: a sorting or partition key column widened from %s to %s, which ClickHouse "+
+				"cannot ALTER: copy the table again with `replicator resync --config FILE --table %s`",
+				source, rt.Column.Name, rt.Have, rt.Column.Type, source)
 		}
 		if rt.Column.Type.Kind == mapping.KindInvalid || err != nil || !rt.Column.Type.Widens(have) {
 			return fmt.Errorf("table %s column %s: ClickHouse has %s, the changed Postgres column maps to %s, which is not "+

@@ -117,6 +117,13 @@ func (w *rewrites) recopy(source, reason string) {
 	w.check()
 }
 
+// pending reports whether the stream asked for a re-copy not yet made.
+func (w *rewrites) pending() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.asked) > 0
+}
+
 // count counts a rewrite handled by action.
 func (w *rewrites) count(action string) {
 	if w.metrics != nil {
@@ -160,8 +167,20 @@ func (r *Runner) checkRewrites(ctx context.Context) error {
 		last = time.Now()
 		cfg := r.config()
 		var err error
-		if !r.recovering.Load() && !r.halted.Load() { // (a recovery copies every table; a halted daemon waits)
+		// A recovery copies every table. A halted daemon waits, but for a
+		// re-copy the stream asked for: a value too wide for a key column
+		// awaiting its copy in the wider type halts it (registry.reconcile),
+		// and the copy is what lets it go on, so it tries again after one.
+		halted, asked := r.halted.Load(), w.pending()
+		if !r.recovering.Load() && (!halted || asked) {
 			err = w.round(ctx, cfg)
+			if halted && asked && err == nil {
+				r.log.Info("a table was copied again while the daemon was halted: trying again")
+				select {
+				case r.wake <- struct{}{}:
+				default:
+				}
+			}
 		}
 		var stop *rewriteStop
 		switch {

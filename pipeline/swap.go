@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 
-	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
 	"github.com/replicator/replicator/sink"
 )
@@ -13,17 +12,13 @@ import (
 // shadow is complete (sink.Client.SwapIn; loadRegistry creates the views
 // again over the new target's columns), and drops the old target. Each
 // step can be repeated after a crash: a replaced target is dropped only
-// once a target exists. A drop of the replaced target that fails is
-// returned as replaced, not as an error: the swap is done.
-func swapIn(ctx context.Context, client *sink.Client, t *mapping.Table, complete func(context.Context) (bool, error)) (replaced, err error) {
+// once a target exists. An old target the server refuses to drop is kept
+// under a name of its own (sink.Client.ClearReplaced), which swapIn
+// returns with why: the swap is done.
+func swapIn(ctx context.Context, client *sink.Client, t *mapping.Table, complete func(context.Context) (bool, error)) (kept string, why, err error) {
 	swapped, err := client.SwapIn(ctx, t, complete)
 	if err != nil || !swapped {
-		return nil, err
+		return "", nil, err
 	}
-	for _, stmt := range client.DB().DropTarget(ddl.ReplacedName(t.Target)) {
-		if err := client.Exec(ctx, stmt); err != nil {
-			return err, nil
-		}
-	}
-	return nil, nil
+	return client.ClearReplaced(ctx, t)
 }

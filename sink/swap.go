@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
@@ -36,6 +37,13 @@ func (c *Client) SwapIn(ctx context.Context, t *mapping.Table, complete func(con
 		}
 		if exists[target] {
 			if same, err = c.sameShape(ctx, ddl.ShadowName(t.Target), t.Target); err != nil {
+				return false, err
+			}
+		}
+		if exists[replaced] {
+			// A previous copy left from an earlier swap would take the
+			// replaced name the RENAME needs.
+			if _, _, err := c.ClearReplaced(ctx, t); err != nil {
 				return false, err
 			}
 		}
@@ -80,4 +88,27 @@ func (c *Client) sameShape(ctx context.Context, a, b string) (bool, error) {
 	}
 	return sa.Exists() && slices.Equal(sa.Names, sb.Names) && slices.Equal(sa.Types, sb.Types) &&
 		sa.SortingKey == sb.SortingKey && sa.PartitionKey == sb.PartitionKey, nil
+}
+
+// ClearReplaced drops the previous copy of t left under ddl.ReplacedName
+// after a swap, or where the server refuses the drop (a table larger than
+// its max_table_size_to_drop) renames it away under a name of its own:
+// kept, with why the drop failed. Either way the replaced name is free for
+// the next swap; err is when it is not.
+func (c *Client) ClearReplaced(ctx context.Context, t *mapping.Table) (kept string, why, err error) {
+	db := c.DB()
+	replaced := ddl.ReplacedName(t.Target)
+	for _, stmt := range db.DropTarget(replaced) {
+		if why = c.Exec(ctx, stmt); why != nil {
+			break
+		}
+	}
+	if why == nil {
+		return "", nil, nil
+	}
+	kept = fmt.Sprintf("%s_%d", replaced, time.Now().Unix())
+	if err := c.Exec(ctx, db.RenameStorage(replaced, kept)); err != nil {
+		return "", why, fmt.Errorf("drop the previous copy %s: %w; rename it away: %v", replaced, why, err)
+	}
+	return kept, why, nil
 }

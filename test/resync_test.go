@@ -343,9 +343,9 @@ func TestResyncCommittedView(t *testing.T) {
 // TestReplacedCopyTooLargeToDrop: on a ClickHouse server whose
 // max_table_size_to_drop is smaller than the table (ClickHouse 18.16 takes
 // no override per query), a resync's swap cannot drop the previous copy.
-// The swap is done: the daemon says so and goes on replicating instead of
-// stopping at every start. A setup that would empty the table says which
-// server setting to change.
+// The swap is done: the daemon keeps that copy under a name of its own,
+// says so, and goes on replicating, and a second resync swaps in too. A
+// setup that would empty the table says which server setting to change.
 func TestReplacedCopyTooLargeToDrop(t *testing.T) {
 	requireServers(t)
 	ctx := context.Background()
@@ -370,20 +370,26 @@ func TestReplacedCopyTooLargeToDrop(t *testing.T) {
 	if out, errs, code := e.cli("resync", "--config", e.config, "--table", "public.items"); code != 0 {
 		t.Fatalf("resync: exit %d\n%s\n%s", code, out, errs)
 	}
-	d.waitLog(t, convergeTimeout, "the previous copy of the table is in place of nothing and could not be dropped")
+	d.waitLog(t, convergeTimeout, "the previous copy of the table could not be dropped: it is kept under a name of its own")
 	e.exec("UPDATE items SET qty = qty + 1 WHERE id % 3 = 0")
 	e.convergeItems("items after the swap", itemsCols, itemsChCols)
+	// A second resync swaps in too: the replaced name is free.
+	if out, errs, code := e.cli("resync", "--config", e.config, "--table", "public.items"); code != 0 {
+		t.Fatalf("second resync: exit %d\n%s\n%s", code, out, errs)
+	}
+	e.exec("UPDATE items SET qty = qty + 1 WHERE id % 5 = 0")
+	e.convergeItems("items after the second swap", itemsCols, itemsChCols)
+	if n := strings.Count(d.Logs(), "could not be dropped"); n != 2 {
+		t.Errorf("the daemon said %d times that it could not drop a previous copy, want 2\n%s", n, tail(d.Logs(), 3000))
+	}
+	var kept uint64
+	if err := ch.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM system.tables WHERE database = 'db_%s' AND name LIKE 'items_replaced_%%'",
+		e.name)).Scan(&kept); err != nil || kept != 2 {
+		t.Errorf("previous copies kept: %d (%v), want 2", kept, err)
+	}
 	if code, _ := d.stop(t); code != 0 {
 		t.Errorf("daemon exit %d\n%s", code, tail(d.Logs(), 4000))
 	}
-	// Started again, it tries the drop again and goes on.
-	d = e.start()
-	e.exec("UPDATE items SET qty = qty + 1 WHERE id % 5 = 0")
-	e.convergeItems("items after a restart", itemsCols, itemsChCols)
-	if n := strings.Count(d.Logs(), "could not be dropped"); n != 1 {
-		t.Errorf("the restarted daemon said %d times that it could not drop the previous copy\n%s", n, tail(d.Logs(), 3000))
-	}
-	d.stop(t)
 	// A setup that starts over empties the table first: refused by the
 	// server, it names the setting.
 	e.exec(fmt.Sprintf("SELECT pg_drop_replication_slot('slot_%s')", e.name))

@@ -416,3 +416,15 @@ func TestKeyColumnWidened(t *testing.T) {
 		pgCols: itemsCols, chCols: itemsChCols,
 		logs: append([]string{"a key column was widened: the table is copied again online in the new type"}, recopied...)})
 }
+
+// TestKeyColumnWidenedThenWideValue widens the key column and at once
+// inserts an id that only the wider type holds: the daemon halts on it (the
+// old ClickHouse type cannot take it) until the re-copy the widening asked
+// for is in place, then tries again by itself and goes on.
+func TestKeyColumnWidenedThenWideValue(t *testing.T) {
+	runRewrite(t, rewriteCase{ddl: "CREATE TABLE items (id integer PRIMARY KEY, qty smallint NOT NULL, note varchar(20))",
+		alter: []string{"ALTER TABLE items ALTER COLUMN id TYPE bigint",
+			"INSERT INTO items (id, qty, note) VALUES (3000000000, 7, 'wide')"},
+		pgCols: itemsCols, chCols: itemsChCols,
+		logs: append([]string{"a key column was widened: the table is copied again online in the new type"}, recopied...)})
+}
