@@ -826,3 +826,44 @@ ENGINE = %s
 ORDER BY (slot, source)
 `, d.Table(StorageTable)+d.on(), d.engine("updated", StorageTable, true))
 }
+
+// CompactionPrefix starts the name of a compaction's table of the rows it
+// removes (CreateCompactionTable), one per compaction.
+const CompactionPrefix = "replicator_compact_"
+
+// CreateCompactionTable returns the DDL of a compaction's table name: the
+// rows of one target to remove, each by its key (KeyText of the target's
+// sorting and partition keys) and version. On a cluster it is replicated
+// on every node, so that each replica of the target's local tables
+// removes the same rows.
+func (d Database) CreateCompactionTable(name string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
+(
+    key String,
+    version UInt64
+)
+ENGINE = %s
+ORDER BY (key, version)
+`, d.Table(name)+d.on(), d.engine("", name, true))
+}
+
+// KeyText returns the expression that renders the place of a row of a
+// target as one string: its sorting key, and its partition key when it has
+// one, as a tuple in ClickHouse's text form (which quotes and escapes
+// strings, so that no two places render alike).
+func KeyText(sortingKey, partitionKey string) string {
+	if partitionKey != "" {
+		return "toString(tuple(" + sortingKey + ", " + partitionKey + "))"
+	}
+	return "toString(tuple(" + sortingKey + "))"
+}
+
+// Compact returns the mutation that removes from target's rows (on a
+// cluster, its local tables) those that the compaction table rows names,
+// by key and version, while guard (a condition on the replicator's own
+// tables) holds. The rows named never change during the mutation, which
+// ClickHouse applies part by part, reading the subquery again for each.
+func (d Database) Compact(target, keyText, rows, guard string) string {
+	return fmt.Sprintf("ALTER TABLE %s%s DELETE WHERE (%s, %s) IN (SELECT key, version FROM %s) AND %s",
+		d.Table(d.Storage(target)), d.on(), keyText, Quote(mapping.VersionColumn), d.Table(rows), guard)
+}
