@@ -149,7 +149,8 @@ func newVerifier(ctx context.Context, cfg config.Config, opt Options, pg *postgr
 		return nil, "", err
 	}
 	schema.Adopt(t, client.Caps())
-	return &verifier{cfg: cfg, opt: opt, pg: pg, ch: client, store: store, t: t, log: log.With("table", tc.Name)}, "", nil
+	return &verifier{cfg: cfg, opt: opt, pg: pg, ch: client, store: store, t: t, log: log.With("table", tc.Name),
+		sortingKey: schema.SortingKey, partitionKey: schema.PartitionKey}, "", nil
 }
 
 type verifier struct {
@@ -160,6 +161,10 @@ type verifier struct {
 	store *checkpoint.Store
 	t     *mapping.Table
 	log   hclog.Logger
+	// sortingKey and partitionKey are the target's keys as ClickHouse
+	// renders them: its newest rows are read per sorting key and
+	// partition (see ddl.Newest).
+	sortingKey, partitionKey string
 
 	key      firstKey // ranges split the first sorting key column
 	pgSum    string   // checksum expression over the checksummed columns
@@ -437,7 +442,7 @@ func (v *verifier) compareRange(ctx context.Context, s *snap, r keyRange, rep *R
 	if err := s.QueryRow(ctx, fmt.Sprintf("SELECT count(*), %s FROM %s WHERE %s", v.pgSum, v.source(), pgWhere)).Scan(&pgCount, &pgSum); err != nil {
 		return nil, fmt.Errorf("postgres checksum of range %s: %w", r, err)
 	}
-	chRows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT count(), %s FROM %s FINAL WHERE %s", v.chSum, v.target(), chWhere))
+	chRows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT count(), %s FROM %s WHERE %s", v.chSum, v.newest(v.key.chRange(r)), chWhere))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse checksum of range %s: %w", r, err)
 	}
@@ -459,7 +464,7 @@ func (v *verifier) compareRange(ctx context.Context, s *snap, r keyRange, rep *R
 	if err != nil {
 		return nil, err
 	}
-	chMap, err := v.chRows(ctx, chWhere, cols)
+	chMap, err := v.chRows(ctx, v.key.chRange(r), chWhere, cols)
 	if err != nil {
 		return nil, err
 	}
@@ -544,14 +549,22 @@ func (v *verifier) pgRows(ctx context.Context, s *postgres.Snapshot, where strin
 	return out, nil
 }
 
-// chRows reads the given columns of the live ClickHouse rows matching
-// where, placed at their column indexes, by key.
-func (v *verifier) chRows(ctx context.Context, where string, cols []int) (map[string][]any, error) {
+// newest returns the FROM source of the newest rows of the target among
+// those matching keys, a condition on sorting key columns (see
+// ddl.Newest).
+func (v *verifier) newest(keys string) string {
+	return ddl.Newest(v.target(), v.sortingKey, v.partitionKey, keys)
+}
+
+// chRows reads the given columns of the newest ClickHouse rows matching
+// keys (a condition on sorting key columns) and where, placed at their
+// column indexes, by key.
+func (v *verifier) chRows(ctx context.Context, keys, where string, cols []int) (map[string][]any, error) {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = ddl.Quote(v.t.Columns[c].Name)
 	}
-	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT %s FROM %s FINAL WHERE %s", strings.Join(names, ", "), v.target(), where))
+	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(names, ", "), v.newest(keys), where))
 	if err != nil {
 		return nil, err
 	}
@@ -713,7 +726,8 @@ func (v *verifier) recheck(ctx context.Context, ids []string, rep *Report, final
 		if err != nil {
 			return nil, err
 		}
-		chRows, err := v.chRows(ctx, fmt.Sprintf("%s AND %s = 0", v.key.chIn(batch, false), mapping.DeletedColumn), v.all())
+		chIn := v.key.chIn(batch, false)
+		chRows, err := v.chRows(ctx, chIn, fmt.Sprintf("%s AND %s = 0", chIn, mapping.DeletedColumn), v.all())
 		if err != nil {
 			return nil, err
 		}
