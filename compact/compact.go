@@ -72,6 +72,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 	}
 	c := &compactor{ch: client, db: client.DB(), store: checkpoint.NewStore(client, cfg.Postgres.Slot), slot: cfg.Postgres.Slot,
 		opt: opt, log: log}
+	if err := c.settings(ctx); err != nil {
+		return nil, err
+	}
 	if err := c.dropLeftovers(ctx); err != nil {
 		return nil, err
 	}
@@ -90,6 +93,10 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 }
 
 type compactor struct {
+	// fillSettings and mutationSettings are the per-query settings of the
+	// INSERT of the rows to remove and of the mutations (see settings).
+	fillSettings, mutationSettings map[string]any
+
 	ch    *sink.Client
 	db    ddl.Database
 	store *checkpoint.Store
@@ -149,7 +156,7 @@ func (c *compactor) table(ctx context.Context, tc config.Table) (Report, error) 
 	// not cover (at versions of at least the bound), a copy writes at the
 	// version below its snapshot, taken after the checkpoint, and a
 	// recovery (a history whose positions may be lower) writes a new
-	// table, with the guard below keeping the mutation off it.
+	// table, with the guard below keeping the mutations off it.
 	bound := uint64(pos.LSN)
 	name := c.tableName()
 	key := ddl.KeyText(schema.SortingKey, schema.PartitionKey)
@@ -163,11 +170,11 @@ WHERE _replicator_key GLOBAL IN (
     SELECT %[2]s AS _replicator_key FROM %[3]s GROUP BY _replicator_key
     HAVING argMax(_deleted, (_version, _seq)) = 1 AND max(_version) + 1 < %[4]d)
 GROUP BY _replicator_key, _version`, c.db.Table(name), key, target, bound)
-	if err := c.ch.Exec(ctx, fill); err != nil {
+	// On a cluster every replica of the target reads the rows to remove
+	// from its own node's copy of the table: the INSERT returns once every
+	// node has it.
+	if err := c.ch.ExecWith(ctx, c.fillSettings, fill); err != nil {
 		return r, c.dropAfter(ctx, name, fmt.Errorf("find the deleted keys of %s below %s: %w", tc.Target, pos.LSN, err))
-	}
-	if err := c.ch.SyncReplica(ctx, name); err != nil {
-		return r, err
 	}
 	counts, err := c.ch.Query(ctx, fmt.Sprintf("SELECT count(), uniqExact(key) FROM %s", c.db.Table(name)))
 	if err != nil {
@@ -178,36 +185,72 @@ GROUP BY _replicator_key, _version`, c.db.Table(name), key, target, bound)
 		return r, c.dropAfter(ctx, name, nil)
 	}
 	// Neither a recovery nor a setup that starts over (both begin a later
-	// epoch) has begun when ClickHouse mutates a part: their tables'
-	// versions may be lower than the bound.
+	// epoch, and neither is undone) has begun when ClickHouse mutates a
+	// part: their tables' versions may be lower than the bound.
 	guard := fmt.Sprintf("(SELECT count() FROM %[1]s WHERE slot = %[3]s AND epoch > %[4]d) = 0 AND "+
 		"(SELECT count() FROM %[2]s WHERE slot = %[3]s AND epoch > %[4]d) = 0",
 		c.db.Table(ddl.RecoveryTable), c.db.Table(ddl.CheckpointTable), literal(c.slot), epoch)
-	if err := c.ch.Exec(ctx, c.db.Compact(tc.Target, key, name, guard)); err != nil {
-		// (The table stays: a mutation submitted on some node may read it.
-		// A later compaction drops it when none does.)
-		return r, fmt.Errorf("remove the rows of deleted keys from %s: %w", tc.Target, err)
-	}
 	c.log.Info("removing the rows of deleted keys", "table", tc.Name, "rows", r.Rows, "keys", r.Places, "below", pos.LSN.String())
-	done, err := c.waitMutations(ctx, name, c.opt.Wait)
-	if err != nil {
-		return r, err
-	}
-	if !done {
-		r.Pending = true
-		return r, nil
-	}
-	left, err := c.ch.Query(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE (%s, _version) GLOBAL IN (SELECT key, version FROM %s)",
-		target, key, c.db.Table(name)))
-	if err != nil {
-		return r, err
-	}
-	if n := left[0][0].(uint64); n > 0 {
-		// The guard stopped the mutation: a recovery or setup began.
-		return r, c.dropAfter(ctx, name, fmt.Errorf("%d of the %d rows to remove from %s are still there: "+
-			"a recovery or a setup began during the compaction; compact again after it", n, r.Rows, tc.Target))
+	// ClickHouse applies a mutation part by part, and readers see each
+	// part as it is done. The rows that are not tombstones go first, while
+	// each key's tombstone, its newest row, still hides them; the
+	// tombstones go once no other row of their keys is left.
+	for _, step := range []struct{ what, cond string }{
+		{"the rows of deleted keys", "_deleted = 0"},
+		{"the tombstones of deleted keys", "1"},
+	} {
+		if err := c.ch.ExecWith(ctx, c.mutationSettings, c.db.Compact(tc.Target, key, name, step.cond+" AND "+guard)); err != nil {
+			// (The table stays: a mutation submitted on some node may read
+			// it. A later compaction drops it when none does.)
+			return r, fmt.Errorf("remove %s from %s: %w", step.what, tc.Target, err)
+		}
+		done, err := c.waitMutations(ctx, name, c.opt.Wait)
+		if err != nil {
+			return r, err
+		}
+		if !done {
+			r.Pending = true
+			return r, nil
+		}
+		left, err := c.ch.Query(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE (%s, _version) GLOBAL IN (SELECT key, version FROM %s) AND %s",
+			target, key, c.db.Table(name), step.cond))
+		if err != nil {
+			return r, err
+		}
+		if n := left[0][0].(uint64); n > 0 {
+			// The guard stopped the mutation: a recovery or setup began.
+			return r, c.dropAfter(ctx, name, fmt.Errorf("%d of %s to remove from %s are still there: "+
+				"a recovery or a setup began during the compaction; compact again after it", n, step.what, tc.Target))
+		}
 	}
 	return r, c.dropAfter(ctx, name, nil)
+}
+
+// settings decides the per-query settings on a cluster: the rows to
+// remove are written to every node (insert_quorum of all of them), and
+// each mutation returns once every replica applied it (mutations_sync =
+// 2), so that the tombstones go only after the other rows of their keys
+// are gone everywhere. A server without mutations_sync (before 19.x, e.g.
+// 18.16) cannot wait for the replicas of a mutation: compaction refuses.
+func (c *compactor) settings(ctx context.Context) error {
+	if c.db.Cluster == "" {
+		return nil
+	}
+	rows, err := c.ch.Query(ctx, "SELECT count() FROM system.settings WHERE name = 'mutations_sync'")
+	if err != nil {
+		return err
+	}
+	if rows[0][0].(uint64) == 0 {
+		return fmt.Errorf("compaction on a ClickHouse cluster needs the setting mutations_sync, which ClickHouse %s lacks "+
+			"(it waits for every replica to apply a mutation): upgrade ClickHouse, or leave the tombstones", c.ch.Version())
+	}
+	nodes, err := c.ch.Query(ctx, "SELECT count() FROM system.clusters WHERE cluster = ?", c.db.Cluster)
+	if err != nil {
+		return err
+	}
+	c.fillSettings = map[string]any{"insert_quorum": int(nodes[0][0].(uint64))}
+	c.mutationSettings = map[string]any{"mutations_sync": 2}
+	return nil
 }
 
 // tableName names a new compaction table of the slot: its creation time

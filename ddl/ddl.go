@@ -860,10 +860,10 @@ func KeyText(sortingKey, partitionKey string) string {
 
 // Compact returns the mutation that removes from target's rows (on a
 // cluster, its local tables) those that the compaction table rows names,
-// by key and version, while guard (a condition on the replicator's own
-// tables) holds. The rows named never change during the mutation, which
+// by key and version, and that cond (e.g. a guard on the replicator's own
+// tables) selects. The rows named never change during the mutation, which
 // ClickHouse applies part by part, reading the subquery again for each.
-func (d Database) Compact(target, keyText, rows, guard string) string {
+func (d Database) Compact(target, keyText, rows, cond string) string {
 	return fmt.Sprintf("ALTER TABLE %s%s DELETE WHERE (%s, %s) IN (SELECT key, version FROM %s) AND %s",
-		d.Table(d.Storage(target)), d.on(), keyText, Quote(mapping.VersionColumn), d.Table(rows), guard)
+		d.Table(d.Storage(target)), d.on(), keyText, Quote(mapping.VersionColumn), d.Table(rows), cond)
 }

@@ -340,6 +340,16 @@ func (c *Client) Exec(ctx context.Context, sql string, args ...any) error {
 	return nil
 }
 
+// ExecWith runs a statement with per-query settings (each one the server
+// has: callers probe them).
+func (c *Client) ExecWith(ctx context.Context, settings map[string]any, sql string, args ...any) error {
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings(settings)))
+	if err := c.conn.Exec(ctx, sql, args...); err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
 // Insert writes rows with one INSERT; stmt names the columns
 // ("INSERT INTO t (a, b)"). It returns after ClickHouse acknowledged it.
 func (c *Client) Insert(ctx context.Context, stmt string, rows ...[]any) error {
