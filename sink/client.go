@@ -199,10 +199,7 @@ func remoteWritable(ctx context.Context, conn driver.Conn, cluster string) error
 // the cluster's), those the server has, with their values in the session
 // of a connection without settings: the user's profile's.
 func serverSettings(ctx context.Context, conn driver.Conn) (map[string]string, error) {
-	names := []string{"insert_quorum_parallel", "distributed_foreground_insert", "max_table_size_to_drop"}
-	for _, g := range guards {
-		names = append(names, g.name)
-	}
+	names := append([]string{"insert_quorum_parallel", "distributed_foreground_insert", "max_table_size_to_drop"}, guardedNames()...)
 	rows, err := conn.Query(ctx, "SELECT name, value FROM system.settings WHERE has(?, name)", names)
 	if err != nil {
 		return nil, fmt.Errorf("read the server's settings: %w", classify(err))

@@ -35,6 +35,27 @@ func (e *env) rowsOf(where string) uint64 {
 	return n
 }
 
+// pollDeleted polls events_live for rows matching where until the
+// returned function is called, which returns the most rows one poll saw
+// and the number of polls.
+func (e *env) pollDeleted(where string) (stop func() (uint64, int)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var most uint64
+	n := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			var c uint64
+			if err := e.ch.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM db_%s.events_live WHERE %s", e.name, where)).Scan(&c); err == nil {
+				most = max(most, c)
+				n++
+			}
+		}
+	}()
+	return func() (uint64, int) { cancel(); <-done; return most, n }
+}
+
 // compact runs `replicator compact` and returns its output; it fails the
 // test unless it exits 0.
 func (e *env) compact(args ...string) string {
@@ -86,7 +107,14 @@ func TestCompact(t *testing.T) {
 	if n := e.tombstonesBelow(lsn); n != 200 {
 		t.Fatalf("%d deleted keys below the checkpoint before compact, want 200", n)
 	}
+	// A reader never sees a deleted key again while its rows go.
+	seen := e.pollDeleted("id <= 200")
 	out := e.compact()
+	if n, p := seen(); n > 0 {
+		t.Fatalf("a reader of events_live saw %d rows of deleted ids 1..200 during compact (%d polls)", n, p)
+	} else {
+		t.Logf("%d polls of events_live during compact saw no deleted key", p)
+	}
 	if !strings.Contains(out, "COMPACTED") || !strings.Contains(out, "of 200 deleted keys") {
 		t.Fatalf("compact output:\n%s", out)
 	}
@@ -274,5 +302,58 @@ table "public.docs" {
 	e.compact()
 	if out, errs, code := e.cli("verify", "--config", e.config, "--table", "public.docs"); code != 0 {
 		t.Fatalf("verify: exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
+// TestHostileProfile runs setup, the daemon (updates that leave TOASTed
+// values unchanged, whose images it looks up; deletes; a restart),
+// compact, verify and status as a ClickHouse user whose settings profile
+// sets every limit 18.16 has to cut results short instead of failing,
+// and to skip unavailable shards (the user hostile of the harness): the
+// replicator lifts those limits on its sessions, and the tables end
+// exact.
+func TestHostileProfile(t *testing.T) {
+	e := newEnv(t, `
+table "public.docs" {
+  order_by = ["id"]
+}`)
+	src, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := fmt.Sprintf("database = %q", "db_"+e.name)
+	if err := os.WriteFile(e.config, []byte(strings.Replace(string(src), db, db+"\n  username = \"hostile\"", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`CREATE TABLE docs (id integer PRIMARY KEY, n integer NOT NULL, body text NOT NULL)`)
+	e.exec(`INSERT INTO docs SELECT g, 0, (SELECT string_agg(md5(g::text || i::text), '') FROM generate_series(1, 100) i)
+		FROM generate_series(1, 300) g`)
+	e.insertEvents(3000)
+	e.setup()
+	d := e.start()
+	e.converge("initial copy", convergeTimeout)
+	e.exec(`UPDATE docs SET n = n + 1`)
+	e.exec(`UPDATE events SET action = 9 WHERE id % 3 = 0`)
+	e.exec(`DELETE FROM events WHERE id % 5 = 0`)
+	e.exec(`DELETE FROM docs WHERE id % 4 = 0`)
+	d.kill()
+	d = e.start()
+	defer d.stop(t)
+	e.exec(`UPDATE docs SET n = n + 1 WHERE id % 2 = 0`)
+	e.converge("changes", convergeTimeout)
+	e.sameRows("docs", "SELECT id || '|' || n || '|' || md5(body) FROM docs",
+		fmt.Sprintf("SELECT concat(toString(id), '|', toString(n), '|', lower(hex(MD5(body)))) FROM db_%s.docs_live", e.name))
+	e.waitCheckpointPast()
+	out := e.compact()
+	if !strings.Contains(out, "public.events: COMPACTED") || !strings.Contains(out, "of 600 deleted keys") {
+		t.Fatalf("compact as the hostile user:\n%s", out)
+	}
+	e.converge("after compact", convergeTimeout)
+	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 || !strings.Contains(out, "2400") {
+		t.Fatalf("verify as the hostile user: exit %d\n%s\n%s", code, out, errs)
+	}
+	status, _, code := e.cli("status", "--config", e.config, "--json")
+	if code != 0 || !strings.Contains(status, `"live_rows": 2400`) {
+		t.Fatalf("status as the hostile user: exit %d\n%s", code, status)
 	}
 }
