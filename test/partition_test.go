@@ -234,4 +234,20 @@ func TestPartitionMoveFinalTie(t *testing.T) {
 		}
 		e.chExec(fmt.Sprintf("OPTIMIZE TABLE db_%s.events FINAL", e.name))
 	}
+	// Compaction removes the deleted rows and the tombstones the moves left
+	// in the partitions the rows moved from, and keeps the moved rows.
+	e.waitCheckpointPast()
+	if out := e.compact(); !strings.Contains(out, "public.events: COMPACTED") {
+		t.Fatalf("compact of a partitioned table:\n%s", out)
+	}
+	if n := e.chCount(fmt.Sprintf("SELECT count() FROM db_%s.events WHERE _deleted = 1", e.name)); n != 0 {
+		t.Errorf("%d tombstones left after compact", n)
+	}
+	if final := e.chCount(fmt.Sprintf("SELECT countIf(_deleted = 0) FROM db_%s.events FINAL", e.name)); final != want {
+		t.Errorf("after compact FINAL shows %d live rows, want %d", final, want)
+	}
+	e.converge("after compact", convergeTimeout)
+	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify after compact: exit %d\n%s\n%s", code, out, errs)
+	}
 }
