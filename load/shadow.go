@@ -3,7 +3,6 @@ package load
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/replicator/replicator/ddl"
@@ -20,7 +19,7 @@ func newShadow(ctx context.Context, client *sink.Client, t *mapping.Table) (*map
 	db := client.DB()
 	shadow := *t
 	shadow.Target = ddl.ShadowName(t.Target)
-	stmts := append(db.DropTarget(shadow.Target), db.CreateShadow(t, strconv.FormatInt(time.Now().UnixNano(), 36))...)
+	stmts := append(db.DropTarget(shadow.Target), db.CreateShadow(t, ddl.NewToken(time.Now()))...)
 	if err := execAll(ctx, client, stmts); err != nil {
 		return nil, fmt.Errorf("make ClickHouse table %s for the new copy of %s: %w", shadow.Target, t.Source, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/replicator/replicator/ddl"
@@ -12,15 +13,32 @@ import (
 
 // SwapIn puts the shadow of t (ddl.ShadowName), a new copy of its rows,
 // in place of its target once complete, read right before the swap, says
-// the copy is done: it renames the target away (ddl.ReplacedName) and the
-// shadow in, on a cluster the local tables. Where the columns or the keys
-// differ it drops the target's views first (the caller creates them again
-// over the new table) and on a cluster makes the Distributed table again;
-// where they are the same, readers of the views go on through the swap. The replaced table is left
-// for the caller to drop or keep. Each step can be run again after a
-// crash: a replaced table left, or on a cluster local tables in place
-// without their Distributed table, finish the swap. It reports whether a
-// swap was finished.
+// the copy is done (on a cluster the local tables), and leaves the old
+// target under ddl.ReplacedName for the caller to drop or keep. Where the
+// columns or the keys differ it drops the target's views first (the
+// caller creates them again over the new table) and on a cluster makes
+// the Distributed table again; where they are the same, readers of the
+// views go on through the swap. It reports whether a swap was finished.
+//
+// The swap takes one of two forms (ddl.Database.Swap), and each step of
+// either can be run again after a crash:
+//
+//   - RENAME (an Ordinary database, or a shadow without a token): one
+//     RENAME moves the target to the replaced name and the shadow to the
+//     target's. Its state shows in the names: a shadow and a replaced
+//     table without a target are a RENAME cut short (PutIn finishes it);
+//     a target and a replaced table without a shadow are a swap done,
+//     which on a cluster may lack its Distributed table (AfterSwap).
+//   - EXCHANGE (an Atomic, Replicated or Shared database): EXCHANGE
+//     TABLES swaps the target's and the shadow's names at once, so that
+//     no reader misses the target, and a RENAME then moves the old rows,
+//     now under the shadow's name, to the replaced name. Between the two
+//     the names are the same as before the EXCHANGE: the comments tell
+//     them apart. The shadow was made with a token newer than any table
+//     before it (ddl.ShadowComment), so a target with a newer token than
+//     the table under the shadow's name is the copy swapped in, and only
+//     the RENAME (and the views and Distributed table) is left to do;
+//     another EXCHANGE would put the old rows back.
 func (c *Client) SwapIn(ctx context.Context, t *mapping.Table, complete func(context.Context) (bool, error)) (bool, error) {
 	db := c.DB()
 	shadow, target, replaced := db.Storage(ddl.ShadowName(t.Target)), db.Storage(t.Target), db.Storage(ddl.ReplacedName(t.Target))
@@ -28,14 +46,25 @@ func (c *Client) SwapIn(ctx context.Context, t *mapping.Table, complete func(con
 	if err != nil {
 		return false, err
 	}
+	form := ddl.SwapRename
+	if exists[shadow] && exists[target] && db.Exchanges() {
+		comments, err := c.comments(ctx, shadow, target)
+		if err != nil {
+			return false, err
+		}
+		form = db.Swap(comments[shadow], comments[target])
+	}
 	var stmts []string
 	same := false
 	if exists[shadow] {
-		ok, err := complete(ctx)
-		if err != nil || !ok {
-			return false, err
+		if form != ddl.SwapExchanged {
+			ok, err := complete(ctx)
+			if err != nil || !ok {
+				return false, err
+			}
 		}
 		if exists[target] {
+			// (Symmetric: after an EXCHANGE it compares the same two tables.)
 			if same, err = c.sameShape(ctx, ddl.ShadowName(t.Target), t.Target); err != nil {
 				return false, err
 			}
@@ -47,15 +76,20 @@ func (c *Client) SwapIn(ctx context.Context, t *mapping.Table, complete func(con
 				return false, err
 			}
 		}
+		if !same {
+			// Readers of the views go on through the swap only where the
+			// new table has the columns and keys they were made of.
+			stmts = db.DropViews(t.Target)
+		}
 		switch {
-		case same:
-			// The views and the Distributed table read the target by
-			// name: readers go on through the swap.
-			stmts = []string{db.SwapIn(t.Target)}
+		case form == ddl.SwapExchanged:
+			stmts = append(stmts, db.AfterExchange(t.Target))
+		case form == ddl.SwapExchange:
+			stmts = append(stmts, db.Exchange(t.Target)...)
 		case exists[target]:
-			stmts = append(db.DropViews(t.Target), db.SwapIn(t.Target))
+			stmts = append(stmts, db.SwapIn(t.Target))
 		default:
-			stmts = append(db.DropViews(t.Target), db.PutIn(t.Target))
+			stmts = append(stmts, db.PutIn(t.Target))
 		}
 	} else if !exists[target] || !exists[replaced] && !(db.Cluster != "" && !exists[t.Target]) {
 		return false, nil // (a replaced table without a target is never dropped)
@@ -71,6 +105,23 @@ func (c *Client) SwapIn(ctx context.Context, t *mapping.Table, complete func(con
 		}
 	}
 	return true, nil
+}
+
+// comments reads the comments of tables, none where the server keeps no
+// comments.
+func (c *Client) comments(ctx context.Context, tables ...string) (map[string]string, error) {
+	out := map[string]string{}
+	if !c.server.Comments {
+		return out, nil
+	}
+	rows, err := c.Query(ctx, "SELECT name, comment FROM system.tables WHERE database = ? AND has(?, name)", c.database, tables)
+	if err != nil {
+		return nil, fmt.Errorf("read the comments of %s: %w", strings.Join(tables, ", "), err)
+	}
+	for _, r := range rows {
+		out[r[0].(string)] = r[1].(string)
+	}
+	return out, nil
 }
 
 // sameShape reports whether tables a and b have the same columns, of the
