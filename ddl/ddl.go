@@ -132,6 +132,10 @@ var (
 	minTTL            = [2]int{19, 6}
 	minProjections    = [2]int{22, 3}
 	minProjectionMode = [2]int{24, 8}
+	// ADD COLUMN IF NOT EXISTS came with 19.1 (PR #3900), and up to 19.3
+	// still failed on an existing column (issue #4565): 20.1 is the first
+	// release known to have it right.
+	minAddIfNotExists = [2]int{20, 1}
 )
 
 func (d Database) atLeast(v [2]int) bool {
@@ -724,6 +728,13 @@ ORDER BY (slot, epoch)
 `, d.Table(CheckpointTable)+d.on(), d.engine("lsn", CheckpointTable, true))
 }
 
+// CreateOwnTables returns the DDL of the replicator's own tables, in the
+// order setup makes them.
+func (d Database) CreateOwnTables() []string {
+	return []string{d.CreateCheckpointTable(), d.CreateProgressTable(), d.CreateTruncationTable(),
+		d.CreateColumnTable(), d.CreateChunkTable(), d.CreateStorageTable(), d.CreateRecoveryTable()}
+}
+
 // CheckpointColumnsAdded are the columns of the checkpoint table that an
 // earlier version made it without, with their definitions; the epoch,
 // which joins the sorting key, comes first (see AddCheckpointEpoch).
@@ -850,10 +861,17 @@ func (d Database) DeleteLaterChunks() string {
 
 // AddColumn returns the ALTER that adds column c to target after the
 // column after, with def (a literal, see Literal) as default when not
-// empty.
+// empty. It says IF NOT EXISTS where the server has it (minAddIfNotExists;
+// a syntax has no probe but the version), so that an ALTER ON CLUSTER run
+// again after a distributed DDL timeout succeeds on the nodes that already
+// ran it; 18.16 refuses it as a syntax error.
 func (d Database) AddColumn(target string, c mapping.Column, def, after string) []string {
+	ifNotExists := ""
+	if d.atLeast(minAddIfNotExists) {
+		ifNotExists = "IF NOT EXISTS "
+	}
 	add := func(table string) string {
-		s := fmt.Sprintf("ALTER TABLE %s%s ADD COLUMN %s %s", d.Table(table), d.on(), Quote(c.Name), c.Type)
+		s := fmt.Sprintf("ALTER TABLE %s%s ADD COLUMN %s%s %s", d.Table(table), d.on(), ifNotExists, Quote(c.Name), c.Type)
 		if def != "" {
 			s += " DEFAULT " + def
 		}

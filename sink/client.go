@@ -316,12 +316,7 @@ func (c *Client) Version() string {
 }
 
 // Caps returns the server features that change the mapping.
-func (c *Client) Caps() mapping.Caps {
-	v := c.version.Version
-	atLeast := func(major, minor uint64) bool { return v.Major > major || v.Major == major && v.Minor >= minor }
-	return mapping.Caps{DateTime64: atLeast(20, 1), Bool: atLeast(21, 12), Date32: atLeast(22, 8),
-		Server: [2]int{int(v.Major), int(v.Minor)}}
-}
+func (c *Client) Caps() mapping.Caps { return c.server.Caps() }
 
 // Exec runs a statement.
 func (c *Client) Exec(ctx context.Context, sql string, args ...any) error {

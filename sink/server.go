@@ -10,6 +10,7 @@ import (
 
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/ddl"
+	"github.com/replicator/replicator/mapping"
 )
 
 // Server is what Open learns of the ClickHouse server by asking it: the
@@ -46,6 +47,14 @@ func (s Server) Cloud() bool { return s.Settings["cloud_mode"] == "1" }
 func (s Server) DB(name, cluster, zkPath string) ddl.Database {
 	return ddl.Database{Name: name, Cluster: cluster, ZKPath: zkPath, Server: s.Version,
 		Engine: s.Engine, Cloud: s.Cloud(), Comments: s.Comments}
+}
+
+// Caps returns the server's features that change the mapping: types,
+// which have no probe but the version.
+func (s Server) Caps() mapping.Caps {
+	v := s.Version
+	atLeast := func(major, minor int) bool { return v[0] > major || v[0] == major && v[1] >= minor }
+	return mapping.Caps{DateTime64: atLeast(20, 1), Bool: atLeast(21, 12), Date32: atLeast(22, 8), Server: v}
 }
 
 // probedSettings are the settings besides the guards whose presence or
@@ -155,6 +164,9 @@ func hasTableComments(ctx context.Context, conn driver.Conn) (bool, error) {
 	}
 	return n > 0, nil
 }
+
+// Server returns what Open (and CreateDatabase) learned of the server.
+func (c *Client) Server() Server { return c.server }
 
 // CreateDatabase makes the configured database when it does not exist,
 // and reads the engine the server gave it (its default: Ordinary before
