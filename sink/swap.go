@@ -54,7 +54,6 @@ func (c *Client) SwapIn(ctx context.Context, t *mapping.Table, complete func(con
 		}
 		form = db.Swap(comments[shadow], comments[target])
 	}
-	var stmts []string
 	same := false
 	if exists[shadow] {
 		if form != ddl.SwapExchanged {
@@ -76,28 +75,11 @@ func (c *Client) SwapIn(ctx context.Context, t *mapping.Table, complete func(con
 				return false, err
 			}
 		}
-		if !same {
-			// Readers of the views go on through the swap only where the
-			// new table has the columns and keys they were made of.
-			stmts = db.DropViews(t.Target)
-		}
-		switch {
-		case form == ddl.SwapExchanged:
-			stmts = append(stmts, db.AfterExchange(t.Target))
-		case form == ddl.SwapExchange:
-			stmts = append(stmts, db.Exchange(t.Target)...)
-		case exists[target]:
-			stmts = append(stmts, db.SwapIn(t.Target))
-		default:
-			stmts = append(stmts, db.PutIn(t.Target))
-		}
-	} else if !exists[target] || !exists[replaced] && !(db.Cluster != "" && !exists[t.Target]) {
-		return false, nil // (a replaced table without a target is never dropped)
 	}
-	if same && db.Cluster != "" {
-		stmts = append(stmts, db.Drop(ddl.ShadowName(t.Target)))
-	} else {
-		stmts = append(stmts, db.AfterSwap(t)...)
+	stmts, ok := swapSteps(db, t, swapState{shadow: exists[shadow], target: exists[target], replaced: exists[replaced],
+		distributed: exists[t.Target], form: form, same: same})
+	if !ok {
+		return false, nil
 	}
 	for _, stmt := range stmts {
 		if err := c.Exec(ctx, stmt); err != nil {
@@ -105,6 +87,49 @@ func (c *Client) SwapIn(ctx context.Context, t *mapping.Table, complete func(con
 		}
 	}
 	return true, nil
+}
+
+// swapState is what SwapIn found: which of the shadow's, the target's
+// and the replaced name hold a table (on a cluster their local tables),
+// whether the target's Distributed table exists, the form of the swap,
+// and whether the shadow has the target's shape.
+type swapState struct {
+	shadow, target, replaced, distributed bool
+	form                                  ddl.SwapForm
+	same                                  bool
+}
+
+// swapSteps returns the statements that take the swap of t from st to its
+// end (SwapIn's doc says which state each step leaves), and false where
+// there is no swap to do or finish. A previous copy under the replaced
+// name is dropped before them (ClearReplaced).
+func swapSteps(db ddl.Database, t *mapping.Table, st swapState) ([]string, bool) {
+	var stmts []string
+	if st.shadow {
+		if !st.same {
+			// Readers of the views go on through the swap only where the
+			// new table has the columns and keys they were made of.
+			stmts = db.DropViews(t.Target)
+		}
+		switch {
+		case st.form == ddl.SwapExchanged:
+			stmts = append(stmts, db.AfterExchange(t.Target))
+		case st.form == ddl.SwapExchange:
+			stmts = append(stmts, db.Exchange(t.Target)...)
+		case st.target:
+			stmts = append(stmts, db.SwapIn(t.Target))
+		default:
+			stmts = append(stmts, db.PutIn(t.Target))
+		}
+	} else if !st.target || !st.replaced && !(db.Cluster != "" && !st.distributed) {
+		return nil, false // (a replaced table without a target is never dropped)
+	}
+	if st.same && db.Cluster != "" {
+		stmts = append(stmts, db.Drop(ddl.ShadowName(t.Target)))
+	} else {
+		stmts = append(stmts, db.AfterSwap(t)...)
+	}
+	return stmts, true
 }
 
 // comments reads the comments of tables, none where the server keeps no
