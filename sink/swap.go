@@ -132,6 +132,28 @@ func swapSteps(db ddl.Database, t *mapping.Table, st swapState) ([]string, bool)
 	return stmts, true
 }
 
+// ShadowToken returns the token of a new shadow of t
+// (ddl.Database.CreateShadow): the time now, and where the swap is an
+// EXCHANGE later than the token of the table under the target's name, so
+// that a clock set back cannot make the new copy look like one already
+// swapped in (ddl.Database.Swap).
+func (c *Client) ShadowToken(ctx context.Context, t *mapping.Table) (string, error) {
+	db := c.DB()
+	now := time.Now()
+	if !db.Exchanges() {
+		return ddl.NewToken(now), nil
+	}
+	target := db.Storage(t.Target)
+	comments, err := c.comments(ctx, target)
+	if err != nil {
+		return "", err
+	}
+	if last := ddl.CopyToken(comments[target]); now.UnixNano() <= last {
+		now = time.Unix(0, last+1)
+	}
+	return ddl.NewToken(now), nil
+}
+
 // comments reads the comments of tables, none where the server keeps no
 // comments.
 func (c *Client) comments(ctx context.Context, tables ...string) (map[string]string, error) {
