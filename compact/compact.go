@@ -2,6 +2,7 @@ package compact
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -72,9 +73,6 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 	}
 	c := &compactor{ch: client, db: client.DB(), store: checkpoint.NewStore(client, cfg.Postgres.Slot), slot: cfg.Postgres.Slot,
 		opt: opt, log: log}
-	if err := c.settings(ctx); err != nil {
-		return nil, err
-	}
 	if err := c.dropLeftovers(ctx); err != nil {
 		return nil, err
 	}
@@ -93,10 +91,6 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 }
 
 type compactor struct {
-	// fillSettings and mutationSettings are the per-query settings of the
-	// INSERT of the rows to remove and of the mutations (see settings).
-	fillSettings, mutationSettings map[string]any
-
 	ch    *sink.Client
 	db    ddl.Database
 	store *checkpoint.Store
@@ -160,20 +154,20 @@ func (c *compactor) table(ctx context.Context, tc config.Table) (Report, error) 
 	bound := uint64(pos.LSN)
 	name := c.tableName()
 	key := ddl.KeyText(schema.SortingKey, schema.PartitionKey)
-	target := c.db.Table(tc.Target)
 	if err := c.ch.Exec(ctx, c.db.CreateCompactionTable(name)); err != nil {
 		return r, fmt.Errorf("create %s: %w", name, err)
 	}
-	fill := fmt.Sprintf(`INSERT INTO %[1]s (key, version)
-SELECT _replicator_key, _version FROM (SELECT %[2]s AS _replicator_key, _version FROM %[3]s WHERE _version + 1 < %[4]d)
-WHERE _replicator_key GLOBAL IN (
-    SELECT %[2]s AS _replicator_key FROM %[3]s GROUP BY _replicator_key
-    HAVING argMax(_deleted, (_version, _seq)) = 1 AND max(_version) + 1 < %[4]d)
-GROUP BY _replicator_key, _version`, c.db.Table(name), key, target, bound)
-	// On a cluster every replica of the target reads the rows to remove
-	// from its own node's copy of the table: the INSERT returns once every
-	// node has it.
-	if err := c.ch.ExecWith(ctx, c.fillSettings, fill); err != nil {
+	fillSettings, mutationSettings, why, err := c.replicas(ctx, c.db.Storage(tc.Target), name)
+	if err == nil && why != "" {
+		err = errors.New(why)
+	}
+	if err != nil {
+		return r, c.dropAfter(ctx, name, err)
+	}
+	fill := c.db.FindCompaction(name, tc.Target, key, bound)
+	// Every replica of the target reads the rows to remove from its own
+	// node's copy of the table: the INSERT returns once every one has it.
+	if err := c.ch.ExecWith(ctx, fillSettings, fill); err != nil {
 		return r, c.dropAfter(ctx, name, fmt.Errorf("find the deleted keys of %s below %s: %w", tc.Target, pos.LSN, err))
 	}
 	counts, err := c.ch.Query(ctx, fmt.Sprintf("SELECT count(), uniqExact(key) FROM %s", c.db.Table(name)))
@@ -184,12 +178,10 @@ GROUP BY _replicator_key, _version`, c.db.Table(name), key, target, bound)
 	if r.Rows == 0 {
 		return r, c.dropAfter(ctx, name, nil)
 	}
-	// Neither a recovery nor a setup that starts over (both begin a later
-	// epoch, and neither is undone) has begun when ClickHouse mutates a
-	// part: their tables' versions may be lower than the bound.
-	guard := fmt.Sprintf("(SELECT count() FROM %[1]s WHERE slot = %[3]s AND epoch > %[4]d) = 0 AND "+
-		"(SELECT count() FROM %[2]s WHERE slot = %[3]s AND epoch > %[4]d) = 0",
-		c.db.Table(ddl.RecoveryTable), c.db.Table(ddl.CheckpointTable), literal(c.slot), epoch)
+	// Neither a recovery nor a setup that starts over has begun when
+	// ClickHouse mutates a part: their tables' versions may be lower than
+	// the bound.
+	guard := c.db.CompactionGuard(c.slot, epoch)
 	c.log.Info("removing the rows of deleted keys", "table", tc.Name, "rows", r.Rows, "keys", r.Places, "below", pos.LSN.String())
 	// ClickHouse applies a mutation part by part, and readers see each
 	// part as it is done. The rows that are not tombstones go first, while
@@ -199,7 +191,7 @@ GROUP BY _replicator_key, _version`, c.db.Table(name), key, target, bound)
 		{"the rows of deleted keys", "_deleted = 0"},
 		{"the tombstones of deleted keys", "1"},
 	} {
-		if err := c.ch.ExecWith(ctx, c.mutationSettings, c.db.Compact(tc.Target, key, name, step.cond+" AND "+guard)); err != nil {
+		if err := c.ch.ExecWith(ctx, mutationSettings, c.db.Compact(tc.Target, key, name, step.cond+" AND "+guard)); err != nil {
 			// (The table stays: a mutation submitted on some node may read
 			// it. A later compaction drops it when none does.)
 			return r, fmt.Errorf("remove %s from %s: %w", step.what, tc.Target, err)
@@ -213,7 +205,7 @@ GROUP BY _replicator_key, _version`, c.db.Table(name), key, target, bound)
 			return r, nil
 		}
 		left, err := c.ch.Query(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE (%s, _version) GLOBAL IN (SELECT key, version FROM %s) AND %s",
-			target, key, c.db.Table(name), step.cond))
+			c.db.Table(tc.Target), key, c.db.Table(name), step.cond))
 		if err != nil {
 			return r, err
 		}
@@ -226,31 +218,38 @@ GROUP BY _replicator_key, _version`, c.db.Table(name), key, target, bound)
 	return r, c.dropAfter(ctx, name, nil)
 }
 
-// settings decides the per-query settings on a cluster: the rows to
-// remove are written to every node (insert_quorum of all of them), and
-// each mutation returns once every replica applied it (mutations_sync =
-// 2), so that the tombstones go only after the other rows of their keys
-// are gone everywhere. A server without mutations_sync (before 19.x, e.g.
-// 18.16) cannot wait for the replicas of a mutation: compaction refuses.
-func (c *compactor) settings(ctx context.Context) error {
-	if c.db.Cluster == "" {
-		return nil
-	}
-	rows, err := c.ch.Query(ctx, "SELECT count() FROM system.settings WHERE name = 'mutations_sync'")
+// replicas decides, for a target whose storage (name) is replicated, the
+// per-query settings that keep its replicas from removing a tombstone
+// before the other rows of its key: the rows to remove are written with a
+// quorum of every replica of the compaction table rows, and each mutation
+// returns once every replica of the target applied it (mutations_sync =
+// 2). A server without mutations_sync (18.16) cannot wait for the
+// replicas of a mutation: it returns why compaction cannot run.
+func (c *compactor) replicas(ctx context.Context, storage, rows string) (fill, mutation map[string]any, why string, err error) {
+	engine, err := c.ch.Query(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = ?", c.db.Name, storage)
 	if err != nil {
-		return err
+		return nil, nil, "", err
 	}
-	if rows[0][0].(uint64) == 0 {
-		return fmt.Errorf("compaction on a ClickHouse cluster needs the setting mutations_sync, which ClickHouse %s lacks "+
-			"(it waits for every replica to apply a mutation): upgrade ClickHouse, or leave the tombstones", c.ch.Version())
+	if len(engine) == 0 || !strings.HasPrefix(engine[0][0].(string), "Replicated") && !strings.HasPrefix(engine[0][0].(string), "Shared") {
+		return nil, nil, "", nil
 	}
-	nodes, err := c.ch.Query(ctx, "SELECT count() FROM system.clusters WHERE cluster = ?", c.db.Cluster)
+	sync, err := c.ch.Query(ctx, "SELECT count() FROM system.settings WHERE name = 'mutations_sync'")
 	if err != nil {
-		return err
+		return nil, nil, "", err
 	}
-	c.fillSettings = map[string]any{"insert_quorum": int(nodes[0][0].(uint64))}
-	c.mutationSettings = map[string]any{"mutations_sync": 2}
-	return nil
+	if sync[0][0].(uint64) == 0 {
+		return nil, nil, fmt.Sprintf("its target is replicated (%s), and compaction needs the setting mutations_sync, which "+
+			"ClickHouse %s lacks, to wait for every replica to apply a mutation: upgrade ClickHouse", engine[0][0], c.ch.Version()), nil
+	}
+	mutation = map[string]any{"mutations_sync": 2}
+	total, err := c.ch.Query(ctx, "SELECT total_replicas FROM system.replicas WHERE database = ? AND table = ?", c.db.Name, rows)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if len(total) > 0 && total[0][0].(uint8) > 1 {
+		fill = map[string]any{"insert_quorum": int(total[0][0].(uint8))}
+	}
+	return fill, mutation, "", nil
 }
 
 // tableName names a new compaction table of the slot: its creation time

@@ -71,12 +71,13 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		}
 	}
 
+	// (The statements after it follow the engine the database has.)
+	if err := client.CreateDatabase(ctx); err != nil {
+		return report, err
+	}
 	db := client.DB()
 	created := make(map[string]bool) // source tables whose target this run created
 	schemas := make(map[string]sink.Schema)
-	if err := client.Exec(ctx, db.Create()); err != nil {
-		return report, fmt.Errorf("create ClickHouse database %s: %w", db.Name, err)
-	}
 	// (The committed views read the checkpoint table.)
 	if err := checkpoint.EnsureTables(ctx, client); err != nil {
 		return report, err
