@@ -109,6 +109,13 @@ func sessionSettings(s Server, db ddl.Database, replicas uint64) (clickhouse.Set
 			settings[replicatedArguments] = 1
 		}
 	}
+	if db.Cloud || db.Engine == ddl.EngineShared {
+		// ClickHouse Cloud: each pooled connection may reach another
+		// replica, which learns of a write's parts asynchronously; a read
+		// waits for the writes acknowledged before it (the lookups of
+		// earlier images, the checkpoint, the truncations).
+		settings["select_sequential_consistency"] = 1
+	}
 	if db.Cluster == "" {
 		return settings, nil
 	}

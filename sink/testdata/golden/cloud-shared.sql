@@ -9,6 +9,7 @@ SET empty_result_for_aggregation_by_empty_set = 0;
 SET extremes = 0;
 SET final = 0;
 SET optimize_move_to_prewhere_if_final = 0;
+SET select_sequential_consistency = 1;
 SET skip_unavailable_shards = 0;
 SET wait_for_async_insert = 1;
 -- DROP and TRUNCATE add SETTINGS max_table_size_to_drop = 0: true
