@@ -314,6 +314,7 @@ type tableBlk struct {
 	SchemaChanges *string         `hcl:"schema_changes,optional"`
 	Exclude       []string        `hcl:"exclude,optional"`
 	TTL           *string         `hcl:"ttl,optional"`
+	EngineDeletes *bool           `hcl:"engine_is_deleted,optional"`
 	Mode          *string         `hcl:"mode,optional"`
 	Ignore        []string        `hcl:"ignore,optional"`
 	UniqueKey     []string        `hcl:"unique_key,optional"`
@@ -697,6 +698,9 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		setString(&t.PartitionBy, tb.PartitionBy)
 		setString(&t.SchemaChanges, tb.SchemaChanges)
 		setString(&t.Storage.TTL, tb.TTL)
+		if tb.EngineDeletes != nil {
+			t.Storage.EngineDeletes = *tb.EngineDeletes
+		}
 		for _, ib := range tb.Indexes {
 			ix := mapping.Index{Name: ib.Name, Expression: ib.Expression, Type: ib.Type, Granularity: 1}
 			if ib.Granularity != nil {
@@ -958,6 +962,9 @@ func (c *Config) validate() []string {
 		t.validateStorage(key, add)
 		if t.Mode != mapping.ModeLatest && t.Mode != mapping.ModeHistory {
 			add("%s.mode: %q is not \"latest\" or \"history\"", key, t.Mode)
+		}
+		if t.Mode == mapping.ModeHistory && t.Storage.EngineDeletes {
+			add("%s.engine_is_deleted: a history table keeps its deletes as rows; leave it false", key)
 		}
 		for _, kind := range t.Ignore {
 			if kind != mapping.IgnoreDelete && kind != mapping.IgnoreTruncate {

@@ -136,6 +136,8 @@ var (
 	// still failed on an existing column (issue #4565): 20.1 is the first
 	// release known to have it right.
 	minAddIfNotExists = [2]int{20, 1}
+	// ReplacingMergeTree's is_deleted argument came with 23.2.
+	minEngineDeletes = [2]int{23, 2}
 )
 
 func (d Database) atLeast(v [2]int) bool {
@@ -156,6 +158,8 @@ func (d Database) CheckStorage(t *mapping.Table) error {
 		return need("projections (projection blocks)", minProjections)
 	case st.TTL != "" && !d.atLeast(minTTL):
 		return need("TTLs (ttl)", minTTL)
+	case st.EngineDeletes && !d.atLeast(minEngineDeletes):
+		return need("tombstones kept by the engine (engine_is_deleted)", minEngineDeletes)
 	}
 	return nil
 }
@@ -263,6 +267,11 @@ func (d Database) createTable(t *mapping.Table, zkName, comment string) string {
 	}
 	for _, p := range t.Storage.Projections {
 		fmt.Fprintf(&b, ",\n    PROJECTION %s (%s)", Quote(p.Name), p.Query)
+	}
+	if t.Storage.EngineDeletes && version != "" {
+		// The engine knows the tombstones: FINAL leaves them out. (Merges
+		// keep them: no CLEANUP is ever asked for.)
+		version += ", " + mapping.DeletedColumn
 	}
 	fmt.Fprintf(&b, "\n)\nENGINE = %s\n", d.engine(version, zkName, false))
 	if t.PartitionBy != "" {

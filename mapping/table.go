@@ -96,6 +96,10 @@ type Storage struct {
 	Projections []Projection
 	// TTL is a ClickHouse TTL expression for the table's rows.
 	TTL string
+	// EngineDeletes makes the target ReplacingMergeTree(_version,
+	// _deleted) (ClickHouse 23.2+), whose FINAL leaves tombstones out by
+	// itself; every reader of the replicator filters _deleted either way.
+	EngineDeletes bool
 }
 
 // Index is a data skipping index.

@@ -203,6 +203,13 @@ func render(t *testing.T, b *strings.Builder, s Server, cluster string) {
 	section("setup: database and own tables", append([]string{db.Create()}, db.CreateOwnTables()...)...)
 	section("setup: target with a partition key, and its views", append(db.CreateTarget(events), db.CreateViews(events, "slot")...)...)
 	section("setup: target without one, and its views", append(db.CreateTarget(users), db.CreateViews(users, "slot")...)...)
+	modern := *users
+	modern.Storage.EngineDeletes = true
+	if err := db.CheckStorage(&modern); err != nil {
+		fmt.Fprintf(b, "\n-- setup: a target with engine_is_deleted = true: refused: %v\n", err)
+	} else {
+		section("setup: a target with engine_is_deleted = true", db.CreateTarget(&modern)...)
+	}
 
 	shadow := ddl.ShadowName(users.Target)
 	token := "mk2f5c1a0"

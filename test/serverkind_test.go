@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/replicator/replicator/config"
@@ -69,5 +70,19 @@ func TestServerProbe(t *testing.T) {
 	}
 	if err := client.Exec(ctx, "DROP DATABASE `db_server_probe`"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestEngineDeletesRefusedOn1816: the modern table, opt-in, needs 23.2;
+// setup on 18.16 says so and creates nothing.
+func TestEngineDeletesRefusedOn1816(t *testing.T) {
+	e := newEnv(t, "")
+	e.setConfig(`order_by = ["id"]
+  column "id"`, `order_by = ["id"]
+  engine_is_deleted = true
+  column "id"`)
+	out, errs, code := e.cli("setup", "--config", e.config)
+	if code == 0 || !strings.Contains(errs, "engine_is_deleted) need ClickHouse 23.2 or later; the server is 18.16") {
+		t.Fatalf("setup with engine_is_deleted on 18.16: exit %d\n%s\n%s", code, out, errs)
 	}
 }

@@ -175,6 +175,8 @@ FROM
 )
 WHERE `_deleted_latest` = 0;
 
+-- setup: a target with engine_is_deleted = true: refused: table public.users: tombstones kept by the engine (engine_is_deleted) need ClickHouse 23.2 or later; the server is 21.8: remove them from the configuration
+
 -- resync: the shadow
 DROP TABLE IF EXISTS `analytics`.`users_resync`;
 CREATE TABLE IF NOT EXISTS `analytics`.`users_resync`

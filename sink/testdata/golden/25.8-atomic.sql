@@ -178,6 +178,18 @@ FROM
 )
 WHERE `_deleted_latest` = 0;
 
+-- setup: a target with engine_is_deleted = true
+CREATE TABLE IF NOT EXISTS `analytics`.`users`
+(
+    `id` Int64 DEFAULT 0,
+    `name` String DEFAULT '',
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplacingMergeTree(_version, _deleted)
+ORDER BY (`id`);
+
 -- resync: the shadow
 DROP TABLE IF EXISTS `analytics`.`users_resync` SYNC;
 CREATE TABLE IF NOT EXISTS `analytics`.`users_resync`
@@ -454,6 +466,20 @@ FROM
     GROUP BY `id`
 )
 WHERE `_deleted_latest` = 0;
+
+-- setup: a target with engine_is_deleted = true
+CREATE TABLE IF NOT EXISTS `analytics`.`users_local` ON CLUSTER `c`
+(
+    `id` Int64 DEFAULT 0,
+    `name` String DEFAULT '',
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/analytics/users', '{replica}', _version, _deleted)
+ORDER BY (`id`);
+CREATE TABLE IF NOT EXISTS `analytics`.`users` ON CLUSTER `c` AS `analytics`.`users_local`
+ENGINE = Distributed(`c`, `analytics`, `users_local`, sipHash64(`id`));
 
 -- resync: the shadow
 DROP TABLE IF EXISTS `analytics`.`users_resync` ON CLUSTER `c` SYNC;
