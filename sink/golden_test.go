@@ -31,12 +31,13 @@ var classic = map[string]string{"skip_unavailable_shards": "0", "extremes": "0",
 	"timeout_overflow_mode": "throw", "max_execution_time": "0"}
 
 // leaf are the limits of the leaves of a distributed query (22.x,
-// unverified release), in the families from 23.8.
+// unverified release), in the families from 23.8, as are the session
+// settings limit and offset (22.x, unverified release) in modernGuards.
 var leaf = map[string]string{"read_overflow_mode_leaf": "throw", "max_rows_to_read_leaf": "0", "max_bytes_to_read_leaf": "0"}
 
 // modernGuards are the guards (pins) a server from 23.8 on has, with the
 // values of a default profile (docs: settings reference of each).
-var modernGuards = with(merged(classic, leaf), "async_insert", "0", "wait_for_async_insert", "1", "final", "0",
+var modernGuards = with(merged(classic, leaf), "limit", "0", "offset", "0", "async_insert", "0", "wait_for_async_insert", "1", "final", "0",
 	"optimize_move_to_prewhere_if_final", "0", "do_not_merge_across_partitions_select_final", "0")
 
 func merged(a, b map[string]string) map[string]string {

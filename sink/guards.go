@@ -25,6 +25,8 @@ var guards = []struct {
 		"FINAL must fold the versions of a key across partitions (a row whose change moved it to another partition)"},
 	{"skip_unavailable_shards", 0, "a read through a Distributed table must read every shard"},
 	{"extremes", 0, "a result must hold only the rows the query selects"},
+	{"limit", 0, "a result must hold every row the query selects (a profile's limit cuts every SELECT short)"},
+	{"offset", 0, "a result must hold every row the query selects (a profile's offset skips its first rows)"},
 	{"empty_result_for_aggregation_by_empty_set", 0, "an aggregate over no rows must return its row (a count of 0)"},
 }
 
