@@ -607,13 +607,24 @@ func (d Database) CreateViewOf(target, partitionBy string, orderBy, columns []st
 		return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM %s FINAL\nWHERE %s = 0\n",
 			view, strings.Join(cols, ", "), d.Table(target), mapping.DeletedColumn)
 	}
-	return d.latestView(view, target, orderBy, columns, "")
+	return d.latestView(view, target, partitionBy, orderBy, columns, "")
 }
+
+// PartitionColumn is the column under which a view of a partitioned target
+// groups its rows by their partition (see latestView); its name in a
+// view's definition marks views that do.
+const PartitionColumn = "_replicator_partition"
 
 // latestView returns the DDL of a view named view that shows, of the rows
 // of target matching where (all when empty), the newest by (_version,
-// _seq) of each sorting key, without deleted ones.
-func (d Database) latestView(view, target string, orderBy, columns []string, where string) string {
+// _seq) of each sorting key in each partition (partitionBy), without
+// deleted ones. A tombstone lives in its row's partition, so a row moved
+// to another partition shows there, its old place's tombstone hidden; and
+// rows of one sorting key in two partitions (a partition column of the
+// replica identity outside order_by) are two rows. (The partition is
+// computed under a name of its own in a subquery: ClickHouse 18.16 would
+// read a column in a GROUP BY expression as the aggregate of its alias.)
+func (d Database) latestView(view, target, partitionBy string, orderBy, columns []string, where string) string {
 	cols := make([]string, len(columns))
 	for i, c := range columns {
 		cols[i] = Quote(c)
@@ -633,9 +644,14 @@ func (d Database) latestView(view, target string, orderBy, columns []string, whe
 	if where != "" {
 		where = "\n    WHERE " + where
 	}
-	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM\n(\n    SELECT %s,\n           %s\n    FROM %s%s\n    GROUP BY %s\n)\nWHERE %s = 0\n",
+	from, group := d.Table(target)+where, strings.Join(keys, ", ")
+	if partitionBy != "" {
+		from = fmt.Sprintf("(SELECT *, %s AS %s FROM %s%s)", partitionBy, PartitionColumn, d.Table(target), strings.ReplaceAll(where, "\n", "\n    "))
+		group += ", " + PartitionColumn
+	}
+	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM\n(\n    SELECT %s,\n           %s\n    FROM %s\n    GROUP BY %s\n)\nWHERE %s = 0\n",
 		view, strings.Join(cols, ", "), strings.Join(keys, ", "), strings.Join(picks, ",\n           "),
-		d.Table(target), where, strings.Join(keys, ", "), Quote(liveDeleted))
+		from, group, Quote(liveDeleted))
 }
 
 // CommittedOf names the committed view of target (see CreateCommittedViewOf).
@@ -650,8 +666,8 @@ func CommittedOf(target string) string { return target + "_committed" }
 // a version above the checkpoint is missing until the checkpoint covers
 // it. It costs a GROUP BY where the live view of an unpartitioned table
 // reads FINAL.
-func (d Database) CreateCommittedViewOf(target, slot string, orderBy, columns []string) string {
-	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, orderBy, columns, d.committedBound(slot, target))
+func (d Database) CreateCommittedViewOf(target, partitionBy, slot string, orderBy, columns []string) string {
+	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, partitionBy, orderBy, columns, d.committedBound(slot, target))
 }
 
 // committedBound is the condition on a row of a committed view of target:
@@ -690,14 +706,14 @@ func (d Database) historyViews(t *mapping.Table, slot string, columns []string) 
 	for i, k := range t.Ident() {
 		keys[i] = t.Columns[k].Name
 	}
-	return []string{d.latestView(d.Table(ViewOf(t.Target))+d.on(), t.Target, keys, columns, ""),
-		d.latestView(d.Table(CommittedOf(t.Target))+d.on(), t.Target, keys, columns, d.committedBound(slot, t.Target))}
+	return []string{d.latestView(d.Table(ViewOf(t.Target))+d.on(), t.Target, "", keys, columns, ""),
+		d.latestView(d.Table(CommittedOf(t.Target))+d.on(), t.Target, "", keys, columns, d.committedBound(slot, t.Target))}
 }
 
 // CreateViewsOf is CreateViews for a target whose keys are partitionBy and
 // orderBy, showing columns.
 func (d Database) CreateViewsOf(target, partitionBy, slot string, orderBy, columns []string) []string {
-	return []string{d.CreateViewOf(target, partitionBy, orderBy, columns), d.CreateCommittedViewOf(target, slot, orderBy, columns)}
+	return []string{d.CreateViewOf(target, partitionBy, orderBy, columns), d.CreateCommittedViewOf(target, partitionBy, slot, orderBy, columns)}
 }
 
 // DropViews returns the statements that drop the views of target.

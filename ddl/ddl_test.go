@@ -78,7 +78,8 @@ func TestPartitionedViewPicksByVersionAndSeq(t *testing.T) {
 		"           argMax(`region`, (`_version`, `_seq`)) AS `region`,\n" +
 		"           argMax(`note`, (`_version`, `_seq`)) AS `note`,\n" +
 		"           argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`\n" +
-		"    FROM `db`.`regions`\n    GROUP BY `id`\n)\nWHERE `_deleted_latest` = 0\n"
+		"    FROM (SELECT *, region AS _replicator_partition FROM `db`.`regions`)\n    GROUP BY `id`, _replicator_partition\n)\n" +
+		"WHERE `_deleted_latest` = 0\n"
 	if got != want {
 		t.Errorf("CreateView =\n%s\nwant\n%s", got, want)
 	}

@@ -123,8 +123,8 @@ FROM
            argMax(`note`, (`_version`, `_seq`)) AS `note`,
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`)
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 CREATE VIEW IF NOT EXISTS `analytics`.`events_committed` AS
@@ -136,11 +136,11 @@ FROM
            argMax(`note`, (`_version`, `_seq`)) AS `note`,
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
-       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
-                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`
+        WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+           OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
+                         HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0))
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 
@@ -212,8 +212,8 @@ FROM
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`extra`, (`_version`, `_seq`)) AS `extra`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`)
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 CREATE VIEW IF NOT EXISTS `analytics`.`events_committed` AS
@@ -226,11 +226,11 @@ FROM
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`extra`, (`_version`, `_seq`)) AS `extra`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
-       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
-                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`
+        WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+           OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
+                         HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0))
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 
@@ -392,8 +392,8 @@ FROM
            argMax(`note`, (`_version`, `_seq`)) AS `note`,
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`)
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 CREATE VIEW IF NOT EXISTS `analytics`.`events_committed` ON CLUSTER `c` AS
@@ -405,11 +405,11 @@ FROM
            argMax(`note`, (`_version`, `_seq`)) AS `note`,
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
-       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
-                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`
+        WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+           OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
+                         HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0))
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 
@@ -495,8 +495,8 @@ FROM
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`extra`, (`_version`, `_seq`)) AS `extra`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`)
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 CREATE VIEW IF NOT EXISTS `analytics`.`events_committed` ON CLUSTER `c` AS
@@ -509,11 +509,11 @@ FROM
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`extra`, (`_version`, `_seq`)) AS `extra`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
-       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
-                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`
+        WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+           OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
+                         HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0))
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 

@@ -129,8 +129,8 @@ FROM
            argMax(`note`, (`_version`, `_seq`)) AS `note`,
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`)
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 CREATE VIEW IF NOT EXISTS `analytics`.`events_committed` AS
@@ -142,11 +142,11 @@ FROM
            argMax(`note`, (`_version`, `_seq`)) AS `note`,
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
-       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
-                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`
+        WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+           OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
+                         HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0))
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 
@@ -231,8 +231,8 @@ FROM
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`extra`, (`_version`, `_seq`)) AS `extra`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`)
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 CREATE VIEW IF NOT EXISTS `analytics`.`events_committed` AS
@@ -245,11 +245,11 @@ FROM
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`extra`, (`_version`, `_seq`)) AS `extra`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
-       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
-                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`
+        WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+           OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
+                         HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0))
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 
@@ -419,8 +419,8 @@ FROM
            argMax(`note`, (`_version`, `_seq`)) AS `note`,
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`)
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 CREATE VIEW IF NOT EXISTS `analytics`.`events_committed` AS
@@ -432,11 +432,11 @@ FROM
            argMax(`note`, (`_version`, `_seq`)) AS `note`,
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
-       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
-                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`
+        WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+           OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
+                         HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0))
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 
@@ -537,8 +537,8 @@ FROM
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`extra`, (`_version`, `_seq`)) AS `extra`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`)
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 CREATE VIEW IF NOT EXISTS `analytics`.`events_committed` AS
@@ -551,11 +551,11 @@ FROM
            argMax(`done`, (`_version`, `_seq`)) AS `done`,
            argMax(`extra`, (`_version`, `_seq`)) AS `extra`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM `analytics`.`events`
-    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
-       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
-                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
-    GROUP BY `id`
+    FROM (SELECT *, toYYYYMM(created) AS _replicator_partition FROM `analytics`.`events`
+        WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+           OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'events_resync' GROUP BY source
+                         HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0))
+    GROUP BY `id`, _replicator_partition
 )
 WHERE `_deleted_latest` = 0;
 
