@@ -1090,13 +1090,17 @@ GROUP BY _replicator_key, _version`, d.Table(rows), keyText, d.Table(target), bo
 }
 
 // CompactionGuard returns the condition under which a compaction's
-// mutation removes rows: neither a recovery nor a setup that starts over
-// (both begin a history epoch after epoch, and neither is undone) has
-// begun for slot.
-func (d Database) CompactionGuard(slot string, epoch uint32) string {
+// mutation removes rows: the checkpoint it read (lsn, in history epoch
+// epoch) is still stored, and neither a recovery nor a setup that starts
+// over has begun for slot. A recovery records itself, in a later epoch,
+// before it copies; a setup that starts over deletes the slot's
+// checkpoints before it empties a target; both end in a later epoch; none
+// of it is undone.
+func (d Database) CompactionGuard(slot string, epoch uint32, lsn uint64) string {
 	return fmt.Sprintf("(SELECT count() FROM %[1]s WHERE slot = %[3]s AND epoch > %[4]d) = 0 AND "+
-		"(SELECT count() FROM %[2]s WHERE slot = %[3]s AND epoch > %[4]d) = 0",
-		d.Table(RecoveryTable), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}), epoch)
+		"(SELECT count() FROM %[2]s WHERE slot = %[3]s AND epoch > %[4]d) = 0 AND "+
+		"(SELECT count() FROM %[2]s WHERE slot = %[3]s AND epoch = %[4]d AND lsn >= %[5]d) > 0",
+		d.Table(RecoveryTable), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}), epoch, lsn)
 }
 
 // Compact returns the mutation that removes from target's rows (on a
