@@ -35,8 +35,8 @@ FROM
            argMax(`group_id`, (`_version`, `_seq`)) AS `group_id`,
            argMax(`fingerprint`, (`_version`, `_seq`)) AS `fingerprint`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM (SELECT *, toYYYYMM(created_at) AS _replicator_partition FROM `analytics`.`events`)
-    GROUP BY `author_id`, `created_at`, `id`, _replicator_partition
+    FROM `analytics`.`events`
+    GROUP BY `author_id`, `created_at`, `id`
 )
 WHERE `_deleted_latest` = 0;
 
@@ -53,11 +53,11 @@ FROM
            argMax(`group_id`, (`_version`, `_seq`)) AS `group_id`,
            argMax(`fingerprint`, (`_version`, `_seq`)) AS `fingerprint`,
            argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
-    FROM (SELECT *, toYYYYMM(created_at) AS _replicator_partition FROM `analytics`.`events`
-        WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'replicator_events')
-           OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'replicator_events' AND target = 'events_resync' GROUP BY source
-                         HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0))
-    GROUP BY `author_id`, `created_at`, `id`, _replicator_partition
+    FROM `analytics`.`events`
+    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'replicator_events')
+       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'replicator_events' AND target = 'events_resync' GROUP BY source
+                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
+    GROUP BY `author_id`, `created_at`, `id`
 )
 WHERE `_deleted_latest` = 0;
 
