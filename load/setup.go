@@ -103,9 +103,13 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			}
 			schemas[t.Source] = schema
 			say("ClickHouse table %s.%s exists", db.Name, t.Target)
-			if schema.EngineDeletes != t.Storage.EngineDeletes {
+			deletes, err := client.EngineDeletes(ctx, t.Target)
+			if err != nil {
+				return report, fmt.Errorf("read the engine of ClickHouse table %s: %w", t.Target, err)
+			}
+			if deletes != t.Storage.EngineDeletes {
 				say("ClickHouse table %s.%s was made with engine_is_deleted = %v: the configured %v takes effect when "+
-					"`replicator resync --table %s` makes it anew", db.Name, t.Target, schema.EngineDeletes, t.Storage.EngineDeletes, t.Source)
+					"`replicator resync --table %s` makes it anew", db.Name, t.Target, deletes, t.Storage.EngineDeletes, t.Source)
 			}
 			for _, stmt := range db.AlterStorage(t) {
 				if err := client.Exec(ctx, stmt); err != nil {

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -23,9 +24,6 @@ type Schema struct {
 	// SortingKey and PartitionKey are the table's keys as ClickHouse
 	// renders them ("author_id, created_at, id"; "toYYYYMM(created_at)").
 	SortingKey, PartitionKey string
-	// EngineDeletes says the table's engine keeps tombstones itself:
-	// ReplacingMergeTree(_version, _deleted) (mapping.Storage.EngineDeletes).
-	EngineDeletes bool
 }
 
 // KeyColumn reports whether column is in the table's sorting or partition
@@ -45,7 +43,7 @@ func (c *Client) Schema(ctx context.Context, table string) (Schema, error) {
 	if c.DB().Cluster != "" && table != ddl.ChunkTable {
 		keysOf = ddl.LocalName(table)
 	}
-	keys, err := c.Query(ctx, "SELECT name, sorting_key, partition_key, engine_full FROM system.tables WHERE database = ? AND name IN (?, ?)",
+	keys, err := c.Query(ctx, "SELECT name, sorting_key, partition_key FROM system.tables WHERE database = ? AND name IN (?, ?)",
 		c.database, table, keysOf)
 	if err != nil {
 		return Schema{}, err
@@ -58,7 +56,6 @@ func (c *Client) Schema(ctx context.Context, table string) (Schema, error) {
 		}
 		if r[0].(string) == keysOf {
 			s.SortingKey, s.PartitionKey = r[1].(string), r[2].(string)
-			s.EngineDeletes = engineDeletes(r[3].(string))
 		}
 	}
 	if !found {
@@ -103,7 +100,7 @@ func (c *Client) DropOutdatedView(ctx context.Context, view, mark string) error 
 	if err != nil || has[0][0].(uint64) == 0 {
 		return err
 	}
-	rows, err := c.Query(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", c.database, view)
+	rows, err := c.queryMetadata(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", c.database, view)
 	if err != nil || len(rows) == 0 || strings.Contains(rows[0][0].(string), mark) {
 		return err
 	}
@@ -274,6 +271,38 @@ func (s Schema) Diff(t *mapping.Table) Diff {
 		}
 	}
 	return d
+}
+
+// EngineDeletes reports whether the engine of a table of the target
+// database keeps tombstones itself: ReplacingMergeTree(_version, _deleted)
+// (mapping.Storage.EngineDeletes). ClickHouse renders engine_full from the
+// metadata files of the database's tables, and fails when a table is
+// renamed meanwhile (a resync's swap): it is read apart from Schema, and
+// again after such a failure.
+func (c *Client) EngineDeletes(ctx context.Context, table string) (bool, error) {
+	rows, err := c.queryMetadata(ctx, "SELECT engine_full FROM system.tables WHERE database = ? AND name = ?", c.database, table)
+	if err != nil || len(rows) == 0 {
+		return false, err
+	}
+	return engineDeletes(rows[0][0].(string)), nil
+}
+
+// queryMetadata runs a query of the columns of system.tables that
+// ClickHouse renders from the tables' metadata files (engine_full,
+// create_table_query), again when a table was renamed meanwhile.
+func (c *Client) queryMetadata(ctx context.Context, sql string, args ...any) ([][]any, error) {
+	for attempt := 1; ; attempt++ {
+		rows, err := c.Query(ctx, sql, args...)
+		var exc *clickhouse.Exception
+		if !errors.As(err, &exc) || proto.Error(exc.Code) != proto.ErrUnknownTable || attempt == 5 {
+			return rows, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // engineDeletes reports whether a table's engine (system.tables.engine_full)
