@@ -17,7 +17,7 @@ func TestDiffStorage(t *testing.T) {
 	tests := []struct {
 		name string
 		now  Storage
-		want   StorageDiff
+		want StorageDiff
 	}{
 		{name: "unchanged", now: before},
 		{name: "dropped and added again",
@@ -51,7 +51,7 @@ func TestDiffStorage(t *testing.T) {
 		// ALTER COLUMN g DROP EXPRESSION: g holds its values as any
 		// column, and a stream that left it out sends it now.
 		{name: "generated column made plain",
-			now: Storage{Columns: append(before.Columns[:3:3], col("g", 4, 20)), Files: before.Files},
+			now:  Storage{Columns: append(before.Columns[:3:3], col("g", 4, 20)), Files: before.Files},
 			want: StorageDiff{Stored: []string{"g"}}},
 		{name: "partition gone", now: Storage{Columns: before.Columns, Files: map[uint32]uint32{}},
 			want: StorageDiff{Other: true, Left: []uint32{7}}},
