@@ -70,7 +70,7 @@ func TestGeneratedColumns(t *testing.T) {
 	d := e.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	e.itemsWriter(ctx, &wg)
+	e.rewriteWriter(ctx, &wg)
 	time.Sleep(time.Second)
 	pgCols, chCols, cols := itemsCols, itemsChCols, []string{"id", "qty", "note"}
 	if major >= 18 {
@@ -82,7 +82,7 @@ func TestGeneratedColumns(t *testing.T) {
 	e.wantTargetColumns("after the copy", cols...)
 
 	ctx, cancel = context.WithCancel(context.Background())
-	e.itemsWriter(ctx, &wg)
+	e.rewriteWriter(ctx, &wg)
 	time.Sleep(300 * time.Millisecond)
 	e.exec("ALTER TABLE items ADD COLUMN h bigint GENERATED ALWAYS AS (qty + 1) STORED")
 	if major >= 18 {
@@ -128,7 +128,7 @@ func TestGeneratedColumnsPublishedLater(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	e.itemsWriter(ctx, &wg)
+	e.rewriteWriter(ctx, &wg)
 	time.Sleep(300 * time.Millisecond)
 	e.exec("ALTER PUBLICATION " + pub + " SET (publish_generated_columns = stored)")
 	d.waitLog(t, convergeTimeout, append([]string{"stored generated column that the stream sends from now on"}, recopied...)...)
@@ -139,7 +139,7 @@ func TestGeneratedColumnsPublishedLater(t *testing.T) {
 	e.wantTargetColumns("after g was published", "id", "qty", "note", "g")
 
 	ctx, cancel = context.WithCancel(context.Background())
-	e.itemsWriter(ctx, &wg)
+	e.rewriteWriter(ctx, &wg)
 	time.Sleep(300 * time.Millisecond)
 	e.exec("ALTER PUBLICATION " + pub + " SET (publish_generated_columns = none)")
 	d.waitLog(t, convergeTimeout, "generated column g is no longer sent by the stream")
@@ -180,7 +180,7 @@ func TestGeneratedColumnDropExpression(t *testing.T) {
 	e.convergeItems("before DROP EXPRESSION", pgCols, chCols)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	e.itemsWriter(ctx, &wg)
+	e.rewriteWriter(ctx, &wg)
 	time.Sleep(300 * time.Millisecond)
 	e.exec("ALTER TABLE items ALTER COLUMN g DROP EXPRESSION")
 	d.waitLog(t, convergeTimeout, append([]string{"ALTER COLUMN ... DROP EXPRESSION"}, recopied...)...)
