@@ -118,6 +118,40 @@ func publishGeneratedHint(table, publication, kind string) string {
 		"and then `replicator resync --config FILE --table %s`", GeneratedVersion, QuoteIdent(publication), table)
 }
 
+// UnsentGenerated returns the generated columns of table ("schema.name")
+// that publication does not send, and so neither the copy nor ClickHouse
+// has (see Columns), each with why.
+func (c *Conn) UnsentGenerated(ctx context.Context, table, publication string) ([]string, error) {
+	stored, err := c.PublishesGenerated(ctx, publication)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.pg.Query(ctx, `SELECT a.attname, a.attgenerated::text FROM pg_attribute a
+		WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+		ORDER BY a.attnum`, QuoteTable(table))
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
+	}
+	var out []string
+	for rows.Next() {
+		var name, kind string
+		if err := rows.Scan(&name, &kind); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
+		}
+		switch {
+		case kind == "v":
+			out = append(out, name+" (virtual: never published)")
+		case !stored:
+			out = append(out, fmt.Sprintf("%s (stored: %s)", name, publishGeneratedHint(table, publication, kind)))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
+	}
+	return out, nil
+}
+
 // PublishesGenerated reports whether publication sends stored generated
 // columns (publish_generated_columns = stored, PostgreSQL 18 and later).
 // A publication that does not exist yet does on 18 and later:
