@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -75,6 +76,11 @@ func (s *servers) resolve(ctx context.Context, tc config.Table) (*mapping.Table,
 	}
 	t, err := mapping.Resolve(tc.Spec(), cols, s.ch.Caps())
 	if err != nil {
+		// A configured column may be one the stream does not send.
+		if unsent, uerr := s.pg.UnsentGenerated(ctx, tc.Name, s.publication); uerr == nil && len(unsent) > 0 {
+			return nil, fmt.Errorf("%w (generated columns that the stream does not send are not replicated: %s)",
+				err, strings.Join(unsent, "; "))
+		}
 		return nil, err
 	}
 	if err := t.CheckIdentity(); err != nil {

@@ -248,3 +248,27 @@ func TestGeneratedColumnInKey(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneratedColumnInOrderBy: order_by naming a generated column that
+// the stream does not send is refused at setup, saying why.
+func TestGeneratedColumnInOrderBy(t *testing.T) {
+	major := pgMajor(t)
+	e := newEnv(t, `
+table "public.items" {
+  order_by = ["g", "id"]
+}
+`)
+	e.exec(generatedDDL(major))
+	if major >= 18 {
+		e.exec("CREATE PUBLICATION pub_" + e.name + " FOR TABLE items")
+	}
+	out, errs, code := e.cli("setup", "--config", e.config)
+	if code == 0 {
+		t.Fatalf("setup with order_by on an unsent generated column succeeded\n%s", out)
+	}
+	for _, want := range []string{`order_by column "g" does not exist in Postgres`, "generated columns that the stream does not send are not replicated: g (stored"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("setup's error lacks %q\n%s", want, errs)
+		}
+	}
+}
