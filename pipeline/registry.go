@@ -554,8 +554,21 @@ func (r *registry) unpublished(ctx context.Context, idx int, relID uint32, t *ma
 		return nil
 	}
 	source := r.specs[idx].Source
-	for _, name := range goneSince(r.columns[idx], t) {
-		d, err := r.catalog.AddedDefault(ctx, relID, name)
+	// The Postgres names of the gone columns: from the previous mapping
+	// (a configured name may differ), else the recorded names.
+	var gone, pgNames []string
+	if prev := r.tables[idx]; prev != nil {
+		for _, c := range prev.Columns {
+			if t.ColumnIndex(c.Name) < 0 {
+				gone, pgNames = append(gone, c.Name), append(pgNames, c.Source)
+			}
+		}
+	} else {
+		gone = goneSince(r.columns[idx], t)
+		pgNames = gone
+	}
+	for i, name := range gone {
+		d, err := r.catalog.AddedDefault(ctx, relID, pgNames[i])
 		if err != nil {
 			return err
 		}
