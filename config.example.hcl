@@ -133,6 +133,15 @@ monitor {
   # verify_sample_rows = 100000
 }
 
+# Scheduled compaction (off by default): every interval the daemon removes,
+# from each table but history tables, the rows of the keys whose newest row
+# is a delete below the checkpoint (`replicator compact` does it by hand),
+# waiting at most wait for ClickHouse's mutation.
+# compaction {
+#   interval = "24h"
+#   wait     = "10m"
+# }
+
 # One block per replicated table, labelled "schema.table".
 table "public.events" {
   # "apply" (default): columns added or widened in Postgres are added or

@@ -402,8 +402,7 @@ func (s *Store) Sync(ctx context.Context) error {
 // brings those an earlier version made up to date.
 func EnsureTables(ctx context.Context, client *sink.Client) error {
 	db := client.DB()
-	for _, stmt := range []string{db.CreateCheckpointTable(), db.CreateProgressTable(), db.CreateTruncationTable(),
-		db.CreateColumnTable(), db.CreateChunkTable(), db.CreateStorageTable(), db.CreateRecoveryTable()} {
+	for _, stmt := range db.CreateOwnTables() {
 		if err := client.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("create the replicator's tables: %w", err)
 		}

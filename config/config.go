@@ -38,6 +38,18 @@ type Config struct {
 	Load       LoadOptions
 	Log        Log
 	Monitor    Monitor
+	Compaction Compaction
+}
+
+// Compaction controls the daemon's scheduled removal of deleted rows (see
+// package compact).
+type Compaction struct {
+	// Interval is how often the daemon compacts every table; zero
+	// disables it (`replicator compact` still runs by hand).
+	Interval time.Duration
+	// Wait bounds the wait for ClickHouse to apply a compaction's
+	// mutation; one still running then is left to finish.
+	Wait time.Duration
 }
 
 // LoadOptions control the copy of existing rows (setup's initial copy and every
@@ -222,6 +234,7 @@ func Default() Config {
 		Log:  Log{Level: "info", Format: "text"},
 		Monitor: Monitor{Listen: "127.0.0.1:9721", ReadyMaxLag: 30 * time.Second, HeartbeatInterval: 10 * time.Second,
 			RetainedWALWarning: 10 << 30, RewriteCheckInterval: time.Minute, VerifyRate: 10000, VerifySampleRows: 100000},
+		Compaction: Compaction{Wait: 10 * time.Minute},
 	}
 }
 
@@ -248,6 +261,12 @@ type file struct {
 	Load       *loadBlock   `hcl:"load,block"`
 	Log        *logBlock    `hcl:"log,block"`
 	Monitor    *monBlock    `hcl:"monitor,block"`
+	Compaction *compBlock   `hcl:"compaction,block"`
+}
+
+type compBlock struct {
+	Interval *string `hcl:"interval,optional"`
+	Wait     *string `hcl:"wait,optional"`
 }
 
 type monBlock struct {
@@ -295,6 +314,7 @@ type tableBlk struct {
 	SchemaChanges *string         `hcl:"schema_changes,optional"`
 	Exclude       []string        `hcl:"exclude,optional"`
 	TTL           *string         `hcl:"ttl,optional"`
+	EngineDeletes *bool           `hcl:"engine_is_deleted,optional"`
 	Mode          *string         `hcl:"mode,optional"`
 	Ignore        []string        `hcl:"ignore,optional"`
 	UniqueKey     []string        `hcl:"unique_key,optional"`
@@ -661,6 +681,10 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 			}
 		}
 	}
+	if c := f.Compaction; c != nil {
+		setDuration(&cfg.Compaction.Interval, c.Interval, "compaction.interval", problems)
+		setDuration(&cfg.Compaction.Wait, c.Wait, "compaction.wait", problems)
+	}
 	if l := f.Log; l != nil {
 		setString(&cfg.Log.Level, l.Level)
 		setString(&cfg.Log.Format, l.Format)
@@ -674,6 +698,9 @@ func (f *file) apply(cfg *Config, problems *[]string) {
 		setString(&t.PartitionBy, tb.PartitionBy)
 		setString(&t.SchemaChanges, tb.SchemaChanges)
 		setString(&t.Storage.TTL, tb.TTL)
+		if tb.EngineDeletes != nil {
+			t.Storage.EngineDeletes = *tb.EngineDeletes
+		}
 		for _, ib := range tb.Indexes {
 			ix := mapping.Index{Name: ib.Name, Expression: ib.Expression, Type: ib.Type, Granularity: 1}
 			if ib.Granularity != nil {
@@ -890,6 +917,12 @@ func (c *Config) validate() []string {
 		add("monitor.rewrite_check_interval: must be positive, got %s", c.Monitor.RewriteCheckInterval)
 	}
 	p = append(p, c.Monitor.validateVerify()...)
+	if c.Compaction.Interval < 0 {
+		add("compaction.interval: must be positive, or 0s to turn scheduled compaction off, got %s", c.Compaction.Interval)
+	}
+	if c.Compaction.Wait <= 0 {
+		add("compaction.wait: must be positive, got %s", c.Compaction.Wait)
+	}
 	switch c.Log.Level {
 	case "trace", "debug", "info", "warn", "error":
 	default:
@@ -929,6 +962,9 @@ func (c *Config) validate() []string {
 		t.validateStorage(key, add)
 		if t.Mode != mapping.ModeLatest && t.Mode != mapping.ModeHistory {
 			add("%s.mode: %q is not \"latest\" or \"history\"", key, t.Mode)
+		}
+		if t.Mode == mapping.ModeHistory && t.Storage.EngineDeletes {
+			add("%s.engine_is_deleted: a history table keeps its deletes as rows; leave it false", key)
 		}
 		for _, kind := range t.Ignore {
 			if kind != mapping.IgnoreDelete && kind != mapping.IgnoreTruncate {

@@ -137,6 +137,8 @@ func (c Config) Settings() []Setting {
 	dur("monitor.verify_interval", m.VerifyInterval)
 	add("monitor.verify_rate", m.VerifyRate)
 	add("monitor.verify_sample_rows", m.VerifySampleRows)
+	dur("compaction.interval", c.Compaction.Interval)
+	dur("compaction.wait", c.Compaction.Wait)
 	for _, t := range c.Tables {
 		k := fmt.Sprintf("table %q.", t.Name)
 		add(k+"target", t.Target)

@@ -59,6 +59,67 @@ type Database struct {
 	// Server is the version of the ClickHouse server (major, minor),
 	// which decides the storage features a target may use.
 	Server [2]int
+	// Engine is the engine of the database as the server reports it
+	// (system.databases.engine; see the Engine constants). A database
+	// not made yet has none: what CREATE DATABASE gives it is read
+	// once it exists, and until then only Create is rendered for it.
+	Engine string
+	// Cloud says the server is ClickHouse Cloud (its session setting
+	// cloud_mode is 1): whatever MergeTree engine a DDL names, the
+	// table is a SharedMergeTree one, with no ZooKeeper path of its own.
+	Cloud bool
+	// Comments says the server keeps a comment per table (system.tables
+	// has a comment column: 21.6 and later). A swap by EXCHANGE TABLES
+	// marks each new copy with one (see SwapIn).
+	Comments bool
+}
+
+// Database engines whose DDL differs (system.databases.engine).
+const (
+	// EngineOrdinary is the only engine before 20.10: RENAME moves
+	// files, a DROP is done when it returns.
+	EngineOrdinary = "Ordinary"
+	// EngineAtomic is the default from 20.10: tables have UUIDs,
+	// EXCHANGE TABLES swaps two names at once, and a DROP frees the
+	// table (and a replicated table's ZooKeeper path) 480 s later unless
+	// it says SYNC.
+	EngineAtomic = "Atomic"
+	// EngineReplicated is an Atomic database that runs each DDL on every
+	// replica of its own (which refuse ON CLUSTER), whose replicated
+	// tables take their ZooKeeper paths from the server's
+	// default_replica_path (explicit ones are refused from 24.9).
+	EngineReplicated = "Replicated"
+	// EngineShared is the database engine of ClickHouse Cloud: DDL
+	// reaches every replica by itself, tables are SharedMergeTree.
+	EngineShared = "Shared"
+)
+
+// atomic reports whether the database frees a dropped table late (unless
+// the DROP says SYNC) and has EXCHANGE TABLES: every engine but Ordinary
+// of those the replicator knows.
+func (d Database) atomic() bool {
+	return d.Engine == EngineAtomic || d.Engine == EngineReplicated || d.Engine == EngineShared
+}
+
+// replicatesDDL reports whether the database runs each DDL on every
+// replica by itself: it refuses ON CLUSTER, and its tables take no
+// ZooKeeper path from the DDL.
+func (d Database) replicatesDDL() bool {
+	return d.Engine == EngineReplicated || d.Engine == EngineShared || d.Cloud
+}
+
+// Exchanges reports whether SwapIn swaps by EXCHANGE TABLES (an Atomic,
+// Replicated or Shared database on a server with table comments), not by
+// RENAME.
+func (d Database) Exchanges() bool { return d.atomic() && d.Comments }
+
+// ExplicitPaths reports whether the replicator's own tables name their
+// ZooKeeper path in a database that gives its tables paths of its own (a
+// Replicated database on a cluster): a session needs
+// database_replicated_allow_replicated_engine_arguments = 1 there, where
+// the server has that setting.
+func (d Database) ExplicitPaths() bool {
+	return d.Engine == EngineReplicated && !d.Cloud && d.Cluster != ""
 }
 
 // The first ClickHouse versions with each storage feature of a target
@@ -71,6 +132,12 @@ var (
 	minTTL            = [2]int{19, 6}
 	minProjections    = [2]int{22, 3}
 	minProjectionMode = [2]int{24, 8}
+	// ADD COLUMN IF NOT EXISTS came with 19.1 (PR #3900), and up to 19.3
+	// still failed on an existing column (issue #4565): 20.1 is the first
+	// release known to have it right.
+	minAddIfNotExists = [2]int{20, 1}
+	// ReplacingMergeTree's is_deleted argument came with 23.2.
+	minEngineDeletes = [2]int{23, 2}
 )
 
 func (d Database) atLeast(v [2]int) bool {
@@ -91,6 +158,8 @@ func (d Database) CheckStorage(t *mapping.Table) error {
 		return need("projections (projection blocks)", minProjections)
 	case st.TTL != "" && !d.atLeast(minTTL):
 		return need("TTLs (ttl)", minTTL)
+	case st.EngineDeletes && !d.atLeast(minEngineDeletes):
+		return need("tombstones kept by the engine (engine_is_deleted)", minEngineDeletes)
 	}
 	return nil
 }
@@ -102,9 +171,10 @@ const DefaultZKPath = "/clickhouse/tables/{shard}/{database}/{table}"
 // cluster.
 func LocalName(target string) string { return target + "_local" }
 
-// on is the ON CLUSTER clause of a DDL, empty without a cluster.
+// on is the ON CLUSTER clause of a DDL, empty without a cluster and in a
+// database that runs each DDL on its replicas itself.
 func (d Database) on() string {
-	if d.Cluster == "" {
+	if d.Cluster == "" || d.replicatesDDL() {
 		return ""
 	}
 	return " ON CLUSTER " + Quote(d.Cluster)
@@ -113,9 +183,19 @@ func (d Database) on() string {
 // engine returns the ReplacingMergeTree engine of a table keeping the
 // highest version (without one, the last inserted of equal rows): on a
 // cluster replicated, per shard for a target, across every node for one of
-// the replicator's own tables (shared).
+// the replicator's own tables (shared). On ClickHouse Cloud it names no
+// replication (the server makes every table SharedMergeTree); in a
+// Replicated database no ZooKeeper path (the database's
+// default_replica_path, with the table's UUID, is used), except an own
+// table's on a cluster (see ExplicitPaths): the default path is per
+// shard, and the checkpoints must be the same on every node.
 func (d Database) engine(version, table string, shared bool) string {
-	if d.Cluster == "" {
+	switch {
+	case d.Cloud || d.Engine == EngineShared:
+		return "ReplacingMergeTree(" + version + ")"
+	case d.Engine == EngineReplicated && !(shared && d.Cluster != ""):
+		return "ReplicatedReplacingMergeTree(" + version + ")"
+	case d.Cluster == "":
 		return "ReplacingMergeTree(" + version + ")"
 	}
 	path, replica := strings.NewReplacer("{database}", d.Name, "{table}", table).Replace(d.ZKPath), "{replica}"
@@ -154,12 +234,12 @@ func (d Database) Truncate(table string) string {
 }
 
 // CreateTable returns the DDL of the ReplacingMergeTree target of t.
-func (d Database) CreateTable(t *mapping.Table) string { return d.createTable(t, t.Target) }
+func (d Database) CreateTable(t *mapping.Table) string { return d.createTable(t, t.Target, "") }
 
 // createTable returns the DDL of t's target, whose local tables on a
 // cluster are replicated under the ZooKeeper path of zkName ({table} of
-// Database.ZKPath).
-func (d Database) createTable(t *mapping.Table, zkName string) string {
+// Database.ZKPath), with comment when not empty.
+func (d Database) createTable(t *mapping.Table, zkName, comment string) string {
 	var b strings.Builder
 	name := t.Target
 	if d.Cluster != "" {
@@ -188,6 +268,11 @@ func (d Database) createTable(t *mapping.Table, zkName string) string {
 	for _, p := range t.Storage.Projections {
 		fmt.Fprintf(&b, ",\n    PROJECTION %s (%s)", Quote(p.Name), p.Query)
 	}
+	if t.Storage.EngineDeletes && version != "" {
+		// The engine knows the tombstones: FINAL leaves them out. (Merges
+		// keep them: no CLEANUP is ever asked for.)
+		version += ", " + mapping.DeletedColumn
+	}
 	fmt.Fprintf(&b, "\n)\nENGINE = %s\n", d.engine(version, zkName, false))
 	if t.PartitionBy != "" {
 		fmt.Fprintf(&b, "PARTITION BY %s\n", t.PartitionBy)
@@ -200,6 +285,9 @@ func (d Database) createTable(t *mapping.Table, zkName string) string {
 		// Merges replace rows: rebuild the projections' parts from the
 		// merged rows instead of refusing the projection.
 		b.WriteString("SETTINGS deduplicate_merge_projection_mode = 'rebuild'\n")
+	}
+	if comment != "" {
+		fmt.Fprintf(&b, "COMMENT %s\n", Literal(comment, mapping.Type{Kind: mapping.KindString}))
 	}
 	return b.String()
 }
@@ -310,11 +398,18 @@ func (d Database) Storage(name string) string {
 // target's place. On a cluster its local tables are replicated under a
 // ZooKeeper path of their own, named with token (unique to this shadow),
 // which they keep once in the target's place: the path of a shadow's name
-// would then be in use, and the next shadow of t would meet it.
+// would then be in use, and the next shadow of t would meet it. token is
+// a time in base 36 (see NewToken): where the swap is an EXCHANGE
+// (Exchanges), the shadow's comment carries it (ShadowComment), and a
+// later copy's is greater.
 func (d Database) CreateShadow(t *mapping.Table, token string) []string {
 	shadow := *t
 	shadow.Target = ShadowName(t.Target)
-	create := d.createTable(&shadow, shadow.Target+"_"+token)
+	comment := ""
+	if d.Exchanges() {
+		comment = ShadowComment(token)
+	}
+	create := d.createTable(&shadow, shadow.Target+"_"+token, comment)
 	if d.Cluster == "" {
 		return []string{create}
 	}
@@ -330,12 +425,95 @@ func (d Database) DropTarget(name string) []string {
 	return []string{d.Drop(name), d.Drop(LocalName(name))}
 }
 
+// NewToken returns the token of a new shadow (see CreateShadow): the
+// time in nanoseconds since 1970, in base 36.
+func NewToken(now time.Time) string { return strconv.FormatInt(now.UnixNano(), 36) }
+
+// shadowMark begins the comment of a shadow made for an EXCHANGE.
+const shadowMark = "replicator copy "
+
+// ShadowComment returns the comment of a shadow made with token: it
+// stays with the table's rows, under whichever name they are.
+func ShadowComment(token string) string { return shadowMark + token }
+
+// CopyToken returns the time of the token in a ShadowComment, 0 for a
+// table without one (a target made by setup, or a shadow made where the
+// swap was a RENAME).
+func CopyToken(comment string) int64 {
+	token, ok := strings.CutPrefix(comment, shadowMark)
+	if !ok {
+		return 0
+	}
+	n, err := strconv.ParseInt(token, 36, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// SwapForm is how a shadow takes the target's place.
+type SwapForm int
+
+const (
+	// SwapRename renames the target away (ReplacedName) and the shadow in
+	// with one RENAME (SwapIn). Its steps show in the names: a crash
+	// between them leaves a shadow and a replaced table without a target
+	// (PutIn finishes it).
+	SwapRename SwapForm = iota
+	// SwapExchange exchanges the two names at once (Exchange): no reader
+	// ever misses the target. The names then say nothing of the step
+	// reached, so the comments do: the shadow carries a token newer than
+	// the target's.
+	SwapExchange
+	// SwapExchanged is an EXCHANGE done and its RENAME of the old rows,
+	// now under the shadow's name, to ReplacedName not (AfterExchange).
+	SwapExchanged
+)
+
+// Swap decides, from the comments of the tables under the shadow's and
+// the target's names (on a cluster the local tables'), how the shadow
+// takes the target's place, or whether an EXCHANGE already put it there:
+// the newer copy (the greater CopyToken) under the target's name is the
+// shadow's rows swapped in. A shadow without a token (made by a
+// replicator or on a server without comments, or where the database has
+// no EXCHANGE) is renamed in: an EXCHANGE of it could not be told from
+// none after a crash.
+func (d Database) Swap(shadowComment, targetComment string) SwapForm {
+	shadow, target := CopyToken(shadowComment), CopyToken(targetComment)
+	switch {
+	case !d.Exchanges():
+		return SwapRename
+	case target > shadow:
+		return SwapExchanged
+	case shadow > target:
+		return SwapExchange
+	}
+	return SwapRename
+}
+
+// Exchange returns the statements that put the shadow of target in its
+// place by EXCHANGE TABLES (see SwapExchange; on a cluster the local
+// tables), then rename the old rows, which the EXCHANGE left under the
+// shadow's name, to ReplacedName (AfterExchange): as after SwapIn. On a
+// cluster AfterSwap must follow.
+func (d Database) Exchange(target string) []string {
+	return []string{fmt.Sprintf("EXCHANGE TABLES %s AND %s%s", d.Table(d.Storage(target)), d.Table(d.Storage(ShadowName(target))), d.on()),
+		d.AfterExchange(target)}
+}
+
+// AfterExchange returns the statement that renames the old rows of
+// target, under the shadow's name after an EXCHANGE, to ReplacedName.
+func (d Database) AfterExchange(target string) string {
+	return d.RenameStorage(ShadowName(target), ReplacedName(target))
+}
+
 // SwapIn returns the statement that puts the shadow of target in its
 // place (on a cluster, the shadow's local tables in place of the
-// target's); the old target is left under ReplacedName. ClickHouse before
-// 21 has no EXCHANGE TABLES: the RENAME, run as one statement, leaves no
-// moment without a target between its two steps other than ClickHouse's
-// own. On a cluster AfterSwap must follow.
+// target's) by RENAME (SwapRename); the old target is left under
+// ReplacedName. An Ordinary database (every one before 20.10) has no
+// EXCHANGE TABLES: the RENAME, run as one statement, leaves no moment
+// without a target between its two steps other than ClickHouse's own. On
+// a cluster AfterSwap must follow.
 func (d Database) SwapIn(target string) string {
 	return fmt.Sprintf("RENAME TABLE %s TO %s, %s TO %s%s", d.Table(d.Storage(target)), d.Table(d.Storage(ReplacedName(target))),
 		d.Table(d.Storage(ShadowName(target))), d.Table(d.Storage(target)), d.on())
@@ -384,8 +562,18 @@ func (d Database) Rename(from, to string) string {
 	return fmt.Sprintf("RENAME TABLE %s TO %s", d.Table(from), d.Table(to))
 }
 
-// Drop returns the statement that drops a table or view if it exists.
-func (d Database) Drop(table string) string { return "DROP TABLE IF EXISTS " + d.Table(table) + d.on() }
+// Drop returns the statement that drops a table or view if it exists. In
+// an Atomic (or Replicated, Shared) database it says SYNC: the table, its
+// disk space and a replicated table's ZooKeeper path are freed when it
+// returns, not 480 s later, so a table made again under the same path
+// does not meet REPLICA_ALREADY_EXISTS.
+func (d Database) Drop(table string) string {
+	s := "DROP TABLE IF EXISTS " + d.Table(table) + d.on()
+	if d.atomic() {
+		s += " SYNC"
+	}
+	return s
+}
 
 // CreateView returns the DDL of the view that shows one live row per key:
 // the newest version of each key, without deleted rows. A partitioned
@@ -419,13 +607,24 @@ func (d Database) CreateViewOf(target, partitionBy string, orderBy, columns []st
 		return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM %s FINAL\nWHERE %s = 0\n",
 			view, strings.Join(cols, ", "), d.Table(target), mapping.DeletedColumn)
 	}
-	return d.latestView(view, target, orderBy, columns, "")
+	return d.latestView(view, target, partitionBy, orderBy, columns, "")
 }
+
+// PartitionColumn is the column under which a view of a partitioned target
+// groups its rows by their partition (see latestView); its name in a
+// view's definition marks views that do.
+const PartitionColumn = "_replicator_partition"
 
 // latestView returns the DDL of a view named view that shows, of the rows
 // of target matching where (all when empty), the newest by (_version,
-// _seq) of each sorting key, without deleted ones.
-func (d Database) latestView(view, target string, orderBy, columns []string, where string) string {
+// _seq) of each sorting key in each partition (partitionBy), without
+// deleted ones. A tombstone lives in its row's partition, so a row moved
+// to another partition shows there, its old place's tombstone hidden; and
+// rows of one sorting key in two partitions (a partition column of the
+// replica identity outside order_by) are two rows. (The partition is
+// computed under a name of its own in a subquery: ClickHouse 18.16 would
+// read a column in a GROUP BY expression as the aggregate of its alias.)
+func (d Database) latestView(view, target, partitionBy string, orderBy, columns []string, where string) string {
 	cols := make([]string, len(columns))
 	for i, c := range columns {
 		cols[i] = Quote(c)
@@ -445,9 +644,14 @@ func (d Database) latestView(view, target string, orderBy, columns []string, whe
 	if where != "" {
 		where = "\n    WHERE " + where
 	}
-	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM\n(\n    SELECT %s,\n           %s\n    FROM %s%s\n    GROUP BY %s\n)\nWHERE %s = 0\n",
+	from, group := d.Table(target)+where, strings.Join(keys, ", ")
+	if partitionBy != "" {
+		from = fmt.Sprintf("(SELECT *, %s AS %s FROM %s%s)", partitionBy, PartitionColumn, d.Table(target), strings.ReplaceAll(where, "\n", "\n    "))
+		group += ", " + PartitionColumn
+	}
+	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS\nSELECT %s\nFROM\n(\n    SELECT %s,\n           %s\n    FROM %s\n    GROUP BY %s\n)\nWHERE %s = 0\n",
 		view, strings.Join(cols, ", "), strings.Join(keys, ", "), strings.Join(picks, ",\n           "),
-		d.Table(target), where, strings.Join(keys, ", "), Quote(liveDeleted))
+		from, group, Quote(liveDeleted))
 }
 
 // CommittedOf names the committed view of target (see CreateCommittedViewOf).
@@ -462,8 +666,8 @@ func CommittedOf(target string) string { return target + "_committed" }
 // a version above the checkpoint is missing until the checkpoint covers
 // it. It costs a GROUP BY where the live view of an unpartitioned table
 // reads FINAL.
-func (d Database) CreateCommittedViewOf(target, slot string, orderBy, columns []string) string {
-	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, orderBy, columns, d.committedBound(slot, target))
+func (d Database) CreateCommittedViewOf(target, partitionBy, slot string, orderBy, columns []string) string {
+	return d.latestView(d.Table(CommittedOf(target))+d.on(), target, partitionBy, orderBy, columns, d.committedBound(slot, target))
 }
 
 // committedBound is the condition on a row of a committed view of target:
@@ -502,14 +706,14 @@ func (d Database) historyViews(t *mapping.Table, slot string, columns []string) 
 	for i, k := range t.Ident() {
 		keys[i] = t.Columns[k].Name
 	}
-	return []string{d.latestView(d.Table(ViewOf(t.Target))+d.on(), t.Target, keys, columns, ""),
-		d.latestView(d.Table(CommittedOf(t.Target))+d.on(), t.Target, keys, columns, d.committedBound(slot, t.Target))}
+	return []string{d.latestView(d.Table(ViewOf(t.Target))+d.on(), t.Target, "", keys, columns, ""),
+		d.latestView(d.Table(CommittedOf(t.Target))+d.on(), t.Target, "", keys, columns, d.committedBound(slot, t.Target))}
 }
 
 // CreateViewsOf is CreateViews for a target whose keys are partitionBy and
 // orderBy, showing columns.
 func (d Database) CreateViewsOf(target, partitionBy, slot string, orderBy, columns []string) []string {
-	return []string{d.CreateViewOf(target, partitionBy, orderBy, columns), d.CreateCommittedViewOf(target, slot, orderBy, columns)}
+	return []string{d.CreateViewOf(target, partitionBy, orderBy, columns), d.CreateCommittedViewOf(target, partitionBy, slot, orderBy, columns)}
 }
 
 // DropViews returns the statements that drop the views of target.
@@ -547,6 +751,13 @@ func (d Database) CreateCheckpointTable() string {
 ENGINE = %s
 ORDER BY (slot, epoch)
 `, d.Table(CheckpointTable)+d.on(), d.engine("lsn", CheckpointTable, true))
+}
+
+// CreateOwnTables returns the DDL of the replicator's own tables, in the
+// order setup makes them.
+func (d Database) CreateOwnTables() []string {
+	return []string{d.CreateCheckpointTable(), d.CreateProgressTable(), d.CreateTruncationTable(),
+		d.CreateColumnTable(), d.CreateChunkTable(), d.CreateStorageTable(), d.CreateRecoveryTable()}
 }
 
 // CheckpointColumnsAdded are the columns of the checkpoint table that an
@@ -675,10 +886,17 @@ func (d Database) DeleteLaterChunks() string {
 
 // AddColumn returns the ALTER that adds column c to target after the
 // column after, with def (a literal, see Literal) as default when not
-// empty.
+// empty. It says IF NOT EXISTS where the server has it (minAddIfNotExists;
+// a syntax has no probe but the version), so that an ALTER ON CLUSTER run
+// again after a distributed DDL timeout succeeds on the nodes that already
+// ran it; 18.16 refuses it as a syntax error.
 func (d Database) AddColumn(target string, c mapping.Column, def, after string) []string {
+	ifNotExists := ""
+	if d.atLeast(minAddIfNotExists) {
+		ifNotExists = "IF NOT EXISTS "
+	}
 	add := func(table string) string {
-		s := fmt.Sprintf("ALTER TABLE %s%s ADD COLUMN %s %s", d.Table(table), d.on(), Quote(c.Name), c.Type)
+		s := fmt.Sprintf("ALTER TABLE %s%s ADD COLUMN %s%s %s", d.Table(table), d.on(), ifNotExists, Quote(c.Name), c.Type)
 		if def != "" {
 			s += " DEFAULT " + def
 		}
@@ -825,4 +1043,68 @@ func (d Database) CreateStorageTable() string {
 ENGINE = %s
 ORDER BY (slot, source)
 `, d.Table(StorageTable)+d.on(), d.engine("updated", StorageTable, true))
+}
+
+// CompactionPrefix starts the name of a compaction's table of the rows it
+// removes (CreateCompactionTable), one per compaction.
+const CompactionPrefix = "replicator_compact_"
+
+// CreateCompactionTable returns the DDL of a compaction's table name: the
+// rows of one target to remove, each by its key (KeyText of the target's
+// sorting and partition keys) and version. On a cluster it is replicated
+// on every node, so that each replica of the target's local tables
+// removes the same rows.
+func (d Database) CreateCompactionTable(name string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s
+(
+    key String,
+    version UInt64
+)
+ENGINE = %s
+ORDER BY (key, version)
+`, d.Table(name)+d.on(), d.engine("", name, true))
+}
+
+// KeyText returns the expression that renders the place of a row of a
+// target as one string: its sorting key, and its partition key when it has
+// one, as a tuple in ClickHouse's text form (which quotes and escapes
+// strings, so that no two places render alike).
+func KeyText(sortingKey, partitionKey string) string {
+	if partitionKey != "" {
+		return "toString(tuple(" + sortingKey + ", " + partitionKey + "))"
+	}
+	return "toString(tuple(" + sortingKey + "))"
+}
+
+// FindCompaction returns the statement that writes to the compaction
+// table rows every row of target (read through the Distributed table on a
+// cluster) below version bound − 1 of each place (keyText) whose newest
+// row by (_version, _seq) is a tombstone below it.
+func (d Database) FindCompaction(rows, target, keyText string, bound uint64) string {
+	return fmt.Sprintf(`INSERT INTO %[1]s (key, version)
+SELECT _replicator_key, _version FROM (SELECT %[2]s AS _replicator_key, _version FROM %[3]s WHERE _version + 1 < %[4]d)
+WHERE _replicator_key GLOBAL IN (
+    SELECT %[2]s AS _replicator_key FROM %[3]s GROUP BY _replicator_key
+    HAVING argMax(_deleted, (_version, _seq)) = 1 AND max(_version) + 1 < %[4]d)
+GROUP BY _replicator_key, _version`, d.Table(rows), keyText, d.Table(target), bound)
+}
+
+// CompactionGuard returns the condition under which a compaction's
+// mutation removes rows: neither a recovery nor a setup that starts over
+// (both begin a history epoch after epoch, and neither is undone) has
+// begun for slot.
+func (d Database) CompactionGuard(slot string, epoch uint32) string {
+	return fmt.Sprintf("(SELECT count() FROM %[1]s WHERE slot = %[3]s AND epoch > %[4]d) = 0 AND "+
+		"(SELECT count() FROM %[2]s WHERE slot = %[3]s AND epoch > %[4]d) = 0",
+		d.Table(RecoveryTable), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}), epoch)
+}
+
+// Compact returns the mutation that removes from target's rows (on a
+// cluster, its local tables) those that the compaction table rows names,
+// by key and version, and that cond (e.g. a guard on the replicator's own
+// tables) selects. The rows named never change during the mutation, which
+// ClickHouse applies part by part, reading the subquery again for each.
+func (d Database) Compact(target, keyText, rows, cond string) string {
+	return fmt.Sprintf("ALTER TABLE %s%s DELETE WHERE (%s, %s) IN (SELECT key, version FROM %s) AND %s",
+		d.Table(d.Storage(target)), d.on(), keyText, Quote(mapping.VersionColumn), d.Table(rows), cond)
 }

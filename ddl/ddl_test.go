@@ -78,7 +78,8 @@ func TestPartitionedViewPicksByVersionAndSeq(t *testing.T) {
 		"           argMax(`region`, (`_version`, `_seq`)) AS `region`,\n" +
 		"           argMax(`note`, (`_version`, `_seq`)) AS `note`,\n" +
 		"           argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`\n" +
-		"    FROM `db`.`regions`\n    GROUP BY `id`\n)\nWHERE `_deleted_latest` = 0\n"
+		"    FROM (SELECT *, region AS _replicator_partition FROM `db`.`regions`)\n    GROUP BY `id`, _replicator_partition\n)\n" +
+		"WHERE `_deleted_latest` = 0\n"
 	if got != want {
 		t.Errorf("CreateView =\n%s\nwant\n%s", got, want)
 	}
@@ -167,5 +168,101 @@ func TestShadowsOnACluster(t *testing.T) {
 		if !slices.Equal(tc.got, tc.want) {
 			t.Errorf("%s:\n got %q\nwant %q", tc.name, tc.got, tc.want)
 		}
+	}
+}
+
+// TestSwapForm: where the database has EXCHANGE TABLES a shadow made with
+// a token is exchanged in, and after a crash between the EXCHANGE and its
+// RENAME the newer token under the target's name says the EXCHANGE ran
+// (another would put the old rows back); anything without tokens, or an
+// Ordinary database, renames.
+func TestSwapForm(t *testing.T) {
+	atomic := Database{Name: "a", Engine: EngineAtomic, Comments: true}
+	old, shadow := ShadowComment(NewToken(time.Unix(1700000000, 0))), ShadowComment(NewToken(time.Unix(1800000000, 0)))
+	for _, tc := range []struct {
+		name           string
+		db             Database
+		shadow, target string
+		want           SwapForm
+	}{
+		{"a new shadow over a target setup made", atomic, shadow, "", SwapExchange},
+		{"a new shadow over an earlier copy", atomic, shadow, old, SwapExchange},
+		{"exchanged, the RENAME not run", atomic, "", shadow, SwapExchanged},
+		{"exchanged over an earlier copy", atomic, old, shadow, SwapExchanged},
+		{"a shadow without a token", atomic, "", "", SwapRename},
+		{"a user's comments", atomic, "events", "copy", SwapRename},
+		{"no comments on the server", Database{Name: "a", Engine: EngineAtomic}, shadow, "", SwapRename},
+		{"Ordinary", Database{Name: "a", Engine: EngineOrdinary, Comments: true}, shadow, "", SwapRename},
+		{"Replicated", Database{Name: "a", Engine: EngineReplicated, Comments: true}, shadow, old, SwapExchange},
+		{"Shared", Database{Name: "a", Engine: EngineShared, Comments: true}, old, shadow, SwapExchanged},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.db.Swap(tc.shadow, tc.target); got != tc.want {
+				t.Errorf("Swap(%q, %q) = %v, want %v", tc.shadow, tc.target, got, tc.want)
+			}
+		})
+	}
+	if got := atomic.CreateShadow(&mapping.Table{Target: "events", OrderBy: []string{"id"}}, "k1"); !strings.HasSuffix(got[0], "COMMENT 'replicator copy k1'\n") {
+		t.Errorf("CreateShadow on Atomic:\n%s", got[0])
+	}
+	if got := (Database{Name: "a", Engine: EngineOrdinary}).CreateShadow(&mapping.Table{Target: "events", OrderBy: []string{"id"}}, "k1"); strings.Contains(got[0], "COMMENT") {
+		t.Errorf("CreateShadow on Ordinary:\n%s", got[0])
+	}
+}
+
+// TestDatabaseEngines: ON CLUSTER and ZooKeeper arguments only where the
+// database does not replicate DDL itself, SYNC on every DROP of an Atomic
+// kind of database, none on Ordinary.
+func TestDatabaseEngines(t *testing.T) {
+	target := &mapping.Table{Target: "events", OrderBy: []string{"id"}}
+	for _, tc := range []struct {
+		name         string
+		db           Database
+		create, drop string
+		own          string
+	}{
+		{"Ordinary", Database{Name: "a", Engine: EngineOrdinary},
+			"CREATE TABLE IF NOT EXISTS `a`.`events`\n", "DROP TABLE IF EXISTS `a`.`x`", "ReplacingMergeTree(lsn)"},
+		{"Ordinary on a cluster", Database{Name: "a", Engine: EngineOrdinary, Cluster: "c", ZKPath: DefaultZKPath},
+			"CREATE TABLE IF NOT EXISTS `a`.`events_local` ON CLUSTER `c`\n", "DROP TABLE IF EXISTS `a`.`x` ON CLUSTER `c`",
+			"ReplicatedReplacingMergeTree('/clickhouse/tables/replicator/a/replicator_checkpoints', '{shard}-{replica}', lsn)"},
+		{"Atomic on a cluster", Database{Name: "a", Engine: EngineAtomic, Cluster: "c", ZKPath: DefaultZKPath},
+			"CREATE TABLE IF NOT EXISTS `a`.`events_local` ON CLUSTER `c`\n", "DROP TABLE IF EXISTS `a`.`x` ON CLUSTER `c` SYNC",
+			"ReplicatedReplacingMergeTree('/clickhouse/tables/replicator/a/replicator_checkpoints', '{shard}-{replica}', lsn)"},
+		{"Replicated", Database{Name: "a", Engine: EngineReplicated},
+			"CREATE TABLE IF NOT EXISTS `a`.`events`\n", "DROP TABLE IF EXISTS `a`.`x` SYNC", "ReplicatedReplacingMergeTree(lsn)"},
+		{"Replicated on a cluster", Database{Name: "a", Engine: EngineReplicated, Cluster: "c", ZKPath: DefaultZKPath},
+			"CREATE TABLE IF NOT EXISTS `a`.`events_local`\n", "DROP TABLE IF EXISTS `a`.`x` SYNC",
+			"ReplicatedReplacingMergeTree('/clickhouse/tables/replicator/a/replicator_checkpoints', '{shard}-{replica}', lsn)"},
+		{"Shared", Database{Name: "a", Engine: EngineShared, Cloud: true},
+			"CREATE TABLE IF NOT EXISTS `a`.`events`\n", "DROP TABLE IF EXISTS `a`.`x` SYNC", "ReplacingMergeTree(lsn)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			create := tc.db.CreateTable(target)
+			if !strings.HasPrefix(create, tc.create) {
+				t.Errorf("CreateTable:\n%s", create)
+			}
+			wantEngine := "ReplacingMergeTree(_version)"
+			switch {
+			case tc.db.Engine == EngineReplicated:
+				wantEngine = "ReplicatedReplacingMergeTree(_version)"
+			case tc.db.Cluster != "":
+				wantEngine = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/a/events', '{replica}', _version)"
+			}
+			if !strings.Contains(create, "ENGINE = "+wantEngine+"\n") {
+				t.Errorf("CreateTable, want ENGINE = %s:\n%s", wantEngine, create)
+			}
+			if got := tc.db.Drop("x"); got != tc.drop {
+				t.Errorf("Drop = %s, want %s", got, tc.drop)
+			}
+			if got := tc.db.CreateCheckpointTable(); !strings.Contains(got, "ENGINE = "+tc.own+"\n") {
+				t.Errorf("CreateCheckpointTable, want ENGINE = %s:\n%s", tc.own, got)
+			}
+			if tc.db.replicatesDDL() && strings.Contains(strings.Join(slices.Concat(tc.db.CreateTarget(target), tc.db.Exchange("events"),
+				tc.db.AddColumn("events", mapping.Column{Name: "c", Type: mapping.Type{Kind: mapping.KindInt64}}, "", "id"),
+				[]string{tc.db.Truncate("events"), tc.db.Create()}), "\n"), "ON CLUSTER") {
+				t.Errorf("ON CLUSTER in a %s database", tc.db.Engine)
+			}
+		})
 	}
 }

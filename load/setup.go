@@ -82,12 +82,13 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		}
 	}
 
+	// (The statements after it follow the engine the database has.)
+	if err := client.CreateDatabase(ctx); err != nil {
+		return report, err
+	}
 	db := client.DB()
 	created := make(map[string]bool) // source tables whose target this run created
 	schemas := make(map[string]sink.Schema)
-	if err := client.Exec(ctx, db.Create()); err != nil {
-		return report, fmt.Errorf("create ClickHouse database %s: %w", db.Name, err)
-	}
 	// (The committed views read the checkpoint table.)
 	if err := checkpoint.EnsureTables(ctx, client); err != nil {
 		return report, err
@@ -113,6 +114,10 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 			}
 			schemas[t.Source] = schema
 			say("ClickHouse table %s.%s exists", db.Name, t.Target)
+			if schema.EngineDeletes != t.Storage.EngineDeletes {
+				say("ClickHouse table %s.%s was made with engine_is_deleted = %v: the configured %v takes effect when "+
+					"`replicator resync --table %s` makes it anew", db.Name, t.Target, schema.EngineDeletes, t.Storage.EngineDeletes, t.Source)
+			}
 			for _, stmt := range db.AlterStorage(t) {
 				if err := client.Exec(ctx, stmt); err != nil {
 					return report, fmt.Errorf("ClickHouse table %s: %s: %w", t.Target, stmt, err)

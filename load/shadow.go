@@ -3,8 +3,6 @@ package load
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"time"
 
 	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/mapping"
@@ -20,7 +18,11 @@ func newShadow(ctx context.Context, client *sink.Client, t *mapping.Table) (*map
 	db := client.DB()
 	shadow := *t
 	shadow.Target = ddl.ShadowName(t.Target)
-	stmts := append(db.DropTarget(shadow.Target), db.CreateShadow(t, strconv.FormatInt(time.Now().UnixNano(), 36))...)
+	token, err := client.ShadowToken(ctx, t)
+	if err != nil {
+		return nil, fmt.Errorf("make ClickHouse table %s for the new copy of %s: %w", shadow.Target, t.Source, err)
+	}
+	stmts := append(db.DropTarget(shadow.Target), db.CreateShadow(t, token)...)
 	if err := execAll(ctx, client, stmts); err != nil {
 		return nil, fmt.Errorf("make ClickHouse table %s for the new copy of %s: %w", shadow.Target, t.Source, err)
 	}

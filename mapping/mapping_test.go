@@ -953,6 +953,42 @@ func TestExcludeAndRename(t *testing.T) {
 	}
 }
 
+// TestPartitionNullable checks that a partition_by element over a
+// Nullable column is refused up front, naming the table, the key and the
+// column, unless a function makes it non-Nullable (as ClickHouse 18.16
+// accepts ifNull(region, 0) and refuses region and toYYYYMM(c)).
+func TestPartitionNullable(t *testing.T) {
+	src := []SourceColumn{
+		{Name: "id", TypeOID: pgInt8, Identity: true},
+		{Name: "region", TypeOID: pgInt4, Identity: true},
+		{Name: "created_at", TypeOID: pgTimestamptz},
+	}
+	nullable := map[string]ColumnSpec{"region": {Nullable: true}, "created_at": {Nullable: true}}
+	for _, tc := range []struct {
+		partition string
+		columns   map[string]ColumnSpec
+		err       string
+	}{
+		{"region", nullable, `table public.t: partition_by column "region" cannot be nullable`},
+		{"toYYYYMM(created_at)", nullable, `partition_by column "created_at" cannot be nullable`},
+		{"(intDiv(id, 1000), `region`)", nullable, `partition_by column "region" cannot be nullable`},
+		{"region", map[string]ColumnSpec{"region": {Type: "Nullable(UInt8)"}}, `partition_by column "region" cannot be nullable`},
+		{"region", nil, ""},
+		{"toYYYYMM(created_at)", map[string]ColumnSpec{"region": {Nullable: true}}, ""},
+		{"ifNull(region, 0)", nullable, ""},
+		{"(toYYYYMM(assumeNotNull(created_at)), intDiv(id, 1000))", nullable, ""},
+		{"", nullable, ""},
+	} {
+		t.Run(tc.partition, func(t *testing.T) {
+			_, err := Resolve(TableSpec{Source: "public.t", Target: "t", OrderBy: []string{"id"},
+				PartitionBy: tc.partition, Columns: tc.columns, UniqueKey: []string{"id"}}, src, dt64Caps)
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("error %v, want %q", err, tc.err)
+			}
+		})
+	}
+}
+
 // TestTimesAsStored checks that a timestamp maps to the value its column
 // stores, so that keys and places built from mapped values equal those
 // read back from ClickHouse.

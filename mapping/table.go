@@ -96,6 +96,10 @@ type Storage struct {
 	Projections []Projection
 	// TTL is a ClickHouse TTL expression for the table's rows.
 	TTL string
+	// EngineDeletes makes the target ReplacingMergeTree(_version,
+	// _deleted) (ClickHouse 23.2+), whose FINAL leaves tombstones out by
+	// itself; every reader of the replicator filters _deleted either way.
+	EngineDeletes bool
 }
 
 // Index is a data skipping index.
@@ -343,6 +347,9 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 				return nil, err
 			}
 		}
+	}
+	if err := t.checkPartitionNullable(); err != nil {
+		return nil, err
 	}
 	for _, name := range t.PartitionColumns() {
 		if i := t.ColumnIndex(name); !slices.Contains(t.Key, i) {
@@ -681,37 +688,8 @@ func identifiers(expr string) []string {
 // of the tuple expr is: "tenant", "(tenant, intDiv(id, 1000))" hold
 // tenant whole, "toYYYYMM(created_at)" holds nothing whole.
 func wholeColumns(expr string) []string {
-	expr = strings.TrimSpace(expr)
-	elems := []string{expr}
-	if strings.HasPrefix(expr, "(") && strings.HasSuffix(expr, ")") {
-		elems = nil
-		depth, start := 0, 1
-		for i := 0; i < len(expr); i++ {
-			switch c := expr[i]; c {
-			case '\'', '`', '"':
-				for i++; i < len(expr) && expr[i] != c; i++ {
-					if expr[i] == '\\' {
-						i++
-					}
-				}
-			case '(', '[':
-				depth++
-			case ')', ']':
-				if depth--; depth == 0 && i != len(expr)-1 {
-					return nil // (a) + (b): not one tuple
-				}
-			case ',':
-				if depth == 1 {
-					elems = append(elems, expr[start:i])
-					start = i + 1
-				}
-			}
-		}
-		elems = append(elems, expr[start:len(expr)-1])
-	}
 	var out []string
-	for _, e := range elems {
-		e = strings.TrimSpace(e)
+	for _, e := range keyElements(expr) {
 		if ids := identifiers(e); len(ids) == 1 && (e == ids[0] || len(e) == len(ids[0])+2 && e[1:len(e)-1] == ids[0]) {
 			out = append(out, ids[0])
 		}
@@ -963,4 +941,66 @@ func (t *Table) KeyOf(vals []Value) string {
 		}
 	}
 	return b.String()
+}
+
+// keyElements returns the elements of the tuple a key expression is, or
+// the expression itself when it is not one tuple ("(a) + (b)").
+func keyElements(expr string) []string {
+	expr = strings.TrimSpace(expr)
+	if !strings.HasPrefix(expr, "(") || !strings.HasSuffix(expr, ")") {
+		return []string{expr}
+	}
+	var elems []string
+	depth, start := 0, 1
+	for i := 0; i < len(expr); i++ {
+		switch c := expr[i]; c {
+		case '\'', '`', '"':
+			for i++; i < len(expr) && expr[i] != c; i++ {
+				if expr[i] == '\\' {
+					i++
+				}
+			}
+		case '(', '[':
+			depth++
+		case ')', ']':
+			if depth--; depth == 0 && i != len(expr)-1 {
+				return []string{expr}
+			}
+		case ',':
+			if depth == 1 {
+				elems = append(elems, strings.TrimSpace(expr[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	return append(elems, strings.TrimSpace(expr[start:len(expr)-1]))
+}
+
+// nullRemovers are the functions whose result is not Nullable whatever
+// their arguments: a partition key element that calls one may use a
+// Nullable column.
+var nullRemovers = []string{"ifnull", "coalesce", "assumenotnull", "isnull", "isnotnull"}
+
+// checkPartitionNullable refuses a partition_by element over a Nullable
+// column that no function makes non-Nullable: ClickHouse refuses a
+// Nullable partition key (on every version, unless allow_nullable_key,
+// which the replicator does not set), which setup would otherwise meet as
+// a server error.
+func (t *Table) checkPartitionNullable() error {
+	if t.PartitionBy == "" {
+		return nil
+	}
+	for _, e := range keyElements(t.PartitionBy) {
+		ids := identifiers(e)
+		if slices.ContainsFunc(ids, func(id string) bool { return slices.Contains(nullRemovers, strings.ToLower(id)) }) {
+			continue
+		}
+		for _, id := range ids {
+			if i := t.ColumnIndex(id); i >= 0 && t.Columns[i].Type.Nullable {
+				return fmt.Errorf("table %s: partition_by column %q cannot be nullable (ClickHouse refuses a Nullable partition key): "+
+					"map it without nullable = true or Nullable(...), or use ifNull(%s, <default>) in partition_by", t.Source, id, id)
+			}
+		}
+	}
+	return nil
 }

@@ -58,6 +58,9 @@ type Metrics struct {
 	VerifyRows        *prometheus.CounterVec
 	VerifyLastPass    *prometheus.GaugeVec
 	VerifyErrors      prometheus.Counter
+	CompactRows       *prometheus.CounterVec
+	CompactLast       *prometheus.GaugeVec
+	CompactErrors     prometheus.Counter
 
 	mu        sync.Mutex
 	streaming bool
@@ -171,10 +174,16 @@ func New() *Metrics {
 		Help: "Unix time the latest pass of continuous verification of the table completed."}, []string{"table"})
 	m.VerifyErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "replicator_verify_errors_total",
 		Help: "Passes of continuous verification that failed (logged; the next pass tries again)."})
+	m.CompactRows = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "replicator_compaction_rows_total",
+		Help: "Rows of deleted keys scheduled compaction removed, by source table."}, []string{"table"})
+	m.CompactLast = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "replicator_compaction_last_success_timestamp_seconds",
+		Help: "Unix time the latest scheduled compaction of the table completed."}, []string{"table"})
+	m.CompactErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "replicator_compaction_errors_total",
+		Help: "Scheduled compactions that failed (logged; the next one tries again)."})
 	for _, c := range []prometheus.Collector{m.Changes, m.Transactions, m.Flushes, m.FlushDuration, m.FlushRows,
 		m.LagBytes, m.LagSeconds, m.RetainedWAL, m.CheckpointLSN, m.Reconnects, m.Retries, m.Retrying, m.Errors, m.Heartbeats, m.Held, m.Invalid,
 		m.StreamedOpen, m.SpoolMemory, m.SpoolDisk, m.Rewrites, m.HistoryBreaks, m.Recovering, m.Recoveries,
-		m.VerifyDifferences, m.VerifyRows, m.VerifyLastPass, m.VerifyErrors,
+		m.VerifyDifferences, m.VerifyRows, m.VerifyLastPass, m.VerifyErrors, m.CompactRows, m.CompactLast, m.CompactErrors,
 		m.LagKnown, m.Streaming, m.Ready, m.Connected, m.LastCheckpoint, m.Halted, m.BuildInfo, m.ReloadSuccess, m.ReloadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

@@ -193,6 +193,15 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		if err := client.DropOutdatedView(ctx, ddl.CommittedOf(tc.Target), ddl.ChunkTable); err != nil {
 			return nil, fmt.Errorf("make the committed view of %s again: %w", tc.Target, err)
 		}
+		if tc.PartitionBy != "" {
+			// Views of an earlier version grouped a partitioned table by
+			// its sorting key alone.
+			for _, view := range []string{ddl.ViewOf(tc.Target), ddl.CommittedOf(tc.Target)} {
+				if err := client.DropOutdatedView(ctx, view, ddl.PartitionColumn); err != nil {
+					return nil, fmt.Errorf("make the view %s again: %w", view, err)
+				}
+			}
+		}
 		for _, stmt := range client.DB().CreateViewsOf(tc.Target, tc.PartitionBy, r.slot, tc.OrderBy, mappedNames(targets[i])) {
 			if err := client.Exec(ctx, stmt); err != nil {
 				return nil, fmt.Errorf("create the views of %s: %w", tc.Target, err)

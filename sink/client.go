@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -62,10 +63,18 @@ type Client struct {
 	// dropAnySize: the server takes max_table_size_to_drop per query
 	// (23.12+), which Exec sets to 0 for a DROP or TRUNCATE.
 	dropAnySize bool
+	// server is what Open learned of the server (the database engine
+	// from CreateDatabase on, where it made the database).
+	server Server
+	// settings are the session settings of the connection.
+	settings clickhouse.Settings
 }
 
-// Open connects to the configured server and probes its version. It does
-// not need the target database to exist.
+// Open connects to the configured server and probes it (Server): its
+// version, the settings the replicator sets, the engine of the target
+// database and whether tables take comments. It does not need the target
+// database to exist (see CreateDatabase). It refuses a configuration the
+// server's placement of tables cannot follow (checkPlacement).
 func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 	conn, err := open(ctx, opts, nil)
 	if err != nil {
@@ -84,27 +93,30 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 		conn.Close()
 		return nil, fmt.Errorf("read the session's readonly setting: %w", classify(err))
 	}
-	server, err := serverSettings(ctx, conn)
+	settings, err := serverSettings(ctx, conn)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	settings, err := pins(server, readonly)
+	engine, err := databaseEngine(ctx, conn, opts.Database)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("clickhouse user %q: %w", userName(opts.Username), err)
+		return nil, err
 	}
-	if v.Version.Major < 19 {
-		// LowCardinality is experimental before 19.0 and needs a session setting.
-		settings["allow_experimental_low_cardinality_type"] = 1
+	comments, err := hasTableComments(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
 	}
+	server := Server{Version: [2]int{int(v.Version.Major), int(v.Version.Minor)}, Settings: settings, Readonly: readonly,
+		Engine: engine, Comments: comments}
+	if err := checkPlacement(server, opts); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	var replicas uint64
 	if opts.Cluster != "" {
-		// An INSERT returns once every shard it touched stored its rows,
-		// on as many replicas as the smallest shard has, and reads see
-		// only such rows: a checkpoint saved after it covers durable data
-		// and survives the loss of a replica.
-		replicas, err := clusterReplicas(ctx, conn, opts.Cluster)
-		if err != nil {
+		if replicas, err = clusterReplicas(ctx, conn, opts.Cluster); err != nil {
 			conn.Close()
 			return nil, err
 		}
@@ -114,43 +126,29 @@ func Open(ctx context.Context, opts config.ClickHouse) (*Client, error) {
 			conn.Close()
 			return nil, err
 		}
-		// (Renamed in 23.11; the old name stays an alias.)
-		if _, ok := server["distributed_foreground_insert"]; ok {
-			settings["distributed_foreground_insert"] = 1
-		} else {
-			settings["insert_distributed_sync"] = 1
-		}
-		if replicas > 1 {
-			settings["insert_quorum"] = int(replicas)
-			// A replica killed keeps its ZooKeeper session for a while: an
-			// INSERT waiting for it fails after this, and is retried.
-			settings["insert_quorum_timeout"] = 30000
-			settings["select_sequential_consistency"] = 1
-			// Parallel quorum inserts (the default where the setting
-			// exists) leave sequentially consistent reads without their
-			// guarantee: a read could miss an acknowledged write.
-			if _, ok := server["insert_quorum_parallel"]; ok {
-				settings["insert_quorum_parallel"] = 0
-			}
-		}
-	}
-	if len(settings) > 0 {
-		if readonly == "1" {
-			conn.Close()
-			return nil, readonlyError(opts.Username, readonly)
-		}
-		conn.Close()
-		if conn, err = open(ctx, opts, settings); err != nil {
-			return nil, err
-		}
 	}
 	zkPath := opts.ZooKeeperPath
 	if zkPath == "" {
 		zkPath = ddl.DefaultZKPath
 	}
-	_, dropAny := server["max_table_size_to_drop"]
+	session, err := sessionSettings(server, server.DB(opts.Database, opts.Cluster, zkPath), replicas)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse user %q: %w", userName(opts.Username), err)
+	}
+	if len(session) > 0 {
+		if readonly == "1" {
+			conn.Close()
+			return nil, readonlyError(opts.Username, readonly)
+		}
+		conn.Close()
+		if conn, err = open(ctx, opts, session); err != nil {
+			return nil, err
+		}
+	}
+	_, dropAny := settings["max_table_size_to_drop"]
 	return &Client{conn: conn, database: opts.Database, version: *v, cluster: opts.Cluster, zkPath: zkPath,
-		user: opts.Username, readonly: readonly, dropAnySize: dropAny}, nil
+		user: opts.Username, readonly: readonly, dropAnySize: dropAny, server: server, settings: session}, nil
 }
 
 // CheckWritable returns an error naming the setting to change when the
@@ -194,15 +192,11 @@ func remoteWritable(ctx context.Context, conn driver.Conn, cluster string) error
 	return nil
 }
 
-// hasSetting reports whether the server knows a setting.
-// serverSettings reads, of the settings the replicator sets (guards and
-// the cluster's), those the server has, with their values in the session
+// serverSettings reads, of the settings the replicator sets or reads
+// (guards and probedSettings), those the server has, with their values in the session
 // of a connection without settings: the user's profile's.
 func serverSettings(ctx context.Context, conn driver.Conn) (map[string]string, error) {
-	names := []string{"insert_quorum_parallel", "distributed_foreground_insert", "max_table_size_to_drop"}
-	for _, g := range guards {
-		names = append(names, g.name)
-	}
+	names := append(slices.Clone(probedSettings), guardedNames()...)
 	rows, err := conn.Query(ctx, "SELECT name, value FROM system.settings WHERE has(?, name)", names)
 	if err != nil {
 		return nil, fmt.Errorf("read the server's settings: %w", classify(err))
@@ -309,8 +303,7 @@ func (c *Client) DB() ddl.Database {
 	if c == nil {
 		return ddl.Database{}
 	}
-	v := c.version.Version
-	return ddl.Database{Name: c.database, Cluster: c.cluster, ZKPath: c.zkPath, Server: [2]int{int(v.Major), int(v.Minor)}}
+	return c.server.DB(c.database, c.cluster, c.zkPath)
 }
 
 // Version returns the server version, e.g. "18.16.1".
@@ -320,12 +313,7 @@ func (c *Client) Version() string {
 }
 
 // Caps returns the server features that change the mapping.
-func (c *Client) Caps() mapping.Caps {
-	v := c.version.Version
-	atLeast := func(major, minor uint64) bool { return v.Major > major || v.Major == major && v.Minor >= minor }
-	return mapping.Caps{DateTime64: atLeast(20, 1), Bool: atLeast(21, 12), Date32: atLeast(22, 8),
-		Server: [2]int{int(v.Major), int(v.Minor)}}
-}
+func (c *Client) Caps() mapping.Caps { return c.server.Caps() }
 
 // Exec runs a statement.
 func (c *Client) Exec(ctx context.Context, sql string, args ...any) error {
@@ -334,6 +322,16 @@ func (c *Client) Exec(ctx context.Context, sql string, args ...any) error {
 		// empties a target it copies again.
 		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_table_size_to_drop": 0}))
 	}
+	if err := c.conn.Exec(ctx, sql, args...); err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
+// ExecWith runs a statement with per-query settings (each one the server
+// has: callers probe them).
+func (c *Client) ExecWith(ctx context.Context, settings map[string]any, sql string, args ...any) error {
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings(settings)))
 	if err := c.conn.Exec(ctx, sql, args...); err != nil {
 		return classify(err)
 	}

@@ -1,7 +1,9 @@
 // Package sink writes to the target ClickHouse over the native protocol.
 //
-// Client is the connection: it probes the server version (and so the
-// features the mapping and the DDL may use), runs statements and queries,
+// Client is the connection: it probes the server (Server: its version,
+// settings, database engine, Cloud, table comments, and so the features
+// the mapping and the DDL may use, and the session settings), runs
+// statements and queries,
 // reads a table's columns, and classifies errors as retryable by the
 // server's named error codes. Writer buffers mapped rows per target table,
 // keeps the last image per key, and writes them with one INSERT per table;

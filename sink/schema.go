@@ -23,6 +23,9 @@ type Schema struct {
 	// SortingKey and PartitionKey are the table's keys as ClickHouse
 	// renders them ("author_id, created_at, id"; "toYYYYMM(created_at)").
 	SortingKey, PartitionKey string
+	// EngineDeletes says the table's engine keeps tombstones itself:
+	// ReplacingMergeTree(_version, _deleted) (mapping.Storage.EngineDeletes).
+	EngineDeletes bool
 }
 
 // KeyColumn reports whether column is in the table's sorting or partition
@@ -42,7 +45,7 @@ func (c *Client) Schema(ctx context.Context, table string) (Schema, error) {
 	if c.DB().Cluster != "" && table != ddl.ChunkTable {
 		keysOf = ddl.LocalName(table)
 	}
-	keys, err := c.Query(ctx, "SELECT name, sorting_key, partition_key FROM system.tables WHERE database = ? AND name IN (?, ?)",
+	keys, err := c.Query(ctx, "SELECT name, sorting_key, partition_key, engine_full FROM system.tables WHERE database = ? AND name IN (?, ?)",
 		c.database, table, keysOf)
 	if err != nil {
 		return Schema{}, err
@@ -55,6 +58,7 @@ func (c *Client) Schema(ctx context.Context, table string) (Schema, error) {
 		}
 		if r[0].(string) == keysOf {
 			s.SortingKey, s.PartitionKey = r[1].(string), r[2].(string)
+			s.EngineDeletes = engineDeletes(r[3].(string))
 		}
 	}
 	if !found {
@@ -270,4 +274,16 @@ func (s Schema) Diff(t *mapping.Table) Diff {
 		}
 	}
 	return d
+}
+
+// engineDeletes reports whether a table's engine (system.tables.engine_full)
+// is a ReplacingMergeTree whose last argument is the deleted column.
+func engineDeletes(engineFull string) bool {
+	name, rest, ok := strings.Cut(engineFull, "(")
+	if !ok || !strings.HasSuffix(name, "ReplacingMergeTree") {
+		return false
+	}
+	args, _, _ := strings.Cut(rest, ")")
+	parts := strings.Split(args, ",")
+	return strings.Trim(strings.TrimSpace(parts[len(parts)-1]), "`") == mapping.DeletedColumn
 }

@@ -123,3 +123,19 @@ func TestKeyColumn(t *testing.T) {
 		}
 	}
 }
+
+func TestEngineDeletes(t *testing.T) {
+	for in, want := range map[string]bool{
+		"ReplacingMergeTree(_version) ORDER BY k SETTINGS index_granularity = 8192":                           false,
+		"ReplacingMergeTree(_version, _deleted) PARTITION BY toYYYYMM(c) ORDER BY id":                         true,
+		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t', '{replica}', _version, _deleted) ..": true,
+		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t', '{replica}', _version) ORDER BY id":  false,
+		"SharedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}', _version, _deleted)":      true,
+		"MergeTree ORDER BY id":          false,
+		"ReplacingMergeTree ORDER BY id": false,
+	} {
+		if got := engineDeletes(in); got != want {
+			t.Errorf("engineDeletes(%q) = %v, want %v", in, got, want)
+		}
+	}
+}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/replicator/replicator/checkpoint"
 	"github.com/replicator/replicator/config"
-	"github.com/replicator/replicator/mapping"
+	"github.com/replicator/replicator/ddl"
 	"github.com/replicator/replicator/postgres"
 	"github.com/replicator/replicator/replication"
 	"github.com/replicator/replicator/sink"
@@ -159,11 +159,14 @@ func Read(ctx context.Context, cfg config.Config) (*Report, error) {
 	chunks, _ := store.LoadChunks(ctx)
 	for _, t := range cfg.Tables {
 		ts := Table{Source: t.Name, Target: t.Target, Copy: copyProgress(chunks[t.Name])}
-		rows, err := client.Query(ctx, fmt.Sprintf("SELECT count(), countIf(%s = 0) FROM %s FINAL",
-			mapping.DeletedColumn, client.DB().Table(t.Target)))
-		if err == nil && len(rows) == 1 {
-			ts.Rows, _ = rows[0][0].(uint64)
-			ts.LiveRows, _ = rows[0][1].(uint64)
+		// Counted per sorting key and partition (see ddl.CountNewest); a
+		// target missing or unreadable shows no rows.
+		if schema, err := client.Schema(ctx, t.Target); err == nil && schema.Exists() {
+			rows, err := client.Query(ctx, ddl.CountNewest(client.DB().Table(t.Target), schema.SortingKey, schema.PartitionKey))
+			if err == nil && len(rows) == 1 {
+				ts.Rows, _ = rows[0][0].(uint64)
+				ts.LiveRows, _ = rows[0][1].(uint64)
+			}
 		}
 		st.Tables = append(st.Tables, ts)
 	}

@@ -114,6 +114,10 @@ func TestClusterReplicate(t *testing.T) {
 	if err != nil || first != "0" {
 		t.Errorf("keys on both shards: %s (%v)", first, err)
 	}
+	// 18.16 cannot wait for the replicas of a mutation: compaction refuses.
+	if out, errs, code := e.cli("compact", "--config", e.config); code != 1 || !strings.Contains(errs, "needs the setting mutations_sync") {
+		t.Errorf("compact on an 18.16 cluster: exit %d\n%s\n%s", code, out, errs)
+	}
 	d.stop(t)
 }
 

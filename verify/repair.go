@@ -79,7 +79,7 @@ func (v *verifier) repair(ctx context.Context, groups []string) (*Repair, error)
 func (v *verifier) repairGroups(ctx context.Context, groups []string, rp *Repair) error {
 	chIn := v.key.chIn(groups, false)
 	live := fmt.Sprintf("%s AND %s = 0", chIn, mapping.DeletedColumn)
-	before, err := v.chRows(ctx, live, v.all())
+	before, err := v.chRows(ctx, chIn, live, v.all())
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (v *verifier) repairGroups(ctx context.Context, groups []string, rp *Repair
 	if err != nil {
 		return err
 	}
-	after, err := v.chRows(ctx, live, v.all())
+	after, err := v.chRows(ctx, chIn, live, v.all())
 	if err != nil {
 		return err
 	}

@@ -82,8 +82,12 @@ func (s *Sampler) pass(ctx context.Context) error {
 	defer pg.Close()
 	store := checkpoint.NewStore(client, s.cfg.Postgres.Slot)
 	opt := Options{RangeRows: min(s.cfg.Monitor.VerifySampleRows, maxRangeRows), CatchUpTimeout: time.Minute}
+	trimmed, err := decimalsTrimmed(ctx, client)
+	if err != nil {
+		return err
+	}
 	for _, tc := range s.cfg.Tables {
-		if err := s.sampleTable(ctx, tc, opt, pg, client, store); err != nil {
+		if err := s.sampleTable(ctx, tc, opt, pg, client, store, trimmed); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
@@ -99,8 +103,8 @@ func (s *Sampler) pass(ctx context.Context) error {
 
 // sampleTable samples one table.
 func (s *Sampler) sampleTable(ctx context.Context, tc config.Table, opt Options, pg *postgres.Conn, client *sink.Client,
-	store *checkpoint.Store) error {
-	v, why, err := newVerifier(ctx, s.cfg, opt, pg, client, store, tc, s.log)
+	store *checkpoint.Store, trimmed bool) error {
+	v, why, err := newVerifier(ctx, s.cfg, opt, pg, client, store, tc, trimmed, s.log)
 	if err != nil {
 		return err
 	}

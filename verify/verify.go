@@ -92,6 +92,10 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 	}
 	defer pg.Close()
 	store := checkpoint.NewStore(client, cfg.Postgres.Slot)
+	trimmed, err := decimalsTrimmed(ctx, client)
+	if err != nil {
+		return nil, err
+	}
 
 	var reports []*Report
 	found := false
@@ -100,7 +104,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 			continue
 		}
 		found = true
-		v, why, err := newVerifier(ctx, cfg, opt, pg, client, store, tc, log)
+		v, why, err := newVerifier(ctx, cfg, opt, pg, client, store, tc, trimmed, log)
 		if err != nil {
 			return nil, err
 		}
@@ -127,9 +131,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 }
 
 // newVerifier returns the verifier of table tc, or why the table cannot be
-// compared.
+// compared; trimmed is decimalsTrimmed of the server.
 func newVerifier(ctx context.Context, cfg config.Config, opt Options, pg *postgres.Conn, client *sink.Client,
-	store *checkpoint.Store, tc config.Table, log hclog.Logger) (*verifier, string, error) {
+	store *checkpoint.Store, tc config.Table, trimmed bool, log hclog.Logger) (*verifier, string, error) {
 	if tc.Mode == mapping.ModeHistory {
 		return nil, "a history table keeps every change, and verify compares the latest state of each row", nil
 	}
@@ -149,7 +153,20 @@ func newVerifier(ctx context.Context, cfg config.Config, opt Options, pg *postgr
 		return nil, "", err
 	}
 	schema.Adopt(t, client.Caps())
-	return &verifier{cfg: cfg, opt: opt, pg: pg, ch: client, store: store, t: t, log: log.With("table", tc.Name)}, "", nil
+	return &verifier{cfg: cfg, opt: opt, pg: pg, ch: client, store: store, t: t, log: log.With("table", tc.Name),
+		sortingKey: schema.SortingKey, partitionKey: schema.PartitionKey, decimalsTrimmed: trimmed}, "", nil
+}
+
+// decimalsTrimmed reports whether the server's text of a Decimal drops
+// trailing zeros ("1.5" for 1.50 of scale 2), as ClickHouse does from 21.9
+// (ClickHouse#27680); earlier servers print the scale's digits ("1.50").
+// The server is asked, not its version compared.
+func decimalsTrimmed(ctx context.Context, client *sink.Client) (bool, error) {
+	rows, err := client.Query(ctx, "SELECT toString(toDecimal32(1.5, 2))")
+	if err != nil {
+		return false, fmt.Errorf("read how clickhouse prints a decimal: %w", err)
+	}
+	return rows[0][0].(string) == "1.5", nil
 }
 
 type verifier struct {
@@ -160,6 +177,13 @@ type verifier struct {
 	store *checkpoint.Store
 	t     *mapping.Table
 	log   hclog.Logger
+	// sortingKey and partitionKey are the target's keys as ClickHouse
+	// renders them: its newest rows are read per sorting key and
+	// partition (see ddl.Newest).
+	sortingKey, partitionKey string
+	// decimalsTrimmed: the server prints a Decimal without trailing
+	// zeros (see decimalsTrimmed).
+	decimalsTrimmed bool
 
 	key      firstKey // ranges split the first sorting key column
 	pgSum    string   // checksum expression over the checksummed columns
@@ -179,7 +203,7 @@ func (v *verifier) prepare() error {
 	v.key = k
 	var pgParts, chParts []string
 	for i, c := range t.Columns {
-		p, h, ok := checksumExprs(c)
+		p, h, ok := checksumExprs(c, v.decimalsTrimmed)
 		if !ok {
 			v.streamed = append(v.streamed, i)
 			continue
@@ -198,8 +222,9 @@ func (v *verifier) prepare() error {
 // checksumExprs returns the text of a mapped column in Postgres SQL and in
 // ClickHouse SQL, identical for equal values; ok is false for columns whose
 // mapping Postgres cannot compute (e.g. xxhash64) or whose text form is not
-// stable across the two (floats).
-func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
+// stable across the two (floats). trimmed says that the server prints a
+// Decimal without trailing zeros (see decimalsTrimmed).
+func checksumExprs(c mapping.Column, trimmed bool) (pg, ch string, ok bool) {
 	col := postgres.QuoteIdent(c.Source)
 	qc := ddl.Quote(c.Name)
 	typ := c.Type
@@ -209,7 +234,7 @@ func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
 		// Computed by the mapping only: compared row by row.
 		return "", "", false
 	case typ.Array:
-		return arrayChecksumExprs(c)
+		return arrayChecksumExprs(c, trimmed)
 	case typ.IsInteger() && (c.SourceOID == 20 || c.SourceOID == 21 || c.SourceOID == 23):
 		pg, ch, def = col+"::text", "toString("+qc+")", "'0'"
 	case typ.IsInteger() && c.SourceOID == 16:
@@ -223,8 +248,7 @@ func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
 	case typ.Kind == mapping.KindUUID && c.SourceOID == 2950:
 		pg, ch, def = col+"::text", "toString("+qc+")", "'00000000-0000-0000-0000-000000000000'"
 	case typ.Kind == mapping.KindDecimal && c.SourceOID == 1700:
-		// round gives the text the scale of the target, as toString.
-		pg, ch, def = fmt.Sprintf("round(%s, %d)::text", col, typ.Scale), "toString("+qc+")", fmt.Sprintf("round(0, %d)::text", typ.Scale)
+		pg, ch, def = decimalText(col, typ.Scale, trimmed), "toString("+qc+")", decimalText("0", typ.Scale, trimmed)
 	case typ.Kind == mapping.KindBool && c.SourceOID == 16:
 		pg, ch, def = col+"::text", "toString("+qc+")", "'false'"
 	case (typ.Kind == mapping.KindDate || typ.Kind == mapping.KindDate32) && c.SourceOID == 1082:
@@ -239,11 +263,22 @@ func checksumExprs(c mapping.Column) (pg, ch string, ok bool) {
 	return "COALESCE(" + pg + ", " + def + ")", ch, true
 }
 
+// decimalText is the Postgres SQL of the text ClickHouse's toString gives a
+// numeric x stored at scale: rounded to the scale, with its trailing zeros
+// ("1.50") or, where the server trims them, without ("1.5", "2", "0";
+// trim_scale needs PostgreSQL 13).
+func decimalText(x string, scale int, trimmed bool) string {
+	if trimmed {
+		return fmt.Sprintf("trim_scale(round(%s, %d))::text", x, scale)
+	}
+	return fmt.Sprintf("round(%s, %d)::text", x, scale)
+}
+
 // arrayChecksumExprs is checksumExprs for an array of integers, text,
 // decimals or dates: its elements' text joined by commas in brackets,
 // NULL elements as the element's default (or NULL when they are Nullable),
 // a NULL array as [].
-func arrayChecksumExprs(c mapping.Column) (pg, ch string, ok bool) {
+func arrayChecksumExprs(c mapping.Column, trimmed bool) (pg, ch string, ok bool) {
 	col := postgres.QuoteIdent(c.Source)
 	qc := ddl.Quote(c.Name)
 	typ := c.Type
@@ -255,7 +290,7 @@ func arrayChecksumExprs(c mapping.Column) (pg, ch string, ok bool) {
 	case typ.Kind == mapping.KindString:
 		def = "''"
 	case typ.Kind == mapping.KindDecimal:
-		elem, def = fmt.Sprintf("round(e, %d)::text", typ.Scale), fmt.Sprintf("round(0, %d)::text", typ.Scale)
+		elem, def = decimalText("e", typ.Scale, trimmed), decimalText("0", typ.Scale, trimmed)
 	case typ.Kind == mapping.KindDate:
 		elem, def = "(e - date '1970-01-01')::text", "'0'"
 	default:
@@ -437,7 +472,7 @@ func (v *verifier) compareRange(ctx context.Context, s *snap, r keyRange, rep *R
 	if err := s.QueryRow(ctx, fmt.Sprintf("SELECT count(*), %s FROM %s WHERE %s", v.pgSum, v.source(), pgWhere)).Scan(&pgCount, &pgSum); err != nil {
 		return nil, fmt.Errorf("postgres checksum of range %s: %w", r, err)
 	}
-	chRows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT count(), %s FROM %s FINAL WHERE %s", v.chSum, v.target(), chWhere))
+	chRows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT count(), %s FROM %s WHERE %s", v.chSum, v.newest(v.key.chRange(r)), chWhere))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse checksum of range %s: %w", r, err)
 	}
@@ -459,7 +494,7 @@ func (v *verifier) compareRange(ctx context.Context, s *snap, r keyRange, rep *R
 	if err != nil {
 		return nil, err
 	}
-	chMap, err := v.chRows(ctx, chWhere, cols)
+	chMap, err := v.chRows(ctx, v.key.chRange(r), chWhere, cols)
 	if err != nil {
 		return nil, err
 	}
@@ -544,14 +579,22 @@ func (v *verifier) pgRows(ctx context.Context, s *postgres.Snapshot, where strin
 	return out, nil
 }
 
-// chRows reads the given columns of the live ClickHouse rows matching
-// where, placed at their column indexes, by key.
-func (v *verifier) chRows(ctx context.Context, where string, cols []int) (map[string][]any, error) {
+// newest returns the FROM source of the newest rows of the target among
+// those matching keys, a condition on sorting key columns (see
+// ddl.Newest).
+func (v *verifier) newest(keys string) string {
+	return ddl.Newest(v.target(), v.sortingKey, v.partitionKey, keys)
+}
+
+// chRows reads the given columns of the newest ClickHouse rows matching
+// keys (a condition on sorting key columns) and where, placed at their
+// column indexes, by key.
+func (v *verifier) chRows(ctx context.Context, keys, where string, cols []int) (map[string][]any, error) {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = ddl.Quote(v.t.Columns[c].Name)
 	}
-	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT %s FROM %s FINAL WHERE %s", strings.Join(names, ", "), v.target(), where))
+	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(names, ", "), v.newest(keys), where))
 	if err != nil {
 		return nil, err
 	}
@@ -713,7 +756,8 @@ func (v *verifier) recheck(ctx context.Context, ids []string, rep *Report, final
 		if err != nil {
 			return nil, err
 		}
-		chRows, err := v.chRows(ctx, fmt.Sprintf("%s AND %s = 0", v.key.chIn(batch, false), mapping.DeletedColumn), v.all())
+		chIn := v.key.chIn(batch, false)
+		chRows, err := v.chRows(ctx, chIn, fmt.Sprintf("%s AND %s = 0", chIn, mapping.DeletedColumn), v.all())
 		if err != nil {
 			return nil, err
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/replicator/replicator/compact"
 	"github.com/replicator/replicator/config"
 	"github.com/replicator/replicator/load"
 	"github.com/replicator/replicator/pipeline"
@@ -131,8 +132,10 @@ func runCommand() *cobra.Command {
 		// replication, over its own connections, until replication ends.
 		sampler := verify.NewSampler(cfg, runner.Metrics(), log.Named("verify"))
 		vctx, stopVerify := context.WithCancel(ctx)
+		compaction := compact.NewSchedule(cfg, runner.Metrics(), log.Named("compact"))
 		var g errgroup.Group
 		g.Go(func() error { return sampler.Run(vctx) })
+		g.Go(func() error { return compaction.Run(vctx) })
 		err := runner.Run(ctx)
 		stopVerify()
 		g.Wait()

@@ -111,7 +111,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(setupCommand(), runCommand(), statusCommand(), verifyCommand(), resyncCommand(),
+	root.AddCommand(setupCommand(), runCommand(), statusCommand(), verifyCommand(), resyncCommand(), compactCommand(),
 		validateCommand(), configCommand(), teardownCommand(), versionCommand())
 	return root
 }

@@ -217,6 +217,34 @@ const clickhouseUsers = `<?xml version="1.0"?>
         <readonly_settable>
             <readonly>2</readonly>
         </readonly_settable>
+        <!-- Every setting 18.16 has that could cut the replicator's reads
+             short or skip a shard, set the wrong way: the user hostile. -->
+        <hostile>
+            <max_memory_usage>4000000000</max_memory_usage>
+            <max_threads>2</max_threads>
+            <allow_experimental_low_cardinality_type>1</allow_experimental_low_cardinality_type>
+            <max_result_rows>50</max_result_rows>
+            <result_overflow_mode>break</result_overflow_mode>
+            <max_rows_to_read>2000</max_rows_to_read>
+            <read_overflow_mode>break</read_overflow_mode>
+            <max_rows_to_group_by>20</max_rows_to_group_by>
+            <group_by_overflow_mode>any</group_by_overflow_mode>
+            <max_rows_to_sort>100</max_rows_to_sort>
+            <sort_overflow_mode>break</sort_overflow_mode>
+            <max_rows_in_set>10</max_rows_in_set>
+            <set_overflow_mode>break</set_overflow_mode>
+            <max_rows_in_join>10</max_rows_in_join>
+            <join_overflow_mode>break</join_overflow_mode>
+            <max_rows_in_distinct>10</max_rows_in_distinct>
+            <distinct_overflow_mode>break</distinct_overflow_mode>
+            <max_rows_to_transfer>10</max_rows_to_transfer>
+            <transfer_overflow_mode>break</transfer_overflow_mode>
+            <max_execution_time>20</max_execution_time>
+            <timeout_overflow_mode>break</timeout_overflow_mode>
+            <skip_unavailable_shards>1</skip_unavailable_shards>
+            <extremes>1</extremes>
+            <empty_result_for_aggregation_by_empty_set>1</empty_result_for_aggregation_by_empty_set>
+        </hostile>
     </profiles>
     <users>
         <secured>
@@ -250,6 +278,15 @@ const clickhouseUsers = `<?xml version="1.0"?>
             <profile>readonly_settable</profile>
             <quota>default</quota>
         </reader2>
+        <hostile>
+            <password></password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>hostile</profile>
+            <quota>default</quota>
+        </hostile>
         <default>
             <password></password>
             <networks>
