@@ -76,18 +76,24 @@ func Run(ctx context.Context, cfg config.Config, opt Options, log hclog.Logger) 
 	if err := c.dropLeftovers(ctx); err != nil {
 		return nil, err
 	}
+	// One table's failure does not keep the others from compaction.
 	var reports []Report
+	var errs []error
 	for _, tc := range cfg.Tables {
 		if opt.Table != "" && opt.Table != tc.Name {
 			continue
 		}
 		r, err := c.table(ctx, tc)
 		if err != nil {
-			return reports, fmt.Errorf("compact %s: %w", tc.Name, err)
+			if ctx.Err() != nil {
+				return reports, err
+			}
+			errs = append(errs, fmt.Errorf("compact %s: %w", tc.Name, err))
+			continue
 		}
 		reports = append(reports, r)
 	}
-	return reports, nil
+	return reports, errors.Join(errs...)
 }
 
 type compactor struct {
@@ -181,7 +187,7 @@ func (c *compactor) table(ctx context.Context, tc config.Table) (Report, error) 
 	// Neither a recovery nor a setup that starts over has begun when
 	// ClickHouse mutates a part: their tables' versions may be lower than
 	// the bound.
-	guard := c.db.CompactionGuard(c.slot, epoch)
+	guard := c.db.CompactionGuard(c.slot, epoch, bound)
 	c.log.Info("removing the rows of deleted keys", "table", tc.Name, "rows", r.Rows, "keys", r.Places, "below", pos.LSN.String())
 	// ClickHouse applies a mutation part by part, and readers see each
 	// part as it is done. The rows that are not tombstones go first, while
@@ -233,15 +239,18 @@ func (c *compactor) replicas(ctx context.Context, storage, rows string) (fill, m
 	if len(engine) == 0 || !strings.HasPrefix(engine[0][0].(string), "Replicated") && !strings.HasPrefix(engine[0][0].(string), "Shared") {
 		return nil, nil, "", nil
 	}
-	sync, err := c.ch.Query(ctx, "SELECT count() FROM system.settings WHERE name = 'mutations_sync'")
+	names, err := c.ch.Query(ctx, "SELECT name FROM system.settings WHERE name IN ('mutations_sync', 'allow_nondeterministic_mutations')")
 	if err != nil {
 		return nil, nil, "", err
 	}
-	if sync[0][0].(uint64) == 0 {
+	have := map[string]bool{}
+	for _, n := range names {
+		have[n[0].(string)] = true
+	}
+	if mutation = mutationSettings(have); mutation == nil {
 		return nil, nil, fmt.Sprintf("its target is replicated (%s), and compaction needs the setting mutations_sync, which "+
 			"ClickHouse %s lacks, to wait for every replica to apply a mutation: upgrade ClickHouse", engine[0][0], c.ch.Version()), nil
 	}
-	mutation = map[string]any{"mutations_sync": 2}
 	total, err := c.ch.Query(ctx, "SELECT total_replicas FROM system.replicas WHERE database = ? AND table = ?", c.db.Name, rows)
 	if err != nil {
 		return nil, nil, "", err
@@ -250,6 +259,24 @@ func (c *compactor) replicas(ctx context.Context, storage, rows string) (fill, m
 		fill = map[string]any{"insert_quorum": int(total[0][0].(uint8))}
 	}
 	return fill, mutation, "", nil
+}
+
+// mutationSettings returns the per-query settings of a compaction's
+// mutations of a replicated target, given the settings the server has; nil
+// when it cannot wait for every replica. A replicated table refuses a
+// mutation with a subquery unless allow_nondeterministic_mutations: each
+// replica would read it again. Here the subquery reads a table that no
+// one changes while the mutation runs (the rows to remove, written to
+// every replica first) and the guard, which only turns false once.
+func mutationSettings(have map[string]bool) map[string]any {
+	if !have["mutations_sync"] {
+		return nil
+	}
+	out := map[string]any{"mutations_sync": 2}
+	if have["allow_nondeterministic_mutations"] {
+		out["allow_nondeterministic_mutations"] = 1
+	}
+	return out
 }
 
 // tableName names a new compaction table of the slot: its creation time

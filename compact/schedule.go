@@ -45,11 +45,11 @@ func (s *Schedule) Run(ctx context.Context) error {
 				s.log.Debug("table not compacted", "table", r.Table, "reason", r.Skipped)
 				continue
 			}
-			if s.m != nil {
+			if s.m != nil && !r.Pending {
+				// (A pending compaction's rows are counted by the one that
+				// removes them.)
 				s.m.CompactRows.WithLabelValues(r.Table).Add(float64(r.Rows))
-				if !r.Pending {
-					s.m.CompactLast.WithLabelValues(r.Table).SetToCurrentTime()
-				}
+				s.m.CompactLast.WithLabelValues(r.Table).SetToCurrentTime()
 			}
 			log := s.log.Info
 			if r.Rows == 0 {

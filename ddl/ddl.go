@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -610,6 +611,29 @@ func (d Database) CreateViewOf(target, partitionBy string, orderBy, columns []st
 	return d.latestView(view, target, partitionBy, orderBy, columns, "")
 }
 
+// GroupsByPartition reports whether the views of a target partitioned by
+// partitionBy group by its partition too (PartitionColumn): unless the
+// sorting key orderBy decides the partition, every column of partitionBy
+// being one of its columns.
+func GroupsByPartition(partitionBy string, orderBy, columns []string) bool {
+	return partitionBy != "" && !keyHolds(partitionBy, orderBy, columns)
+}
+
+// keyHolds reports whether every column of the expression partitionBy is
+// a column of the sorting key orderBy: the sorting key then decides the
+// partition, and grouping by it is grouping by both.
+func keyHolds(partitionBy string, orderBy, columns []string) bool {
+	for _, c := range columns {
+		if slices.Contains(orderBy, c) {
+			continue
+		}
+		if regexp.MustCompile("(^|[^A-Za-z0-9_])`?" + regexp.QuoteMeta(c) + "`?($|[^A-Za-z0-9_])").MatchString(partitionBy) {
+			return false
+		}
+	}
+	return true
+}
+
 // PartitionColumn is the column under which a view of a partitioned target
 // groups its rows by their partition (see latestView); its name in a
 // view's definition marks views that do.
@@ -645,7 +669,7 @@ func (d Database) latestView(view, target, partitionBy string, orderBy, columns 
 		where = "\n    WHERE " + where
 	}
 	from, group := d.Table(target)+where, strings.Join(keys, ", ")
-	if partitionBy != "" {
+	if GroupsByPartition(partitionBy, orderBy, columns) {
 		from = fmt.Sprintf("(SELECT *, %s AS %s FROM %s%s)", partitionBy, PartitionColumn, d.Table(target), strings.ReplaceAll(where, "\n", "\n    "))
 		group += ", " + PartitionColumn
 	}
@@ -1090,13 +1114,17 @@ GROUP BY _replicator_key, _version`, d.Table(rows), keyText, d.Table(target), bo
 }
 
 // CompactionGuard returns the condition under which a compaction's
-// mutation removes rows: neither a recovery nor a setup that starts over
-// (both begin a history epoch after epoch, and neither is undone) has
-// begun for slot.
-func (d Database) CompactionGuard(slot string, epoch uint32) string {
+// mutation removes rows: the checkpoint it read (lsn, in history epoch
+// epoch) is still stored, and neither a recovery nor a setup that starts
+// over has begun for slot. A recovery records itself, in a later epoch,
+// before it copies; a setup that starts over deletes the slot's
+// checkpoints before it empties a target; both end in a later epoch; none
+// of it is undone.
+func (d Database) CompactionGuard(slot string, epoch uint32, lsn uint64) string {
 	return fmt.Sprintf("(SELECT count() FROM %[1]s WHERE slot = %[3]s AND epoch > %[4]d) = 0 AND "+
-		"(SELECT count() FROM %[2]s WHERE slot = %[3]s AND epoch > %[4]d) = 0",
-		d.Table(RecoveryTable), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}), epoch)
+		"(SELECT count() FROM %[2]s WHERE slot = %[3]s AND epoch > %[4]d) = 0 AND "+
+		"(SELECT count() FROM %[2]s WHERE slot = %[3]s AND epoch = %[4]d AND lsn >= %[5]d) > 0",
+		d.Table(RecoveryTable), d.Table(CheckpointTable), Literal(slot, mapping.Type{Kind: mapping.KindString}), epoch, lsn)
 }
 
 // Compact returns the mutation that removes from target's rows (on a

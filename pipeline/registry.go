@@ -193,7 +193,7 @@ func loadRegistry(ctx context.Context, tables []config.Table, client *sink.Clien
 		if err := client.DropOutdatedView(ctx, ddl.CommittedOf(tc.Target), ddl.ChunkTable); err != nil {
 			return nil, fmt.Errorf("make the committed view of %s again: %w", tc.Target, err)
 		}
-		if tc.PartitionBy != "" {
+		if ddl.GroupsByPartition(tc.PartitionBy, tc.OrderBy, mappedNames(targets[i])) {
 			// Views of an earlier version grouped a partitioned table by
 			// its sorting key alone.
 			for _, view := range []string{ddl.ViewOf(tc.Target), ddl.CommittedOf(tc.Target)} {

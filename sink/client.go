@@ -197,18 +197,28 @@ func remoteWritable(ctx context.Context, conn driver.Conn, cluster string) error
 // of a connection without settings: the user's profile's.
 func serverSettings(ctx context.Context, conn driver.Conn) (map[string]string, error) {
 	names := append(slices.Clone(probedSettings), guardedNames()...)
-	rows, err := conn.Query(ctx, "SELECT name, value FROM system.settings WHERE has(?, name)", names)
+	// One row of two arrays: this session pins nothing yet, and a
+	// profile's limit would cut a result of a row per setting short (its
+	// offset takes the one row away: refused below).
+	rows, err := conn.Query(ctx, "SELECT groupArray(name), groupArray(value) FROM system.settings WHERE has(?, name)", names)
 	if err != nil {
 		return nil, fmt.Errorf("read the server's settings: %w", classify(err))
 	}
 	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var name, value string
-		if err := rows.Scan(&name, &value); err != nil {
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("read the server's settings: %w", classify(err))
 		}
-		out[name] = value
+		return nil, fmt.Errorf("read the server's settings: the query returned no row: the user's settings profile sets offset " +
+			"(or empty_result_for_aggregation_by_empty_set): give clickhouse.username a profile without it")
+	}
+	var keys, values []string
+	if err := rows.Scan(&keys, &values); err != nil {
+		return nil, fmt.Errorf("read the server's settings: %w", classify(err))
+	}
+	out := make(map[string]string, len(keys))
+	for i, k := range keys {
+		out[k] = values[i]
 	}
 	return out, rows.Err()
 }

@@ -20,6 +20,7 @@ var update = flag.Bool("update", false, "write the golden files of TestGolden")
 // 18.16 included, with the values of a default profile (probed on 18.16;
 // TestServerProbe checks them against the live server).
 var classic = map[string]string{"skip_unavailable_shards": "0", "extremes": "0", "empty_result_for_aggregation_by_empty_set": "0",
+	"distributed_group_by_no_merge": "0",
 	"result_overflow_mode": "throw", "max_result_rows": "0", "max_result_bytes": "0",
 	"read_overflow_mode": "throw", "max_rows_to_read": "0", "max_bytes_to_read": "0",
 	"group_by_overflow_mode": "throw", "max_rows_to_group_by": "0",
@@ -37,7 +38,8 @@ var leaf = map[string]string{"read_overflow_mode_leaf": "throw", "max_rows_to_re
 
 // modernGuards are the guards (pins) a server from 23.8 on has, with the
 // values of a default profile (docs: settings reference of each).
-var modernGuards = with(merged(classic, leaf), "limit", "0", "offset", "0", "async_insert", "0", "wait_for_async_insert", "1", "final", "0",
+var modernGuards = with(merged(classic, leaf), "limit", "0", "offset", "0", "aggregate_functions_null_for_empty", "0",
+	"allow_nondeterministic_mutations", "0", "async_insert", "0", "wait_for_async_insert", "1", "final", "0",
 	"optimize_move_to_prewhere_if_final", "0", "do_not_merge_across_partitions_select_final", "0")
 
 func merged(a, b map[string]string) map[string]string {
@@ -248,8 +250,8 @@ func render(t *testing.T, b *strings.Builder, s Server, cluster string) {
 	key := ddl.KeyText("id", "toYYYYMM(created_at)")
 	section("compaction", db.CreateCompactionTable("replicator_compact_slot_1"),
 		db.FindCompaction("replicator_compact_slot_1", events.Target, key, 1000),
-		db.Compact(events.Target, key, "replicator_compact_slot_1", "_deleted = 0 AND "+db.CompactionGuard("slot", 1)),
-		db.Compact(events.Target, key, "replicator_compact_slot_1", "1 AND "+db.CompactionGuard("slot", 1)),
+		db.Compact(events.Target, key, "replicator_compact_slot_1", "_deleted = 0 AND "+db.CompactionGuard("slot", 1, 1000)),
+		db.Compact(events.Target, key, "replicator_compact_slot_1", "1 AND "+db.CompactionGuard("slot", 1, 1000)),
 		db.Drop("replicator_compact_slot_1"))
 	section("TRUNCATE", db.Truncate(events.Target))
 	section("DROP", slices.Concat(db.DropViews(events.Target), db.DropTarget(events.Target))...)

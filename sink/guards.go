@@ -26,6 +26,8 @@ var guards = []struct {
 	{"skip_unavailable_shards", 0, "a read through a Distributed table must read every shard"},
 	{"extremes", 0, "a result must hold only the rows the query selects"},
 	{"limit", 0, "a result must hold every row the query selects (a profile's limit cuts every SELECT short)"},
+	{"distributed_group_by_no_merge", 0, "an aggregate read through a Distributed table must be one result, not one per shard"},
+	{"aggregate_functions_null_for_empty", 0, "an aggregate over no rows must be a number (max(_version) of an empty table is 0)"},
 	{"offset", 0, "a result must hold every row the query selects (a profile's offset skips its first rows)"},
 	{"empty_result_for_aggregation_by_empty_set", 0, "an aggregate over no rows must return its row (a count of 0)"},
 }

@@ -109,6 +109,19 @@ func sessionSettings(s Server, db ddl.Database, replicas uint64) (clickhouse.Set
 			settings[replicatedArguments] = 1
 		}
 	}
+	if db.Cluster != "" && s.Readonly != "1" {
+		// The shards run their part of a read through a Distributed table
+		// as the cluster's user, whose profile may cut it short with a
+		// limit the connected node's profile does not have: every limit
+		// is lifted (the settings travel with the query).
+		for _, c := range cutShort {
+			for _, limit := range c.limits {
+				if _, ok := s.Settings[limit]; ok {
+					settings[limit] = 0
+				}
+			}
+		}
+	}
 	if db.Cloud || db.Engine == ddl.EngineShared {
 		// ClickHouse Cloud: each pooled connection may reach another
 		// replica, which learns of a write's parts asynchronously; a read

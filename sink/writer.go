@@ -571,8 +571,14 @@ func (w *Writer) window(ctx context.Context, table int, t *mapping.Table) (uint6
 	if err != nil {
 		return 0, fmt.Errorf("read the newest version stored in %s: %w", t.Target, err)
 	}
+	var ok bool
 	if len(rows) == 1 && len(rows[0]) == 1 {
-		win.upTo, _ = rows[0][0].(uint64)
+		win.upTo, ok = rows[0][0].(uint64)
+	}
+	if !ok {
+		// (A settings profile changed the aggregate's result: sink.Open
+		// pins the settings that would.)
+		return 0, fmt.Errorf("read the newest version stored in %s: %d rows of %v, want one number", t.Target, len(rows), rows)
 	}
 	win.read = true
 	w.mu.Lock()

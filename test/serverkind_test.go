@@ -40,8 +40,8 @@ func TestServerProbe(t *testing.T) {
 	// profile's values.
 	throw := []string{"result_overflow_mode", "read_overflow_mode", "group_by_overflow_mode", "sort_overflow_mode", "set_overflow_mode",
 		"join_overflow_mode", "distinct_overflow_mode", "transfer_overflow_mode", "timeout_overflow_mode"}
-	if len(s.Settings) != 28 {
-		t.Errorf("probed %d settings, want the 28 every family has: %v", len(s.Settings), s.Settings)
+	if len(s.Settings) != 29 {
+		t.Errorf("probed %d settings, want the 29 every family has: %v", len(s.Settings), s.Settings)
 	}
 	for k, v := range s.Settings {
 		if want := map[bool]string{true: "throw", false: "0"}[slices.Contains(throw, k)]; v != want {

@@ -4,6 +4,7 @@
 
 -- session settings
 SET allow_experimental_low_cardinality_type = 1;
+SET distributed_group_by_no_merge = 0;
 SET empty_result_for_aggregation_by_empty_set = 0;
 SET extremes = 0;
 SET skip_unavailable_shards = 0;
@@ -251,8 +252,8 @@ WHERE _replicator_key GLOBAL IN (
     SELECT toString(tuple(id, toYYYYMM(created_at))) AS _replicator_key FROM `analytics`.`events` GROUP BY _replicator_key
     HAVING argMax(_deleted, (_version, _seq)) = 1 AND max(_version) + 1 < 1000)
 GROUP BY _replicator_key, _version;
-ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND _deleted = 0 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0;
-ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND 1 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0;
+ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND _deleted = 0 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch = 1 AND lsn >= 1000) > 0;
+ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND 1 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch = 1 AND lsn >= 1000) > 0;
 DROP TABLE IF EXISTS `analytics`.`replicator_compact_slot_1`;
 
 -- TRUNCATE
@@ -267,11 +268,28 @@ DROP TABLE IF EXISTS `analytics`.`events`;
 
 -- session settings
 SET allow_experimental_low_cardinality_type = 1;
+SET distributed_group_by_no_merge = 0;
 SET empty_result_for_aggregation_by_empty_set = 0;
 SET extremes = 0;
 SET insert_distributed_sync = 1;
 SET insert_quorum = 2;
 SET insert_quorum_timeout = 30000;
+SET max_bytes_in_distinct = 0;
+SET max_bytes_in_join = 0;
+SET max_bytes_in_set = 0;
+SET max_bytes_to_read = 0;
+SET max_bytes_to_sort = 0;
+SET max_bytes_to_transfer = 0;
+SET max_execution_time = 0;
+SET max_result_bytes = 0;
+SET max_result_rows = 0;
+SET max_rows_in_distinct = 0;
+SET max_rows_in_join = 0;
+SET max_rows_in_set = 0;
+SET max_rows_to_group_by = 0;
+SET max_rows_to_read = 0;
+SET max_rows_to_sort = 0;
+SET max_rows_to_transfer = 0;
 SET select_sequential_consistency = 1;
 SET skip_unavailable_shards = 0;
 -- DROP and TRUNCATE add SETTINGS max_table_size_to_drop = 0: false
@@ -537,8 +555,8 @@ WHERE _replicator_key GLOBAL IN (
     SELECT toString(tuple(id, toYYYYMM(created_at))) AS _replicator_key FROM `analytics`.`events` GROUP BY _replicator_key
     HAVING argMax(_deleted, (_version, _seq)) = 1 AND max(_version) + 1 < 1000)
 GROUP BY _replicator_key, _version;
-ALTER TABLE `analytics`.`events_local` ON CLUSTER `c` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND _deleted = 0 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0;
-ALTER TABLE `analytics`.`events_local` ON CLUSTER `c` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND 1 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0;
+ALTER TABLE `analytics`.`events_local` ON CLUSTER `c` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND _deleted = 0 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch = 1 AND lsn >= 1000) > 0;
+ALTER TABLE `analytics`.`events_local` ON CLUSTER `c` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND 1 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch = 1 AND lsn >= 1000) > 0;
 DROP TABLE IF EXISTS `analytics`.`replicator_compact_slot_1` ON CLUSTER `c`;
 
 -- TRUNCATE

@@ -3,7 +3,9 @@
 -- ===== one server =====
 
 -- session settings
+SET aggregate_functions_null_for_empty = 0;
 SET async_insert = 0;
+SET distributed_group_by_no_merge = 0;
 SET do_not_merge_across_partitions_select_final = 0;
 SET empty_result_for_aggregation_by_empty_set = 0;
 SET extremes = 0;
@@ -270,8 +272,8 @@ WHERE _replicator_key GLOBAL IN (
     SELECT toString(tuple(id, toYYYYMM(created_at))) AS _replicator_key FROM `analytics`.`events` GROUP BY _replicator_key
     HAVING argMax(_deleted, (_version, _seq)) = 1 AND max(_version) + 1 < 1000)
 GROUP BY _replicator_key, _version;
-ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND _deleted = 0 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0;
-ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND 1 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0;
+ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND _deleted = 0 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch = 1 AND lsn >= 1000) > 0;
+ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND 1 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch = 1 AND lsn >= 1000) > 0;
 DROP TABLE IF EXISTS `analytics`.`replicator_compact_slot_1` SYNC;
 
 -- TRUNCATE
@@ -285,9 +287,11 @@ DROP TABLE IF EXISTS `analytics`.`events` SYNC;
 -- ===== on cluster c (2 shards x 2 replicas) =====
 
 -- session settings
+SET aggregate_functions_null_for_empty = 0;
 SET async_insert = 0;
 SET database_replicated_allow_replicated_engine_arguments = 1;
 SET distributed_foreground_insert = 1;
+SET distributed_group_by_no_merge = 0;
 SET do_not_merge_across_partitions_select_final = 0;
 SET empty_result_for_aggregation_by_empty_set = 0;
 SET extremes = 0;
@@ -296,6 +300,24 @@ SET insert_quorum = 2;
 SET insert_quorum_parallel = 0;
 SET insert_quorum_timeout = 30000;
 SET limit = 0;
+SET max_bytes_in_distinct = 0;
+SET max_bytes_in_join = 0;
+SET max_bytes_in_set = 0;
+SET max_bytes_to_read = 0;
+SET max_bytes_to_read_leaf = 0;
+SET max_bytes_to_sort = 0;
+SET max_bytes_to_transfer = 0;
+SET max_execution_time = 0;
+SET max_result_bytes = 0;
+SET max_result_rows = 0;
+SET max_rows_in_distinct = 0;
+SET max_rows_in_join = 0;
+SET max_rows_in_set = 0;
+SET max_rows_to_group_by = 0;
+SET max_rows_to_read = 0;
+SET max_rows_to_read_leaf = 0;
+SET max_rows_to_sort = 0;
+SET max_rows_to_transfer = 0;
 SET offset = 0;
 SET optimize_move_to_prewhere_if_final = 0;
 SET select_sequential_consistency = 1;
@@ -579,8 +601,8 @@ WHERE _replicator_key GLOBAL IN (
     SELECT toString(tuple(id, toYYYYMM(created_at))) AS _replicator_key FROM `analytics`.`events` GROUP BY _replicator_key
     HAVING argMax(_deleted, (_version, _seq)) = 1 AND max(_version) + 1 < 1000)
 GROUP BY _replicator_key, _version;
-ALTER TABLE `analytics`.`events_local` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND _deleted = 0 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0;
-ALTER TABLE `analytics`.`events_local` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND 1 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0;
+ALTER TABLE `analytics`.`events_local` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND _deleted = 0 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch = 1 AND lsn >= 1000) > 0;
+ALTER TABLE `analytics`.`events_local` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND 1 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch = 1 AND lsn >= 1000) > 0;
 DROP TABLE IF EXISTS `analytics`.`replicator_compact_slot_1` SYNC;
 
 -- TRUNCATE

@@ -3,7 +3,9 @@
 -- ===== one server =====
 
 -- session settings
+SET aggregate_functions_null_for_empty = 0;
 SET async_insert = 0;
+SET distributed_group_by_no_merge = 0;
 SET do_not_merge_across_partitions_select_final = 0;
 SET empty_result_for_aggregation_by_empty_set = 0;
 SET extremes = 0;
@@ -271,8 +273,8 @@ WHERE _replicator_key GLOBAL IN (
     SELECT toString(tuple(id, toYYYYMM(created_at))) AS _replicator_key FROM `analytics`.`events` GROUP BY _replicator_key
     HAVING argMax(_deleted, (_version, _seq)) = 1 AND max(_version) + 1 < 1000)
 GROUP BY _replicator_key, _version;
-ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND _deleted = 0 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0;
-ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND 1 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0;
+ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND _deleted = 0 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch = 1 AND lsn >= 1000) > 0;
+ALTER TABLE `analytics`.`events` DELETE WHERE (toString(tuple(id, toYYYYMM(created_at))), `_version`) IN (SELECT key, version FROM `analytics`.`replicator_compact_slot_1`) AND 1 AND (SELECT count() FROM `analytics`.`replicator_recoveries` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch > 1) = 0 AND (SELECT count() FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot' AND epoch = 1 AND lsn >= 1000) > 0;
 DROP TABLE IF EXISTS `analytics`.`replicator_compact_slot_1` SYNC;
 
 -- TRUNCATE
