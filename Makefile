@@ -78,13 +78,14 @@ test-e2e: deps
 
 # The core end-to-end tests (MATRIX_TESTS: copy, kill -9, large and
 # streamed transactions, a schema change, a partitioned table, a resync,
-# heartbeats, a table added under every kind of publication) on each
+# heartbeats, a table added under every kind of publication, generated
+# columns, prepared transactions) on each
 # PostgreSQL version of PG_VERSIONS, one after the other (90-150 s each
 # here); `make test` runs every test on Debian's 15
 # and these on 13. test/install-pg.sh installs each version from the npm
 # registry into .cache/postgres.
 PG_VERSIONS  ?= 13 14 16 17 18
-MATRIX_TESTS := ^(TestCopyInChunks|TestKill9DuringWorkload|TestLargeTransactionsOnEveryProtocol|TestStreamedTransactions|TestSchemaChangesWhileRunning|TestPartitionedTable|TestResyncMarksTheStream|TestHeartbeatAdvancesIdleSlot|TestAddTableAlreadyPublished)$$
+MATRIX_TESTS := ^(TestCopyInChunks|TestKill9DuringWorkload|TestLargeTransactionsOnEveryProtocol|TestStreamedTransactions|TestSchemaChangesWhileRunning|TestPartitionedTable|TestResyncMarksTheStream|TestHeartbeatAdvancesIdleSlot|TestAddTableAlreadyPublished|TestGeneratedColumns|TestPreparedTransactions)$$
 test-matrix: deps
 	@failed=""; for v in $(PG_VERSIONS); do \
 		bash test/install-pg.sh $$v >/dev/null || exit 1; \

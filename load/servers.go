@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -20,11 +21,14 @@ type servers struct {
 	ch   *sink.Client
 	pg   *postgres.Conn
 	repl *replication.Conn
+	// publication is the configured publication, whose options decide
+	// which columns the stream sends (see postgres.Conn.Columns).
+	publication string
 }
 
 // openServers connects to both servers and checks Postgres' settings.
 func openServers(ctx context.Context, cfg config.Config, log hclog.Logger) (_ *servers, err error) {
-	s := &servers{}
+	s := &servers{publication: cfg.Postgres.Publication}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -66,12 +70,17 @@ func (s *servers) Close() {
 // resolve returns the mapping of a configured table as it is in Postgres
 // now, its replica identity checked.
 func (s *servers) resolve(ctx context.Context, tc config.Table) (*mapping.Table, error) {
-	cols, err := s.pg.Columns(ctx, tc.Name)
+	cols, err := s.pg.Columns(ctx, tc.Name, s.publication)
 	if err != nil {
 		return nil, err
 	}
 	t, err := mapping.Resolve(tc.Spec(), cols, s.ch.Caps())
 	if err != nil {
+		// A configured column may be one the stream does not send.
+		if unsent, uerr := s.pg.UnsentGenerated(ctx, tc.Name, s.publication); uerr == nil && len(unsent) > 0 {
+			return nil, fmt.Errorf("%w (generated columns that the stream does not send are not replicated: %s)",
+				err, strings.Join(unsent, "; "))
+		}
 		return nil, err
 	}
 	if err := t.CheckIdentity(); err != nil {

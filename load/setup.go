@@ -58,6 +58,17 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		names[i] = tc.Name
 	}
 
+	for _, tc := range cfg.Tables {
+		unsent, err := pg.UnsentGenerated(ctx, tc.Name, cfg.Postgres.Publication)
+		if err != nil {
+			return report, err
+		}
+		if len(unsent) > 0 {
+			say("generated columns of %s that the stream does not send, so neither the copy nor ClickHouse has them: %s",
+				tc.Name, strings.Join(unsent, "; "))
+		}
+	}
+
 	publication, err := pg.Publication(ctx, cfg.Postgres.Publication, names)
 	if err != nil {
 		return report, err

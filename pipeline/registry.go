@@ -456,7 +456,11 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 	switch {
 	case d.NoSeq:
 		return fmt.Errorf("ClickHouse table %s: %w; run `replicator setup`, which adds it", t.Target, sink.ErrNoSeq)
-	case len(d.Added) == 0 && len(d.Retyped) == 0:
+	}
+	if err := r.unpublished(ctx, idx, relID, t); err != nil {
+		return err
+	}
+	if len(d.Added) == 0 && len(d.Retyped) == 0 {
 		return nil
 	}
 	if gone := goneSince(r.columns[idx], t); len(d.Added) > 0 && len(gone) > 0 {
@@ -548,6 +552,50 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 	return nil
 }
 
+// unpublished has table idx copied again when a column of its previous
+// mapping is missing from t though Postgres still has it as a generated
+// column: the publication stopped sending it (publish_generated_columns
+// set to none), and ClickHouse would keep the old rows' values in it
+// beside the defaults of the new ones. The copy makes a target without
+// it. Without a way to copy, the daemon stops with the command.
+func (r *registry) unpublished(ctx context.Context, idx int, relID uint32, t *mapping.Table) error {
+	if r.catalog == nil {
+		return nil
+	}
+	source := r.specs[idx].Source
+	// The Postgres names of the gone columns: from the previous mapping
+	// (a configured name may differ), else the recorded names.
+	var gone, pgNames []string
+	if prev := r.tables[idx]; prev != nil {
+		for _, c := range prev.Columns {
+			if t.ColumnIndex(c.Name) < 0 {
+				gone, pgNames = append(gone, c.Name), append(pgNames, c.Source)
+			}
+		}
+	} else {
+		gone = goneSince(r.columns[idx], t)
+		pgNames = gone
+	}
+	for i, name := range gone {
+		d, err := r.catalog.AddedDefault(ctx, relID, pgNames[i])
+		if err != nil {
+			return err
+		}
+		if d.Gone || !d.Generated {
+			continue
+		}
+		why := fmt.Sprintf("generated column %s is no longer sent by the stream (publish_generated_columns is no longer stored), "+
+			"so ClickHouse would hold Postgres' values in old rows and defaults in new ones", name)
+		if r.recopy == nil {
+			return fmt.Errorf("table %s: %s: copy the table again with `replicator resync --config FILE --table %s`, "+
+				"which leaves the column out, or publish it again", source, why, source)
+		}
+		r.log.Warn("a generated column is no longer published: the table is copied again without it", "table", source, "column", name)
+		r.recopy(source, why)
+	}
+	return nil
+}
+
 // addedDefault returns the ClickHouse default of a column added to source:
 // the value that the rows older than the column read in Postgres, as a
 // literal, or "" when they read NULL (the type's default under the
@@ -565,6 +613,11 @@ func (r *registry) addedDefault(ctx context.Context, relID uint32, source string
 		return "", "", err
 	}
 	switch {
+	case !d.Gone && d.Generated:
+		// Postgres computed the older rows' values: only a copy has them.
+		return "", fmt.Sprintf("column %s is a stored generated column that the stream sends from now on "+
+			"(publish_generated_columns = stored was set, or the column was added), and only Postgres has its older rows' values",
+			c.Name), nil
 	case d.Gone:
 		// Dropped (or renamed) since: no later Relation message carries
 		// it, so the rows that carry it carry its values, and no reader
@@ -582,6 +635,10 @@ func (r *registry) addedDefault(ctx context.Context, relID uint32, source string
 		}
 		return ddl.Literal(v, c.Type), "", nil
 	}
+	if was, err := r.generatedInRecord(ctx, source, c.Source); err != nil || was {
+		return "", fmt.Sprintf("column %s was a generated column that the stream did not send, and holds its values as any "+
+			"column now (ALTER COLUMN ... DROP EXPRESSION): only Postgres has its older rows' values", c.Name), err
+	}
 	rewritten, err := r.rewrittenSinceRecord(ctx, source)
 	if err != nil || !rewritten {
 		// Not rewritten since the column was added (after the record,
@@ -591,6 +648,20 @@ func (r *registry) addedDefault(ctx context.Context, relID uint32, source string
 	}
 	return "", fmt.Sprintf("column %s was added before a rewrite of the table (or with a volatile default), so the catalog "+
 		"no longer says what the older rows read in it", c.Name), nil
+}
+
+// generatedInRecord reports whether the storage record of source has
+// column as a stored generated column; false without a record.
+func (r *registry) generatedInRecord(ctx context.Context, source, column string) (bool, error) {
+	if r.records == nil {
+		return false, nil
+	}
+	records, err := r.records.LoadStorage(ctx)
+	if err != nil {
+		return false, err
+	}
+	col, ok := records[source].Column(column)
+	return ok && col.Generated, nil
 }
 
 // rewrittenSinceRecord reports whether a relation of source has another

@@ -30,6 +30,10 @@ func TestRewriteAction(t *testing.T) {
 		// varchar(n) to text, timestamp to timestamptz under UTC.
 		{name: "retyped without a rewrite", diff: postgres.StorageDiff{Retyped: []string{"note"}},
 			action: rewriteRecord, reason: []string{"columns note changed type without a rewrite"}},
+		// ALTER COLUMN g DROP EXPRESSION: a stream without generated
+		// columns sends g from now on, and ClickHouse lacks its values.
+		{name: "generated column made plain", diff: postgres.StorageDiff{Stored: []string{"g"}},
+			action: rewriteRecopy, reason: []string{"generated columns g now store their values"}},
 		// VACUUM FULL, CLUSTER, TRUNCATE, TYPE to the same type USING.
 		{name: "files changed alone", diff: postgres.StorageDiff{Rewritten: []uint32{7, 8}, Other: true},
 			action: rewriteVerify, reason: []string{"the files of relations 7, 8 changed"}},

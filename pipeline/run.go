@@ -353,7 +353,7 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 	// change, as setup refuses it (a change of the table refuses it again
 	// with the schema the change has).
 	for _, tc := range cfg.Tables {
-		cols, err := pg.Columns(ctx, tc.Name)
+		cols, err := pg.Columns(ctx, tc.Name, cfg.Postgres.Publication)
 		if err != nil {
 			return err
 		}

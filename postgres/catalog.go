@@ -13,10 +13,16 @@ import (
 	"github.com/replicator/replicator/mapping"
 )
 
-// Columns reads the columns of table ("schema.name") in the order pgoutput
-// sends them, marking the replica identity. A table whose updates and
-// deletes cannot be replicated is an error that says what to change.
-func (c *Conn) Columns(ctx context.Context, table string) ([]mapping.SourceColumn, error) {
+// Columns reads the columns of table ("schema.name") that publication
+// sends, in the order pgoutput sends them, marking the replica identity.
+// A table whose updates and deletes cannot be replicated is an error that
+// says what to change.
+//
+// A generated column is among them only when the stream carries it: a
+// stored one when the publication publishes them (see
+// PublishesGenerated), a virtual one never. A copy reads exactly these
+// columns, so the copy and the stream agree on every column.
+func (c *Conn) Columns(ctx context.Context, table, publication string) ([]mapping.SourceColumn, error) {
 	schema, name, _ := strings.Cut(table, ".")
 	var ident string
 	var hasPK bool
@@ -32,35 +38,137 @@ func (c *Conn) Columns(ctx context.Context, table string) ([]mapping.SourceColum
 	if err := checkIdentity(table, ident, hasPK); err != nil {
 		return nil, err
 	}
+	stored, err := c.PublishesGenerated(ctx, publication)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := c.pg.Query(ctx, `SELECT a.attname, a.atttypid::int8, a.atttypmod,
 		CASE c.relreplident
 			WHEN 'f' THEN true
 			WHEN 'd' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey))
 			WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident AND a.attnum = ANY (i.indkey))
-			ELSE false END
+			ELSE false END,
+		a.attgenerated::text
 		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attnum`, schema, name)
 	if err != nil {
 		return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
 	}
-	var cols []mapping.SourceColumn
+	var all []CatalogColumn
 	for rows.Next() {
-		var col mapping.SourceColumn
+		var col CatalogColumn
 		var oid int64
-		if err := rows.Scan(&col.Name, &oid, &col.TypeMod, &col.Identity); err != nil {
+		if err := rows.Scan(&col.Name, &oid, &col.TypeMod, &col.Identity, &col.Generated); err != nil {
 			return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
 		}
 		col.TypeOID = uint32(oid)
-		cols = append(cols, col)
+		all = append(all, col)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
+	}
+	cols, err := PublishedColumns(table, publication, all, stored)
+	if err != nil {
+		return nil, err
 	}
 	if err := c.DescribeTypes(ctx, cols); err != nil {
 		return nil, err
 	}
 	return cols, nil
+}
+
+// CatalogColumn is a live column as pg_attribute describes it.
+type CatalogColumn struct {
+	mapping.SourceColumn
+	// Generated is pg_attribute.attgenerated: "" for a column that stores
+	// what is written to it, "s" for a stored generated column, "v" for a
+	// virtual one (18).
+	Generated string
+}
+
+// PublishedColumns returns the columns of cols that pgoutput sends: every
+// column that is not generated, and the stored generated ones when stored
+// (the publication publishes them). A replica identity that includes a
+// generated column the stream lacks is an error: a delete would carry a
+// key without it (before 18; 18 refuses the UPDATE or DELETE in Postgres).
+func PublishedColumns(table, publication string, cols []CatalogColumn, stored bool) ([]mapping.SourceColumn, error) {
+	var out []mapping.SourceColumn
+	for _, c := range cols {
+		switch {
+		case c.Generated == "" || c.Generated == "s" && stored:
+			out = append(out, c.SourceColumn)
+		case c.Identity:
+			return nil, fmt.Errorf("table %s: column %s of the replica identity is a generated column that publication %s "+
+				"does not send, so updates and deletes would carry keys without it: %s, or choose a replica identity without it "+
+				"(ALTER TABLE %s REPLICA IDENTITY USING INDEX ...)", table, c.Name, publication,
+				publishGeneratedHint(table, publication, c.Generated), QuoteTable(table))
+		}
+	}
+	return out, nil
+}
+
+// publishGeneratedHint says how a generated column of kind (attgenerated)
+// can reach the stream.
+func publishGeneratedHint(table, publication, kind string) string {
+	if kind == "v" {
+		return "a virtual generated column is never published; make it STORED"
+	}
+	return fmt.Sprintf("on PostgreSQL %d or later run ALTER PUBLICATION %s SET (publish_generated_columns = stored) "+
+		"and then `replicator resync --config FILE --table %s`", GeneratedVersion, QuoteIdent(publication), table)
+}
+
+// UnsentGenerated returns the generated columns of table ("schema.name")
+// that publication does not send, and so neither the copy nor ClickHouse
+// has (see Columns), each with why.
+func (c *Conn) UnsentGenerated(ctx context.Context, table, publication string) ([]string, error) {
+	stored, err := c.PublishesGenerated(ctx, publication)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.pg.Query(ctx, `SELECT a.attname, a.attgenerated::text FROM pg_attribute a
+		WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+		ORDER BY a.attnum`, QuoteTable(table))
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
+	}
+	var out []string
+	for rows.Next() {
+		var name, kind string
+		if err := rows.Scan(&name, &kind); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
+		}
+		switch {
+		case kind == "v":
+			out = append(out, name+" (virtual: never published)")
+		case !stored:
+			out = append(out, fmt.Sprintf("%s (stored: %s)", name, publishGeneratedHint(table, publication, kind)))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read columns of %s: %w", table, Describe(err, "", ""))
+	}
+	return out, nil
+}
+
+// PublishesGenerated reports whether publication sends stored generated
+// columns (publish_generated_columns = stored, PostgreSQL 18 and later).
+// A publication that does not exist yet does on 18 and later:
+// `replicator setup` creates it so (see EnsurePublication).
+func (c *Conn) PublishesGenerated(ctx context.Context, publication string) (bool, error) {
+	if c.ServerVersion() < GeneratedVersion {
+		return false, nil
+	}
+	var gen string
+	err := c.pg.QueryRow(ctx, "SELECT pubgencols::text FROM pg_publication WHERE pubname = $1", publication).Scan(&gen)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("read publication %s: %w", publication, Describe(err, "", publication))
+	}
+	return gen == "s", nil
 }
 
 // DescribeTypes completes columns of types a user created from the
@@ -190,9 +298,18 @@ func (c *Conn) EnsurePublication(ctx context.Context, pub string, tables []strin
 		for i, t := range tables {
 			names[i] = publishedName(t, partitioned)
 		}
-		with := ""
+		var opts []string
 		if viaRootKnown {
-			with = " WITH (publish_via_partition_root = true)"
+			opts = append(opts, "publish_via_partition_root = true")
+		}
+		if c.ServerVersion() >= GeneratedVersion {
+			// Stored generated columns reach ClickHouse with the values
+			// Postgres computed (Columns: the copy reads them too).
+			opts = append(opts, "publish_generated_columns = stored")
+		}
+		with := ""
+		if len(opts) > 0 {
+			with = " WITH (" + strings.Join(opts, ", ") + ")"
 		}
 		stmt := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s%s", QuoteIdent(pub), strings.Join(names, ", "), with)
 		// One simple-protocol Exec runs both in one transaction: the

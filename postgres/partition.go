@@ -97,6 +97,11 @@ type AddedDefault struct {
 	// a default (the rows read NULL).
 	Missing bool
 	Value   *string
+	// Generated is true for a generated column: its values are computed
+	// by Postgres, and the older rows hold theirs already (a stored
+	// column the publication starts to send, or one added with a
+	// rewrite).
+	Generated bool
 }
 
 // AddedDefault reads what the rows older than column of relation relid
@@ -113,9 +118,10 @@ func (c *Conn) AddedDefault(ctx context.Context, relid uint32, column string) (A
 			SELECT $1::oid
 			UNION SELECT i.inhrelid FROM pg_inherits i JOIN down ON i.inhparent = down.relid)
 		SELECT coalesce(bool_or(a.attrelid = $1::oid), false), coalesce(bool_or(a.atthasmissing), false),
-			(array_agg((a.attmissingval::text::text[])[1]) FILTER (WHERE a.atthasmissing))[1]
+			(array_agg((a.attmissingval::text::text[])[1]) FILTER (WHERE a.atthasmissing))[1],
+			coalesce(bool_or(a.attrelid = $1::oid AND a.attgenerated <> ''), false)
 		FROM down JOIN pg_attribute a ON a.attrelid = down.relid AND a.attname = $2 AND NOT a.attisdropped`,
-		relid, column).Scan(&found, &d.Missing, &d.Value)
+		relid, column).Scan(&found, &d.Missing, &d.Value, &d.Generated)
 	if err != nil {
 		return AddedDefault{}, fmt.Errorf("read the default of column %s of relation %d: %w", column, relid, Describe(err, "", ""))
 	}

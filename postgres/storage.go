@@ -38,6 +38,10 @@ type StoredColumn struct {
 	Num     int16  `json:"num"`
 	Type    uint32 `json:"type"`
 	TypeMod int32  `json:"typmod"`
+	// Generated marks a stored generated column: Postgres computes its
+	// values, and the stream sends them only when the publication
+	// publishes generated columns (see Conn.Columns).
+	Generated bool `json:"generated,omitempty"`
 }
 
 // Column returns the live column named name; false when there is none.
@@ -96,6 +100,11 @@ type StorageDiff struct {
 	Reused []string
 	// Retyped names the columns whose type or type modifier changed.
 	Retyped []string
+	// Stored names the columns that were generated and now hold their
+	// values as any column (ALTER COLUMN ... DROP EXPRESSION): a stream
+	// that did not send them starts to, and ClickHouse lacks the older
+	// rows' values.
+	Stored []string
 	// Rewritten holds the relations (OIDs) whose file changed.
 	Rewritten []uint32
 	// Joined holds the partitions (OIDs) attached or created since, and
@@ -110,7 +119,7 @@ type StorageDiff struct {
 
 // Changed reports whether anything differs.
 func (d StorageDiff) Changed() bool {
-	return len(d.Moved)+len(d.Reused)+len(d.Retyped)+len(d.Rewritten)+len(d.Joined)+len(d.Left) > 0 || d.Other
+	return len(d.Moved)+len(d.Reused)+len(d.Retyped)+len(d.Stored)+len(d.Rewritten)+len(d.Joined)+len(d.Left) > 0 || d.Other
 }
 
 // DiffStorage compares the catalog now with a recorded Storage.
@@ -137,6 +146,10 @@ func DiffStorage(before, now Storage) StorageDiff {
 			d.Moved = append(d.Moved, c.Name)
 		case old.Type != c.Type || old.TypeMod != c.TypeMod:
 			d.Retyped = append(d.Retyped, c.Name)
+		case old.Generated && !c.Generated:
+			d.Stored = append(d.Stored, c.Name)
+		case old.Generated != c.Generated:
+			d.Other = true
 		}
 	}
 	for _, c := range before.Columns {
@@ -187,8 +200,9 @@ func readStorage(ctx context.Context, q querier, table string) (Storage, error) 
 		return Storage{}, fmt.Errorf("read the storage of %s: %w", table, Describe(err, "", ""))
 	}
 	s := Storage{Files: map[uint32]uint32{}}
-	rows, err := q.Query(ctx, `SELECT a.attname, a.attnum, a.atttypid, a.atttypmod, a.attisdropped
-		FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND (a.attisdropped OR a.attgenerated = '')
+	// (A virtual generated column has no storage.)
+	rows, err := q.Query(ctx, `SELECT a.attname, a.attnum, a.atttypid, a.atttypmod, a.attisdropped, a.attgenerated = 's'
+		FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND (a.attisdropped OR a.attgenerated IN ('', 's'))
 		ORDER BY a.attnum`, QuoteTable(table))
 	if err != nil {
 		return fail(err)
@@ -196,7 +210,7 @@ func readStorage(ctx context.Context, q querier, table string) (Storage, error) 
 	for rows.Next() {
 		var col StoredColumn
 		var dropped bool
-		if err := rows.Scan(&col.Name, &col.Num, &col.Type, &col.TypeMod, &dropped); err != nil {
+		if err := rows.Scan(&col.Name, &col.Num, &col.Type, &col.TypeMod, &dropped, &col.Generated); err != nil {
 			rows.Close()
 			return fail(err)
 		}

@@ -12,6 +12,8 @@ func TestDiffStorage(t *testing.T) {
 	// items (id bigint, qty smallint, note varchar(20)), one file.
 	before := Storage{Columns: []StoredColumn{col("id", 1, 20), col("qty", 2, 21), {Name: "note", Num: 3, Type: 1043, TypeMod: 24}},
 		Files: map[uint32]uint32{7: 100}}
+	generated := before
+	generated.Columns = append(before.Columns[:3:3], StoredColumn{Name: "g", Num: 4, Type: 20, TypeMod: -1, Generated: true})
 	tests := []struct {
 		name string
 		now  Storage
@@ -46,12 +48,21 @@ func TestDiffStorage(t *testing.T) {
 		// attached one may bring rows the stream never carried.
 		{name: "partition added", now: Storage{Columns: before.Columns, Files: map[uint32]uint32{7: 100, 8: 200}},
 			want: StorageDiff{Other: true, Joined: []uint32{8}}},
+		// ALTER COLUMN g DROP EXPRESSION: g holds its values as any
+		// column, and a stream that left it out sends it now.
+		{name: "generated column made plain",
+			now:  Storage{Columns: append(before.Columns[:3:3], col("g", 4, 20)), Files: before.Files},
+			want: StorageDiff{Stored: []string{"g"}}},
 		{name: "partition gone", now: Storage{Columns: before.Columns, Files: map[uint32]uint32{}},
 			want: StorageDiff{Other: true, Left: []uint32{7}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := DiffStorage(before, tc.now)
+			was := before
+			if tc.name == "generated column made plain" {
+				was = generated
+			}
+			got := DiffStorage(was, tc.now)
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("DiffStorage = %+v, want %+v", got, tc.want)
 			}

@@ -35,4 +35,9 @@ const (
 	// standby goes on from it; pg_replication_slots shows failover and
 	// synced from it on.
 	FailoverSlotVersion = 17
+	// GeneratedVersion is the first version whose pgoutput can send
+	// stored generated columns (the publication option
+	// publish_generated_columns = stored). Before it no generated column
+	// is ever sent; virtual generated columns (18) are never sent.
+	GeneratedVersion = 18
 )

@@ -66,7 +66,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	pgServer, err = harness.StartPostgres(ctx, harness.Options{Fast: true, Log: os.Stderr,
-		PGSettings: map[string]string{"logical_decoding_work_mem": testDecodingWorkMem}})
+		PGSettings: map[string]string{"logical_decoding_work_mem": testDecodingWorkMem, "max_prepared_transactions": "10"}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start postgres:", err)
 		return 1

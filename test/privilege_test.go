@@ -69,7 +69,7 @@ table "public.events" {
 	// The role may not create the publication: setup says what to run.
 	if out, errs, code := e.cli("setup", "--config", config); code == 0 ||
 		!strings.Contains(errs, "this role may not change the publication") ||
-		!strings.Contains(errs, fmt.Sprintf(`as their owner, run CREATE PUBLICATION "%s" FOR TABLE ONLY "public"."events" WITH (publish_via_partition_root = true)`, pub)) {
+		!strings.Contains(errs, fmt.Sprintf(`as their owner, run CREATE PUBLICATION "%s" FOR TABLE ONLY "public"."events" WITH (publish_via_partition_root = true`, pub)) {
 		t.Errorf("setup as %s without a publication: exit %d\n%s\n%s", role, code, out, errs)
 	}
 	e.exec(fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE events WITH (publish_via_partition_root = true)", pub))

@@ -17,7 +17,8 @@ import (
 // on Debian's 15. matrixTests is that core: the copy, the stream under
 // kill -9, transactions too large for memory (streamed from 14 on, sent
 // after their commit on 13), a schema change, a partitioned table, a
-// resync, and heartbeats. The Makefile's test-matrix target runs exactly
+// resync, heartbeats, generated columns (sent from 18 on) and prepared
+// transactions. The Makefile's test-matrix target runs exactly
 // these (TestMatrixListsTests keeps the two lists in step).
 var matrixTests = []string{
 	"TestCopyInChunks",
@@ -29,6 +30,8 @@ var matrixTests = []string{
 	"TestResyncMarksTheStream",
 	"TestHeartbeatAdvancesIdleSlot",
 	"TestAddTableAlreadyPublished",
+	"TestGeneratedColumns",
+	"TestPreparedTransactions",
 }
 
 // pgMajor returns the major version of the shared test server.

@@ -140,7 +140,7 @@ func newVerifier(ctx context.Context, cfg config.Config, opt Options, pg *postgr
 	if len(tc.Ignore) > 0 {
 		return nil, "the table ignores " + strings.Join(tc.Ignore, " and ") + ", so ClickHouse keeps rows that Postgres no longer has", nil
 	}
-	cols, err := pg.Columns(ctx, tc.Name)
+	cols, err := pg.Columns(ctx, tc.Name, cfg.Postgres.Publication)
 	if err != nil {
 		return nil, "", err
 	}
