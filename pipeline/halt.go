@@ -57,14 +57,15 @@ const haltRecordTimeout = 10 * time.Second
 // `replicator status`.
 func (r *Runner) halt(ctx context.Context, cfg config.Config, reason string, err error) bool {
 	h := &metrics.Halt{Reason: reason, Err: err.Error(), Since: time.Now()}
+	// The log says why before /readyz and the metrics say that it halted.
+	r.log.Error("halted: the daemon stays up and acknowledges nothing until the cause is fixed (a column type, "+
+		"its invalid option, or the data); then SIGHUP (systemctl reload) tries again", "reason", reason, "error", err)
 	r.halted.Store(true)
 	r.metrics.SetHalt(h)
 	defer func() {
 		r.metrics.SetHalt(nil)
 		r.halted.Store(false)
 	}()
-	r.log.Error("halted: the daemon stays up and acknowledges nothing until the cause is fixed (a column type, "+
-		"its invalid option, or the data); then SIGHUP (systemctl reload) tries again", "reason", reason, "error", err)
 	rctx, cancel := context.WithTimeout(ctx, haltRecordTimeout)
 	defer cancel()
 	if rerr := recordHalt(rctx, cfg, checkpoint.Halt{Reason: reason, Error: h.Err, Since: h.Since}); rerr != nil && ctx.Err() == nil {
