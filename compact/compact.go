@@ -239,13 +239,9 @@ func (c *compactor) replicas(ctx context.Context, storage, rows string) (fill, m
 	if len(engine) == 0 || !strings.HasPrefix(engine[0][0].(string), "Replicated") && !strings.HasPrefix(engine[0][0].(string), "Shared") {
 		return nil, nil, "", nil
 	}
-	names, err := c.ch.Query(ctx, "SELECT name FROM system.settings WHERE name IN ('mutations_sync', 'allow_nondeterministic_mutations')")
-	if err != nil {
-		return nil, nil, "", err
-	}
 	have := map[string]bool{}
-	for _, n := range names {
-		have[n[0].(string)] = true
+	for name := range c.ch.Server().Settings {
+		have[name] = true
 	}
 	if mutation = mutationSettings(have); mutation == nil {
 		return nil, nil, fmt.Sprintf("its target is replicated (%s), and compaction needs the setting mutations_sync, which "+

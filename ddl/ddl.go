@@ -627,11 +627,17 @@ func keyHolds(partitionBy string, orderBy, columns []string) bool {
 		if slices.Contains(orderBy, c) {
 			continue
 		}
-		if regexp.MustCompile("(^|[^A-Za-z0-9_])`?" + regexp.QuoteMeta(c) + "`?($|[^A-Za-z0-9_])").MatchString(partitionBy) {
+		if Mentions(partitionBy, c) {
 			return false
 		}
 	}
 	return true
+}
+
+// Mentions reports whether the ClickHouse expression expr names column
+// (bare or quoted), not as a part of a longer name.
+func Mentions(expr, column string) bool {
+	return regexp.MustCompile("(^|[^A-Za-z0-9_])`?" + regexp.QuoteMeta(column) + "`?($|[^A-Za-z0-9_])").MatchString(expr)
 }
 
 // PartitionColumn is the column under which a view of a partitioned target

@@ -20,8 +20,7 @@ var update = flag.Bool("update", false, "write the golden files of TestGolden")
 // 18.16 included, with the values of a default profile (probed on 18.16;
 // TestServerProbe checks them against the live server).
 var classic = map[string]string{"skip_unavailable_shards": "0", "extremes": "0", "empty_result_for_aggregation_by_empty_set": "0",
-	"distributed_group_by_no_merge": "0",
-	"result_overflow_mode": "throw", "max_result_rows": "0", "max_result_bytes": "0",
+	"distributed_group_by_no_merge": "0", "result_overflow_mode": "throw", "max_result_rows": "0", "max_result_bytes": "0",
 	"read_overflow_mode": "throw", "max_rows_to_read": "0", "max_bytes_to_read": "0",
 	"group_by_overflow_mode": "throw", "max_rows_to_group_by": "0",
 	"sort_overflow_mode": "throw", "max_rows_to_sort": "0", "max_bytes_to_sort": "0",

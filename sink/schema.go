@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -29,8 +28,7 @@ type Schema struct {
 // KeyColumn reports whether column is in the table's sorting or partition
 // key, whose columns ClickHouse cannot ALTER.
 func (s Schema) KeyColumn(column string) bool {
-	ident := regexp.MustCompile("(^|[^A-Za-z0-9_])`?" + regexp.QuoteMeta(column) + "`?($|[^A-Za-z0-9_])")
-	return ident.MatchString(s.SortingKey) || ident.MatchString(s.PartitionKey)
+	return ddl.Mentions(s.SortingKey, column) || ddl.Mentions(s.PartitionKey, column)
 }
 
 // Exists reports whether the table exists (a table has columns).

@@ -62,7 +62,7 @@ func (s Server) Caps() mapping.Caps {
 // Cloud's marker, and the one that lets a Replicated database take the
 // ZooKeeper paths of the replicator's own tables.
 var probedSettings = []string{"insert_quorum_parallel", "distributed_foreground_insert", "max_table_size_to_drop",
-	"cloud_mode", replicatedArguments}
+	"cloud_mode", replicatedArguments, "mutations_sync", "allow_nondeterministic_mutations"}
 
 // replicatedArguments lets a table of a Replicated database name its
 // ZooKeeper path (refused by default from 24.9).
