@@ -162,6 +162,8 @@ func newBlockColumn(c *Column) blockColumn {
 		return newColumn(c, floatingDecoder[float64](c))
 	case KindString:
 		return newColumn(c, stringDecoder(oid, typ.LowCardinality))
+	case KindEnum8, KindEnum16:
+		return newColumn(c, textDecoder[string](c))
 	case KindUUID:
 		return newColumn(c, uuidDecoder(oid))
 	}
@@ -201,7 +203,7 @@ func valueSize(typ Type) int {
 		n = 2
 	case KindUInt32, KindInt32, KindFloat32:
 		n = 4
-	case KindString, KindUUID:
+	case KindString, KindUUID, KindEnum8, KindEnum16:
 		n = 16
 	case KindDate, KindDate32, KindDateTime64, KindDecimal:
 		n = 24

@@ -103,6 +103,17 @@ func targetType(src Source, cs ColumnSpec, caps Caps) (Type, error) {
 	} else {
 		typ = defaultType(src, caps)
 	}
+	if typ.IsEnum() && (typ.Labels == "" || typ.Labels == autoEnum) {
+		if !src.Enum || typ.Array {
+			return Type{}, fmt.Errorf("type %s is for a column of a Postgres enum type (an array of enums maps to Array(String))", typ)
+		}
+		auto := typ.Labels == autoEnum
+		t, err := EnumOf(typ.Kind, auto, src.Labels, Type{})
+		if err != nil {
+			return Type{}, err
+		}
+		typ = t
+	}
 	if cs.Nullable {
 		if typ.LowCardinality {
 			return Type{}, fmt.Errorf("nullable LowCardinality columns are not supported")
@@ -165,6 +176,11 @@ func newConverter(src Source, typ Type, tr Transform, caps Caps) (converter, err
 	}
 
 	switch {
+	case typ.IsEnum():
+		if !src.Enum {
+			return nil, fmt.Errorf("type %s is for a column of a Postgres enum type", typ)
+		}
+		return enumConverter(typ), nil
 	case typ.Kind == KindString:
 		if oid == oidBytea {
 			return func(b []byte) (any, error) {
@@ -375,7 +391,7 @@ func zeroValue(typ Type) any {
 		return false
 	case KindDate32:
 		return epoch
-	case KindString:
+	case KindString, KindEnum8, KindEnum16:
 		return ""
 	case KindUUID:
 		return uuid.UUID{}

@@ -124,13 +124,16 @@ type SourceColumn struct {
 	TypeMod int32
 	Elem    uint32
 	Enum    bool
+	// Labels are an enum's labels in sort order (pg_enum), as the catalog
+	// tells.
+	Labels []string
 	// Identity marks a column of the replica identity, which a delete carries.
 	Identity bool
 }
 
 // Source returns what the mapping knows of the column's type.
 func (sc SourceColumn) Source() Source {
-	return Source{OID: sc.TypeOID, Mod: sc.TypeMod, Elem: sc.Elem, Enum: sc.Enum}
+	return Source{OID: sc.TypeOID, Mod: sc.TypeMod, Elem: sc.Elem, Enum: sc.Enum, Labels: sc.Labels}
 }
 
 // Caps are the features of the target ClickHouse server that change the mapping.

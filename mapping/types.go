@@ -30,6 +30,9 @@ const (
 	KindDecimal
 	KindBool
 	KindDate32
+	// KindEnum8 and KindEnum16 hold a Postgres enum's labels (see Labels).
+	KindEnum8
+	KindEnum16
 )
 
 var kindNames = map[Kind]string{
@@ -37,7 +40,7 @@ var kindNames = map[Kind]string{
 	KindInt8: "Int8", KindInt16: "Int16", KindInt32: "Int32", KindInt64: "Int64",
 	KindFloat32: "Float32", KindFloat64: "Float64", KindString: "String", KindUUID: "UUID",
 	KindDate: "Date", KindDateTime: "DateTime", KindDateTime64: "DateTime64", KindDecimal: "Decimal",
-	KindBool: "Bool", KindDate32: "Date32",
+	KindBool: "Bool", KindDate32: "Date32", KindEnum8: "Enum8", KindEnum16: "Enum16",
 }
 
 // Type is a ClickHouse column type as the replicator understands it.
@@ -54,6 +57,10 @@ type Type struct {
 	Array bool
 	// TimeZone of a DateTime or DateTime64; empty means the server's.
 	TimeZone string
+	// Labels are an Enum's elements in ClickHouse syntax ("'' = 0, 'a' =
+	// 1"), ordered by value (see EnumOf): a string keeps Type comparable.
+	// Empty in an Enum a configuration names: the labels are Postgres'.
+	Labels string
 }
 
 // IsInteger reports whether the type is one of the integer kinds.
@@ -79,6 +86,15 @@ func (t Type) String() string {
 		s += ")"
 	case KindDecimal:
 		s = "Decimal(" + strconv.Itoa(t.Precision) + ", " + strconv.Itoa(t.Scale) + ")"
+	case KindEnum8, KindEnum16:
+		switch t.Labels {
+		case autoEnum:
+			s = "Enum"
+		case "":
+			s = kindNames[t.Kind]
+		default:
+			s = kindNames[t.Kind] + "(" + t.Labels + ")"
+		}
 	default:
 		s = kindNames[t.Kind]
 	}
@@ -163,6 +179,18 @@ func parseType(s string, depth int) (Type, error) {
 		}
 		inner.LowCardinality = true
 		return inner, nil
+	case "Enum8", "Enum16", "Enum":
+		switch {
+		case !hasArgs && name == "Enum":
+			// A configuration's: Enum8 or Enum16, as the labels need.
+			return Type{Kind: KindEnum8, Labels: autoEnum}, nil
+		case !hasArgs:
+			// A configuration's: the labels are the Postgres enum's.
+			return Type{Kind: kindOf(name)}, nil
+		case name == "Enum":
+			return Type{}, fmt.Errorf("Enum takes no labels (they are the Postgres enum's)")
+		}
+		return parseEnum(kindOf(name), args)
 	case "DateTime":
 		t := Type{Kind: KindDateTime}
 		if hasArgs {
@@ -203,7 +231,7 @@ func parseType(s string, depth int) (Type, error) {
 		}
 	}
 	return Type{}, fmt.Errorf("unsupported type (supported: UInt8..UInt64, Int8..Int64, Float32, Float64, Decimal(P, S), Bool, " +
-		"String, UUID, Date, Date32, DateTime, DateTime64, Nullable(T), LowCardinality(String), Array(T))")
+		"String, UUID, Date, Date32, DateTime, DateTime64, Enum (Enum8, Enum16), Nullable(T), LowCardinality(String), Array(T))")
 }
 
 // splitType splits "Name(a, b)" into its name and top-level arguments.
@@ -220,6 +248,16 @@ func splitType(s string) (name string, args []string, hasArgs bool, err error) {
 	depth, start := 0, 0
 	for i := 0; i < len(body); i++ {
 		switch body[i] {
+		case '\'':
+			// A quoted string (an Enum's label) with backslash escapes.
+			for i++; i < len(body) && body[i] != '\''; i++ {
+				if body[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(body) {
+				return "", nil, false, fmt.Errorf("unterminated quoted string")
+			}
 		case '(':
 			depth++
 		case ')':
@@ -274,6 +312,8 @@ func (t Type) Widens(from Type) bool {
 		return intBits(t) > intBits(from) && (t.IsUnsigned() == from.IsUnsigned() || !t.IsUnsigned())
 	case t.Kind == KindFloat64 && from.Kind == KindFloat32:
 		return true
+	case t.IsEnum() && from.IsEnum():
+		return enumWidens(t, from)
 	}
 	return false
 }
