@@ -208,6 +208,10 @@ table "public.events" {
   # A column may have another name in ClickHouse:
   # column "target_type" { name = "kind" }
 
+  # A column of a Postgres enum type may be an Enum8/Enum16 of its labels
+  # (labels added later with ALTER TYPE ... ADD VALUE are added to it):
+  # column "state" { type = "Enum" }
+
   # A column may keep NULLs instead of defaults:
   # column "target_id" {
   #   type     = "UInt64"

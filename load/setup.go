@@ -100,6 +100,20 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		}
 		if schema.Exists() {
 			schema.Adopt(t, client.Caps())
+			if grown := schema.EnumsGrown(t); len(grown) > 0 {
+				for _, c := range grown {
+					for _, stmt := range db.ModifyColumn(t.Target, c) {
+						if err := client.Exec(ctx, stmt); err != nil {
+							return report, fmt.Errorf("add the labels Postgres added to the enum of column %s to ClickHouse table %s: %w",
+								c.Name, t.Target, err)
+						}
+						say("%s", stmt)
+					}
+				}
+				if schema, err = client.Schema(ctx, t.Target); err != nil {
+					return report, fmt.Errorf("read ClickHouse table %s: %w", t.Target, err)
+				}
+			}
 			if err := schema.Check(t); errors.Is(err, sink.ErrNoSeq) {
 				if err := client.Exec(ctx, db.AddSeqColumn(t.Target)); err != nil {
 					return report, fmt.Errorf("add column %s to ClickHouse table %s: %w", mapping.SeqColumn, t.Target, err)

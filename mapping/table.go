@@ -624,6 +624,9 @@ func (t *Table) Adopt(name string, have Type, caps Caps) bool {
 	if c.Type == have {
 		return true
 	}
+	if c.Type.IsEnum() {
+		return t.adoptEnum(c, have)
+	}
 	if c.spec.Type != "" || c.spec.Transform != TransformNone {
 		return false
 	}
@@ -638,6 +641,40 @@ func (t *Table) Adopt(name string, have Type, caps Caps) bool {
 	}
 	c.Type, c.conv, c.zero = legacy, conv, zeroValue(legacy)
 	return true
+}
+
+// adoptEnum makes Enum column c keep the values of have, the target's
+// Enum, and gain the labels Postgres added since, after have's: c then
+// writes have, or a type that widens it by the added labels (which the
+// schema change adds to the target). A label of have that Postgres lacks
+// now was renamed: c is left as it is, which does not widen have, and the
+// schema change stops with the reason (see EnumRenamed).
+func (t *Table) adoptEnum(c *Column, have Type) bool {
+	if !have.IsEnum() || have.Nullable != c.Type.Nullable || have.Array || len(have.Missing(c.Src.Labels)) > 0 {
+		return false
+	}
+	want, err := EnumOf(c.Type.Kind, c.spec.Type == "Enum", c.Src.Labels, have)
+	if err != nil {
+		return false
+	}
+	want.Nullable = have.Nullable
+	conv, err := newPolicyConverter(c.Src, want, c.Transform, c.spec.Invalid, c.invalid, c.caps)
+	if err != nil {
+		return false
+	}
+	c.Type, c.conv, c.zero = want, conv, zeroValue(want)
+	return want == have
+}
+
+// EnumRenamed returns the labels of have, a target column's Enum, that
+// column i's Postgres enum lacks: labels renamed since (ALTER TYPE ...
+// RENAME VALUE), which ClickHouse's rows still carry.
+func (t *Table) EnumRenamed(i int, have Type) []string {
+	c := &t.Columns[i]
+	if !c.Type.IsEnum() || !have.IsEnum() {
+		return nil
+	}
+	return have.Missing(c.Src.Labels)
 }
 
 // ColumnIndex returns the index of the named column, or -1.

@@ -150,17 +150,25 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 			return nil
 		}
 		if a.reg.pendingFor(m.Relation.ID) {
-			// The table may switch to another set of columns: store the
-			// rows buffered under the current one first.
-			if rows, _, _ := a.writer.Size(); rows > 0 {
-				if err := a.drain(ctx); err != nil {
-					return err
-				}
-			} else if err := a.land(ctx, true); err != nil {
+			if err := a.settle(ctx); err != nil {
 				return err
 			}
 		}
 		idx, err := a.change(ctx, m)
+		if _, ok := mapping.AsUnknownLabel(err); ok && a.reg.refresh(m.Relation.ID) {
+			// A label added to an enum (ALTER TYPE ... ADD VALUE sends no
+			// Relation message): the mapping reads the type's labels
+			// again and ClickHouse's Enum gains it before the change is
+			// mapped again.
+			if err := a.settle(ctx); err != nil {
+				return err
+			}
+			idx, err = a.change(ctx, m)
+			if l, ok := mapping.AsUnknownLabel(err); ok {
+				return fmt.Errorf("%w: the Postgres type has no label %q now (renamed with ALTER TYPE ... RENAME VALUE?); "+
+					"copy the table again with `replicator resync --config FILE --table %s`", err, l.Label, a.reg.source(idx))
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -191,6 +199,16 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		}
 	}
 	return nil
+}
+
+// settle stores the rows buffered before the mapping of a table changes
+// (another set of columns, or another type): they are written under the
+// mapping they were made with.
+func (a *applier) settle(ctx context.Context) error {
+	if rows, _, _ := a.writer.Size(); rows > 0 {
+		return a.drain(ctx)
+	}
+	return a.land(ctx, true)
 }
 
 // Tick flushes when the oldest buffered change waited max_delay, and when

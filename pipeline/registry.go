@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -323,6 +324,42 @@ func (r *registry) bind(ctx context.Context, rel *replication.Relation) error {
 	return nil
 }
 
+// refresh has the mapping of relation relID resolved again from its
+// current Relation message and the catalog (an enum's labels, which change
+// without a Relation message); false when nothing is to be read again.
+func (r *registry) refresh(relID uint32) bool {
+	idx, ok := r.rels[relID]
+	if !ok || idx < 0 || r.catalog == nil {
+		return false
+	}
+	if _, ok := r.pending[idx]; ok {
+		return false // resolved at this very change: nothing newer to read
+	}
+	rel, ok := r.resolved[idx]
+	if !ok {
+		return false
+	}
+	r.pending[idx] = rel
+	return true
+}
+
+// quoted quotes each of labels.
+func quoted(labels []string) []string {
+	out := make([]string, len(labels))
+	for i, l := range labels {
+		out[i] = strconv.Quote(l)
+	}
+	return out
+}
+
+// source names table idx.
+func (r *registry) source(idx int) string {
+	if idx < 0 || idx >= len(r.specs) {
+		return "?"
+	}
+	return r.specs[idx].Source
+}
+
 // sameRelation reports whether two Relation messages describe the same
 // relation with the same columns.
 func sameRelation(a, b *replication.Relation) bool {
@@ -475,7 +512,18 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 	var stmts, keysWidened []string
 	for _, rt := range d.Retyped {
 		have, err := mapping.ParseType(rt.Have)
-		if i := t.ColumnIndex(rt.Column.Name); err == nil && i >= 0 && rt.Column.Type.Widens(have) &&
+		i := t.ColumnIndex(rt.Column.Name)
+		if err == nil && i >= 0 {
+			if renamed := t.EnumRenamed(i, have); len(renamed) > 0 {
+				return fmt.Errorf("table %s column %s: the labels %s of its Postgres enum are gone (renamed with ALTER TYPE ... "+
+					"RENAME VALUE), and the rows ClickHouse holds with them read differently in Postgres: copy the table again "+
+					"with `replicator resync --config FILE --table %s`", source, rt.Column.Name, strings.Join(quoted(renamed), ", "), source)
+			}
+		}
+		// Labels added to an Enum change only its metadata, which
+		// ClickHouse allows on key columns too.
+		grows := err == nil && have.IsEnum() && rt.Column.Type.Kind == have.Kind && rt.Column.Type.Widens(have)
+		if err == nil && i >= 0 && rt.Column.Type.Widens(have) && !grows &&
 			r.targets[idx].KeyColumn(rt.Column.Name) && r.recopy != nil && r.policies[idx] != "stop" {
 			// ClickHouse refuses an ALTER of a sorting or partition key
 			// column: the table is copied again online in the wider type
@@ -490,7 +538,7 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 				rt.Column.Name, rt.Have, rt.Column.Type))
 			continue
 		}
-		if err == nil && rt.Column.Type.Widens(have) && r.targets[idx].KeyColumn(rt.Column.Name) {
+		if err == nil && rt.Column.Type.Widens(have) && !grows && r.targets[idx].KeyColumn(rt.Column.Name) {
 			return fmt.Errorf("table %s column %s: a sorting or partition key column widened from %s to %s, which ClickHouse "+
 				"cannot ALTER: copy the table again with `replicator resync --config FILE --table %s`",
 				source, rt.Column.Name, rt.Have, rt.Column.Type, source)

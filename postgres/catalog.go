@@ -185,7 +185,7 @@ func (c *Conn) DescribeTypes(ctx context.Context, cols []mapping.SourceColumn) e
 		if err != nil {
 			return fmt.Errorf("describe the type of column %s: %w", col.Name, err)
 		}
-		col.TypeOID, col.Enum = t.oid, t.enum
+		col.TypeOID, col.Enum, col.Labels = t.oid, t.enum, t.labels
 		if t.mod != -1 {
 			col.TypeMod = t.mod
 		}
@@ -208,6 +208,8 @@ type pgType struct {
 	oid, elem   uint32
 	mod         int32
 	enum, array bool
+	// labels are an enum's, in sort order.
+	labels []string
 }
 
 // describeType reads a type, following domains to their base type.
@@ -231,11 +233,28 @@ func (c *Conn) describeType(ctx context.Context, oid uint32, depth int) (pgType,
 		}
 		return t, err
 	case typtype == "e":
-		return pgType{oid: oid, mod: -1, enum: true}, nil
+		labels, err := c.enumLabels(ctx, oid)
+		return pgType{oid: oid, mod: -1, enum: true, labels: labels}, err
 	case category == "A" && elem != 0:
 		return pgType{oid: oid, mod: -1, elem: elem, array: true}, nil
 	}
 	return pgType{oid: oid, mod: -1}, nil
+}
+
+// enumLabels reads the labels of an enum type in sort order. Labels are
+// only ever added (ALTER TYPE ... ADD VALUE) or renamed, never removed, so
+// the labels now hold every label an older change can carry, unless one
+// was renamed since.
+func (c *Conn) enumLabels(ctx context.Context, oid uint32) ([]string, error) {
+	rows, err := c.pg.Query(ctx, "SELECT enumlabel::text FROM pg_enum WHERE enumtypid = $1 ORDER BY enumsortorder", oid)
+	if err != nil {
+		return nil, fmt.Errorf("read the labels of enum %d: %w", oid, Describe(err, "", ""))
+	}
+	labels, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read the labels of enum %d: %w", oid, Describe(err, "", ""))
+	}
+	return labels, nil
 }
 
 // publicationError describes a failed change of the publication; a role

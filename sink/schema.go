@@ -137,6 +137,21 @@ func (s Schema) Check(t *mapping.Table) error {
 	return nil
 }
 
+// EnumsGrown returns the Enum columns of t whose type adds labels to the
+// table's (labels added to the Postgres type since the table was made or
+// last altered; see mapping.Table.Adopt): ALTER TABLE ... MODIFY COLUMN
+// adds them, on key columns too.
+func (s Schema) EnumsGrown(t *mapping.Table) []mapping.Column {
+	var out []mapping.Column
+	for _, r := range s.Diff(t).Retyped {
+		have, err := mapping.ParseType(r.Have)
+		if err == nil && have.IsEnum() && r.Column.Type.Kind == have.Kind && r.Column.Type.Widens(have) {
+			out = append(out, r.Column)
+		}
+	}
+	return out
+}
+
 // CheckKeys verifies that the table is sorted and partitioned as t says
 // (the configuration's order_by and partition_by), comparing the keys as
 // ClickHouse renders them without spaces and quotes. A table whose keys
@@ -187,6 +202,16 @@ func (s Schema) CheckKeys(t mapping.TableSpec) error {
 func sameKey(a, b string) bool {
 	norm := strings.NewReplacer(" ", "", "`", "", `"`, "")
 	return norm.Replace(a) == norm.Replace(b)
+}
+
+// sameType reports whether a type as ClickHouse prints it is t (an Enum's
+// labels may be escaped otherwise than Type.String escapes them).
+func sameType(have string, t mapping.Type) bool {
+	if have == t.String() {
+		return true
+	}
+	parsed, err := mapping.ParseType(have)
+	return err == nil && parsed == t
 }
 
 // Adopt makes t write, in each column whose type in the table is the one
@@ -247,7 +272,7 @@ func (s Schema) Diff(t *mapping.Table) Diff {
 		switch {
 		case !ok:
 			d.Added = append(d.Added, c)
-		case typ != "" && typ != c.Type.String():
+		case typ != "" && !sameType(typ, c.Type):
 			d.Retyped = append(d.Retyped, Retype{Column: c, Have: typ})
 		}
 	}

@@ -14,7 +14,8 @@ import (
 // firstKey is how verify and repair split a table by its first sorting
 // column: an expression on each side that orders values alike and renders
 // equal values as equal text. Integers order as numbers; text orders by
-// its bytes (COLLATE "C" in Postgres, as ClickHouse compares strings);
+// its bytes (COLLATE "C" in Postgres, as ClickHouse compares strings), an
+// enum as its label's text;
 // a UUID orders as its text (Postgres compares its bytes, which is the
 // same order; ClickHouse's own UUID order is not).
 type firstKey struct {
@@ -50,6 +51,10 @@ func newFirstKey(t *mapping.Table) (firstKey, error) {
 		k.pg, k.ch, k.collate = col+` COLLATE "C"`, qc, ` COLLATE "C"`
 	case c.Type.Kind == mapping.KindUUID && c.SourceOID == 2950:
 		k.pg, k.ch = col, "toString("+qc+")"
+	case c.Type.IsEnum() && c.Src.Enum:
+		// By label: the servers order an enum by sort order and by value,
+		// which differ once a label is added before others.
+		k.pg, k.ch, k.collate = col+`::text COLLATE "C"`, "toString("+qc+")", ` COLLATE "C"`
 	// Times order as their Unix time at the target's precision (floor:
 	// monotonic, so ranges of it are ranges of the column).
 	case c.Type.Kind == mapping.KindDateTime && (c.SourceOID == 1114 || c.SourceOID == 1184):

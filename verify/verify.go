@@ -241,6 +241,8 @@ func checksumExprs(c mapping.Column, trimmed bool) (pg, ch string, ok bool) {
 		pg, ch, def = col+"::int::text", "toString("+qc+")", "'0'"
 	case typ.Kind == mapping.KindString && c.SourceOID != 17:
 		pg, ch, def = col+"::text", qc, "''"
+	case typ.IsEnum() && c.Src.Enum:
+		pg, ch, def = col+"::text", "toString("+qc+")", "''"
 	case typ.Kind == mapping.KindDateTime && (c.SourceOID == 1114 || c.SourceOID == 1184):
 		pg, ch, def = "floor(extract(epoch from "+col+"))::bigint::text", "toString(toUnixTimestamp("+qc+"))", "'0'"
 	case typ.Kind == mapping.KindDateTime64 && typ.Precision == 6 && (c.SourceOID == 1114 || c.SourceOID == 1184):
