@@ -166,7 +166,17 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 			idx, err = a.change(ctx, m)
 			if l, ok := mapping.AsUnknownLabel(err); ok {
 				return fmt.Errorf("%w: the Postgres type has no label %q now (renamed with ALTER TYPE ... RENAME VALUE?); "+
-					"copy the table again with `replicator resync --config FILE --table %s`", err, l.Label, a.reg.source(idx))
+					"copy the table again with `replicator resync --config FILE --table %s`", err, l.Label, a.reg.source(m.Relation.ID))
+			}
+			var re *mapping.RowError
+			if t := a.reg.current(m.Relation.ID); err != nil && !errors.As(err, &re) && t != nil {
+				// The labels read again cannot be added (a label renamed):
+				// the change is named as a value that cannot be mapped.
+				vals := m.New
+				if vals == nil {
+					vals = m.Old
+				}
+				return mapping.NewRowError(t, vals, a.pos.version, err)
 			}
 		}
 		if err != nil {

@@ -352,12 +352,21 @@ func quoted(labels []string) []string {
 	return out
 }
 
-// source names table idx.
-func (r *registry) source(idx int) string {
-	if idx < 0 || idx >= len(r.specs) {
-		return "?"
+// current returns the mapping the table of relation relID writes now
+// (nil: none).
+func (r *registry) current(relID uint32) *mapping.Table {
+	if idx, ok := r.rels[relID]; ok && idx >= 0 && idx < len(r.tables) {
+		return r.tables[idx]
 	}
-	return r.specs[idx].Source
+	return nil
+}
+
+// source names the table of relation relID.
+func (r *registry) source(relID uint32) string {
+	if idx, ok := r.rels[relID]; ok && idx >= 0 && idx < len(r.specs) {
+		return r.specs[idx].Source
+	}
+	return "?"
 }
 
 // sameRelation reports whether two Relation messages describe the same

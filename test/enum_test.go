@@ -98,6 +98,11 @@ INSERT INTO items SELECT g, CASE WHEN g % 3 = 0 THEN 'high' ELSE 'low' END::leve
 	if !d.waitLog(t, convergeTimeout, `the labels \"ok\" of its Postgres enum are gone`, "replicator resync --config FILE --table public.items") {
 		t.Fatalf("no stop on the renamed label\n%s", tail(d.Logs(), 4000))
 	}
+	// It halts on the change, naming its key, and acknowledges nothing.
+	e.waitHalted(d, 30*time.Second)
+	if !strings.Contains(d.Logs(), "key lvl=low, id=1004 in transaction") {
+		t.Errorf("the halt does not name the change's key\n%s", tail(d.Logs(), 3000))
+	}
 	d.kill()
 	if out, errs, code := e.cli("resync", "--config", e.config, "--table", "public.items"); code != 0 {
 		t.Fatalf("resync: exit %d\n%s\n%s", code, out, errs)
