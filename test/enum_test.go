@@ -83,9 +83,15 @@ INSERT INTO items SELECT g, CASE WHEN g % 3 = 0 THEN 'high' ELSE 'low' END::leve
 	time.Sleep(300 * time.Millisecond)
 	d.kill()
 	e.exec("INSERT INTO items VALUES (1003, 'high', 'it''s, (fine)', 'after the kill')")
+	// setup run again adds a label added meanwhile.
+	e.exec("ALTER TYPE level ADD VALUE 'top'")
+	if out := e.setup(); !strings.Contains(out, "MODIFY COLUMN `lvl` Enum8('' = 0, 'low' = 1, 'high' = 2, 'mid' = 3, 'top' = 4)") {
+		t.Errorf("setup did not add the label:\n%s", out)
+	}
+	e.exec("INSERT INTO items VALUES (1005, 'top', NULL, 'top')")
 	d = e.start()
 	e.convergeItems("items after a kill", enumPgCols, enumChCols)
-	if lvl2, m2 := e.enumTypes(); lvl2 != lvl || m2 != m {
+	if lvl2, m2 := e.enumTypes(); lvl2 != strings.TrimSuffix(lvl, ")")+", 'top' = 4)" || m2 != m {
 		t.Errorf("the restart changed the Enums: lvl %s, m %s", lvl2, m2)
 	}
 	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
