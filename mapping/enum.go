@@ -262,7 +262,7 @@ func enumWidens(t, from Type) bool {
 }
 
 // Missing returns the labels of Enum t that labels lack: labels renamed in
-// Postgres since the target was made ('' is the replicator's own).
+// Postgres since the target was made (the empty label is the replicator's own).
 func (t Type) Missing(labels []string) []string {
 	var out []string
 	for _, p := range t.Pairs() {

@@ -21,6 +21,7 @@ func FuzzParseType(f *testing.F) {
 		"Nullable(DateTime64(3, 'Europe/Berlin'))", "DateTime('a(,)b')",
 		"Decimal(10,2)", "LowCardinality(UInt64)", "DateTime64(12)", "Array(String)",
 		"Nullable(Nullable(String))", "Nullable((String)", "", "(", ")", "DateTime64(+6,' UTC ')",
+		"Map(String, String)", "Map(String,Nullable(String))", "JSON", "Nullable(JSON)", "Array(Map(String, String))",
 	} {
 		f.Add(s)
 	}
@@ -37,6 +38,12 @@ func FuzzParseType(f *testing.F) {
 		}
 		if typ.LowCardinality && typ.Kind != KindString {
 			t.Fatalf("ParseType(%q) = LowCardinality of %v", s, typ.Kind)
+		}
+		if (typ.Kind == KindMap || typ.Kind == KindJSON) && (typ.Array || typ.Nullable || typ.LowCardinality) {
+			t.Fatalf("ParseType(%q) = %+v: a Map or JSON wrapped", s, typ)
+		}
+		if typ.NullableValues && typ.Kind != KindMap {
+			t.Fatalf("ParseType(%q) = %+v: NullableValues outside a Map", s, typ)
 		}
 		if typ.Kind == KindDateTime64 && (typ.Precision < 0 || typ.Precision > 9) {
 			t.Fatalf("ParseType(%q): precision %d", s, typ.Precision)
@@ -272,4 +279,33 @@ func checkInteger(t *testing.T, typ Type, data []byte, v any) {
 	if err != nil || reflect.ValueOf(v).Int() != n {
 		t.Fatalf("%q into %s = %#v", data, typ, v)
 	}
+}
+
+// FuzzParseHstore: ParseHstore never panics; what it accepts, written back
+// as Postgres writes hstore, parses to the same pairs; and pairs written
+// as Postgres writes them parse back to themselves.
+func FuzzParseHstore(f *testing.F) {
+	for _, s := range []string{``, `"a"=>"1"`, `"a"=>"1", "b"=>NULL`, `"q\"uote"=>"back\\slash"`, `"=>, "=>"a, \"b\"=>c"`,
+		`"a"=>NULLx`, `"a"=>"1\`, `"a"=>"1",`, `"a"=>"1", "a"=>"2"`, `a=>1`} {
+		f.Add(s, "k", "v", false)
+	}
+	f.Add("", `"\`, `\"`, true)
+	f.Fuzz(func(t *testing.T, s, key, val string, null bool) {
+		pairs, err := ParseHstore([]byte(s))
+		if err == nil {
+			again, err := ParseHstore([]byte(formatHstore(pairs)))
+			if err != nil || !reflect.DeepEqual(again, pairs) {
+				t.Fatalf("ParseHstore(%q) = %v; written back %q, parsed %v, %v", s, show(pairs), formatHstore(pairs), show(again), err)
+			}
+		}
+		want := map[string]*string{key: &val, key + "2": nil}
+		if !null {
+			want[key+"2"] = &key
+		}
+		text := formatHstore(want)
+		got, err := ParseHstore([]byte(text))
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("ParseHstore(%q) = %v, %v; want %v", text, show(got), err, show(want))
+		}
+	})
 }
