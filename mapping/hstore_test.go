@@ -231,6 +231,18 @@ func TestMapJSONResolveErrors(t *testing.T) {
 			}
 		})
 	}
+	// Neither is a sorting key.
+	for _, typ := range []string{"Map(String, String)", "JSON"} {
+		oid := uint32(pgHstore)
+		if typ == "JSON" {
+			oid = pgJSONB
+		}
+		_, err := Resolve(TableSpec{Source: "public.t", Target: "t", OrderBy: []string{"c"}, Columns: map[string]ColumnSpec{"c": {Type: typ}}},
+			[]SourceColumn{{Name: "c", TypeOID: oid, Hstore: oid == pgHstore, Identity: true}}, mapCaps)
+		if err == nil || !strings.Contains(err.Error(), "cannot be in a sorting key") {
+			t.Errorf("order_by a %s column: %v, want an error", typ, err)
+		}
+	}
 	// An hstore keeps its text in a String by default.
 	tbl, err := resolveHstore(ColumnSpec{}, mapCaps)
 	if err != nil || tbl.Columns[1].Type.String() != "String" {

@@ -348,6 +348,9 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 		if t.Columns[i].Type.Nullable {
 			return nil, fmt.Errorf("table %s: order_by column %q cannot be nullable", spec.Source, name)
 		}
+		if k := t.Columns[i].Type.Kind; k == KindMap || k == KindJSON {
+			return nil, fmt.Errorf("table %s: order_by column %q is %s, which cannot be in a sorting key", spec.Source, name, t.Columns[i].Type)
+		}
 		t.Key = append(t.Key, i)
 	}
 	for _, id := range identifiers(t.PartitionBy) {
