@@ -176,6 +176,21 @@ FROM
 )
 WHERE `_deleted_latest` = 0;
 
+-- setup: a target with a Map(String, Nullable(String)) column
+CREATE TABLE IF NOT EXISTS `analytics`.`docs`
+(
+    `id` Int64 DEFAULT 0,
+    `attrs` Map(String, Nullable(String)),
+    `doc` String DEFAULT '',
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplacingMergeTree(_version)
+ORDER BY (`id`);
+
+-- setup: a target with a JSON column: refused: table public.docs column doc: type JSON needs ClickHouse >= 25.3 (production ready there, experimental before); use String
+
 -- setup: a target with engine_is_deleted = true: refused: table public.users: tombstones kept by the engine (engine_is_deleted) need ClickHouse 23.2 or later; the server is 21.8: remove them from the configuration
 
 -- resync: the shadow

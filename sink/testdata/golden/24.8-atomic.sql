@@ -182,6 +182,21 @@ FROM
 )
 WHERE `_deleted_latest` = 0;
 
+-- setup: a target with a Map(String, Nullable(String)) column
+CREATE TABLE IF NOT EXISTS `analytics`.`docs`
+(
+    `id` Int64 DEFAULT 0,
+    `attrs` Map(String, Nullable(String)),
+    `doc` String DEFAULT '',
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplacingMergeTree(_version)
+ORDER BY (`id`);
+
+-- setup: a target with a JSON column: refused: table public.docs column doc: type JSON needs ClickHouse >= 25.3 (production ready there, experimental before); use String
+
 -- setup: a target with engine_is_deleted = true
 CREATE TABLE IF NOT EXISTS `analytics`.`users`
 (
@@ -492,6 +507,23 @@ FROM
     GROUP BY `id`
 )
 WHERE `_deleted_latest` = 0;
+
+-- setup: a target with a Map(String, Nullable(String)) column
+CREATE TABLE IF NOT EXISTS `analytics`.`docs_local` ON CLUSTER `c`
+(
+    `id` Int64 DEFAULT 0,
+    `attrs` Map(String, Nullable(String)),
+    `doc` String DEFAULT '',
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/analytics/docs', '{replica}', _version)
+ORDER BY (`id`);
+CREATE TABLE IF NOT EXISTS `analytics`.`docs` ON CLUSTER `c` AS `analytics`.`docs_local`
+ENGINE = Distributed(`c`, `analytics`, `docs_local`, sipHash64(`id`));
+
+-- setup: a target with a JSON column: refused: table public.docs column doc: type JSON needs ClickHouse >= 25.3 (production ready there, experimental before); use String
 
 -- setup: a target with engine_is_deleted = true
 CREATE TABLE IF NOT EXISTS `analytics`.`users_local` ON CLUSTER `c`

@@ -183,6 +183,32 @@ FROM
 )
 WHERE `_deleted_latest` = 0;
 
+-- setup: a target with a Map(String, Nullable(String)) column
+CREATE TABLE IF NOT EXISTS `analytics`.`docs`
+(
+    `id` Int64 DEFAULT 0,
+    `attrs` Map(String, Nullable(String)),
+    `doc` String DEFAULT '',
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplacingMergeTree(_version)
+ORDER BY (`id`);
+
+-- setup: a target with a JSON column
+CREATE TABLE IF NOT EXISTS `analytics`.`docs`
+(
+    `id` Int64 DEFAULT 0,
+    `attrs` String DEFAULT '',
+    `doc` JSON,
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplacingMergeTree(_version)
+ORDER BY (`id`);
+
 -- setup: a target with engine_is_deleted = true
 CREATE TABLE IF NOT EXISTS `analytics`.`users`
 (
