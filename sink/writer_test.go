@@ -3,6 +3,7 @@ package sink
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/replicator/replicator/mapping"
@@ -233,5 +234,33 @@ func TestSuperseded(t *testing.T) {
 				t.Errorf("Superseded = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestImageColumnsJSONAsText: an earlier image's JSON column is read as
+// its text, the Go value a streamed row holds (a block of a JSON column is
+// text or objects, not both); a Map as itself.
+func TestImageColumnsJSONAsText(t *testing.T) {
+	caps := mapping.Caps{DateTime64: true, Bool: true, Date32: true, Map: true, JSON: true}
+	tbl, err := mapping.Resolve(mapping.TableSpec{Source: "public.d", Target: "d", OrderBy: []string{"id"},
+		Columns: map[string]mapping.ColumnSpec{"h": {Type: "Map(String, String)"}, "j": {Type: "JSON"}}},
+		[]mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "h", TypeOID: 16400, Hstore: true},
+			{Name: "j", TypeOID: 3802}, {Name: "s", TypeOID: 3802}}, caps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, at := imageColumns(tbl, []bool{true, true, true, true})
+	want := []string{"`id`", "`h`", "toString(`j`)", "`s`", "`_version`", "`_deleted`", "`_seq`"}
+	if !slices.Equal(cols, want) || !slices.Equal(at, []int{0, 1, 2, 3, 4, 5, 6}) {
+		t.Errorf("imageColumns = %v %v, want %v", cols, at, want)
+	}
+	cols, _ = imageColumns(tbl, []bool{true, false, true, false})
+	if !slices.Equal(cols, []string{"`id`", "toString(`j`)", "`_version`", "`_deleted`", "`_seq`"}) {
+		t.Errorf("imageColumns of some = %v", cols)
+	}
+	small := rowBytes([]any{map[string]string{"a": "b"}})
+	large := rowBytes([]any{map[string]string{"a": string(make([]byte, 10_000))}})
+	if large-small < 9_000 {
+		t.Errorf("rowBytes of a Map does not count its values: %d, %d", small, large)
 	}
 }
