@@ -216,7 +216,8 @@ func render(t *testing.T, b *strings.Builder, s Server, cluster string) {
 			fmt.Fprintf(b, "\n-- setup: a target with a %s column: refused: %v\n", opt.typ, err)
 			continue
 		}
-		section(fmt.Sprintf("setup: a target with a %s column", opt.typ), db.CreateTarget(tbl)...)
+		section(fmt.Sprintf("setup: a target with a %s column, and its views", opt.typ),
+			append(db.CreateTarget(tbl), db.CreateViews(tbl, "slot")...)...)
 	}
 	modern := *users
 	modern.Storage.EngineDeletes = true
