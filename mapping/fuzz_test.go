@@ -66,14 +66,14 @@ var (
 	fuzzOIDs = []uint32{
 		pgBool, pgBytea, 18, 19, pgInt8, pgInt2, pgInt4, pgText, pgOID, pgJSON, pgFloat4, pgFloat8,
 		pgBPChar, pgVarchar, pgDate, pgTimestamp, pgTimestamptz, pgNumeric, pgUUID, pgJSONB, 600,
-		1007, 1009, 1231, 1182,
+		1007, 1009, 1231, 1182, pgHstore,
 	}
 	fuzzTypes = []string{
 		"", "UInt8", "UInt16", "UInt32", "UInt64", "Int8", "Int16", "Int32", "Int64",
 		"Float32", "Float64", "String", "LowCardinality(String)", "UUID", "Date",
 		"DateTime", "DateTime('UTC')", "DateTime64(3)", "DateTime64(6, 'UTC')", "Nullable(UInt64)",
 		"Decimal(12, 2)", "Decimal(38, 10)", "Bool", "Date32", "Array(Int32)", "Array(Nullable(String))",
-		"Array(Decimal(5, 1))", "Array(Date)",
+		"Array(Decimal(5, 1))", "Array(Date)", "JSON", "Map(String, String)", "Map(String, Nullable(String))",
 	}
 )
 
@@ -104,6 +104,11 @@ func FuzzConvert(f *testing.F) {
 		{22, 25, 8, `{"a\"b",NULL}`, false},
 		{23, 26, 4, "{1.25,99999}", false},
 		{14, 23, 5, "-infinity", false},
+		{25, 29, 1, `"a"=>"1", "b"=>NULL`, false},
+		{25, 30, 9, `"a"=>"1", "b"=>NULL`, false},
+		{25, 31, 1, `"a"=>"1", "b"=>NULL`, false},
+		{19, 28, 1, `{"a": [1, 2]}`, false},
+		{9, 28, 9, `[1]`, false},
 	} {
 		f.Add(s.oid, s.typ, s.flags, []byte(s.data), s.transform)
 	}
@@ -119,8 +124,11 @@ func FuzzConvert(f *testing.F) {
 		case flags&8 != 0:
 			spec.Invalid = InvalidDefault
 		}
-		caps := Caps{DateTime64: flags&1 != 0, Bool: flags&1 != 0, Date32: flags&1 != 0}
+		caps := Caps{DateTime64: flags&1 != 0, Bool: flags&1 != 0, Date32: flags&1 != 0, Map: flags&1 != 0, JSON: flags&1 != 0}
 		tbl, err := resolveColumn(oid, spec, caps)
+		if oid == pgHstore {
+			tbl, err = resolveHstore(spec, caps)
+		}
 		if err != nil {
 			return
 		}
@@ -222,8 +230,13 @@ func checkGoType(t *testing.T, col Column, v any) {
 		want = reflect.TypeOf(float32(0))
 	case KindFloat64:
 		want = reflect.TypeOf(float64(0))
-	case KindString:
+	case KindString, KindJSON:
 		want = reflect.TypeOf("")
+	case KindMap:
+		want = reflect.TypeOf(map[string]string{})
+		if col.Type.NullableValues {
+			want = reflect.TypeOf(map[string]*string{})
+		}
 	case KindUUID:
 		want = reflect.TypeOf(uuid.UUID{})
 	case KindDate, KindDateTime, KindDateTime64:
