@@ -217,4 +217,9 @@ table "public.events" {
   #   type     = "UInt64"
   #   nullable = true
   # }
+
+  # Opt-in native types (see docs/types.md, "Opt-in types"): an hstore as a
+  # Map (ClickHouse >= 21.8), a json or jsonb as JSON (>= 25.3).
+  # column "attrs"   { type = "Map(String, Nullable(String))" }
+  # column "payload" { type = "JSON" }
 }

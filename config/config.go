@@ -1036,6 +1036,18 @@ func (c *Config) validate() []string {
 				add("%s.invalid: %q is not an option (supported: %q, %q, %q)", ckey, cs.Invalid,
 					mapping.InvalidError, mapping.InvalidDefault, mapping.InvalidClamp)
 			}
+			if typ.Kind == mapping.KindMap {
+				if cs.Invalid != "" && cs.Invalid != mapping.InvalidError && (cs.Invalid != mapping.InvalidDefault || typ.NullableValues) {
+					add("%s.invalid: %q does not apply to %s (%q stores a NULL value of Map(String, String) as '')",
+						ckey, cs.Invalid, typ, mapping.InvalidDefault)
+				}
+				if cs.Nullable {
+					add("%s.nullable: ClickHouse has no Nullable(Map): a NULL hstore is an empty map; drop nullable", ckey)
+				}
+			}
+			if typ.Kind == mapping.KindJSON && cs.Nullable {
+				add("%s.nullable: Nullable(JSON) is not supported: a NULL json is an empty object; drop nullable", ckey)
+			}
 		}
 	}
 	return p

@@ -984,6 +984,30 @@ func Literal(v any, t mapping.Type) string {
 	switch x := v.(type) {
 	case nil:
 		return "NULL"
+	case map[string]string, map[string]*string:
+		// A Map from its keys and values (CAST of a tuple of two
+		// arrays), in the order of the keys.
+		str := mapping.Type{Kind: mapping.KindString}
+		rv := reflect.ValueOf(x)
+		keys := make([]string, 0, rv.Len())
+		for _, k := range rv.MapKeys() {
+			keys = append(keys, k.String())
+		}
+		slices.Sort(keys)
+		ks, vs := make([]string, len(keys)), make([]string, len(keys))
+		for i, k := range keys {
+			ks[i] = Literal(k, str)
+			e := rv.MapIndex(reflect.ValueOf(k))
+			if e.Kind() == reflect.Pointer {
+				if e.IsNil() {
+					vs[i] = "NULL"
+					continue
+				}
+				e = e.Elem()
+			}
+			vs[i] = Literal(e.String(), str)
+		}
+		return fmt.Sprintf("CAST(([%s], [%s]) AS %s)", strings.Join(ks, ", "), strings.Join(vs, ", "), t)
 	case decimal.Decimal:
 		return fmt.Sprintf("CAST('%s' AS %s)", x.String(), t)
 	case bool:
@@ -992,7 +1016,11 @@ func Literal(v any, t mapping.Type) string {
 		}
 		return "false"
 	case string:
-		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(x) + "'"
+		q := "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(x) + "'"
+		if t.Kind == mapping.KindJSON {
+			return "CAST(" + q + " AS JSON)"
+		}
+		return q
 	case time.Time:
 		x = x.UTC()
 		switch t.Kind {

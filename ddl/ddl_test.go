@@ -119,6 +119,11 @@ func TestLiteral(t *testing.T) {
 		{[]string{}, "Array(String)", "CAST([] AS Array(String))"},
 		{[]*int64{nil, ptr(int64(3))}, "Array(Nullable(Int64))", "CAST([NULL, 3] AS Array(Nullable(Int64)))"},
 		{[]string{"a'b"}, "Array(String)", `CAST(['a\'b'] AS Array(String))`},
+		{map[string]string{"b": "2", "a'": "1"}, "Map(String, String)", `CAST((['a\'', 'b'], ['1', '2']) AS Map(String, String))`},
+		{map[string]string{}, "Map(String, String)", "CAST(([], []) AS Map(String, String))"},
+		{map[string]*string{"k": nil, "j": ptr("v")}, "Map(String, Nullable(String))",
+			"CAST((['j', 'k'], ['v', NULL]) AS Map(String, Nullable(String)))"},
+		{`{"a": "it's"}`, "JSON", `CAST('{"a": "it\'s"}' AS JSON)`},
 	} {
 		if got := Literal(tc.v, mustType(tc.typ)); got != tc.want {
 			t.Errorf("Literal(%#v, %s) = %s, want %s", tc.v, tc.typ, got, tc.want)

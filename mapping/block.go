@@ -46,8 +46,9 @@ func (t *Table) NewBlock() *Block {
 		c := &t.Columns[i]
 		b.cols = append(b.cols, newBlockColumn(c))
 		b.width += valueSize(c.Type)
-		if c.Type.Kind == KindString || c.Type.Array {
-			// An array's text approximates the memory of its values.
+		if c.Type.Kind == KindString || c.Type.Kind == KindJSON || c.Type.Kind == KindMap || c.Type.Array {
+			// An array's or an hstore's text approximates the memory of
+			// its values.
 			b.strs = append(b.strs, i)
 		}
 	}
@@ -96,7 +97,8 @@ func (b *Block) Reset() {
 // []uint8 ... []int64, []float32, []float64, []string (String and
 // LowCardinality(String)), []int64 of seconds (DateTime), []time.Time
 // (Date, DateTime64),
-// []uuid.UUID, and for Nullable(T) a []*T whose pointers point into one
+// []uuid.UUID, []map[string]string or []map[string]*string (Map), []string
+// (JSON: its text), and for Nullable(T) a []*T whose pointers point into one
 // backing array, nil for NULL. The slices stay valid until Reset or the
 // next call of Columns.
 func (b *Block) Columns(version, seq uint64) []any {
@@ -162,8 +164,13 @@ func newBlockColumn(c *Column) blockColumn {
 		return newColumn(c, floatingDecoder[float64](c))
 	case KindString:
 		return newColumn(c, stringDecoder(oid, typ.LowCardinality))
-	case KindEnum8, KindEnum16:
+	case KindEnum8, KindEnum16, KindJSON:
 		return newColumn(c, textDecoder[string](c))
+	case KindMap:
+		if typ.NullableValues {
+			return newColumn(c, textDecoder[map[string]*string](c))
+		}
+		return newColumn(c, textDecoder[map[string]string](c))
 	case KindUUID:
 		return newColumn(c, uuidDecoder(oid))
 	}
@@ -203,8 +210,10 @@ func valueSize(typ Type) int {
 		n = 2
 	case KindUInt32, KindInt32, KindFloat32:
 		n = 4
-	case KindString, KindUUID, KindEnum8, KindEnum16:
+	case KindString, KindUUID, KindEnum8, KindEnum16, KindJSON:
 		n = 16
+	case KindMap:
+		n = 8 // the map's pointer (its pairs: see NewBlock)
 	case KindDate, KindDate32, KindDateTime64, KindDecimal:
 		n = 24
 	case KindBool:

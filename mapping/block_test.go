@@ -296,7 +296,7 @@ func blockSamples() map[uint32][]sample {
 		pgNumeric: textOnly("0", "-5", "1.50", "-1.5", "255", "256", "18446744073709551615", "18446744073709551616",
 			"-9223372036854775808", "1e5", "NaN", "123456789012345678901234567890.5"),
 		pgJSON:  textOnly(`{"a": 1}`, "[]", `"x"`),
-		pgJSONB: textOnly(`{"a": 1}`, "null"),
+		pgJSONB: textOnly(`{"a": 1}`, "null", ` {"b": [1, {"c": null}]}`),
 		pgPoint: textOnly("(1,2)"),
 		1007:    textOnly("{}", "{1,2,3}", "{1,NULL}", "{-2147483648,2147483647}", `{"1"}`, "[0:1]={5,6}", "{{1,2},{3,4}}", "{1,x}"),
 		1009:    textOnly("{}", `{"a b","c\\"d",NULL,"NULL",""}`, `{"\\\\"}`, "{unquoted,é}", `{"{}",","}`),
@@ -308,7 +308,7 @@ var blockTypes = []string{
 	"", "UInt8", "UInt16", "UInt32", "UInt64", "Int8", "Int16", "Int32", "Int64", "Float32", "Float64",
 	"String", "LowCardinality(String)", "UUID", "Date", "DateTime", "DateTime('UTC')", "DateTime64(3)", "DateTime64(6, 'UTC')",
 	"Decimal(12, 2)", "Decimal(38, 10)", "Decimal(3, 0)", "Bool", "Date32", "Array(Int32)", "Array(Nullable(Int32))",
-	"Array(String)", "Array(Decimal(12, 2))", "Array(Nullable(Decimal(12, 2)))", "Array(Int64)",
+	"Array(String)", "Array(Decimal(12, 2))", "Array(Nullable(Decimal(12, 2)))", "Array(Int64)", "JSON",
 }
 
 // blockCase is a resolved table of key "k" and column "c" in one configuration.
@@ -334,6 +334,9 @@ func blockCases(oid uint32) []blockCase {
 					}
 					if caps == allCaps && typ != "" && typ != "Bool" && typ != "Date32" {
 						continue // the same as with DateTime64
+					}
+					if typ == "JSON" {
+						caps.JSON = true
 					}
 					tbl, err := resolveColumn(oid, ColumnSpec{Type: typ, Transform: tr, Nullable: nullable}, caps)
 					if err != nil {

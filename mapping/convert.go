@@ -114,7 +114,17 @@ func targetType(src Source, cs ColumnSpec, caps Caps) (Type, error) {
 		}
 		typ = t
 	}
+	if typ.Kind == KindMap && !src.Hstore || typ.Kind == KindJSON && src.OID != oidJSON && src.OID != oidJSONB {
+		return Type{}, fmt.Errorf("type %s is for a column of type %s", typ, map[Kind]string{KindMap: "hstore", KindJSON: "json or jsonb"}[typ.Kind])
+	}
 	if cs.Nullable {
+		switch typ.Kind {
+		case KindMap:
+			return Type{}, fmt.Errorf("nullable: ClickHouse has no Nullable(Map): a NULL hstore is an empty map; drop nullable " +
+				"(Map(String, Nullable(String)) keeps NULL values)")
+		case KindJSON:
+			return Type{}, fmt.Errorf("nullable: Nullable(JSON) is not supported: a NULL json is an empty object; drop nullable")
+		}
 		if typ.LowCardinality {
 			return Type{}, fmt.Errorf("nullable LowCardinality columns are not supported")
 		}
@@ -128,6 +138,12 @@ func targetType(src Source, cs ColumnSpec, caps Caps) (Type, error) {
 	}
 	if typ.Kind == KindDate32 && !caps.Date32 {
 		return Type{}, fmt.Errorf("type Date32 (1900..2299) needs ClickHouse >= 22.8; use Date or String")
+	}
+	if typ.Kind == KindMap && !caps.Map {
+		return Type{}, fmt.Errorf("type %s needs ClickHouse >= 21.8 (experimental before); use String", typ)
+	}
+	if typ.Kind == KindJSON && !caps.JSON {
+		return Type{}, fmt.Errorf("type JSON needs ClickHouse >= 25.3 (production ready there, experimental before); use String")
 	}
 	return typ, nil
 }
@@ -176,6 +192,16 @@ func newConverter(src Source, typ Type, tr Transform, caps Caps) (converter, err
 	}
 
 	switch {
+	case typ.Kind == KindMap:
+		if !src.Hstore {
+			return nil, fmt.Errorf("type %s is for a column of type hstore", typ)
+		}
+		return hstoreConverter(typ, false, nil), nil
+	case typ.Kind == KindJSON:
+		if oid != oidJSON && oid != oidJSONB {
+			return nil, fmt.Errorf("type JSON is for a column of type json or jsonb")
+		}
+		return jsonConverter(typ), nil
 	case typ.IsEnum():
 		if !src.Enum {
 			return nil, fmt.Errorf("type %s is for a column of a Postgres enum type", typ)
@@ -393,6 +419,13 @@ func zeroValue(typ Type) any {
 		return epoch
 	case KindString, KindEnum8, KindEnum16:
 		return ""
+	case KindMap:
+		if typ.NullableValues {
+			return map[string]*string{}
+		}
+		return map[string]string{}
+	case KindJSON:
+		return "{}"
 	case KindUUID:
 		return uuid.UUID{}
 	case KindDate, KindDateTime, KindDateTime64:

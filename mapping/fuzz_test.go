@@ -21,6 +21,7 @@ func FuzzParseType(f *testing.F) {
 		"Nullable(DateTime64(3, 'Europe/Berlin'))", "DateTime('a(,)b')",
 		"Decimal(10,2)", "LowCardinality(UInt64)", "DateTime64(12)", "Array(String)",
 		"Nullable(Nullable(String))", "Nullable((String)", "", "(", ")", "DateTime64(+6,' UTC ')",
+		"Map(String, String)", "Map(String,Nullable(String))", "JSON", "Nullable(JSON)", "Array(Map(String, String))",
 	} {
 		f.Add(s)
 	}
@@ -37,6 +38,12 @@ func FuzzParseType(f *testing.F) {
 		}
 		if typ.LowCardinality && typ.Kind != KindString {
 			t.Fatalf("ParseType(%q) = LowCardinality of %v", s, typ.Kind)
+		}
+		if (typ.Kind == KindMap || typ.Kind == KindJSON) && (typ.Array || typ.Nullable || typ.LowCardinality) {
+			t.Fatalf("ParseType(%q) = %+v: a Map or JSON wrapped", s, typ)
+		}
+		if typ.NullableValues && typ.Kind != KindMap {
+			t.Fatalf("ParseType(%q) = %+v: NullableValues outside a Map", s, typ)
 		}
 		if typ.Kind == KindDateTime64 && (typ.Precision < 0 || typ.Precision > 9) {
 			t.Fatalf("ParseType(%q): precision %d", s, typ.Precision)
@@ -59,14 +66,14 @@ var (
 	fuzzOIDs = []uint32{
 		pgBool, pgBytea, 18, 19, pgInt8, pgInt2, pgInt4, pgText, pgOID, pgJSON, pgFloat4, pgFloat8,
 		pgBPChar, pgVarchar, pgDate, pgTimestamp, pgTimestamptz, pgNumeric, pgUUID, pgJSONB, 600,
-		1007, 1009, 1231, 1182,
+		1007, 1009, 1231, 1182, pgHstore,
 	}
 	fuzzTypes = []string{
 		"", "UInt8", "UInt16", "UInt32", "UInt64", "Int8", "Int16", "Int32", "Int64",
 		"Float32", "Float64", "String", "LowCardinality(String)", "UUID", "Date",
 		"DateTime", "DateTime('UTC')", "DateTime64(3)", "DateTime64(6, 'UTC')", "Nullable(UInt64)",
 		"Decimal(12, 2)", "Decimal(38, 10)", "Bool", "Date32", "Array(Int32)", "Array(Nullable(String))",
-		"Array(Decimal(5, 1))", "Array(Date)",
+		"Array(Decimal(5, 1))", "Array(Date)", "JSON", "Map(String, String)", "Map(String, Nullable(String))",
 	}
 )
 
@@ -97,6 +104,11 @@ func FuzzConvert(f *testing.F) {
 		{22, 25, 8, `{"a\"b",NULL}`, false},
 		{23, 26, 4, "{1.25,99999}", false},
 		{14, 23, 5, "-infinity", false},
+		{25, 29, 1, `"a"=>"1", "b"=>NULL`, false},
+		{25, 30, 9, `"a"=>"1", "b"=>NULL`, false},
+		{25, 31, 1, `"a"=>"1", "b"=>NULL`, false},
+		{19, 28, 1, `{"a": [1, 2]}`, false},
+		{9, 28, 9, `[1]`, false},
 	} {
 		f.Add(s.oid, s.typ, s.flags, []byte(s.data), s.transform)
 	}
@@ -112,8 +124,11 @@ func FuzzConvert(f *testing.F) {
 		case flags&8 != 0:
 			spec.Invalid = InvalidDefault
 		}
-		caps := Caps{DateTime64: flags&1 != 0, Bool: flags&1 != 0, Date32: flags&1 != 0}
+		caps := Caps{DateTime64: flags&1 != 0, Bool: flags&1 != 0, Date32: flags&1 != 0, Map: flags&1 != 0, JSON: flags&1 != 0}
 		tbl, err := resolveColumn(oid, spec, caps)
+		if oid == pgHstore {
+			tbl, err = resolveHstore(spec, caps)
+		}
 		if err != nil {
 			return
 		}
@@ -215,8 +230,13 @@ func checkGoType(t *testing.T, col Column, v any) {
 		want = reflect.TypeOf(float32(0))
 	case KindFloat64:
 		want = reflect.TypeOf(float64(0))
-	case KindString:
+	case KindString, KindJSON:
 		want = reflect.TypeOf("")
+	case KindMap:
+		want = reflect.TypeOf(map[string]string{})
+		if col.Type.NullableValues {
+			want = reflect.TypeOf(map[string]*string{})
+		}
 	case KindUUID:
 		want = reflect.TypeOf(uuid.UUID{})
 	case KindDate, KindDateTime, KindDateTime64:
@@ -272,4 +292,33 @@ func checkInteger(t *testing.T, typ Type, data []byte, v any) {
 	if err != nil || reflect.ValueOf(v).Int() != n {
 		t.Fatalf("%q into %s = %#v", data, typ, v)
 	}
+}
+
+// FuzzParseHstore: ParseHstore never panics; what it accepts, written back
+// as Postgres writes hstore, parses to the same pairs; and pairs written
+// as Postgres writes them parse back to themselves.
+func FuzzParseHstore(f *testing.F) {
+	for _, s := range []string{``, `"a"=>"1"`, `"a"=>"1", "b"=>NULL`, `"q\"uote"=>"back\\slash"`, `"=>, "=>"a, \"b\"=>c"`,
+		`"a"=>NULLx`, `"a"=>"1\`, `"a"=>"1",`, `"a"=>"1", "a"=>"2"`, `a=>1`} {
+		f.Add(s, "k", "v", false)
+	}
+	f.Add("", `"\`, `\"`, true)
+	f.Fuzz(func(t *testing.T, s, key, val string, null bool) {
+		pairs, err := ParseHstore([]byte(s))
+		if err == nil {
+			again, err := ParseHstore([]byte(formatHstore(pairs)))
+			if err != nil || !reflect.DeepEqual(again, pairs) {
+				t.Fatalf("ParseHstore(%q) = %v; written back %q, parsed %v, %v", s, show(pairs), formatHstore(pairs), show(again), err)
+			}
+		}
+		want := map[string]*string{key: &val, key + "2": nil}
+		if !null {
+			want[key+"2"] = &key
+		}
+		text := formatHstore(want)
+		got, err := ParseHstore([]byte(text))
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("ParseHstore(%q) = %v, %v; want %v", text, show(got), err, show(want))
+		}
+	})
 }

@@ -77,6 +77,18 @@ func newPolicyConverter(src Source, typ Type, tr Transform, policy string, count
 	if policy != InvalidDefault && policy != InvalidClamp {
 		return nil, fmt.Errorf("invalid = %q: want %q, %q or %q", policy, InvalidError, InvalidDefault, InvalidClamp)
 	}
+	if typ.Kind == KindMap {
+		// A Map's values are Strings: only a NULL value is out of its
+		// reach, which "default" stores as ''.
+		if policy != InvalidDefault || typ.NullableValues {
+			return nil, fmt.Errorf("invalid = %q does not apply to %s (%q stores a NULL value of Map(String, String) as '')",
+				policy, typ, InvalidDefault)
+		}
+		if !src.Hstore {
+			return newConverter(src, typ, tr, caps)
+		}
+		return hstoreConverter(typ, true, count), nil
+	}
 	if typ.Array {
 		elem, ok := src.elem()
 		if !ok || tr != TransformNone {

@@ -827,7 +827,6 @@ func TestParseTypeErrors(t *testing.T) {
 		"DateTime('')",
 		"DateTime('a'b')",
 		"DateTime('UTC', 'UTC')",
-		"Map(String, String)",
 		"String(",
 		"UInt64)",
 		"Nullable(String))",

@@ -11,14 +11,16 @@ import (
 // Source is what the mapping knows of a column's Postgres type: its OID
 // and type modifier (atttypmod: a numeric's precision and scale), and, as
 // the catalog tells, the element type of an array and whether the type (or
-// the element) is an enum, with an enum's labels in sort order. A domain is
-// described by its base type.
+// the element) is an enum, with an enum's labels in sort order, or an
+// hstore (an extension's type, of no fixed OID). A domain is described by
+// its base type.
 type Source struct {
 	OID    uint32
 	Mod    int32
 	Elem   uint32
 	Enum   bool
 	Labels []string
+	Hstore bool
 }
 
 // FirstUserOID is the first OID of an object a user created
@@ -44,7 +46,7 @@ func (s Source) elem() (Source, bool) {
 	if e == 0 {
 		return Source{}, false
 	}
-	return Source{OID: e, Mod: s.Mod, Enum: s.Enum, Labels: s.Labels}, true
+	return Source{OID: e, Mod: s.Mod, Enum: s.Enum, Labels: s.Labels, Hstore: s.Hstore}, true
 }
 
 // numeric returns the precision and scale of a numeric(p,s) source, and

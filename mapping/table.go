@@ -127,22 +127,28 @@ type SourceColumn struct {
 	// Labels are an enum's labels in sort order (pg_enum), as the catalog
 	// tells.
 	Labels []string
+	// Hstore marks an hstore (or an array of one), as the catalog tells
+	// (pg_type.typname).
+	Hstore bool
 	// Identity marks a column of the replica identity, which a delete carries.
 	Identity bool
 }
 
 // Source returns what the mapping knows of the column's type.
 func (sc SourceColumn) Source() Source {
-	return Source{OID: sc.TypeOID, Mod: sc.TypeMod, Elem: sc.Elem, Enum: sc.Enum, Labels: sc.Labels}
+	return Source{OID: sc.TypeOID, Mod: sc.TypeMod, Elem: sc.Elem, Enum: sc.Enum, Labels: sc.Labels, Hstore: sc.Hstore}
 }
 
 // Caps are the features of the target ClickHouse server that change the mapping.
 type Caps struct {
 	// DateTime64 is true for servers >= 20.1, Bool for >= 21.12, Date32
-	// (1900..2299) for >= 22.8.
+	// (1900..2299) for >= 22.8, Map for >= 21.8 (no longer
+	// experimental), JSON for >= 25.3 (production ready).
 	DateTime64 bool
 	Bool       bool
 	Date32     bool
+	Map        bool
+	JSON       bool
 	// Server is the server's version, major and minor; the years a
 	// DateTime64 holds depend on it (see DateTime64Years). Zero: a
 	// server of 22.8 or later.
@@ -341,6 +347,9 @@ func Resolve(spec TableSpec, src []SourceColumn, caps Caps) (*Table, error) {
 		}
 		if t.Columns[i].Type.Nullable {
 			return nil, fmt.Errorf("table %s: order_by column %q cannot be nullable", spec.Source, name)
+		}
+		if k := t.Columns[i].Type.Kind; k == KindMap || k == KindJSON {
+			return nil, fmt.Errorf("table %s: order_by column %q is %s, which cannot be in a sorting key", spec.Source, name, t.Columns[i].Type)
 		}
 		t.Key = append(t.Key, i)
 	}

@@ -33,6 +33,11 @@ const (
 	// KindEnum8 and KindEnum16 hold a Postgres enum's labels (see Labels).
 	KindEnum8
 	KindEnum16
+	// KindMap is Map(String, String), or Map(String, Nullable(String))
+	// with NullableValues: an hstore's pairs.
+	KindMap
+	// KindJSON is ClickHouse's JSON: a json or jsonb object.
+	KindJSON
 )
 
 var kindNames = map[Kind]string{
@@ -41,6 +46,7 @@ var kindNames = map[Kind]string{
 	KindFloat32: "Float32", KindFloat64: "Float64", KindString: "String", KindUUID: "UUID",
 	KindDate: "Date", KindDateTime: "DateTime", KindDateTime64: "DateTime64", KindDecimal: "Decimal",
 	KindBool: "Bool", KindDate32: "Date32", KindEnum8: "Enum8", KindEnum16: "Enum16",
+	KindMap: "Map", KindJSON: "JSON",
 }
 
 // Type is a ClickHouse column type as the replicator understands it.
@@ -61,6 +67,8 @@ type Type struct {
 	// 1"), ordered by value (see EnumOf): a string keeps Type comparable.
 	// Empty in an Enum a configuration names: the labels are Postgres'.
 	Labels string
+	// NullableValues makes a Map Map(String, Nullable(String)).
+	NullableValues bool
 }
 
 // IsInteger reports whether the type is one of the integer kinds.
@@ -94,6 +102,11 @@ func (t Type) String() string {
 			s = kindNames[t.Kind]
 		default:
 			s = kindNames[t.Kind] + "(" + t.Labels + ")"
+		}
+	case KindMap:
+		s = "Map(String, String)"
+		if t.NullableValues {
+			s = "Map(String, Nullable(String))"
 		}
 	default:
 		s = kindNames[t.Kind]
@@ -147,6 +160,9 @@ func parseType(s string, depth int) (Type, error) {
 		if inner.Array {
 			return Type{}, fmt.Errorf("multi-dimensional arrays are not supported (store them as String)")
 		}
+		if inner.Kind == KindMap || inner.Kind == KindJSON {
+			return Type{}, fmt.Errorf("arrays of %s are not supported (store them as String)", kindNames[inner.Kind])
+		}
 		inner.Array = true
 		return inner, nil
 	case "Decimal":
@@ -168,6 +184,12 @@ func parseType(s string, depth int) (Type, error) {
 			return Type{}, err
 		}
 		if name == "Nullable" {
+			if inner.Kind == KindMap {
+				return Type{}, fmt.Errorf("ClickHouse has no Nullable(Map): a NULL hstore is an empty map (Map(String, Nullable(String)) keeps NULL values)")
+			}
+			if inner.Kind == KindJSON {
+				return Type{}, fmt.Errorf("Nullable(JSON) is not supported: a NULL json is an empty object")
+			}
 			if inner.Nullable || inner.LowCardinality {
 				return Type{}, fmt.Errorf("Nullable must wrap a plain type")
 			}
@@ -191,6 +213,24 @@ func parseType(s string, depth int) (Type, error) {
 			return Type{}, fmt.Errorf("Enum takes no labels (they are the Postgres enum's)")
 		}
 		return parseEnum(kindOf(name), args)
+	case "Map":
+		errMap := fmt.Errorf("Map is supported as Map(String, String) and Map(String, Nullable(String)), for hstore")
+		if !hasArgs || len(args) != 2 {
+			return Type{}, errMap
+		}
+		key, err1 := parseType(args[0], depth+1)
+		val, err2 := parseType(args[1], depth+1)
+		str := Type{Kind: KindString}
+		if err1 != nil || err2 != nil || key != str || val != str && val != (Type{Kind: KindString, Nullable: true}) {
+			return Type{}, errMap
+		}
+		// (Array, Nullable and LowCardinality refuse a Map inside.)
+		return Type{Kind: KindMap, NullableValues: val.Nullable}, nil
+	case "JSON":
+		if hasArgs {
+			return Type{}, fmt.Errorf("JSON takes no arguments here (type hints and SKIP are not supported)")
+		}
+		return Type{Kind: KindJSON}, nil
 	case "DateTime":
 		t := Type{Kind: KindDateTime}
 		if hasArgs {
@@ -226,12 +266,13 @@ func parseType(s string, depth int) (Type, error) {
 		return Type{}, fmt.Errorf("unsupported type")
 	}
 	for k, n := range kindNames {
-		if n == name && k != KindDateTime && k != KindDateTime64 && k != KindDecimal {
+		if n == name && k != KindDateTime && k != KindDateTime64 && k != KindDecimal && k != KindMap {
 			return Type{Kind: k}, nil
 		}
 	}
 	return Type{}, fmt.Errorf("unsupported type (supported: UInt8..UInt64, Int8..Int64, Float32, Float64, Decimal(P, S), Bool, " +
-		"String, UUID, Date, Date32, DateTime, DateTime64, Enum (Enum8, Enum16), Nullable(T), LowCardinality(String), Array(T))")
+		"String, UUID, Date, Date32, DateTime, DateTime64, Enum (Enum8, Enum16), " +
+		"Map(String, String), Map(String, Nullable(String)), JSON, Nullable(T), LowCardinality(String), Array(T))")
 }
 
 // splitType splits "Name(a, b)" into its name and top-level arguments.

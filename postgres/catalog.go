@@ -173,8 +173,8 @@ func (c *Conn) PublishesGenerated(ctx context.Context, publication string) (bool
 
 // DescribeTypes completes columns of types a user created from the
 // catalog: a domain is described by its base type (and the base's type
-// modifier), an array by its element type, an enum (or an array of one) is
-// marked. Built-in types need no catalog (see mapping.Source).
+// modifier), an array by its element type, an enum or an hstore (the
+// extension's type, in any schema; or an array of one) is marked. Built-in types need no catalog (see mapping.Source).
 func (c *Conn) DescribeTypes(ctx context.Context, cols []mapping.SourceColumn) error {
 	for i := range cols {
 		col := &cols[i]
@@ -185,7 +185,7 @@ func (c *Conn) DescribeTypes(ctx context.Context, cols []mapping.SourceColumn) e
 		if err != nil {
 			return fmt.Errorf("describe the type of column %s: %w", col.Name, err)
 		}
-		col.TypeOID, col.Enum, col.Labels = t.oid, t.enum, t.labels
+		col.TypeOID, col.Enum, col.Labels, col.Hstore = t.oid, t.enum, t.labels, t.hstore
 		if t.mod != -1 {
 			col.TypeMod = t.mod
 		}
@@ -194,7 +194,7 @@ func (c *Conn) DescribeTypes(ctx context.Context, cols []mapping.SourceColumn) e
 			if err != nil {
 				return fmt.Errorf("describe the element type of column %s: %w", col.Name, err)
 			}
-			col.Elem, col.Enum = e.oid, e.enum
+			col.Elem, col.Enum, col.Hstore = e.oid, e.enum, e.hstore
 			if e.mod != -1 {
 				col.TypeMod = e.mod
 			}
@@ -208,6 +208,7 @@ type pgType struct {
 	oid, elem   uint32
 	mod         int32
 	enum, array bool
+	hstore      bool
 	// labels are an enum's, in sort order.
 	labels []string
 }
@@ -217,11 +218,11 @@ func (c *Conn) describeType(ctx context.Context, oid uint32, depth int) (pgType,
 	if depth > 8 {
 		return pgType{}, fmt.Errorf("type %d: domains nested too deep", oid)
 	}
-	var typtype, category string
+	var typtype, category, name string
 	var elem, base uint32
 	var mod int32
-	err := c.pg.QueryRow(ctx, "SELECT typtype::text, typcategory::text, typelem, typbasetype, typtypmod FROM pg_type WHERE oid = $1",
-		oid).Scan(&typtype, &category, &elem, &base, &mod)
+	err := c.pg.QueryRow(ctx, "SELECT typtype::text, typcategory::text, typelem, typbasetype, typtypmod, typname::text FROM pg_type WHERE oid = $1",
+		oid).Scan(&typtype, &category, &elem, &base, &mod, &name)
 	if err != nil {
 		return pgType{}, fmt.Errorf("read type %d: %w", oid, Describe(err, "", ""))
 	}
@@ -238,7 +239,9 @@ func (c *Conn) describeType(ctx context.Context, oid uint32, depth int) (pgType,
 	case category == "A" && elem != 0:
 		return pgType{oid: oid, mod: -1, elem: elem, array: true}, nil
 	}
-	return pgType{oid: oid, mod: -1}, nil
+	// hstore is a base type of its extension, in whichever schema it
+	// was created.
+	return pgType{oid: oid, mod: -1, hstore: typtype == "b" && name == "hstore"}, nil
 }
 
 // enumLabels reads the labels of an enum type in sort order. Labels are

@@ -3,6 +3,7 @@ package replication_test
 import (
 	"encoding/binary"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -244,7 +245,7 @@ func TestDecodeTransaction(t *testing.T) {
 		{Name: "name", TypeOID: oidText, TypeMod: -1, Identity: false},
 	}
 	if rel.ID != eventsRel || rel.Namespace != "public" || rel.Name != "events" || rel.ReplicaIdentity != 'd' ||
-		len(rel.Columns) != 2 || rel.Columns[0] != wantCols[0] || rel.Columns[1] != wantCols[1] {
+		!reflect.DeepEqual(rel.Columns, wantCols) {
 		t.Errorf("Relation = %+v, want id %d public.events identity 'd' columns %+v", rel, eventsRel, wantCols)
 	}
 	if got := rel.QualifiedName(); got != "public.events" {

@@ -205,6 +205,20 @@ func render(t *testing.T, b *strings.Builder, s Server, cluster string) {
 	section("setup: database and own tables", append([]string{db.Create()}, db.CreateOwnTables()...)...)
 	section("setup: target with a partition key, and its views", append(db.CreateTarget(events), db.CreateViews(events, "slot")...)...)
 	section("setup: target without one, and its views", append(db.CreateTarget(users), db.CreateViews(users, "slot")...)...)
+	// The opt-in types: a Map of an hstore, and JSON of a jsonb, where
+	// the server has them.
+	for _, opt := range []struct{ source, typ string }{{"attrs", "Map(String, Nullable(String))"}, {"doc", "JSON"}} {
+		cols := []mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "attrs", TypeOID: 16400, Hstore: true},
+			{Name: "doc", TypeOID: 3802}}
+		tbl, err := mapping.Resolve(mapping.TableSpec{Source: "public.docs", Target: "docs", OrderBy: []string{"id"},
+			Columns: map[string]mapping.ColumnSpec{opt.source: {Type: opt.typ}}}, cols, caps)
+		if err != nil {
+			fmt.Fprintf(b, "\n-- setup: a target with a %s column: refused: %v\n", opt.typ, err)
+			continue
+		}
+		section(fmt.Sprintf("setup: a target with a %s column, and its views", opt.typ),
+			append(db.CreateTarget(tbl), db.CreateViews(tbl, "slot")...)...)
+	}
 	modern := *users
 	modern.Storage.EngineDeletes = true
 	if err := db.CheckStorage(&modern); err != nil {

@@ -54,7 +54,12 @@ func (s Server) DB(name, cluster, zkPath string) ddl.Database {
 func (s Server) Caps() mapping.Caps {
 	v := s.Version
 	atLeast := func(major, minor int) bool { return v[0] > major || v[0] == major && v[1] >= minor }
-	return mapping.Caps{DateTime64: atLeast(20, 1), Bool: atLeast(21, 12), Date32: atLeast(22, 8), Server: v}
+	// Map is experimental before 21.8 (allow_experimental_map_type);
+	// JSON is production ready from 25.3, where it needs no setting,
+	// and takes its values as text (clickhouse-go's string
+	// serialization, which servers read from 24.10).
+	return mapping.Caps{DateTime64: atLeast(20, 1), Bool: atLeast(21, 12), Date32: atLeast(22, 8),
+		Map: atLeast(21, 8), JSON: atLeast(25, 3), Server: v}
 }
 
 // probedSettings are the settings besides the guards whose presence or

@@ -68,3 +68,25 @@ func TestSessionSettingsReplicatedCluster(t *testing.T) {
 		})
 	}
 }
+
+// TestCapsByVersion checks the type gates at their first versions: Map
+// from 21.8 (experimental before), JSON from 25.3 (production ready).
+func TestCapsByVersion(t *testing.T) {
+	for _, tc := range []struct {
+		v         [2]int
+		map_, jsn bool
+	}{
+		{[2]int{18, 16}, false, false},
+		{[2]int{21, 7}, false, false},
+		{[2]int{21, 8}, true, false},
+		{[2]int{24, 8}, true, false},
+		{[2]int{25, 2}, true, false},
+		{[2]int{25, 3}, true, true},
+		{[2]int{26, 1}, true, true},
+	} {
+		c := Server{Version: tc.v}.Caps()
+		if c.Map != tc.map_ || c.JSON != tc.jsn {
+			t.Errorf("%d.%d: Map %v JSON %v, want %v %v", tc.v[0], tc.v[1], c.Map, c.JSON, tc.map_, tc.jsn)
+		}
+	}
+}

@@ -230,6 +230,19 @@ func rowBytes(row []any) int {
 			n += 24 + len(v)
 		case time.Time:
 			n += 24
+		case map[string]string: // Map: an hstore's pairs
+			n += 48
+			for k, e := range v {
+				n += 32 + len(k) + len(e)
+			}
+		case map[string]*string:
+			n += 48
+			for k, e := range v {
+				n += 40 + len(k)
+				if e != nil {
+					n += len(*e)
+				}
+			}
 		case nil:
 		default:
 			n += 8
@@ -684,16 +697,7 @@ func (c *Client) storedRows(ctx context.Context, t *mapping.Table, need []bool, 
 			return nil, 0, fmt.Errorf("%s: key %s: %w", t.Target, k.key, err)
 		}
 	}
-	var cols []string
-	var at []int // the row index of each selected column
-	for i, c := range t.Columns {
-		if need[i] {
-			cols, at = append(cols, ddl.Quote(c.Name)), append(at, i)
-		}
-	}
-	for i, m := range mapping.MetaColumns {
-		cols, at = append(cols, ddl.Quote(m)), append(at, len(t.Columns)+i)
-	}
+	cols, at := imageColumns(t, need)
 	if where != "" {
 		where = " AND " + where
 	}
@@ -720,6 +724,26 @@ func (c *Client) storedRows(ctx context.Context, t *mapping.Table, need []bool, 
 		size += rowBytes(r)
 	}
 	return out, size, nil
+}
+
+// imageColumns returns the SELECT list of the columns of t that need
+// marks and of the meta columns, and the row index of each. A JSON column
+// is read as its text, the value a streamed row holds: clickhouse-go sends
+// a block of a JSON column as text or as objects, not both.
+func imageColumns(t *mapping.Table, need []bool) (cols []string, at []int) {
+	for i, c := range t.Columns {
+		if need[i] {
+			col := ddl.Quote(c.Name)
+			if c.Type.Kind == mapping.KindJSON {
+				col = "toString(" + col + ")"
+			}
+			cols, at = append(cols, col), append(at, i)
+		}
+	}
+	for i, m := range mapping.MetaColumns {
+		cols, at = append(cols, ddl.Quote(m)), append(at, len(t.Columns)+i)
+	}
+	return cols, at
 }
 
 // Complete sets the columns f names in row, a buffered row waiting for

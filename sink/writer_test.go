@@ -1,9 +1,13 @@
 package sink
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 
 	"github.com/replicator/replicator/mapping"
 )
@@ -233,5 +237,84 @@ func TestSuperseded(t *testing.T) {
 				t.Errorf("Superseded = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestImageColumnsJSONAsText: an earlier image's JSON column is read as
+// its text, the Go value a streamed row holds (a block of a JSON column is
+// text or objects, not both); a Map as itself.
+func TestImageColumnsJSONAsText(t *testing.T) {
+	caps := mapping.Caps{DateTime64: true, Bool: true, Date32: true, Map: true, JSON: true}
+	tbl, err := mapping.Resolve(mapping.TableSpec{Source: "public.d", Target: "d", OrderBy: []string{"id"},
+		Columns: map[string]mapping.ColumnSpec{"h": {Type: "Map(String, String)"}, "j": {Type: "JSON"}}},
+		[]mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "h", TypeOID: 16400, Hstore: true},
+			{Name: "j", TypeOID: 3802}, {Name: "s", TypeOID: 3802}}, caps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, at := imageColumns(tbl, []bool{true, true, true, true})
+	want := []string{"`id`", "`h`", "toString(`j`)", "`s`", "`_version`", "`_deleted`", "`_seq`"}
+	if !slices.Equal(cols, want) || !slices.Equal(at, []int{0, 1, 2, 3, 4, 5, 6}) {
+		t.Errorf("imageColumns = %v %v, want %v", cols, at, want)
+	}
+	cols, _ = imageColumns(tbl, []bool{true, false, true, false})
+	if !slices.Equal(cols, []string{"`id`", "toString(`j`)", "`_version`", "`_deleted`", "`_seq`"}) {
+		t.Errorf("imageColumns of some = %v", cols)
+	}
+	small := rowBytes([]any{map[string]string{"a": "b"}})
+	large := rowBytes([]any{map[string]string{"a": string(make([]byte, 10_000))}})
+	if large-small < 9_000 {
+		t.Errorf("rowBytes of a Map does not count its values: %d, %d", small, large)
+	}
+}
+
+// TestDriverTakesMapJSON: clickhouse-go's columns of the opt-in types take
+// the values the mapping makes, a copy's block column by column and a
+// streamed row value by value (a JSON column as text throughout).
+func TestDriverTakesMapJSON(t *testing.T) {
+	caps := mapping.Caps{DateTime64: true, Bool: true, Date32: true, Map: true, JSON: true}
+	tbl, err := mapping.Resolve(mapping.TableSpec{Source: "public.d", Target: "d", OrderBy: []string{"id"},
+		Columns: map[string]mapping.ColumnSpec{"h": {Type: "Map(String, String)"}, "hn": {Type: "Map(String, Nullable(String))"},
+			"j": {Type: "JSON"}}},
+		[]mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "h", TypeOID: 16400, Hstore: true},
+			{Name: "hn", TypeOID: 16400, Hstore: true}, {Name: "j", TypeOID: 3802}}, caps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := func(s string) mapping.Value { return mapping.Value{Kind: mapping.ValueText, Data: []byte(s)} }
+	null := mapping.Value{Kind: mapping.ValueNull}
+	rows := [][]mapping.Value{
+		{text("1"), text(`"a"=>"1"`), text(`"a"=>"1", "b"=>NULL`), text(`{"x": [1, 2]}`)},
+		{text("2"), null, null, null},
+	}
+	b := tbl.NewBlock()
+	for _, r := range rows {
+		fields := [][]byte{binary.BigEndian.AppendUint64(nil, 1)}
+		for _, v := range r[1:] {
+			fields = append(fields, v.Data)
+		}
+		if err := b.AppendBinary(fields); err != nil {
+			t.Fatal(err)
+		}
+	}
+	block := b.Columns(1, 0)
+	for i, c := range tbl.Columns[1:] {
+		col, err := column.Type(c.Type.String()).Column(c.Name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := col.Append(block[i+1]); err != nil || col.Rows() != 2 {
+			t.Errorf("%s: block column %T: %v, %d rows", c.Type, block[i+1], err, col.Rows())
+		}
+		streamed, _ := column.Type(c.Type.String()).Column(c.Name, nil)
+		for _, r := range rows {
+			row := make([]any, len(tbl.Columns)+len(mapping.MetaColumns))
+			if _, err := tbl.Row(r, row, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := streamed.AppendRow(row[i+1]); err != nil {
+				t.Errorf("%s: streamed value %T: %v", c.Type, row[i+1], err)
+			}
+		}
 	}
 }

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -232,6 +233,11 @@ func checksumExprs(c mapping.Column, trimmed bool) (pg, ch string, ok bool) {
 	switch {
 	case c.Transform != mapping.TransformNone, c.Policy() != "" && c.Policy() != mapping.InvalidError:
 		// Computed by the mapping only: compared row by row.
+		return "", "", false
+	case typ.Kind == mapping.KindMap, typ.Kind == mapping.KindJSON:
+		// No text of both sides alike (a Map's pairs are in the order
+		// they were sent, a Go map's; JSON's text is ClickHouse's own):
+		// compared row by row (see equalValue).
 		return "", "", false
 	case typ.Array:
 		return arrayChecksumExprs(c, trimmed)
@@ -595,6 +601,10 @@ func (v *verifier) chRows(ctx context.Context, keys, where string, cols []int) (
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = ddl.Quote(v.t.Columns[c].Name)
+		if v.t.Columns[c].Type.Kind == mapping.KindJSON {
+			// Its text, whatever the session's JSON output setting.
+			names[i] = "toString(" + names[i] + ")"
+		}
 	}
 	rows, err := v.ch.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(names, ", "), v.newest(keys), where))
 	if err != nil {
@@ -643,6 +653,13 @@ func equalValue(t mapping.Type, a, b any) bool {
 	case decimal.Decimal:
 		bv, ok := deref(b).(decimal.Decimal)
 		return ok && av.Equal(bv)
+	case map[string]string, map[string]*string:
+		return equalMap(a, b)
+	}
+	if t.Kind == mapping.KindJSON {
+		as, ok1 := a.(string)
+		bs, ok2 := deref(b).(string)
+		return ok1 && ok2 && equalJSON(as, bs)
 	}
 	if t.Array {
 		return equalArray(t, a, deref(b))
@@ -674,6 +691,72 @@ func equalArray(t mapping.Type, a, b any) bool {
 		}
 	}
 	return true
+}
+
+// equalMap compares two Maps of String to String or to Nullable(String),
+// pair by pair.
+func equalMap(a, b any) bool {
+	pairs := func(m any) (map[string]*string, bool) {
+		switch x := m.(type) {
+		case map[string]*string:
+			return x, true
+		case map[string]string:
+			out := make(map[string]*string, len(x))
+			for k, v := range x {
+				out[k] = &v
+			}
+			return out, true
+		}
+		return nil, false
+	}
+	am, ok1 := pairs(a)
+	bm, ok2 := pairs(b)
+	if !ok1 || !ok2 || len(am) != len(bm) {
+		return false
+	}
+	for k, x := range am {
+		y, ok := bm[k]
+		if !ok || (x == nil) != (y == nil) || x != nil && *x != *y {
+			return false
+		}
+	}
+	return true
+}
+
+// equalJSON compares the text of a json value with the text ClickHouse
+// gives the JSON it stored: as values, numbers by their float64, with the
+// members that ClickHouse does not keep (null, and objects left empty
+// without them) left out of both.
+func equalJSON(a, b string) bool {
+	var av, bv any
+	if json.Unmarshal([]byte(a), &av) != nil || json.Unmarshal([]byte(b), &bv) != nil {
+		return a == b
+	}
+	return reflect.DeepEqual(prune(av), prune(bv))
+}
+
+// prune drops the null members of objects, and the members that are
+// objects empty after that, recursively.
+func prune(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			e = prune(e)
+			if m, ok := e.(map[string]any); e == nil || ok && len(m) == 0 {
+				continue
+			}
+			out[k] = e
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = prune(e)
+		}
+		return out
+	}
+	return v
 }
 
 func deref(v any) any {

@@ -175,6 +175,10 @@ FROM
 )
 WHERE `_deleted_latest` = 0;
 
+-- setup: a target with a Map(String, Nullable(String)) column: refused: table public.docs column attrs: type Map(String, Nullable(String)) needs ClickHouse >= 21.8 (experimental before); use String
+
+-- setup: a target with a JSON column: refused: table public.docs column doc: type JSON needs ClickHouse >= 25.3 (production ready there, experimental before); use String
+
 -- setup: a target with engine_is_deleted = true: refused: table public.users: tombstones kept by the engine (engine_is_deleted) need ClickHouse 23.2 or later; the server is 18.16: remove them from the configuration
 
 -- resync: the shadow
@@ -462,6 +466,10 @@ FROM
     GROUP BY `id`
 )
 WHERE `_deleted_latest` = 0;
+
+-- setup: a target with a Map(String, Nullable(String)) column: refused: table public.docs column attrs: type Map(String, Nullable(String)) needs ClickHouse >= 21.8 (experimental before); use String
+
+-- setup: a target with a JSON column: refused: table public.docs column doc: type JSON needs ClickHouse >= 25.3 (production ready there, experimental before); use String
 
 -- setup: a target with engine_is_deleted = true: refused: table public.users: tombstones kept by the engine (engine_is_deleted) need ClickHouse 23.2 or later; the server is 18.16: remove them from the configuration
 

@@ -182,6 +182,70 @@ FROM
 )
 WHERE `_deleted_latest` = 0;
 
+-- setup: a target with a Map(String, Nullable(String)) column, and its views
+CREATE TABLE IF NOT EXISTS `analytics`.`docs`
+(
+    `id` Int64 DEFAULT 0,
+    `attrs` Map(String, Nullable(String)),
+    `doc` String DEFAULT '',
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplacingMergeTree(_version)
+ORDER BY (`id`);
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_live` AS
+SELECT `id`, `attrs`, `doc`
+FROM `analytics`.`docs` FINAL
+WHERE _deleted = 0;
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_committed` AS
+SELECT `id`, `attrs`, `doc`
+FROM
+(
+    SELECT `id`,
+           argMax(`attrs`, (`_version`, `_seq`)) AS `attrs`,
+           argMax(`doc`, (`_version`, `_seq`)) AS `doc`,
+           argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
+    FROM `analytics`.`docs`
+    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'docs_resync' GROUP BY source
+                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
+    GROUP BY `id`
+)
+WHERE `_deleted_latest` = 0;
+
+-- setup: a target with a JSON column, and its views
+CREATE TABLE IF NOT EXISTS `analytics`.`docs`
+(
+    `id` Int64 DEFAULT 0,
+    `attrs` String DEFAULT '',
+    `doc` JSON,
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplacingMergeTree(_version)
+ORDER BY (`id`);
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_live` AS
+SELECT `id`, `attrs`, `doc`
+FROM `analytics`.`docs` FINAL
+WHERE _deleted = 0;
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_committed` AS
+SELECT `id`, `attrs`, `doc`
+FROM
+(
+    SELECT `id`,
+           argMax(`attrs`, (`_version`, `_seq`)) AS `attrs`,
+           argMax(`doc`, (`_version`, `_seq`)) AS `doc`,
+           argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
+    FROM `analytics`.`docs`
+    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'docs_resync' GROUP BY source
+                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
+    GROUP BY `id`
+)
+WHERE `_deleted_latest` = 0;
+
 -- setup: a target with engine_is_deleted = true
 CREATE TABLE IF NOT EXISTS `analytics`.`users`
 (
@@ -488,6 +552,74 @@ FROM
     FROM `analytics`.`users`
     WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
        OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'users_resync' GROUP BY source
+                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
+    GROUP BY `id`
+)
+WHERE `_deleted_latest` = 0;
+
+-- setup: a target with a Map(String, Nullable(String)) column, and its views
+CREATE TABLE IF NOT EXISTS `analytics`.`docs_local` ON CLUSTER `c`
+(
+    `id` Int64 DEFAULT 0,
+    `attrs` Map(String, Nullable(String)),
+    `doc` String DEFAULT '',
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/analytics/docs', '{replica}', _version)
+ORDER BY (`id`);
+CREATE TABLE IF NOT EXISTS `analytics`.`docs` ON CLUSTER `c` AS `analytics`.`docs_local`
+ENGINE = Distributed(`c`, `analytics`, `docs_local`, sipHash64(`id`));
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_live` ON CLUSTER `c` AS
+SELECT `id`, `attrs`, `doc`
+FROM `analytics`.`docs` FINAL
+WHERE _deleted = 0;
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_committed` ON CLUSTER `c` AS
+SELECT `id`, `attrs`, `doc`
+FROM
+(
+    SELECT `id`,
+           argMax(`attrs`, (`_version`, `_seq`)) AS `attrs`,
+           argMax(`doc`, (`_version`, `_seq`)) AS `doc`,
+           argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
+    FROM `analytics`.`docs`
+    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'docs_resync' GROUP BY source
+                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
+    GROUP BY `id`
+)
+WHERE `_deleted_latest` = 0;
+
+-- setup: a target with a JSON column, and its views
+CREATE TABLE IF NOT EXISTS `analytics`.`docs_local` ON CLUSTER `c`
+(
+    `id` Int64 DEFAULT 0,
+    `attrs` String DEFAULT '',
+    `doc` JSON,
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/analytics/docs', '{replica}', _version)
+ORDER BY (`id`);
+CREATE TABLE IF NOT EXISTS `analytics`.`docs` ON CLUSTER `c` AS `analytics`.`docs_local`
+ENGINE = Distributed(`c`, `analytics`, `docs_local`, sipHash64(`id`));
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_live` ON CLUSTER `c` AS
+SELECT `id`, `attrs`, `doc`
+FROM `analytics`.`docs` FINAL
+WHERE _deleted = 0;
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_committed` ON CLUSTER `c` AS
+SELECT `id`, `attrs`, `doc`
+FROM
+(
+    SELECT `id`,
+           argMax(`attrs`, (`_version`, `_seq`)) AS `attrs`,
+           argMax(`doc`, (`_version`, `_seq`)) AS `doc`,
+           argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
+    FROM `analytics`.`docs`
+    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'docs_resync' GROUP BY source
                      HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
     GROUP BY `id`
 )
