@@ -207,9 +207,9 @@ func render(t *testing.T, b *strings.Builder, s Server, cluster string) {
 	section("setup: target without one, and its views", append(db.CreateTarget(users), db.CreateViews(users, "slot")...)...)
 	// The opt-in types: a Map of an hstore, and JSON of a jsonb, where
 	// the server has them.
-	for _, opt := range []struct{ source, typ string }{{"attrs", "Map(String, Nullable(String))"}, {"doc", "JSON"}} {
+	for _, opt := range []struct{ source, typ string }{{"attrs", "Map(String, Nullable(String))"}, {"doc", "JSON"}, {"state", "Enum"}} {
 		cols := []mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "attrs", TypeOID: 16400, Hstore: true},
-			{Name: "doc", TypeOID: 3802}}
+			{Name: "doc", TypeOID: 3802}, {Name: "state", TypeOID: 16410, Enum: true, Labels: []string{"draft", "it's open"}}}
 		tbl, err := mapping.Resolve(mapping.TableSpec{Source: "public.docs", Target: "docs", OrderBy: []string{"id"},
 			Columns: map[string]mapping.ColumnSpec{opt.source: {Type: opt.typ}}}, cols, caps)
 		if err != nil {
@@ -218,6 +218,19 @@ func render(t *testing.T, b *strings.Builder, s Server, cluster string) {
 		}
 		section(fmt.Sprintf("setup: a target with a %s column, and its views", opt.typ),
 			append(db.CreateTarget(tbl), db.CreateViews(tbl, "slot")...)...)
+		if opt.typ == "Enum" {
+			// ALTER TYPE ... ADD VALUE 'closed' BEFORE 'draft'.
+			i := tbl.ColumnIndex("state")
+			have := tbl.Columns[i].Type
+			cols[3].Labels = []string{"closed", "draft", "it's open"}
+			grown, err := mapping.Resolve(mapping.TableSpec{Source: "public.docs", Target: "docs", OrderBy: []string{"id"},
+				Columns: map[string]mapping.ColumnSpec{opt.source: {Type: opt.typ}}}, cols, caps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			grown.Adopt("state", have, caps)
+			section("schema change: a label added to an enum", db.ModifyColumn(grown.Target, grown.Columns[i])...)
+		}
 	}
 	modern := *users
 	modern.Storage.EngineDeletes = true

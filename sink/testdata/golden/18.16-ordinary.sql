@@ -179,6 +179,43 @@ WHERE `_deleted_latest` = 0;
 
 -- setup: a target with a JSON column: refused: table public.docs column doc: type JSON needs ClickHouse >= 25.3 (production ready there, experimental before); use String
 
+-- setup: a target with a Enum column, and its views
+CREATE TABLE IF NOT EXISTS `analytics`.`docs`
+(
+    `id` Int64 DEFAULT 0,
+    `attrs` String DEFAULT '',
+    `doc` String DEFAULT '',
+    `state` Enum8('' = 0, 'draft' = 1, 'it\'s open' = 2),
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplacingMergeTree(_version)
+ORDER BY (`id`);
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_live` AS
+SELECT `id`, `attrs`, `doc`, `state`
+FROM `analytics`.`docs` FINAL
+WHERE _deleted = 0;
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_committed` AS
+SELECT `id`, `attrs`, `doc`, `state`
+FROM
+(
+    SELECT `id`,
+           argMax(`attrs`, (`_version`, `_seq`)) AS `attrs`,
+           argMax(`doc`, (`_version`, `_seq`)) AS `doc`,
+           argMax(`state`, (`_version`, `_seq`)) AS `state`,
+           argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
+    FROM `analytics`.`docs`
+    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'docs_resync' GROUP BY source
+                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
+    GROUP BY `id`
+)
+WHERE `_deleted_latest` = 0;
+
+-- schema change: a label added to an enum
+ALTER TABLE `analytics`.`docs` MODIFY COLUMN `state` Enum8('' = 0, 'draft' = 1, 'it\'s open' = 2, 'closed' = 3);
+
 -- setup: a target with engine_is_deleted = true: refused: table public.users: tombstones kept by the engine (engine_is_deleted) need ClickHouse 23.2 or later; the server is 18.16: remove them from the configuration
 
 -- resync: the shadow
@@ -470,6 +507,45 @@ WHERE `_deleted_latest` = 0;
 -- setup: a target with a Map(String, Nullable(String)) column: refused: table public.docs column attrs: type Map(String, Nullable(String)) needs ClickHouse >= 21.8 (experimental before); use String
 
 -- setup: a target with a JSON column: refused: table public.docs column doc: type JSON needs ClickHouse >= 25.3 (production ready there, experimental before); use String
+
+-- setup: a target with a Enum column, and its views
+CREATE TABLE IF NOT EXISTS `analytics`.`docs_local` ON CLUSTER `c`
+(
+    `id` Int64 DEFAULT 0,
+    `attrs` String DEFAULT '',
+    `doc` String DEFAULT '',
+    `state` Enum8('' = 0, 'draft' = 1, 'it\'s open' = 2),
+    `_version` UInt64,
+    `_deleted` UInt8 DEFAULT 0,
+    `_seq` UInt64 DEFAULT 0
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/analytics/docs', '{replica}', _version)
+ORDER BY (`id`);
+CREATE TABLE IF NOT EXISTS `analytics`.`docs` ON CLUSTER `c` AS `analytics`.`docs_local`
+ENGINE = Distributed(`c`, `analytics`, `docs_local`, sipHash64(`id`));
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_live` ON CLUSTER `c` AS
+SELECT `id`, `attrs`, `doc`, `state`
+FROM `analytics`.`docs` FINAL
+WHERE _deleted = 0;
+CREATE VIEW IF NOT EXISTS `analytics`.`docs_committed` ON CLUSTER `c` AS
+SELECT `id`, `attrs`, `doc`, `state`
+FROM
+(
+    SELECT `id`,
+           argMax(`attrs`, (`_version`, `_seq`)) AS `attrs`,
+           argMax(`doc`, (`_version`, `_seq`)) AS `doc`,
+           argMax(`state`, (`_version`, `_seq`)) AS `state`,
+           argMax(`_deleted`, (`_version`, `_seq`)) AS `_deleted_latest`
+    FROM `analytics`.`docs`
+    WHERE `_version` < (SELECT argMax(lsn + commit, (epoch, lsn, commit)) FROM `analytics`.`replicator_checkpoints` WHERE slot = 'slot')
+       OR `_version` + 1 IN (SELECT max(lsn) FROM `analytics`.`replicator_copy_chunks` FINAL WHERE slot = 'slot' AND target = 'docs_resync' GROUP BY source
+                     HAVING min(lsn) = max(lsn) AND min(whole_lsn) = max(lsn) AND min(lsn) > 0)
+    GROUP BY `id`
+)
+WHERE `_deleted_latest` = 0;
+
+-- schema change: a label added to an enum
+ALTER TABLE `analytics`.`docs_local` ON CLUSTER `c` MODIFY COLUMN `state` Enum8('' = 0, 'draft' = 1, 'it\'s open' = 2, 'closed' = 3);
 
 -- setup: a target with engine_is_deleted = true: refused: table public.users: tombstones kept by the engine (engine_is_deleted) need ClickHouse 23.2 or later; the server is 18.16: remove them from the configuration
 
