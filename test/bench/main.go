@@ -434,6 +434,9 @@ func (b *bench) workload(ctx context.Context, w workload) error {
 		if err := b.checkDocs(ctx, db); err != nil {
 			return err
 		}
+		if err := b.chReference(ctx, db, n, repl, cpu); err != nil {
+			return err
+		}
 	}
 	_, err = b.pg.Psql(ctx, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()")
 	return err
@@ -478,6 +481,32 @@ func (b *bench) checkDocs(ctx context.Context, db string) error {
 		return fmt.Errorf("docs in ClickHouse differ from Postgres after delivery: rows, sum(flag), sum(length(body)) %s, want %s", got, want)
 	}
 	return nil
+}
+
+// chReference measures ClickHouse's own write rate for the rows the
+// daemon wrote for a docs workload (every row the stream wrote has _seq >
+// 0, the copy's 0): INSERT ... SELECT of the same rows into a table of the
+// same definition, the fastest ClickHouse takes those bytes. It prints the
+// daemon's rate over it, and the daemon's CPU seconds per GB of row data.
+func (b *bench) chReference(ctx context.Context, db string, changes int64, repl time.Duration, cpu float64) error {
+	var rows, bytes uint64
+	q := fmt.Sprintf("SELECT count(), sum(length(body) + 8 + 1 + 8 + 1 + 8) FROM %s.docs WHERE _seq > 0", db)
+	if err := b.chConn.QueryRow(ctx, q).Scan(&rows, &bytes); err != nil {
+		return fmt.Errorf("read the written docs: %w", err)
+	}
+	if err := b.chConn.Exec(ctx, fmt.Sprintf("CREATE TABLE %[1]s.docs_ref AS %[1]s.docs", db)); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := b.chConn.Exec(ctx, fmt.Sprintf("INSERT INTO %[1]s.docs_ref SELECT * FROM %[1]s.docs WHERE _seq > 0", db)); err != nil {
+		return err
+	}
+	ref := time.Since(t0)
+	refRate := float64(rows) / ref.Seconds()
+	b.printf("%-36s %12.0f %12.0f %9.2f %10d %11s  %.1f CPU s per GB of row data (%d MB written)\n",
+		"  ClickHouse INSERT ... SELECT", refRate, float64(changes)/repl.Seconds(), ref.Seconds()/repl.Seconds(), rows, "",
+		cpu/(float64(bytes)/1e9), bytes/1e6)
+	return b.chConn.Exec(ctx, fmt.Sprintf("DROP TABLE %s.docs_ref", db))
 }
 
 // changes returns the row changes made to table so far.
