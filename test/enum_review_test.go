@@ -80,3 +80,35 @@ INSERT INTO items SELECT g, CASE WHEN g % 3 = 0 THEN 'high' ELSE 'low' END::leve
 	e.convergeItems("items on a cluster after setup added a label", enumPgCols, enumChCols)
 	d.stop(t)
 }
+
+// TestEnumReviewPartitionKeyLabelAdded: an Enum column in partition_by.
+// reconcile treats labels added to any key column as a metadata-only
+// MODIFY COLUMN (registry.reconcile: grows), but ClickHouse 18.16 forbids
+// every ALTER of a partition key column ("TODO: adding an Enum value ...
+// should be allowed"). Expected: the table converges (an online re-copy
+// like a widened key column), or the daemon stops naming the resync.
+func TestEnumReviewPartitionKeyLabelAdded(t *testing.T) {
+	e := newEnv(t, `
+table "public.items" {
+  order_by     = ["id"]
+  partition_by = "lvl"
+  column "lvl" { type = "Enum" }
+}
+`)
+	e.exec(`CREATE TYPE level AS ENUM ('low', 'high');
+CREATE TABLE items (id bigint PRIMARY KEY, lvl level NOT NULL, note text);
+INSERT INTO items SELECT g, CASE WHEN g % 3 = 0 THEN 'high' ELSE 'low' END::level, 'n' || g FROM generate_series(1, 30) g`)
+	e.setup()
+	d := e.start()
+	const pgCols, chCols = "id, lvl::text, coalesce(note, '')", "toString(id), '|', toString(lvl), '|', note"
+	e.exec("ALTER TYPE level ADD VALUE 'mid'")
+	e.exec("INSERT INTO items VALUES (1001, 'mid', 'new')")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.convergeItems("items after a label was added to a partition key", pgCols, chCols)
+	}()
+	<-done
+	os.WriteFile("/tmp/rv/"+t.Name()+".log", []byte(d.Logs()), 0o644)
+	d.stop(t)
+}
