@@ -123,7 +123,7 @@ INSERT INTO items SELECT g, CASE WHEN g % 3 = 0 THEN 'high' ELSE 'low' END::leve
 // bounds out of range, when a later label is shorter), and "\n" reads as
 // "n". Both the copy and the stream write Enums through it.
 
-// TestEnumReviewEscapedLabelThenShortLabel: an enum ('it''s', 'ok'): the
+// TestEnumReviewEscapedLabelThenShortLabel: an enum ('it”s', 'ok'): the
 // INSERT of the copy panics inside clickhouse-go and setup dies.
 func TestEnumReviewEscapedLabelThenShortLabel(t *testing.T) {
 	e := newEnv(t, `
@@ -143,7 +143,7 @@ INSERT INTO items VALUES (1, 'ok'), (2, 'it''s')`)
 		fmt.Sprintf("SELECT concat(toString(id), '|', toString(m)) FROM db_%s.items_live", e.name))
 }
 
-// TestEnumReviewEscapedLabelWrongValue: an enum ('it''s', 'abcd', 'abd'):
+// TestEnumReviewEscapedLabelWrongValue: an enum ('it”s', 'abcd', 'abd'):
 // clickhouse-go reads 'abcd' as "abd" and 'abd' as "ab", so a row of
 // 'abd' is stored as 'abcd', silently.
 func TestEnumReviewEscapedLabelWrongValue(t *testing.T) {
