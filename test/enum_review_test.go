@@ -123,7 +123,7 @@ INSERT INTO items SELECT g, CASE WHEN g % 3 = 0 THEN 'high' ELSE 'low' END::leve
 // bounds out of range, when a later label is shorter), and "\n" reads as
 // "n". Both the copy and the stream write Enums through it.
 
-// TestEnumReviewEscapedLabelThenShortLabel: an enum ('it”s', 'ok'): the
+// TestEnumReviewEscapedLabelThenShortLabel: an enum (it's, ok): the
 // INSERT of the copy panics inside clickhouse-go and setup dies.
 func TestEnumReviewEscapedLabelThenShortLabel(t *testing.T) {
 	e := newEnv(t, `
