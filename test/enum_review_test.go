@@ -143,7 +143,7 @@ INSERT INTO items VALUES (1, 'ok'), (2, 'it''s')`)
 		fmt.Sprintf("SELECT concat(toString(id), '|', toString(m)) FROM db_%s.items_live", e.name))
 }
 
-// TestEnumReviewEscapedLabelWrongValue: an enum ('it”s', 'abcd', 'abd'):
+// TestEnumReviewEscapedLabelWrongValue: an enum (it's, abcd, abd):
 // clickhouse-go reads 'abcd' as "abd" and 'abd' as "ab", so a row of
 // 'abd' is stored as 'abcd', silently.
 func TestEnumReviewEscapedLabelWrongValue(t *testing.T) {
