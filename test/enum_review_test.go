@@ -208,3 +208,37 @@ INSERT INTO items SELECT g, 'low', CASE WHEN g % 2 = 0 THEN 'ok' ELSE 'sad' END:
 	}
 	e.convergeItems("items after a rename and the old name added back", enumPgCols, enumChCols)
 }
+
+// TestEnumReviewNonKeyColumnGrowsToEnum16: a nullable Enum column outside
+// the key gains its 128th label: MODIFY COLUMN to Enum16 (a conversion on
+// 18.16), the row arrives, verify agrees, a restart changes nothing.
+func TestEnumReviewNonKeyColumnGrowsToEnum16(t *testing.T) {
+	e := newEnv(t, enumConfig)
+	var labels []string
+	for i := 1; i <= 127; i++ {
+		labels = append(labels, fmt.Sprintf("'m%d'", i))
+	}
+	e.exec("CREATE TYPE mood AS ENUM (" + strings.Join(labels, ", ") + `);
+CREATE TYPE level AS ENUM ('low', 'high');
+CREATE TABLE items (id bigint PRIMARY KEY, lvl level NOT NULL DEFAULT 'low', m mood, note text);
+INSERT INTO items SELECT g, 'low', CASE WHEN g % 5 = 0 THEN NULL ELSE ('m' || (1 + g % 127))::mood END, 'n' || g FROM generate_series(1, 300) g`)
+	e.setup()
+	d := e.start()
+	e.exec("UPDATE items SET note = 'u' WHERE id <= 10")
+	e.convergeItems("items before the 128th label", enumPgCols, enumChCols)
+	e.exec("ALTER TYPE mood ADD VALUE 'm128' BEFORE 'm1'")
+	e.exec("INSERT INTO items VALUES (1001, 'high', 'm128', 'the 128th')")
+	e.exec("UPDATE items SET m = 'm128' WHERE id BETWEEN 20 AND 25")
+	e.convergeItems("items after the 128th label", enumPgCols, enumChCols)
+	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	d.stop(t)
+	d = e.start()
+	e.exec("UPDATE items SET m = 'm2' WHERE id = 1001")
+	e.convergeItems("items after a restart", enumPgCols, enumChCols)
+	if strings.Contains(d.Logs(), "applied schema change") {
+		t.Errorf("the restart changed the schema again\n%s", tail(d.Logs(), 2000))
+	}
+	d.stop(t)
+}
