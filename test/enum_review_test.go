@@ -242,3 +242,43 @@ INSERT INTO items SELECT g, 'low', CASE WHEN g % 5 = 0 THEN NULL ELSE ('m' || (1
 	}
 	d.stop(t)
 }
+
+// TestEnumReviewHistoryToast: a history table with an Enum column and a
+// TOASTed body: a label added, then updates that set it and leave the body
+// unchanged (its value from the stored image), and a kill and replay.
+func TestEnumReviewHistoryToast(t *testing.T) {
+	e := newEnv(t, `
+table "public.hist" {
+  order_by = ["id"]
+  mode     = "history"
+  column "m" { type = "Enum" }
+}
+`)
+	e.exec(`CREATE TYPE mood AS ENUM ('sad', 'ok');
+CREATE TABLE hist (id bigint PRIMARY KEY, m mood, body text);
+ALTER TABLE hist ALTER COLUMN body SET STORAGE EXTERNAL;
+INSERT INTO hist SELECT g, 'ok', repeat(md5(g::text), 200) FROM generate_series(1, 20) g`)
+	e.setup()
+	d := e.start()
+	const pgCols = "id, coalesce(m::text, ''), md5(body)"
+	chCols := "toString(id), '|', toString(m), '|', lower(hex(MD5(body)))"
+	same := func(what string) {
+		e.sameRows(what, "SELECT concat_ws('|', "+pgCols+") FROM hist",
+			fmt.Sprintf("SELECT concat(%s) FROM db_%s.hist_live", chCols, e.name))
+	}
+	e.exec("UPDATE hist SET m = 'sad' WHERE id <= 3")
+	same("hist before the label")
+	e.exec("ALTER TYPE mood ADD VALUE 'happy' BEFORE 'sad'")
+	e.exec("UPDATE hist SET m = 'happy' WHERE id BETWEEN 2 AND 8")
+	e.exec("DELETE FROM hist WHERE id = 9")
+	same("hist after the label")
+	d.kill()
+	e.exec("ALTER TYPE mood ADD VALUE 'meh'")
+	e.exec("UPDATE hist SET m = 'meh' WHERE id BETWEEN 5 AND 12")
+	d = e.start()
+	same("hist after a kill")
+	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	d.stop(t)
+}
