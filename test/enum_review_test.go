@@ -282,3 +282,51 @@ INSERT INTO hist SELECT g, 'ok', repeat(md5(g::text), 200) FROM generate_series(
 	}
 	d.stop(t)
 }
+
+// TestEnumReviewStreamedTransaction: labels added, then carried by big
+// transactions that Postgres streams in progress (logical_decoding_work_mem
+// at its least), spooled and applied at their commit: the label's refresh
+// drains mid-transaction; a kill -9 and the replay.
+func TestEnumReviewStreamedTransaction(t *testing.T) {
+	e := newEnv(t, enumConfig)
+	e.exec(`ALTER SYSTEM SET logical_decoding_work_mem = '64kB'`)
+	e.exec(`SELECT pg_reload_conf()`)
+	t.Cleanup(func() {
+		e.pg.Exec(context.Background(), "ALTER SYSTEM RESET logical_decoding_work_mem")
+		e.pg.Exec(context.Background(), "SELECT pg_reload_conf()")
+	})
+	e.exec(`CREATE TYPE mood AS ENUM ('sad', 'ok');
+CREATE TYPE level AS ENUM ('low', 'high');
+CREATE TABLE items (id bigint PRIMARY KEY, lvl level NOT NULL DEFAULT 'low', m mood, note text);
+INSERT INTO items SELECT g, 'low', 'ok', 'n' || g FROM generate_series(1, 2000) g`)
+	e.setup()
+	d := e.start()
+	e.exec("UPDATE items SET note = 'u' WHERE id <= 10")
+	e.convergeItems("items before", enumPgCols, enumChCols)
+	e.exec("ALTER TYPE level ADD VALUE 'mid' BEFORE 'high'")
+	e.exec("ALTER TYPE mood ADD VALUE 'meh'")
+	e.exec(`BEGIN;
+INSERT INTO items SELECT g, 'low', 'ok', 'big' || g FROM generate_series(10001, 13000) g;
+UPDATE items SET lvl = 'mid' WHERE id BETWEEN 100 AND 1500;
+INSERT INTO items SELECT g, 'high', 'meh', 'big' || g FROM generate_series(13001, 16000) g;
+UPDATE items SET m = 'meh', note = 'later' WHERE id BETWEEN 10001 AND 10500;
+COMMIT`)
+	e.convergeItems("items after a streamed transaction", enumPgCols, enumChCols)
+	e.exec("ALTER TYPE level ADD VALUE 'top'")
+	e.exec(`BEGIN;
+UPDATE items SET note = 'x' WHERE id BETWEEN 1 AND 3000;
+UPDATE items SET lvl = 'top' WHERE id BETWEEN 1 AND 1000;
+COMMIT`)
+	d.kill()
+	d = e.start()
+	e.convergeItems("items after a kill", enumPgCols, enumChCols)
+	var streamed int64
+	if err := e.pg.QueryRow(context.Background(), "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = $1",
+		"slot_"+e.name).Scan(&streamed); err != nil || streamed == 0 {
+		t.Errorf("no transaction was streamed in progress (%d, %v)", streamed, err)
+	}
+	if out, errs, code := e.cli("verify", "--config", e.config); code != 0 {
+		t.Errorf("verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	d.stop(t)
+}
