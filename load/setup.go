@@ -101,14 +101,19 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		if schema.Exists() {
 			schema.Adopt(t, client.Caps())
 			if grown := schema.EnumsGrown(t); len(grown) > 0 {
+				var stmts []string
 				for _, c := range grown {
-					for _, stmt := range db.ModifyColumn(t.Target, c) {
-						if err := client.Exec(ctx, stmt); err != nil {
-							return report, fmt.Errorf("add the labels Postgres added to the enum of column %s to ClickHouse table %s: %w",
-								c.Name, t.Target, err)
-						}
-						say("%s", stmt)
+					stmts = append(stmts, db.ModifyColumn(t.Target, c)...)
+				}
+				// On a cluster the local tables were altered: the
+				// Distributed table takes their columns again.
+				stmts = append(stmts, db.RecreateDistributed(t.Target, t.OrderBy)...)
+				for _, stmt := range stmts {
+					if err := client.Exec(ctx, stmt); err != nil {
+						return report, fmt.Errorf("add the labels Postgres added to the enums of ClickHouse table %s: %s: %w",
+							t.Target, stmt, err)
 					}
+					say("%s", stmt)
 				}
 				if schema, err = client.Schema(ctx, t.Target); err != nil {
 					return report, fmt.Errorf("read ClickHouse table %s: %w", t.Target, err)
