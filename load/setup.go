@@ -100,6 +100,11 @@ func Setup(ctx context.Context, cfg config.Config, log hclog.Logger, opts Option
 		}
 		if schema.Exists() {
 			schema.Adopt(t, client.Caps())
+			if renamed := schema.EnumsRenamed(t); len(renamed) > 0 {
+				return report, fmt.Errorf("table %s: %s in the Postgres enum (ALTER TYPE ... RENAME VALUE), and the rows ClickHouse "+
+					"holds with them read differently in Postgres: copy the table again with `replicator resync --config FILE --table %s`",
+					t.Source, strings.Join(renamed, "; "), t.Source)
+			}
 			if grown := schema.EnumsGrown(t); len(grown) > 0 {
 				var stmts []string
 				for _, c := range grown {

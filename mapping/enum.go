@@ -68,6 +68,11 @@ func EnumOf(kind Kind, auto bool, labels []string, have Type) (Type, error) {
 		next = max(next, p.Value+1)
 	}
 	for _, l := range labels {
+		if bad := strings.IndexFunc(l, needsEscape); bad >= 0 {
+			return Type{}, fmt.Errorf("the enum label %q holds %q, which ClickHouse escapes in the Enum's type and "+
+				"clickhouse-go (v2.50, issue 1839) then reads wrong: map the column as String (the default, "+
+				"LowCardinality(String))", l, l[bad:bad+1])
+		}
 		if !known[l] {
 			known[l] = true
 			pairs = append(pairs, EnumPair{Label: l, Value: next})
@@ -89,6 +94,10 @@ func EnumOf(kind Kind, auto bool, labels []string, have Type) (Type, error) {
 	}
 	return Type{Kind: kind, Labels: renderPairs(pairs)}, nil
 }
+
+// needsEscape reports whether ClickHouse writes r escaped in a quoted
+// string (quotes, backslashes, control characters).
+func needsEscape(r rune) bool { return r == '\'' || r == '\\' || r < 0x20 || r == 0x7f }
 
 // renderPairs renders an Enum's elements as ClickHouse does.
 func renderPairs(pairs []EnumPair) string {

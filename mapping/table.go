@@ -656,10 +656,10 @@ func (t *Table) Adopt(name string, have Type, caps Caps) bool {
 // Enum, and gain the labels Postgres added since, after have's: c then
 // writes have, or a type that widens it by the added labels (which the
 // schema change adds to the target). A label of have that Postgres lacks
-// now was renamed: c is left as it is, which does not widen have, and the
-// schema change stops with the reason (see EnumRenamed).
+// now was renamed, and stays in the type: the rows that carry it are the
+// schema change's to copy again (see EnumRenamed).
 func (t *Table) adoptEnum(c *Column, have Type) bool {
-	if !have.IsEnum() || have.Nullable != c.Type.Nullable || have.Array || len(have.Missing(c.Src.Labels)) > 0 {
+	if !have.IsEnum() || have.Nullable != c.Type.Nullable || have.Array {
 		return false
 	}
 	want, err := EnumOf(c.Type.Kind, c.spec.Type == "Enum", c.Src.Labels, have)

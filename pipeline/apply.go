@@ -165,18 +165,7 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 			}
 			idx, err = a.change(ctx, m)
 			if l, ok := mapping.AsUnknownLabel(err); ok {
-				return fmt.Errorf("%w: the Postgres type has no label %q now (renamed with ALTER TYPE ... RENAME VALUE?); "+
-					"copy the table again with `replicator resync --config FILE --table %s`", err, l.Label, a.reg.source(m.Relation.ID))
-			}
-			var re *mapping.RowError
-			if t := a.reg.current(m.Relation.ID); err != nil && !errors.As(err, &re) && t != nil {
-				// The labels read again cannot be added (a label renamed):
-				// the change is named as a value that cannot be mapped.
-				vals := m.New
-				if vals == nil {
-					vals = m.Old
-				}
-				return mapping.NewRowError(t, vals, a.pos.version, err)
+				return a.unplacedLabel(m.Relation.ID, l, err)
 			}
 		}
 		if err != nil {
@@ -209,6 +198,22 @@ func (a *applier) Handle(ctx context.Context, m replication.Message) error {
 		}
 	}
 	return nil
+}
+
+// unplacedLabel says why an enum label is still unknown after the
+// labels were read again: a key column that needs Enum16 keeps its Enum8
+// until its table's copy in the wider type is in place (the daemon goes
+// on then by itself), or the label is not Postgres' either.
+func (a *applier) unplacedLabel(relID uint32, l *mapping.UnknownLabelError, err error) error {
+	var ce *mapping.ColumnError
+	if t := a.reg.current(relID); t != nil && errors.As(err, &ce) {
+		if i := t.ColumnIndex(ce.Column); i >= 0 && slices.Contains(t.Columns[i].Src.Labels, l.Label) {
+			return fmt.Errorf("%w: the label is the Postgres enum's; the key column's Enum takes it once the table's copy "+
+				"in the wider Enum is in place, which the daemon has started", err)
+		}
+	}
+	return fmt.Errorf("%w: the Postgres enum has no label %q either: copy the table again with "+
+		"`replicator resync --config FILE --table %s`", err, l.Label, a.reg.source(relID))
 }
 
 // settle stores the rows buffered before the mapping of a table changes

@@ -518,20 +518,24 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 		return fmt.Errorf("table %s changed in Postgres: columns %s added, %d retyped", source, columnNames(d.Added), len(d.Retyped))
 	}
 	db := r.ch.DB()
-	var stmts, keysWidened []string
+	var stmts, keysWidened, renames []string
 	for _, rt := range d.Retyped {
 		have, err := mapping.ParseType(rt.Have)
 		i := t.ColumnIndex(rt.Column.Name)
 		if err == nil && i >= 0 {
 			if renamed := t.EnumRenamed(i, have); len(renamed) > 0 {
-				return fmt.Errorf("table %s column %s: the labels %s of its Postgres enum are gone (renamed with ALTER TYPE ... "+
-					"RENAME VALUE), and the rows ClickHouse holds with them read differently in Postgres: copy the table again "+
-					"with `replicator resync --config FILE --table %s`", source, rt.Column.Name, strings.Join(quoted(renamed), ", "), source)
+				// The new names are added to the Enum below; the rows
+				// that carry the old ones are copied again.
+				renames = append(renames, fmt.Sprintf("the labels %s of the enum of column %s were renamed (ALTER TYPE ... "+
+					"RENAME VALUE), and the rows ClickHouse holds with them read differently in Postgres",
+					strings.Join(quoted(renamed), ", "), rt.Column.Name))
 			}
 		}
 		// Labels added to an Enum change only its metadata, which
-		// ClickHouse allows on key columns too.
-		grows := err == nil && have.IsEnum() && rt.Column.Type.Kind == have.Kind && rt.Column.Type.Widens(have)
+		// ClickHouse allows on sorting key columns (a partition key
+		// column's ALTER is refused by 18.16 and is copied again).
+		grows := err == nil && have.IsEnum() && rt.Column.Type.Kind == have.Kind && rt.Column.Type.Widens(have) &&
+			!ddl.Mentions(r.targets[idx].PartitionKey, rt.Column.Name)
 		if err == nil && i >= 0 && rt.Column.Type.Widens(have) && !grows &&
 			r.targets[idx].KeyColumn(rt.Column.Name) && r.recopy != nil && r.policies[idx] != "stop" {
 			// ClickHouse refuses an ALTER of a sorting or partition key
@@ -583,6 +587,10 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 		return fmt.Errorf("table %s changed in Postgres and schema_changes is \"stop\": run %s in ClickHouse, then restart",
 			source, strings.Join(stmts, "; "))
 	}
+	if len(renames) > 0 && (r.recopy == nil || r.policies[idx] == "stop") {
+		return fmt.Errorf("table %s: %s: copy the table again with `replicator resync --config FILE --table %s`",
+			source, strings.Join(renames, "; "), source)
+	}
 	if len(doubts) > 0 && r.recopy == nil {
 		return fmt.Errorf("table %s: %s: copy the table again with `replicator resync --config FILE --table %s`",
 			source, strings.Join(doubts, "; "), source)
@@ -601,6 +609,10 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 	for _, doubt := range doubts {
 		r.log.Warn("the older rows' value of an added column is unknown: the table is copied again", "table", source, "reason", doubt)
 		r.recopy(source, doubt)
+	}
+	for _, why := range renames {
+		r.log.Warn("an enum label was renamed: the table is copied again online", "table", source, "reason", why)
+		r.recopy(source, why)
 	}
 	for _, why := range keysWidened {
 		r.log.Warn("a key column was widened: the table is copied again online in the new type", "table", source, "reason", why)

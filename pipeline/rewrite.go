@@ -393,6 +393,10 @@ func rewriteAction(d postgres.StorageDiff) (action int, reason string) {
 		why = append(why, fmt.Sprintf("columns %s changed type and the table was rewritten, which may have changed their values",
 			strings.Join(d.Retyped, ", ")))
 	}
+	if len(d.Relabeled) > 0 {
+		why = append(why, fmt.Sprintf("labels of the enums of columns %s were renamed (ALTER TYPE ... RENAME VALUE), "+
+			"which changes the rows that carry them without a change in the stream", strings.Join(d.Relabeled, ", ")))
+	}
 	if len(d.Stored) > 0 {
 		why = append(why, fmt.Sprintf("generated columns %s now store their values as any column (ALTER COLUMN ... DROP EXPRESSION), "+
 			"and the stream, which did not send them while they were generated, sends them from now on", strings.Join(d.Stored, ", ")))

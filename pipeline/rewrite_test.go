@@ -34,6 +34,10 @@ func TestRewriteAction(t *testing.T) {
 		// columns sends g from now on, and ClickHouse lacks its values.
 		{name: "generated column made plain", diff: postgres.StorageDiff{Stored: []string{"g"}},
 			action: rewriteRecopy, reason: []string{"generated columns g now store their values"}},
+		// ALTER TYPE mood RENAME VALUE 'ok' TO 'fine': every row of 'ok'
+		// reads 'fine' in Postgres, and the stream says nothing.
+		{name: "enum label renamed", diff: postgres.StorageDiff{Relabeled: []string{"m"}},
+			action: rewriteRecopy, reason: []string{"labels of the enums of columns m were renamed"}},
 		// VACUUM FULL, CLUSTER, TRUNCATE, TYPE to the same type USING.
 		{name: "files changed alone", diff: postgres.StorageDiff{Rewritten: []uint32{7, 8}, Other: true},
 			action: rewriteVerify, reason: []string{"the files of relations 7, 8 changed"}},

@@ -42,6 +42,12 @@ type StoredColumn struct {
 	// values, and the stream sends them only when the publication
 	// publishes generated columns (see Conn.Columns).
 	Generated bool `json:"generated,omitempty"`
+	// Labels maps each label of the column's enum (an enum, an array of
+	// one or a domain over one) by its pg_enum OID, which ALTER TYPE ...
+	// RENAME VALUE keeps: a label renamed shows only here (no row change,
+	// no Relation message), and the rows that carry it read differently
+	// in Postgres from then on.
+	Labels map[uint32]string `json:"labels,omitempty"`
 }
 
 // Column returns the live column named name; false when there is none.
@@ -100,6 +106,8 @@ type StorageDiff struct {
 	Reused []string
 	// Retyped names the columns whose type or type modifier changed.
 	Retyped []string
+	// Relabeled names the enum columns a label of which was renamed.
+	Relabeled []string
 	// Stored names the columns that were generated and now hold their
 	// values as any column (ALTER COLUMN ... DROP EXPRESSION): a stream
 	// that did not send them starts to, and ClickHouse lacks the older
@@ -119,7 +127,8 @@ type StorageDiff struct {
 
 // Changed reports whether anything differs.
 func (d StorageDiff) Changed() bool {
-	return len(d.Moved)+len(d.Reused)+len(d.Retyped)+len(d.Stored)+len(d.Rewritten)+len(d.Joined)+len(d.Left) > 0 || d.Other
+	return len(d.Moved)+len(d.Reused)+len(d.Retyped)+len(d.Relabeled)+len(d.Stored)+len(d.Rewritten)+len(d.Joined)+len(d.Left) > 0 ||
+		d.Other
 }
 
 // DiffStorage compares the catalog now with a recorded Storage.
@@ -150,6 +159,10 @@ func DiffStorage(before, now Storage) StorageDiff {
 			d.Stored = append(d.Stored, c.Name)
 		case old.Generated != c.Generated:
 			d.Other = true
+		case relabeled(old.Labels, c.Labels):
+			d.Relabeled = append(d.Relabeled, c.Name)
+		case !maps.Equal(old.Labels, c.Labels):
+			d.Other = true // labels added (or a record without them)
 		}
 	}
 	for _, c := range before.Columns {
@@ -174,6 +187,17 @@ func DiffStorage(before, now Storage) StorageDiff {
 	slices.Sort(d.Joined)
 	slices.Sort(d.Left)
 	return d
+}
+
+// relabeled reports whether a label of before has another text now (a
+// label never leaves an enum; a record of an earlier version has none).
+func relabeled(before, now map[uint32]string) bool {
+	for oid, label := range before {
+		if l, ok := now[oid]; ok && l != label {
+			return true
+		}
+	}
+	return false
 }
 
 // querier runs a query on a connection or in a snapshot.
@@ -218,6 +242,33 @@ func readStorage(ctx context.Context, q querier, table string) (Storage, error) 
 			s.Dropped = append(s.Dropped, col.Num)
 		} else {
 			s.Columns = append(s.Columns, col)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	rows, err = q.Query(ctx, `SELECT a.attnum, e.oid, e.enumlabel::text FROM pg_attribute a
+		JOIN pg_type t ON t.oid = a.atttypid
+		JOIN pg_enum e ON e.enumtypid IN (t.oid, t.typelem, t.typbasetype)
+		WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, QuoteTable(table))
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var num int16
+		var oid uint32
+		var label string
+		if err := rows.Scan(&num, &oid, &label); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		for i := range s.Columns {
+			if c := &s.Columns[i]; c.Num == num {
+				if c.Labels == nil {
+					c.Labels = map[uint32]string{}
+				}
+				c.Labels[oid] = label
+			}
 		}
 	}
 	if err := rows.Err(); err != nil {

@@ -20,6 +20,7 @@ func TestDiffStorage(t *testing.T) {
 		want StorageDiff
 	}{
 		{name: "unchanged", now: before},
+
 		{name: "dropped and added again",
 			now: Storage{Columns: []StoredColumn{col("id", 1, 20), col("qty", 2, 21), {Name: "note", Num: 4, Type: 1043, TypeMod: 24}},
 				Dropped: []int16{3}, Files: map[uint32]uint32{7: 100}},
@@ -71,4 +72,45 @@ func TestDiffStorage(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestDiffStorageLabels(t *testing.T) {
+	// m mood ('sad' 16390, 'ok' 16392).
+	before := Storage{Columns: []StoredColumn{{Name: "id", Num: 1, Type: 20}, {Name: "m", Num: 2, Type: 16388}},
+		Files: map[uint32]uint32{7: 100}}
+	before = withLabels(before, "m", map[uint32]string{16390: "sad", 16392: "ok"})
+	for _, tc := range []struct {
+		name   string
+		labels map[uint32]string
+		want   StorageDiff
+	}{
+		{name: "unchanged", labels: map[uint32]string{16390: "sad", 16392: "ok"}},
+		// RENAME VALUE 'ok' TO 'fine', then ADD VALUE 'ok' (a new OID):
+		// only the OIDs tell.
+		{name: "renamed and its name added back", labels: map[uint32]string{16390: "sad", 16392: "fine", 16400: "ok"},
+			want: StorageDiff{Relabeled: []string{"m"}}},
+		{name: "added", labels: map[uint32]string{16390: "sad", 16392: "ok", 16400: "meh"}, want: StorageDiff{Other: true}},
+		// A record of an earlier version has no labels: it is renewed.
+		{name: "recorded without labels", labels: nil, want: StorageDiff{Other: true}},
+	} {
+		now := withLabels(before, "m", tc.labels)
+		rec := before
+		if tc.labels == nil {
+			rec, now = withLabels(before, "m", nil), before
+		}
+		if got := DiffStorage(rec, now); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: DiffStorage = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// withLabels returns s with the enum labels of column name.
+func withLabels(s Storage, name string, labels map[uint32]string) Storage {
+	s.Columns = append([]StoredColumn(nil), s.Columns...)
+	for i := range s.Columns {
+		if s.Columns[i].Name == name {
+			s.Columns[i].Labels = labels
+		}
+	}
+	return s
 }

@@ -152,6 +152,25 @@ func (s Schema) EnumsGrown(t *mapping.Table) []mapping.Column {
 	return out
 }
 
+// EnumsRenamed describes the Enum columns of the table with labels that
+// t's Postgres enums lack: renamed since (ALTER TYPE ... RENAME VALUE), so
+// that the rows carrying them read differently in Postgres.
+func (s Schema) EnumsRenamed(t *mapping.Table) []string {
+	var out []string
+	for i, n := range s.Names {
+		if i >= len(s.Types) {
+			break
+		}
+		have, err := mapping.ParseType(s.Types[i])
+		if j := t.ColumnIndex(n); err == nil && j >= 0 {
+			if renamed := t.EnumRenamed(j, have); len(renamed) > 0 {
+				out = append(out, fmt.Sprintf("column %s: labels %s renamed", n, strings.Join(renamed, ", ")))
+			}
+		}
+	}
+	return out
+}
+
 // CheckKeys verifies that the table is sorted and partitioned as t says
 // (the configuration's order_by and partition_by), comparing the keys as
 // ClickHouse renders them without spaces and quotes. A table whose keys
