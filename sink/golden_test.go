@@ -209,7 +209,7 @@ func render(t *testing.T, b *strings.Builder, s Server, cluster string) {
 	// the server has them.
 	for _, opt := range []struct{ source, typ string }{{"attrs", "Map(String, Nullable(String))"}, {"doc", "JSON"}, {"state", "Enum"}} {
 		cols := []mapping.SourceColumn{{Name: "id", TypeOID: 20, Identity: true}, {Name: "attrs", TypeOID: 16400, Hstore: true},
-			{Name: "doc", TypeOID: 3802}, {Name: "state", TypeOID: 16410, Enum: true, Labels: []string{"draft", "it's open"}}}
+			{Name: "doc", TypeOID: 3802}, {Name: "state", TypeOID: 16410, Enum: true, Labels: []string{"draft", "is open, (x = 1)"}}}
 		tbl, err := mapping.Resolve(mapping.TableSpec{Source: "public.docs", Target: "docs", OrderBy: []string{"id"},
 			Columns: map[string]mapping.ColumnSpec{opt.source: {Type: opt.typ}}}, cols, caps)
 		if err != nil {
@@ -222,7 +222,7 @@ func render(t *testing.T, b *strings.Builder, s Server, cluster string) {
 			// ALTER TYPE ... ADD VALUE 'closed' BEFORE 'draft'.
 			i := tbl.ColumnIndex("state")
 			have := tbl.Columns[i].Type
-			cols[3].Labels = []string{"closed", "draft", "it's open"}
+			cols[3].Labels = []string{"closed", "draft", "is open, (x = 1)"}
 			grown, err := mapping.Resolve(mapping.TableSpec{Source: "public.docs", Target: "docs", OrderBy: []string{"id"},
 				Columns: map[string]mapping.ColumnSpec{opt.source: {Type: opt.typ}}}, cols, caps)
 			if err != nil {

@@ -257,7 +257,7 @@ CREATE TABLE IF NOT EXISTS `analytics`.`docs`
     `id` Int64 DEFAULT 0,
     `attrs` String DEFAULT '',
     `doc` String DEFAULT '',
-    `state` Enum8('' = 0, 'draft' = 1, 'it\'s open' = 2),
+    `state` Enum8('' = 0, 'draft' = 1, 'is open, (x = 1)' = 2),
     `_version` UInt64,
     `_deleted` UInt8 DEFAULT 0,
     `_seq` UInt64 DEFAULT 0
@@ -286,7 +286,7 @@ FROM
 WHERE `_deleted_latest` = 0;
 
 -- schema change: a label added to an enum
-ALTER TABLE `analytics`.`docs` MODIFY COLUMN `state` Enum8('' = 0, 'draft' = 1, 'it\'s open' = 2, 'closed' = 3);
+ALTER TABLE `analytics`.`docs` MODIFY COLUMN `state` Enum8('' = 0, 'draft' = 1, 'is open, (x = 1)' = 2, 'closed' = 3);
 
 -- setup: a target with engine_is_deleted = true
 CREATE TABLE IF NOT EXISTS `analytics`.`users`
