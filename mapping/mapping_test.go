@@ -741,8 +741,8 @@ func TestPlacedTombstone(t *testing.T) {
 	if err := tbl.Tombstone([]Value{text("5"), nullValue, nullValue, nullValue}, tomb); err != nil {
 		t.Fatalf("a delete that carries only the identity: %v", err)
 	}
-	if got := tbl.IdentString(tomb); got != "id=5" {
-		t.Errorf("IdentString = %q, want id=5", got)
+	if got := tbl.IdentText(tomb); got != "id=5" {
+		t.Errorf("IdentText = %q, want id=5", got)
 	}
 	image := tbl.NewRow()
 	if _, err := tbl.Row([]Value{text("5"), text("42"), text("2026-10-05 10:00:00+00"), text("x")}, image, nil); err != nil {
@@ -1245,5 +1245,28 @@ func TestNarrow(t *testing.T) {
 	}
 	if err := tbl.Narrow(1, Type{Kind: KindInt64}); err == nil {
 		t.Error("Narrow to a type as wide was accepted")
+	}
+}
+
+// TestPlacementSeparatesValues: the compact keys of two rows are equal
+// exactly when their text keys are, strings of different splits and
+// negative numbers included.
+func TestPlacementSeparatesValues(t *testing.T) {
+	tbl, err := Resolve(TableSpec{Source: "public.t", Target: "t", OrderBy: []string{"a", "b", "n"}},
+		[]SourceColumn{{Name: "a", TypeOID: pgText, Identity: true}, {Name: "b", TypeOID: pgText, Identity: true},
+			{Name: "n", TypeOID: pgInt8, Identity: true}}, Caps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := [][]any{
+		{"a", "bc", int64(1)}, {"ab", "c", int64(1)}, {"", "abc", int64(1)}, {"abc", "", int64(1)},
+		{"a", "bc", int64(-1)}, {"a", "bc", int64(0)}, {"a\x00", "bc", int64(1)}, {"a", "bc", int64(1)},
+	}
+	for i, r := range rows {
+		for j, s := range rows {
+			if same, sameText := tbl.Placement(r) == tbl.Placement(s), tbl.KeyString(r) == tbl.KeyString(s); same != sameText {
+				t.Errorf("rows %d and %d: compact keys equal %v, text keys equal %v", i, j, same, sameText)
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -429,9 +430,13 @@ func (t *Table) Placed() bool { return len(t.placed) > 0 }
 // sorting key order (Key unless Placed).
 func (t *Table) Ident() []int { return t.ident }
 
-// IdentString renders the identifying columns of a mapped row (see Ident),
-// as KeyString renders the sorting key.
-func (t *Table) IdentString(row []any) string { return t.render(t.ident, row) }
+// IdentString is the identifying columns of a mapped row (see Ident) in
+// the compact form of Placement's keys.
+func (t *Table) IdentString(row []any) string { return string(t.appendKey(nil, t.ident, row)) }
+
+// IdentText renders the identity of a mapped row as name=value pairs, for
+// messages (IdentString is a compact binary form).
+func (t *Table) IdentText(row []any) string { return t.render(t.ident, row) }
 
 // TakePlacement copies into the tombstone dst the sorting and partition
 // key values outside the replica identity from image, a row of the same
@@ -966,11 +971,54 @@ func appendDigits(b []byte, v, n int) []byte {
 // renders: the sorting key, then the partition columns outside it.
 func (t *Table) PlacementColumns() []int { return append(slices.Clone(t.Key), t.partKey...) }
 
-// Placement renders where a mapped row lives in ClickHouse: its sorting
-// key and its partition. Two rows collapse into one only when both agree,
+// Placement is where a mapped row lives in ClickHouse, its sorting key and
+// its partition, in a compact binary form (see appendKey). Two rows collapse into one only when both agree,
 // so an update that changes either must delete the row at its old place.
 func (t *Table) Placement(row []any) string {
-	return string(t.appendPairs(t.appendPairs(nil, t.Key, row), t.partKey, row))
+	return string(t.appendKey(t.appendKey(make([]byte, 0, 32), t.Key, row), t.partKey, row))
+}
+
+// appendKey appends the columns cols of row to b in a compact binary form
+// that two rows share exactly when their values are equal as KeyString
+// compares them (a time by its instant, a date by its day, whichever zone
+// a value read back from ClickHouse is in): integers as 8 bytes, strings
+// with their length, times as Unix seconds and nanoseconds, other values
+// as fmt prints them, with their length. The keys of buffers and lookups
+// are built once per change or more, and are never shown (KeyString and
+// IdentText render them for messages).
+func (t *Table) appendKey(b []byte, cols []int, row []any) []byte {
+	for _, i := range cols {
+		switch v := row[i].(type) {
+		case uint64:
+			b = binary.BigEndian.AppendUint64(b, v)
+		case int64:
+			b = binary.BigEndian.AppendUint64(b, uint64(v))
+		case uint32:
+			b = binary.BigEndian.AppendUint64(b, uint64(v))
+		case int32:
+			b = binary.BigEndian.AppendUint64(b, uint64(v))
+		case uint16:
+			b = binary.BigEndian.AppendUint64(b, uint64(v))
+		case int16:
+			b = binary.BigEndian.AppendUint64(b, uint64(v))
+		case uint8:
+			b = binary.BigEndian.AppendUint64(b, uint64(v))
+		case int8:
+			b = binary.BigEndian.AppendUint64(b, uint64(v))
+		case string:
+			b = append(binary.AppendUvarint(b, uint64(len(v))), v...)
+		case time.Time:
+			if k := t.Columns[i].Type.Kind; (k == KindDate || k == KindDate32) && v.Location() != time.UTC {
+				y, m, d := v.Date()
+				v = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+			}
+			b = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(b, uint64(v.Unix())), uint32(v.Nanosecond()))
+		default:
+			text := fmt.Append(nil, v)
+			b = append(binary.AppendUvarint(b, uint64(len(text))), text...)
+		}
+	}
+	return b
 }
 
 // KeyOf renders the sorting key of a source tuple's text values, for error

@@ -676,7 +676,7 @@ func (a *applier) fillUnchanged(idx int, c *replication.Change, imageKey string,
 	}
 	prev, prevFill, ok := a.writer.Latest(idx, imageKey)
 	if !ok {
-		return withOwn(t, &sink.Fill{Cols: slices.Clone(cols), Key: t.KeyString(imageRow), KeyRow: imageRow,
+		return withOwn(t, &sink.Fill{Cols: slices.Clone(cols), Key: t.IdentString(imageRow), KeyRow: imageRow,
 			Version: uint64(a.pos.version), Seq: seq}, row), nil
 	}
 	if t.IsTombstone(prev) {

@@ -75,10 +75,10 @@ func TestTransactionWithSeveralChangesToOneKey(t *testing.T) {
 		}
 	}
 	want := map[string][]any{
-		"id=1": {uint64(1), uint8(3), uint64(version), uint8(0)},
-		"id=2": {uint64(2), uint8(0), uint64(version), uint8(1)},
-		"id=3": {uint64(3), uint8(5), uint64(version), uint8(0)},
-		"id=4": {uint64(4), uint8(0), uint64(version), uint8(1)},
+		idKey(1): {uint64(1), uint8(3), uint64(version), uint8(0)},
+		idKey(2): {uint64(2), uint8(0), uint64(version), uint8(1)},
+		idKey(3): {uint64(3), uint8(5), uint64(version), uint8(0)},
+		idKey(4): {uint64(4), uint8(0), uint64(version), uint8(1)},
 	}
 	if bufferedRows(a) != len(want) {
 		t.Errorf("buffered %d rows, want %d", bufferedRows(a), len(want))

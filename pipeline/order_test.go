@@ -486,7 +486,7 @@ func TestReplayAfterTruncationSkipsWhatItEmptied(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "save truncation of public.events at 1000/100", "truncate 0", "flush 1", "save 1000 commit")
-	if _, ok := rec.latest(0, "id=4"); !ok {
+	if _, ok := rec.latest(0, idKey(4)); !ok {
 		t.Errorf("id=4, written after the truncation, is not stored")
 	}
 }
@@ -516,7 +516,7 @@ func TestChangesBelowTheCopyHorizonWriteOnlyTombstones(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "flush 3", "save 1000 commit")
-	for key, deleted := range map[string]bool{"id=2": true, "id=4": true, "id=6": false} {
+	for key, deleted := range map[string]bool{idKey(2): true, idKey(4): true, idKey(6): false} {
 		row, ok := rec.latest(0, key)
 		if !ok {
 			t.Errorf("%s is not stored", key)
@@ -526,7 +526,7 @@ func TestChangesBelowTheCopyHorizonWriteOnlyTombstones(t *testing.T) {
 			t.Errorf("%s stored with _deleted = %v, want %v", key, got, deleted)
 		}
 	}
-	for _, key := range []string{"id=1", "id=3", "id=5"} {
+	for _, key := range []string{idKey(1), idKey(3), idKey(5)} {
 		if _, ok := rec.latest(0, key); ok {
 			t.Errorf("%s, a row below the horizon, is stored", key)
 		}
@@ -558,7 +558,7 @@ func TestChangesBelowAnExactCopyWriteNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "flush 1", "save 1000 commit")
-	if _, ok := rec.latest(0, "id=6"); !ok || len(rec.stored) != 1 {
+	if _, ok := rec.latest(0, idKey(6)); !ok || len(rec.stored) != 1 {
 		t.Errorf("stored %v, want only id=6", rec.stored)
 	}
 }
@@ -899,7 +899,7 @@ func TestUnchangedValuesComeFromWrittenRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "flush 1", "save 1000 commit", "flush 1", "save 3000 commit")
-	row, ok := rec.latest(1, "id=1")
+	row, ok := rec.latest(1, idKey(1))
 	if !ok || row[1] != uint8(2) || row[2] != "long body" {
 		t.Errorf("doc 1 stored as %v, want flag 2 and the body of its image", row)
 	}
@@ -920,12 +920,12 @@ func TestTruncateEmptiesOnlyItsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "flush 1", "save truncation of public.events at 1000/0", "truncate 0", "flush 3", "save 1000 commit")
-	for _, id := range []string{"id=1", "id=2"} {
+	for _, id := range []string{idKey(1), idKey(2)} {
 		if _, ok := rec.latest(1, id); !ok {
 			t.Errorf("doc %s, buffered when events was truncated, is not written", id)
 		}
 	}
-	if _, ok := rec.latest(0, "id=1"); ok {
+	if _, ok := rec.latest(0, idKey(1)); ok {
 		t.Error("the event stored before the truncation of events is still stored")
 	}
 }
@@ -949,7 +949,7 @@ func TestChangesBelowAnExactCopyDoNotDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, rec, "flush 20", "save 900 commit", "flush 1", "save 5000 commit")
-	if _, ok := rec.latest(0, "id=0"); ok {
+	if _, ok := rec.latest(0, idKey(0)); ok {
 		t.Error("an events change below the exact copy's horizon was written")
 	}
 }
@@ -996,22 +996,22 @@ func TestEveryCheckpointCoversItsRows(t *testing.T) {
 					switch n := rnd.IntN(10); {
 					case n < 4:
 						steps = append(steps, insert(id, fmt.Sprint(n)))
-						want[recKey{0, "id=" + id}] = fmt.Sprint(n)
+						want[recKey{0, idKeyOf(id)}] = fmt.Sprint(n)
 					case n < 6:
 						steps = append(steps, step{msg: &replication.Change{Op: replication.OpDelete, Relation: eventsRel,
 							Old: []mapping.Value{text(id), null}}})
-						want[recKey{0, "id=" + id}] = ""
+						want[recKey{0, idKeyOf(id)}] = ""
 					case n < 8 || len(docs) == 0:
 						body := fmt.Sprint("body ", uint64(lsn))
 						steps = append(steps, docInsert(id, body))
-						want[recKey{1, "id=" + id}] = body + "/0"
+						want[recKey{1, idKeyOf(id)}] = body + "/0"
 						if !slices.Contains(docs, id) {
 							docs = append(docs, id)
 						}
 					default:
 						id := docs[rnd.IntN(len(docs))]
 						steps = append(steps, docFlag(id, fmt.Sprint(n)))
-						k := recKey{1, "id=" + id}
+						k := recKey{1, idKeyOf(id)}
 						want[k] = strings.Split(want[k], "/")[0] + "/" + fmt.Sprint(n)
 					}
 					// Changes in WAL order: a later change's rows sort after.

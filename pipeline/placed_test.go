@@ -69,7 +69,7 @@ func TestPlacedChanges(t *testing.T) {
 		{"delete not buffered", []*replication.Change{
 			aevent(replication.OpDelete, 0x40, []mapping.Value{text("7"), null, null}, nil)}, 1, 1,
 			func(r []any, f *sink.Fill) bool {
-				return r[4] == uint8(1) && f != nil && f.Place && f.Moved == "" && f.Key == "id=7" && f.Seq == 0x80 && f.Version == 1000
+				return r[4] == uint8(1) && f != nil && f.Place && f.Moved == "" && f.Key == idKey(7) && f.Seq == 0x80 && f.Version == 1000
 			}},
 		{"second update takes the first one's row", []*replication.Change{
 			aevent(replication.OpUpdate, 0x40, nil, []mapping.Value{text("7"), text("2"), text("b")}),
@@ -83,7 +83,7 @@ func TestPlacedChanges(t *testing.T) {
 			func(r []any, f *sink.Fill) bool { return r[2] == "a" && f == nil }},
 		{"unchanged note looked up with the place", []*replication.Change{
 			aevent(replication.OpUpdate, 0x40, nil, []mapping.Value{text("7"), text("2"), unchanged})}, 2, 2,
-			func(r []any, f *sink.Fill) bool { return f != nil && !f.Place && f.Key == "id=7" && f.Seq == 0x80 }},
+			func(r []any, f *sink.Fill) bool { return f != nil && !f.Place && f.Key == idKey(7) && f.Seq == 0x80 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newPlacedApplier(t)
@@ -96,7 +96,7 @@ func TestPlacedChanges(t *testing.T) {
 			if rows != tc.rows || waiting != tc.waiting {
 				t.Errorf("%d rows buffered, %d waiting; want %d, %d", rows, waiting, tc.rows, tc.waiting)
 			}
-			if r, f, ok := buffered(a).Latest(0, "id=7"); !ok || !tc.latest(r, f) {
+			if r, f, ok := buffered(a).Latest(0, idKey(7)); !ok || !tc.latest(r, f) {
 				t.Errorf("latest image of id=7: %v %+v", r, f)
 			}
 		})

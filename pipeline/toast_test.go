@@ -59,7 +59,7 @@ func TestUnchangedToastValues(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		row, fill, _ := buffered(a).Latest(0, "id=7")
+		row, fill, _ := buffered(a).Latest(0, idKey(7))
 		if row[2] != "long body" || fill != nil {
 			t.Errorf("row %v fill %+v, want the buffered body and no lookup", row, fill)
 		}
@@ -69,8 +69,8 @@ func TestUnchangedToastValues(t *testing.T) {
 		if err := a.Handle(ctx, docChange(replication.OpUpdate, 0x40, nil, []mapping.Value{text("7"), text("1"), unchanged})); err != nil {
 			t.Fatal(err)
 		}
-		_, fill, _ := buffered(a).Latest(0, "id=7")
-		want := sink.Fill{Cols: []int{2}, Key: "id=7", Version: 1000, Seq: 0x80}
+		_, fill, _ := buffered(a).Latest(0, idKey(7))
+		want := sink.Fill{Cols: []int{2}, Key: idKey(7), Version: 1000, Seq: 0x80}
 		if fill == nil || !slices.Equal(fill.Cols, want.Cols) || fill.Key != want.Key || fill.Version != want.Version || fill.Seq != want.Seq {
 			t.Errorf("fill = %+v, want %+v", fill, want)
 		}
@@ -85,7 +85,7 @@ func TestUnchangedToastValues(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		row, fill, _ := buffered(a).Latest(0, "id=7")
+		row, fill, _ := buffered(a).Latest(0, idKey(7))
 		if row[1] != uint8(2) || fill == nil || fill.Seq != 0x80 || !slices.Equal(fill.Cols, []int{2}) {
 			t.Errorf("row %v fill %+v, want flag 2 waiting for the image below the first change (seq 2 × 0x40)", row, fill)
 		}
@@ -101,8 +101,8 @@ func TestUnchangedToastValues(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		moved, fill, _ := buffered(a).Latest(0, "id=1000007")
-		old, _, _ := buffered(a).Latest(0, "id=7")
+		moved, fill, _ := buffered(a).Latest(0, idKey(1000007))
+		old, _, _ := buffered(a).Latest(0, idKey(7))
 		if moved[2] != "long body" || fill != nil {
 			t.Errorf("moved row %v fill %+v, want the old key's body", moved, fill)
 		}
@@ -117,8 +117,8 @@ func TestUnchangedToastValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, fill, _ := buffered(a).Latest(0, "id=1000007")
-		if fill == nil || fill.Key != "id=7" || fill.KeyRow[0] != uint64(7) {
+		_, fill, _ := buffered(a).Latest(0, idKey(1000007))
+		if fill == nil || fill.Key != idKey(7) || fill.KeyRow[0] != uint64(7) {
 			t.Errorf("fill = %+v, want a lookup of id=7", fill)
 		}
 	})
@@ -135,12 +135,12 @@ func TestUnchangedToastValues(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		_, fill, _ := buffered(a).Latest(0, "id=9")
+		_, fill, _ := buffered(a).Latest(0, idKey(9))
 		want := []sink.Span{
-			{Key: "id=8", FromVersion: 1000, FromSeq: 0x81, ToVersion: 1000, ToSeq: 0xc0},
-			{Key: "id=9", FromVersion: 1000, FromSeq: 0xc1},
+			{Key: idKey(8), FromVersion: 1000, FromSeq: 0x81, ToVersion: 1000, ToSeq: 0xc0},
+			{Key: idKey(9), FromVersion: 1000, FromSeq: 0xc1},
 		}
-		if fill == nil || fill.Key != "id=7" || fill.Seq != 0x80 || len(fill.Own) != len(want) {
+		if fill == nil || fill.Key != idKey(7) || fill.Seq != 0x80 || len(fill.Own) != len(want) {
 			t.Fatalf("fill = %+v, want the image of id=7 below the first move, with rows at %+v", fill, want)
 		}
 		for i, o := range fill.Own {
@@ -157,7 +157,7 @@ func TestUnchangedToastValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		row, fill, _ := buffered(a).Latest(0, "id=7")
+		row, fill, _ := buffered(a).Latest(0, idKey(7))
 		if row[2] != "old body" || fill != nil {
 			t.Errorf("row %v fill %+v, want the old row's body", row, fill)
 		}

@@ -479,7 +479,7 @@ func (b *tableBuffer) place(i int, image []any, later bool) error {
 			b.rows[i] = nil
 			return nil
 		}
-		return &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: f.Key,
+		return &mapping.RowError{Table: t.Source, Column: t.Columns[f.Cols[0]].Name, Key: t.IdentText(f.KeyRow),
 			LSN: pglogrepl.LSN(f.Version), Err: ErrNoPlace}
 	}
 	t.TakePlacement(tomb, image)

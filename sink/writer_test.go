@@ -3,7 +3,6 @@ package sink
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 	"testing"
 
@@ -88,9 +87,9 @@ func TestPlace(t *testing.T) {
 		err      bool
 	}{
 		{"delete", row(3, 90, 0, 1), false, "", "", false, 3, false},
-		{"update that moved the row", row(3, 90, 0, 1), false, "author_id=4, id=7", "", false, 3, false},
-		{"update in place", row(3, 90, 0, 1), false, "author_id=3, id=7", "", false, 0, false},
-		{"a later change's row is buffered there", row(3, 90, 0, 1), false, "", "author_id=3, id=7", false, 0, false},
+		{"update that moved the row", row(3, 90, 0, 1), false, idKey(4) + idKey(7), "", false, 3, false},
+		{"update in place", row(3, 90, 0, 1), false, idKey(3) + idKey(7), "", false, 0, false},
+		{"a later change's row is buffered there", row(3, 90, 0, 1), false, "", idKey(3) + idKey(7), false, 0, false},
 		{"replay", row(3, 100, 1, 200), true, "", "", false, 0, false},
 		{"no image", nil, false, "", "", false, 0, true},
 		{"deleted image", row(3, 90, 1, 1), false, "", "", false, 0, true},
@@ -98,8 +97,8 @@ func TestPlace(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tomb := []any{uint64(7), uint64(0), "", uint64(100), uint8(1), uint64(200)}
-			b := &tableBuffer{table: tbl, index: map[string]int{PendingKey("id=7", 200): 0}, rows: [][]any{tomb},
-				fills: []*Fill{{Cols: tbl.PlacedColumns(), Key: "id=7", Version: 100, Seq: 200, Place: true, Moved: tc.moved, Lenient: tc.lenient}}}
+			b := &tableBuffer{table: tbl, index: map[string]int{PendingKey(idKey(7), 200): 0}, rows: [][]any{tomb},
+				fills: []*Fill{{Cols: tbl.PlacedColumns(), Key: idKey(7), KeyRow: tomb, Version: 100, Seq: 200, Place: true, Moved: tc.moved, Lenient: tc.lenient}}}
 			if tc.buffered != "" {
 				b.index[tc.buffered] = 1
 				b.rows, b.fills = append(b.rows, row(3, 100, 0, 301)), append(b.fills, nil)
@@ -136,7 +135,7 @@ func TestValuesFor(t *testing.T) {
 		return []any{id, body, version, deleted, seq}
 	}
 	span := func(id, version, seq uint64) Span {
-		return Span{Key: fmt.Sprintf("id=%d", id), KeyRow: []any{id}, FromVersion: version, FromSeq: seq}
+		return Span{Key: idKey(id), KeyRow: []any{id}, FromVersion: version, FromSeq: seq}
 	}
 	closed := func(s Span, version, seq uint64) Span {
 		s.ToVersion, s.ToSeq = version, seq
@@ -185,7 +184,7 @@ func TestValuesFor(t *testing.T) {
 				k := tbl.IdentString(r)
 				images[k] = append(images[k], r)
 			}
-			f := &Fill{Cols: []int{1}, Key: "id=7", KeyRow: []any{uint64(7)}, Version: 200, Seq: 10, Own: tc.own}
+			f := &Fill{Cols: []int{1}, Key: idKey(7), KeyRow: []any{uint64(7)}, Version: 200, Seq: 10, Own: tc.own}
 			got, later := valuesFor(tbl, f, images)
 			switch {
 			case tc.want == "" && !tc.later && got != nil && !tbl.IsTombstone(got):
