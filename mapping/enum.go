@@ -252,6 +252,13 @@ func kindOf(name string) Kind {
 	return KindEnum8
 }
 
+// AddsLabels reports whether Enum t is Enum from with labels added, in
+// the same width: a change of the type's metadata alone, which ClickHouse
+// makes by ALTER ... MODIFY COLUMN even on a sorting key column.
+func (t Type) AddsLabels(from Type) bool {
+	return from.IsEnum() && t.Kind == from.Kind && t.Widens(from)
+}
+
 // enumWidens reports whether Enum t holds every element of Enum from with
 // its value, in as many bits.
 func enumWidens(t, from Type) bool {

@@ -332,9 +332,6 @@ func (r *registry) refresh(relID uint32) bool {
 	if !ok || idx < 0 || r.catalog == nil {
 		return false
 	}
-	if _, ok := r.pending[idx]; ok {
-		return false // resolved at this very change: nothing newer to read
-	}
 	rel, ok := r.resolved[idx]
 	if !ok {
 		return false
@@ -534,7 +531,7 @@ func (r *registry) reconcile(ctx context.Context, idx int, relID uint32, t *mapp
 		// Labels added to an Enum change only its metadata, which
 		// ClickHouse allows on sorting key columns (a partition key
 		// column's ALTER is refused by 18.16 and is copied again).
-		grows := err == nil && have.IsEnum() && rt.Column.Type.Kind == have.Kind && rt.Column.Type.Widens(have) &&
+		grows := err == nil && rt.Column.Type.AddsLabels(have) &&
 			!ddl.Mentions(r.targets[idx].PartitionKey, rt.Column.Name)
 		if err == nil && i >= 0 && rt.Column.Type.Widens(have) && !grows &&
 			r.targets[idx].KeyColumn(rt.Column.Name) && r.recopy != nil && r.policies[idx] != "stop" {

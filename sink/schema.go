@@ -145,7 +145,7 @@ func (s Schema) EnumsGrown(t *mapping.Table) []mapping.Column {
 	var out []mapping.Column
 	for _, r := range s.Diff(t).Retyped {
 		have, err := mapping.ParseType(r.Have)
-		if err == nil && have.IsEnum() && r.Column.Type.Kind == have.Kind && r.Column.Type.Widens(have) {
+		if err == nil && r.Column.Type.AddsLabels(have) {
 			out = append(out, r.Column)
 		}
 	}
