@@ -70,6 +70,24 @@ type copier struct {
 // run copies every job and records each chunk as done in the snapshot once
 // its rows are stored. The first error stops every worker.
 func (c *copier) run(ctx context.Context, jobs []job) error {
+	jobs, scans := scans(jobs)
+	for _, s := range scans {
+		left, err := c.scan(ctx, s)
+		if errors.Is(err, errPageOrder) {
+			// Copied by chunks instead; the rows written are written
+			// again, with the same version.
+			c.log.Warn("the table's scan returned rows out of page order; copying its chunks one by one",
+				"table", s[0].table.Source, "relation", s[0].chunk.Relation)
+			jobs = append(jobs, left...)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	queue := make(chan job)
@@ -198,10 +216,16 @@ func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client 
 		}
 		return fmt.Errorf("copy %s chunk %d: %w", t.Source, j.chunk.Chunk, err)
 	}
+	return c.chunkDone(ctx, j, rows)
+}
+
+// chunkDone records the chunk of j as copied in the snapshot, with the
+// rows its copy wrote.
+func (c *copier) chunkDone(ctx context.Context, j job, rows uint64) error {
 	done := j.chunk
 	if j.since == nil {
 		done.Rows, done.Whole = rows, 0
-		if j.fresh && !c.inexact[t.Source] {
+		if j.fresh && !c.inexact[j.table.Source] {
 			done.Whole = c.snap.lsn
 		}
 	}
@@ -209,7 +233,7 @@ func (c *copier) copyChunk(ctx context.Context, snap *postgres.Snapshot, client 
 	if err := c.store.SaveChunks(ctx, done); err != nil {
 		return err
 	}
-	c.progress.chunkDone(t.Source, j.pages, int64(rows))
+	c.progress.chunkDone(j.table.Source, j.pages, int64(rows))
 	return nil
 }
 

@@ -73,9 +73,14 @@ func (w xidWindow) condition() string {
 // columns of the chunk's pages of its relation alone, and with since only the row versions
 // created by transactions in that window.
 func chunkQuery(t *mapping.Table, c checkpoint.Chunk, since *xidWindow) string {
+	return selectQuery(t, c, since, "")
+}
+
+// selectQuery is chunkQuery with extra appended to the select list.
+func selectQuery(t *mapping.Table, c checkpoint.Chunk, since *xidWindow, extra string) string {
 	// ONLY: a leaf is never partitioned, and a table with legacy
 	// inheritance children holds their rows only for a plain SELECT.
-	q := "SELECT " + strings.Join(t.CopyColumns(), ", ") + " FROM ONLY " + postgres.QuoteTable(c.Relation)
+	q := "SELECT " + strings.Join(t.CopyColumns(), ", ") + extra + " FROM ONLY " + postgres.QuoteTable(c.Relation)
 	var where []string
 	if c.FirstPage > 0 {
 		where = append(where, fmt.Sprintf("ctid >= '(%d,0)'::tid", c.FirstPage))

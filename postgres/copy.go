@@ -187,6 +187,16 @@ func (s *Snapshot) Lock(ctx context.Context, tables []string) error {
 	return nil
 }
 
+// InPageOrder makes the snapshot's plain scans read a table's pages in
+// order from its first (no synchronized start part-way through, no
+// parallel workers), so that a scan's rows arrive by ascending page.
+func (s *Snapshot) InPageOrder(ctx context.Context) error {
+	if _, err := s.tx.Exec(ctx, "SET LOCAL synchronize_seqscans = off; SET LOCAL max_parallel_workers_per_gather = 0"); err != nil {
+		return fmt.Errorf("read pages in order: %w", Describe(err, "", ""))
+	}
+	return nil
+}
+
 // ServerVersion returns the server's major version (e.g. 15).
 func (c *Conn) ServerVersion() int {
 	return MajorVersion(c.pg.PgConn().ParameterStatus("server_version"))

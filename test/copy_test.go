@@ -112,6 +112,34 @@ func (e *env) copiedChunks() (done, total int) {
 	return int(d), int(n)
 }
 
+// seqScans returns the sequential scans Postgres counted on a table.
+func (e *env) seqScans(table string) int64 {
+	e.t.Helper()
+	var n int64
+	if err := e.pg.QueryRow(context.Background(), "SELECT seq_scan FROM pg_stat_user_tables WHERE relid = $1::regclass", table).Scan(&n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// waitSeqScans waits until Postgres has counted want sequential scans on
+// a table (an idle backend may report its counts only 10 s later, and
+// does at its exit), and fails at any other count.
+func (e *env) waitSeqScans(table string, want int64) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n := e.seqScans(table)
+		if n == want {
+			return
+		}
+		if n > want || time.Now().After(deadline) {
+			e.t.Fatalf("%d sequential scans of %s, want %d", n, table, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
@@ -147,6 +175,14 @@ func TestCopyInChunks(t *testing.T) {
 	if done != total || total < minTotal {
 		t.Errorf("copy state: %d of %d chunks done, want all of at least %d", done, total, minTotal)
 	}
+	// The chunks of a table copied whole are read by one sequential scan
+	// (TID range scans do not count as one), which Postgres reads through
+	// its small buffer ring: two scans of tags in all, with the one that
+	// built its primary key.
+	if m := regexp.MustCompile(`copying public.tags with version \S+: (\d+) of (\d+) chunks whole`).FindStringSubmatch(out); m == nil || atoi(m[1]) < 2 && pgMajor(t) >= 14 {
+		t.Errorf("setup did not copy tags in several chunks:\n%s", out)
+	}
+	e.waitSeqScans("tags", 2)
 	d := e.start()
 	time.Sleep(time.Second)
 	cancel()
