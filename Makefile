@@ -113,10 +113,12 @@ chaos: deps
 	CHAOS=long REPLICATOR_E2E=1 $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./test/
 
 # Benchmark against the source-side limit (pg_recvlogical) measured in the
-# same run; results in bench-results/ (see docs/benchmark.md).
-BENCH_OUT ?= bench-results/$(shell date -u +%Y%m%dT%H%M%SZ).txt
+# same run; results in bench-results/ (see docs/benchmark.md). Each
+# workload runs BENCH_RUNS times; every figure is the median of its runs.
+BENCH_OUT  ?= bench-results/$(shell date -u +%Y%m%dT%H%M%SZ).txt
+BENCH_RUNS ?= 3
 bench: deps build
-	$(GO) run ./test/bench --binary $(BIN) --out $(BENCH_OUT)
+	$(GO) run ./test/bench --binary $(BIN) --out $(BENCH_OUT) --runs $(BENCH_RUNS)
 
 FUZZTIME ?= 30s
 fuzz:

@@ -10,7 +10,9 @@
 // lag. An initial-load run compares `replicator setup` copying a table with
 // COPY TO STDOUT of the same table, and times a setup restarted after a
 // kill. Results go to stdout and to a file. --only limits the run to some
-// workloads (and "load", "lag"), by their short names.
+// workloads (and "load", "lag"), by their short names. --runs N runs each
+// workload N times and prints the median of each figure, ratios and lags
+// with their range.
 package main
 
 import (
@@ -47,6 +49,9 @@ type bench struct {
 	// the delaying proxy's (--ch-delay).
 	chAddr string
 	out    io.Writer
+	// runs is how many times each workload runs; its figures are the
+	// medians of the runs.
+	runs int
 }
 
 func main() {
@@ -58,15 +63,19 @@ func main() {
 	loadRows := flag.Int("load-rows", 5000000, "rows of the events table that the initial-load run copies")
 	chDelay := flag.Duration("ch-delay", 0, "delay each direction of the daemon's ClickHouse connections by this much "+
 		"(a proxy; e.g. 10ms: ClickHouse 20 ms away)")
+	runs := flag.Int("runs", 1, "run each workload this many times and print the median of each figure, with the ratio's range")
 	only := flag.String("only", "", "comma-separated short names of the workloads to run ("+strings.Join(workloadKeys(), ", ")+
 		", load, views, visible, lag); empty: all")
 	flag.Parse()
 	selected, err := selection(*only)
+	if err == nil && *runs < 1 {
+		err = fmt.Errorf("--runs %d: at least 1", *runs)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
-	if err := run(*binary, *output, *lagSeconds, *lagRate, *loadRows, *chDelay, selected, *keep); err != nil {
+	if err := run(*binary, *output, *lagSeconds, *lagRate, *loadRows, *runs, *chDelay, selected, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -101,7 +110,7 @@ func selection(only string) (map[string]bool, error) {
 	return sel, nil
 }
 
-func run(binary, output string, lagSeconds, lagRate, loadRows int, chDelay time.Duration, selected map[string]bool, keep bool) error {
+func run(binary, output string, lagSeconds, lagRate, loadRows, runs int, chDelay time.Duration, selected map[string]bool, keep bool) error {
 	ctx := context.Background()
 	bin, err := filepath.Abs(binary)
 	if err != nil {
@@ -139,9 +148,12 @@ func run(binary, output string, lagSeconds, lagRate, loadRows int, chDelay time.
 	if err != nil {
 		return err
 	}
-	b := &bench{bin: bin, dir: dir, pg: pg, ch: ch, chConn: chConn, chAddr: ch.Addr(), out: io.MultiWriter(os.Stdout, f)}
+	b := &bench{bin: bin, dir: dir, pg: pg, ch: ch, chConn: chConn, chAddr: ch.Addr(), out: io.MultiWriter(os.Stdout, f), runs: runs}
 	b.printf("replicator benchmark, %s, %d cores; Postgres 15 and ClickHouse %s on this machine\n",
 		time.Now().UTC().Format(time.RFC3339), numCPU(), chVersion(ctx, chConn))
+	if runs > 1 {
+		b.printf("each workload ran %d times: every figure is the median of its runs, ratios and lags with their range (least–greatest)\n", runs)
+	}
 	if chDelay > 0 {
 		if b.chAddr, err = delayProxy(ch.Addr(), chDelay); err != nil {
 			return err
@@ -154,7 +166,8 @@ func run(binary, output string, lagSeconds, lagRate, loadRows int, chDelay time.
 			continue
 		}
 		if !header {
-			b.printf("%-36s %12s %12s %9s %10s %11s %10s\n", "workload", "source rows/s", "repl rows/s", "ratio", "changes", "CPU s/1M", "peak RSS")
+			b.printf("%-36s %12s %12s %*s %10s %11s %10s\n", "workload", "source rows/s", "repl rows/s", b.ratioWidth(), "ratio",
+				"changes", "CPU s/1M", "peak RSS")
 			header = true
 		}
 		if err := b.workload(ctx, w); err != nil {
@@ -185,6 +198,26 @@ func run(binary, output string, lagSeconds, lagRate, loadRows int, chDelay time.
 }
 
 func (b *bench) printf(format string, args ...any) { fmt.Fprintf(b.out, format, args...) }
+
+// repeat calls measure b.runs times and returns the figures of each run.
+// With more than one run it says on stderr which run starts.
+func repeat[T any](b *bench, name string, measure func() (T, error)) ([]T, error) {
+	runs := make([]T, 0, b.runs)
+	for i := range b.runs {
+		if b.runs > 1 {
+			fmt.Fprintf(os.Stderr, "bench: %s, run %d of %d\n", name, i+1, b.runs)
+		}
+		f, err := measure()
+		if err != nil {
+			if b.runs > 1 {
+				err = fmt.Errorf("run %d: %w", i+1, err)
+			}
+			return nil, err
+		}
+		runs = append(runs, f)
+	}
+	return runs, nil
+}
 
 type workload struct {
 	key     string // short name, for --only
@@ -321,125 +354,243 @@ const eventsDDL = `CREATE TABLE events (
   created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(),
   action smallint NOT NULL, target_type varchar, group_id bigint, fingerprint bytea)`
 
+// workloadFigures are the figures of one run of a workload.
+type workloadFigures struct {
+	changes int64
+	// source is the rate of the faster pg_recvlogical drain, repl the
+	// daemon's, in rows/s.
+	source, repl float64
+	cpu          float64 // the daemon's CPU seconds
+	rss          int64   // the daemon's peak RSS, in bytes
+	// ref, for a docs workload, is ClickHouse's own write of the same rows.
+	ref *refFigures
+}
+
+// refFigures are ClickHouse's INSERT ... SELECT of the rows that a docs
+// workload wrote.
+type refFigures struct {
+	rate  float64 // rows/s
+	ratio float64 // the INSERT ... SELECT's time over the daemon's
+	rows  uint64
+	bytes uint64 // row data written
+}
+
+// workload runs w b.runs times and prints the medians of its figures.
 func (b *bench) workload(ctx context.Context, w workload) error {
-	db := fmt.Sprintf("bench_%d", time.Now().UnixNano()%1e9)
-	if _, err := b.pg.Psql(ctx, "postgres", "CREATE DATABASE "+db); err != nil {
+	runs, err := repeat(b, w.name, func() (workloadFigures, error) { return b.workloadRun(ctx, w) })
+	if err != nil {
 		return err
+	}
+	b.printWorkload(w, runs)
+	return nil
+}
+
+// workloadRun is one run of w in a new database: the WAL of the workload
+// accumulates with the daemon stopped, then pg_recvlogical drains it from
+// one baseline slot, the daemon replicates it until its marker is visible,
+// and pg_recvlogical drains it again from the other baseline slot.
+func (b *bench) workloadRun(ctx context.Context, w workload) (workloadFigures, error) {
+	var f workloadFigures
+	p, err := b.prepareWorkload(ctx, w)
+	if err != nil {
+		return f, err
+	}
+	db := p.db
+	before, err := b.changes(ctx, db, p.table)
+	if err != nil {
+		return f, err
+	}
+	if err := w.run(ctx, b, db); err != nil {
+		return f, err
+	}
+	marker, err := b.pg.Psql(ctx, db, p.markerSQL)
+	if err != nil {
+		return f, err
+	}
+	after, err := b.changes(ctx, db, p.table)
+	if err != nil {
+		return f, err
+	}
+	f.changes = after - before
+	end, err := b.pg.Psql(ctx, db, "SELECT pg_current_wal_lsn()")
+	if err != nil {
+		return f, err
+	}
+
+	// (a) the source limit.
+	source, err := b.drain(ctx, db, "baseline_a_"+db, end)
+	if err != nil {
+		return f, err
+	}
+
+	// (b) the replicator, from slot start to the marker visible in ClickHouse.
+	q := fmt.Sprintf("SELECT count() FROM %s.%s WHERE id = %s AND _deleted = 0", db, p.table, marker)
+	repl, ps, err := b.replicate(ctx, p.cfg, db, q)
+	if err != nil {
+		return f, err
+	}
+	if again, err := b.drain(ctx, db, "baseline_b_"+db, end); err != nil {
+		return f, err
+	} else if again < source {
+		source = again // the faster of the two drains is the limit
+	}
+	f.source, f.repl = float64(f.changes)/source.Seconds(), float64(f.changes)/repl.Seconds()
+	f.cpu = (ps.UserTime() + ps.SystemTime()).Seconds()
+	f.rss = ps.SysUsage().(*syscall.Rusage).Maxrss * 1024
+	if w.docs > 0 {
+		if err := b.checkDocs(ctx, db); err != nil {
+			return f, err
+		}
+		ref, err := b.chReference(ctx, db, repl)
+		if err != nil {
+			return f, err
+		}
+		f.ref = &ref
+	}
+	_, err = b.pg.Psql(ctx, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()")
+	return f, err
+}
+
+// preparedWorkload is a database made ready for a workload: its table,
+// the SQL that inserts the marker row, and the daemon's config.
+type preparedWorkload struct {
+	db, table, markerSQL, cfg string
+}
+
+// prepareWorkload creates a database with the tables and rows of w, sets
+// the replication up with `replicator setup`, and creates two baseline
+// slots.
+func (b *bench) prepareWorkload(ctx context.Context, w workload) (preparedWorkload, error) {
+	p := preparedWorkload{db: fmt.Sprintf("bench_%d", time.Now().UnixNano()%1e9), table: "events",
+		markerSQL: "INSERT INTO events (author_id, action) VALUES (424242, 1) RETURNING id"}
+	db := p.db
+	if _, err := b.pg.Psql(ctx, "postgres", "CREATE DATABASE "+db); err != nil {
+		return p, err
 	}
 	init := eventsDDL
 	if w.prefill > 0 {
 		init += fmt.Sprintf(`; INSERT INTO events (project_id, author_id, action, target_type) SELECT g, g %% 500 + 1, 1, 'Issue' FROM generate_series(1, %d) g`, w.prefill)
 	}
-	table, extra, vacuum := "events", "", "VACUUM ANALYZE events"
-	markerSQL := "INSERT INTO events (author_id, action) VALUES (424242, 1) RETURNING id"
+	extra, vacuum := "", "VACUUM ANALYZE events"
 	if w.docs > 0 {
 		init += fmt.Sprintf("; %s; INSERT INTO docs (id, body) SELECT g, %s FROM generate_series(1, %d) g",
 			docsDDL, docBody("g", "v1", w.docSize), w.docs)
-		table, extra, vacuum = "docs", docsConfig, vacuum+", docs"
-		markerSQL = "INSERT INTO docs (id, body) VALUES (0, 'marker') RETURNING id"
+		p.table, extra, vacuum = "docs", docsConfig, vacuum+", docs"
+		p.markerSQL = "INSERT INTO docs (id, body) VALUES (0, 'marker') RETURNING id"
 	}
 	if _, err := b.pg.Psql(ctx, db, init); err != nil {
-		return err
+		return p, err
 	}
 	if _, err := b.pg.Psql(ctx, db, vacuum); err != nil {
-		return err
+		return p, err
 	}
 	cfg, err := b.config(db, extra)
 	if err != nil {
-		return err
+		return p, err
 	}
+	p.cfg = cfg
 	if w.seedKeys {
 		if err := b.seedKeys(cfg); err != nil {
-			return err
+			return p, err
 		}
 	}
 	if out, err := b.cmd("setup", "--config", cfg).CombinedOutput(); err != nil {
-		return fmt.Errorf("setup: %v\n%s", err, out)
+		return p, fmt.Errorf("setup: %v\n%s", err, out)
 	}
 	// Two identical baseline slots: one drained before the replicator runs,
 	// one after, so that neither side profits alone from a warm cache.
 	for _, sl := range []string{"a", "b"} {
 		if _, err := b.pg.Psql(ctx, db, "SELECT pg_create_logical_replication_slot('baseline_"+sl+"_"+db+"', 'pgoutput')"); err != nil {
-			return err
+			return p, err
 		}
 	}
-	before, err := b.changes(ctx, db, table)
-	if err != nil {
-		return err
-	}
-	if err := w.run(ctx, b, db); err != nil {
-		return err
-	}
-	marker, err := b.pg.Psql(ctx, db, markerSQL)
-	if err != nil {
-		return err
-	}
-	after, err := b.changes(ctx, db, table)
-	if err != nil {
-		return err
-	}
-	n := after - before
-	end, err := b.pg.Psql(ctx, db, "SELECT pg_current_wal_lsn()")
-	if err != nil {
-		return err
-	}
+	return p, nil
+}
 
-	// (a) the source limit.
-	drain := func(slot string) (time.Duration, error) {
-		t0 := time.Now()
-		rl := exec.CommandContext(ctx, "pg_recvlogical", "-d", b.pg.DSN(db), "-S", slot, "--start",
-			"-o", "proto_version=1", "-o", "publication_names=pub_"+db, "-E", end, "-f", "/dev/null")
-		if out, err := rl.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("pg_recvlogical: %v\n%s", err, out)
-		}
-		return time.Since(t0), nil
+// drain times pg_recvlogical (protocol 1) draining slot of db up to the
+// WAL position end into /dev/null.
+func (b *bench) drain(ctx context.Context, db, slot, end string) (time.Duration, error) {
+	t0 := time.Now()
+	rl := exec.CommandContext(ctx, "pg_recvlogical", "-d", b.pg.DSN(db), "-S", slot, "--start",
+		"-o", "proto_version=1", "-o", "publication_names=pub_"+db, "-E", strings.TrimSpace(end), "-f", "/dev/null")
+	if out, err := rl.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("pg_recvlogical: %v\n%s", err, out)
 	}
-	source, err := drain("baseline_a_" + db)
-	if err != nil {
-		return err
-	}
+	return time.Since(t0), nil
+}
 
-	// (b) the replicator, from slot start to the marker visible in ClickHouse.
+// replicate runs the daemon with cfg until q counts one row, stops it, and
+// returns the time from its start and its process state.
+func (b *bench) replicate(ctx context.Context, cfg, db, q string) (time.Duration, *os.ProcessState, error) {
 	t0 := time.Now()
 	d := b.cmd("run", "--config", cfg)
 	logf, _ := os.Create(filepath.Join(b.dir, db+".log"))
+	defer logf.Close()
 	d.Stdout, d.Stderr = logf, logf
 	if err := d.Start(); err != nil {
-		return err
+		return 0, nil, err
 	}
 	exited := make(chan struct{})
 	go func() { d.Wait(); close(exited) }()
-	q := fmt.Sprintf("SELECT count() FROM %s.%s WHERE id = %s AND _deleted = 0", db, table, marker)
 	if err := b.waitVisible(ctx, q, exited, logf.Name(), t0, 30*time.Minute, 20*time.Millisecond); err != nil {
-		return fmt.Errorf("the workload: %w", err)
+		d.Process.Signal(syscall.SIGTERM)
+		<-exited
+		return 0, nil, fmt.Errorf("the workload: %w", err)
 	}
-	repl := time.Since(t0)
+	took := time.Since(t0)
 	d.Process.Signal(syscall.SIGTERM)
 	<-exited
-	logf.Close()
-	if again, err := drain("baseline_b_" + db); err != nil {
-		return err
-	} else if again < source {
-		source = again // the faster of the two drains is the limit
+	return took, d.ProcessState, nil
+}
+
+// ratioWidth is the width of the ratio column: wider when it shows the
+// range of several runs.
+func (b *bench) ratioWidth() int {
+	if b.runs > 1 {
+		return 26
 	}
-	ru := d.ProcessState.SysUsage().(*syscall.Rusage)
-	cpu := (d.ProcessState.UserTime() + d.ProcessState.SystemTime()).Seconds()
+	return 9
+}
+
+// printWorkload prints the medians of the runs of w as a row of the table:
+// rates, the ratio with its range, changes, the daemon's CPU seconds per
+// million changes and its peak RSS; for a docs workload a second row, the
+// ClickHouse reference.
+func (b *bench) printWorkload(w workload, runs []workloadFigures) {
+	rss := over(runs, func(f workloadFigures) float64 { return float64(f.rss) })
 	note := ""
 	if w.note != nil {
-		note = w.note(ru.Maxrss * 1024)
-	}
-	b.printf("%-36s %12.0f %12.0f %9.2f %10d %11.1f %7d MiB%s\n", w.name, float64(n)/source.Seconds(), float64(n)/repl.Seconds(),
-		source.Seconds()/repl.Seconds(), n, cpu/float64(n)*1e6, ru.Maxrss/1024, note)
-	if w.docs > 0 {
-		if err := b.checkDocs(ctx, db); err != nil {
-			return err
-		}
-		if err := b.chReference(ctx, db, n, repl, cpu); err != nil {
-			return err
+		// The bound holds only if it held in every run.
+		note = w.note(int64(rss.max))
+		if rss.n > 1 {
+			note += fmt.Sprintf(" (largest of %d runs %d MiB)", rss.n, mib(rss.max))
 		}
 	}
-	_, err = b.pg.Psql(ctx, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()")
-	return err
+	b.printf("%-36s %12.0f %12.0f %*s %10.0f %11.1f %7d MiB%s\n", w.name,
+		over(runs, func(f workloadFigures) float64 { return f.source }).med,
+		over(runs, func(f workloadFigures) float64 { return f.repl }).med,
+		b.ratioWidth(), over(runs, func(f workloadFigures) float64 { return f.repl / f.source }).text("%.2f"),
+		over(runs, func(f workloadFigures) float64 { return float64(f.changes) }).med,
+		over(runs, func(f workloadFigures) float64 { return f.cpu / float64(f.changes) * 1e6 }).med,
+		mib(rss.med), note)
+	if runs[0].ref != nil {
+		b.printReference(runs)
+	}
+}
+
+// printReference prints the medians of the ClickHouse reference of a docs
+// workload's runs: ClickHouse's rate, the daemon's, the ratio of their
+// times with its range, the rows, the daemon's CPU seconds per GB of row
+// data and the MB written.
+func (b *bench) printReference(runs []workloadFigures) {
+	b.printf("%-36s %12.0f %12.0f %*s %10.0f %11s  %.1f CPU s per GB of row data (%d MB written)\n",
+		"  ClickHouse INSERT ... SELECT",
+		over(runs, func(f workloadFigures) float64 { return f.ref.rate }).med,
+		over(runs, func(f workloadFigures) float64 { return f.repl }).med,
+		b.ratioWidth(), over(runs, func(f workloadFigures) float64 { return f.ref.ratio }).text("%.2f"),
+		over(runs, func(f workloadFigures) float64 { return float64(f.ref.rows) }).med, "",
+		over(runs, func(f workloadFigures) float64 { return f.cpu / (float64(f.ref.bytes) / 1e9) }).med,
+		int64(over(runs, func(f workloadFigures) float64 { return float64(f.ref.bytes) }).med/1e6))
 }
 
 // waitVisible polls q until it counts one row. It fails when the daemon
@@ -486,27 +637,25 @@ func (b *bench) checkDocs(ctx context.Context, db string) error {
 // chReference measures ClickHouse's own write rate for the rows the
 // daemon wrote for a docs workload (every row the stream wrote has _seq >
 // 0, the copy's 0): INSERT ... SELECT of the same rows into a table of the
-// same definition, the fastest ClickHouse takes those bytes. It prints the
-// daemon's rate over it, and the daemon's CPU seconds per GB of row data.
-func (b *bench) chReference(ctx context.Context, db string, changes int64, repl time.Duration, cpu float64) error {
-	var rows, bytes uint64
+// same definition, the fastest ClickHouse takes those bytes. It returns
+// that rate, its time over the daemon's, repl, and the rows and bytes of
+// row data written.
+func (b *bench) chReference(ctx context.Context, db string, repl time.Duration) (refFigures, error) {
+	var r refFigures
 	q := fmt.Sprintf("SELECT count(), sum(length(body) + 8 + 1 + 8 + 1 + 8) FROM %s.docs WHERE _seq > 0", db)
-	if err := b.chConn.QueryRow(ctx, q).Scan(&rows, &bytes); err != nil {
-		return fmt.Errorf("read the written docs: %w", err)
+	if err := b.chConn.QueryRow(ctx, q).Scan(&r.rows, &r.bytes); err != nil {
+		return r, fmt.Errorf("read the written docs: %w", err)
 	}
 	if err := b.chConn.Exec(ctx, fmt.Sprintf("CREATE TABLE %[1]s.docs_ref AS %[1]s.docs", db)); err != nil {
-		return err
+		return r, err
 	}
 	t0 := time.Now()
 	if err := b.chConn.Exec(ctx, fmt.Sprintf("INSERT INTO %[1]s.docs_ref SELECT * FROM %[1]s.docs WHERE _seq > 0", db)); err != nil {
-		return err
+		return r, err
 	}
 	ref := time.Since(t0)
-	refRate := float64(rows) / ref.Seconds()
-	b.printf("%-36s %12.0f %12.0f %9.2f %10d %11s  %.1f CPU s per GB of row data (%d MB written)\n",
-		"  ClickHouse INSERT ... SELECT", refRate, float64(changes)/repl.Seconds(), ref.Seconds()/repl.Seconds(), rows, "",
-		cpu/(float64(bytes)/1e9), bytes/1e6)
-	return b.chConn.Exec(ctx, fmt.Sprintf("DROP TABLE %s.docs_ref", db))
+	r.rate, r.ratio = float64(r.rows)/ref.Seconds(), ref.Seconds()/repl.Seconds()
+	return r, b.chConn.Exec(ctx, fmt.Sprintf("DROP TABLE %s.docs_ref", db))
 }
 
 // changes returns the row changes made to table so far.
@@ -609,155 +758,285 @@ const loadTarget = 0.66
 // resume scenario kills its first setup.
 const loadKillAt = 0.6
 
-// load measures the initial copy of an events table of rows rows. The
-// reference is COPY TO STDOUT (binary) into io.Discard from this process,
-// the rate at which Postgres reads and sends the table, best of two after a
-// warm-up read so that both sides read a warm cache. Against it, `replicator
+// loadFigures are the figures of one run of the initial load.
+type loadFigures struct {
+	rows int64  // rows that COPY read
+	size string // the table's size, as Postgres prints it
+	// copy is the best COPY's time, copyPG the Postgres CPU it took.
+	copy, copyPG time.Duration
+	setup        setupRun
+	// pg and ch are the servers' CPU during the setup.
+	pg, ch time.Duration
+	check  rowCheck
+	resume resumeFigures
+}
+
+// resumeFigures are the figures of one run of the resume scenario.
+type resumeFigures struct {
+	killAt time.Duration
+	// first is the setup killed at killAt (unless it finished before),
+	// again the setup started after it.
+	first, again setupRun
+	check        rowCheck
+}
+
+// rowCheck is the rows that reached ClickHouse against Postgres'.
+type rowCheck struct {
+	got  uint64
+	want int64
+}
+
+// load measures the initial copy of an events table of rows rows, b.runs
+// times, each in a new database, and prints the medians. The reference is
+// COPY TO STDOUT (binary) into io.Discard from this process, the rate at
+// which Postgres reads and sends the table, best of two after a warm-up
+// read so that both sides read a warm cache. Against it, `replicator
 // setup` copies the table: its rows/s, peak RSS and CPU, the servers' CPU
-// during the copy, and the rows that reached ClickHouse. The resume scenario
-// then sets the same table up under a fresh slot and ClickHouse database,
-// kills that setup with SIGKILL at loadKillAt of the full run's wall time,
-// and times the setup started after the kill.
+// during the copy, and the rows that reached ClickHouse. The resume
+// scenario then sets the same table up under a fresh slot and ClickHouse
+// database, kills that setup with SIGKILL at loadKillAt of the full run's
+// wall time, and times the setup started after the kill.
 func (b *bench) load(ctx context.Context, rows int) error {
-	db := fmt.Sprintf("bench_load_%d", time.Now().UnixNano()%1e9)
-	if _, err := b.pg.Psql(ctx, "postgres", "CREATE DATABASE "+db); err != nil {
-		return err
-	}
-	fill := fmt.Sprintf(`; INSERT INTO events (project_id, author_id, target_id, action, target_type, group_id, fingerprint)
-		SELECT g %% 1000, g %% 500 + 1, g, g %% 10, 'Issue', NULL, decode(md5(g::text), 'hex') FROM generate_series(1, %d) g`, rows)
-	if _, err := b.pg.Psql(ctx, db, eventsDDL+fill); err != nil {
-		return err
-	}
-	if _, err := b.pg.Psql(ctx, db, "VACUUM ANALYZE events"); err != nil {
-		return err
-	}
-	if _, err := b.pg.Psql(ctx, db, "CHECKPOINT"); err != nil {
-		return err
-	}
-	size, err := b.pg.Psql(ctx, db, "SELECT pg_size_pretty(pg_table_size('events'))")
+	runs, err := repeat(b, "initial load", func() (loadFigures, error) { return b.loadRun(ctx, rows) })
 	if err != nil {
 		return err
+	}
+	b.printLoad(runs)
+	b.printResume(runs)
+	return nil
+}
+
+// loadRun is one run of the initial load in a new database.
+func (b *bench) loadRun(ctx context.Context, rows int) (loadFigures, error) {
+	var f loadFigures
+	db, err := b.fillLoad(ctx, rows)
+	if err != nil {
+		return f, err
+	}
+	if f.size, err = b.pg.Psql(ctx, db, "SELECT pg_size_pretty(pg_table_size('events'))"); err != nil {
+		return f, err
 	}
 	servers, err := b.servers()
 	if err != nil {
-		return err
+		return f, err
 	}
-
-	// The reference: COPY TO STDOUT read by this process and discarded.
-	conn, err := pgx.Connect(ctx, b.pg.DSN(db))
-	if err != nil {
-		return err
-	}
-	var want int64
-	var best, bestPG time.Duration
-	for i := range 3 {
-		before, err := servers.cpu()
-		if err != nil {
-			conn.Close(ctx)
-			return err
-		}
-		t0 := time.Now()
-		tag, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY events TO STDOUT (FORMAT binary)")
-		took := time.Since(t0)
-		if err != nil {
-			conn.Close(ctx)
-			return fmt.Errorf("copy events to stdout: %w", err)
-		}
-		after, err := servers.cpu()
-		if err != nil {
-			conn.Close(ctx)
-			return err
-		}
-		want = tag.RowsAffected()
-		if i > 0 && (best == 0 || took < best) {
-			best, bestPG = took, after.pg-before.pg
-		}
-	}
-	if err := conn.Close(ctx); err != nil {
-		return err
+	if f.rows, f.copy, f.copyPG, err = b.copyBest(ctx, db, servers); err != nil {
+		return f, err
 	}
 
 	// The full setup, on a warm cache.
 	cfg, err := b.config(db, "")
 	if err != nil {
-		return err
+		return f, err
 	}
 	before, err := servers.cpu()
 	if err != nil {
-		return err
+		return f, err
 	}
-	full, err := b.setup(cfg, db+".setup.log", 0)
-	if err != nil {
-		return err
+	if f.setup, err = b.setup(cfg, db+".setup.log", 0); err != nil {
+		return f, err
 	}
 	b.waitBackends(ctx, db)
 	after, err := servers.cpu()
 	if err != nil {
-		return err
+		return f, err
 	}
-	got, err := b.liveRows(ctx, db)
+	f.pg, f.ch = after.pg-before.pg, after.ch-before.ch
+	f.check.want = f.rows
+	if f.check.got, err = b.liveRows(ctx, db); err != nil {
+		return f, err
+	}
+	if f.resume, err = b.resume(ctx, db, f.setup.wall, f.rows); err != nil {
+		return f, err
+	}
+	_, err = b.pg.Psql(ctx, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()")
+	return f, err
+}
+
+// fillLoad creates a database with an events table of rows rows, vacuumed
+// and checkpointed, and returns its name.
+func (b *bench) fillLoad(ctx context.Context, rows int) (string, error) {
+	db := fmt.Sprintf("bench_load_%d", time.Now().UnixNano()%1e9)
+	if _, err := b.pg.Psql(ctx, "postgres", "CREATE DATABASE "+db); err != nil {
+		return db, err
+	}
+	fill := fmt.Sprintf(`; INSERT INTO events (project_id, author_id, target_id, action, target_type, group_id, fingerprint)
+		SELECT g %% 1000, g %% 500 + 1, g, g %% 10, 'Issue', NULL, decode(md5(g::text), 'hex') FROM generate_series(1, %d) g`, rows)
+	for _, sql := range []string{eventsDDL + fill, "VACUUM ANALYZE events", "CHECKPOINT"} {
+		if _, err := b.pg.Psql(ctx, db, sql); err != nil {
+			return db, err
+		}
+	}
+	return db, nil
+}
+
+// copyBest reads events of db with COPY TO STDOUT (binary) into a discard
+// writer three times, and returns the rows read, the best time of the last
+// two and the Postgres CPU of that read.
+func (b *bench) copyBest(ctx context.Context, db string, servers serverProcs) (int64, time.Duration, time.Duration, error) {
+	conn, err := pgx.Connect(ctx, b.pg.DSN(db))
 	if err != nil {
-		return err
+		return 0, 0, 0, err
 	}
-	copyRate, setupRate := float64(want)/best.Seconds(), float64(want)/full.wall.Seconds()
-	b.printf("\ninitial load: %d events rows (%s), COPY TO STDOUT (binary) into io.Discard vs replicator setup, warm cache\n", want, size)
-	b.printf("  %-34s %12.0f rows/s %8.2f s  Postgres CPU %.1f s\n", "COPY, best of 2 after a warm-up", copyRate, best.Seconds(), bestPG.Seconds())
-	b.printf("  %-34s %12.0f rows/s %8.2f s  ratio %.2f (target >= %.2f)\n", "replicator setup", setupRate, full.wall.Seconds(),
-		setupRate/copyRate, loadTarget)
+	defer conn.Close(ctx)
+	var rows int64
+	var best, bestPG time.Duration
+	for i := range 3 {
+		before, err := servers.cpu()
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		t0 := time.Now()
+		tag, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY events TO STDOUT (FORMAT binary)")
+		took := time.Since(t0)
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("copy events to stdout: %w", err)
+		}
+		after, err := servers.cpu()
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		rows = tag.RowsAffected()
+		if i > 0 && (best == 0 || took < best) {
+			best, bestPG = took, after.pg-before.pg
+		}
+	}
+	return rows, best, bestPG, conn.Close(ctx)
+}
+
+// resume drops the slot and ClickHouse database of db's full setup, which
+// took full, sets the same table up under a fresh name, kills that setup
+// with SIGKILL at loadKillAt of full, sets it up again, and counts the rows
+// in ClickHouse against want.
+func (b *bench) resume(ctx context.Context, db string, full time.Duration, want int64) (resumeFigures, error) {
+	r := resumeFigures{killAt: time.Duration(loadKillAt * float64(full)), check: rowCheck{want: want}}
+	if _, err := b.pg.Psql(ctx, db, fmt.Sprintf("SELECT pg_drop_replication_slot('repl_%s')", db)); err != nil {
+		return r, err
+	}
+	if err := b.chConn.Exec(ctx, "DROP DATABASE "+db); err != nil {
+		return r, fmt.Errorf("drop ClickHouse database %s: %w", db, err)
+	}
+	name := db + "_resume"
+	cfg, err := b.configAs(db, name, "")
+	if err != nil {
+		return r, err
+	}
+	if r.first, err = b.setup(cfg, name+".setup-killed.log", r.killAt); err != nil {
+		return r, err
+	}
+	if r.first.killed {
+		if err := b.waitSlotIdle(ctx, db, "repl_"+name); err != nil {
+			return r, err
+		}
+		if r.again, err = b.setup(cfg, name+".setup.log", 0); err != nil {
+			return r, err
+		}
+	}
+	r.check.got, err = b.liveRows(ctx, name)
+	return r, err
+}
+
+// printLoad prints the medians of the initial load's runs: COPY's rate,
+// time and Postgres CPU; setup's rate, time and ratio to COPY with its
+// range; setup's peak RSS against its bound (ABOVE if any run was), its
+// CPU and the servers'; and the rows in ClickHouse of every run.
+func (b *bench) printLoad(runs []loadFigures) {
+	med := func(f func(loadFigures) float64) float64 { return over(runs, f).med }
+	secs := func(f func(loadFigures) time.Duration) float64 {
+		return med(func(r loadFigures) float64 { return f(r).Seconds() })
+	}
+	copySecs, setupSecs := secs(func(r loadFigures) time.Duration { return r.copy }), secs(func(r loadFigures) time.Duration { return r.setup.wall })
+	ratio := over(runs, func(r loadFigures) float64 { return r.copy.Seconds() / r.setup.wall.Seconds() })
+	b.printf("\ninitial load: %d events rows (%s), COPY TO STDOUT (binary) into io.Discard vs replicator setup, warm cache\n", runs[0].rows, runs[0].size)
+	b.printf("  %-34s %12.0f rows/s %8.2f s  Postgres CPU %.1f s\n", "COPY, best of 2 after a warm-up",
+		med(func(r loadFigures) float64 { return float64(r.rows) / r.copy.Seconds() }), copySecs, secs(func(r loadFigures) time.Duration { return r.copyPG }))
+	b.printf("  %-34s %12.0f rows/s %8.2f s  ratio %s (target >= %.2f)\n", "replicator setup",
+		med(func(r loadFigures) float64 { return float64(r.rows) / r.setup.wall.Seconds() }), setupSecs, ratio.text("%.2f"), loadTarget)
+	rss := over(runs, func(r loadFigures) float64 { return float64(r.setup.maxRSS) })
 	verdict := "within"
-	if full.maxRSS > loadRSSBound {
+	if rss.max > loadRSSBound {
 		verdict = "ABOVE"
 	}
 	b.printf("    peak RSS %d MiB, %s bound %d MiB; CPU %.1f s (user %.1f, sys %.1f); servers' CPU Postgres %.1f s, ClickHouse %.1f s\n",
-		full.maxRSS>>20, verdict, loadRSSBound>>20, (full.user + full.sys).Seconds(), full.user.Seconds(), full.sys.Seconds(),
-		(after.pg - before.pg).Seconds(), (after.ch - before.ch).Seconds())
-	b.printf("    %s\n", rowsVerdict(got, want))
-
-	// Resume: the same table set up from scratch, killed, and set up again.
-	if _, err := b.pg.Psql(ctx, db, fmt.Sprintf("SELECT pg_drop_replication_slot('repl_%s')", db)); err != nil {
-		return err
-	}
-	if err := b.chConn.Exec(ctx, "DROP DATABASE "+db); err != nil {
-		return fmt.Errorf("drop ClickHouse database %s: %w", db, err)
-	}
-	name := db + "_resume"
-	cfg, err = b.configAs(db, name, "")
-	if err != nil {
-		return err
-	}
-	killAt := time.Duration(loadKillAt * float64(full.wall))
-	first, err := b.setup(cfg, name+".setup-killed.log", killAt)
-	if err != nil {
-		return err
-	}
-	if !first.killed {
-		b.printf("  resume: setup finished in %.2f s, before the kill at %.2f s; nothing to resume\n", first.wall.Seconds(), killAt.Seconds())
-	} else {
-		if err := b.waitSlotIdle(ctx, db, "repl_"+name); err != nil {
-			return err
-		}
-		again, err := b.setup(cfg, name+".setup.log", 0)
-		if err != nil {
-			return err
-		}
-		b.printf("  resume: SIGKILL at %.2f s (%.0f%% of the full run), setup again %.2f s = %.2f of the full run; peak RSS %d MiB\n",
-			killAt.Seconds(), loadKillAt*100, again.wall.Seconds(), again.wall.Seconds()/full.wall.Seconds(), again.maxRSS>>20)
-	}
-	got, err = b.liveRows(ctx, name)
-	if err != nil {
-		return err
-	}
-	b.printf("    %s\n", rowsVerdict(got, want))
-	_, err = b.pg.Psql(ctx, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()")
-	return err
+		mib(rss.med), verdict, loadRSSBound>>20, secs(func(r loadFigures) time.Duration { return r.setup.user + r.setup.sys }),
+		secs(func(r loadFigures) time.Duration { return r.setup.user }), secs(func(r loadFigures) time.Duration { return r.setup.sys }),
+		secs(func(r loadFigures) time.Duration { return r.pg }), secs(func(r loadFigures) time.Duration { return r.ch }))
+	b.printf("    %s\n", rowsVerdict(checks(runs, func(r loadFigures) rowCheck { return r.check })))
 }
 
-// rowsVerdict compares the rows counted in ClickHouse with Postgres'.
-func rowsVerdict(got uint64, want int64) string {
-	if int64(got) == want {
-		return fmt.Sprintf("rows in ClickHouse %d = Postgres %d", got, want)
+// printResume prints the medians of the resume scenario's runs: for the
+// runs whose first setup was killed, the kill's time, the time of the
+// setup after it and its share of the full run with its range, and its
+// peak RSS; for the runs whose first setup finished before the kill, its
+// time; then the rows in ClickHouse of every run.
+func (b *bench) printResume(runs []loadFigures) {
+	var killed, finished []loadFigures
+	for _, r := range runs {
+		if r.resume.first.killed {
+			killed = append(killed, r)
+		} else {
+			finished = append(finished, r)
+		}
 	}
-	return fmt.Sprintf("rows in ClickHouse %d, Postgres %d: MISMATCH", got, want)
+	secs := func(rs []loadFigures, f func(loadFigures) time.Duration) float64 {
+		return over(rs, func(r loadFigures) float64 { return f(r).Seconds() }).med
+	}
+	if len(finished) > 0 {
+		b.printf("  resume: setup finished in %.2f s, before the kill at %.2f s; nothing to resume%s\n",
+			secs(finished, func(r loadFigures) time.Duration { return r.resume.first.wall }),
+			secs(finished, func(r loadFigures) time.Duration { return r.resume.killAt }), ofRuns(len(finished), len(runs)))
+	}
+	if len(killed) > 0 {
+		share := over(killed, func(r loadFigures) float64 { return r.resume.again.wall.Seconds() / r.setup.wall.Seconds() })
+		b.printf("  resume: SIGKILL at %.2f s (%.0f%% of the full run), setup again %.2f s = %s of the full run; peak RSS %d MiB%s\n",
+			secs(killed, func(r loadFigures) time.Duration { return r.resume.killAt }), loadKillAt*100,
+			secs(killed, func(r loadFigures) time.Duration { return r.resume.again.wall }), share.text("%.2f"),
+			mib(over(killed, func(r loadFigures) float64 { return float64(r.resume.again.maxRSS) }).med), ofRuns(len(killed), len(runs)))
+	}
+	b.printf("    %s\n", rowsVerdict(checks(runs, func(r loadFigures) rowCheck { return r.resume.check })))
+}
+
+// ofRuns says in how many of all runs a line's figures were measured,
+// when not in all.
+func ofRuns(some, all int) string {
+	if some == all {
+		return ""
+	}
+	return fmt.Sprintf(" (%d of %d runs)", some, all)
+}
+
+// checks returns the row check that f reads from each run.
+func checks[T any](runs []T, f func(T) rowCheck) []rowCheck {
+	c := make([]rowCheck, len(runs))
+	for i, r := range runs {
+		c[i] = f(r)
+	}
+	return c
+}
+
+// rowsVerdict compares the rows counted in ClickHouse with Postgres' in
+// each run: one statement when they match in every run, otherwise every
+// run where they differ, marked MISMATCH.
+func rowsVerdict(runs []rowCheck) string {
+	var bad []string
+	for i, c := range runs {
+		if int64(c.got) == c.want {
+			continue
+		}
+		s := fmt.Sprintf("rows in ClickHouse %d, Postgres %d: MISMATCH", c.got, c.want)
+		if len(runs) > 1 {
+			s = fmt.Sprintf("run %d: %s", i+1, s)
+		}
+		bad = append(bad, s)
+	}
+	if len(bad) > 0 {
+		return strings.Join(bad, "; ")
+	}
+	s := fmt.Sprintf("rows in ClickHouse %d = Postgres %d", runs[0].got, runs[0].want)
+	if len(runs) > 1 {
+		s += fmt.Sprintf(" in each of %d runs", len(runs))
+	}
+	return s
 }
 
 // liveRows counts the live events of the ClickHouse database chDB.
@@ -980,50 +1259,125 @@ func clockTick() float64 {
 	return float64(n)
 }
 
+// lagFigures are the figures of one run of the sustained load.
+type lagFigures struct {
+	// tps is the rate pgbench achieved, when it printed one.
+	tps      float64
+	tpsKnown bool
+	samples  int
+	// p50, p99 and max are the commit-to-visible lags of the samples.
+	p50, p99, max time.Duration
+	// parts is the active parts of events at the end, maxParts the most in
+	// one partition.
+	parts, maxParts uint64
+}
+
 // lag runs a sustained insert load with the daemon streaming and samples,
 // from a separate connection, the time from a marker row's commit until it
-// is visible in ClickHouse.
+// is visible in ClickHouse. It runs b.runs times, each in a new database,
+// and prints the medians.
 func (b *bench) lag(ctx context.Context, seconds, rate int) error {
-	db := fmt.Sprintf("bench_lag_%d", time.Now().UnixNano()%1e9)
-	if _, err := b.pg.Psql(ctx, "postgres", "CREATE DATABASE "+db); err != nil {
-		return err
-	}
-	if _, err := b.pg.Psql(ctx, db, eventsDDL); err != nil {
-		return err
-	}
-	cfg, err := b.config(db, "")
+	runs, err := repeat(b, "sustained load", func() (lagFigures, error) { return b.lagRun(ctx, seconds, rate) })
 	if err != nil {
 		return err
 	}
-	if out, err := b.cmd("setup", "--config", cfg).CombinedOutput(); err != nil {
-		return fmt.Errorf("setup: %v\n%s", err, out)
+	b.printLag(seconds, rate, runs)
+	return nil
+}
+
+// lagRun is one run of lag in a new database.
+func (b *bench) lagRun(ctx context.Context, seconds, rate int) (lagFigures, error) {
+	var f lagFigures
+	db, cfg, err := b.prepareLag(ctx)
+	if err != nil {
+		return f, err
 	}
 	d := b.cmd("run", "--config", cfg)
 	logPath := filepath.Join(b.dir, db+".log")
 	logf, _ := os.Create(logPath)
 	d.Stdout, d.Stderr = logf, logf
 	if err := d.Start(); err != nil {
-		return err
+		return f, err
 	}
 	exited := make(chan struct{})
 	go func() { d.Wait(); close(exited) }()
 	defer func() { d.Process.Signal(syscall.SIGTERM); <-exited; logf.Close() }()
 	time.Sleep(2 * time.Second)
 
-	loadErr := make(chan error, 1)
-	var loadOut []byte
+	load := b.lagLoad(ctx, db, seconds, rate)
+	lags, err := b.sampleLag(ctx, db, seconds)
+	if err != nil {
+		return f, err
+	}
+	res := <-load
+	if res.err != nil {
+		return f, fmt.Errorf("pgbench: %v\n%s", res.err, res.out)
+	}
+	if len(lags) == 0 {
+		return f, fmt.Errorf("no lag sample became visible")
+	}
+	f.tps, f.tpsKnown = pgbenchTPS(res.out)
+	f.samples, f.p50, f.p99, f.max = len(lags), pct(lags, 50), pct(lags, 99), lags[len(lags)-1].Round(time.Millisecond)
+	// Parts: a flush per min_interval must leave ClickHouse able to merge.
+	if err := b.chConn.QueryRow(ctx, fmt.Sprintf(`SELECT max(c), sum(c) FROM (SELECT partition, count() AS c FROM system.parts
+		WHERE database = '%s' AND table = 'events' AND active GROUP BY partition)`, db)).Scan(&f.maxParts, &f.parts); err != nil {
+		return f, err
+	}
+	select {
+	case <-exited:
+		return f, fmt.Errorf("the daemon exited during the sustained load (see %s)", logPath)
+	default:
+	}
+	return f, nil
+}
+
+// prepareLag creates a database with an empty events table and sets the
+// replication up. It returns the database and the daemon's config.
+func (b *bench) prepareLag(ctx context.Context) (string, string, error) {
+	db := fmt.Sprintf("bench_lag_%d", time.Now().UnixNano()%1e9)
+	if _, err := b.pg.Psql(ctx, "postgres", "CREATE DATABASE "+db); err != nil {
+		return db, "", err
+	}
+	if _, err := b.pg.Psql(ctx, db, eventsDDL); err != nil {
+		return db, "", err
+	}
+	cfg, err := b.config(db, "")
+	if err != nil {
+		return db, cfg, err
+	}
+	if out, err := b.cmd("setup", "--config", cfg).CombinedOutput(); err != nil {
+		return db, cfg, fmt.Errorf("setup: %v\n%s", err, out)
+	}
+	return db, cfg, nil
+}
+
+// pgbenchResult is the output and the error of a pgbench run.
+type pgbenchResult struct {
+	out []byte
+	err error
+}
+
+// lagLoad starts pgbench inserting into events of db at rate transactions/s
+// for seconds from 4 clients; its result arrives on the channel.
+func (b *bench) lagLoad(ctx context.Context, db string, seconds, rate int) <-chan pgbenchResult {
+	done := make(chan pgbenchResult, 1)
 	go func() {
 		path := filepath.Join(b.dir, "lag.sql")
 		os.WriteFile(path, []byte("INSERT INTO events (project_id, author_id, action, target_type) VALUES (1, 1, 1, 'Issue');\n"), 0o644)
 		cmd := exec.CommandContext(ctx, "/usr/lib/postgresql/15/bin/pgbench", "-n", "-h", "127.0.0.1", "-p", strconv.Itoa(b.pg.Port),
 			"-U", "postgres", "-c", "4", "-j", "2", "-R", strconv.Itoa(rate), "-T", strconv.Itoa(seconds), "-f", path, db)
-		var err error
-		loadOut, err = cmd.CombinedOutput()
-		loadErr <- err
+		out, err := cmd.CombinedOutput()
+		done <- pgbenchResult{out: out, err: err}
 	}()
+	return done
+}
+
+// sampleLag commits a marker row every 200 ms for seconds and times each
+// until it is visible in ClickHouse; it returns the times sorted.
+func (b *bench) sampleLag(ctx context.Context, db string, seconds int) ([]time.Duration, error) {
 	conn, err := pgx.Connect(ctx, b.pg.DSN(db))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close(ctx)
 	var mu sync.Mutex
@@ -1033,7 +1387,7 @@ func (b *bench) lag(ctx context.Context, seconds, rate int) error {
 	for time.Now().Before(deadline) {
 		var id int64
 		if err := conn.QueryRow(ctx, "INSERT INTO events (author_id, action) VALUES (777777, 1) RETURNING id").Scan(&id); err != nil {
-			return err
+			return nil, err
 		}
 		committed := time.Now()
 		wg.Add(1)
@@ -1053,36 +1407,48 @@ func (b *bench) lag(ctx context.Context, seconds, rate int) error {
 		}()
 		time.Sleep(200 * time.Millisecond)
 	}
-	if err := <-loadErr; err != nil {
-		return fmt.Errorf("pgbench: %v\n%s", err, loadOut)
-	}
 	wg.Wait()
 	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
-	tps := "?"
-	for _, l := range strings.Split(string(loadOut), "\n") {
+	return lags, nil
+}
+
+// pgbenchTPS reads the transactions/s from pgbench's output.
+func pgbenchTPS(out []byte) (float64, bool) {
+	for _, l := range strings.Split(string(out), "\n") {
 		if strings.HasPrefix(l, "tps = ") {
-			tps = strings.Fields(l)[2]
+			if tps, err := strconv.ParseFloat(strings.Fields(l)[2], 64); err == nil {
+				return tps, true
+			}
 		}
 	}
-	if len(lags) == 0 {
-		return fmt.Errorf("no lag sample became visible")
+	return 0, false
+}
+
+// printLag prints the medians of the sustained load's runs: the achieved
+// rate, the samples, the p50, p99 and greatest lags with their ranges, and
+// the active parts at the end.
+func (b *bench) printLag(seconds, rate int, runs []lagFigures) {
+	var known []lagFigures
+	for _, r := range runs {
+		if r.tpsKnown {
+			known = append(known, r)
+		}
 	}
-	b.printf("\nsustained load: target %d tx/s for %ds, achieved %s tx/s (pgbench, 4 clients); %d sampled rows, commit -> visible in ClickHouse:\n",
-		rate, seconds, tps, len(lags))
-	b.printf("  p50 %s  p99 %s  max %s  (default batch settings: min_interval 200ms, max_delay 1s)\n", pct(lags, 50), pct(lags, 99), lags[len(lags)-1].Round(time.Millisecond))
-	// Parts: a flush per min_interval must leave ClickHouse able to merge.
-	var maxParts, parts uint64
-	if err := b.chConn.QueryRow(ctx, fmt.Sprintf(`SELECT max(c), sum(c) FROM (SELECT partition, count() AS c FROM system.parts
-		WHERE database = '%s' AND table = 'events' AND active GROUP BY partition)`, db)).Scan(&maxParts, &parts); err != nil {
-		return err
+	tps := "?"
+	if len(known) > 0 {
+		tps = over(known, func(r lagFigures) float64 { return r.tps }).text("%.1f")
 	}
-	select {
-	case <-exited:
-		return fmt.Errorf("the daemon exited during the sustained load (see %s)", logPath)
-	default:
+	lag := func(f func(lagFigures) time.Duration) string {
+		return over(runs, func(r lagFigures) float64 { return f(r).Seconds() }).textWith(millis)
 	}
-	b.printf("  active parts of events at the end: %d (most in one partition: %d); the daemon ran throughout\n", parts, maxParts)
-	return nil
+	b.printf("\nsustained load: target %d tx/s for %ds, achieved %s tx/s (pgbench, 4 clients); %.0f sampled rows, commit -> visible in ClickHouse:\n",
+		rate, seconds, tps, over(runs, func(r lagFigures) float64 { return float64(r.samples) }).med)
+	b.printf("  p50 %s  p99 %s  max %s  (default batch settings: min_interval 200ms, max_delay 1s)\n",
+		lag(func(r lagFigures) time.Duration { return r.p50 }), lag(func(r lagFigures) time.Duration { return r.p99 }),
+		lag(func(r lagFigures) time.Duration { return r.max }))
+	b.printf("  active parts of events at the end: %.0f (most in one partition: %.0f); the daemon ran throughout\n",
+		over(runs, func(r lagFigures) float64 { return float64(r.parts) }).med,
+		over(runs, func(r lagFigures) float64 { return float64(r.maxParts) }).med)
 }
 
 func pct(s []time.Duration, p float64) time.Duration {
