@@ -71,12 +71,21 @@ type copier struct {
 // its rows are stored. The first error stops every worker.
 func (c *copier) run(ctx context.Context, jobs []job) error {
 	jobs, scans := scans(jobs)
+	if len(scans) > 0 {
+		// Tables are scanned one after another: one transaction holds the
+		// lock on every table (see worker) until the copy ends.
+		held, err := c.lock(ctx)
+		if err != nil {
+			return err
+		}
+		defer held()
+	}
 	for _, s := range scans {
 		left, err := c.scan(ctx, s)
 		if errors.Is(err, errPageOrder) {
 			// Copied by chunks instead; the rows written are written
 			// again, with the same version.
-			c.log.Warn("the table's scan returned rows out of page order; copying its chunks one by one",
+			c.log.Warn("the table is not a heap or its scan returned rows out of page order; copying its chunks one by one",
 				"table", s[0].table.Source, "relation", s[0].chunk.Relation)
 			jobs = append(jobs, left...)
 			continue
@@ -116,6 +125,30 @@ feed:
 		return err
 	}
 	return ctx.Err()
+}
+
+// lock takes the lock a worker takes on every table in a transaction of
+// the snapshot, and returns the function that ends it.
+func (c *copier) lock(ctx context.Context) (release func(), err error) {
+	pg, err := postgres.Connect(ctx, c.cfg.Postgres.DSN)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := pg.BeginSnapshot(ctx, c.snap.name)
+	if err != nil {
+		pg.Close()
+		return nil, err
+	}
+	sources := make([]string, len(c.tables))
+	for i, t := range c.tables {
+		sources[i] = t.Source
+	}
+	if err := snap.Lock(ctx, sources); err != nil {
+		snap.Close()
+		pg.Close()
+		return nil, err
+	}
+	return func() { snap.Close(); pg.Close() }, nil
 }
 
 // worker copies the jobs it receives over its own connections, in one

@@ -134,8 +134,8 @@ func (s *scanState) settle(i int, wrote, passed bool, rows uint64) (complete boo
 // this goroutine decodes the rows into blocks, which the configured number
 // of workers write to ClickHouse over their own connections. Each chunk is
 // recorded as done once its rows are written. When the rows do not
-// arrive by ascending page it returns errPageOrder and the jobs whose
-// chunks are not done.
+// arrive by ascending page, or the relation is not a heap, it returns
+// errPageOrder and all the jobs.
 func (c *copier) scan(ctx context.Context, js []job) (left []job, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -155,6 +155,13 @@ func (c *copier) scan(ctx context.Context, js []job) (left []job, err error) {
 	}
 	if err := snap.InPageOrder(ctx); err != nil {
 		return nil, err
+	}
+	// Only a heap's scan is known to return its rows by page.
+	if heap, err := snap.Heap(ctx, js[0].chunk.Relation); err != nil || !heap {
+		if err == nil {
+			err = errPageOrder
+		}
+		return js, err
 	}
 
 	state := &scanState{pending: make([]int, len(js)), read: make([]bool, len(js)), rows: make([]uint64, len(js)),
@@ -178,9 +185,7 @@ func (c *copier) scan(ctx context.Context, js []job) (left []job, err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.writeScanned(ctx, t, version, full, free, complete); err != nil {
-				cancel(err)
-			}
+			c.writeScanned(ctx, t, version, full, free, complete, cancel)
 		}()
 	}
 
@@ -217,6 +222,9 @@ func (c *copier) scan(ctx context.Context, js []job) (left []job, err error) {
 		}
 		last = page
 		for end := js[cur].chunk.EndPage; end != 0 && page >= end; end = js[cur].chunk.EndPage {
+			if cur == len(js)-1 {
+				return fmt.Errorf("a row of page %d, past the scan's last page %d", page, end-1)
+			}
 			if err := send(); err != nil {
 				return err
 			}
@@ -241,18 +249,15 @@ func (c *copier) scan(ctx context.Context, js []job) (left []job, err error) {
 	}
 	close(full)
 	wg.Wait()
-	if cause := context.Cause(ctx); err == nil && cause != nil {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		// A writer's error, which cancelled the read: the read's own
+		// error then only says so.
 		err = cause
 	}
 	if errors.Is(err, errPageOrder) {
-		state.mu.Lock()
-		for i, j := range js {
-			if !state.saved[i] {
-				left = append(left, j)
-			}
-		}
-		state.mu.Unlock()
-		return left, err
+		// Every chunk is copied again: a chunk recorded as done may miss a
+		// row that came after a row of a later page.
+		return js, err
 	}
 	if err != nil {
 		var re *mapping.RowError
@@ -265,14 +270,16 @@ func (c *copier) scan(ctx context.Context, js []job) (left []job, err error) {
 }
 
 // writeScanned writes the blocks of full to ClickHouse over its own
-// connection, returns each to free, and settles its chunk.
+// connection, returns each to free, and settles its chunk. Its first
+// error cancels the scan at once (fail); it then only returns the blocks.
 func (c *copier) writeScanned(ctx context.Context, t *mapping.Table, version uint64, full <-chan scanned, free chan<- *mapping.Block,
-	complete func(i int, wrote, passed bool, rows uint64) error) error {
+	complete func(i int, wrote, passed bool, rows uint64) error, fail context.CancelCauseFunc) {
 	client, err := sink.Open(ctx, c.cfg.ClickHouse)
 	if err != nil {
-		return err
+		fail(err)
+	} else {
+		defer client.Close()
 	}
-	defer client.Close()
 	for s := range full {
 		rows := s.block.Len()
 		if err == nil {
@@ -280,9 +287,11 @@ func (c *copier) writeScanned(ctx context.Context, t *mapping.Table, version uin
 				c.progress.add(t.Source, rows)
 				err = complete(s.chunk, true, false, uint64(rows))
 			}
+			if err != nil {
+				fail(err)
+			}
 		}
 		s.block.Reset()
 		free <- s.block
 	}
-	return err
 }

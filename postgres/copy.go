@@ -197,6 +197,18 @@ func (s *Snapshot) InPageOrder(ctx context.Context) error {
 	return nil
 }
 
+// Heap reports whether a table is stored by the heap access method, whose
+// sequential and TID range scans read its pages in order.
+func (s *Snapshot) Heap(ctx context.Context, table string) (bool, error) {
+	var heap bool
+	err := s.tx.QueryRow(ctx, `SELECT coalesce(a.amname = 'heap', false) FROM pg_class c LEFT JOIN pg_am a ON a.oid = c.relam
+		WHERE c.oid = $1::regclass`, QuoteTable(table)).Scan(&heap)
+	if err != nil {
+		return false, fmt.Errorf("read the access method of %s: %w", table, Describe(err, "", ""))
+	}
+	return heap, nil
+}
+
 // ServerVersion returns the server's major version (e.g. 15).
 func (c *Conn) ServerVersion() int {
 	return MajorVersion(c.pg.PgConn().ParameterStatus("server_version"))
