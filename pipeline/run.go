@@ -369,7 +369,12 @@ func (r *Runner) session(ctx context.Context, cfg config.Config) (err error) {
 		return err
 	}
 	reg.recopy, reg.poke = r.rewrites.recopy, r.rewrites.check
-	a := newApplier(cfg, sink.NewWriter(client, reg.tables), store, reg, resume, r.log, r.metrics)
+	writer := sink.NewWriter(client, reg.tables)
+	writer.OnServerFillOff = func(err error) {
+		r.log.Warn("ClickHouse refused to write rows with unchanged TOAST values from their stored rows itself; "+
+			"the daemon reads those values and writes them from now on", "error", err)
+	}
+	a := newApplier(cfg, writer, store, reg, resume, r.log, r.metrics)
 	a.witness = witness
 	defer a.abort()
 	for idx := range reg.waiting {

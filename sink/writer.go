@@ -44,6 +44,10 @@ type Writer struct {
 	// windows holds per table the replay window that its first write
 	// read (see supersede).
 	windows []window
+	// serverFillOff is set once ClickHouse refused a fill on the server
+	// (see fillOnServer), and OnServerFillOff, when set, is told why.
+	serverFillOff   atomic.Bool
+	OnServerFillOff func(error)
 }
 
 // window is the replay window of a table: the highest _version stored in
@@ -101,6 +105,10 @@ type Fill struct {
 	Place   bool
 	Moved   string
 	Lenient bool
+	// onServer marks a fill that ClickHouse will do (see fillOnServer),
+	// decided when the row is buffered: its image never reaches the
+	// daemon's memory.
+	onServer bool
 }
 
 // Span is where a row was stored while it held one identity: the rows of
@@ -166,6 +174,9 @@ func (w *Writer) SetTable(i int, t *mapping.Table) {
 func (w *Writer) Put(table int, key string, row []any, fill *Fill) {
 	b := w.tables[table]
 	w.bytes += rowBytes(row)
+	if fill != nil {
+		fill.onServer = w.onServer(table, fill)
+	}
 	w.count(fill, 1)
 	i, ok := b.index[key]
 	if ok {
@@ -214,7 +225,7 @@ func (w *Writer) count(f *Fill, n int) {
 		return
 	}
 	w.waiting += n
-	if !f.Place {
+	if !f.Place && !f.onServer {
 		w.imaging += n
 	}
 }
@@ -287,6 +298,9 @@ func (w *Writer) Take() (rows int, write func(ctx context.Context) error) {
 		for i, b := range taken {
 			placed, stored, err := w.supersede(ctx, i, b)
 			if err != nil {
+				return err
+			}
+			if err := w.fillOnServer(ctx, i, b); err != nil {
 				return err
 			}
 			if err := w.fill(ctx, b); err != nil {
