@@ -49,6 +49,18 @@ func serverFillKind(k mapping.Kind) bool {
 	return true
 }
 
+// serverFillBytes bounds the images one fill on the server reads, which
+// ClickHouse holds in its join, by the row size its reads measured
+// (Writer.serverRowBytes).
+const serverFillBytes = 32 << 20
+
+// unsupported are the codes of ClickHouse's errors that refuse the
+// statements of a fill on the server themselves (syntax, names, types,
+// functions): another version reads them otherwise. Any other error
+// fails the flush as any write's does.
+var unsupported = map[int32]bool{1: true, 10: true, 16: true, 36: true, 43: true, 44: true, 46: true, 47: true, 48: true,
+	53: true, 62: true, 70: true, 184: true, 352: true, 386: true, 403: true}
+
 // rowsTable names the external table of the rows a fill on the server
 // writes.
 const rowsTable = "_replicator_rows"
@@ -116,10 +128,14 @@ func (w *Writer) fillOnServer(ctx context.Context, table int, b *tableBuffer) er
 	for g, idx := range groups {
 		idx = slices.DeleteFunc(idx, func(i int) bool { return b.fills[i].Version <= upTo })
 		for len(idx) > 0 {
-			n := min(len(idx), FillBatch)
-			done, err := w.client.insertFilled(ctx, t, cols[g], b.rows, idx[:n])
+			// ClickHouse holds the images of one INSERT in its join.
+			n := min(len(idx), FillBatch, max(1, serverFillBytes/int(w.serverRowBytes.Load())))
+			done, rowBytes, err := w.client.insertFilled(ctx, t, cols[g], b.rows, idx[:n])
+			if rowBytes > 0 {
+				w.serverRowBytes.Store(int64(max(rowBytes, 256)))
+			}
 			var refused *clickhouse.Exception
-			if errors.As(err, &refused) {
+			if errors.As(err, &refused) && unsupported[refused.Code] {
 				// The server refused the statements (another version may
 				// read them otherwise): the lookup path writes the rows, as
 				// it does from now on.
@@ -134,10 +150,6 @@ func (w *Writer) fillOnServer(ctx context.Context, table int, b *tableBuffer) er
 			}
 			for _, i := range done {
 				b.rows[i], b.fills[i] = nil, nil
-			}
-			if len(done) > 0 {
-				// The images stay in ClickHouse.
-				w.imageBytes.Store(256)
 			}
 			idx = idx[n:]
 		}
@@ -210,16 +222,16 @@ func newServerFill(db ddl.Database, t *mapping.Table, fill []int) serverFill {
 // insertFilled writes the rows at idx of t, which wait for the columns
 // fill, by a fill on the server, and returns the indexes written: all but
 // the rows whose identity has no live stored row, which the lookup path
-// reports.
-func (c *Client) insertFilled(ctx context.Context, t *mapping.Table, fill []int, rows [][]any, idx []int) ([]int, error) {
+// reports; and the size of a row its INSERT read (0: none read).
+func (c *Client) insertFilled(ctx context.Context, t *mapping.Table, fill []int, rows [][]any, idx []int) (done []int, rowBytes int, err error) {
 	s := newServerFill(c.DB(), t, fill)
 	tbl, err := s.data(t, rows, idx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	stored, err := c.Query(clickhouse.Context(ctx, clickhouse.WithExternalTable(tbl)), s.newest)
 	if err != nil {
-		return nil, fmt.Errorf("read the newest stored rows of %d keys of %s: %w", len(idx), t.Target, err)
+		return nil, 0, fmt.Errorf("read the newest stored rows of %d keys of %s: %w", len(idx), t.Target, err)
 	}
 	// The identities whose newest stored row is live, and that row.
 	ident := t.Ident()
@@ -230,7 +242,7 @@ func (c *Client) insertFilled(ctx context.Context, t *mapping.Table, fill []int,
 	kcols = append(kcols, ext.Column("v", "UInt64"), ext.Column("s", "UInt64"))
 	newest, err := ext.NewTable(newestTable, kcols...)
 	if err != nil {
-		return nil, fmt.Errorf("fill rows of %s: %w", t.Target, err)
+		return nil, 0, fmt.Errorf("fill rows of %s: %w", t.Target, err)
 	}
 	live := make(map[string]bool, len(stored))
 	full := make([]any, len(t.Columns)+len(mapping.MetaColumns))
@@ -244,22 +256,27 @@ func (c *Client) insertFilled(ctx context.Context, t *mapping.Table, fill []int,
 		live[t.IdentString(full)] = true
 		vals := append(slices.Clone(r[:len(ident)]), r[len(ident)+1], r[len(ident)+2])
 		if err := newest.Append(vals...); err != nil {
-			return nil, fmt.Errorf("fill rows of %s: %w", t.Target, err)
+			return nil, 0, fmt.Errorf("fill rows of %s: %w", t.Target, err)
 		}
 	}
 	idx = slices.DeleteFunc(slices.Clone(idx), func(i int) bool { return !live[t.IdentString(rows[i])] })
 	if len(idx) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	// The driver consumes an external table: build it again.
 	if tbl, err = s.data(t, rows, idx); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	qctx := clickhouse.Context(targetInsert(ctx), clickhouse.WithExternalTable(tbl), clickhouse.WithExternalTable(newest))
+	var read, readBytes uint64
+	qctx := clickhouse.Context(targetInsert(ctx), clickhouse.WithExternalTable(tbl), clickhouse.WithExternalTable(newest),
+		clickhouse.WithProgress(func(p *clickhouse.Progress) { read, readBytes = read+p.Rows, readBytes+p.Bytes }))
 	if err := c.conn.Exec(qctx, s.insert); err != nil {
-		return nil, fmt.Errorf("insert %d rows into %s taking their unchanged values from its stored rows: %w", len(idx), t.Target, classify(err))
+		return nil, 0, fmt.Errorf("insert %d rows into %s taking their unchanged values from its stored rows: %w", len(idx), t.Target, classify(err))
 	}
-	return idx, nil
+	if read > 0 {
+		rowBytes = int(readBytes / read)
+	}
+	return idx, rowBytes, nil
 }
 
 // data returns the external table of the rows at idx.

@@ -48,6 +48,9 @@ type Writer struct {
 	// (see fillOnServer), and OnServerFillOff, when set, is told why.
 	serverFillOff   atomic.Bool
 	OnServerFillOff func(error)
+	// serverRowBytes estimates the size of a stored row a fill on the
+	// server reads, from its last read.
+	serverRowBytes atomic.Int64
 }
 
 // window is the replay window of a table: the highest _version stored in
@@ -143,6 +146,7 @@ func PendingKey(ident string, seq uint64) string {
 func NewWriter(client *Client, tables []*mapping.Table) *Writer {
 	w := &Writer{client: client}
 	w.imageBytes.Store(64 << 10)
+	w.serverRowBytes.Store(64 << 10)
 	for i, t := range tables {
 		w.tables = append(w.tables, &tableBuffer{index: make(map[string]int)})
 		w.SetTable(i, t)
