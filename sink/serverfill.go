@@ -171,6 +171,9 @@ type serverFill struct {
 	// rows, taking the filled columns from the stored rows that newest
 	// named.
 	newest, insert string
+	// written counts the identities of the rows stored with their own
+	// _version and _seq: after insert, one per row sent.
+	written string
 }
 
 // newestTable names the external table of the stored rows a fill on the
@@ -213,6 +216,8 @@ func newServerFill(db ddl.Database, t *mapping.Table, fill []int) serverFill {
 	for _, n := range t.WriteNames() {
 		out = append(out, ddl.Quote(n))
 	}
+	s.written = fmt.Sprintf("SELECT uniqExact(%[1]s) FROM %[2]s WHERE (%[1]s, %[3]s, %[4]s) IN (SELECT %[1]s, %[3]s, %[4]s FROM %[5]s)",
+		key, db.Table(t.Target), version, seq, rowsTable)
 	s.insert = fmt.Sprintf("%s SELECT %s FROM %s ANY INNER JOIN (SELECT %s FROM %s WHERE (%s, %s, %s) IN (SELECT %s, v, s FROM %s)) USING %s",
 		db.Insert(t.Target, t.WriteNames()), strings.Join(out, ", "), rowsTable, strings.Join(images, ", "), db.Table(t.Target),
 		key, version, seq, strings.Join(knames, ", "), newestTable, key)
@@ -275,6 +280,24 @@ func (c *Client) insertFilled(ctx context.Context, t *mapping.Table, fill []int,
 	}
 	if read > 0 {
 		rowBytes = int(readBytes / read)
+	}
+	// A stored row the read named and the INSERT did not find (removed in
+	// between) would drop its change: the flush fails instead, and its
+	// replay takes the lookup path, which stops naming the row.
+	if tbl, err = s.data(t, rows, idx); err != nil {
+		return nil, 0, err
+	}
+	got, err := c.Query(clickhouse.Context(ctx, clickhouse.WithExternalTable(tbl)), s.written)
+	if err != nil {
+		return nil, 0, fmt.Errorf("count the rows written into %s: %w", t.Target, err)
+	}
+	var n uint64
+	if len(got) == 1 && len(got[0]) == 1 {
+		n, _ = got[0][0].(uint64)
+	}
+	if n != uint64(len(idx)) {
+		return nil, 0, fmt.Errorf("%d rows written into %s taking their unchanged values from its stored rows, %d stored: "+
+			"an image was removed during the write", len(idx), t.Target, n)
 	}
 	return idx, rowBytes, nil
 }
